@@ -1,0 +1,88 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// One target per layer: C modules → safe wrappers → queue machinery / domain → roles → executable.
+// `ls Sources` is the architecture diagram.
+let package = Package(
+    name: "leasehold",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "leasehold", targets: ["leasehold"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // MARK: C modules (Debian: libpq-dev, libhiredis-dev)
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+        // No `pkgConfig:` here on purpose: Debian's hiredis.pc adds `-D_FILE_OFFSET_BITS=64`,
+        // which SwiftPM prohibits (a warning on every build). The header lives in the default
+        // include path as <hiredis/hiredis.h>, so the shim includes it from there.
+        .systemLibrary(
+            name: "CHiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+
+        // MARK: Safe wrappers
+        .target(name: "ConnectionPool"),
+        .target(
+            name: "LeaseholdPostgres",
+            dependencies: ["CLibPQ", "ConnectionPool", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "LeaseholdRedis",
+            dependencies: ["CHiredis", "ConnectionPool", .product(name: "Logging", package: "swift-log")]
+        ),
+
+        // MARK: Queue machinery and domain
+        .target(name: "LeaseholdQueue", dependencies: ["LeaseholdRedis"]),
+        .target(name: "LeaseholdDomain", dependencies: ["LeaseholdPostgres"]),
+
+        // MARK: Roles
+        .target(name: "LeaseholdIngress", dependencies: ["LeaseholdQueue"]),
+        .target(name: "LeaseholdWorker", dependencies: ["LeaseholdQueue", "LeaseholdDomain"]),
+        .target(name: "LeaseholdSupervisor", dependencies: ["LeaseholdQueue", "LeaseholdDomain"]),
+        .target(
+            name: "LeaseholdOps",
+            dependencies: [
+                "LeaseholdPostgres", "LeaseholdRedis", .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // MARK: Executable
+        .executableTarget(
+            name: "leasehold",
+            dependencies: [
+                "LeaseholdOps", "LeaseholdIngress", "LeaseholdWorker", "LeaseholdSupervisor",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // MARK: Test support, shipped as a library like HummingbirdTesting
+        .target(
+            name: "LeaseholdTesting",
+            dependencies: ["LeaseholdOps", "LeaseholdPostgres", "LeaseholdRedis"]
+        ),
+
+        // MARK: Tests
+        .testTarget(
+            name: "LeaseholdPostgresTests",
+            dependencies: ["LeaseholdPostgres", "LeaseholdTesting"]
+        ),
+        .testTarget(
+            name: "LeaseholdRedisTests",
+            dependencies: ["LeaseholdRedis", "LeaseholdTesting"]
+        ),
+        .testTarget(
+            name: "LeaseholdOpsTests",
+            dependencies: ["LeaseholdOps", "LeaseholdTesting"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,368 @@
+import Foundation
+import CLibPQ
+import ConnectionPool
+import Synchronization
+
+/// One libpq connection (`PGconn`), with a blocking, synchronous API.
+///
+/// ## Ownership
+///
+/// This class is the single owner of its `PGconn`: it opens it in `init`, frees it exactly once
+/// in ``close()`` (or `deinit` if never closed), and never hands the pointer out. It is not
+/// `Sendable`: in Leasehold every instance belongs to one ``BlockingConnectionPool`` slot and is
+/// only touched on that slot's dedicated queue, through ``PostgresClient/withConnection(_:)``, so
+/// it is used by one thread at a time and never across an `await` (the closures that receive it
+/// are synchronous). Result memory (`PGresult`) is copied into ``PostgresRows`` and freed before a
+/// call returns; parameter buffers are pinned with `withUnsafe…` only for the duration of
+/// `PQexecParams`.
+///
+/// The one thing other threads may do is cancel the running statement, through
+/// ``interrupter`` (libpq documents `PQcancel` as safe to call from another thread).
+public final class PostgresConnection: BlockingConnection {
+    private var handle: OpaquePointer?
+    private let canceller: PostgresCanceller
+    public let configuration: PostgresConfiguration
+
+    /// Opens a connection (blocking, bounded by `connectTimeoutSeconds`).
+    public init(configuration: PostgresConfiguration) throws(PostgresError) {
+        self.configuration = configuration
+        let keywords = ["connect_timeout", "application_name", "client_encoding", "dbname"]
+        let values = [
+            String(configuration.connectTimeoutSeconds), configuration.applicationName, "UTF8",
+            configuration.connectionString,
+        ]
+        let connection = withCStringArray(keywords) { keywordPointers in
+            withCStringArray(values) { valuePointers in
+                PQconnectdbParams(keywordPointers, valuePointers, 1)
+            }
+        }
+        guard let connection else {
+            throw PostgresError(source: .connection, sqlState: SQLState.unableToConnect, message: "out of memory")
+        }
+        guard PQstatus(connection) == CONNECTION_OK else {
+            let message = Self.trimmed(PQerrorMessage(connection))
+            PQfinish(connection)
+            throw PostgresError(
+                source: .connection, sqlState: SQLState.unableToConnect,
+                message: "cannot connect to \(configuration.redactedConnectionString): \(message)")
+        }
+        lh_pg_silence_notices(connection)
+        self.handle = connection
+        self.canceller = PostgresCanceller(PQgetCancel(connection))
+    }
+
+    deinit {
+        close()
+    }
+
+    // MARK: BlockingConnection
+
+    /// Closes the connection; safe to call twice.
+    public func close() {
+        canceller.invalidate()
+        if let handle {
+            PQfinish(handle)
+            self.handle = nil
+        }
+    }
+
+    /// Reads whatever the server sent while the connection sat idle (a server that restarted sends
+    /// a FATAL and closes the socket), rolls back a transaction a caller left open, and answers
+    /// whether the connection can be lent out again.
+    public func isReusable() -> Bool {
+        guard let handle, PQstatus(handle) == CONNECTION_OK else { return false }
+        // libpq's socket is non-blocking, so this never waits.
+        guard PQconsumeInput(handle) == 1, PQstatus(handle) == CONNECTION_OK else { return false }
+        switch PQtransactionStatus(handle) {
+        case PQTRANS_IDLE:
+            return true
+        case PQTRANS_INTRANS, PQTRANS_INERROR:
+            return (try? simpleQuery("ROLLBACK")) != nil
+        default:
+            return false
+        }
+    }
+
+    public var interrupter: (any ConnectionInterrupter)? { canceller }
+
+    /// Whether the last call left the connection usable.
+    public var isOpen: Bool {
+        guard let handle else { return false }
+        return PQstatus(handle) == CONNECTION_OK
+    }
+
+    /// The backend process ID (`pg_backend_pid()`), for logs and tests.
+    public var backendPID: Int32 {
+        guard let handle else { return 0 }
+        return PQbackendPID(handle)
+    }
+
+    // MARK: Statements
+
+    /// Runs one statement with its binds as parameters (`PQexecParams`, results in binary).
+    @discardableResult
+    public func query(_ query: PostgresQuery) throws(PostgresError) -> PostgresRows {
+        let handle = try requireHandle(query.sql)
+        let count = query.binds.count
+        let types = query.binds.map { Oid($0.type.rawValue) }
+        let formats = query.binds.map { $0.format.rawValue }
+        let lengths = query.binds.map { Int32($0.bytes?.count ?? 0) }
+        // One contiguous buffer for all parameter bytes, so every pointer stays valid for the call.
+        var offsets: [Int] = []
+        var storage: [UInt8] = []
+        for bind in query.binds {
+            offsets.append(storage.count)
+            storage.append(contentsOf: bind.bytes ?? [])
+        }
+        storage.append(0)  // never empty, so baseAddress is never nil
+
+        let result: OpaquePointer? = storage.withUnsafeBufferPointer { buffer in
+            let base = UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: CChar.self)
+            let values: [UnsafePointer<CChar>?] = query.binds.indices.map { index in
+                query.binds[index].bytes == nil ? nil : base + offsets[index]
+            }
+            return query.sql.withCString { sql in
+                PQexecParams(handle, sql, Int32(count), types, values, lengths, formats, 1)
+            }
+        }
+        return try consume(result, sql: query.sql)
+    }
+
+    /// Runs one statement and returns the rows affected (`UPDATE … ` → how many rows changed).
+    @discardableResult
+    public func execute(_ query: PostgresQuery) throws(PostgresError) -> Int {
+        try self.query(query).affectedRows
+    }
+
+    /// Runs SQL text with no parameters through the simple-query protocol (`PQexec`), which allows
+    /// several statements in one string. For migrations and fixed commands only.
+    @discardableResult
+    public func simpleQuery(_ sql: String) throws(PostgresError) -> PostgresRows {
+        let handle = try requireHandle(sql)
+        let result = sql.withCString { PQexec(handle, $0) }
+        return try consume(result, sql: sql)
+    }
+
+    // MARK: Transactions
+
+    /// Runs `body` inside `BEGIN … COMMIT`, with this transaction's `lock_timeout` and
+    /// `statement_timeout`; rolls back when `body` throws.
+    ///
+    /// Errors come back as ``PostgresTransactionError`` with begin, body, rollback and commit
+    /// failures kept apart. A body that swallowed a server error leaves the transaction aborted;
+    /// that is reported as a commit error, never as a silent rollback.
+    public func withTransaction<T>(
+        _ options: PostgresTransactionOptions = PostgresTransactionOptions(),
+        _ body: (PostgresConnection) throws -> T
+    ) throws(PostgresTransactionError) -> T {
+        do throws(PostgresError) {
+            try simpleQuery("BEGIN ISOLATION LEVEL \(options.isolation.sql)\(options.readOnly ? " READ ONLY" : "")")
+            try query(
+                """
+                SELECT set_config('lock_timeout', \(options.lockTimeoutSetting), true),
+                       set_config('statement_timeout', \(options.statementTimeoutSetting), true)
+                """)
+        } catch {
+            // BEGIN may have succeeded before the SET failed: leave the connection clean.
+            if let handle, PQtransactionStatus(handle) != PQTRANS_IDLE { _ = try? simpleQuery("ROLLBACK") }
+            throw PostgresTransactionError(beginError: error)
+        }
+
+        let value: T
+        do {
+            value = try body(self)
+        } catch {
+            var failure = PostgresTransactionError(bodyError: error)
+            do {
+                try simpleQuery("ROLLBACK")
+            } catch let rollbackError {
+                failure.rollbackError = rollbackError
+            }
+            throw failure
+        }
+
+        if let handle, PQtransactionStatus(handle) == PQTRANS_INERROR {
+            _ = try? simpleQuery("ROLLBACK")
+            throw PostgresTransactionError(
+                commitError: PostgresError(
+                    source: .client, sqlState: "25P02",
+                    message: "transaction was aborted by an earlier error that the body caught; rolled back"))
+        }
+        do throws(PostgresError) {
+            let commit = try simpleQuery("COMMIT")
+            guard commit.commandTag == "COMMIT" else {
+                throw PostgresError(
+                    source: .server, sqlState: "25P02", message: "COMMIT answered \(commit.commandTag); rolled back")
+            }
+        } catch {
+            throw PostgresTransactionError(commitError: error)
+        }
+        return value
+    }
+
+    // MARK: Private
+
+    private func requireHandle(_ sql: String) throws(PostgresError) -> OpaquePointer {
+        guard let handle, PQstatus(handle) == CONNECTION_OK else {
+            throw PostgresError(
+                source: .connection, sqlState: SQLState.connectionFailure, message: "connection is closed",
+                query: sql)
+        }
+        return handle
+    }
+
+    /// Turns a `PGresult` into rows or an error, then frees it.
+    private func consume(_ result: OpaquePointer?, sql: String) throws(PostgresError) -> PostgresRows {
+        guard let result else {
+            throw PostgresError(
+                source: .connection, sqlState: SQLState.connectionFailure,
+                message: handle.map { Self.trimmed(PQerrorMessage($0)) } ?? "no connection", query: sql)
+        }
+        defer { PQclear(result) }
+        switch PQresultStatus(result) {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+            return Self.copyRows(result)
+        default:
+            throw error(from: result, sql: sql)
+        }
+    }
+
+    private func error(from result: OpaquePointer, sql: String) -> PostgresError {
+        func field(_ code: Int32) -> String? {
+            guard let value = PQresultErrorField(result, code) else { return nil }
+            return String(cString: value)
+        }
+        let message = field(lh_pg_diag_message_primary()) ?? Self.trimmed(PQresultErrorMessage(result))
+        if let sqlState = field(lh_pg_diag_sqlstate()) {
+            let lost = handle.map { PQstatus($0) != CONNECTION_OK } ?? true
+            return PostgresError(
+                source: lost ? .connection : .server, sqlState: sqlState, message: message,
+                severity: field(lh_pg_diag_severity()), detail: field(lh_pg_diag_message_detail()),
+                hint: field(lh_pg_diag_message_hint()), constraint: field(lh_pg_diag_constraint_name()),
+                table: field(lh_pg_diag_table_name()), query: sql)
+        }
+        // libpq's own errors carry no SQLSTATE; a lost connection is the usual one.
+        return PostgresError(
+            source: .connection, sqlState: SQLState.connectionFailure,
+            message: message.isEmpty ? "connection lost" : message, query: sql)
+    }
+
+    private static func copyRows(_ result: OpaquePointer) -> PostgresRows {
+        let rowCount = Int(PQntuples(result))
+        let columnCount = Int(PQnfields(result))
+        let names = (0..<columnCount).map { String(cString: PQfname(result, Int32($0))) }
+        let types = (0..<columnCount).map { PostgresType(rawValue: UInt32(PQftype(result, Int32($0)))) }
+        var rows: [PostgresRow] = []
+        rows.reserveCapacity(rowCount)
+        for row in 0..<Int32(rowCount) {
+            var cells: [PostgresCell] = []
+            cells.reserveCapacity(columnCount)
+            for column in 0..<Int32(columnCount) {
+                var bytes: [UInt8]?
+                if PQgetisnull(result, row, column) == 0 {
+                    let length = Int(PQgetlength(result, row, column))
+                    if let value = PQgetvalue(result, row, column) {
+                        bytes = value.withMemoryRebound(to: UInt8.self, capacity: length) {
+                            Array(UnsafeBufferPointer(start: $0, count: length))
+                        }
+                    } else {
+                        bytes = []
+                    }
+                }
+                cells.append(PostgresCell(type: types[Int(column)], columnName: names[Int(column)], bytes: bytes))
+            }
+            rows.append(PostgresRow(cells: cells))
+        }
+        let tag = PQcmdStatus(result).map { String(cString: $0) } ?? ""
+        let affected = PQcmdTuples(result).flatMap { Int(String(cString: $0)) } ?? 0
+        return PostgresRows(columns: names, rows: rows, affectedRows: affected, commandTag: tag)
+    }
+
+    static func trimmed(_ message: UnsafePointer<CChar>?) -> String {
+        guard let message else { return "" }
+        return String(cString: message).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+/// Options for one transaction.
+public struct PostgresTransactionOptions: Sendable {
+    public enum Isolation: Sendable {
+        case readCommitted, repeatableRead, serializable
+        var sql: String {
+            switch self {
+            case .readCommitted: "READ COMMITTED"
+            case .repeatableRead: "REPEATABLE READ"
+            case .serializable: "SERIALIZABLE"
+            }
+        }
+    }
+
+    public var isolation: Isolation
+    public var readOnly: Bool
+    /// How long one statement may wait for a row lock (`lock_timeout`); `nil` waits forever.
+    /// Exceeding it fails with SQLSTATE 55P03, which is retryable.
+    public var lockTimeout: Duration?
+    /// How long one statement may run (`statement_timeout`); `nil` has no limit.
+    public var statementTimeout: Duration?
+
+    public init(
+        isolation: Isolation = .readCommitted, readOnly: Bool = false, lockTimeout: Duration? = .seconds(5),
+        statementTimeout: Duration? = .seconds(30)
+    ) {
+        self.isolation = isolation
+        self.readOnly = readOnly
+        self.lockTimeout = lockTimeout
+        self.statementTimeout = statementTimeout
+    }
+
+    var lockTimeoutSetting: String { Self.milliseconds(lockTimeout) }
+    var statementTimeoutSetting: String { Self.milliseconds(statementTimeout) }
+
+    private static func milliseconds(_ duration: Duration?) -> String {
+        guard let duration else { return "0" }
+        let (seconds, attoseconds) = duration.components
+        return String(max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000))
+    }
+}
+
+/// Cancels the statement running on a connection, from any thread (`PQcancel`).
+///
+/// Owns the `PGcancel` object: created with the connection, freed once by ``invalidate()``; the
+/// `Mutex` keeps a cancel and the free from overlapping.
+final class PostgresCanceller: ConnectionInterrupter {
+    private struct Handle: @unchecked Sendable {
+        // Only read or freed under `state`'s lock.
+        var pointer: OpaquePointer?
+    }
+    private let state: Mutex<Handle>
+
+    init(_ pointer: OpaquePointer?) {
+        state = Mutex(Handle(pointer: pointer))
+    }
+
+    deinit {
+        invalidate()
+    }
+
+    func interrupt() {
+        state.withLock { handle in
+            guard let pointer = handle.pointer else { return }
+            var buffer = [CChar](repeating: 0, count: 256)
+            _ = PQcancel(pointer, &buffer, Int32(buffer.count))
+        }
+    }
+
+    func invalidate() {
+        state.withLock { handle in
+            if let pointer = handle.pointer { PQfreeCancel(pointer) }
+            handle.pointer = nil
+        }
+    }
+}
+
+/// Calls `body` with a NULL-terminated `const char *[]` that lives only for the call.
+func withCStringArray<R>(_ strings: [String], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
+    let duplicated = strings.map { strdup($0) }
+    defer { duplicated.forEach { free($0) } }
+    return body(duplicated.map { UnsafePointer($0) } + [nil])
+}

@@ -1,0 +1,6 @@
+import ArgumentParser
+
+@main
+struct Leasehold: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Leasehold")
+}
