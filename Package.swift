@@ -12,6 +12,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // MARK: C modules (Debian: libpq-dev, libhiredis-dev)
@@ -51,6 +52,7 @@ let package = Package(
             name: "LeaseholdOps",
             dependencies: [
                 "LeaseholdPostgres", "LeaseholdRedis", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
 
@@ -61,6 +63,7 @@ let package = Package(
                 "LeaseholdOps", "LeaseholdIngress", "LeaseholdWorker", "LeaseholdSupervisor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
 

@@ -1,6 +1,14 @@
 import ArgumentParser
 
+/// `leasehold`: one executable, a subcommand per role.
 @main
 struct Leasehold: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Leasehold")
+    static let configuration = CommandConfiguration(
+        abstract: "Exactly-once processing of Telegram callbacks and payment webhooks into PostgreSQL.",
+        discussion: """
+            Every role reads its configuration from flags or, when a flag is absent, from the \
+            environment (POSTGRES_URL, REDIS_URL, LOG_LEVEL, ...). See README.md for the full table.
+            """,
+        subcommands: [MigrateCommand.self, LocalCommand.self]
+    )
 }

@@ -1,0 +1,55 @@
+import Foundation
+import LeaseholdPostgres
+import LeaseholdRedis
+
+/// Where integration tests find PostgreSQL and Redis, and whether they must.
+///
+/// Reads `POSTGRES_URL` and `REDIS_URL` (localhost defaults). With `REQUIRE_INTEGRATION=1` (as in
+/// CI) an unreachable server **fails** the test instead of skipping it, so a broken CI set-up can
+/// never pass by running nothing.
+public enum IntegrationEnvironment {
+    public static var postgresURL: String {
+        ProcessInfo.processInfo.environment["POSTGRES_URL"] ?? "postgres://postgres@127.0.0.1:5432/leasehold"
+    }
+
+    public static var redisURL: String {
+        ProcessInfo.processInfo.environment["REDIS_URL"] ?? "redis://127.0.0.1:6379/0"
+    }
+
+    /// `REQUIRE_INTEGRATION=1`: the servers must be there.
+    public static var isRequired: Bool {
+        ProcessInfo.processInfo.environment["REQUIRE_INTEGRATION"] == "1"
+    }
+
+    /// Whether to run integration tests: always when required (an unreachable server then fails
+    /// the test), otherwise only when both servers answer. For `@Suite(.enabled(if: …))`.
+    public static let isAvailable: Bool = {
+        if isRequired { return true }
+        let postgres = (try? PostgresConnection(configuration: postgresConfiguration)) != nil
+        let redis = (try? RedisConfiguration(url: redisURL)).flatMap { try? RedisConnection(configuration: $0) } != nil
+        return postgres && redis
+    }()
+
+    public static var postgresConfiguration: PostgresConfiguration {
+        PostgresConfiguration(connectionString: postgresURL, connectTimeoutSeconds: 5, applicationName: "leasehold-tests")
+    }
+
+    public static func redisConfiguration() throws -> RedisConfiguration {
+        try RedisConfiguration(url: redisURL)
+    }
+
+    /// A pooled client for the test server; close it at the end of the test.
+    public static func postgresClient(size: Int = 4) -> PostgresClient {
+        PostgresClient(configuration: postgresConfiguration, size: size)
+    }
+
+    public static func redisClient(size: Int = 4) throws -> RedisClient {
+        RedisClient(configuration: try redisConfiguration(), size: size)
+    }
+
+    /// A name unique to this test run, for tables, schemas and Redis key prefixes, so tests running
+    /// in parallel never see each other's data.
+    public static func uniqueName(_ prefix: String = "t") -> String {
+        "\(prefix)_\(UUID().uuidString.prefix(8).lowercased())"
+    }
+}

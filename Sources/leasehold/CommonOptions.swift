@@ -1,0 +1,57 @@
+import ArgumentParser
+import Foundation
+import LeaseholdPostgres
+import LeaseholdRedis
+import Logging
+
+/// Flags every role shares; each falls back to an environment variable, then to a default.
+struct CommonOptions: ParsableArguments {
+    @Option(name: .customLong("postgres-url"), help: "PostgreSQL URL or conninfo (env: POSTGRES_URL).")
+    var postgresURLFlag: String?
+
+    @Option(name: .customLong("redis-url"), help: "Redis URL redis://[[user]:password@]host:port/db (env: REDIS_URL).")
+    var redisURLFlag: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical (env: LOG_LEVEL; default info).")
+    var logLevelFlag: String?
+
+    private var environment: [String: String] { ProcessInfo.processInfo.environment }
+
+    var postgresURL: String {
+        postgresURLFlag ?? environment["POSTGRES_URL"] ?? "postgres://postgres@127.0.0.1:5432/leasehold"
+    }
+
+    var redisURL: String {
+        redisURLFlag ?? environment["REDIS_URL"] ?? "redis://127.0.0.1:6379/0"
+    }
+
+    var postgresConfiguration: PostgresConfiguration {
+        PostgresConfiguration(connectionString: postgresURL)
+    }
+
+    func redisConfiguration() throws -> RedisConfiguration {
+        do {
+            return try RedisConfiguration(url: redisURL)
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+
+    func validate() throws {
+        let level = logLevelFlag ?? environment["LOG_LEVEL"] ?? "info"
+        guard Logger.Level(rawValue: level.lowercased()) != nil else {
+            throw ValidationError("unknown log level \(level); use trace, debug, info, notice, warning, error or critical")
+        }
+    }
+
+    /// Sets up logging to standard error and returns the role's logger.
+    func bootstrapLogging(label: String) -> Logger {
+        let level = Logger.Level(rawValue: (logLevelFlag ?? environment["LOG_LEVEL"] ?? "info").lowercased()) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        return Logger(label: label)
+    }
+}
