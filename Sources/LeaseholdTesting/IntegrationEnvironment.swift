@@ -30,6 +30,13 @@ public enum IntegrationEnvironment {
         return postgres && redis
     }()
 
+    /// Whether tests may start servers of their own (``LeaseholdOps/LocalStack``): always when
+    /// integration is required, otherwise when Debian's PostgreSQL and Redis servers are installed.
+    public static let serverBinariesInstalled: Bool =
+        isRequired
+        || (FileManager.default.isExecutableFile(atPath: "/usr/bin/redis-server")
+            && !((try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []).isEmpty)
+
     public static var postgresConfiguration: PostgresConfiguration {
         PostgresConfiguration(connectionString: postgresURL, connectTimeoutSeconds: 5, applicationName: "leasehold-tests")
     }
