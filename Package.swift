@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 // One target per layer: C modules → safe wrappers → queue machinery / domain → roles → executable.
@@ -13,6 +13,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         // MARK: C modules (Debian: libpq-dev, libhiredis-dev)
@@ -45,8 +51,23 @@ let package = Package(
         .target(name: "LeaseholdDomain", dependencies: ["LeaseholdPostgres"]),
 
         // MARK: Roles
-        .target(name: "LeaseholdIngress", dependencies: ["LeaseholdQueue"]),
-        .target(name: "LeaseholdWorker", dependencies: ["LeaseholdQueue", "LeaseholdDomain"]),
+        .target(
+            name: "LeaseholdIngress",
+            dependencies: [
+                "LeaseholdQueue", "LeaseholdDomain", .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        .target(
+            name: "LeaseholdWorker",
+            dependencies: [
+                "LeaseholdQueue", "LeaseholdDomain", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .target(name: "LeaseholdSupervisor", dependencies: ["LeaseholdQueue", "LeaseholdDomain"]),
         .target(
             name: "LeaseholdOps",
@@ -62,6 +83,8 @@ let package = Package(
             dependencies: [
                 "LeaseholdOps", "LeaseholdIngress", "LeaseholdWorker", "LeaseholdSupervisor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -70,7 +93,10 @@ let package = Package(
         // MARK: Test support, shipped as a library like HummingbirdTesting
         .target(
             name: "LeaseholdTesting",
-            dependencies: ["LeaseholdOps", "LeaseholdPostgres", "LeaseholdRedis"]
+            dependencies: [
+                "LeaseholdOps", "LeaseholdPostgres", "LeaseholdRedis",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
         ),
 
         // MARK: Tests

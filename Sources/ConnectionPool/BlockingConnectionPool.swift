@@ -222,12 +222,17 @@ public final class BlockingConnectionPool<Connection: BlockingConnection>: Senda
     private final class Slot: @unchecked Sendable {
         let queue: DispatchQueue
         private var connection: Connection?
+        /// Set by ``closeConnection()``. A borrower that checked the slot out just before the pool
+        /// closed may submit its block after the close: it must fail, not open a connection that
+        /// nothing would ever close.
+        private var closed = false
 
         init(queue: DispatchQueue) { self.queue = queue }
 
         /// On `queue` only.
         func run<T>(_ call: Call, factory: Factory, _ body: (Connection) throws -> T) throws -> T {
             dispatchPrecondition(condition: .onQueue(queue))
+            guard !closed else { throw ConnectionPoolClosedError() }
             if let existing = connection, !existing.isReusable() {
                 existing.close()
                 connection = nil
@@ -247,6 +252,7 @@ public final class BlockingConnectionPool<Connection: BlockingConnection>: Senda
         /// On `queue` only.
         func closeConnection() {
             dispatchPrecondition(condition: .onQueue(queue))
+            closed = true
             connection?.close()
             connection = nil
         }

@@ -11,6 +11,24 @@ public enum BookingOutcome: String, Sendable, Codable, CaseIterable {
     /// The user already has an active interview (when one per user is enforced).
     case alreadyBooked = "already_booked"
     case unknownSlot = "unknown_slot"
-    /// Refused for another reason (unknown user, bad state); see the outbox reply.
+    /// Refused for another reason (unknown user, closed slot, not the user's interview).
     case rejected
+    /// A cancel freed the slot.
+    case cancelled
+    /// A reschedule moved the interview to the new slot.
+    case rescheduled
+
+    /// The bot's reply for this outcome (the texts of the incident write-up).
+    public var reply: String {
+        switch self {
+        case .pending: "⏳ Запрос принят, обрабатываем…"
+        case .booked: "🎉 Вы успешно записаны!"
+        case .slotTaken: "😔 К сожалению, это время уже занято."
+        case .alreadyBooked: "ℹ️ У вас уже есть активная запись на собеседование."
+        case .unknownSlot: "🤷 Такого времени нет в расписании."
+        case .rejected: "⚠️ Не удалось выполнить запрос."
+        case .cancelled: "✅ Запись отменена."
+        case .rescheduled: "🔁 Запись перенесена на новое время."
+        }
+    }
 }

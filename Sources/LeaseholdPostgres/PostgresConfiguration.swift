@@ -22,17 +22,74 @@ public struct PostgresConfiguration: Sendable {
     public var redactedConnectionString: String { Self.redact(connectionString) }
 
     static func redact(_ text: String) -> String {
-        // URL form: scheme://user:password@host
-        if let schemeEnd = text.range(of: "://"), let at = text[schemeEnd.upperBound...].firstIndex(of: "@") {
-            let userInfo = text[schemeEnd.upperBound..<at]
-            if let colon = userInfo.firstIndex(of: ":") {
-                return String(text[..<colon]) + ":***" + String(text[at...])
-            }
-            return text
+        if let schemeEnd = text.range(of: "://")?.upperBound { return redactURL(text, schemeEnd: schemeEnd) }
+        return redactConninfo(text)
+    }
+
+    /// `scheme://user:password@host/db?password=…`: the password in the user info (whose `@` is the
+    /// last one before the path, so a `@` in the query is not mistaken for it) and any `password`
+    /// query parameter.
+    private static func redactURL(_ text: String, schemeEnd: String.Index) -> String {
+        let authorityEnd = text[schemeEnd...].firstIndex { "/?#".contains($0) } ?? text.endIndex
+        let authority = text[schemeEnd..<authorityEnd]
+        var result = String(text[..<schemeEnd])
+        if let at = authority.lastIndex(of: "@"), let colon = authority[..<at].firstIndex(of: ":") {
+            result += authority[..<colon] + ":***" + authority[at...]
+        } else {
+            result += authority
         }
-        // conninfo form: password=secret
-        return text.split(separator: " ").map { part in
-            part.hasPrefix("password=") ? "password=***" : String(part)
-        }.joined(separator: " ")
+        let tail = text[authorityEnd...]
+        guard let question = tail.firstIndex(of: "?") else { return result + tail }
+        let fragment = tail[question...].firstIndex(of: "#") ?? tail.endIndex
+        let parameters = tail[tail.index(after: question)..<fragment]
+            .split(separator: "&", omittingEmptySubsequences: false)
+            .map { parameter in
+                parameter.split(separator: "=", maxSplits: 1).first?.lowercased() == "password"
+                    ? "password=***" : String(parameter)
+            }
+        return result + tail[...question] + parameters.joined(separator: "&") + tail[fragment...]
+    }
+
+    /// `key = value` pairs separated by whitespace, where a value is either a run of non-blank
+    /// characters or single-quoted with `\'` and `\\` escapes (libpq's conninfo grammar).
+    private static func redactConninfo(_ text: String) -> String {
+        let characters = Array(text)
+        var output = ""
+        var index = 0
+        while index < characters.count {
+            if characters[index].isWhitespace {
+                output.append(characters[index])
+                index += 1
+                continue
+            }
+            let keywordStart = index
+            while index < characters.count, !characters[index].isWhitespace, characters[index] != "=" { index += 1 }
+            let keyword = String(characters[keywordStart..<index])
+            output += keyword
+            var equals = index
+            while equals < characters.count, characters[equals].isWhitespace { equals += 1 }
+            guard equals < characters.count, characters[equals] == "=" else { continue }  // not key=value: copy on
+            output += String(characters[index...equals])
+            index = equals + 1
+            while index < characters.count, characters[index].isWhitespace {
+                output.append(characters[index])
+                index += 1
+            }
+            let valueStart = index
+            if index < characters.count, characters[index] == "'" {
+                index += 1
+                while index < characters.count, characters[index] != "'" {
+                    index += characters[index] == "\\" ? 2 : 1
+                }
+                index = min(index + 1, characters.count)
+            } else {
+                while index < characters.count, !characters[index].isWhitespace {
+                    index += characters[index] == "\\" ? 2 : 1
+                }
+                index = min(index, characters.count)
+            }
+            output += keyword == "password" ? "***" : String(characters[valueStart..<index])
+        }
+        return output
     }
 }

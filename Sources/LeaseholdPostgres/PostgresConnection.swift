@@ -108,11 +108,15 @@ public final class PostgresConnection: BlockingConnection {
         let formats = query.binds.map { $0.format.rawValue }
         let lengths = query.binds.map { Int32($0.bytes?.count ?? 0) }
         // One contiguous buffer for all parameter bytes, so every pointer stays valid for the call.
+        // Each value is followed by a NUL: libpq ignores `paramLengths` for text-format parameters
+        // (NUMERIC) and reads them as C strings, so without it a text value would run on into the
+        // next parameter's bytes. Binary values are read by length, so the NUL does not reach them.
         var offsets: [Int] = []
         var storage: [UInt8] = []
         for bind in query.binds {
             offsets.append(storage.count)
             storage.append(contentsOf: bind.bytes ?? [])
+            storage.append(0)
         }
         storage.append(0)  // never empty, so baseAddress is never nil
 
@@ -135,7 +139,8 @@ public final class PostgresConnection: BlockingConnection {
     }
 
     /// Runs SQL text with no parameters through the simple-query protocol (`PQexec`), which allows
-    /// several statements in one string. For migrations and fixed commands only.
+    /// several statements in one string. For migrations and fixed commands only. The rows are the
+    /// last statement's, in text format: readable as `String`, refused by typed decoders.
     @discardableResult
     public func simpleQuery(_ sql: String) throws(PostgresError) -> PostgresRows {
         let handle = try requireHandle(sql)
@@ -252,6 +257,7 @@ public final class PostgresConnection: BlockingConnection {
         let columnCount = Int(PQnfields(result))
         let names = (0..<columnCount).map { String(cString: PQfname(result, Int32($0))) }
         let types = (0..<columnCount).map { PostgresType(rawValue: UInt32(PQftype(result, Int32($0)))) }
+        let formats = (0..<columnCount).map { PQfformat(result, Int32($0)) == 1 ? PostgresBind.Format.binary : .text }
         var rows: [PostgresRow] = []
         rows.reserveCapacity(rowCount)
         for row in 0..<Int32(rowCount) {
@@ -269,7 +275,10 @@ public final class PostgresConnection: BlockingConnection {
                         bytes = []
                     }
                 }
-                cells.append(PostgresCell(type: types[Int(column)], columnName: names[Int(column)], bytes: bytes))
+                cells.append(
+                    PostgresCell(
+                        type: types[Int(column)], columnName: names[Int(column)], bytes: bytes,
+                        format: formats[Int(column)]))
             }
             rows.append(PostgresRow(cells: cells))
         }

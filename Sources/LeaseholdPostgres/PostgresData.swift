@@ -72,12 +72,16 @@ public struct PostgresBind: Sendable, Equatable {
     }
 }
 
-/// One value of a result row, copied out of libpq's memory (results are fetched in binary format).
+/// One value of a result row, copied out of libpq's memory.
 public struct PostgresCell: Sendable, Equatable {
     public var type: PostgresType
     public var columnName: String
     /// `nil` is SQL `NULL`.
     public var bytes: [UInt8]?
+    /// How `bytes` are encoded: binary for ``PostgresConnection/query(_:)``; text for
+    /// ``PostgresConnection/simpleQuery(_:)``, whose protocol always answers in text. Typed decoders
+    /// read binary only (a text `1234` must never be misread as a 4-byte integer); `String` reads both.
+    public var format: PostgresBind.Format = .binary
 }
 
 /// A Swift value that can be sent as a bind parameter.
@@ -102,6 +106,9 @@ extension PostgresError {
 extension PostgresCell {
     /// The non-NULL bytes, or a decoding error naming the column.
     func requireBytes<T>(as type: T.Type, accepting types: Set<PostgresType>) throws(PostgresError) -> [UInt8] {
+        guard format == .binary else {
+            throw .decoding(self, as: type, "text-format result (simpleQuery); decode typed values from query(_:)")
+        }
         guard types.contains(self.type) else {
             throw .decoding(self, as: type, "unexpected column type")
         }
@@ -195,7 +202,17 @@ extension String: PostgresEncodable, PostgresDecodable {
     /// by a C string: the server rejects it (SQLSTATE 22021) instead. Store binary data as bytea.
     public var postgresBind: PostgresBind { PostgresBind(type: .text, format: .binary, bytes: Array(utf8)) }
 
+    /// Binary cells of textual types (`jsonb` without its version byte), or any text-format cell
+    /// as the server's text for it.
     public init(postgresCell cell: PostgresCell) throws(PostgresError) {
+        if cell.format == .text {
+            guard let bytes = cell.bytes else { throw .decoding(cell, as: String.self, "value is NULL") }
+            guard let string = String(validating: bytes, as: UTF8.self) else {
+                throw .decoding(cell, as: String.self, "not UTF-8")
+            }
+            self = string
+            return
+        }
         var bytes = try cell.requireBytes(
             as: String.self, accepting: [.text, .varchar, .bpchar, .name, .char, .json, .jsonb, .unknown])
         if cell.type == .jsonb {
@@ -325,7 +342,11 @@ public struct PostgresInt8Array: PostgresEncodable, PostgresDecodable, Equatable
             self.values = []
             return
         }
+        guard bytes.count >= 20 else { throw .decoding(cell, as: PostgresInt8Array.self, "truncated header") }
         let count = Int(readBigEndian(bytes[12..<16], as: Int32.self))
+        guard count >= 0, bytes.count == 20 + 12 * count else {
+            throw .decoding(cell, as: PostgresInt8Array.self, "NULL element or wrong length")
+        }
         var values: [Int64] = []
         values.reserveCapacity(count)
         var offset = 20

@@ -42,15 +42,18 @@ public struct RedisConfiguration: Sendable, Equatable {
             throw invalid("scheme must be redis://, got \(scheme)://")
         }
         self.init()
-        if let host = components.host, !host.isEmpty { self.host = host }
+        if let host = components.host, !host.isEmpty {
+            // An IPv6 literal keeps its brackets in the URL, but getaddrinfo wants the bare address.
+            self.host = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        }
         if let port = components.port {
             guard (1...65535).contains(port) else { throw invalid("port \(port) out of range") }
             self.port = port
         }
-        if let user = components.user, !user.isEmpty { self.username = user.removingPercentEncoding ?? user }
-        if let password = components.password, !password.isEmpty {
-            self.password = password.removingPercentEncoding ?? password
-        }
+        // `user` and `password` are already percent-decoded; decoding them again would turn a
+        // literal `%41` (sent as `%2541`) into `A`.
+        if let user = components.user, !user.isEmpty { self.username = user }
+        if let password = components.password, !password.isEmpty { self.password = password }
         let path = components.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
         if !path.isEmpty {
             guard let database = Int(path), database >= 0 else { throw invalid("database \"\(path)\" is not a number") }
@@ -62,6 +65,7 @@ public struct RedisConfiguration: Sendable, Equatable {
     public var redactedURL: String {
         var auth = ""
         if password != nil { auth = "\(username ?? ""):***@" } else if let username { auth = "\(username)@" }
-        return "redis://\(auth)\(host):\(port)/\(database)"
+        let address = host.contains(":") ? "[\(host)]" : host  // IPv6 literal
+        return "redis://\(auth)\(address):\(port)/\(database)"
     }
 }

@@ -143,7 +143,7 @@ public final class RedisConnection: BlockingConnection {
     // MARK: Private
 
     private func open() throws(RedisError) {
-        let tv = lh_timeval_ms(Self.milliseconds(configuration.connectTimeout))
+        let tv = lh_timeval_ms(configuration.connectTimeout.redisMilliseconds)
         guard let context = redisConnectWithTimeout(configuration.host, Int32(configuration.port), tv) else {
             throw RedisError(source: .connection, code: .io, message: "cannot allocate a hiredis context")
         }
@@ -192,12 +192,7 @@ public final class RedisConnection: BlockingConnection {
     }
 
     private func setTimeout(_ context: UnsafeMutablePointer<redisContext>, _ duration: Duration) {
-        _ = redisSetTimeout(context, lh_timeval_ms(Self.milliseconds(duration)))
-    }
-
-    static func milliseconds(_ duration: Duration) -> Int64 {
-        let (seconds, attoseconds) = duration.components
-        return max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+        _ = redisSetTimeout(context, lh_timeval_ms(duration.redisMilliseconds))
     }
 
     /// Copies a reply tree into Swift values.

@@ -94,3 +94,11 @@ public struct RedisCommand: Sendable, Equatable {
         arguments.first.map { String(decoding: $0, as: UTF8.self).uppercased() } ?? ""
     }
 }
+
+extension Duration {
+    /// Whole milliseconds, at least 1 (Redis `PX`, `BLOCK` and timeouts take milliseconds).
+    public var redisMilliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+    }
+}

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LeaseholdPostgres
+import LeaseholdQueue
 import LeaseholdRedis
 import Logging
 
@@ -15,7 +16,14 @@ struct CommonOptions: ParsableArguments {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical (env: LOG_LEVEL; default info).")
     var logLevelFlag: String?
 
+    @Option(name: .customLong("redis-prefix"), help: "Prefix of every Redis key (env: LEASEHOLD_REDIS_PREFIX; default lh:).")
+    var redisPrefixFlag: String?
+
     private var environment: [String: String] { ProcessInfo.processInfo.environment }
+
+    var redisKeys: RedisKeys {
+        RedisKeys(prefix: Setting.string(redisPrefixFlag, "LEASEHOLD_REDIS_PREFIX", default: "lh:"))
+    }
 
     var postgresURL: String {
         postgresURLFlag ?? environment["POSTGRES_URL"] ?? "postgres://postgres@127.0.0.1:5432/leasehold"

@@ -33,4 +33,13 @@ enum PostgresFixture {
             throw error
         }
     }
+
+    /// The value or error of `body`, for tests that expect some of several concurrent calls to fail.
+    static func outcome<T>(_ body: () async throws -> T) async -> Result<T, any Error> {
+        do {
+            return .success(try await body())
+        } catch {
+            return .failure(error)
+        }
+    }
 }

@@ -1,0 +1,112 @@
+import Foundation
+import Hummingbird
+import LeaseholdDomain
+import LeaseholdQueue
+import LeaseholdRedis
+
+/// The direct API for other clients and load tests.
+///
+/// - `POST /v1/bookings` `{request_id, user_id, slot_id}` with `Authorization: Bearer <token>`:
+///   enqueued on `lh:stream:bookings` under the key `api:<request_id>`, answered 202. Sending the
+///   same `request_id` again is safe: the worker's inbox makes it a no-op.
+/// - `GET /v1/bookings/<request_id>`: `pending`, then the outcome the worker published after
+///   COMMIT (`booked`, `slot_taken`, `already_booked`, `unknown_slot`, `rejected`); 404 for an
+///   unknown request.
+struct BookingsController: Sendable {
+    let configuration: IngressConfiguration
+    let enqueuer: Enqueuer
+    let redis: RedisClient
+
+    struct CreateBooking: Decodable {
+        var requestID: String
+        var userID: Int64
+        var slotID: Int64
+
+        enum CodingKeys: String, CodingKey {
+            case requestID = "request_id"
+            case userID = "user_id"
+            case slotID = "slot_id"
+        }
+    }
+
+    func register(with router: Router<IngressRequestContext>) {
+        router.post("v1/bookings") { request, context in
+            try await create(request, context: context)
+        }
+        router.get("v1/bookings/:request_id") { request, context in
+            try await status(request, context: context)
+        }
+    }
+
+    private func authorize(_ request: Request) throws {
+        let header = request.headers[.authorization] ?? ""
+        guard header.hasPrefix("Bearer "), constantTimeEquals(header.dropFirst("Bearer ".count), configuration.apiToken)
+        else {
+            throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer"], message: "missing or wrong bearer token")
+        }
+    }
+
+    /// `request_id`: 1–128 characters of `A-Z a-z 0-9 . _ : -`, so it is safe in a Redis key and a URL.
+    static func isValidRequestID(_ id: String) -> Bool {
+        (1...128).contains(id.utf8.count)
+            && id.utf8.allSatisfy { byte in
+                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                    || byte == 0x2E || byte == 0x5F || byte == 0x3A || byte == 0x2D
+            }
+    }
+
+    func create(_ request: Request, context: IngressRequestContext) async throws -> Response {
+        try authorize(request)
+        let body = try await JSONBody(maxBytes: configuration.maxBodyBytes).decode(CreateBooking.self, from: request)
+        guard Self.isValidRequestID(body.requestID) else {
+            throw HTTPError(
+                .unprocessableContent, message: "field request_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+        }
+        guard body.userID > 0 else { throw HTTPError(.unprocessableContent, message: "field user_id must be positive") }
+        guard body.slotID > 0 else { throw HTTPError(.unprocessableContent, message: "field slot_id must be positive") }
+
+        let booking = BookingRequest(action: .book, userID: body.userID, slotID: body.slotID, requestID: body.requestID)
+        let entry = StreamEntry(
+            stream: configuration.keys.stream("bookings"), key: "api:\(body.requestID)", kind: BookingRequest.kind,
+            payload: Array(try JSONEncoder().encode(booking)))
+        let pending = #"{"request_id":"\#(body.requestID)","status":"pending"}"#
+        let resultKey = configuration.keys.result(body.requestID)
+        // The pending marker first (NX: never overwrite a published outcome), so a GET right after
+        // the 202 finds the request; removed again if the entry could not be enqueued.
+        let marked: Bool
+        do {
+            marked = try await redis.send("SET", resultKey, pending, "NX", "EX", configuration.resultTTLSeconds) != .null
+        } catch {
+            throw enqueuer.unavailable("the queue is unavailable; retry later")
+        }
+        do {
+            _ = try await enqueuer.enqueue(entry, logger: context.logger)
+        } catch {
+            if marked { _ = try? await redis.send("DEL", resultKey) }
+            throw error
+        }
+        return Response(
+            status: .accepted,
+            headers: [.contentType: "application/json", .location: "/v1/bookings/\(body.requestID)"],
+            body: .init(byteBuffer: ByteBuffer(string: pending)))
+    }
+
+    func status(_ request: Request, context: IngressRequestContext) async throws -> Response {
+        try authorize(request)
+        let requestID = context.parameters.get("request_id") ?? ""
+        guard Self.isValidRequestID(requestID) else {
+            throw HTTPError(.unprocessableContent, message: "request_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+        }
+        let stored: RedisValue
+        do {
+            stored = try await redis.send("GET", configuration.keys.result(requestID))
+        } catch {
+            throw enqueuer.unavailable("the result store is unavailable; retry later")
+        }
+        guard let bytes = stored.bytes else {
+            throw HTTPError(.notFound, message: "unknown request_id \(requestID)")
+        }
+        return Response(
+            status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+}

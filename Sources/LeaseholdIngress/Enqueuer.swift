@@ -1,0 +1,34 @@
+import Hummingbird
+import LeaseholdQueue
+import LeaseholdRedis
+import Logging
+import Metrics
+
+/// XADDs entries for the controllers and turns every failure into a 503 with `Retry-After`:
+/// ingress answers 2xx only once the entry is in Redis, so the sender retries anything else.
+struct Enqueuer: Sendable {
+    let redis: RedisClient
+    let producer: StreamProducer
+    let retryAfterSeconds: Int
+
+    /// Appends `entry` and returns its stream ID.
+    func enqueue(_ entry: StreamEntry, logger: Logger) async throws -> String {
+        do {
+            let id = try await redis.withConnection { [producer] in try producer.enqueue(entry, on: $0) }
+            Counter(label: "leasehold_ingress_enqueued_total", dimensions: [("stream", entry.stream)]).increment()
+            return id
+        } catch let error as RedisError where error.code == StreamProducer.overloaded {
+            Counter(label: "leasehold_ingress_refused_total", dimensions: [("reason", "high_water_mark")]).increment()
+            logger.warning("stream over its high-water mark; answering 503", metadata: ["stream": "\(entry.stream)"])
+            throw unavailable("the queue is over its high-water mark; retry later")
+        } catch {
+            Counter(label: "leasehold_ingress_refused_total", dimensions: [("reason", "redis_unavailable")]).increment()
+            logger.error("could not enqueue; answering 503", metadata: ["error": "\(error)"])
+            throw unavailable("the queue is unavailable; retry later")
+        }
+    }
+
+    func unavailable(_ message: String) -> HTTPError {
+        HTTPError(.serviceUnavailable, headers: [.retryAfter: String(retryAfterSeconds)], message: message)
+    }
+}

@@ -1,0 +1,44 @@
+import Hummingbird
+import LeaseholdQueue
+import LeaseholdRedis
+import Logging
+import Prometheus
+
+/// Builds the ingress HTTP application; `leasehold ingress` and the tests share it.
+///
+/// Routes: `POST /telegram/webhook`, `POST /v1/bookings`, `GET /v1/bookings/<request_id>`,
+/// `GET /healthz` (the process is up), `GET /readyz` (Redis answers), `GET /metrics`
+/// (Prometheus text from `registry`).
+public func buildIngressApplication(
+    configuration: IngressConfiguration, redis: RedisClient, registry: PrometheusCollectorRegistry, logger: Logger
+) -> some ApplicationProtocol {
+    let router = Router(context: IngressRequestContext.self)
+    router.add(middleware: MetricsMiddleware())
+    let enqueuer = Enqueuer(
+        redis: redis, producer: StreamProducer(keys: configuration.keys, highWaterMark: configuration.highWaterMark),
+        retryAfterSeconds: configuration.retryAfterSeconds)
+
+    router.get("healthz") { _, _ in "ok\n" }
+    router.get("readyz") { _, context -> String in
+        do {
+            _ = try await redis.send("PING")
+            return "ready\n"
+        } catch {
+            context.logger.warning("not ready: Redis does not answer", metadata: ["error": "\(error)"])
+            throw HTTPError(.serviceUnavailable, message: "Redis does not answer")
+        }
+    }
+    router.get("metrics") { _, _ in
+        Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+    }
+    TelegramWebhookController(configuration: configuration, enqueuer: enqueuer).register(with: router)
+    BookingsController(configuration: configuration, enqueuer: enqueuer, redis: redis).register(with: router)
+
+    return Application(
+        router: router,
+        configuration: ApplicationConfiguration(
+            address: .hostname(configuration.host, port: configuration.port), serverName: "leasehold-ingress"),
+        logger: logger)
+}

@@ -1,0 +1,44 @@
+import LeaseholdQueue
+
+/// How an ingress replica runs. Every field has a default; `leasehold ingress` fills them from
+/// flags and the environment.
+public struct IngressConfiguration: Sendable {
+    /// Listen address (`LEASEHOLD_INGRESS_HOST`, `LEASEHOLD_INGRESS_PORT`).
+    public var host: String
+    public var port: Int
+    /// Redis key layout (`LEASEHOLD_REDIS_PREFIX`).
+    public var keys: RedisKeys
+    /// Telegram's `X-Telegram-Bot-Api-Secret-Token` (`TELEGRAM_WEBHOOK_SECRET`). Empty refuses
+    /// every Telegram webhook (401): there is no "no secret" mode.
+    public var telegramSecret: String
+    /// Bearer token for `/v1/bookings` (`LEASEHOLD_API_TOKEN`). Empty refuses every call (401).
+    public var apiToken: String
+    /// Largest request body accepted (`LEASEHOLD_MAX_BODY_BYTES`); larger bodies get 413.
+    public var maxBodyBytes: Int
+    /// Refuse new entries with 503 once a stream's backlog (undelivered + unacknowledged entries)
+    /// reaches this (`LEASEHOLD_STREAM_HIGH_WATER_MARK`); 0 disables the check.
+    public var highWaterMark: Int
+    /// `Retry-After` seconds on 503.
+    public var retryAfterSeconds: Int
+    /// How long a `pending` marker for an API request lives before it is answered.
+    public var resultTTLSeconds: Int
+    /// Redis connections per replica.
+    public var redisConnections: Int
+
+    public init(
+        host: String = "0.0.0.0", port: Int = 8080, keys: RedisKeys = RedisKeys(), telegramSecret: String = "",
+        apiToken: String = "", maxBodyBytes: Int = 64 * 1024, highWaterMark: Int = 100_000,
+        retryAfterSeconds: Int = 2, resultTTLSeconds: Int = 86_400, redisConnections: Int = 16
+    ) {
+        self.host = host
+        self.port = port
+        self.keys = keys
+        self.telegramSecret = telegramSecret
+        self.apiToken = apiToken
+        self.maxBodyBytes = maxBodyBytes
+        self.highWaterMark = highWaterMark
+        self.retryAfterSeconds = retryAfterSeconds
+        self.resultTTLSeconds = resultTTLSeconds
+        self.redisConnections = redisConnections
+    }
+}

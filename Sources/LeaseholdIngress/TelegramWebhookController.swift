@@ -1,0 +1,57 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import LeaseholdDomain
+import LeaseholdQueue
+
+/// `POST /telegram/webhook`: Telegram `Update`s for the bot.
+///
+/// The secret token header is checked in constant time (401 otherwise). A callback query whose
+/// data is `book:<slot_id>`, `cancel:<interview_id>` or `reschedule:<interview_id>:<slot_id>` is
+/// enqueued on `lh:stream:telegram` under the key `tg:<update_id>`, and the response body answers
+/// the callback query at once so the button stops spinning. Other updates get 200 and are not
+/// enqueued.
+struct TelegramWebhookController: Sendable {
+    static let secretHeader = HTTPField.Name("X-Telegram-Bot-Api-Secret-Token")!
+
+    let configuration: IngressConfiguration
+    let enqueuer: Enqueuer
+
+    func register(with router: Router<IngressRequestContext>) {
+        router.post("telegram/webhook") { request, context in
+            try await handle(request, context: context)
+        }
+    }
+
+    func handle(_ request: Request, context: IngressRequestContext) async throws -> Response {
+        guard let presented = request.headers[Self.secretHeader],
+            constantTimeEquals(presented, configuration.telegramSecret)
+        else {
+            throw HTTPError(.unauthorized, message: "missing or wrong X-Telegram-Bot-Api-Secret-Token")
+        }
+        let update = try await JSONBody(maxBytes: configuration.maxBodyBytes)
+            .decode(TelegramUpdate.self, from: request)
+        guard let callback = update.callbackQuery else {
+            return Response(status: .ok)  // not a callback: acknowledged, not ours to process
+        }
+        guard let data = callback.data,
+            let booking = BookingRequest(
+                callbackData: data, userID: callback.from.id, chatID: callback.message?.chat.id ?? callback.from.id,
+                callbackQueryID: callback.id)
+        else {
+            return try answer(callback.id, "🤔 Неизвестная команда.")
+        }
+        let entry = StreamEntry(
+            stream: configuration.keys.stream("telegram"), key: "tg:\(update.updateID)", kind: BookingRequest.kind,
+            payload: Array(try JSONEncoder().encode(booking)))
+        _ = try await enqueuer.enqueue(entry, logger: context.logger)
+        return try answer(callback.id, BookingOutcome.pending.reply)
+    }
+
+    private func answer(_ callbackQueryID: String, _ text: String) throws -> Response {
+        let body = try JSONEncoder().encode(AnswerCallbackQuery(callbackQueryID: callbackQueryID, text: text))
+        return Response(
+            status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+}

@@ -1,0 +1,43 @@
+import LeaseholdRedis
+
+/// What a worker does after COMMIT, in one atomic Lua script: XACK the entry, publish the
+/// outcome (when the request has an ID), and release the lease if this worker still holds it.
+///
+/// Atomic so that an outcome is never visible for an entry that is still pending, and a lease is
+/// never released before its entry is acknowledged (which would let a reclaimer redo it — harmless
+/// thanks to the inbox, but wasted work).
+public struct Completion: Sendable {
+    public let keys: RedisKeys
+
+    public init(keys: RedisKeys) {
+        self.keys = keys
+    }
+
+    static let script = RedisScript(
+        """
+        redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+        if ARGV[4] ~= '' then
+            redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5])
+        end
+        if redis.call('GET', KEYS[2]) == ARGV[3] then
+            redis.call('DEL', KEYS[2])
+        end
+        return 1
+        """)
+
+    /// Acknowledges `entry`, publishes `result` under `lh:result:<requestID>` for `resultTTL`, and
+    /// releases `lease`.
+    public func complete(
+        _ entry: StreamEntry, lease: Lease, requestID: String?, result: [UInt8]?, resultTTL: Duration,
+        on connection: RedisConnection
+    ) throws(RedisError) {
+        let publish = requestID != nil && result != nil
+        try connection.evaluate(
+            Self.script,
+            keys: [entry.stream, lease.key, keys.result(requestID ?? "-")],
+            arguments: [
+                RedisKeys.consumerGroup, entry.id, lease.owner, publish ? result! : [UInt8](),
+                resultTTL.redisMilliseconds,
+            ])
+    }
+}

@@ -1,0 +1,173 @@
+import Foundation
+import LeaseholdDomain
+import LeaseholdPostgres
+import LeaseholdQueue
+import LeaseholdRedis
+import Logging
+
+/// Processes one stream entry: lease → transaction (with heartbeat) → completion.
+struct EntryProcessor: Sendable {
+    let configuration: WorkerConfiguration
+    let postgres: PostgresClient
+    let redis: RedisClient
+    let logger: Logger
+    let transaction: BookingTransaction
+    let completion: Completion
+
+    init(configuration: WorkerConfiguration, postgres: PostgresClient, redis: RedisClient, logger: Logger) {
+        self.configuration = configuration
+        self.postgres = postgres
+        self.redis = redis
+        self.logger = logger
+        self.transaction = BookingTransaction(rules: configuration.rules)
+        self.completion = Completion(keys: configuration.keys)
+    }
+
+    /// The published outcome of a booking request, `GET /v1/bookings/<request_id>`'s body.
+    struct PublishedOutcome: Codable {
+        var requestID: String
+        var status: String
+        var interviewID: Int64?
+
+        enum CodingKeys: String, CodingKey {
+            case requestID = "request_id"
+            case status
+            case interviewID = "interview_id"
+        }
+    }
+
+    func process(_ entry: StreamEntry) async {
+        var logger = self.logger
+        logger[metadataKey: "key"] = "\(entry.key)"
+        logger[metadataKey: "entry"] = "\(entry.id)"
+        logger[metadataKey: "attempt"] = "\(entry.attempt)"
+
+        let lease = Lease(
+            key: configuration.keys.lease(entry.key),
+            owner: "\(configuration.consumerName):\(UUID().uuidString.prefix(8))", ttl: configuration.leaseTTL)
+        do {
+            guard try await acquire(lease) else {
+                logger.notice("lease held by another worker; leaving the entry pending")
+                return
+            }
+        } catch {
+            logger.error("could not take the lease; leaving the entry pending", metadata: ["error": "\(error)"])
+            return
+        }
+
+        guard entry.kind == BookingRequest.kind,
+            let request = try? JSONDecoder().decode(BookingRequest.self, from: Data(entry.payload)),
+            request.isComplete
+        else {
+            logger.error("undecodable payload or unknown kind; leaving the entry pending", metadata: ["kind": "\(entry.kind)"])
+            await release(lease, logger: logger)
+            return
+        }
+
+        let result: BookingResult
+        do {
+            result = try await withHeartbeat(lease, logger: logger) { [logger] in
+                try await runTransaction(request, entry: entry, logger: logger)
+            }
+        } catch is CancellationError {
+            logger.notice("cancelled during shutdown; rolled back, entry left pending")
+            await release(lease, logger: logger)
+            return
+        } catch {
+            logger.error("transaction failed; entry left pending", metadata: ["error": "\(error)"])
+            await release(lease, logger: logger)
+            return
+        }
+
+        // COMMIT happened: acknowledge, publish, release — atomically.
+        let published = request.requestID.flatMap { requestID in
+            try? JSONEncoder().encode(
+                PublishedOutcome(requestID: requestID, status: result.outcome.rawValue, interviewID: result.interviewID))
+        }.map(Array.init)
+        do {
+            try await redis.withConnection { [completion, configuration] connection in
+                try completion.complete(
+                    entry, lease: lease, requestID: request.requestID, result: published,
+                    resultTTL: configuration.resultTTL, on: connection)
+            }
+            logger.debug(
+                "processed", metadata: ["outcome": "\(result.outcome.rawValue)", "duplicate": "\(result.duplicate)"])
+        } catch {
+            // Committed but not acknowledged: the entry will be redelivered and the inbox makes
+            // that redelivery a no-op that publishes the recorded outcome.
+            logger.error("committed but could not acknowledge; the redelivery will be a no-op",
+                         metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Takes the lease, waiting up to `leaseWait` while another worker holds it.
+    private func acquire(_ lease: Lease) async throws -> Bool {
+        let deadline = ContinuousClock.now + configuration.leaseWait
+        while true {
+            if try await redis.withConnection({ try lease.acquire(on: $0) }) { return true }
+            if ContinuousClock.now >= deadline { return false }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    private func release(_ lease: Lease, logger: Logger) async {
+        do {
+            _ = try await redis.withConnection { try lease.release(on: $0) }
+        } catch {
+            logger.warning("could not release the lease; it expires by itself", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Runs `body` while a child task renews `lease` every heartbeat interval.
+    private func withHeartbeat<T: Sendable>(
+        _ lease: Lease, logger: Logger, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: configuration.heartbeat)
+                    if Task.isCancelled { break }
+                    do {
+                        if try await redis.withConnection({ try lease.renew(on: $0) }) == false {
+                            // Guarantee 4: losing the lease is safe (the inbox decides), but worth knowing.
+                            logger.warning("lease lost while the transaction runs; the inbox keeps it exactly-once")
+                        }
+                    } catch {
+                        logger.warning("lease heartbeat failed", metadata: ["error": "\(error)"])
+                    }
+                }
+                return nil
+            }
+            group.addTask { try await body() }
+            defer { group.cancelAll() }
+            while let value = try await group.next() {
+                if let value { return value }
+            }
+            throw CancellationError()
+        }
+    }
+
+    /// One transaction, retried in process while it fails with a retryable error.
+    private func runTransaction(_ request: BookingRequest, entry: StreamEntry, logger: Logger) async throws
+        -> BookingResult
+    {
+        let options = PostgresTransactionOptions(
+            lockTimeout: configuration.lockTimeout, statementTimeout: configuration.statementTimeout)
+        var attempt = 1
+        while true {
+            do {
+                return try await postgres.withTransaction(options) { [transaction] connection in
+                    try transaction.run(request, key: entry.key, stream: entry.stream, entryID: entry.id, on: connection)
+                }
+            } catch let error as PostgresTransactionError where error.isRetryable && attempt < configuration.transactionAttempts {
+                logger.notice("retryable transaction failure", metadata: ["error": "\(error)", "try": "\(attempt)"])
+            } catch let error as PostgresError where error.isRetryable && attempt < configuration.transactionAttempts {
+                logger.notice("connection failure", metadata: ["error": "\(error)", "try": "\(attempt)"])
+            }
+            try Task.checkCancellation()
+            let backoff = min(1_000, 20 * (1 << min(attempt, 6)))
+            try await Task.sleep(for: .milliseconds(Int.random(in: backoff / 2...backoff)))
+            attempt += 1
+        }
+    }
+}

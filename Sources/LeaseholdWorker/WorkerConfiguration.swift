@@ -1,0 +1,72 @@
+import Foundation
+import LeaseholdDomain
+import LeaseholdQueue
+
+/// How a worker runs. Every field has a default; `leasehold worker` fills them from flags and the
+/// environment.
+public struct WorkerConfiguration: Sendable {
+    /// Redis key layout (`LEASEHOLD_REDIS_PREFIX`).
+    public var keys: RedisKeys
+    /// The streams to consume, by source name (`telegram`, `bookings`, …).
+    public var sources: [String]
+    /// This consumer's name in the group; unique per process.
+    public var consumerName: String
+    /// Entries processed at once (`LEASEHOLD_WORKER_CONCURRENCY`). The worker never holds more
+    /// unacknowledged entries than this: each read asks for at most the free slots.
+    public var concurrency: Int
+    /// How long one XREADGROUP waits for new entries.
+    public var readBlock: Duration
+    /// Lease TTL (`LEASEHOLD_LEASE_TTL_MS`): long enough to cover a heartbeat gap, short enough
+    /// that a dead worker's leases expire before the supervisor's visibility timeout.
+    public var leaseTTL: Duration
+    /// Heartbeat interval: the lease is renewed this often while its transaction runs (a third of
+    /// the TTL by default, so two missed beats still leave it held).
+    public var heartbeat: Duration
+    /// How long a second delivery of a key waits for the first holder's lease before leaving the
+    /// entry pending.
+    public var leaseWait: Duration
+    /// SIGTERM drain timeout (`LEASEHOLD_DRAIN_TIMEOUT_MS`): in-flight entries get this long to
+    /// finish; then their transactions are cancelled (rolled back, left pending, leases released).
+    public var drainTimeout: Duration
+    /// In-process retries of a transaction that failed with a retryable SQLSTATE (deadlock,
+    /// serialization, lock timeout, connection lost) before the entry is left for the supervisor.
+    public var transactionAttempts: Int
+    /// How long a published booking outcome (`lh:result:<request_id>`) is kept.
+    public var resultTTL: Duration
+    public var rules: BookingRules
+    /// Per-transaction `lock_timeout` and `statement_timeout`.
+    public var lockTimeout: Duration
+    public var statementTimeout: Duration
+
+    public init(
+        keys: RedisKeys = RedisKeys(), sources: [String] = ["telegram", "bookings"],
+        consumerName: String = WorkerConfiguration.defaultConsumerName(), concurrency: Int = 16,
+        readBlock: Duration = .seconds(1), leaseTTL: Duration = .seconds(30), heartbeat: Duration? = nil,
+        leaseWait: Duration = .seconds(2), drainTimeout: Duration = .seconds(20), transactionAttempts: Int = 5,
+        resultTTL: Duration = .seconds(86_400), rules: BookingRules = BookingRules(),
+        lockTimeout: Duration = .seconds(5), statementTimeout: Duration = .seconds(30)
+    ) {
+        self.keys = keys
+        self.sources = sources
+        self.consumerName = consumerName
+        self.concurrency = concurrency
+        self.readBlock = readBlock
+        self.leaseTTL = leaseTTL
+        self.heartbeat = heartbeat ?? leaseTTL / 3
+        self.leaseWait = leaseWait
+        self.drainTimeout = drainTimeout
+        self.transactionAttempts = transactionAttempts
+        self.resultTTL = resultTTL
+        self.rules = rules
+        self.lockTimeout = lockTimeout
+        self.statementTimeout = statementTimeout
+    }
+
+    /// `<hostname>-<pid>-<random>`.
+    public static func defaultConsumerName() -> String {
+        let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "worker"
+        return "\(host)-\(getpid())-\(UUID().uuidString.prefix(6).lowercased())"
+    }
+
+    public var streams: [String] { sources.map(keys.stream) }
+}

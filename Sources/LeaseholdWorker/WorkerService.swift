@@ -1,0 +1,140 @@
+import Foundation
+import LeaseholdDomain
+import LeaseholdPostgres
+import LeaseholdQueue
+import LeaseholdRedis
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// The `leasehold worker` role as a `Service`.
+///
+/// One loop reads from the consumer group, asking for at most as many entries as it has free
+/// slots (``WorkerConfiguration/concurrency``), and hands each to a child task that:
+///
+/// 1. takes the lease `lh:lease:<key>` (`SET NX PX`), waiting briefly if another worker holds it;
+/// 2. runs **one** PostgreSQL transaction (``BookingTransaction``) while a heartbeat renews the
+///    lease, retrying retryable SQLSTATEs a few times in process;
+/// 3. after COMMIT, and only then, acknowledges the entry, publishes the outcome and releases the
+///    lease, atomically (``Completion``).
+///
+/// A transaction that fails is never acknowledged: the entry stays pending for the supervisor.
+///
+/// Graceful shutdown (SIGTERM): stop reading, give in-flight entries ``WorkerConfiguration/drainTimeout``
+/// to finish, then cancel the rest (their statements are cancelled and rolled back, their leases
+/// released, their entries left pending), and return.
+public struct WorkerService: Service {
+    public let configuration: WorkerConfiguration
+    private let postgres: PostgresClient
+    private let redis: RedisClient
+    private let reader: RedisClient
+    private let logger: Logger
+    private let processor: EntryProcessor
+
+    /// - Parameters:
+    ///   - postgres: at least ``WorkerConfiguration/concurrency`` connections, so no entry waits for one.
+    ///   - redis: for leases, heartbeats and completions.
+    ///   - reader: a separate client for the blocking XREADGROUP, so reads never hold a connection
+    ///     the processing tasks need.
+    public init(
+        configuration: WorkerConfiguration, postgres: PostgresClient, redis: RedisClient, reader: RedisClient,
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        self.postgres = postgres
+        self.redis = redis
+        self.reader = reader
+        self.logger = logger
+        self.processor = EntryProcessor(configuration: configuration, postgres: postgres, redis: redis, logger: logger)
+    }
+
+    public func run() async throws {
+        let consumer = StreamConsumer(streams: configuration.streams, consumer: configuration.consumerName)
+        try await ensureGroups(consumer)
+        logger.info(
+            "worker started",
+            metadata: [
+                "consumer": "\(configuration.consumerName)", "streams": "\(configuration.streams)",
+                "concurrency": "\(configuration.concurrency)",
+            ])
+
+        let inFlight = InFlightCount()
+        let (completions, completed) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        var freed = completions.makeAsyncIterator()
+
+        await withDiscardingTaskGroup { group in
+            var failures = 0
+            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                let free = configuration.concurrency - inFlight.value
+                guard free > 0 else {
+                    await freed.next()
+                    continue
+                }
+                let batch: StreamConsumer.Batch
+                do {
+                    batch = try await reader.withConnection { [configuration] connection in
+                        try consumer.read(count: free, block: configuration.readBlock, on: connection)
+                    }
+                    failures = 0
+                } catch {
+                    failures += 1
+                    logger.error("reading the streams failed; retrying", metadata: ["error": "\(error)"])
+                    try? await Task.sleep(for: .milliseconds(min(5_000, 100 * (1 << min(failures, 6)))))
+                    continue
+                }
+                for broken in batch.undecodable {
+                    logger.error(
+                        "undecodable stream entry left pending for the supervisor",
+                        metadata: ["stream": "\(broken.stream)", "entry": "\(broken.entryID ?? "?")",
+                                   "reason": "\(broken.reason)"])
+                }
+                for entry in batch.entries {
+                    inFlight.add(1)
+                    group.addTask {
+                        await processor.process(entry)
+                        inFlight.add(-1)
+                        completed.yield()
+                    }
+                }
+            }
+
+            // Draining: no more reads; let in-flight entries finish, up to the drain timeout.
+            let remaining = inFlight.value
+            logger.info("draining", metadata: ["in_flight": "\(remaining)", "timeout": "\(configuration.drainTimeout)"])
+            let deadline = ContinuousClock.now + configuration.drainTimeout
+            while inFlight.value > 0, ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(10))
+            }
+            let abandoned = inFlight.value
+            if abandoned > 0 {
+                logger.warning(
+                    "drain timeout: cancelling in-flight entries; they stay pending for the supervisor",
+                    metadata: ["in_flight": "\(abandoned)"])
+                group.cancelAll()
+            }
+        }
+        completed.finish()
+        logger.info("worker stopped", metadata: ["consumer": "\(configuration.consumerName)"])
+    }
+
+    private func ensureGroups(_ consumer: StreamConsumer) async throws {
+        var attempt = 0
+        while true {
+            do {
+                try await reader.withConnection { try consumer.ensureGroups(on: $0) }
+                return
+            } catch let error as RedisError where error.isRetryable && !Task.isShuttingDownGracefully {
+                attempt += 1
+                logger.warning("Redis unavailable; retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
+                try await Task.sleep(for: .milliseconds(min(5_000, 100 * (1 << min(attempt, 6)))))
+            }
+        }
+    }
+}
+
+/// The number of entries being processed, shared by the read loop and the processing tasks.
+final class InFlightCount: Sendable {
+    private let count = Mutex(0)
+    var value: Int { count.withLock { $0 } }
+    func add(_ delta: Int) { count.withLock { $0 += delta } }
+}

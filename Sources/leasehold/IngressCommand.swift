@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import LeaseholdIngress
+import LeaseholdRedis
+import Metrics
+import Prometheus
+import ServiceLifecycle
+
+/// `leasehold ingress`: the HTTP edge.
+struct IngressCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ingress",
+        abstract: "Serve the webhooks and the bookings API; enqueue to Redis streams (stateless, no Postgres).",
+        discussion: """
+            Answers 2xx only after the entry is in Redis; 503 with Retry-After when Redis is unreachable or a \
+            stream's backlog is over the high-water mark. Secrets come from the environment only: \
+            TELEGRAM_WEBHOOK_SECRET (X-Telegram-Bot-Api-Secret-Token) and LEASEHOLD_API_TOKEN (bearer token \
+            for /v1/bookings); when unset, those routes refuse every request with 401. SIGTERM or SIGINT: \
+            stop accepting connections, finish requests in flight, exit 0.
+            """
+    )
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(help: "Listen address (env: LEASEHOLD_INGRESS_HOST; default 0.0.0.0).")
+    var host: String?
+
+    @Option(help: "Listen port (env: LEASEHOLD_INGRESS_PORT; default 8080).")
+    var port: Int?
+
+    @Option(help: "Answer 503 once a stream's backlog reaches this many entries; 0 disables (env: LEASEHOLD_STREAM_HIGH_WATER_MARK; default 100000).")
+    var highWaterMark: Int?
+
+    @Option(help: "Largest accepted request body in bytes (env: LEASEHOLD_MAX_BODY_BYTES; default 65536).")
+    var maxBodyBytes: Int?
+
+    func run() async throws {
+        let logger = common.bootstrapLogging(label: "leasehold.ingress")
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+
+        let environment = ProcessInfo.processInfo.environment
+        let configuration = IngressConfiguration(
+            host: Setting.string(host, "LEASEHOLD_INGRESS_HOST", default: "0.0.0.0"),
+            port: try Setting.int(port, "LEASEHOLD_INGRESS_PORT", default: 8080, range: 0...65535),
+            keys: common.redisKeys,
+            telegramSecret: environment["TELEGRAM_WEBHOOK_SECRET"] ?? "",
+            apiToken: environment["LEASEHOLD_API_TOKEN"] ?? "",
+            maxBodyBytes: try Setting.int(maxBodyBytes, "LEASEHOLD_MAX_BODY_BYTES", default: 64 * 1024, range: 1...(16 << 20)),
+            highWaterMark: try Setting.int(
+                highWaterMark, "LEASEHOLD_STREAM_HIGH_WATER_MARK", default: 100_000, range: 0...Int(Int32.max)))
+        if configuration.telegramSecret.isEmpty {
+            logger.warning("TELEGRAM_WEBHOOK_SECRET is not set: /telegram/webhook answers 401 to everything")
+        }
+        if configuration.apiToken.isEmpty {
+            logger.warning("LEASEHOLD_API_TOKEN is not set: /v1/bookings answers 401 to everything")
+        }
+
+        let redis = RedisClient(configuration: try common.redisConfiguration(), size: configuration.redisConnections)
+        let app = buildIngressApplication(
+            configuration: configuration, redis: redis, registry: registry, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            await redis.close()
+            throw error
+        }
+        await redis.close()
+    }
+}

@@ -1,0 +1,86 @@
+import ArgumentParser
+import Foundation
+import LeaseholdDomain
+import LeaseholdPostgres
+import LeaseholdRedis
+import LeaseholdWorker
+import Metrics
+import Prometheus
+import ServiceLifecycle
+
+/// `leasehold worker`: consumes the streams and runs one transaction per entry.
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Claim stream entries, take a lease, run one PostgreSQL transaction each, then acknowledge.",
+        discussion: """
+            Joins consumer group "workers" on the telegram and bookings streams (creating it if missing). \
+            An entry is acknowledged only after its transaction committed; a failed transaction leaves it \
+            pending for the supervisor. SIGTERM or SIGINT: stop reading, let in-flight entries finish within \
+            the drain timeout (then cancel and roll back the rest, leaving them pending), release leases, exit 0.
+            """
+    )
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(help: "Entries processed at once (env: LEASEHOLD_WORKER_CONCURRENCY; default 16).")
+    var concurrency: Int?
+
+    @Option(help: "Lease TTL in ms, renewed every third of it (env: LEASEHOLD_LEASE_TTL_MS; default 30000).")
+    var leaseTTLMs: Int?
+
+    @Option(help: "SIGTERM drain timeout in ms (env: LEASEHOLD_DRAIN_TIMEOUT_MS; default 20000).")
+    var drainTimeoutMs: Int?
+
+    @Option(help: "Per-transaction lock_timeout in ms (env: LEASEHOLD_LOCK_TIMEOUT_MS; default 5000).")
+    var lockTimeoutMs: Int?
+
+    @Option(help: "Per-transaction statement_timeout in ms (env: LEASEHOLD_STATEMENT_TIMEOUT_MS; default 30000).")
+    var statementTimeoutMs: Int?
+
+    @Option(help: "Consumer name in the group; unique per process (env: LEASEHOLD_CONSUMER_NAME; default host-pid-random).")
+    var consumerName: String?
+
+    @Option(help: "At most one active interview per user: true or false (env: LEASEHOLD_ONE_BOOKING_PER_USER; default true).")
+    var oneBookingPerUser: Bool?
+
+    func run() async throws {
+        let logger = common.bootstrapLogging(label: "leasehold.worker")
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: PrometheusCollectorRegistry()))
+        let configuration = WorkerConfiguration(
+            keys: common.redisKeys,
+            consumerName: Setting.string(
+                consumerName, "LEASEHOLD_CONSUMER_NAME", default: WorkerConfiguration.defaultConsumerName()),
+            concurrency: try Setting.int(concurrency, "LEASEHOLD_WORKER_CONCURRENCY", default: 16, range: 1...1024),
+            leaseTTL: try Setting.milliseconds(leaseTTLMs, "LEASEHOLD_LEASE_TTL_MS", default: 30_000, range: 300...3_600_000),
+            drainTimeout: try Setting.milliseconds(
+                drainTimeoutMs, "LEASEHOLD_DRAIN_TIMEOUT_MS", default: 20_000, range: 0...3_600_000),
+            rules: BookingRules(
+                onePerUser: try Setting.bool(oneBookingPerUser, "LEASEHOLD_ONE_BOOKING_PER_USER", default: true)),
+            lockTimeout: try Setting.milliseconds(lockTimeoutMs, "LEASEHOLD_LOCK_TIMEOUT_MS", default: 5_000, range: 1...3_600_000),
+            statementTimeout: try Setting.milliseconds(
+                statementTimeoutMs, "LEASEHOLD_STATEMENT_TIMEOUT_MS", default: 30_000, range: 1...3_600_000))
+
+        let postgres = PostgresClient(configuration: common.postgresConfiguration, size: configuration.concurrency)
+        let redisConfiguration = try common.redisConfiguration()
+        let redis = RedisClient(configuration: redisConfiguration, size: configuration.concurrency)
+        let reader = RedisClient(configuration: redisConfiguration, size: 1)
+        let worker = WorkerService(
+            configuration: configuration, postgres: postgres, redis: redis, reader: reader, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(services: [worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            await close(postgres, redis, reader)
+            throw error
+        }
+        await close(postgres, redis, reader)
+    }
+
+    private func close(_ postgres: PostgresClient, _ redis: RedisClient, _ reader: RedisClient) async {
+        await reader.close()
+        await redis.close()
+        await postgres.close()
+    }
+}
