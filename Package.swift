@@ -96,6 +96,8 @@ let package = Package(
             dependencies: [
                 "LeaseholdOps", "LeaseholdPostgres", "LeaseholdRedis",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
 
@@ -111,6 +113,13 @@ let package = Package(
         .testTarget(
             name: "LeaseholdOpsTests",
             dependencies: ["LeaseholdOps", "LeaseholdTesting"]
+        ),
+        .testTarget(
+            name: "LeaseholdSystemTests",
+            dependencies: [
+                "LeaseholdTesting", "LeaseholdWorker", "LeaseholdQueue", "LeaseholdDomain", "LeaseholdPostgres",
+                "LeaseholdRedis", "LeaseholdOps",
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -37,6 +37,11 @@ struct CommonOptions: ParsableArguments {
         PostgresConfiguration(connectionString: postgresURL)
     }
 
+    /// The connection settings, named after the role in `pg_stat_activity.application_name`.
+    func postgresConfiguration(role: String) -> PostgresConfiguration {
+        PostgresConfiguration(connectionString: postgresURL, applicationName: "leasehold-\(role)")
+    }
+
     func redisConfiguration() throws -> RedisConfiguration {
         do {
             return try RedisConfiguration(url: redisURL)

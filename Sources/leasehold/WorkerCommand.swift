@@ -61,7 +61,7 @@ struct WorkerCommand: AsyncParsableCommand {
             statementTimeout: try Setting.milliseconds(
                 statementTimeoutMs, "LEASEHOLD_STATEMENT_TIMEOUT_MS", default: 30_000, range: 1...3_600_000))
 
-        let postgres = PostgresClient(configuration: common.postgresConfiguration, size: configuration.concurrency)
+        let postgres = PostgresClient(configuration: common.postgresConfiguration(role: "worker"), size: configuration.concurrency)
         let redisConfiguration = try common.redisConfiguration()
         let redis = RedisClient(configuration: redisConfiguration, size: configuration.concurrency)
         let reader = RedisClient(configuration: redisConfiguration, size: 1)

@@ -1,0 +1,288 @@
+import AsyncHTTPClient
+import Foundation
+import LeaseholdOps
+import LeaseholdPostgres
+import LeaseholdRedis
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// The whole system as separate OS processes against the integration servers: a fresh database
+/// (migrated), a Redis key prefix of its own, N `leasehold ingress` and M `leasehold worker`
+/// processes — the same topology Compose runs, on loopback.
+///
+/// Every test gets its own database and prefix, so stacks run in parallel without seeing each
+/// other. ``shutdown()`` stops the processes (SIGTERM), drops the database and deletes the keys.
+public final class ProcessStack: Sendable {
+    public static let apiToken = "test-api-token"
+    public static let telegramSecret = "test-telegram-secret"
+
+    public let database: TemporaryDatabase
+    public let prefix: String
+    public let directory: URL
+    private let ports: Mutex<[Int]>
+    public var ingressPorts: [Int] { ports.withLock { $0 } }
+    public let postgres: PostgresClient
+    public let redis: RedisClient
+    public let http: HTTPClient
+    private let processes: ProcessList
+
+    /// Starts the stack and waits until every ingress answers `/healthz`.
+    ///
+    /// - Parameter workerEnvironment: extra environment for the workers (e.g. a short lease TTL).
+    public static func start(
+        ingress: Int = 1, workers: Int = 1, workerEnvironment: [String: String] = [:],
+        ingressEnvironment: [String: String] = [:]
+    ) async throws -> ProcessStack {
+        let database = try await TemporaryDatabase.create()
+        let postgres = database.client(size: 8)
+        _ = try await Migrator(client: postgres).migrate(
+            try Migration.load(from: LeaseholdExecutable.migrationsDirectory))
+        let stack = ProcessStack(
+            database: database, prefix: "\(IntegrationEnvironment.uniqueName("lht")):", directory: try makeTemporaryDirectory("stack"),
+            ingressPorts: try (0..<ingress).map { _ in try freeLoopbackPort() }, postgres: postgres,
+            redis: try IntegrationEnvironment.redisClient(size: 8))
+        do {
+            for (index, port) in stack.ingressPorts.enumerated() {
+                try stack.startIngress(index: index, port: port, environment: ingressEnvironment)
+            }
+            for index in 0..<workers {
+                try stack.startWorker(name: "worker-\(index)", environment: workerEnvironment)
+            }
+            try await stack.waitUntilHealthy(expectGroup: workers > 0)
+        } catch {
+            await stack.shutdown()
+            throw error
+        }
+        return stack
+    }
+
+    private init(
+        database: TemporaryDatabase, prefix: String, directory: URL, ingressPorts: [Int], postgres: PostgresClient,
+        redis: RedisClient
+    ) {
+        self.database = database
+        self.prefix = prefix
+        self.directory = directory
+        self.ports = Mutex(ingressPorts)
+        self.postgres = postgres
+        self.redis = redis
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
+        configuration.timeout = .init(connect: .seconds(5), read: .seconds(30))
+        self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        self.processes = ProcessList()
+    }
+
+    /// The environment every role gets.
+    public var environment: [String: String] {
+        [
+            "POSTGRES_URL": database.url, "REDIS_URL": IntegrationEnvironment.redisURL,
+            "LEASEHOLD_REDIS_PREFIX": prefix, "LEASEHOLD_API_TOKEN": Self.apiToken,
+            "TELEGRAM_WEBHOOK_SECRET": Self.telegramSecret, "LOG_LEVEL": "info",
+        ]
+    }
+
+    public func stream(_ source: String) -> String { "\(prefix)stream:\(source)" }
+
+    public func ingressURL(_ index: Int = 0) -> String {
+        let ports = ingressPorts
+        return "http://127.0.0.1:\(ports[index % ports.count])"
+    }
+
+    /// Starts one more ingress (e.g. with a different environment) and returns its index.
+    public func addIngress(environment extra: [String: String]) throws -> Int {
+        let port = try freeLoopbackPort()
+        let index = ports.withLock { ports -> Int in
+            ports.append(port)
+            return ports.count - 1
+        }
+        try startIngress(index: index, port: port, environment: extra)
+        return index
+    }
+
+    @discardableResult
+    public func startIngress(index: Int, port: Int, environment extra: [String: String] = [:]) throws -> ChildProcess {
+        let process = try LeaseholdExecutable.start(
+            ["ingress", "--host", "127.0.0.1", "--port", String(port)], name: "ingress-\(index)", in: directory,
+            environment: environment.merging(extra) { $1 })
+        processes.append(process)
+        return process
+    }
+
+    @discardableResult
+    public func startWorker(name: String, environment extra: [String: String] = [:]) throws -> ChildProcess {
+        var environment = self.environment
+        environment["LEASEHOLD_CONSUMER_NAME"] = name
+        environment.merge(extra) { $1 }
+        let process = try LeaseholdExecutable.start(["worker"], name: name, in: directory, environment: environment)
+        processes.append(process)
+        return process
+    }
+
+    public var workers: [ChildProcess] { processes.all.filter { $0.name.hasPrefix("worker") } }
+    public var ingresses: [ChildProcess] { processes.all.filter { $0.name.hasPrefix("ingress") } }
+
+    private func waitUntilHealthy(expectGroup: Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(60)
+        for index in ingressPorts.indices {
+            while true {
+                if let response = try? await request(.GET, "/healthz", ingress: index), response.status == 200 { break }
+                for process in processes.all where !process.isRunning {
+                    throw TestSetupError("\(process.name) exited early:\n\(process.output)")
+                }
+                guard ContinuousClock.now < deadline else { throw TestSetupError("ingress \(index) never became healthy") }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        // Workers create the consumer group; wait for it so XPENDING-based checks see it.
+        while expectGroup {
+            let groups = try? await redis.send("XINFO", "GROUPS", stream("bookings"))
+            if let groups, groups.array?.isEmpty == false { break }
+            guard ContinuousClock.now < deadline else { throw TestSetupError("workers never created the group") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// A response: status and body text.
+    public struct HTTPResult: Sendable {
+        public var status: Int
+        public var body: String
+        public var headers: [(String, String)]
+
+        public func header(_ name: String) -> String? {
+            headers.first { $0.0.lowercased() == name.lowercased() }?.1
+        }
+
+        /// The body as a JSON object.
+        public var json: [String: Any]? {
+            (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any]
+        }
+    }
+
+    /// Sends one request to ingress number `ingress`.
+    public func request(
+        _ method: HTTPMethod, _ path: String, ingress: Int = 0, headers: [(String, String)] = [], body: String? = nil
+    ) async throws -> HTTPResult {
+        var request = HTTPClientRequest(url: ingressURL(ingress) + path)
+        request.method = method
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let body { request.body = .bytes(ByteBuffer(string: body)) }
+        let response = try await http.execute(request, timeout: .seconds(30))
+        let bytes = try await response.body.collect(upTo: 1 << 20)
+        return HTTPResult(
+            status: Int(response.status.code), body: String(buffer: bytes), headers: response.headers.map { ($0.name, $0.value) })
+    }
+
+    /// `POST /v1/bookings`.
+    public func book(requestID: String, userID: Int64, slotID: Int64, ingress: Int = 0) async throws -> HTTPResult {
+        try await request(
+            .POST, "/v1/bookings", ingress: ingress,
+            headers: [("Authorization", "Bearer \(Self.apiToken)"), ("Content-Type", "application/json")],
+            body: #"{"request_id":"\#(requestID)","user_id":\#(userID),"slot_id":\#(slotID)}"#)
+    }
+
+    /// `POST /telegram/webhook` with a callback query.
+    public func telegramCallback(updateID: Int64, userID: Int64, data: String, ingress: Int = 0) async throws
+        -> HTTPResult
+    {
+        try await request(
+            .POST, "/telegram/webhook", ingress: ingress,
+            headers: [("X-Telegram-Bot-Api-Secret-Token", Self.telegramSecret), ("Content-Type", "application/json")],
+            body: """
+                {"update_id":\(updateID),"callback_query":{"id":"cb\(updateID)","from":{"id":\(userID)},\
+                "message":{"message_id":\(updateID),"chat":{"id":\(userID)}},"data":"\(data)"}}
+                """)
+    }
+
+    /// Polls `GET /v1/bookings/<id>` until it is no longer `pending` (or the deadline passes).
+    public func outcome(of requestID: String, ingress: Int = 0, timeout: Duration = .seconds(120)) async throws
+        -> String
+    {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let result = try await request(
+                .GET, "/v1/bookings/\(requestID)", ingress: ingress,
+                headers: [("Authorization", "Bearer \(Self.apiToken)")])
+            let status = result.json?["status"] as? String ?? "http \(result.status)"
+            if status != "pending" || ContinuousClock.now >= deadline { return status }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// `leasehold slots sync --generate count --users users` against this stack's database;
+    /// returns the slot IDs.
+    public func seed(slots count: Int, users: Int) async throws -> [Int64] {
+        let result = try await LeaseholdExecutable.run(
+            ["slots", "sync", "--generate", String(count), "--users", String(users), "--json", "--start",
+             "2030-01-01T09:00:00Z"],
+            in: directory, environment: environment)
+        guard result.status == 0 else { throw TestSetupError("slots sync failed:\n\(result.output)") }
+        let line = result.output.split(separator: "\n").last { $0.hasPrefix("{") } ?? ""
+        let report = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        return (report?["slotIDs"] as? [NSNumber])?.map(\.int64Value) ?? []
+    }
+
+    /// Entries on a stream (`XLEN`).
+    public func streamLength(_ source: String) async throws -> Int {
+        Int(try await redis.send("XLEN", stream(source)).int ?? 0)
+    }
+
+    /// Lines of the PostgreSQL server log containing `text`; `nil` when `POSTGRES_LOG` is not set.
+    public static func postgresLogLines(containing text: String) -> [String]? {
+        guard let path = ProcessInfo.processInfo.environment["POSTGRES_LOG"],
+            let log = try? String(contentsOfFile: path, encoding: .utf8)
+        else { return nil }
+        return log.split(separator: "\n").filter { $0.contains(text) }.map(String.init)
+    }
+
+    /// Entries delivered but not acknowledged, on `stream`.
+    public func pendingCount(_ source: String) async throws -> Int {
+        let reply = try await redis.send("XPENDING", stream(source), "workers")
+        return Int(reply.array?.first?.int ?? 0)
+    }
+
+    /// Stops every process (SIGTERM, then SIGKILL after 30 s), drops the database and deletes the
+    /// stack's Redis keys. Returns the processes' exit statuses by name.
+    @discardableResult
+    public func shutdown() async -> [String: Int32] {
+        var statuses: [String: Int32] = [:]
+        for process in processes.all {
+            await process.stop(signal: SIGTERM, timeout: .seconds(30))
+            statuses[process.name] = process.exitStatus
+        }
+        try? await http.shutdown()
+        await postgres.close()
+        try? await database.drop()
+        var cursor = "0"
+        repeat {
+            guard let reply = try? await redis.send("SCAN", cursor, "MATCH", "\(prefix)*", "COUNT", 1000),
+                let parts = reply.array, parts.count == 2
+            else { break }
+            cursor = parts[0].string ?? "0"
+            let keys = parts[1].array?.compactMap(\.string) ?? []
+            if !keys.isEmpty { _ = try? await redis.send(RedisCommand(["DEL"] + keys)) }
+        } while cursor != "0"
+        await redis.close()
+        return statuses
+    }
+
+    /// Lines of the PostgreSQL server log (`POSTGRES_LOG`, set by `.ci/servers`) that report a
+    /// unique violation of Leasehold's own tables; `nil` when the log is not available.
+    public static func duplicateKeyErrorsInPostgresLog() -> [String]? {
+        guard let path = ProcessInfo.processInfo.environment["POSTGRES_LOG"],
+            let text = try? String(contentsOfFile: path, encoding: .utf8)
+        else { return nil }
+        let ours = ["interviews_one_active_per_slot", "inbox_pkey", "users_pkey", "interviews_pkey", "time_slots"]
+        return text.split(separator: "\n").filter { line in
+            line.contains("duplicate key") && ours.contains { line.contains($0) }
+        }.map(String.init)
+    }
+}
+
+/// The stack's processes, appended as they start.
+final class ProcessList: Sendable {
+    private let list = Mutex<[ChildProcess]>([])
+    func append(_ process: ChildProcess) { list.withLock { $0.append(process) } }
+    var all: [ChildProcess] { list.withLock { $0 } }
+}
