@@ -206,12 +206,13 @@ public final class BlockingConnectionPool<Connection: BlockingConnection>: Senda
         }
 
         /// From any thread.
+        /// The interrupt runs under the lock, so `end()` (and the next borrower's call) waits for an
+        /// interrupt in progress: a late cancel cannot hit the next call on this connection.
         func cancel() {
-            let interrupter = state.withLock { state -> (any ConnectionInterrupter)? in
+            state.withLock { state in
                 state.cancelled = true
-                return state.interrupter
+                state.interrupter?.interrupt()
             }
-            interrupter?.interrupt()
         }
     }
 

@@ -137,7 +137,12 @@ public final class RedisConnection: BlockingConnection {
             throw RedisError(source: .server, code: .proto, message: "SCRIPT LOAD returned \(loaded)")
         }
         script.sha = sha
-        return try send(RedisCommand(["EVALSHA", sha] + tail))
+        do {
+            return try send(RedisCommand(["EVALSHA", sha] + tail))
+        } catch where error.code == .noScript {
+            // Flushed again between LOAD and EVALSHA: send the source itself.
+            return try send(RedisCommand(["EVAL", script.source] + tail))
+        }
     }
 
     // MARK: Private

@@ -110,9 +110,13 @@ struct EntryProcessor: Sendable {
         }
     }
 
+    /// Releases the lease even when the calling task is cancelled (a SIGTERM drain that timed
+    /// out): the release runs in a task of its own, which does not inherit the cancellation, and
+    /// is awaited at once.
     private func release(_ lease: Lease, logger: Logger) async {
+        let redis = self.redis
         do {
-            _ = try await redis.withConnection { try lease.release(on: $0) }
+            _ = try await Task { try await redis.withConnection { try lease.release(on: $0) } }.value
         } catch {
             logger.warning("could not release the lease; it expires by itself", metadata: ["error": "\(error)"])
         }
