@@ -68,7 +68,14 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .target(name: "LeaseholdSupervisor", dependencies: ["LeaseholdQueue", "LeaseholdDomain"]),
+        .target(
+            name: "LeaseholdSupervisor",
+            dependencies: [
+                "LeaseholdQueue", "LeaseholdDomain", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
         .target(
             name: "LeaseholdOps",
             dependencies: [
@@ -113,6 +120,10 @@ let package = Package(
         .testTarget(
             name: "LeaseholdOpsTests",
             dependencies: ["LeaseholdOps", "LeaseholdTesting"]
+        ),
+        .testTarget(
+            name: "LeaseholdSupervisorTests",
+            dependencies: ["LeaseholdSupervisor", "LeaseholdQueue", "LeaseholdRedis", "LeaseholdTesting"]
         ),
         .testTarget(
             name: "LeaseholdSystemTests",
