@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // MARK: C modules (Debian: libpq-dev, libhiredis-dev)
@@ -84,11 +85,23 @@ let package = Package(
             ]
         ),
 
+        .target(
+            name: "LeaseholdLoadTest",
+            dependencies: [
+                "LeaseholdOps", "LeaseholdDomain", "LeaseholdPostgres",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         // MARK: Executable
         .executableTarget(
             name: "leasehold",
             dependencies: [
-                "LeaseholdOps", "LeaseholdIngress", "LeaseholdWorker", "LeaseholdSupervisor",
+                "LeaseholdOps", "LeaseholdIngress", "LeaseholdWorker", "LeaseholdSupervisor", "LeaseholdLoadTest",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -217,7 +217,12 @@ public struct BookingTransaction: Sendable {
     private func finish(_ result: BookingResult, key: String, chatID: Int64?, on connection: PostgresConnection)
         throws -> BookingResult
     {
-        try connection.execute("UPDATE inbox SET outcome = \(result.outcome.rawValue) WHERE message_key = \(key)")
+        // processed_at is stamped here, just before COMMIT, so it measures accepted → committed.
+        try connection.execute(
+            """
+            UPDATE inbox SET outcome = \(result.outcome.rawValue), processed_at = clock_timestamp()
+            WHERE message_key = \(key)
+            """)
         if let chat = chatID {
             try connection.execute(
                 """

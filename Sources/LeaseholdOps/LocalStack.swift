@@ -255,7 +255,7 @@ public actor LocalStack {
     }
 
     /// `/usr/lib/postgresql/<newest>/bin`, or `$LEASEHOLD_PG_BINDIR`.
-    static func postgresBinaries() throws -> URL {
+    public static func postgresBinaries() throws -> URL {
         if let configured = ProcessInfo.processInfo.environment["LEASEHOLD_PG_BINDIR"], !configured.isEmpty {
             return URL(fileURLWithPath: configured)
         }

@@ -9,6 +9,9 @@ struct Leasehold: AsyncParsableCommand {
             Every role reads its configuration from flags or, when a flag is absent, from the \
             environment (POSTGRES_URL, REDIS_URL, LOG_LEVEL, ...). See README.md for the full table.
             """,
-        subcommands: [IngressCommand.self, WorkerCommand.self, SlotsCommand.self, MigrateCommand.self, LocalCommand.self]
+        subcommands: [
+            IngressCommand.self, WorkerCommand.self, SlotsCommand.self, MigrateCommand.self, LocalCommand.self,
+            LoadTestCommand.self,
+        ]
     )
 }
