@@ -11,7 +11,7 @@ struct Leasehold: AsyncParsableCommand {
             """,
         subcommands: [
             IngressCommand.self, WorkerCommand.self, SlotsCommand.self, MigrateCommand.self, LocalCommand.self,
-            LoadTestCommand.self,
+            LoadTestCommand.self, DemoCommand.self,
         ]
     )
 }

@@ -1,0 +1,167 @@
+import Foundation
+import LeaseholdQueue
+import LeaseholdRedis
+
+/// The Redis side of retries: parks a failed entry in the retry schedule and, once it is due, puts
+/// it back on its stream — each step one atomic Lua script, so a crash between two calls loses and
+/// duplicates nothing.
+///
+/// ## Layout: a ZSET of small members, a hash per retry
+///
+/// The schedule is the ZSET ``RedisKeys/retrySchedule`` (`lh:retry`), scored by due time in
+/// milliseconds since 1970. Its member is the *retry ID*, `<stream>/<entry id>` of the failed
+/// entry (see ``member(for:)``), and everything needed to re-enqueue it lives in a hash beside it,
+/// `lh:retry:<retry ID>` (``bodyKey(member:)``): `stream`, `key`, `kind`, `payload`, `attempt`
+/// (the *next* attempt number), `enqueued_at`, plus `last_error` and `failed_entry` for operators.
+///
+/// Chosen over a self-contained JSON member because:
+/// - hash fields are binary-safe, so the payload is stored and re-sent byte for byte with no
+///   encoding — Redis's Lua has `cjson` but no base64, and `cjson` is not safe for arbitrary bytes;
+/// - the member is derived from the entry, so scheduling the same entry twice cannot create a
+///   second member (a JSON member would differ by its error text);
+/// - an operator can read a parked retry with `HGETALL`, and ZSET scans stay small.
+///
+/// ## Idempotency
+///
+/// ``schedule(entry:at:lastError:on:)`` is gated on `XACK` returning 1: only the call that
+/// actually acknowledges the pending entry parks it. A second call for the same entry (a retried
+/// call whose first reply was lost, a reclaimer racing a worker) finds nothing pending and changes
+/// nothing; so does a call for an entry that a worker completed meanwhile.
+///
+/// ## Keys the scripts touch
+///
+/// `moveDue` XADDs to the streams named in the hashes and reads hashes named after members, keys
+/// it cannot declare in `KEYS` up front. That is fine on one Redis (the supported set-up, DESIGN.md);
+/// a Redis Cluster would need one schedule per stream shard under the shard's hash tag.
+public struct RetryScheduler: Sendable {
+    public let keys: RedisKeys
+    /// The consumer group whose pending entry ``schedule(entry:at:lastError:on:)`` acknowledges.
+    public let group: String
+
+    public init(keys: RedisKeys, group: String = RedisKeys.consumerGroup) {
+        self.keys = keys
+        self.group = group
+    }
+
+    /// What ``schedule(entry:at:lastError:on:)`` did.
+    public enum ScheduleOutcome: Sendable, Equatable {
+        /// The entry was acknowledged and parked until its due time.
+        case scheduled
+        /// The entry was not pending, and its retry is already parked (a repeated call).
+        case alreadyScheduled
+        /// The entry was not pending and is not parked: someone acknowledged it (a worker that
+        /// completed it, or an earlier schedule whose retry has since gone back to the stream).
+        case notPending
+    }
+
+    /// The ZSET member for the retry of `entry`: `<stream>/<entry id>`, unique per failed delivery.
+    public static func member(for entry: StreamEntry) -> String {
+        "\(entry.stream)/\(entry.id)"
+    }
+
+    /// The hash holding the body of the retry `member`.
+    public func bodyKey(member: String) -> String {
+        "\(keys.retrySchedule):\(member)"
+    }
+
+    // KEYS: stream, schedule, body. ARGV: group, entry id, member, due (ms), field/value pairs.
+    static let scheduleScript = RedisScript(
+        """
+        if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+            if redis.call('ZSCORE', KEYS[2], ARGV[3]) then return 2 end
+            return 0
+        end
+        redis.call('HSET', KEYS[3], unpack(ARGV, 5))
+        redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+        return 1
+        """)
+
+    // KEYS: schedule. ARGV: now (ms), limit.
+    // Per member: XADD first, then drop the body and the member, so an XADD that fails (a key that
+    // is not a stream) leaves that member parked; scripts are atomic but not rolled back.
+    static let moveScript = RedisScript(
+        """
+        local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+        local moved = 0
+        for _, member in ipairs(due) do
+            local body = KEYS[1] .. ':' .. member
+            local f = redis.call('HMGET', body, 'stream', 'key', 'kind', 'payload', 'attempt', 'enqueued_at')
+            if f[1] and f[2] and f[3] and f[4] and f[5] and f[6] then
+                redis.call('XADD', f[1], '*', 'key', f[2], 'kind', f[3], 'payload', f[4],
+                    'attempt', f[5], 'enqueued_at', f[6])
+                moved = moved + 1
+            else
+                redis.log(redis.LOG_WARNING, 'leasehold: retry ' .. member .. ' has no complete body; dropped')
+            end
+            redis.call('DEL', body)
+            redis.call('ZREM', KEYS[1], member)
+        end
+        return moved
+        """)
+
+    /// Acknowledges `entry` and parks it until `at` as its next attempt, in one script.
+    ///
+    /// - Parameters:
+    ///   - entry: a pending entry of ``group``, as read (its ``StreamEntry/id`` must be set).
+    ///   - at: when it is due; ``moveDue(now:limit:on:)`` moves it back once `now` reaches it.
+    ///   - lastError: why this attempt failed, kept with the retry for operators and dead letters.
+    @discardableResult
+    public func schedule(
+        entry: StreamEntry, at: Date, lastError: String, on connection: RedisConnection
+    ) throws(RedisError) -> ScheduleOutcome {
+        guard !entry.id.isEmpty else {
+            throw RedisError(source: .client, code: .invalidInput, message: "cannot schedule an entry without an ID")
+        }
+        let member = Self.member(for: entry)
+        let fields: [any RedisArgument] = [
+            "stream", entry.stream, "key", entry.key, "kind", entry.kind, "payload", entry.payload,
+            "attempt", entry.attempt + 1, "enqueued_at", entry.enqueuedAtMilliseconds,
+            "last_error", lastError, "failed_entry", entry.id,
+        ]
+        let reply = try connection.evaluate(
+            Self.scheduleScript, keys: [entry.stream, keys.retrySchedule, bodyKey(member: member)],
+            arguments: [group, entry.id, member, Self.milliseconds(at)] + fields)
+        switch reply.int {
+        case 1: return .scheduled
+        case 2: return .alreadyScheduled
+        case 0: return .notPending
+        default:
+            throw RedisError(source: .server, code: .proto, message: "retry schedule script returned \(reply)")
+        }
+    }
+
+    /// Moves up to `limit` retries due at `now` (score ≤ now) back to their streams, in one
+    /// script: each is XADDed with the fields ``StreamEntry/fields`` writes (`key`, `kind`,
+    /// `payload`, `attempt`, `enqueued_at`), then removed from the schedule.
+    ///
+    /// - Returns: how many entries went back. Call again while it returns `limit`.
+    @discardableResult
+    public func moveDue(now: Date, limit: Int, on connection: RedisConnection) throws(RedisError) -> Int {
+        guard limit > 0 else { return 0 }
+        let reply = try connection.evaluate(
+            Self.moveScript, keys: [keys.retrySchedule], arguments: [Self.milliseconds(now), limit])
+        guard let moved = reply.int else {
+            throw RedisError(source: .server, code: .proto, message: "retry move script returned \(reply)")
+        }
+        return Int(moved)
+    }
+
+    /// How many retries are parked (`ZCARD`), due or not.
+    public func backlog(on connection: RedisConnection) throws(RedisError) -> Int {
+        Int(try connection.send("ZCARD", keys.retrySchedule).int ?? 0)
+    }
+
+    /// The due time of the earliest parked retry, `nil` when none is parked.
+    public func oldestDue(on connection: RedisConnection) throws(RedisError) -> Date? {
+        let reply = try connection.send("ZRANGE", keys.retrySchedule, 0, 0, "WITHSCORES")
+        guard let pair = reply.array, pair.count == 2, let score = pair[1].string.flatMap(Double.init) else {
+            return nil
+        }
+        return Date(timeIntervalSince1970: score / 1000)
+    }
+
+    /// Milliseconds since 1970, rounded down, as the schedule's scores are.
+    static func milliseconds(_ date: Date) -> Int64 {
+        Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+    }
+}

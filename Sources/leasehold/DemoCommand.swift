@@ -1,0 +1,149 @@
+import ArgumentParser
+import Foundation
+import LeaseholdLoadTest
+import LeaseholdOps
+import LeaseholdPostgres
+import Logging
+
+/// `leasehold demo`: the whole system on one machine, driven by a load test.
+struct DemoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Run the embedded stack, 2 ingress and 2 workers as separate processes, and a load test.",
+        discussion: """
+            Starts PostgreSQL and Redis as child processes (the embedded default, data in --dir), migrates, \
+            starts `leasehold ingress` ×2 and `leasehold worker` ×2 as separate processes of this binary, \
+            drives a load test of concurrent bookings with a progress line, prints the report (with the pgbench \
+            comparison), then stops everything (SIGTERM, in order). --keep-running leaves the system up until \
+            Ctrl-C or SIGTERM and prints the URLs. Role logs go to <dir>/logs/. Exit status: that of the load test.
+            """
+    )
+
+    @Option(help: "Data and log directory.")
+    var dir: String = ".leasehold/demo"
+
+    @Option(help: "Fresh slots to book.")
+    var slots: Int = 200
+
+    @Option(help: "Requests per slot (contention).")
+    var perSlot: Int = 10
+
+    @Option(help: "Concurrent clients.")
+    var concurrency: Int = 32
+
+    @Flag(help: "Keep the system running after the load test, until Ctrl-C or SIGTERM.")
+    var keepRunning = false
+
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+
+    func run() async throws {
+        var common = CommonOptions()
+        common.logLevelFlag = "warning"
+        let logger = common.bootstrapLogging(label: "leasehold.demo")
+        let root = URL(fileURLWithPath: dir)
+        let logs = root.appendingPathComponent("logs")
+        try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
+        chmod(root.path, 0o755)
+
+        say("starting PostgreSQL and Redis (data in \(root.appendingPathComponent("local").path))")
+        let stack = try LocalStack(
+            options: LocalStackOptions(directory: root.appendingPathComponent("local")), logger: logger)
+        try await stack.start()
+        var roles: [ChildProcess] = []
+        do {
+            let client = PostgresClient(configuration: PostgresConfiguration(connectionString: stack.postgresURL), size: 1)
+            _ = try await Migrator(client: client, logger: logger).migrate(
+                try Migration.load(from: Migration.defaultDirectory()))
+            await client.close()
+
+            let token = UUID().uuidString
+            let self_ = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+            var environment = ProcessInfo.processInfo.environment
+            environment["POSTGRES_URL"] = stack.postgresURL
+            environment["REDIS_URL"] = stack.redisURL
+            environment["LEASEHOLD_API_TOKEN"] = token
+            environment["TELEGRAM_WEBHOOK_SECRET"] = UUID().uuidString
+            environment["LOG_LEVEL"] = "info"
+            let ports = try (0..<2).map { _ in try freeLoopbackPort() }
+            for (index, port) in ports.enumerated() {
+                roles.append(try ChildProcess(
+                    name: "ingress-\(index)", executable: self_,
+                    arguments: ["ingress", "--host", "127.0.0.1", "--port", String(port)],
+                    log: logs.appendingPathComponent("ingress-\(index).log"), environment: environment))
+            }
+            for index in 0..<2 {
+                roles.append(try ChildProcess(
+                    name: "worker-\(index)", executable: self_, arguments: ["worker", "--consumer-name", "demo-worker-\(index)"],
+                    log: logs.appendingPathComponent("worker-\(index).log"), environment: environment))
+            }
+            let urls = ports.map { "http://127.0.0.1:\($0)" }
+            try await waitForHealth(urls, roles: roles)
+            say("running: ingress ×2 (\(urls.joined(separator: ", "))), worker ×2; logs in \(logs.path)")
+
+            let test = LoadTest(
+                configuration: LoadTestConfiguration(
+                    ingressURLs: urls, apiToken: token, postgresURL: stack.postgresURL, slots: slots,
+                    requestsPerSlot: perSlot, concurrency: concurrency,
+                    postgresLog: stack.postgresLog.path, pgbench: true)
+            ) { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
+            let report = try await test.run()
+            print(json ? report.json : report.table)
+
+            if keepRunning {
+                say("""
+                    still running; Ctrl-C or SIGTERM stops everything
+                    POSTGRES_URL=\(stack.postgresURL)
+                    REDIS_URL=\(stack.redisURL)
+                    LEASEHOLD_API_TOKEN=\(token)
+                    ingress: \(urls.joined(separator: " "))
+                    """)
+                await waitForSignal()
+            }
+            await stopAll(roles, stack: stack)
+            if !report.passed { throw ExitCode(1) }
+        } catch {
+            await stopAll(roles, stack: stack)
+            throw error
+        }
+    }
+
+    private func say(_ text: String) {
+        FileHandle.standardError.write(Data("==> \(text)\n".utf8))
+    }
+
+    private func waitForHealth(_ urls: [String], roles: [ChildProcess]) async throws {
+        let deadline = ContinuousClock.now + .seconds(60)
+        for url in urls {
+            while true {
+                if let failed = roles.first(where: { !$0.isRunning }) {
+                    throw ValidationError("\(failed.name) exited early; see \(failed.log.path):\n\(failed.output.suffix(2000))")
+                }
+                if (try? await IngressProbe.status(of: url + "/healthz")) == 200 { break }
+                guard ContinuousClock.now < deadline else { throw ValidationError("\(url) never became healthy") }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+
+    private func stopAll(_ roles: [ChildProcess], stack: LocalStack) async {
+        say("stopping ingress and workers (SIGTERM), then Redis and PostgreSQL")
+        for role in roles { role.send(SIGTERM) }
+        for role in roles { await role.stop(signal: SIGTERM, timeout: .seconds(30)) }
+        await stack.stop()
+    }
+
+    /// Blocks until SIGINT or SIGTERM.
+    private func waitForSignal() async {
+        let (signals, continuation) = AsyncStream.makeStream(of: Int32.self)
+        let sources = [SIGINT, SIGTERM].map { signal -> any DispatchSourceSignal in
+            Foundation.signal(signal, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signal)
+            source.setEventHandler { continuation.yield(signal) }
+            source.resume()
+            return source
+        }
+        for await _ in signals { break }
+        sources.forEach { $0.cancel() }
+    }
+}
