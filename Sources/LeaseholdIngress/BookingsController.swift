@@ -70,21 +70,15 @@ struct BookingsController: Sendable {
             stream: configuration.keys.stream("bookings"), key: "api:\(body.requestID)", kind: BookingRequest.kind,
             payload: Array(try JSONEncoder().encode(booking)))
         let pending = #"{"request_id":"\#(body.requestID)","status":"pending"}"#
-        let resultKey = configuration.keys.result(body.requestID)
-        // The pending marker first (NX: never overwrite a published outcome), so a GET right after
-        // the 202 finds the request; removed again if the entry could not be enqueued.
-        let marked: Bool
-        do {
-            marked = try await redis.send("SET", resultKey, pending, "NX", "EX", configuration.resultTTLSeconds) != .null
-        } catch {
-            throw enqueuer.unavailable("the queue is unavailable; retry later")
-        }
-        do {
-            _ = try await enqueuer.enqueue(entry, logger: context.logger)
-        } catch {
-            if marked { _ = try? await redis.send("DEL", resultKey) }
-            throw error
-        }
+        // The pending marker is written by the same script as the entry (NX: never over a
+        // published outcome), so a GET right after the 202 finds the request, and a refused
+        // request leaves no marker behind.
+        _ = try await enqueuer.enqueue(
+            entry,
+            marker: StreamProducer.Marker(
+                key: configuration.keys.result(body.requestID), value: pending,
+                ttl: .seconds(configuration.resultTTLSeconds)),
+            logger: context.logger)
         return Response(
             status: .accepted,
             headers: [.contentType: "application/json", .location: "/v1/bookings/\(body.requestID)"],

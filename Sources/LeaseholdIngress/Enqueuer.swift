@@ -11,10 +11,12 @@ struct Enqueuer: Sendable {
     let producer: StreamProducer
     let retryAfterSeconds: Int
 
-    /// Appends `entry` and returns its stream ID.
-    func enqueue(_ entry: StreamEntry, logger: Logger) async throws -> String {
+    /// Appends `entry` (and `marker`, atomically) and returns its stream ID.
+    func enqueue(_ entry: StreamEntry, marker: StreamProducer.Marker? = nil, logger: Logger) async throws -> String {
         do {
-            let id = try await redis.withConnection { [producer] in try producer.enqueue(entry, on: $0) }
+            let id = try await redis.withConnection { [producer] in
+                try producer.enqueue(entry, marker: marker, on: $0)
+            }
             Counter(label: "leasehold_ingress_enqueued_total", dimensions: [("stream", entry.stream)]).increment()
             return id
         } catch let error as RedisError where error.code == StreamProducer.overloaded {

@@ -6,6 +6,9 @@ import LeaseholdRedis
 /// replicas. The backlog is what workers have not finished: entries not yet delivered to the
 /// consumer group (`lag`) plus those delivered but not acknowledged (`pending`); without a group
 /// yet, the stream's length.
+///
+/// The same script can also write a marker key (the API's `pending` outcome) with `SET NX`, so
+/// the marker exists exactly when the entry does: one round trip, nothing to undo on refusal.
 public struct StreamProducer: Sendable {
     public let keys: RedisKeys
     /// Refuse new entries when the backlog reaches this; 0 disables the check.
@@ -16,6 +19,22 @@ public struct StreamProducer: Sendable {
         self.highWaterMark = highWaterMark
     }
 
+    /// A key written with `SET NX PX` together with the entry (never overwriting an existing value).
+    public struct Marker: Sendable {
+        public var key: String
+        public var value: String
+        public var ttl: Duration
+
+        public init(key: String, value: String, ttl: Duration) {
+            self.key = key
+            self.value = value
+            self.ttl = ttl
+        }
+    }
+
+    // KEYS[1] stream, KEYS[2] marker key (or the stream again when there is none)
+    // ARGV[1] high-water mark, ARGV[2] group, ARGV[3] marker value ('' for none), ARGV[4] marker TTL ms,
+    // ARGV[5..] the entry's field/value pairs
     static let enqueueScript = RedisScript(
         """
         local limit = tonumber(ARGV[1])
@@ -34,18 +53,26 @@ public struct StreamProducer: Sendable {
                 return redis.error_reply('OVERLOADED backlog ' .. backlog .. ' is at the high-water mark ' .. limit)
             end
         end
-        return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+        local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 5))
+        if ARGV[3] ~= '' then
+            redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4])
+        end
+        return id
         """)
 
     /// The error code the script answers with when the stream is over its mark.
     public static let overloaded = RedisError.Code(rawValue: "OVERLOADED")
 
-    /// XADDs `entry` to `lh:stream:<source>` and returns its ID.
+    /// XADDs `entry` to its stream (and writes `marker`, if any) and returns the entry's ID.
     /// - Throws: ``RedisError`` with code ``overloaded`` when over the high-water mark.
-    public func enqueue(_ entry: StreamEntry, on connection: RedisConnection) throws(RedisError) -> String {
+    public func enqueue(_ entry: StreamEntry, marker: Marker? = nil, on connection: RedisConnection) throws(RedisError)
+        -> String
+    {
         let reply = try connection.evaluate(
-            Self.enqueueScript, keys: [entry.stream],
-            arguments: [highWaterMark, RedisKeys.consumerGroup] + entry.fields)
+            Self.enqueueScript, keys: [entry.stream, marker?.key ?? entry.stream],
+            arguments: [
+                highWaterMark, RedisKeys.consumerGroup, marker?.value ?? "", (marker?.ttl ?? .seconds(1)).redisMilliseconds,
+            ] + entry.fields)
         guard let id = reply.string else {
             throw RedisError(source: .server, code: .proto, message: "XADD returned \(reply)", command: "XADD")
         }

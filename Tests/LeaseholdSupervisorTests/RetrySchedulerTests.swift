@@ -1,0 +1,191 @@
+import Foundation
+import LeaseholdQueue
+import LeaseholdRedis
+import LeaseholdSupervisor
+import LeaseholdTesting
+import Testing
+
+/// The retry schedule against a real Redis: scheduling acknowledges atomically and exactly once,
+/// and due retries come back to their stream as the same message, one attempt further.
+@Suite(.enabled(if: IntegrationEnvironment.isAvailable))
+struct RetrySchedulerTests {
+    /// Bytes that break naive encodings: NUL, Cyrillic, emoji, and bytes that are not UTF-8.
+    static let binaryPayload: [UInt8] = Array("{\"text\":\"Вы записаны 🎉\"}".utf8) + [0, 0xFF, 0xFE, 0, 0x7F, 0x80]
+
+    /// Enqueues `entries` on `stream` and reads them as consumer `c1` of the `workers` group, so
+    /// they are pending, as a failed delivery's entry is.
+    static func pendingEntries(
+        _ entries: [StreamEntry], stream: String, keys: RedisKeys, client: RedisClient
+    ) async throws -> [StreamEntry] {
+        let consumer = StreamConsumer(streams: [stream], consumer: "c1")
+        let producer = StreamProducer(keys: keys, highWaterMark: 0)
+        return try await client.withConnection { connection in
+            try consumer.ensureGroups(on: connection)
+            for entry in entries { _ = try producer.enqueue(entry, on: connection) }
+            let batch = try consumer.read(count: entries.count + 1, block: .milliseconds(100), on: connection)
+            guard batch.undecodable.isEmpty else { throw TestSetupError("undecodable: \(batch.undecodable)") }
+            return batch.entries
+        }
+    }
+
+    /// New entries of the stream for consumer `c2` (the re-enqueued retries).
+    static func readNew(stream: String, client: RedisClient) async throws -> [StreamEntry] {
+        let consumer = StreamConsumer(streams: [stream], consumer: "c2")
+        return try await client.withConnection { connection in
+            try consumer.read(count: 100, block: .milliseconds(50), on: connection).entries
+        }
+    }
+
+    static func pendingCount(stream: String, client: RedisClient) async throws -> Int64 {
+        let reply = try await client.send("XPENDING", stream, RedisKeys.consumerGroup)
+        return reply.array?.first?.int ?? -1
+    }
+
+    @Test("schedule acknowledges the pending entry and parks one retry, even when called twice")
+    func scheduleAcknowledgesOnce() async throws {
+        try await SupervisorRedisFixture.withKeys { client, keys in
+            let scheduler = RetryScheduler(keys: keys)
+            let stream = keys.stream("bookings")
+            let entries = try await Self.pendingEntries(
+                [StreamEntry(stream: stream, key: "bk:1", kind: "booking", payload: Self.binaryPayload, attempt: 3)],
+                stream: stream, keys: keys, client: client)
+            let entry = try #require(entries.first)
+            #expect(try await Self.pendingCount(stream: stream, client: client) == 1)
+
+            let due = Date().addingTimeInterval(60)
+            let first = try await client.withConnection {
+                try scheduler.schedule(entry: entry, at: due, lastError: "SQLSTATE 40P01 deadlock", on: $0)
+            }
+            #expect(first == .scheduled)
+            #expect(try await Self.pendingCount(stream: stream, client: client) == 0)
+
+            let second = try await client.withConnection {
+                try scheduler.schedule(entry: entry, at: due.addingTimeInterval(30), lastError: "again", on: $0)
+            }
+            #expect(second == .alreadyScheduled)
+            #expect(try await client.withConnection { try scheduler.backlog(on: $0) } == 1)
+            let members = try await client.send("ZRANGE", keys.retrySchedule, 0, -1, "WITHSCORES")
+            #expect(members == .array([
+                .bulk(Array(RetryScheduler.member(for: entry).utf8)),
+                .bulk(Array(String(Int64((due.timeIntervalSince1970 * 1000).rounded(.down))).utf8)),
+            ]))
+
+            // The body keeps what an operator needs: the next attempt and the first call's error.
+            let body = scheduler.bodyKey(member: RetryScheduler.member(for: entry))
+            #expect(try await client.send("HGET", body, "attempt").string == "4")
+            #expect(try await client.send("HGET", body, "last_error").string == "SQLSTATE 40P01 deadlock")
+            #expect(try await client.send("HGET", body, "payload").bytes == Self.binaryPayload)
+
+            let oldest = try #require(try await client.withConnection { try scheduler.oldestDue(on: $0) })
+            #expect(abs(oldest.timeIntervalSince(due)) < 0.002)
+        }
+    }
+
+    @Test("an entry a worker acknowledged meanwhile is not scheduled")
+    func completedEntryIsNotScheduled() async throws {
+        try await SupervisorRedisFixture.withKeys { client, keys in
+            let scheduler = RetryScheduler(keys: keys)
+            let stream = keys.stream("bookings")
+            let entry = try #require(try await Self.pendingEntries(
+                [StreamEntry(stream: stream, key: "bk:2", kind: "booking", payload: Array("{}".utf8))],
+                stream: stream, keys: keys, client: client
+            ).first)
+            try await client.send("XACK", stream, RedisKeys.consumerGroup, entry.id)
+
+            let outcome = try await client.withConnection {
+                try scheduler.schedule(entry: entry, at: Date(), lastError: "late", on: $0)
+            }
+            #expect(outcome == .notPending)
+            #expect(try await client.withConnection { try scheduler.backlog(on: $0) } == 0)
+            #expect(try await client.withConnection { try scheduler.oldestDue(on: $0) } == nil)
+        }
+    }
+
+    @Test("moveDue moves only due retries; each comes back as the same message, attempt + 1")
+    func moveDueReenqueues() async throws {
+        try await SupervisorRedisFixture.withKeys { client, keys in
+            let scheduler = RetryScheduler(keys: keys)
+            let stream = keys.stream("telegram")
+            let originals = [
+                StreamEntry(
+                    stream: stream, key: "tg:1", kind: "telegram.callback", payload: Self.binaryPayload, attempt: 1,
+                    enqueuedAtMilliseconds: 1_700_000_000_123),
+                StreamEntry(
+                    stream: stream, key: "tg:2", kind: "telegram.callback", payload: [0, 1, 2, 0], attempt: 5,
+                    enqueuedAtMilliseconds: 1_700_000_000_456),
+            ]
+            let pending = try await Self.pendingEntries(originals, stream: stream, keys: keys, client: client)
+            #expect(pending.count == 2)
+            let now = Date()
+            let later = now.addingTimeInterval(3_600)
+            try await client.withConnection { connection in
+                try scheduler.schedule(entry: pending[0], at: now.addingTimeInterval(-1), lastError: "e1", on: connection)
+                try scheduler.schedule(entry: pending[1], at: later, lastError: "e2", on: connection)
+            }
+
+            #expect(try await client.withConnection { try scheduler.moveDue(now: now, limit: 10, on: $0) } == 1)
+            #expect(try await client.withConnection { try scheduler.backlog(on: $0) } == 1)
+            let oldest = try #require(try await client.withConnection { try scheduler.oldestDue(on: $0) })
+            #expect(abs(oldest.timeIntervalSince(later)) < 0.002)
+            // Its body is gone with it; the other's stays.
+            #expect(try await client.send("EXISTS", scheduler.bodyKey(member: RetryScheduler.member(for: pending[0])))
+                == .integer(0))
+            #expect(try await client.send("EXISTS", scheduler.bodyKey(member: RetryScheduler.member(for: pending[1])))
+                == .integer(1))
+
+            let moved = try await Self.readNew(stream: stream, client: client)
+            #expect(moved.count == 1)
+            let retry = try #require(moved.first)
+            #expect(retry.id != pending[0].id)
+            #expect(retry.key == "tg:1")
+            #expect(retry.kind == "telegram.callback")
+            #expect(retry.payload == Self.binaryPayload)
+            #expect(retry.attempt == 2)
+            #expect(retry.enqueuedAtMilliseconds == 1_700_000_000_123)
+
+            // Nothing else is due now; the other one is due in an hour.
+            #expect(try await client.withConnection { try scheduler.moveDue(now: now, limit: 10, on: $0) } == 0)
+            #expect(try await client.withConnection {
+                try scheduler.moveDue(now: later.addingTimeInterval(1), limit: 10, on: $0)
+            } == 1)
+            let second = try #require(try await Self.readNew(stream: stream, client: client).first)
+            #expect(second.key == "tg:2")
+            #expect(second.payload == [0, 1, 2, 0])
+            #expect(second.attempt == 6)
+            #expect(second.enqueuedAtMilliseconds == 1_700_000_000_456)
+            #expect(try await client.withConnection { try scheduler.backlog(on: $0) } == 0)
+        }
+    }
+
+    @Test("moveDue takes at most `limit` per call, earliest first, and loses none", arguments: [1, 2, 3])
+    func moveDueHonoursLimit(limit: Int) async throws {
+        try await SupervisorRedisFixture.withKeys { client, keys in
+            let scheduler = RetryScheduler(keys: keys)
+            let stream = keys.stream("bookings")
+            let originals = (0..<5).map {
+                StreamEntry(stream: stream, key: "bk:\($0)", kind: "booking", payload: Array("{\"n\":\($0)}".utf8))
+            }
+            let pending = try await Self.pendingEntries(originals, stream: stream, keys: keys, client: client)
+            let base = Date().addingTimeInterval(-10)
+            try await client.withConnection { connection in
+                // Scheduled in reverse, so due order differs from stream order.
+                for (index, entry) in pending.enumerated() {
+                    try scheduler.schedule(
+                        entry: entry, at: base.addingTimeInterval(Double(pending.count - index)), lastError: "x",
+                        on: connection)
+                }
+            }
+            var order: [String] = []
+            while true {
+                let moved = try await client.withConnection { try scheduler.moveDue(now: Date(), limit: limit, on: $0) }
+                #expect(moved <= limit)
+                let entries = try await Self.readNew(stream: stream, client: client)
+                #expect(entries.count == moved)
+                order += entries.map(\.key)
+                if moved == 0 { break }
+            }
+            #expect(order == ["bk:4", "bk:3", "bk:2", "bk:1", "bk:0"])
+            #expect(try await client.withConnection { try scheduler.backlog(on: $0) } == 0)
+        }
+    }
+}
