@@ -1,3 +1,4 @@
+import Foundation
 import LeaseholdPostgres
 import LeaseholdTesting
 import Synchronization
@@ -74,44 +75,51 @@ struct PostgresConcurrencyTests {
         }
     }
 
-    @Test("16 concurrent pg_sleep(1) on 16 connections run in parallel while async tasks keep running")
+    /// Causal, not timed: while 16 blocking `pg_sleep(5)` calls hold all 16 connections, plain
+    /// async work must finish *before* the sleeps do. Were the blocking calls on the cooperative
+    /// pool (one thread per core), that work could only run after them.
+    @Test("16 concurrent pg_sleep(5) on 16 connections run in parallel while async tasks keep running")
     func blockingCallsDoNotStarveTheCooperativePool() async throws {
         try await PostgresFixture.withClient(size: 16) { client in
-            // Open all 16 connections first, so the measurement is of the sleeps alone.
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for _ in 0..<16 { group.addTask { try await client.query("SELECT pg_sleep(0.2)") } }
-                try await group.waitForAll()
-            }
-
+            let observer = IntegrationEnvironment.postgresClient(size: 1)
             let clock = ContinuousClock()
             let start = clock.now
-            // A plain async task that only makes progress if the cooperative pool has free threads.
-            async let ticks: Int = {
-                var ticks = 0
-                while clock.now - start < .milliseconds(900) {
-                    try await Task.sleep(for: .milliseconds(10))
-                    ticks += 1
-                }
-                return ticks
-            }()
-            let backends = try await withThrowingTaskGroup(of: Int32.self) { group in
-                for _ in 0..<16 {
-                    group.addTask {
-                        try await client.query("SELECT pg_backend_pid() FROM pg_sleep(1)").single()
-                            .decode(Int32.self, at: 0)
+            let sleepsDone = SharedCounter()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await withThrowingTaskGroup(of: Void.self) { sleeps in
+                        for _ in 0..<16 {
+                            sleeps.addTask {
+                                try await client.query("SELECT pg_sleep(5)")
+                            }
+                        }
+                        try await sleeps.waitForAll()
                     }
+                    sleepsDone.add()
                 }
-                return try await group.reduce(into: Set<Int32>()) { $0.insert($1) }
+                // Wait until all 16 are sleeping on the server.
+                while try await observer.query(
+                    """
+                    SELECT count(*) FROM pg_stat_activity
+                    WHERE query LIKE '%pg_sleep(5)%' AND state = 'active' AND pid <> pg_backend_pid()
+                      AND application_name = 'leasehold-tests'
+                    """
+                ).single().decode(Int64.self, at: 0) < 16 {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                // Plain async work on the cooperative pool.
+                var total = 0
+                for step in 0..<100 {
+                    await Task.yield()
+                    total += step
+                }
+                #expect(total == 4950)
+                #expect(sleepsDone.value == 0, "async work ran while every connection was blocked")
+                try await group.waitForAll()
             }
-            let elapsed = clock.now - start
-            let progress = try await ticks
-
-            #expect(backends.count == 16)  // each sleep had its own connection
-            // Serially this is 16 s; on the cooperative pool (one thread per core) it would be
-            // 16 s / cores. In parallel on dedicated threads it is about 1 s.
-            #expect(elapsed < .seconds(6))
-            // Blocked cooperative threads would leave the ticker at 0 or 1 during the sleeps.
-            #expect(progress >= 10)
+            // Serially 16 × 5 s = 80 s; on a 2-thread cooperative pool 40 s; in parallel about 5 s.
+            #expect(clock.now - start < .seconds(35))
+            await observer.close()
         }
     }
 }

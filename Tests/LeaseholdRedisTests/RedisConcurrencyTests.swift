@@ -47,48 +47,51 @@ struct RedisConcurrencyTests {
         }
     }
 
-    @Test("16 concurrent BLPOP … 1 on 16 connections run in parallel while async tasks keep running")
+    /// Causal, not timed: while 16 blocking `BLPOP … 5` calls hold all 16 connections, plain
+    /// async work must finish *before* they do. Were the blocking calls on the cooperative pool
+    /// (one thread per core), that work could only run after them.
+    @Test("16 concurrent BLPOP … 5 on 16 connections run in parallel while async tasks keep running")
     func blockingCallsDoNotStarveTheCooperativePool() async throws {
         try await RedisFixture.withClient(size: 16) { client, prefix in
-            // Open all 16 connections first.
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for index in 0..<16 {
-                    group.addTask {
-                        try await client.send(RedisCommand("BLPOP", prefix + "warm\(index)", "0.2"), timeout: .seconds(3))
-                    }
-                }
-                try await group.waitForAll()
-            }
-
+            let observer = try IntegrationEnvironment.redisClient(size: 1)
             let clock = ContinuousClock()
             let start = clock.now
-            async let ticks: Int = {
-                var ticks = 0
-                while clock.now - start < .milliseconds(900) {
-                    try await Task.sleep(for: .milliseconds(10))
-                    ticks += 1
-                }
-                return ticks
-            }()
-            let ids = try await withThrowingTaskGroup(of: String?.self) { group in
-                for index in 0..<16 {
-                    group.addTask {
-                        try await client.withConnection { connection in
-                            let reply = try connection.send(
-                                RedisCommand("BLPOP", prefix + "empty\(index)", 1), timeout: .seconds(5))
-                            guard reply == .null else { return nil }
-                            return RedisFixture.clientInfo("id", in: try connection.send("CLIENT", "INFO"))
+            let blockedDone = SharedCounter()
+            let timedOut = SharedCounter()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await withThrowingTaskGroup(of: Void.self) { blocked in
+                        for index in 0..<16 {
+                            blocked.addTask {
+                                let reply = try await client.send(
+                                    RedisCommand("BLPOP", prefix + "empty\(index)", 5), timeout: .seconds(10))
+                                if reply == .null { timedOut.add() }
+                            }
                         }
+                        try await blocked.waitForAll()
                     }
+                    blockedDone.add()
                 }
-                return try await group.reduce(into: Set<String>()) { ids, id in if let id { ids.insert(id) } }
+                // Wait until all 16 are blocked on the server.
+                while true {
+                    let info = try await observer.send("INFO", "clients").string ?? ""
+                    let line = info.split(whereSeparator: \.isNewline).first { $0.hasPrefix("blocked_clients:") }
+                    if let line, let count = Int(line.dropFirst("blocked_clients:".count)), count >= 16 { break }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                var total = 0
+                for step in 0..<100 {
+                    await Task.yield()
+                    total += step
+                }
+                #expect(total == 4950)
+                #expect(blockedDone.value == 0, "async work ran while every connection was blocked")
+                try await group.waitForAll()
             }
-            let elapsed = clock.now - start
-            let progress = try await ticks
-
-            #expect(ids.count == 16)  // each BLPOP had its own connection and timed out with nil
-            #expect(elapsed < .seconds(6))  // serially 16 s; on a 2-thread cooperative pool 8 s
-            #expect(progress >= 10)
+            #expect(timedOut.value == 16, "each BLPOP had its own connection and timed out with nil")
+            // Serially 16 × 5 s = 80 s; on a 2-thread cooperative pool 40 s; in parallel about 5 s.
+            #expect(clock.now - start < .seconds(35))
+            await observer.close()
         }
     }
 }
