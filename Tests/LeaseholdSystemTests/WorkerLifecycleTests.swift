@@ -110,4 +110,40 @@ struct WorkerLifecycleTests {
         #expect(lease.int == 0, "lease released on the way out")
         await stack.shutdown()
     }
+
+    @Test func aLeaseHeldElsewhereKeepsTheWorkerOffTheEntry() async throws {
+        let stack = try await ProcessStack.start(ingress: 1, workers: 1)
+        let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
+        // Someone else (a slow worker elsewhere) holds the lease of this message key.
+        let lease = "\(stack.prefix)lease:api:leased-1"
+        _ = try await stack.redis.send("SET", lease, "other-worker:token", "PX", 60_000)
+        #expect(try await stack.book(requestID: "leased-1", userID: 1, slotID: slot).status == 202)
+        try await Task.sleep(for: .seconds(4))  // longer than the worker's lease wait (2 s)
+        #expect(try await stack.outcome(of: "leased-1", timeout: .zero) == "pending")
+        let inbox = try await stack.postgres.query("SELECT count(*) FROM inbox").single().decode(Int64.self, at: 0)
+        #expect(inbox == 0, "no transaction ran under someone else's lease")
+        #expect(try await stack.pendingCount("bookings") == 1, "left pending, not acknowledged")
+        #expect(try await stack.redis.send("GET", lease).string == "other-worker:token", "never deleted someone else's lease")
+        await stack.shutdown()
+    }
+
+    @Test func theHeartbeatKeepsTheLeaseOfATransactionLongerThanItsTTL() async throws {
+        let stack = try await ProcessStack.start(
+            ingress: 1, workers: 1, workerEnvironment: ["LEASEHOLD_LEASE_TTL_MS": "600"])
+        let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
+        let lock = try SlotLock(stack, slot: slot)
+        #expect(try await stack.book(requestID: "slow-1", userID: 1, slotID: slot).status == 202)
+        try await waitUntil { try await blockedWorkerTransactions(stack) == 1 }
+        // Five TTLs later the lease is still there, still the worker's.
+        for _ in 0..<6 {
+            try await Task.sleep(for: .milliseconds(500))
+            let holder = try await stack.redis.send("GET", "\(stack.prefix)lease:api:slow-1").string
+            #expect(holder?.hasPrefix("worker-0:") == true, "lease renewed while the transaction runs: \(holder ?? "nil")")
+        }
+        try lock.release()
+        #expect(try await stack.outcome(of: "slow-1") == "booked")
+        let released = try await stack.redis.send("EXISTS", "\(stack.prefix)lease:api:slow-1")
+        #expect(released.int == 0, "released after the acknowledgement")
+        await stack.shutdown()
+    }
 }
