@@ -161,11 +161,14 @@ public final class PostgresConnection: BlockingConnection {
         _ body: (PostgresConnection) throws -> T
     ) throws(PostgresTransactionError) -> T {
         do throws(PostgresError) {
-            try simpleQuery("BEGIN ISOLATION LEVEL \(options.isolation.sql)\(options.readOnly ? " READ ONLY" : "")")
-            try query(
+            // One round trip for BEGIN and both timeouts. The only text spliced in is the isolation
+            // level (from an enum) and two integers the wrapper formats itself: no caller value
+            // reaches this SQL.
+            try simpleQuery(
                 """
-                SELECT set_config('lock_timeout', \(options.lockTimeoutSetting), true),
-                       set_config('statement_timeout', \(options.statementTimeoutSetting), true)
+                BEGIN ISOLATION LEVEL \(options.isolation.sql)\(options.readOnly ? " READ ONLY" : "");
+                SET LOCAL lock_timeout = \(options.lockTimeoutSetting);
+                SET LOCAL statement_timeout = \(options.statementTimeoutSetting)
                 """)
         } catch {
             // BEGIN may have succeeded before the SET failed: leave the connection clean.
