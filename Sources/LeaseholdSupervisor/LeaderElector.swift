@@ -131,10 +131,14 @@ public final class LeaderElector: Service {
     /// Campaigns until graceful shutdown or cancellation, then gives up leadership and releases the
     /// lease.
     ///
+    /// The loop runs in a child task at `.high` priority, so that renewals are not queued behind
+    /// ordinary work on a busy cooperative pool.
+    ///
     /// - Parameter onLeadershipChange: called with `true` on becoming leader and `false` on losing
-    ///   it (including on exit), in order, from the election loop. Keep it short: renewals wait for
-    ///   it (``isLeader`` stays correct meanwhile, since it is judged by the clock). A step-down
-    ///   caused by an unanswered renewal is reported at the deadline, not when the call ends.
+    ///   it (including on exit), in order, from the election loop (so at high priority). Keep it
+    ///   short: renewals wait for it (``isLeader`` stays correct meanwhile, since it is judged by
+    ///   the clock). A step-down caused by an unanswered renewal is reported at the deadline, not
+    ///   when the call ends.
     public func run(onLeadershipChange: @escaping @Sendable (Bool) async -> Void) async {
         let alreadyRunning = state.withLock { state in
             defer { state.running = true }
@@ -143,12 +147,25 @@ public final class LeaderElector: Service {
         precondition(!alreadyRunning, "a LeaderElector runs one election loop at a time")
         logger.info(
             "leader election started",
-            metadata: ["key": "\(keys.leader)", "ttl": "\(configuration.ttl)",
-                       "renew_interval": "\(configuration.renewInterval)"])
-        await cancelWhenGracefulShutdown { [self] in
-            await campaign(onLeadershipChange)
+            metadata: [
+                "key": "\(keys.leader)", "ttl": "\(configuration.ttl)",
+                "renew_interval": "\(configuration.renewInterval)",
+            ])
+        // At high priority: Swift's cooperative pool serves higher-priority jobs first, so a pool
+        // busy with the very maintenance this election guards does not delay renewals. (Measured on
+        // Linux under 500 concurrent HTTP tasks: wake-ups at default priority came up to 0.7 s late,
+        // at high priority under 0.06 s; a lease renewed every ttl/3 tolerates ttl - ttl/5 - ttl/3.)
+        // It cannot help when every timer of the process stalls (seen for seconds while a whole
+        // test binary starts on two cores; a dedicated task executor does not help either, as
+        // wake-ups pass through the global queue): then the leader steps down, which is safe.
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask(priority: .high) { [self] in
+                await cancelWhenGracefulShutdown { [self] in
+                    await campaign(onLeadershipChange)
+                }
+                await resign(onLeadershipChange)
+            }
         }
-        await resign(onLeadershipChange)
         state.withLock { $0.running = false }
         logger.info("leader election stopped")
     }

@@ -65,10 +65,12 @@ struct RetrySchedulerTests {
             #expect(second == .alreadyScheduled)
             #expect(try await client.withConnection { try scheduler.backlog(on: $0) } == 1)
             let members = try await client.send("ZRANGE", keys.retrySchedule, 0, -1, "WITHSCORES")
-            #expect(members == .array([
-                .bulk(Array(RetryScheduler.member(for: entry).utf8)),
-                .bulk(Array(String(Int64((due.timeIntervalSince1970 * 1000).rounded(.down))).utf8)),
-            ]))
+            #expect(
+                members
+                    == .array([
+                        .bulk(Array(RetryScheduler.member(for: entry).utf8)),
+                        .bulk(Array(String(Int64((due.timeIntervalSince1970 * 1000).rounded(.down))).utf8)),
+                    ]))
 
             // The body keeps what an operator needs: the next attempt and the first call's error.
             let body = scheduler.bodyKey(member: RetryScheduler.member(for: entry))
@@ -86,10 +88,11 @@ struct RetrySchedulerTests {
         try await SupervisorRedisFixture.withKeys { client, keys in
             let scheduler = RetryScheduler(keys: keys)
             let stream = keys.stream("bookings")
-            let entry = try #require(try await Self.pendingEntries(
-                [StreamEntry(stream: stream, key: "bk:2", kind: "booking", payload: Array("{}".utf8))],
-                stream: stream, keys: keys, client: client
-            ).first)
+            let entry = try #require(
+                try await Self.pendingEntries(
+                    [StreamEntry(stream: stream, key: "bk:2", kind: "booking", payload: Array("{}".utf8))],
+                    stream: stream, keys: keys, client: client
+                ).first)
             try await client.send("XACK", stream, RedisKeys.consumerGroup, entry.id)
 
             let outcome = try await client.withConnection {
@@ -119,7 +122,8 @@ struct RetrySchedulerTests {
             let now = Date()
             let later = now.addingTimeInterval(3_600)
             try await client.withConnection { connection in
-                try scheduler.schedule(entry: pending[0], at: now.addingTimeInterval(-1), lastError: "e1", on: connection)
+                try scheduler.schedule(
+                    entry: pending[0], at: now.addingTimeInterval(-1), lastError: "e1", on: connection)
                 try scheduler.schedule(entry: pending[1], at: later, lastError: "e2", on: connection)
             }
 
@@ -128,10 +132,12 @@ struct RetrySchedulerTests {
             let oldest = try #require(try await client.withConnection { try scheduler.oldestDue(on: $0) })
             #expect(abs(oldest.timeIntervalSince(later)) < 0.002)
             // Its body is gone with it; the other's stays.
-            #expect(try await client.send("EXISTS", scheduler.bodyKey(member: RetryScheduler.member(for: pending[0])))
-                == .integer(0))
-            #expect(try await client.send("EXISTS", scheduler.bodyKey(member: RetryScheduler.member(for: pending[1])))
-                == .integer(1))
+            #expect(
+                try await client.send("EXISTS", scheduler.bodyKey(member: RetryScheduler.member(for: pending[0])))
+                    == .integer(0))
+            #expect(
+                try await client.send("EXISTS", scheduler.bodyKey(member: RetryScheduler.member(for: pending[1])))
+                    == .integer(1))
 
             let moved = try await Self.readNew(stream: stream, client: client)
             #expect(moved.count == 1)
@@ -145,9 +151,10 @@ struct RetrySchedulerTests {
 
             // Nothing else is due now; the other one is due in an hour.
             #expect(try await client.withConnection { try scheduler.moveDue(now: now, limit: 10, on: $0) } == 0)
-            #expect(try await client.withConnection {
-                try scheduler.moveDue(now: later.addingTimeInterval(1), limit: 10, on: $0)
-            } == 1)
+            #expect(
+                try await client.withConnection {
+                    try scheduler.moveDue(now: later.addingTimeInterval(1), limit: 10, on: $0)
+                } == 1)
             let second = try #require(try await Self.readNew(stream: stream, client: client).first)
             #expect(second.key == "tg:2")
             #expect(second.payload == [0, 1, 2, 0])
