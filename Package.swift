@@ -48,7 +48,7 @@ let package = Package(
         ),
 
         // MARK: Queue machinery and domain
-        .target(name: "LeaseholdQueue", dependencies: ["LeaseholdRedis"]),
+        .target(name: "LeaseholdQueue", dependencies: ["LeaseholdRedis", "LeaseholdPostgres"]),
         .target(name: "LeaseholdDomain", dependencies: ["LeaseholdPostgres"]),
 
         // MARK: Roles

@@ -26,13 +26,15 @@ public final class ProcessStack: Sendable {
     public let redis: RedisClient
     public let http: HTTPClient
     private let processes: ProcessList
+    private let stopped = Mutex(false)
 
     /// Starts the stack and waits until every ingress answers `/healthz`.
     ///
     /// - Parameter workerEnvironment: extra environment for the workers (e.g. a short lease TTL).
     public static func start(
         ingress: Int = 1, workers: Int = 1, workerEnvironment: [String: String] = [:],
-        ingressEnvironment: [String: String] = [:]
+        ingressEnvironment: [String: String] = [:], supervisors: Int = 0,
+        supervisorEnvironment: [String: String] = [:]
     ) async throws -> ProcessStack {
         let database = try await TemporaryDatabase.create()
         let postgres = database.client(size: 8)
@@ -48,6 +50,9 @@ public final class ProcessStack: Sendable {
             }
             for index in 0..<workers {
                 try stack.startWorker(name: "worker-\(index)", environment: workerEnvironment)
+            }
+            for index in 0..<supervisors {
+                try stack.startSupervisor(name: "supervisor-\(index)", environment: supervisorEnvironment)
             }
             try await stack.waitUntilHealthy(expectGroup: workers > 0)
         } catch {
@@ -72,6 +77,15 @@ public final class ProcessStack: Sendable {
         configuration.timeout = .init(connect: .seconds(5), read: .seconds(30))
         self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         self.processes = ProcessList()
+    }
+
+    /// A test that threw before ``shutdown()`` must not leave processes running or crash the test
+    /// binary (AsyncHTTPClient traps when a client is released without a shutdown): kill the
+    /// processes and shut the client down here. The database is left behind for inspection.
+    deinit {
+        guard !stopped.withLock({ $0 }) else { return }
+        for process in processes.all { process.send(SIGKILL) }
+        try? http.syncShutdown()
     }
 
     /// The environment every role gets.
@@ -120,7 +134,16 @@ public final class ProcessStack: Sendable {
         return process
     }
 
+    @discardableResult
+    public func startSupervisor(name: String, environment extra: [String: String] = [:]) throws -> ChildProcess {
+        let process = try LeaseholdExecutable.start(
+            ["supervisor"], name: name, in: directory, environment: environment.merging(extra) { $1 })
+        processes.append(process)
+        return process
+    }
+
     public var workers: [ChildProcess] { processes.all.filter { $0.name.hasPrefix("worker") } }
+    public var supervisors: [ChildProcess] { processes.all.filter { $0.name.hasPrefix("supervisor") } }
     public var ingresses: [ChildProcess] { processes.all.filter { $0.name.hasPrefix("ingress") } }
 
     private func waitUntilHealthy(expectGroup: Bool) async throws {
@@ -246,6 +269,7 @@ public final class ProcessStack: Sendable {
     /// stack's Redis keys. Returns the processes' exit statuses by name.
     @discardableResult
     public func shutdown() async -> [String: Int32] {
+        stopped.withLock { $0 = true }
         var statuses: [String: Int32] = [:]
         for process in processes.all {
             await process.stop(signal: SIGTERM, timeout: .seconds(30))

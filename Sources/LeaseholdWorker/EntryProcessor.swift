@@ -13,6 +13,8 @@ struct EntryProcessor: Sendable {
     let logger: Logger
     let transaction: BookingTransaction
     let completion: Completion
+    let scheduler: RetryScheduler
+    let deadLetters: DeadLetterStore
 
     init(configuration: WorkerConfiguration, postgres: PostgresClient, redis: RedisClient, logger: Logger) {
         self.configuration = configuration
@@ -21,6 +23,8 @@ struct EntryProcessor: Sendable {
         self.logger = logger
         self.transaction = BookingTransaction(rules: configuration.rules)
         self.completion = Completion(keys: configuration.keys)
+        self.scheduler = RetryScheduler(keys: configuration.keys)
+        self.deadLetters = DeadLetterStore(keys: configuration.keys)
     }
 
     /// The published outcome of a booking request, `GET /v1/bookings/<request_id>`'s body.
@@ -59,7 +63,15 @@ struct EntryProcessor: Sendable {
             let request = try? JSONDecoder().decode(BookingRequest.self, from: Data(entry.payload)),
             request.isComplete
         else {
-            logger.error("undecodable payload or unknown kind; leaving the entry pending", metadata: ["kind": "\(entry.kind)"])
+            // Can never succeed: dead-letter at once, no retries.
+            let reason = entry.kind == BookingRequest.kind
+                ? "undecodable \(entry.kind) payload" : "unknown kind \(entry.kind)"
+            do {
+                try await deadLetters.deadLetter(entry, reason: reason, postgres: postgres, redis: redis)
+                logger.error("dead-lettered", metadata: ["reason": "\(reason)"])
+            } catch {
+                logger.error("could not dead-letter; entry left pending", metadata: ["error": "\(error)"])
+            }
             await release(lease, logger: logger)
             return
         }
@@ -74,7 +86,7 @@ struct EntryProcessor: Sendable {
             await release(lease, logger: logger)
             return
         } catch {
-            logger.error("transaction failed; entry left pending", metadata: ["error": "\(error)"])
+            await fail(entry, error: error, logger: logger)
             await release(lease, logger: logger)
             return
         }
@@ -97,6 +109,34 @@ struct EntryProcessor: Sendable {
             // that redelivery a no-op that publishes the recorded outcome.
             logger.error("committed but could not acknowledge; the redelivery will be a no-op",
                          metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The transaction failed: schedule the next attempt (acknowledging this one atomically) or,
+    /// past the policy's limit, dead-letter the entry. If even that fails, the entry stays pending
+    /// and the supervisor reclaims it after the visibility timeout.
+    private func fail(_ entry: StreamEntry, error: any Error, logger: Logger) async {
+        let message = "\(error)"
+        switch configuration.retryPolicy.decide(attempt: entry.attempt, now: Date(), kind: entry.kind) {
+        case .retry(let at, let delay):
+            do {
+                _ = try await redis.withConnection { [scheduler] connection in
+                    try scheduler.schedule(entry: entry, at: at, lastError: message, on: connection)
+                }
+                logger.warning(
+                    "transaction failed; retry scheduled", metadata: ["error": "\(message)", "in": "\(delay)"])
+            } catch {
+                logger.error("transaction failed and the retry could not be scheduled; entry left pending",
+                             metadata: ["error": "\(message)", "schedule_error": "\(error)"])
+            }
+        case .deadLetter(let limit):
+            do {
+                try await deadLetters.deadLetter(
+                    entry, reason: "\(message); \(limit)", postgres: postgres, redis: redis)
+                logger.error("transaction failed for the last time; dead-lettered", metadata: ["error": "\(message)"])
+            } catch {
+                logger.error("could not dead-letter; entry left pending", metadata: ["error": "\(error)"])
+            }
         }
     }
 

@@ -34,6 +34,9 @@ public struct WorkerConfiguration: Sendable {
     /// How long a published booking outcome (`lh:result:<request_id>`) is kept.
     public var resultTTL: Duration
     public var rules: BookingRules
+    /// What happens to an entry whose transaction failed: retried later through the retry
+    /// schedule, or dead-lettered after the policy's maximum attempts (the supervisor's policy).
+    public var retryPolicy: RetryPolicy
     /// Per-transaction `lock_timeout` and `statement_timeout`.
     public var lockTimeout: Duration
     public var statementTimeout: Duration
@@ -44,6 +47,7 @@ public struct WorkerConfiguration: Sendable {
         readBlock: Duration = .seconds(1), leaseTTL: Duration = .seconds(30), heartbeat: Duration? = nil,
         leaseWait: Duration = .seconds(2), drainTimeout: Duration = .seconds(20), transactionAttempts: Int = 5,
         resultTTL: Duration = .seconds(86_400), rules: BookingRules = BookingRules(),
+        retryPolicy: RetryPolicy = RetryPolicy(),
         lockTimeout: Duration = .seconds(5), statementTimeout: Duration = .seconds(30)
     ) {
         self.keys = keys
@@ -58,6 +62,7 @@ public struct WorkerConfiguration: Sendable {
         self.transactionAttempts = transactionAttempts
         self.resultTTL = resultTTL
         self.rules = rules
+        self.retryPolicy = retryPolicy
         self.lockTimeout = lockTimeout
         self.statementTimeout = statementTimeout
     }

@@ -83,10 +83,7 @@ public struct WorkerService: Service {
                     continue
                 }
                 for broken in batch.undecodable {
-                    logger.error(
-                        "undecodable stream entry left pending for the supervisor",
-                        metadata: ["stream": "\(broken.stream)", "entry": "\(broken.entryID ?? "?")",
-                                   "reason": "\(broken.reason)"])
+                    await deadLetterUndecodable(broken)
                 }
                 for entry in batch.entries {
                     inFlight.add(1)
@@ -115,6 +112,21 @@ public struct WorkerService: Service {
         }
         completed.finish()
         logger.info("worker stopped", metadata: ["consumer": "\(configuration.consumerName)"])
+    }
+
+    /// An entry that is not even a Leasehold message can never succeed: dead-letter it at once.
+    private func deadLetterUndecodable(_ broken: StreamEntryDecodingError) async {
+        let metadata: Logger.Metadata = [
+            "stream": "\(broken.stream)", "entry": "\(broken.entryID ?? "?")", "reason": "\(broken.reason)",
+        ]
+        do {
+            try await DeadLetterStore(keys: configuration.keys).deadLetterUndecodable(
+                broken, postgres: postgres, redis: redis)
+            logger.error("undecodable stream entry dead-lettered", metadata: metadata)
+        } catch {
+            logger.error("undecodable stream entry could not be dead-lettered; left pending",
+                         metadata: metadata.merging(["error": "\(error)"]) { $1 })
+        }
     }
 
     private func ensureGroups(_ consumer: StreamConsumer) async throws {

@@ -57,6 +57,17 @@ struct CommonOptions: ParsableArguments {
         }
     }
 
+    /// The retry policy workers and supervisors share (environment only, so every role agrees):
+    /// `LEASEHOLD_RETRY_BASE_MS`, `LEASEHOLD_RETRY_MAX_DELAY_MS`, `LEASEHOLD_RETRY_MAX_ATTEMPTS`.
+    func retryPolicy() throws -> RetryPolicy {
+        RetryPolicy(
+            defaults: RetryPolicy.Parameters(
+                base: try Setting.milliseconds(nil, "LEASEHOLD_RETRY_BASE_MS", default: 1_000, range: 1...86_400_000),
+                maxDelay: try Setting.milliseconds(
+                    nil, "LEASEHOLD_RETRY_MAX_DELAY_MS", default: 300_000, range: 1...86_400_000),
+                maxAttempts: try Setting.int(nil, "LEASEHOLD_RETRY_MAX_ATTEMPTS", default: 8, range: 1...1000)))
+    }
+
     /// Sets up logging to standard error and returns the role's logger.
     func bootstrapLogging(label: String) -> Logger {
         let level = Logger.Level(rawValue: (logLevelFlag ?? environment["LOG_LEVEL"] ?? "info").lowercased()) ?? .info

@@ -57,6 +57,7 @@ struct WorkerCommand: AsyncParsableCommand {
                 drainTimeoutMs, "LEASEHOLD_DRAIN_TIMEOUT_MS", default: 20_000, range: 0...3_600_000),
             rules: BookingRules(
                 onePerUser: try Setting.bool(oneBookingPerUser, "LEASEHOLD_ONE_BOOKING_PER_USER", default: true)),
+            retryPolicy: try common.retryPolicy(),
             lockTimeout: try Setting.milliseconds(lockTimeoutMs, "LEASEHOLD_LOCK_TIMEOUT_MS", default: 5_000, range: 1...3_600_000),
             statementTimeout: try Setting.milliseconds(
                 statementTimeoutMs, "LEASEHOLD_STATEMENT_TIMEOUT_MS", default: 30_000, range: 1...3_600_000))

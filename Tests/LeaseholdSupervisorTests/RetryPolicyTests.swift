@@ -1,4 +1,5 @@
 import Foundation
+import LeaseholdQueue
 import LeaseholdSupervisor
 import Testing
 

@@ -5,145 +5,147 @@ import LeaseholdTesting
 import Testing
 
 /// Real signals against real worker processes: crash (SIGKILL) and graceful shutdown (SIGTERM).
-@Suite("Worker crash and shutdown", .enabled(if: IntegrationEnvironment.isAvailable))
-struct WorkerLifecycleTests {
-    /// Holds `SELECT … FOR UPDATE` on a slot in a transaction of its own, so a worker's booking
-    /// transaction blocks mid-way (after its inbox insert and user lock) until released.
-    final class SlotLock: @unchecked Sendable {
-        // @unchecked: used from one test task at a time, never concurrently.
-        private let connection: PostgresConnection
+extension SystemTests {
+    @Suite("Worker crash and shutdown")
+    struct WorkerLifecycleTests {
+        /// Holds `SELECT … FOR UPDATE` on a slot in a transaction of its own, so a worker's booking
+        /// transaction blocks mid-way (after its inbox insert and user lock) until released.
+        final class SlotLock: @unchecked Sendable {
+            // @unchecked: used from one test task at a time, never concurrently.
+            private let connection: PostgresConnection
 
-        init(_ stack: ProcessStack, slot: Int64) throws {
-            connection = try PostgresConnection(configuration: stack.database.configuration)
-            try connection.simpleQuery("BEGIN")
-            try connection.query("SELECT id FROM time_slots WHERE id = \(slot) FOR UPDATE")
+            init(_ stack: ProcessStack, slot: Int64) throws {
+                connection = try PostgresConnection(configuration: stack.database.configuration)
+                try connection.simpleQuery("BEGIN")
+                try connection.query("SELECT id FROM time_slots WHERE id = \(slot) FOR UPDATE")
+            }
+
+            func release() throws {
+                try connection.simpleQuery("ROLLBACK")
+                connection.close()
+            }
         }
 
-        func release() throws {
-            try connection.simpleQuery("ROLLBACK")
-            connection.close()
-        }
-    }
-
-    /// Worker backends waiting on a row lock.
-    private func blockedWorkerTransactions(_ stack: ProcessStack) async throws -> Int64 {
-        try await stack.postgres.query(
-            """
-            SELECT count(*) FROM pg_stat_activity
-            WHERE datname = \(stack.database.name) AND application_name = 'leasehold-worker'
-              AND wait_event_type = 'Lock'
-            """
-        ).single().decode(Int64.self, at: 0)
-    }
-
-    @Test func killDashNineMidTransactionWritesNothingAndLeavesTheEntryPending() async throws {
-        let stack = try await ProcessStack.start(ingress: 1, workers: 1)
-        let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
-        let lock = try SlotLock(stack, slot: slot)
-        #expect(try await stack.book(requestID: "crash-1", userID: 1, slotID: slot).status == 202)
-        try await waitUntil { try await blockedWorkerTransactions(stack) == 1 }
-
-        let worker = try #require(stack.workers.first)
-        worker.send(SIGKILL)
-        #expect(await worker.waitForExit(timeout: .seconds(10)))
-        try lock.release()
-
-        // PostgreSQL rolled the dead worker's transaction back: nothing half-written.
-        try await waitUntil {
+        /// Worker backends waiting on a row lock.
+        private func blockedWorkerTransactions(_ stack: ProcessStack) async throws -> Int64 {
             try await stack.postgres.query(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = \(stack.database.name) AND application_name = 'leasehold-worker'"
-            ).single().decode(Int64.self, at: 0) == 0
+                """
+                SELECT count(*) FROM pg_stat_activity
+                WHERE datname = \(stack.database.name) AND application_name = 'leasehold-worker'
+                  AND wait_event_type = 'Lock'
+                """
+            ).single().decode(Int64.self, at: 0)
         }
-        let inbox = try await stack.postgres.query("SELECT count(*) FROM inbox").single().decode(Int64.self, at: 0)
-        let interviews = try await stack.postgres.query("SELECT count(*) FROM interviews").single().decode(Int64.self, at: 0)
-        let users = try await stack.postgres.query("SELECT count(*) FROM outbox").single().decode(Int64.self, at: 0)
-        #expect(inbox == 0 && interviews == 0 && users == 0)
 
-        // The entry is still pending under the dead consumer, never acknowledged.
-        let pending = try await stack.redis.send("XPENDING", stack.stream("bookings"), "workers", "-", "+", 10)
-        let entries = try #require(pending.array)
-        #expect(entries.count == 1)
-        #expect(entries.first?.array?[1].string == "worker-0")
-        #expect(try await stack.outcome(of: "crash-1", timeout: .zero) == "pending")
-        await stack.shutdown()
-    }
+        @Test func killDashNineMidTransactionWritesNothingAndLeavesTheEntryPending() async throws {
+            let stack = try await ProcessStack.start(ingress: 1, workers: 1)
+            let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
+            let lock = try SlotLock(stack, slot: slot)
+            #expect(try await stack.book(requestID: "crash-1", userID: 1, slotID: slot).status == 202)
+            try await waitUntil { try await blockedWorkerTransactions(stack) == 1 }
 
-    @Test func sigtermDrainsInFlightWorkWithinTheTimeoutAndExitsZero() async throws {
-        let stack = try await ProcessStack.start(
-            ingress: 1, workers: 1, workerEnvironment: ["LEASEHOLD_DRAIN_TIMEOUT_MS": "15000"])
-        let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
-        let lock = try SlotLock(stack, slot: slot)
-        #expect(try await stack.book(requestID: "drain-1", userID: 1, slotID: slot).status == 202)
-        try await waitUntil { try await blockedWorkerTransactions(stack) == 1 }
+            let worker = try #require(stack.workers.first)
+            worker.send(SIGKILL)
+            #expect(await worker.waitForExit(timeout: .seconds(10)))
+            try lock.release()
 
-        let worker = try #require(stack.workers.first)
-        worker.send(SIGTERM)
-        try await Task.sleep(for: .milliseconds(500))
-        #expect(worker.isRunning, "the worker waits for its in-flight transaction")
-        try lock.release()
-        #expect(await worker.waitForExit(timeout: .seconds(20)))
-        #expect(worker.exitStatus == 0, "\(worker.output)")
-        #expect(try await stack.outcome(of: "drain-1", timeout: .zero) == "booked", "finished, then acknowledged")
-        #expect(try await stack.pendingCount("bookings") == 0)
-        await stack.shutdown()
-    }
+            // PostgreSQL rolled the dead worker's transaction back: nothing half-written.
+            try await waitUntil {
+                try await stack.postgres.query(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = \(stack.database.name) AND application_name = 'leasehold-worker'"
+                ).single().decode(Int64.self, at: 0) == 0
+            }
+            let inbox = try await stack.postgres.query("SELECT count(*) FROM inbox").single().decode(Int64.self, at: 0)
+            let interviews = try await stack.postgres.query("SELECT count(*) FROM interviews").single().decode(Int64.self, at: 0)
+            let users = try await stack.postgres.query("SELECT count(*) FROM outbox").single().decode(Int64.self, at: 0)
+            #expect(inbox == 0 && interviews == 0 && users == 0)
 
-    @Test func sigtermPastTheDrainTimeoutRollsBackReleasesTheLeaseAndLeavesTheEntryPending() async throws {
-        let stack = try await ProcessStack.start(
-            ingress: 1, workers: 1, workerEnvironment: ["LEASEHOLD_DRAIN_TIMEOUT_MS": "500"])
-        let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
-        let lock = try SlotLock(stack, slot: slot)
-        #expect(try await stack.book(requestID: "abandon-1", userID: 1, slotID: slot).status == 202)
-        try await waitUntil { try await blockedWorkerTransactions(stack) == 1 }
+            // The entry is still pending under the dead consumer, never acknowledged.
+            let pending = try await stack.redis.send("XPENDING", stack.stream("bookings"), "workers", "-", "+", 10)
+            let entries = try #require(pending.array)
+            #expect(entries.count == 1)
+            #expect(entries.first?.array?[1].string == "worker-0")
+            #expect(try await stack.outcome(of: "crash-1", timeout: .zero) == "pending")
+            await stack.shutdown()
+        }
 
-        let worker = try #require(stack.workers.first)
-        worker.send(SIGTERM)
-        #expect(await worker.waitForExit(timeout: .seconds(15)))
-        #expect(worker.exitStatus == 0, "\(worker.output)")
-        try lock.release()
+        @Test func sigtermDrainsInFlightWorkWithinTheTimeoutAndExitsZero() async throws {
+            let stack = try await ProcessStack.start(
+                ingress: 1, workers: 1, workerEnvironment: ["LEASEHOLD_DRAIN_TIMEOUT_MS": "15000"])
+            let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
+            let lock = try SlotLock(stack, slot: slot)
+            #expect(try await stack.book(requestID: "drain-1", userID: 1, slotID: slot).status == 202)
+            try await waitUntil { try await blockedWorkerTransactions(stack) == 1 }
 
-        #expect(try await blockedWorkerTransactions(stack) == 0, "its statement was cancelled")
-        let inbox = try await stack.postgres.query("SELECT count(*) FROM inbox").single().decode(Int64.self, at: 0)
-        #expect(inbox == 0, "rolled back")
-        #expect(try await stack.pendingCount("bookings") == 1, "left pending for the supervisor")
-        let lease = try await stack.redis.send("EXISTS", "\(stack.prefix)lease:api:abandon-1")
-        #expect(lease.int == 0, "lease released on the way out")
-        await stack.shutdown()
-    }
-
-    @Test func aLeaseHeldElsewhereKeepsTheWorkerOffTheEntry() async throws {
-        let stack = try await ProcessStack.start(ingress: 1, workers: 1)
-        let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
-        // Someone else (a slow worker elsewhere) holds the lease of this message key.
-        let lease = "\(stack.prefix)lease:api:leased-1"
-        _ = try await stack.redis.send("SET", lease, "other-worker:token", "PX", 60_000)
-        #expect(try await stack.book(requestID: "leased-1", userID: 1, slotID: slot).status == 202)
-        try await Task.sleep(for: .seconds(4))  // longer than the worker's lease wait (2 s)
-        #expect(try await stack.outcome(of: "leased-1", timeout: .zero) == "pending")
-        let inbox = try await stack.postgres.query("SELECT count(*) FROM inbox").single().decode(Int64.self, at: 0)
-        #expect(inbox == 0, "no transaction ran under someone else's lease")
-        #expect(try await stack.pendingCount("bookings") == 1, "left pending, not acknowledged")
-        #expect(try await stack.redis.send("GET", lease).string == "other-worker:token", "never deleted someone else's lease")
-        await stack.shutdown()
-    }
-
-    @Test func theHeartbeatKeepsTheLeaseOfATransactionLongerThanItsTTL() async throws {
-        let stack = try await ProcessStack.start(
-            ingress: 1, workers: 1, workerEnvironment: ["LEASEHOLD_LEASE_TTL_MS": "600"])
-        let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
-        let lock = try SlotLock(stack, slot: slot)
-        #expect(try await stack.book(requestID: "slow-1", userID: 1, slotID: slot).status == 202)
-        try await waitUntil { try await blockedWorkerTransactions(stack) == 1 }
-        // Five TTLs later the lease is still there, still the worker's.
-        for _ in 0..<6 {
+            let worker = try #require(stack.workers.first)
+            worker.send(SIGTERM)
             try await Task.sleep(for: .milliseconds(500))
-            let holder = try await stack.redis.send("GET", "\(stack.prefix)lease:api:slow-1").string
-            #expect(holder?.hasPrefix("worker-0:") == true, "lease renewed while the transaction runs: \(holder ?? "nil")")
+            #expect(worker.isRunning, "the worker waits for its in-flight transaction")
+            try lock.release()
+            #expect(await worker.waitForExit(timeout: .seconds(20)))
+            #expect(worker.exitStatus == 0, "\(worker.output)")
+            #expect(try await stack.outcome(of: "drain-1", timeout: .zero) == "booked", "finished, then acknowledged")
+            #expect(try await stack.pendingCount("bookings") == 0)
+            await stack.shutdown()
         }
-        try lock.release()
-        #expect(try await stack.outcome(of: "slow-1") == "booked")
-        let released = try await stack.redis.send("EXISTS", "\(stack.prefix)lease:api:slow-1")
-        #expect(released.int == 0, "released after the acknowledgement")
-        await stack.shutdown()
+
+        @Test func sigtermPastTheDrainTimeoutRollsBackReleasesTheLeaseAndLeavesTheEntryPending() async throws {
+            let stack = try await ProcessStack.start(
+                ingress: 1, workers: 1, workerEnvironment: ["LEASEHOLD_DRAIN_TIMEOUT_MS": "500"])
+            let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
+            let lock = try SlotLock(stack, slot: slot)
+            #expect(try await stack.book(requestID: "abandon-1", userID: 1, slotID: slot).status == 202)
+            try await waitUntil { try await blockedWorkerTransactions(stack) == 1 }
+
+            let worker = try #require(stack.workers.first)
+            worker.send(SIGTERM)
+            #expect(await worker.waitForExit(timeout: .seconds(15)))
+            #expect(worker.exitStatus == 0, "\(worker.output)")
+            try lock.release()
+
+            #expect(try await blockedWorkerTransactions(stack) == 0, "its statement was cancelled")
+            let inbox = try await stack.postgres.query("SELECT count(*) FROM inbox").single().decode(Int64.self, at: 0)
+            #expect(inbox == 0, "rolled back")
+            #expect(try await stack.pendingCount("bookings") == 1, "left pending for the supervisor")
+            let lease = try await stack.redis.send("EXISTS", "\(stack.prefix)lease:api:abandon-1")
+            #expect(lease.int == 0, "lease released on the way out")
+            await stack.shutdown()
+        }
+
+        @Test func aLeaseHeldElsewhereKeepsTheWorkerOffTheEntry() async throws {
+            let stack = try await ProcessStack.start(ingress: 1, workers: 1)
+            let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
+            // Someone else (a slow worker elsewhere) holds the lease of this message key.
+            let lease = "\(stack.prefix)lease:api:leased-1"
+            _ = try await stack.redis.send("SET", lease, "other-worker:token", "PX", 60_000)
+            #expect(try await stack.book(requestID: "leased-1", userID: 1, slotID: slot).status == 202)
+            try await Task.sleep(for: .seconds(4))  // longer than the worker's lease wait (2 s)
+            #expect(try await stack.outcome(of: "leased-1", timeout: .zero) == "pending")
+            let inbox = try await stack.postgres.query("SELECT count(*) FROM inbox").single().decode(Int64.self, at: 0)
+            #expect(inbox == 0, "no transaction ran under someone else's lease")
+            #expect(try await stack.pendingCount("bookings") == 1, "left pending, not acknowledged")
+            #expect(try await stack.redis.send("GET", lease).string == "other-worker:token", "never deleted someone else's lease")
+            await stack.shutdown()
+        }
+
+        @Test func theHeartbeatKeepsTheLeaseOfATransactionLongerThanItsTTL() async throws {
+            let stack = try await ProcessStack.start(
+                ingress: 1, workers: 1, workerEnvironment: ["LEASEHOLD_LEASE_TTL_MS": "600"])
+            let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
+            let lock = try SlotLock(stack, slot: slot)
+            #expect(try await stack.book(requestID: "slow-1", userID: 1, slotID: slot).status == 202)
+            try await waitUntil { try await blockedWorkerTransactions(stack) == 1 }
+            // Five TTLs later the lease is still there, still the worker's.
+            for _ in 0..<6 {
+                try await Task.sleep(for: .milliseconds(500))
+                let holder = try await stack.redis.send("GET", "\(stack.prefix)lease:api:slow-1").string
+                #expect(holder?.hasPrefix("worker-0:") == true, "lease renewed while the transaction runs: \(holder ?? "nil")")
+            }
+            try lock.release()
+            #expect(try await stack.outcome(of: "slow-1") == "booked")
+            let released = try await stack.redis.send("EXISTS", "\(stack.prefix)lease:api:slow-1")
+            #expect(released.int == 0, "released after the acknowledgement")
+            await stack.shutdown()
+        }
     }
 }

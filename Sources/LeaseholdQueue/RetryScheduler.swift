@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdQueue
+
 import LeaseholdRedis
 
 /// The Redis side of retries: parks a failed entry in the retry schedule and, once it is due, puts

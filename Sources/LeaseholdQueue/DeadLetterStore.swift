@@ -1,0 +1,85 @@
+import Foundation
+import LeaseholdPostgres
+import LeaseholdRedis
+
+/// Dead letters: messages that can never succeed, kept in PostgreSQL (`dead_letters`).
+///
+/// ``deadLetter(_:reason:history:postgres:redis:)`` inserts first (idempotently: one row per stream
+/// entry) and acknowledges second, so a crash in between loses nothing (the entry is still pending
+/// and will be dead-lettered again) and duplicates nothing (the second insert is a no-op).
+public struct DeadLetterStore: Sendable {
+    public let keys: RedisKeys
+
+    public init(keys: RedisKeys) {
+        self.keys = keys
+    }
+
+    /// One attempt's failure, for the error history.
+    public struct Failure: Sendable, Codable, Equatable {
+        public var at: Date
+        public var attempt: Int
+        public var error: String
+
+        public init(at: Date = Date(), attempt: Int, error: String) {
+            self.at = at
+            self.attempt = attempt
+            self.error = error
+        }
+    }
+
+    /// Records `entry` as dead with `reason`, then acknowledges it. Returns the dead letter's id.
+    @discardableResult
+    public func deadLetter(
+        _ entry: StreamEntry, reason: String, history: [Failure] = [], postgres: PostgresClient, redis: RedisClient
+    ) async throws -> Int64 {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        let failures = history + [Failure(attempt: entry.attempt, error: reason)]
+        let historyJSON = String(decoding: try encoder.encode(failures), as: UTF8.self)
+        let firstSeen = Date(timeIntervalSince1970: Double(entry.enqueuedAtMilliseconds) / 1000)
+        let id = try await postgres.withConnection { connection in
+            try connection.query(
+                """
+                WITH inserted AS (
+                    INSERT INTO dead_letters
+                        (message_key, stream, entry_id, kind, payload, attempts, last_error, error_history, first_seen_at)
+                    VALUES (\(entry.key), \(entry.stream), \(entry.id), \(entry.kind), \(entry.payload), \(Int32(clamping: entry.attempt)),
+                            \(reason), \(PostgresJSONB(historyJSON)), \(firstSeen))
+                    ON CONFLICT ON CONSTRAINT dead_letters_one_per_entry DO NOTHING
+                    RETURNING id)
+                SELECT id FROM inserted
+                UNION ALL
+                SELECT id FROM dead_letters WHERE stream = \(entry.stream) AND entry_id = \(entry.id)
+                LIMIT 1
+                """
+            ).single().decode(Int64.self, at: 0)
+        }
+        _ = try await redis.send("XACK", entry.stream, RedisKeys.consumerGroup, entry.id)
+        return id
+    }
+
+    /// Records an entry that could not even be decoded, its raw fields (`name=value` lines, read
+    /// again with XRANGE) kept as the payload so nothing is lost, then acknowledges it.
+    @discardableResult
+    public func deadLetterUndecodable(
+        _ failure: StreamEntryDecodingError, postgres: PostgresClient, redis: RedisClient
+    ) async throws -> Int64? {
+        guard let entryID = failure.entryID else { return nil }
+        let raw = try await redis.send("XRANGE", failure.stream, entryID, entryID)
+        let entry = StreamEntry(
+            id: entryID, stream: failure.stream, key: "undecodable:\(failure.stream):\(entryID)", kind: "undecodable",
+            payload: Self.rawFields(raw.array?.first), attempt: 1,
+            enqueuedAtMilliseconds: Int64(entryID.split(separator: "-").first ?? "") ?? 0)
+        return try await deadLetter(entry, reason: failure.reason, postgres: postgres, redis: redis)
+    }
+
+    /// An entry's fields as `name=value` lines.
+    static func rawFields(_ raw: RedisValue?) -> [UInt8] {
+        guard let pair = raw?.array, pair.count == 2, let flat = pair[1].array else { return [] }
+        var bytes: [UInt8] = []
+        for index in stride(from: 0, to: flat.count - 1, by: 2) {
+            bytes += (flat[index].bytes ?? []) + Array("=".utf8) + (flat[index + 1].bytes ?? []) + [10]
+        }
+        return bytes
+    }
+}

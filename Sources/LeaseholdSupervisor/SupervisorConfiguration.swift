@@ -1,0 +1,43 @@
+import LeaseholdQueue
+
+/// How a supervisor runs. Every field has a default; `leasehold supervisor` fills them from flags
+/// and the environment.
+public struct SupervisorConfiguration: Sendable {
+    public var keys: RedisKeys
+    /// The streams to maintain, by source name.
+    public var sources: [String]
+    /// This process's consumer name in the group, used when it claims stalled entries.
+    public var consumerName: String
+    /// An entry delivered but not acknowledged for this long, whose lease is not held, is reclaimed
+    /// (`LEASEHOLD_VISIBILITY_TIMEOUT_MS`). Keep it well above the lease TTL: a live worker renews
+    /// its lease, so its slow entries are never taken; a dead worker's lease expires first.
+    public var visibilityTimeout: Duration
+    /// How often the leader runs a maintenance pass.
+    public var interval: Duration
+    /// Entries examined per stream per pass.
+    public var batchSize: Int
+    public var retryPolicy: RetryPolicy
+    /// Inbox rows older than this are deleted (`LEASEHOLD_INBOX_RETENTION_HOURS`). Must exceed any
+    /// redelivery window (retries, replays) or a late duplicate would be processed again.
+    public var inboxRetention: Duration
+    public var leader: LeaderElector.Configuration
+
+    public init(
+        keys: RedisKeys = RedisKeys(), sources: [String] = ["telegram", "bookings"],
+        consumerName: String = "supervisor", visibilityTimeout: Duration = .seconds(60),
+        interval: Duration = .seconds(1), batchSize: Int = 200, retryPolicy: RetryPolicy = RetryPolicy(),
+        inboxRetention: Duration = .seconds(7 * 86_400), leader: LeaderElector.Configuration = .init()
+    ) {
+        self.keys = keys
+        self.sources = sources
+        self.consumerName = consumerName
+        self.visibilityTimeout = visibilityTimeout
+        self.interval = interval
+        self.batchSize = batchSize
+        self.retryPolicy = retryPolicy
+        self.inboxRetention = inboxRetention
+        self.leader = leader
+    }
+
+    public var streams: [String] { sources.map(keys.stream) }
+}

@@ -1,0 +1,104 @@
+import Foundation
+import LeaseholdPostgres
+import LeaseholdQueue
+import LeaseholdRedis
+import Logging
+import Metrics
+import ServiceLifecycle
+
+/// The supervisor's maintenance, done only while this process is the leader (``LeaderElector``):
+/// every ``SupervisorConfiguration/interval``, per stream,
+///
+/// 1. reclaim stalled entries (``Reclaimer``): retry later or dead-letter;
+/// 2. move due retries back to their streams (``RetryScheduler``);
+/// 3. trim acknowledged entries (``StreamTrimmer``);
+///
+/// and prune inbox rows older than the retention. Every step is idempotent, so a pass cut short
+/// (leadership lost, crash) is simply done again by the next leader.
+public struct SupervisorService: Service {
+    public let configuration: SupervisorConfiguration
+    private let elector: LeaderElector
+    private let redis: RedisClient
+    private let postgres: PostgresClient
+    private let logger: Logger
+
+    public init(
+        configuration: SupervisorConfiguration, elector: LeaderElector, redis: RedisClient, postgres: PostgresClient,
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        self.elector = elector
+        self.redis = redis
+        self.postgres = postgres
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let reclaimer = Reclaimer(
+            configuration: configuration, redis: redis, postgres: postgres,
+            scheduler: RetryScheduler(keys: configuration.keys), deadLetters: DeadLetterStore(keys: configuration.keys),
+            logger: logger)
+        let trimmer = StreamTrimmer(redis: redis)
+        var lastPrune = ContinuousClock.now - .seconds(3600)
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            if elector.isLeader {
+                do {
+                    try await pass(reclaimer: reclaimer, trimmer: trimmer)
+                    if ContinuousClock.now - lastPrune > .seconds(60) {
+                        try await pruneInbox()
+                        lastPrune = ContinuousClock.now
+                    }
+                } catch {
+                    logger.error("maintenance pass failed; next pass retries", metadata: ["error": "\(error)"])
+                }
+            }
+            try? await Task.sleep(for: configuration.interval)
+        }
+    }
+
+    /// One maintenance pass over every stream.
+    func pass(reclaimer: Reclaimer, trimmer: StreamTrimmer) async throws {
+        let scheduler = RetryScheduler(keys: configuration.keys)
+        for stream in configuration.streams {
+            guard elector.isLeader else { return }
+            _ = try await reclaimer.reclaim(stream: stream)
+        }
+        while elector.isLeader {
+            let moved = try await redis.withConnection { connection in
+                try scheduler.moveDue(now: Date(), limit: 500, on: connection)
+            }
+            if moved > 0 { logger.info("due retries back on their streams", metadata: ["count": "\(moved)"]) }
+            if moved < 500 { break }
+        }
+        for stream in configuration.streams {
+            guard elector.isLeader else { return }
+            let trimmed = try await trimmer.trim(stream: stream)
+            if trimmed > 0 { logger.debug("trimmed", metadata: ["stream": "\(stream)", "entries": "\(trimmed)"]) }
+            try await recordGauges(stream: stream, scheduler: scheduler)
+        }
+    }
+
+    private func recordGauges(stream: String, scheduler: RetryScheduler) async throws {
+        let length = try await redis.send("XLEN", stream).int ?? 0
+        Gauge(label: "leasehold_stream_length", dimensions: [("stream", stream)]).record(length)
+        let summary = try await redis.send("XPENDING", stream, RedisKeys.consumerGroup)
+        Gauge(label: "leasehold_stream_pending", dimensions: [("stream", stream)]).record(summary.array?.first?.int ?? 0)
+        let backlog = try await redis.withConnection { try scheduler.backlog(on: $0) }
+        Gauge(label: "leasehold_retry_backlog").record(backlog)
+    }
+
+    /// Deletes inbox rows older than the retention, in batches.
+    private func pruneInbox() async throws {
+        let seconds = Double(configuration.inboxRetention.components.seconds)
+        while elector.isLeader {
+            let deleted = try await postgres.execute(
+                """
+                DELETE FROM inbox WHERE message_key IN (
+                    SELECT message_key FROM inbox WHERE processed_at < now() - make_interval(secs => \(seconds))
+                    LIMIT 5000)
+                """)
+            if deleted > 0 { logger.info("pruned inbox rows past retention", metadata: ["rows": "\(deleted)"]) }
+            if deleted < 5000 { return }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+import ArgumentParser
+import Foundation
+import LeaseholdPostgres
+import LeaseholdQueue
+import LeaseholdRedis
+import LeaseholdSupervisor
+import Metrics
+import Prometheus
+import ServiceLifecycle
+
+/// `leasehold supervisor`: leader-elected maintenance.
+struct SupervisorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "supervisor",
+        abstract: "Reclaim stalled entries, retry with backoff, dead-letter, trim streams (one leader at a time).",
+        discussion: """
+            Run several; they elect one leader through the Redis lease lh:leader (renewed every third of its \
+            TTL; a leader that cannot renew in time steps down before its lease could be taken). The leader, \
+            every interval: reclaims entries pending longer than the visibility timeout whose lease is not held \
+            (a slow but live worker's entries are left alone) and schedules their retry or dead-letters them \
+            after the retry policy's maximum attempts; moves due retries back to their streams; trims streams \
+            never past the oldest pending or undelivered entry; prunes inbox rows past the retention. Retry \
+            policy (shared with workers): LEASEHOLD_RETRY_BASE_MS (1000), LEASEHOLD_RETRY_MAX_DELAY_MS \
+            (300000), LEASEHOLD_RETRY_MAX_ATTEMPTS (8). SIGTERM or SIGINT: finish the pass, release the \
+            leader lease, exit 0.
+            """
+    )
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(help: "Reclaim entries unacknowledged this long, in ms (env: LEASEHOLD_VISIBILITY_TIMEOUT_MS; default 60000).")
+    var visibilityTimeoutMs: Int?
+
+    @Option(help: "Leader lease TTL in ms (env: LEASEHOLD_LEADER_TTL_MS; default 10000).")
+    var leaderTTLMs: Int?
+
+    @Option(help: "Pause between maintenance passes in ms (env: LEASEHOLD_SUPERVISOR_INTERVAL_MS; default 1000).")
+    var intervalMs: Int?
+
+    @Option(help: "Delete inbox rows older than this many hours (env: LEASEHOLD_INBOX_RETENTION_HOURS; default 168).")
+    var inboxRetentionHours: Int?
+
+    func run() async throws {
+        let logger = common.bootstrapLogging(label: "leasehold.supervisor")
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: PrometheusCollectorRegistry()))
+        let keys = common.redisKeys
+        let configuration = SupervisorConfiguration(
+            keys: keys,
+            consumerName: "supervisor-\(ProcessInfo.processInfo.processIdentifier)",
+            visibilityTimeout: try Setting.milliseconds(
+                visibilityTimeoutMs, "LEASEHOLD_VISIBILITY_TIMEOUT_MS", default: 60_000, range: 100...86_400_000),
+            interval: try Setting.milliseconds(intervalMs, "LEASEHOLD_SUPERVISOR_INTERVAL_MS", default: 1_000, range: 10...600_000),
+            retryPolicy: try common.retryPolicy(),
+            inboxRetention: .seconds(
+                3600 * (try Setting.int(inboxRetentionHours, "LEASEHOLD_INBOX_RETENTION_HOURS", default: 168, range: 1...87_600))),
+            leader: LeaderElector.Configuration(
+                ttl: try Setting.milliseconds(leaderTTLMs, "LEASEHOLD_LEADER_TTL_MS", default: 10_000, range: 300...600_000)))
+
+        let redis = RedisClient(configuration: try common.redisConfiguration(), size: 4)
+        let postgres = PostgresClient(configuration: common.postgresConfiguration(role: "supervisor"), size: 2)
+        let elector = LeaderElector(redis: redis, keys: keys, configuration: configuration.leader, logger: logger)
+        let maintenance = SupervisorService(
+            configuration: configuration, elector: elector, redis: redis, postgres: postgres, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [elector, maintenance], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            await redis.close()
+            await postgres.close()
+            throw error
+        }
+        await redis.close()
+        await postgres.close()
+    }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import LeaseholdOps
+import LeaseholdPostgres
+import LeaseholdTesting
+import Testing
+
+extension SystemTests {
+    /// "Nothing accepted is lost" and "never retried forever", with real processes and signals.
+    @Suite("Supervisor: reclaim, retry, dead letters")
+    struct SupervisorRecoveryTests {
+        /// Fast timings so the tests take seconds: leases expire 1 s after their worker dies,
+        /// entries are reclaimed after 2 s, retries start at 100 ms.
+        static let fast: [String: String] = [
+            "LEASEHOLD_LEASE_TTL_MS": "1000", "LEASEHOLD_VISIBILITY_TIMEOUT_MS": "2000",
+            "LEASEHOLD_SUPERVISOR_INTERVAL_MS": "200", "LEASEHOLD_LEADER_TTL_MS": "2000",
+            "LEASEHOLD_RETRY_BASE_MS": "100", "LEASEHOLD_RETRY_MAX_DELAY_MS": "400", "LEASEHOLD_RETRY_MAX_ATTEMPTS": "4",
+        ]
+
+        private func count(_ stack: ProcessStack, _ sql: PostgresQuery) async throws -> Int64 {
+            try await stack.postgres.query(sql).single().decode(Int64.self, at: 0)
+        }
+
+        @Test func killDashNineOfAWorkerHoldingFiftyEntriesLosesNothingAndDoublesNothing() async throws {
+            var workerEnvironment = Self.fast
+            workerEnvironment["LEASEHOLD_WORKER_CONCURRENCY"] = "64"
+            let stack = try await ProcessStack.start(
+                ingress: 1, workers: 1, workerEnvironment: workerEnvironment, supervisors: 1,
+                supervisorEnvironment: Self.fast)
+            let slot = try #require(try await stack.seed(slots: 1, users: 50).first)
+            // Hold the slot's row lock: all 50 transactions block inside the worker, unacknowledged.
+            let lock = try PostgresConnection(configuration: stack.database.configuration)
+            try lock.simpleQuery("BEGIN")
+            try lock.query("SELECT id FROM time_slots WHERE id = \(slot) FOR UPDATE")
+            for user in 1...50 {
+                #expect(try await stack.book(requestID: "k9-\(user)", userID: Int64(user), slotID: slot).status == 202)
+            }
+            try await waitUntil { try await stack.pendingCount("bookings") == 50 }
+            let victim = try #require(stack.workers.first)
+            victim.send(SIGKILL)
+            #expect(await victim.waitForExit(timeout: .seconds(10)))
+            try lock.simpleQuery("ROLLBACK")
+            lock.close()
+            #expect(try await count(stack, "SELECT count(*) FROM inbox") == 0, "nothing half-written")
+
+            // A new worker and the supervisor finish the job.
+            try stack.startWorker(name: "worker-1", environment: Self.fast)
+            var outcomes: [String: Int] = [:]
+            for user in 1...50 {
+                outcomes[try await stack.outcome(of: "k9-\(user)", timeout: .seconds(90)), default: 0] += 1
+            }
+            #expect(outcomes == ["booked": 1, "slot_taken": 49], "\(outcomes)")
+            #expect(try await count(stack, "SELECT count(*) FROM inbox") == 50, "each entry processed exactly once")
+            #expect(
+                try await count(stack, "SELECT count(*) FROM interviews WHERE time_slot_id = \(slot) AND status = 'active'")
+                    == 1)
+            #expect(try await count(stack, "SELECT count(*) FROM dead_letters") == 0)
+            try await waitUntil { try await stack.pendingCount("bookings") == 0 }
+            await stack.shutdown()
+        }
+
+        @Test func aPoisonMessageIsRetriedThenDeadLetteredWithItsLastError() async throws {
+            let stack = try await ProcessStack.start(
+                ingress: 1, workers: 1, workerEnvironment: Self.fast, supervisors: 1, supervisorEnvironment: Self.fast)
+            let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
+            // Every transaction for this key fails (as if a row it needs were missing).
+            try await stack.postgres.query(
+                """
+                CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF NEW.message_key = 'api:poison-1' THEN
+                        RAISE EXCEPTION 'poisoned: the row this message needs is missing';
+                    END IF;
+                    RETURN NEW;
+                END $$
+                """)
+            try await stack.postgres.query(
+                "CREATE TRIGGER poison BEFORE INSERT ON inbox FOR EACH ROW EXECUTE FUNCTION poison()")
+            let started = ContinuousClock.now
+            #expect(try await stack.book(requestID: "poison-1", userID: 1, slotID: slot).status == 202)
+            try await waitUntil(timeout: .seconds(60)) {
+                try await count(stack, "SELECT count(*) FROM dead_letters") == 1
+            }
+            let elapsed = started.duration(to: .now)
+            let row = try await stack.postgres.query(
+                "SELECT message_key, attempts, last_error, status, stream FROM dead_letters").single()
+            let (key, attempts, lastError, status, stream) = try row.decode(
+                String.self, Int32.self, String.self, String.self, String.self)
+            #expect(key == "api:poison-1")
+            #expect(attempts == 4, "dead-lettered after the policy's 4 attempts")
+            #expect(lastError.contains("poisoned: the row this message needs is missing"))
+            #expect(status == "dead")
+            #expect(stream == stack.stream("bookings"))
+            // Three retries at 50–100, 100–200, 200–400 ms (equal jitter): at least 350 ms in all.
+            #expect(elapsed >= .milliseconds(350))
+            #expect(try await count(stack, "SELECT count(*) FROM inbox") == 0)
+            try await waitUntil { try await stack.pendingCount("bookings") == 0 }
+            let retries = try await stack.redis.send("ZCARD", "\(stack.prefix)retry").int
+            #expect(retries == 0, "nothing left in the retry schedule")
+            await stack.shutdown()
+        }
+    }
+}
