@@ -11,7 +11,7 @@ struct Leasehold: AsyncParsableCommand {
             """,
         subcommands: [
             IngressCommand.self, WorkerCommand.self, SupervisorCommand.self, SlotsCommand.self, MigrateCommand.self,
-            LocalCommand.self,
+            DLQCommand.self, LocalCommand.self,
             LoadTestCommand.self, DemoCommand.self,
         ]
     )

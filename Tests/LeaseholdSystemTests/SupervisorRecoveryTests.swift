@@ -96,6 +96,29 @@ extension SystemTests {
             try await waitUntil { try await stack.pendingCount("bookings") == 0 }
             let retries = try await stack.redis.send("ZCARD", "\(stack.prefix)retry").int
             #expect(retries == 0, "nothing left in the retry schedule")
+
+            // Ops: the letter shows up in `leasehold dlq list --json`.
+            let listed = try await LeaseholdExecutable.run(
+                ["dlq", "list", "--json"], in: stack.directory, environment: stack.environment)
+            #expect(listed.status == 0, "\(listed.output)")
+            let json = String(listed.output.drop { $0 != "[" })
+            let letters = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]]
+            let id = try #require(letters?.first?["id"] as? Int)
+            #expect(letters?.first?["message_key"] as? String == "api:poison-1")
+
+            // Fix the cause, replay: it succeeds exactly once; a second replay sends nothing.
+            try await stack.postgres.query("DROP TRIGGER poison ON inbox")
+            let replay = try await LeaseholdExecutable.run(
+                ["dlq", "replay", String(id)], in: stack.directory, environment: stack.environment)
+            #expect(replay.status == 0 && replay.output.contains("1 replayed"), "\(replay.output)")
+            #expect(try await stack.outcome(of: "poison-1") == "booked")
+            let again = try await LeaseholdExecutable.run(
+                ["dlq", "replay", String(id)], in: stack.directory, environment: stack.environment)
+            #expect(again.output.contains("0 replayed"), "\(again.output)")
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(try await count(stack, "SELECT count(*) FROM inbox WHERE message_key = 'api:poison-1'") == 1)
+            #expect(try await count(stack, "SELECT count(*) FROM interviews") == 1)
+            #expect(try await count(stack, "SELECT count(*) FROM dead_letters WHERE status = 'replayed'") == 1)
             await stack.shutdown()
         }
     }

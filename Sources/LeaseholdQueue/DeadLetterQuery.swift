@@ -1,0 +1,222 @@
+import Foundation
+import LeaseholdPostgres
+import LeaseholdRedis
+
+/// Reading, replaying and purging dead letters: what `leasehold dlq` does.
+public struct DeadLetterQuery: Sendable {
+    /// One dead letter as people and scripts see it.
+    public struct Letter: Sendable, Codable, Equatable {
+        public var id: Int64
+        public var messageKey: String
+        public var stream: String
+        public var entryID: String
+        public var kind: String
+        public var attempts: Int
+        public var lastError: String
+        public var status: String
+        public var firstSeenAt: Date
+        public var deadLetteredAt: Date
+        public var replayedAt: Date?
+        public var replayEntryID: String?
+        /// Only filled by ``show(_:postgres:)``.
+        public var payload: String?
+        public var errorHistory: String?
+
+        enum CodingKeys: String, CodingKey {
+            case id, stream, kind, attempts, status, payload
+            case messageKey = "message_key"
+            case entryID = "entry_id"
+            case lastError = "last_error"
+            case firstSeenAt = "first_seen_at"
+            case deadLetteredAt = "dead_lettered_at"
+            case replayedAt = "replayed_at"
+            case replayEntryID = "replay_entry_id"
+            case errorHistory = "error_history"
+        }
+    }
+
+    /// Which letters a command applies to; every field optional.
+    public struct Filter: Sendable, Equatable {
+        public var kind: String?
+        public var stream: String?
+        public var since: Date?
+        public var olderThan: Date?
+        /// Substring of the last error, case-insensitive.
+        public var errorContains: String?
+        /// `dead` by default; `nil` for every status.
+        public var status: String?
+
+        public init(
+            kind: String? = nil, stream: String? = nil, since: Date? = nil, olderThan: Date? = nil,
+            errorContains: String? = nil, status: String? = "dead"
+        ) {
+            self.kind = kind
+            self.stream = stream
+            self.since = since
+            self.olderThan = olderThan
+            self.errorContains = errorContains
+            self.status = status
+        }
+
+    }
+
+    public init() {}
+
+    static let columns =
+        "id, message_key, stream, entry_id, kind, attempts, last_error, status, first_seen_at, dead_lettered_at, replayed_at, replay_entry_id"
+
+    static func letter(_ row: PostgresRow) throws -> Letter {
+        Letter(
+            id: try row.decode(Int64.self, at: 0), messageKey: try row.decode(String.self, at: 1),
+            stream: try row.decode(String.self, at: 2), entryID: try row.decode(String.self, at: 3),
+            kind: try row.decode(String.self, at: 4), attempts: Int(try row.decode(Int32.self, at: 5)),
+            lastError: try row.decode(String.self, at: 6), status: try row.decode(String.self, at: 7),
+            firstSeenAt: try row.decode(Date.self, at: 8), deadLetteredAt: try row.decode(Date.self, at: 9),
+            replayedAt: try row.decode(Date?.self, at: 10), replayEntryID: try row.decode(String?.self, at: 11))
+    }
+
+    /// Letters matching `filter`, newest first.
+    public func list(_ filter: Filter, limit: Int = 100, postgres: PostgresClient) async throws -> [Letter] {
+        try await postgres.query(
+            """
+            SELECT \(unescaped: Self.columns) FROM dead_letters WHERE \(filter)
+            ORDER BY dead_lettered_at DESC, id DESC LIMIT \(limit)
+            """
+        ).map(Self.letter)
+    }
+
+    /// One letter with its payload (as text when it is UTF-8, else hex) and error history.
+    public func show(_ id: Int64, postgres: PostgresClient) async throws -> Letter? {
+        guard
+            let row = try await postgres.query(
+                """
+                SELECT \(unescaped: Self.columns), payload, error_history::text FROM dead_letters WHERE id = \(id)
+                """
+            ).first
+        else { return nil }
+        var letter = try Self.letter(row)
+        let payload = try row.decode([UInt8].self, at: 12)
+        letter.payload = String(validating: payload, as: UTF8.self) ?? payload.map { String(format: "%02x", $0) }.joined()
+        letter.errorHistory = try row.decode(String.self, at: 13)
+        return letter
+    }
+
+    /// Sends letters back to their origin stream as a first attempt (same key, so the inbox still
+    /// guards against a double effect) and marks them `replayed`. Only `dead` letters are replayed,
+    /// so replaying twice sends nothing the second time. With `dryRun`, only says what it would send.
+    ///
+    /// Each letter is marked in a transaction that commits only after its XADD succeeded: a
+    /// failure leaves it `dead` (to replay again); a crash after the XADD but before the commit
+    /// can send it twice, which the inbox makes harmless.
+    public func replay(
+        ids: [Int64]?, filter: Filter, dryRun: Bool, postgres: PostgresClient, redis: RedisClient
+    ) async throws -> [Letter] {
+        var candidates: [Letter]
+        if let ids {
+            candidates = try await postgres.query(
+                """
+                SELECT \(unescaped: Self.columns) FROM dead_letters
+                WHERE id = ANY(\(PostgresInt8Array(ids))) AND status = 'dead' ORDER BY id
+                """
+            ).map(Self.letter)
+        } else {
+            candidates = try await list(filter, limit: 1_000_000, postgres: postgres).reversed()
+        }
+        guard !dryRun else { return candidates }
+        var replayed: [Letter] = []
+        for letter in candidates {
+            let row = try await postgres.query(
+                "SELECT payload FROM dead_letters WHERE id = \(letter.id) AND status = 'dead'")
+            guard let payload = try row.first?.decode([UInt8].self, at: 0) else { continue }
+            let entry = StreamEntry(
+                stream: letter.stream, key: letter.messageKey, kind: letter.kind, payload: payload, attempt: 1)
+            let newID: String? = try await postgres.withTransaction { connection in
+                let locked = try connection.query(
+                    "SELECT id FROM dead_letters WHERE id = \(letter.id) AND status = 'dead' FOR UPDATE")
+                guard !locked.isEmpty else { return nil }
+                // XADD inside the transaction: the mark commits only once the entry is on the stream.
+                let id = try Self.blockingXADD(entry, redis: redis)
+                try connection.execute(
+                    """
+                    UPDATE dead_letters SET status = 'replayed', replayed_at = now(), replay_entry_id = \(id)
+                    WHERE id = \(letter.id)
+                    """)
+                return id
+            }
+            if let newID {
+                var done = letter
+                done.status = "replayed"
+                done.replayEntryID = newID
+                replayed.append(done)
+            }
+        }
+        return replayed
+    }
+
+    /// XADD from inside a PostgreSQL transaction body (which is synchronous, on the Postgres
+    /// connection's thread): a short-lived Redis connection of its own, so no pooled connection is
+    /// used from a foreign thread.
+    private static func blockingXADD(_ entry: StreamEntry, redis: RedisClient) throws -> String {
+        let connection = try RedisConnection(configuration: redis.configuration)
+        defer { connection.close() }
+        let reply = try connection.send(RedisCommand(["XADD", entry.stream, "*"] + entry.fields))
+        guard let id = reply.string else {
+            throw RedisError(source: .server, code: .proto, message: "XADD returned \(reply)", command: "XADD")
+        }
+        return id
+    }
+
+    /// Marks letters `purged` (the rows stay, for the audit trail). Returns how many.
+    public func purge(ids: [Int64]?, filter: Filter, postgres: PostgresClient) async throws -> Int {
+        if let ids {
+            return try await postgres.execute(
+                """
+                UPDATE dead_letters SET status = 'purged', purged_at = now()
+                WHERE id = ANY(\(PostgresInt8Array(ids))) AND status <> 'purged'
+                """)
+        }
+        return try await postgres.execute(
+            "UPDATE dead_letters SET status = 'purged', purged_at = now() WHERE status <> 'purged' AND \(filter)")
+    }
+
+    /// Counts by status, kind and stream.
+    public func stats(postgres: PostgresClient) async throws -> [(status: String, kind: String, stream: String, count: Int64)] {
+        try await postgres.query(
+            "SELECT status, kind, stream, count(*) FROM dead_letters GROUP BY 1, 2, 3 ORDER BY 1, 4 DESC"
+        ).map { row in
+            let (status, kind, stream, count) = try row.decode(String.self, String.self, String.self, Int64.self)
+            return (status, kind, stream, count)
+        }
+    }
+}
+
+extension PostgresQuery.StringInterpolation {
+    /// A dead-letter filter as a WHERE condition, every value a bind (`NULL` disables a condition).
+    mutating func appendInterpolation(_ filter: DeadLetterQuery.Filter) {
+        appendLiteral("(")
+        appendInterpolation(filter.kind)
+        appendLiteral("::text IS NULL OR kind = ")
+        appendInterpolation(filter.kind)
+        appendLiteral(") AND (")
+        appendInterpolation(filter.stream)
+        appendLiteral("::text IS NULL OR stream = ")
+        appendInterpolation(filter.stream)
+        appendLiteral(") AND (")
+        appendInterpolation(filter.since)
+        appendLiteral("::timestamptz IS NULL OR dead_lettered_at >= ")
+        appendInterpolation(filter.since)
+        appendLiteral(") AND (")
+        appendInterpolation(filter.olderThan)
+        appendLiteral("::timestamptz IS NULL OR dead_lettered_at < ")
+        appendInterpolation(filter.olderThan)
+        appendLiteral(") AND (")
+        appendInterpolation(filter.errorContains)
+        appendLiteral("::text IS NULL OR strpos(lower(last_error), lower(")
+        appendInterpolation(filter.errorContains)
+        appendLiteral(")) > 0) AND (")
+        appendInterpolation(filter.status)
+        appendLiteral("::text IS NULL OR status = ")
+        appendInterpolation(filter.status)
+        appendLiteral(")")
+    }
+}
