@@ -11,7 +11,7 @@ struct Leasehold: AsyncParsableCommand {
             """,
         subcommands: [
             IngressCommand.self, WorkerCommand.self, SupervisorCommand.self, SlotsCommand.self, MigrateCommand.self,
-            DLQCommand.self, LocalCommand.self,
+            DLQCommand.self, StatusCommand.self, LocalCommand.self,
             LoadTestCommand.self, DemoCommand.self,
         ]
     )
