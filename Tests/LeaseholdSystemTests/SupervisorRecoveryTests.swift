@@ -121,5 +121,67 @@ extension SystemTests {
             #expect(try await count(stack, "SELECT count(*) FROM dead_letters WHERE status = 'replayed'") == 1)
             await stack.shutdown()
         }
+
+        @Test func aWorkerPausedPastItsLeaseThenResumedChangesNothingTwice() async throws {
+            var workerEnvironment = Self.fast
+            workerEnvironment["LEASEHOLD_LOCK_TIMEOUT_MS"] = "20000"
+            let stack = try await ProcessStack.start(
+                ingress: 1, workers: 1, workerEnvironment: workerEnvironment, supervisors: 1,
+                supervisorEnvironment: Self.fast)
+            let slot = try #require(try await stack.seed(slots: 1, users: 5).first)
+            let lock = try PostgresConnection(configuration: stack.database.configuration)
+            try lock.simpleQuery("BEGIN")
+            try lock.query("SELECT id FROM time_slots WHERE id = \(slot) FOR UPDATE")
+            for user in 1...5 {
+                #expect(try await stack.book(requestID: "pause-\(user)", userID: Int64(user), slotID: slot).status == 202)
+            }
+            try await waitUntil { try await stack.pendingCount("bookings") == 5 }
+
+            // Pause the worker mid-transaction, past its lease TTL; another worker takes over.
+            let paused = try #require(stack.workers.first)
+            paused.send(SIGSTOP)
+            try lock.simpleQuery("ROLLBACK")
+            lock.close()
+            try stack.startWorker(name: "worker-1", environment: workerEnvironment)
+            try await Task.sleep(for: .seconds(4))  // leases (1 s) expired, entries reclaimed (2 s)
+            paused.send(SIGCONT)
+
+            var outcomes: [String: Int] = [:]
+            for user in 1...5 {
+                outcomes[try await stack.outcome(of: "pause-\(user)", timeout: .seconds(90)), default: 0] += 1
+            }
+            #expect(outcomes == ["booked": 1, "slot_taken": 4], "\(outcomes)")
+            try await waitUntil { try await stack.pendingCount("bookings") == 0 }
+            #expect(try await count(stack, "SELECT count(*) FROM inbox") == 5, "one inbox row per message")
+            #expect(try await count(stack, "SELECT count(*) FROM outbox") == 5, "one reply per message")
+            #expect(try await count(stack, "SELECT count(*) FROM interviews") == 1, "one interview in all")
+            await stack.shutdown()
+        }
+
+        @Test func killingTheLeaderHandsLeadershipOverWithinOneTTLAndNeverEarly() async throws {
+            let stack = try await ProcessStack.start(
+                ingress: 1, workers: 0, supervisors: 2, supervisorEnvironment: Self.fast)
+            let leaderKey = "\(stack.prefix)leader"
+            try await waitUntil { try await stack.redis.send("GET", leaderKey).string != nil }
+            let holder = try #require(try await stack.redis.send("GET", leaderKey).string)
+            let leader = try #require(stack.supervisors.first { holder.contains("-\($0.pid)-") }, "\(holder)")
+            let follower = try #require(stack.supervisors.first { $0.pid != leader.pid })
+
+            let remaining = Int64(try await stack.redis.send("PTTL", leaderKey).int ?? 0)
+            let killed = ContinuousClock.now
+            leader.send(SIGKILL)
+            var newHolder: String?
+            while ContinuousClock.now - killed < .seconds(10) {
+                newHolder = try await stack.redis.send("GET", leaderKey).string
+                if let newHolder, newHolder != holder { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let elapsed = ContinuousClock.now - killed
+            #expect(newHolder?.contains("-\(follower.pid)-") == true, "the other supervisor leads: \(newHolder ?? "nil")")
+            #expect(elapsed <= .milliseconds(2000 + 1500), "within one lease TTL (2 s) plus polling slack")
+            // Never early: the follower took the lease only after the dead leader's had expired.
+            #expect(elapsed >= .milliseconds(max(0, remaining - 50)), "took over after \(elapsed), lease had \(remaining) ms left")
+            await stack.shutdown()
+        }
     }
 }
