@@ -82,6 +82,8 @@ let package = Package(
             dependencies: [
                 "LeaseholdPostgres", "LeaseholdRedis", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
 

@@ -40,7 +40,9 @@ public struct SupervisorService: Service {
             logger: logger)
         let trimmer = StreamTrimmer(redis: redis)
         var lastPrune = ContinuousClock.now - .seconds(3600)
+        let isLeaderGauge = Gauge(label: "leasehold_supervisor_is_leader")
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            isLeaderGauge.record(elector.isLeader ? 1 : 0)
             if elector.isLeader {
                 do {
                     try await pass(reclaimer: reclaimer, trimmer: trimmer)
@@ -83,6 +85,14 @@ public struct SupervisorService: Service {
         Gauge(label: "leasehold_stream_length", dimensions: [("stream", stream)]).record(length)
         let summary = try await redis.send("XPENDING", stream, RedisKeys.consumerGroup)
         Gauge(label: "leasehold_stream_pending", dimensions: [("stream", stream)]).record(summary.array?.first?.int ?? 0)
+        // The oldest pending entry's age, from its ID (the XADD time in milliseconds).
+        var oldestAge = 0.0
+        if let oldest = summary.array?.dropFirst().first?.string,
+            let milliseconds = Double(oldest.split(separator: "-").first ?? "")
+        {
+            oldestAge = max(0, Date().timeIntervalSince1970 - milliseconds / 1000)
+        }
+        Gauge(label: "leasehold_stream_oldest_pending_age_seconds", dimensions: [("stream", stream)]).record(oldestAge)
         let backlog = try await redis.withConnection { try scheduler.backlog(on: $0) }
         Gauge(label: "leasehold_retry_backlog").record(backlog)
     }

@@ -197,6 +197,14 @@ public final class ProcessStack: Sendable {
             status: Int(response.status.code), body: String(buffer: bytes), headers: response.headers.map { ($0.name, $0.value) })
     }
 
+    /// `GET` of any URL (a role's metrics endpoint, say).
+    public func fetch(_ url: String) async throws -> HTTPResult {
+        let response = try await http.execute(HTTPClientRequest(url: url), timeout: .seconds(10))
+        let bytes = try await response.body.collect(upTo: 4 << 20)
+        return HTTPResult(
+            status: Int(response.status.code), body: String(buffer: bytes), headers: response.headers.map { ($0.name, $0.value) })
+    }
+
     /// `POST /v1/bookings`.
     public func book(requestID: String, userID: Int64, slotID: Int64, ingress: Int = 0) async throws -> HTTPResult {
         try await request(

@@ -1,9 +1,12 @@
 import ArgumentParser
 import Foundation
+import LeaseholdOps
 import LeaseholdPostgres
 import LeaseholdQueue
 import LeaseholdRedis
 import Logging
+import Prometheus
+import ServiceLifecycle
 
 /// Flags every role shares; each falls back to an environment variable, then to a default.
 struct CommonOptions: ParsableArguments {
@@ -66,6 +69,20 @@ struct CommonOptions: ParsableArguments {
                 maxDelay: try Setting.milliseconds(
                     nil, "LEASEHOLD_RETRY_MAX_DELAY_MS", default: 300_000, range: 1...86_400_000),
                 maxAttempts: try Setting.int(nil, "LEASEHOLD_RETRY_MAX_ATTEMPTS", default: 8, range: 1...1000)))
+    }
+
+    /// The role's `/metrics`, `/healthz`, `/readyz` server when `LEASEHOLD_METRICS_PORT` is set
+    /// (listening on `LEASEHOLD_METRICS_HOST`, default 0.0.0.0); `nil` when it is not.
+    func metricsEndpoint(
+        registry: PrometheusCollectorRegistry, role: String, logger: Logger, ready: @escaping @Sendable () async -> Bool
+    ) throws -> (any Service)? {
+        guard let text = environment["LEASEHOLD_METRICS_PORT"], !text.isEmpty else { return nil }
+        guard let port = Int(text), (1...65535).contains(port) else {
+            throw ValidationError("LEASEHOLD_METRICS_PORT=\(text) must be a port number 1...65535")
+        }
+        return buildMetricsEndpoint(
+            host: Setting.string(nil, "LEASEHOLD_METRICS_HOST", default: "0.0.0.0"), port: port, registry: registry,
+            serverName: "leasehold-\(role)", logger: logger, ready: ready)
     }
 
     /// Sets up logging to standard error and returns the role's logger.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LeaseholdOps
 import LeaseholdPostgres
 import LeaseholdQueue
 import LeaseholdRedis
@@ -42,7 +43,8 @@ struct SupervisorCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = common.bootstrapLogging(label: "leasehold.supervisor")
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: PrometheusCollectorRegistry()))
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let keys = common.redisKeys
         let configuration = SupervisorConfiguration(
             keys: keys,
@@ -61,9 +63,14 @@ struct SupervisorCommand: AsyncParsableCommand {
         let elector = LeaderElector(redis: redis, keys: keys, configuration: configuration.leader, logger: logger)
         let maintenance = SupervisorService(
             configuration: configuration, elector: elector, redis: redis, postgres: postgres, logger: logger)
+        var services: [any Service] = [elector, maintenance]
+        if let endpoint = try common.metricsEndpoint(registry: registry, role: "supervisor", logger: logger, ready: {
+            (try? await redis.send("PING")) != nil
+        }) {
+            services.append(endpoint)
+        }
         let group = ServiceGroup(
-            configuration: .init(
-                services: [elector, maintenance], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch {

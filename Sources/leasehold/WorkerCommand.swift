@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LeaseholdDomain
+import LeaseholdOps
 import LeaseholdPostgres
 import LeaseholdRedis
 import LeaseholdWorker
@@ -46,7 +47,8 @@ struct WorkerCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = common.bootstrapLogging(label: "leasehold.worker")
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: PrometheusCollectorRegistry()))
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let configuration = WorkerConfiguration(
             keys: common.redisKeys,
             consumerName: Setting.string(
@@ -68,8 +70,14 @@ struct WorkerCommand: AsyncParsableCommand {
         let reader = RedisClient(configuration: redisConfiguration, size: 1)
         let worker = WorkerService(
             configuration: configuration, postgres: postgres, redis: redis, reader: reader, logger: logger)
+        var services: [any Service] = [worker]
+        if let endpoint = try common.metricsEndpoint(registry: registry, role: "worker", logger: logger, ready: {
+            (try? await redis.send("PING")) != nil
+        }) {
+            services.append(endpoint)
+        }
         let group = ServiceGroup(
-            configuration: .init(services: [worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch {

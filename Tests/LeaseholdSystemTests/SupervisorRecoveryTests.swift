@@ -59,8 +59,10 @@ extension SystemTests {
         }
 
         @Test func aPoisonMessageIsRetriedThenDeadLetteredWithItsLastError() async throws {
+            let metricsPort = try freeLoopbackPort()
             let stack = try await ProcessStack.start(
-                ingress: 1, workers: 1, workerEnvironment: Self.fast, supervisors: 1, supervisorEnvironment: Self.fast)
+                ingress: 1, workers: 1, workerEnvironment: Self.fast, supervisors: 1,
+                supervisorEnvironment: Self.fast.merging(["LEASEHOLD_METRICS_PORT": String(metricsPort)]) { $1 })
             let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
             // Every transaction for this key fails (as if a row it needs were missing).
             try await stack.postgres.query(
@@ -117,6 +119,18 @@ extension SystemTests {
             #expect(again.output.contains("0 replayed"), "\(again.output)")
             try await Task.sleep(for: .milliseconds(500))
             #expect(try await count(stack, "SELECT count(*) FROM inbox WHERE message_key = 'api:poison-1'") == 1)
+
+            // The supervisor's metrics endpoint tells the story.
+            let metrics = try await stack.fetch("http://127.0.0.1:\(metricsPort)/metrics")
+            #expect(metrics.status == 200)
+            for name in [
+                "leasehold_supervisor_is_leader 1", "leasehold_supervisor_leader_changes_total",
+                "leasehold_stream_length", "leasehold_stream_pending", "leasehold_stream_oldest_pending_age_seconds",
+                "leasehold_retry_backlog",
+            ] {
+                #expect(metrics.body.contains(name), "\(name) on /metrics")
+            }
+            #expect(try await stack.fetch("http://127.0.0.1:\(metricsPort)/readyz").status == 200)
             #expect(try await count(stack, "SELECT count(*) FROM interviews") == 1)
             #expect(try await count(stack, "SELECT count(*) FROM dead_letters WHERE status = 'replayed'") == 1)
             await stack.shutdown()
