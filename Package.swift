@@ -67,6 +67,7 @@ let package = Package(
             dependencies: [
                 "LeaseholdQueue", "LeaseholdDomain", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
         .target(

@@ -4,6 +4,7 @@ import LeaseholdPostgres
 import LeaseholdQueue
 import LeaseholdRedis
 import Logging
+import Metrics
 
 /// Processes one stream entry: lease → transaction (with heartbeat) → completion.
 struct EntryProcessor: Sendable {
@@ -102,6 +103,10 @@ struct EntryProcessor: Sendable {
                     entry, lease: lease, requestID: request.requestID, result: published,
                     resultTTL: configuration.resultTTL, on: connection)
             }
+            Counter(
+                label: "leasehold_worker_processed_total",
+                dimensions: [("outcome", result.outcome.rawValue), ("duplicate", String(result.duplicate))]
+            ).increment()
             logger.debug(
                 "processed", metadata: ["outcome": "\(result.outcome.rawValue)", "duplicate": "\(result.duplicate)"])
         } catch {
@@ -123,6 +128,7 @@ struct EntryProcessor: Sendable {
                 _ = try await redis.withConnection { [scheduler] connection in
                     try scheduler.schedule(entry: entry, at: at, lastError: message, on: connection)
                 }
+                Counter(label: "leasehold_worker_retries_scheduled_total").increment()
                 logger.warning(
                     "transaction failed; retry scheduled", metadata: ["error": "\(message)", "in": "\(delay)"])
             } catch {
@@ -133,6 +139,7 @@ struct EntryProcessor: Sendable {
             do {
                 try await deadLetters.deadLetter(
                     entry, reason: "\(message); \(limit)", postgres: postgres, redis: redis)
+                Counter(label: "leasehold_worker_dead_letters_total").increment()
                 logger.error("transaction failed for the last time; dead-lettered", metadata: ["error": "\(message)"])
             } catch {
                 logger.error("could not dead-letter; entry left pending", metadata: ["error": "\(error)"])
