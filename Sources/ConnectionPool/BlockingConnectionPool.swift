@@ -1,5 +1,5 @@
 import Dispatch
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// A connection to a server through a blocking C client (libpq's `PGconn`, hiredis's `redisContext`).
 ///
@@ -41,7 +41,7 @@ public struct ConnectionPoolClosedError: Error, CustomStringConvertible {
 ///   connection is created, used and closed only by blocks submitted to that queue. Serial queues
 ///   run on libdispatch's overcommitting worker threads, not on the width-limited cooperative
 ///   executor that runs Swift tasks, so a blocking `PQexec` or `redisGetReply` cannot starve it.
-/// - A slot is lent to one borrower at a time (the `Mutex`-guarded idle list); a borrower submits
+/// - A slot is lent to one borrower at a time (the lock-guarded idle list); a borrower submits
 ///   exactly one block, waits for it, and returns the slot. So at most one block per connection is
 ///   ever queued, and the connection is never touched concurrently.
 /// - The work is a **synchronous** closure: it cannot `await`, so it cannot suspend while holding
@@ -57,7 +57,7 @@ public final class BlockingConnectionPool<Connection: BlockingConnection>: Senda
     public typealias Factory = @Sendable () throws -> Connection
 
     private let factory: Factory
-    private let state: Mutex<State>
+    private let state: NIOLockedValueBox<State>
     private let slots: [Slot]
 
     private struct Waiter {
@@ -80,7 +80,7 @@ public final class BlockingConnectionPool<Connection: BlockingConnection>: Senda
         precondition(size >= 1, "a pool needs at least one connection")
         self.factory = factory
         self.slots = (0..<size).map { Slot(queue: DispatchQueue(label: "\(label).\($0)")) }
-        self.state = Mutex(State(idle: Array((0..<size).reversed())))
+        self.state = NIOLockedValueBox(State(idle: Array((0..<size).reversed())))
     }
 
     /// The number of connections in the pool.
@@ -114,7 +114,7 @@ public final class BlockingConnectionPool<Connection: BlockingConnection>: Senda
     /// Stops lending connections, fails every waiter and closes every connection.
     /// Waits for calls in progress to finish first.
     public func close() async {
-        let waiters = state.withLock { state -> [Waiter] in
+        let waiters = state.withLockedValue { state -> [Waiter] in
             state.closed = true
             defer { state.waiters.removeAll() }
             return state.waiters
@@ -134,7 +134,7 @@ public final class BlockingConnectionPool<Connection: BlockingConnection>: Senda
 
     private func checkout() async throws -> Int {
         // Fast path: an idle slot.
-        let immediate = state.withLock { state -> CheckoutStep in
+        let immediate = state.withLockedValue { state -> CheckoutStep in
             if state.closed { return .fail(ConnectionPoolClosedError()) }
             if let index = state.idle.popLast() { return .resume(index) }
             return .wait
@@ -145,13 +145,13 @@ public final class BlockingConnectionPool<Connection: BlockingConnection>: Senda
         case .wait: break
         }
 
-        let id = state.withLock { state -> UInt64 in
+        let id = state.withLockedValue { state -> UInt64 in
             state.nextWaiterID += 1
             return state.nextWaiterID
         }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int, any Error>) in
-                let action = state.withLock { state -> CheckoutStep in
+                let action = state.withLockedValue { state -> CheckoutStep in
                     if state.closed { return .fail(ConnectionPoolClosedError()) }
                     if Task.isCancelled { return .fail(CancellationError()) }
                     if let index = state.idle.popLast() { return .resume(index) }
@@ -165,7 +165,7 @@ public final class BlockingConnectionPool<Connection: BlockingConnection>: Senda
                 }
             }
         } onCancel: {
-            let waiter = state.withLock { state -> Waiter? in
+            let waiter = state.withLockedValue { state -> Waiter? in
                 guard let position = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
                 return state.waiters.remove(at: position)
             }
@@ -174,7 +174,7 @@ public final class BlockingConnectionPool<Connection: BlockingConnection>: Senda
     }
 
     private func checkin(_ index: Int) {
-        let waiter = state.withLock { state -> Waiter? in
+        let waiter = state.withLockedValue { state -> Waiter? in
             if !state.waiters.isEmpty { return state.waiters.removeFirst() }
             state.idle.append(index)
             return nil
@@ -190,11 +190,11 @@ public final class BlockingConnectionPool<Connection: BlockingConnection>: Senda
             var interrupter: (any ConnectionInterrupter)?
             var cancelled = false
         }
-        private let state = Mutex(State())
+        private let state = NIOLockedValueBox(State())
 
         /// On the slot's queue, before the body runs. `false` when the call was already cancelled.
         func begin(_ interrupter: (any ConnectionInterrupter)?) -> Bool {
-            state.withLock { state in
+            state.withLockedValue { state in
                 state.interrupter = interrupter
                 return !state.cancelled
             }
@@ -202,14 +202,14 @@ public final class BlockingConnectionPool<Connection: BlockingConnection>: Senda
 
         /// On the slot's queue, after the body returned.
         func end() {
-            state.withLock { $0.interrupter = nil }
+            state.withLockedValue { $0.interrupter = nil }
         }
 
         /// From any thread.
         /// The interrupt runs under the lock, so `end()` (and the next borrower's call) waits for an
         /// interrupt in progress: a late cancel cannot hit the next call on this connection.
         func cancel() {
-            state.withLock { state in
+            state.withLockedValue { state in
                 state.cancelled = true
                 state.interrupter?.interrupt()
             }

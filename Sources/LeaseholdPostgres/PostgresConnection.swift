@@ -1,7 +1,7 @@
 import Foundation
 import CLibPQ
 import ConnectionPool
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// One libpq connection (`PGconn`), with a blocking, synchronous API.
 ///
@@ -340,16 +340,16 @@ public struct PostgresTransactionOptions: Sendable {
 /// Cancels the statement running on a connection, from any thread (`PQcancel`).
 ///
 /// Owns the `PGcancel` object: created with the connection, freed once by ``invalidate()``; the
-/// `Mutex` keeps a cancel and the free from overlapping.
+/// lock keeps a cancel and the free from overlapping.
 final class PostgresCanceller: ConnectionInterrupter {
     private struct Handle: @unchecked Sendable {
         // Only read or freed under `state`'s lock.
         var pointer: OpaquePointer?
     }
-    private let state: Mutex<Handle>
+    private let state: NIOLockedValueBox<Handle>
 
     init(_ pointer: OpaquePointer?) {
-        state = Mutex(Handle(pointer: pointer))
+        state = NIOLockedValueBox(Handle(pointer: pointer))
     }
 
     deinit {
@@ -357,7 +357,7 @@ final class PostgresCanceller: ConnectionInterrupter {
     }
 
     func interrupt() {
-        state.withLock { handle in
+        state.withLockedValue { handle in
             guard let pointer = handle.pointer else { return }
             var buffer = [CChar](repeating: 0, count: 256)
             _ = PQcancel(pointer, &buffer, Int32(buffer.count))
@@ -365,7 +365,7 @@ final class PostgresCanceller: ConnectionInterrupter {
     }
 
     func invalidate() {
-        state.withLock { handle in
+        state.withLockedValue { handle in
             if let pointer = handle.pointer { PQfreeCancel(pointer) }
             handle.pointer = nil
         }

@@ -1,7 +1,7 @@
 import CHiredis
 import ConnectionPool
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// One hiredis connection (`redisContext`, RESP2), with a blocking, synchronous API.
 ///
@@ -260,7 +260,7 @@ private func withArgv<R>(
 /// A Lua script, run by SHA with a `NOSCRIPT` fallback; share one instance per script.
 public final class RedisScript: Sendable {
     public let source: String
-    private let loadedSHA = Mutex<String?>(nil)
+    private let loadedSHA = NIOLockedValueBox<String?>(nil)
 
     public init(_ source: String) {
         self.source = source
@@ -268,7 +268,7 @@ public final class RedisScript: Sendable {
 
     /// The SHA1 the server gave on `SCRIPT LOAD`, once loaded.
     public var sha: String? {
-        get { loadedSHA.withLock { $0 } }
-        set { loadedSHA.withLock { $0 = newValue } }
+        get { loadedSHA.withLockedValue { $0 } }
+        set { loadedSHA.withLockedValue { $0 = newValue } }
     }
 }
