@@ -11,7 +11,8 @@ struct StreamTrimmer: Sendable {
 
     /// Returns how many entries were removed.
     func trim(stream: String) async throws -> Int {
-        guard let lastDelivered = try await lastDeliveredID(stream: stream) else { return 0 }
+        guard let lastDelivered = try await ConsumerGroupInfo.read(stream: stream, redis: redis)?.lastDeliveredID
+        else { return 0 }
         var bound = Self.successor(of: lastDelivered)
         let summary = try await redis.send("XPENDING", stream, RedisKeys.consumerGroup)
         if let parts = summary.array, parts.count >= 2, let oldest = parts[1].string,
@@ -20,24 +21,6 @@ struct StreamTrimmer: Sendable {
             bound = oldest
         }
         return Int(try await redis.send("XTRIM", stream, "MINID", bound).int ?? 0)
-    }
-
-    private func lastDeliveredID(stream: String) async throws -> String? {
-        let groups: RedisValue
-        do {
-            groups = try await redis.send("XINFO", "GROUPS", stream)
-        } catch let error as RedisError where error.source == .server {
-            return nil  // no such stream yet
-        }
-        for group in groups.array ?? [] {
-            guard let flat = group.array else { continue }
-            var fields: [String: RedisValue] = [:]
-            for index in stride(from: 0, to: flat.count - 1, by: 2) {
-                if let name = flat[index].string { fields[name] = flat[index + 1] }
-            }
-            if fields["name"]?.string == RedisKeys.consumerGroup { return fields["last-delivered-id"]?.string }
-        }
-        return nil
     }
 
     /// The smallest stream ID greater than `id` (`ms-seq` → `ms-(seq+1)`).

@@ -60,14 +60,8 @@ struct IngressCommand: AsyncParsableCommand {
         let redis = RedisClient(configuration: try common.redisConfiguration(), size: configuration.redisConnections)
         let app = buildIngressApplication(
             configuration: configuration, redis: redis, registry: registry, logger: logger)
-        let group = ServiceGroup(
-            configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        do {
-            try await group.run()
-        } catch {
+        try await runServices([app], logger: logger) {
             await redis.close()
-            throw error
         }
-        await redis.close()
     }
 }

@@ -85,18 +85,10 @@ struct StatusCommand: AsyncParsableCommand {
             var oldestAge: Double?
             var undelivered: Int64?
             var consumers: Int64 = 0
-            if let groups = try? await redis.send("XINFO", "GROUPS", stream).array {
-                for group in groups {
-                    guard let flat = group.array else { continue }
-                    var fields: [String: RedisValue] = [:]
-                    for index in stride(from: 0, to: flat.count - 1, by: 2) {
-                        if let name = flat[index].string { fields[name] = flat[index + 1] }
-                    }
-                    guard fields["name"]?.string == RedisKeys.consumerGroup else { continue }
-                    pending = fields["pending"]?.int ?? 0
-                    consumers = fields["consumers"]?.int ?? 0
-                    undelivered = fields["lag"]?.int
-                }
+            if let group = try await ConsumerGroupInfo.read(stream: stream, redis: redis) {
+                pending = group.pending
+                consumers = group.consumers
+                undelivered = group.lag
                 let summary = try await redis.send("XPENDING", stream, RedisKeys.consumerGroup)
                 if let oldest = summary.array?[1].string, let ms = Double(oldest.split(separator: "-").first ?? "") {
                     oldestAge = Date().timeIntervalSince1970 - ms / 1000

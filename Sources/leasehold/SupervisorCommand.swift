@@ -69,16 +69,9 @@ struct SupervisorCommand: AsyncParsableCommand {
         }) {
             services.append(endpoint)
         }
-        let group = ServiceGroup(
-            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        do {
-            try await group.run()
-        } catch {
+        try await runServices(services, logger: logger) {
             await redis.close()
             await postgres.close()
-            throw error
         }
-        await redis.close()
-        await postgres.close()
     }
 }

@@ -76,20 +76,10 @@ struct WorkerCommand: AsyncParsableCommand {
         }) {
             services.append(endpoint)
         }
-        let group = ServiceGroup(
-            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        do {
-            try await group.run()
-        } catch {
-            await close(postgres, redis, reader)
-            throw error
+        try await runServices(services, logger: logger) {
+            await reader.close()
+            await redis.close()
+            await postgres.close()
         }
-        await close(postgres, redis, reader)
-    }
-
-    private func close(_ postgres: PostgresClient, _ redis: RedisClient, _ reader: RedisClient) async {
-        await reader.close()
-        await redis.close()
-        await postgres.close()
     }
 }

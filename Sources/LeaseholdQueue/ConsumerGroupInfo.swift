@@ -1,0 +1,35 @@
+import LeaseholdRedis
+
+/// What `XINFO GROUPS` says about the `workers` group of one stream.
+public struct ConsumerGroupInfo: Sendable, Equatable {
+    public var consumers: Int64
+    /// Delivered, not acknowledged.
+    public var pending: Int64
+    /// Not delivered yet; `nil` when Redis cannot tell (after deletions).
+    public var lag: Int64?
+    public var lastDeliveredID: String?
+
+    /// The group's state, or `nil` when the stream or the group does not exist.
+    public static func read(stream: String, group: String = RedisKeys.consumerGroup, redis: RedisClient) async throws
+        -> ConsumerGroupInfo?
+    {
+        let groups: RedisValue
+        do {
+            groups = try await redis.send("XINFO", "GROUPS", stream)
+        } catch let error as RedisError where error.source == .server {
+            return nil  // no such stream
+        }
+        for entry in groups.array ?? [] {
+            guard let flat = entry.array else { continue }
+            var fields: [String: RedisValue] = [:]
+            for index in stride(from: 0, to: flat.count - 1, by: 2) {
+                if let name = flat[index].string { fields[name] = flat[index + 1] }
+            }
+            guard fields["name"]?.string == group else { continue }
+            return ConsumerGroupInfo(
+                consumers: fields["consumers"]?.int ?? 0, pending: fields["pending"]?.int ?? 0,
+                lag: fields["lag"]?.int, lastDeliveredID: fields["last-delivered-id"]?.string)
+        }
+        return nil
+    }
+}
