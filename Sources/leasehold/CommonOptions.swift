@@ -61,14 +61,27 @@ struct CommonOptions: ParsableArguments {
     }
 
     /// The retry policy workers and supervisors share (environment only, so every role agrees):
-    /// `LEASEHOLD_RETRY_BASE_MS`, `LEASEHOLD_RETRY_MAX_DELAY_MS`, `LEASEHOLD_RETRY_MAX_ATTEMPTS`.
+    /// `LEASEHOLD_RETRY_BASE_MS`, `LEASEHOLD_RETRY_MAX_DELAY_MS`, `LEASEHOLD_RETRY_MAX_ATTEMPTS`, and
+    /// per message kind `LEASEHOLD_RETRY_OVERRIDES=kind=base_ms:max_delay_ms:max_attempts,…`.
     func retryPolicy() throws -> RetryPolicy {
-        RetryPolicy(
-            defaults: RetryPolicy.Parameters(
-                base: try Setting.milliseconds(nil, "LEASEHOLD_RETRY_BASE_MS", default: 1_000, range: 1...86_400_000),
-                maxDelay: try Setting.milliseconds(
-                    nil, "LEASEHOLD_RETRY_MAX_DELAY_MS", default: 300_000, range: 1...86_400_000),
-                maxAttempts: try Setting.int(nil, "LEASEHOLD_RETRY_MAX_ATTEMPTS", default: 8, range: 1...1000)))
+        let defaults = RetryPolicy.Parameters(
+            base: try Setting.milliseconds(nil, "LEASEHOLD_RETRY_BASE_MS", default: 1_000, range: 1...86_400_000),
+            maxDelay: try Setting.milliseconds(nil, "LEASEHOLD_RETRY_MAX_DELAY_MS", default: 300_000, range: 1...86_400_000),
+            maxAttempts: try Setting.int(nil, "LEASEHOLD_RETRY_MAX_ATTEMPTS", default: 8, range: 1...1000))
+        var overrides: [String: RetryPolicy.Parameters] = [:]
+        for item in (environment["LEASEHOLD_RETRY_OVERRIDES"] ?? "").split(separator: ",") {
+            let parts = item.split(separator: "=", maxSplits: 1)
+            let numbers = parts.count == 2 ? parts[1].split(separator: ":").compactMap { Int($0) } : []
+            guard parts.count == 2, !parts[0].isEmpty, numbers.count == 3, numbers[0] > 0, numbers[1] > 0,
+                (1...1000).contains(numbers[2])
+            else {
+                throw ValidationError(
+                    "LEASEHOLD_RETRY_OVERRIDES: \(item) must be kind=base_ms:max_delay_ms:max_attempts, e.g. booking=500:60000:5")
+            }
+            overrides[String(parts[0])] = RetryPolicy.Parameters(
+                base: .milliseconds(numbers[0]), maxDelay: .milliseconds(numbers[1]), maxAttempts: numbers[2])
+        }
+        return RetryPolicy(defaults: defaults, overrides: overrides)
     }
 
     /// The role's `/metrics`, `/healthz`, `/readyz` server when `LEASEHOLD_METRICS_PORT` is set
