@@ -9,10 +9,10 @@ import Logging
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Run the embedded stack, 2 ingress and 2 workers as separate processes, and a load test.",
+        abstract: "Run the embedded stack, 2 ingress, 2 workers and a supervisor as separate processes, and a load test.",
         discussion: """
             Starts PostgreSQL and Redis as child processes (the embedded default, data in --dir), migrates, \
-            starts `leasehold ingress` ×2 and `leasehold worker` ×2 as separate processes of this binary, \
+            starts `leasehold ingress` ×2, `leasehold worker` ×2 and `leasehold supervisor` as separate processes of this binary, \
             drives a load test of concurrent bookings with a progress line, prints the report (with the pgbench \
             comparison), then stops everything (SIGTERM, in order). --keep-running leaves the system up until \
             Ctrl-C or SIGTERM and prints the URLs. Role logs go to <dir>/logs/. Exit status: that of the load test.
@@ -77,9 +77,12 @@ struct DemoCommand: AsyncParsableCommand {
                     name: "worker-\(index)", executable: self_, arguments: ["worker", "--consumer-name", "demo-worker-\(index)"],
                     log: logs.appendingPathComponent("worker-\(index).log"), environment: environment))
             }
+            roles.append(try ChildProcess(
+                name: "supervisor", executable: self_, arguments: ["supervisor"],
+                log: logs.appendingPathComponent("supervisor.log"), environment: environment))
             let urls = ports.map { "http://127.0.0.1:\($0)" }
             try await waitForHealth(urls, roles: roles)
-            say("running: ingress ×2 (\(urls.joined(separator: ", "))), worker ×2; logs in \(logs.path)")
+            say("running: ingress ×2 (\(urls.joined(separator: ", "))), worker ×2, supervisor; logs in \(logs.path)")
 
             let test = LoadTest(
                 configuration: LoadTestConfiguration(
@@ -127,7 +130,7 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     private func stopAll(_ roles: [ChildProcess], stack: LocalStack) async {
-        say("stopping ingress and workers (SIGTERM), then Redis and PostgreSQL")
+        say("stopping ingress, workers and the supervisor (SIGTERM), then Redis and PostgreSQL")
         for role in roles { role.send(SIGTERM) }
         for role in roles { await role.stop(signal: SIGTERM, timeout: .seconds(30)) }
         await stack.stop()
