@@ -9,15 +9,28 @@ extension SystemTests {
         @Test func fiveHundredConcurrentBookingsOfOneSlotBookItExactlyOnce() async throws {
             let stack = try await ProcessStack.start(ingress: 2, workers: 3)
             let slot = try #require(try await stack.seed(slots: 1, users: 500).first)
+            // Make the race as hard as it gets: hold the slot's row lock while the requests arrive,
+            // so every worker slot (3 × 16) has a booking transaction in flight for this one slot,
+            // then let them all go at once. Only the slot lock makes them queue; without it they
+            // would not wait here at all (and this test fails on the wait below).
+            let lock = try SlotLock(stack, slot: slot)
+            let accepted = try await withThrowingTaskGroup(of: Int.self) { group in
+                for user in 1...500 {
+                    group.addTask {
+                        try await stack.book(
+                            requestID: "race-\(user)", userID: Int64(user), slotID: slot, ingress: user % 2
+                        ).status
+                    }
+                }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            #expect(accepted.allSatisfy { $0 == 202 })
+            try await waitUntil { try await SystemTests.blockedWorkerTransactions(stack) >= 40 }
+            try lock.release()
 
             let outcomes = try await withThrowingTaskGroup(of: (Int, String).self) { group in
                 for user in 1...500 {
-                    group.addTask {
-                        let accepted = try await stack.book(
-                            requestID: "race-\(user)", userID: Int64(user), slotID: slot, ingress: user % 2)
-                        #expect(accepted.status == 202, "\(accepted.body)")
-                        return (user, try await stack.outcome(of: "race-\(user)", ingress: (user + 1) % 2))
-                    }
+                    group.addTask { (user, try await stack.outcome(of: "race-\(user)", ingress: (user + 1) % 2)) }
                 }
                 return try await group.reduce(into: [Int: String]()) { $0[$1.0] = $1.1 }
             }

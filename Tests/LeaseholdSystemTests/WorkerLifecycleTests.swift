@@ -8,41 +8,12 @@ import Testing
 extension SystemTests {
     @Suite("Worker crash and shutdown")
     struct WorkerLifecycleTests {
-        /// Holds `SELECT … FOR UPDATE` on a slot in a transaction of its own, so a worker's booking
-        /// transaction blocks mid-way (after its inbox insert and user lock) until released.
-        final class SlotLock: @unchecked Sendable {
-            // @unchecked: used from one test task at a time, never concurrently.
-            private let connection: PostgresConnection
-
-            init(_ stack: ProcessStack, slot: Int64) throws {
-                connection = try PostgresConnection(configuration: stack.database.configuration)
-                try connection.simpleQuery("BEGIN")
-                try connection.query("SELECT id FROM time_slots WHERE id = \(slot) FOR UPDATE")
-            }
-
-            func release() throws {
-                try connection.simpleQuery("ROLLBACK")
-                connection.close()
-            }
-        }
-
-        /// Worker backends waiting on a row lock.
-        private func blockedWorkerTransactions(_ stack: ProcessStack) async throws -> Int64 {
-            try await stack.postgres.query(
-                """
-                SELECT count(*) FROM pg_stat_activity
-                WHERE datname = \(stack.database.name) AND application_name = 'leasehold-worker'
-                  AND wait_event_type = 'Lock'
-                """
-            ).single().decode(Int64.self, at: 0)
-        }
-
         @Test func killDashNineMidTransactionWritesNothingAndLeavesTheEntryPending() async throws {
             let stack = try await ProcessStack.start(ingress: 1, workers: 1)
             let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
             let lock = try SlotLock(stack, slot: slot)
             #expect(try await stack.book(requestID: "crash-1", userID: 1, slotID: slot).status == 202)
-            try await waitUntil { try await blockedWorkerTransactions(stack) == 1 }
+            try await waitUntil { try await SystemTests.blockedWorkerTransactions(stack) == 1 }
 
             let worker = try #require(stack.workers.first)
             worker.send(SIGKILL)
@@ -75,7 +46,7 @@ extension SystemTests {
             let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
             let lock = try SlotLock(stack, slot: slot)
             #expect(try await stack.book(requestID: "drain-1", userID: 1, slotID: slot).status == 202)
-            try await waitUntil { try await blockedWorkerTransactions(stack) == 1 }
+            try await waitUntil { try await SystemTests.blockedWorkerTransactions(stack) == 1 }
 
             let worker = try #require(stack.workers.first)
             worker.send(SIGTERM)
@@ -95,7 +66,7 @@ extension SystemTests {
             let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
             let lock = try SlotLock(stack, slot: slot)
             #expect(try await stack.book(requestID: "abandon-1", userID: 1, slotID: slot).status == 202)
-            try await waitUntil { try await blockedWorkerTransactions(stack) == 1 }
+            try await waitUntil { try await SystemTests.blockedWorkerTransactions(stack) == 1 }
 
             let worker = try #require(stack.workers.first)
             worker.send(SIGTERM)
@@ -103,7 +74,7 @@ extension SystemTests {
             #expect(worker.exitStatus == 0, "\(worker.output)")
             try lock.release()
 
-            #expect(try await blockedWorkerTransactions(stack) == 0, "its statement was cancelled")
+            #expect(try await SystemTests.blockedWorkerTransactions(stack) == 0, "its statement was cancelled")
             let inbox = try await stack.postgres.query("SELECT count(*) FROM inbox").single().decode(Int64.self, at: 0)
             #expect(inbox == 0, "rolled back")
             #expect(try await stack.pendingCount("bookings") == 1, "left pending for the supervisor")
@@ -134,7 +105,7 @@ extension SystemTests {
             let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
             let lock = try SlotLock(stack, slot: slot)
             #expect(try await stack.book(requestID: "slow-1", userID: 1, slotID: slot).status == 202)
-            try await waitUntil { try await blockedWorkerTransactions(stack) == 1 }
+            try await waitUntil { try await SystemTests.blockedWorkerTransactions(stack) == 1 }
             // Five TTLs later the lease is still there, still the worker's.
             for _ in 0..<6 {
                 try await Task.sleep(for: .milliseconds(500))
