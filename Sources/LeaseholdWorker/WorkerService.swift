@@ -18,7 +18,8 @@ import Synchronization
 /// 3. after COMMIT, and only then, acknowledges the entry, publishes the outcome and releases the
 ///    lease, atomically (``Completion``).
 ///
-/// A transaction that fails is never acknowledged: the entry stays pending for the supervisor.
+/// A transaction that fails is never acknowledged as done: the entry goes to the retry schedule
+/// (XACK + ZADD in one script) or, past the retry policy's limit, to the dead letters.
 ///
 /// Graceful shutdown (SIGTERM): stop reading, give in-flight entries ``WorkerConfiguration/drainTimeout``
 /// to finish, then cancel the rest (their statements are cancelled and rolled back, their leases

@@ -16,8 +16,10 @@ struct WorkerCommand: AsyncParsableCommand {
         abstract: "Claim stream entries, take a lease, run one PostgreSQL transaction each, then acknowledge.",
         discussion: """
             Joins consumer group "workers" on the telegram and bookings streams (creating it if missing). \
-            An entry is acknowledged only after its transaction committed; a failed transaction leaves it \
-            pending for the supervisor. SIGTERM or SIGINT: stop reading, let in-flight entries finish within \
+            An entry is acknowledged only after its transaction committed. A failed transaction \
+            is never acknowledged as done: its entry is parked in the retry schedule (with the next attempt, \
+            atomically) or, after LEASEHOLD_RETRY_MAX_ATTEMPTS, dead-lettered; a payload that can never succeed \
+            (undecodable, unknown kind) is dead-lettered at once. SIGTERM or SIGINT: stop reading, let in-flight entries finish within \
             the drain timeout (then cancel and roll back the rest, leaving them pending), release leases, exit 0.
             """
     )
