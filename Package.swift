@@ -150,6 +150,14 @@ let package = Package(
             dependencies: ["LeaseholdSupervisor", "LeaseholdQueue", "LeaseholdRedis", "LeaseholdTesting"]
         ),
         .testTarget(
+            name: "LeaseholdDomainTests",
+            dependencies: ["LeaseholdDomain", "LeaseholdPostgres", "LeaseholdOps", "LeaseholdTesting"]
+        ),
+        .testTarget(
+            name: "LeaseholdIngressTests",
+            dependencies: ["LeaseholdIngress"]
+        ),
+        .testTarget(
             name: "LeaseholdSystemTests",
             dependencies: [
                 "LeaseholdTesting", "LeaseholdWorker", "LeaseholdQueue", "LeaseholdDomain", "LeaseholdPostgres",

@@ -6,7 +6,7 @@ import Prometheus
 
 /// Builds the ingress HTTP application; `leasehold ingress` and the tests share it.
 ///
-/// Routes: `POST /telegram/webhook`, `POST /v1/bookings`, `GET /v1/bookings/<request_id>`,
+/// Routes: `POST /telegram/webhook`, `POST /yookassa/webhook`, `POST /v1/bookings`, `GET /v1/bookings/<request_id>`,
 /// `GET /healthz` (the process is up), `GET /readyz` (Redis answers), `GET /metrics`
 /// (Prometheus text from `registry`).
 public func buildIngressApplication(
@@ -35,6 +35,7 @@ public func buildIngressApplication(
     }
     TelegramWebhookController(configuration: configuration, enqueuer: enqueuer).register(with: router)
     BookingsController(configuration: configuration, enqueuer: enqueuer, redis: redis).register(with: router)
+    YooKassaWebhookController(configuration: configuration, enqueuer: enqueuer).register(with: router)
 
     return Application(
         router: router,

@@ -24,12 +24,17 @@ public struct IngressConfiguration: Sendable {
     public var resultTTLSeconds: Int
     /// Redis connections per replica.
     public var redisConnections: Int
+    /// Who may post to `/yookassa/webhook` (`LEASEHOLD_YOOKASSA_ALLOWED_CIDRS`,
+    /// `LEASEHOLD_TRUSTED_PROXIES`); by default YooKassa's published ranges and no proxies.
+    public var yookassaSources: SourceAddressPolicy
 
     public init(
         host: String = "0.0.0.0", port: Int = 8080, keys: RedisKeys = RedisKeys(), telegramSecret: String = "",
         apiToken: String = "", maxBodyBytes: Int = 64 * 1024, highWaterMark: Int = 100_000,
-        retryAfterSeconds: Int = 2, resultTTLSeconds: Int = 86_400, redisConnections: Int = 16
+        retryAfterSeconds: Int = 2, resultTTLSeconds: Int = 86_400, redisConnections: Int = 16,
+        yookassaSources: SourceAddressPolicy = SourceAddressPolicy()
     ) {
+        self.yookassaSources = yookassaSources
         self.host = host
         self.port = port
         self.keys = keys

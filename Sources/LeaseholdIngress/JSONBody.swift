@@ -10,6 +10,11 @@ struct JSONBody {
     let maxBytes: Int
 
     func decode<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {
+        try Self.decodeJSON(T.self, from: try await read(request))
+    }
+
+    /// The body's bytes, after the content type and size checks.
+    func read(_ request: Request) async throws -> Data {
         let contentType = request.headers[.contentType]?.lowercased() ?? ""
         let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) }
         guard mediaType == "application/json" else {
@@ -26,7 +31,7 @@ struct JSONBody {
         } catch is NIOTooManyBytesError {
             throw HTTPError(.contentTooLarge, message: "body is over the limit of \(maxBytes) bytes")
         }
-        return try Self.decodeJSON(T.self, from: Data(buffer.readableBytesView))
+        return Data(buffer.readableBytesView)
     }
 
     static func decodeJSON<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {

@@ -23,7 +23,7 @@ public struct SupervisorConfiguration: Sendable {
     public var leader: LeaderElector.Configuration
 
     public init(
-        keys: RedisKeys = RedisKeys(), sources: [String] = ["telegram", "bookings"],
+        keys: RedisKeys = RedisKeys(), sources: [String] = ["telegram", "yookassa", "bookings"],
         consumerName: String = "supervisor", visibilityTimeout: Duration = .seconds(60),
         interval: Duration = .seconds(1), batchSize: Int = 200, retryPolicy: RetryPolicy = RetryPolicy(),
         inboxRetention: Duration = .seconds(7 * 86_400), leader: LeaderElector.Configuration = .init()

@@ -13,6 +13,7 @@ struct EntryProcessor: Sendable {
     let redis: RedisClient
     let logger: Logger
     let transaction: BookingTransaction
+    let payments: PaymentTransaction
     let completion: Completion
     let scheduler: RetryScheduler
     let deadLetters: DeadLetterStore
@@ -23,6 +24,7 @@ struct EntryProcessor: Sendable {
         self.redis = redis
         self.logger = logger
         self.transaction = BookingTransaction(rules: configuration.rules)
+        self.payments = PaymentTransaction()
         self.completion = Completion(keys: configuration.keys)
         self.scheduler = RetryScheduler(keys: configuration.keys)
         self.deadLetters = DeadLetterStore(keys: configuration.keys)
@@ -60,15 +62,14 @@ struct EntryProcessor: Sendable {
             return
         }
 
-        guard entry.kind == BookingRequest.kind,
-            let request = try? JSONDecoder().decode(BookingRequest.self, from: Data(entry.payload)),
-            request.isComplete
-        else {
+        let item: WorkItem
+        switch WorkItem.decode(entry) {
+        case .success(let decoded):
+            item = decoded
+        case .failure(let reason):
             // Can never succeed: dead-letter at once, no retries.
-            let reason = entry.kind == BookingRequest.kind
-                ? "undecodable \(entry.kind) payload" : "unknown kind \(entry.kind)"
             do {
-                try await deadLetters.deadLetter(entry, reason: reason, postgres: postgres, redis: redis)
+                try await deadLetters.deadLetter(entry, reason: reason.description, postgres: postgres, redis: redis)
                 logger.error("dead-lettered", metadata: ["reason": "\(reason)"])
             } catch {
                 logger.error("could not dead-letter; entry left pending", metadata: ["error": "\(error)"])
@@ -77,43 +78,74 @@ struct EntryProcessor: Sendable {
             return
         }
 
-        let result: BookingResult
+        // A provider notification goes on record (webhook_log RECEIVED) before its transaction,
+        // so it is logged even if the transaction fails or this process dies.
+        var logID: Int64?
+        if case .payment(let notification) = item {
+            do {
+                logID = try await postgres.withConnection { connection in
+                    try WebhookLog.received(
+                        notification, key: entry.key, payload: entry.payload, attempt: entry.attempt,
+                        stream: entry.stream, entryID: entry.id, on: connection)
+                }
+            } catch {
+                await fail(entry, error: error, logger: logger)
+                await release(lease, logger: logger)
+                return
+            }
+        }
+
+        let processed: ProcessedEntry
         do {
-            result = try await withHeartbeat(lease, logger: logger) { [logger] in
-                try await runTransaction(request, entry: entry, logger: logger)
+            processed = try await withHeartbeat(lease, logger: logger) { [logger, logID] in
+                try await runTransaction(item, entry: entry, logID: logID, logger: logger)
             }
         } catch is CancellationError {
             logger.notice("cancelled during shutdown; rolled back, entry left pending")
+            await markFailed(logID, "interrupted by shutdown; the entry stays pending and is redelivered", logger: logger)
             await release(lease, logger: logger)
             return
         } catch {
+            await markFailed(logID, "\(error)", logger: logger)
             await fail(entry, error: error, logger: logger)
             await release(lease, logger: logger)
             return
         }
 
         // COMMIT happened: acknowledge, publish, release — atomically.
-        let published = request.requestID.flatMap { requestID in
-            try? JSONEncoder().encode(
-                PublishedOutcome(requestID: requestID, status: result.outcome.rawValue, interviewID: result.interviewID))
-        }.map(Array.init)
         do {
             try await redis.withConnection { [completion, configuration] connection in
                 try completion.complete(
-                    entry, lease: lease, requestID: request.requestID, result: published,
+                    entry, lease: lease, requestID: processed.requestID, result: processed.published,
                     resultTTL: configuration.resultTTL, on: connection)
             }
             Counter(
                 label: "leasehold_worker_processed_total",
-                dimensions: [("outcome", result.outcome.rawValue), ("duplicate", String(result.duplicate))]
+                dimensions: [
+                    ("kind", entry.kind), ("outcome", processed.outcome), ("duplicate", String(processed.duplicate)),
+                ]
             ).increment()
             logger.debug(
-                "processed", metadata: ["outcome": "\(result.outcome.rawValue)", "duplicate": "\(result.duplicate)"])
+                "processed", metadata: ["outcome": "\(processed.outcome)", "duplicate": "\(processed.duplicate)"])
         } catch {
             // Committed but not acknowledged: the entry will be redelivered and the inbox makes
             // that redelivery a no-op that publishes the recorded outcome.
             logger.error("committed but could not acknowledge; the redelivery will be a no-op",
                          metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Marks a webhook_log row FAILED after its transaction rolled back (best effort, in a task
+    /// of its own so a cancelled caller still records it).
+    private func markFailed(_ logID: Int64?, _ error: String, logger: Logger) async {
+        guard let logID else { return }
+        let postgres = self.postgres
+        do {
+            _ = try await Task {
+                try await postgres.withConnection { try WebhookLog.failed(logID, error: error, on: $0) }
+            }.value
+        } catch {
+            logger.warning("could not mark the webhook_log row FAILED", metadata: ["error": "\(error)"])
         }
     }
 
@@ -199,16 +231,34 @@ struct EntryProcessor: Sendable {
     }
 
     /// One transaction, retried in process while it fails with a retryable error.
-    private func runTransaction(_ request: BookingRequest, entry: StreamEntry, logger: Logger) async throws
-        -> BookingResult
+    private func runTransaction(_ item: WorkItem, entry: StreamEntry, logID: Int64?, logger: Logger) async throws
+        -> ProcessedEntry
     {
         let options = PostgresTransactionOptions(
             lockTimeout: configuration.lockTimeout, statementTimeout: configuration.statementTimeout)
         var attempt = 1
         while true {
             do {
-                return try await postgres.withTransaction(options) { [transaction] connection in
-                    try transaction.run(request, key: entry.key, stream: entry.stream, entryID: entry.id, on: connection)
+                return try await postgres.withTransaction(options) { [transaction, payments] connection in
+                    switch item {
+                    case .booking(let request):
+                        let result = try transaction.run(
+                            request, key: entry.key, stream: entry.stream, entryID: entry.id, on: connection)
+                        return ProcessedEntry(
+                            outcome: result.outcome.rawValue, duplicate: result.duplicate,
+                            requestID: request.requestID,
+                            published: request.requestID.flatMap { requestID in
+                                try? JSONEncoder().encode(
+                                    PublishedOutcome(
+                                        requestID: requestID, status: result.outcome.rawValue,
+                                        interviewID: result.interviewID))
+                            }.map(Array.init))
+                    case .payment(let notification):
+                        let result = try payments.run(
+                            notification, key: entry.key, logID: logID, stream: entry.stream, entryID: entry.id,
+                            on: connection)
+                        return ProcessedEntry(outcome: result.outcome.rawValue, duplicate: result.duplicate)
+                    }
                 }
             } catch let error as PostgresTransactionError where error.isRetryable && attempt < configuration.transactionAttempts {
                 logger.notice("retryable transaction failure", metadata: ["error": "\(error)", "try": "\(attempt)"])

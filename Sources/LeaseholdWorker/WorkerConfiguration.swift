@@ -42,7 +42,7 @@ public struct WorkerConfiguration: Sendable {
     public var statementTimeout: Duration
 
     public init(
-        keys: RedisKeys = RedisKeys(), sources: [String] = ["telegram", "bookings"],
+        keys: RedisKeys = RedisKeys(), sources: [String] = ["telegram", "yookassa", "bookings"],
         consumerName: String = WorkerConfiguration.defaultConsumerName(), concurrency: Int = 16,
         readBlock: Duration = .seconds(1), leaseTTL: Duration = .seconds(30), heartbeat: Duration? = nil,
         leaseWait: Duration = .seconds(2), drainTimeout: Duration = .seconds(20), transactionAttempts: Int = 5,

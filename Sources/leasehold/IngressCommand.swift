@@ -16,8 +16,11 @@ struct IngressCommand: AsyncParsableCommand {
             Answers 2xx only after the entry is in Redis; 503 with Retry-After when Redis is unreachable or a \
             stream's backlog is over the high-water mark. Secrets come from the environment only: \
             TELEGRAM_WEBHOOK_SECRET (X-Telegram-Bot-Api-Secret-Token) and LEASEHOLD_API_TOKEN (bearer token \
-            for /v1/bookings); when unset, those routes refuse every request with 401. SIGTERM or SIGINT: \
-            stop accepting connections, finish requests in flight, exit 0.
+            for /v1/bookings); when unset, those routes refuse every request with 401. /yookassa/webhook \
+            has no secret (YooKassa signs nothing): it answers 403 unless the source address is in \
+            LEASEHOLD_YOOKASSA_ALLOWED_CIDRS (default: YooKassa's published ranges); X-Forwarded-For is \
+            believed only from LEASEHOLD_TRUSTED_PROXIES (default: none — put your reverse proxy here). \
+            SIGTERM or SIGINT: stop accepting connections, finish requests in flight, exit 0.
             """
     )
 
@@ -35,6 +38,32 @@ struct IngressCommand: AsyncParsableCommand {
     @Option(help: "Largest accepted request body in bytes (env: LEASEHOLD_MAX_BODY_BYTES; default 65536).")
     var maxBodyBytes: Int?
 
+    @Option(help: ArgumentHelp(
+        "Comma-separated CIDRs allowed to post /yookassa/webhook (env: LEASEHOLD_YOOKASSA_ALLOWED_CIDRS; default YooKassa's ranges: \(SourceAddressPolicy.yookassaRanges.joined(separator: ",")))."))
+    var yookassaAllowedCidrs: String?
+
+    @Option(help: "Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed (env: LEASEHOLD_TRUSTED_PROXIES; default none).")
+    var trustedProxies: String?
+
+    /// The YooKassa source policy; a malformed CIDR is a startup error naming the variable.
+    func sourcePolicy() throws -> SourceAddressPolicy {
+        func parse(_ flag: String?, _ variable: String) throws -> [CIDRBlock]? {
+            guard let text = flag ?? Setting.environment[variable], !text.isEmpty else { return nil }
+            do {
+                return try CIDRBlock.list(text)
+            } catch {
+                throw ValidationError("\(variable): \(error)")
+            }
+        }
+        return SourceAddressPolicy(
+            allowed: try parse(yookassaAllowedCidrs, "LEASEHOLD_YOOKASSA_ALLOWED_CIDRS"),
+            trustedProxies: try parse(trustedProxies, "LEASEHOLD_TRUSTED_PROXIES") ?? [])
+    }
+
+    func validate() throws {
+        _ = try sourcePolicy()
+    }
+
     func run() async throws {
         let logger = common.bootstrapLogging(label: "leasehold.ingress")
         let registry = PrometheusCollectorRegistry()
@@ -49,7 +78,8 @@ struct IngressCommand: AsyncParsableCommand {
             apiToken: environment["LEASEHOLD_API_TOKEN"] ?? "",
             maxBodyBytes: try Setting.int(maxBodyBytes, "LEASEHOLD_MAX_BODY_BYTES", default: 64 * 1024, range: 1...(16 << 20)),
             highWaterMark: try Setting.int(
-                highWaterMark, "LEASEHOLD_STREAM_HIGH_WATER_MARK", default: 100_000, range: 0...Int(Int32.max)))
+                highWaterMark, "LEASEHOLD_STREAM_HIGH_WATER_MARK", default: 100_000, range: 0...Int(Int32.max)),
+            yookassaSources: try sourcePolicy())
         if configuration.telegramSecret.isEmpty {
             logger.warning("TELEGRAM_WEBHOOK_SECRET is not set: /telegram/webhook answers 401 to everything")
         }

@@ -10,7 +10,8 @@ struct Leasehold: AsyncParsableCommand {
             environment (POSTGRES_URL, REDIS_URL, LOG_LEVEL, ...). See README.md for the full table.
             """,
         subcommands: [
-            IngressCommand.self, WorkerCommand.self, SupervisorCommand.self, SlotsCommand.self, MigrateCommand.self,
+            IngressCommand.self, WorkerCommand.self, SupervisorCommand.self, SlotsCommand.self, PaymentsCommand.self,
+            MigrateCommand.self,
             DLQCommand.self, StatusCommand.self, LocalCommand.self,
             LoadTestCommand.self, DemoCommand.self,
         ]

@@ -1,0 +1,50 @@
+import LeaseholdPostgres
+
+/// `webhook_log`: one row per delivery of a provider notification a worker handled.
+///
+/// ``received(_:key:payload:attempt:stream:entryID:on:)`` is committed on its own, before the
+/// business transaction starts, so a notification is on record even when its transaction then
+/// fails or the worker dies (the row stays RECEIVED). The business transaction itself sets the
+/// final SUCCESS or IGNORED, atomically with the change; a failed transaction is marked FAILED
+/// afterwards with ``failed(_:error:on:)``.
+public enum WebhookLog {
+    /// A row's status.
+    public enum Status: String, Sendable {
+        case received = "RECEIVED"
+        case success = "SUCCESS"
+        case ignored = "IGNORED"
+        case failed = "FAILED"
+    }
+
+    /// Inserts a RECEIVED row and returns its id.
+    public static func received(
+        _ notification: YooKassaNotification.Valid, key: String, payload: [UInt8], attempt: Int, stream: String?,
+        entryID: String?, on connection: PostgresConnection
+    ) throws -> Int64 {
+        try connection.query(
+            """
+            INSERT INTO webhook_log (message_key, event, object_id, payload, attempt, stream, entry_id)
+            VALUES (\(key), \(notification.event.rawValue), \(notification.objectID),
+                    \(PostgresJSONB(String(decoding: payload, as: UTF8.self))), \(Int32(clamping: attempt)), \(stream), \(entryID))
+            RETURNING id
+            """
+        ).single().decode(Int64.self, at: 0)
+    }
+
+    /// Sets the final status of row `id` (no-op when `id` is nil).
+    public static func finish(_ id: Int64?, _ status: Status, note: String? = nil, on connection: PostgresConnection)
+        throws
+    {
+        guard let id else { return }
+        try connection.execute(
+            """
+            UPDATE webhook_log SET status = \(status.rawValue), error = \(note), processed_at = clock_timestamp()
+            WHERE id = \(id)
+            """)
+    }
+
+    /// Marks row `id` FAILED with `error` (after the business transaction rolled back).
+    public static func failed(_ id: Int64, error: String, on connection: PostgresConnection) throws {
+        try finish(id, .failed, note: String(error.prefix(2_000)), on: connection)
+    }
+}
