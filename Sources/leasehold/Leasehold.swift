@@ -12,6 +12,7 @@ struct Leasehold: AsyncParsableCommand {
         subcommands: [
             IngressCommand.self, WorkerCommand.self, SupervisorCommand.self, SlotsCommand.self, MigrateCommand.self,
             DLQCommand.self, StatusCommand.self, LocalCommand.self,
+            NotifierCommand.self,
             LoadTestCommand.self, DemoCommand.self,
         ]
     )
