@@ -73,7 +73,7 @@ public enum BotAPIOutcome: Sendable, Equatable {
         let telegramDescription = envelope?["description"] as? String
         let parameters = envelope?["parameters"] as? [String: Any]
         let description = telegramDescription ?? (envelope == nil
-            ? "HTTP \(httpStatus) with a body that is not a Bot API answer"
+            ? "HTTP \(httpStatus) with a body that is not a Bot API answer: \(snippet(body))"
             : "HTTP \(httpStatus), error \(code)")
 
         guard envelope != nil, ok != nil else {
@@ -113,6 +113,13 @@ public enum BotAPIOutcome: Sendable, Equatable {
     /// have sent the message (README: "Bot replies", residual risk).
     public static func networkFailure(_ description: String) -> BotAPIOutcome {
         .retryable(code: nil, description: description)
+    }
+
+    /// The start of a body on one line, for an operator to recognise a proxy's error page.
+    private static func snippet(_ body: [UInt8]) -> String {
+        let text = String(decoding: body.prefix(200), as: UTF8.self)
+        let line = text.split(whereSeparator: \.isNewline).joined(separator: " ")
+        return line.isEmpty ? "(empty)" : line + (body.count > 200 ? "…" : "")
     }
 
     private static func retryAfter(_ parameter: NSNumber?, header: String?) -> Duration {

@@ -14,8 +14,11 @@ import LeaseholdPostgres
 ///    belongs to a notifier that died mid-call (the only path to a double send; see the README).
 /// 3. The bot's pause (`outbox_throttle.paused_until`, set by a 429) — nothing is claimed while
 ///    it lasts.
-/// 4. The global budget: at most ``globalRate`` claims in any sliding second (counted on
-///    `claimed_at`, kept after sending).
+/// 4. The global budget: at most ``globalRate`` claims in any sliding second, and at most a tenth
+///    of that in any 100 ms (counted on `claimed_at`, kept after sending). The second rule spreads
+///    the sends over the second: bursts of a whole second's budget at each second's edge would,
+///    give or take a few milliseconds of network jitter, land as twice the rate in Telegram's
+///    second.
 /// 5. The rows: `SELECT … FOR UPDATE SKIP LOCKED`, oldest first, only rows that are due
 ///    (`next_attempt_at`), the oldest open row of their chat (so a chat's replies arrive in
 ///    order), and whose chat got nothing in the last chat interval (1 s; 3 s for groups).
@@ -111,17 +114,27 @@ public struct OutboxStore: Sendable {
                 return Claim(rows: [], reaped: reaped, wait: .milliseconds(pausedMs), paused: true)
             }
 
+            // Claims in the last second, and in the last tenth of it: at most `rate` per second,
+            // spread over the second (at most a tenth of it per 100 ms) rather than in one burst.
             let window = try tx.query(
                 """
+                WITH t AS (SELECT clock_timestamp() AS now)
                 SELECT count(*),
-                       ceil(extract(epoch FROM min(claimed_at) + interval '1 second' - clock_timestamp()) * 1000)::bigint
-                FROM outbox WHERE claimed_at > clock_timestamp() - interval '1 second'
+                       count(*) FILTER (WHERE o.claimed_at > t.now - interval '100 milliseconds'),
+                       ceil(extract(epoch FROM min(o.claimed_at) + interval '1 second' - min(t.now)) * 1000)::bigint,
+                       ceil(extract(epoch FROM min(o.claimed_at) FILTER (
+                                WHERE o.claimed_at > t.now - interval '100 milliseconds')
+                            + interval '100 milliseconds' - min(t.now)) * 1000)::bigint
+                FROM outbox o, t WHERE o.claimed_at > t.now - interval '1 second'
                 """
             ).single()
-            let (recent, freedInMs) = try window.decode(Int64.self, Int64?.self)
-            let budget = min(Int64(limit), rate - recent)
+            let (inSecond, inTenth, secondFreesIn, tenthFreesIn) = try window.decode(
+                Int64.self, Int64.self, Int64?.self, Int64?.self)
+            let burst = (rate + 9) / 10
+            let budget = min(Int64(limit), rate - inSecond, burst - inTenth)
             guard budget > 0 else {
-                return Claim(rows: [], reaped: reaped, wait: .milliseconds(max(1, freedInMs ?? 1)), paused: false)
+                let freesIn = inSecond >= rate ? secondFreesIn : tenthFreesIn
+                return Claim(rows: [], reaped: reaped, wait: .milliseconds(max(1, freesIn ?? 1)), paused: false)
             }
 
             var ids: [Int64] = []

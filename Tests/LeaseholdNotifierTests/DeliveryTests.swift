@@ -60,7 +60,6 @@ extension NotifierTests {
                     let claimed = rows.compactMap(\.claimedAt)
                     #expect(busiestWindow(claimed) <= 10, "claims in the busiest second: \(busiestWindow(claimed))")
                     let arrivals = api.calls.map(\.receivedAt)
-                    #expect(busiestWindow(arrivals) <= 12, "arrivals in the busiest second: \(busiestWindow(arrivals))")
                     let span = try #require(arrivals.max()).timeIntervalSince(try #require(arrivals.min()))
                     #expect(span >= 3.5, "47 messages at 10/s take at least 3.7 s, took \(span)")
 

@@ -26,30 +26,36 @@ extension NotifierTests {
                         "LEASEHOLD_NOTIFIER_CLAIM_TIMEOUT_MS": "5000", "LEASEHOLD_NOTIFIER_RETRY_BASE_MS": "100",
                     ]
                     try fixture.startNotifier("notifier-a", environment: verbose)
-                    // …and one whose API does not listen at all (connection refused).
-                    var unreachable = verbose
-                    unreachable["TELEGRAM_API_BASE_URL"] = "http://127.0.0.1:\(try freeLoopbackPort())"
-                    try fixture.startNotifier("notifier-b", environment: unreachable)
                     try await waitUntil(timeout: .seconds(30), "every error path was taken") {
                         let statuses = Set(api.calls.map(\.status))
                         return [500, 403, 429, 502, 401].allSatisfy(statuses.contains)
                             && api.calls.filter { $0.chatID == 4 }.count >= 1
                     }
                     try await Task.sleep(for: .seconds(2))
-                    let exits = await fixture.stopNotifiers()
-                    #expect(exits.values.allSatisfy { $0 == 0 }, "\(exits)")
-
-                    let logs = fixture.processes.map(\.output).joined(separator: "\n")
-                    #expect(logs.contains("network:") || logs.contains("connection refused") || logs.contains("Connect"),
-                            "the unreachable notifier logged its failures")
-                    #expect(!logs.contains(Self.secret), "the token is in a log line")
+                    // …and one whose API does not listen at all (connection refused).
+                    var unreachable = verbose
+                    unreachable["TELEGRAM_API_BASE_URL"] = "http://127.0.0.1:\(try freeLoopbackPort())"
                     let stored = try await fixture.postgres.query(
                         """
                         SELECT coalesce(string_agg(last_error, ' | '), '') FROM outbox
                         UNION ALL SELECT coalesce(reason, '') FROM outbox_throttle
                         """
                     ).map { try $0.decode(String.self, at: 0) }.joined(separator: "\n")
-                    #expect(stored.contains("502"), "the proxy's answer was stored: \(stored)")
+                    await fixture.stopNotifiers()
+                    let lonely = try await fixture.insert(chat: 7, text: "nobody listens")
+                    try fixture.startNotifier("notifier-b", environment: unreachable)
+                    try await waitUntil(timeout: .seconds(30), "the unreachable API was tried") {
+                        try await fixture.row(lonely).lastError?.hasPrefix("network:") == true
+                    }
+                    let exits = await fixture.stopNotifiers()
+                    #expect(exits.values.allSatisfy { $0 == 0 }, "\(exits)")
+
+                    let logs = fixture.processes.map(\.output).joined(separator: "\n")
+                    #expect(logs.contains("will retry"), "the failures were logged")
+                    #expect(!logs.contains(Self.secret), "the token is in a log line")
+                    #expect(stored.contains("502") && stored.contains("bot***"), "the proxy's answer was stored, redacted: \(stored)")
+                    let lonelyError = try await fixture.row(lonely).lastError ?? ""
+                    #expect(!lonelyError.contains(Self.secret))
                     #expect(!stored.contains(Self.secret), "the token is in outbox.last_error: \(stored)")
                 }
             }
