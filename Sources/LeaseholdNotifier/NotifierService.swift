@@ -18,7 +18,7 @@ import ServiceLifecycle
 /// timeout below the drain timeout, they always do). Whatever is still running after that is
 /// cancelled; its rows stay `sending` and return to `pending` after the claim timeout. Rows never
 /// claimed stay `pending`: nothing is held by a stopped notifier.
-public struct NotifierService: Service {
+public struct NotifierService: Service, CustomStringConvertible {
     public let configuration: NotifierConfiguration
     private let store: OutboxStore
     private let client: BotAPIClient
@@ -39,6 +39,10 @@ public struct NotifierService: Service {
         self.metrics = metrics
         self.logger = logger
     }
+
+    /// `NotifierService(<name>)`: ServiceLifecycle logs its services, and the default description
+    /// would list every field.
+    public var description: String { "NotifierService(\(configuration.name))" }
 
     /// Whether Telegram rejected the token (401/404) within the last
     /// ``NotifierConfiguration/misconfiguredPause``: `/readyz` reports not ready meanwhile.

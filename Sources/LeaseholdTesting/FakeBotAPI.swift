@@ -120,7 +120,8 @@ public final class FakeBotAPI: Sendable {
             return await api.answer(bot: bot, method: method, body: String(buffer: body))
         }
         var logger = Logger(label: "fake-bot-api")
-        logger.logLevel = .error
+        // Stopping is a cancellation, which Hummingbird reports as an error; nothing else is logged.
+        logger.logLevel = .critical
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let app = Application(
             router: router,
