@@ -15,9 +15,10 @@ import ServiceLifecycle
 ///
 /// Graceful shutdown (SIGTERM): stop claiming; calls in flight get
 /// ``NotifierConfiguration/drainTimeout`` to finish and be recorded (with the default request
-/// timeout below the drain timeout, they always do). Whatever is still running after that is
-/// cancelled; its rows stay `sending` and return to `pending` after the claim timeout. Rows never
-/// claimed stay `pending`: nothing is held by a stopped notifier.
+/// timeout below the drain timeout, they always do). Calls still running after that are cancelled
+/// and their rows recorded as retries (back to `pending`, the attempt counted: Telegram may have
+/// received them). Rows never claimed stay `pending`. So a stopped notifier holds no row — unless
+/// PostgreSQL is unreachable at that moment, in which case the claim timeout returns them.
 public struct NotifierService: Service, CustomStringConvertible {
     public let configuration: NotifierConfiguration
     private let store: OutboxStore
@@ -58,7 +59,9 @@ public struct NotifierService: Service, CustomStringConvertible {
                 "rate_per_second": "\(configuration.globalRate)", "chat_interval": "\(configuration.chatInterval)",
                 "concurrency": "\(configuration.concurrency)",
             ])
-        let inFlight = NIOLockedValueBox(0)
+        // The rows whose call is in flight or whose result is not recorded yet (with the result,
+        // once known).
+        let unrecorded = NIOLockedValueBox<[Int64: (row: ClaimedReply, result: OutboxCompletion?)]>([:])
         let (completions, completed) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         var freed = completions.makeAsyncIterator()
         // Stale claims are looked for a few times per claim timeout, not on every claim.
@@ -73,13 +76,13 @@ public struct NotifierService: Service, CustomStringConvertible {
                 let now = ContinuousClock.now
                 if now - lastGauges >= configuration.gaugeInterval {
                     lastGauges = now
-                    await refreshGauges(inFlight: inFlight.withLockedValue { $0 })
+                    await refreshGauges(inFlight: unrecorded.withLockedValue { $0.count })
                 }
                 if let until = tokenPause.withLockedValue({ $0 }), until > now {
                     await pause(for: min(until - now, configuration.gaugeInterval))
                     continue
                 }
-                let free = configuration.concurrency - inFlight.withLockedValue { $0 }
+                let free = configuration.concurrency - unrecorded.withLockedValue { $0.count }
                 guard free > 0 else {
                     await freed.next()
                     continue
@@ -109,10 +112,13 @@ public struct NotifierService: Service, CustomStringConvertible {
                         ])
                 }
                 for row in claim.rows {
-                    inFlight.withLockedValue { $0 += 1 }
+                    unrecorded.withLockedValue { $0[row.id] = (row, nil) }
                     group.addTask {
-                        await deliver(row)
-                        inFlight.withLockedValue { $0 -= 1 }
+                        if let notRecorded = await deliver(row) {
+                            unrecorded.withLockedValue { $0[row.id] = (row, notRecorded) }
+                        } else {
+                            unrecorded.withLockedValue { _ = $0.removeValue(forKey: row.id) }
+                        }
                         completed.yield()
                     }
                 }
@@ -125,27 +131,42 @@ public struct NotifierService: Service, CustomStringConvertible {
             }
 
             // Draining: no more claims; calls in flight finish and are recorded, up to the drain timeout.
-            let remaining = inFlight.withLockedValue { $0 }
+            let remaining = unrecorded.withLockedValue { $0.count }
             logger.info("draining", metadata: ["in_flight": "\(remaining)", "timeout": "\(configuration.drainTimeout)"])
             let deadline = ContinuousClock.now + configuration.drainTimeout
-            while inFlight.withLockedValue({ $0 }) > 0, ContinuousClock.now < deadline {
+            while !unrecorded.withLockedValue({ $0.isEmpty }), ContinuousClock.now < deadline {
                 try? await Task.sleep(for: .milliseconds(10))
             }
-            let abandoned = inFlight.withLockedValue { $0 }
+            let abandoned = unrecorded.withLockedValue { $0.count }
             if abandoned > 0 {
                 logger.warning(
-                    "drain timeout: cancelling calls in flight; their rows stay sending until the claim timeout, then go back to pending",
+                    "drain timeout: cancelling calls in flight; their rows go back to pending",
                     metadata: ["in_flight": "\(abandoned)"])
                 group.cancelAll()
             }
         }
         completed.finish()
+        // Results not recorded in time (the task was cancelled at the drain timeout): record them now,
+        // outside the cancelled tasks, so no row is left `sending`. A call cancelled mid-flight comes
+        // back as a retry ("request cancelled"); Telegram may have received it, so the attempt counts.
+        for (row, result) in unrecorded.withLockedValue({ Array($0.values) }).sorted(by: { $0.row.id < $1.row.id }) {
+            let completion = result ?? .retry(
+                delay: .zero, reason: "shutdown: call abandoned at the drain timeout; Telegram may have received it")
+            do {
+                try await store.record(completion, for: row)
+            } catch {
+                logger.error(
+                    "could not record an abandoned row's result; it goes back to pending after the claim timeout",
+                    metadata: ["outbox_id": "\(row.id)", "error": "\(error)"])
+            }
+        }
         await refreshGauges(inFlight: 0)
         logger.info("notifier stopped", metadata: ["name": "\(configuration.name)"])
     }
 
-    /// Sends one claimed row and records the result.
-    private func deliver(_ row: ClaimedReply) async {
+    /// Sends one claimed row and records the result. Returns the result when it could not be
+    /// recorded because the task was cancelled (the caller records it after the drain), else `nil`.
+    private func deliver(_ row: ClaimedReply) async -> OutboxCompletion? {
         var logger = self.logger
         logger[metadataKey: "outbox_id"] = "\(row.id)"
         logger[metadataKey: "message_key"] = "\(row.messageKey)"
@@ -175,13 +196,13 @@ public struct NotifierService: Service, CustomStringConvertible {
             }
         }
 
-        await record(completion, for: row, outcome: outcome, logger: logger)
+        return await record(completion, for: row, outcome: outcome, logger: logger)
     }
 
     /// Records the result, retrying while PostgreSQL is unreachable: the call was made, so its
     /// result must not be lost (a row left `sending` is sent again after the claim timeout).
     private func record(_ completion: OutboxCompletion, for row: ClaimedReply, outcome: BotAPIOutcome?, logger: Logger)
-        async
+        async -> OutboxCompletion?
     {
         metrics.count(completion, method: row.method, outcome: outcome)
         switch completion {
@@ -209,13 +230,14 @@ public struct NotifierService: Service, CustomStringConvertible {
                         "result not recorded: the row was taken back as stale (this notifier looked dead) and may have been sent again by another notifier",
                         metadata: ["result": "\(completion.label)"])
                 }
-                return
+                return nil
             } catch {
                 failures += 1
                 if Task.isCancelled {
-                    logger.error(
-                        "result not recorded before shutdown; the row stays sending and goes back to pending after the claim timeout", metadata: ["result": "\(completion.label)", "error": "\(error)"])
-                    return
+                    logger.warning(
+                        "result not recorded before the drain timeout; recording it after the drain",
+                        metadata: ["result": "\(completion.label)", "error": "\(error)"])
+                    return completion
                 }
                 logger.error(
                     "recording the result failed; retrying",

@@ -77,6 +77,35 @@ extension NotifierTests {
             }
         }
 
+        @Test func callsStillRunningAtTheDrainTimeoutAreHandedBackNotLeftClaimed() async throws {
+            try await FakeBotAPI.withServer { api in
+                try await NotifierFixture.with(api) { fixture in
+                    api.setDelay(.seconds(4))
+                    let ids = try await fixture.insert((1...3).map { (chat: Int64(600 + $0), text: "late \($0)") })
+                    let notifier = try fixture.startNotifier(
+                        "notifier-a", environment: ["LEASEHOLD_DRAIN_TIMEOUT_MS": "300"])
+                    try await api.waitForCalls(3)
+                    let stopping = ContinuousClock.now
+                    notifier.send(SIGTERM)
+                    #expect(await notifier.waitForExit(timeout: .seconds(30)))
+                    #expect(notifier.exitStatus == 0, "\(notifier.output)")
+                    #expect(ContinuousClock.now - stopping < .seconds(3), "it did not wait for the slow API")
+
+                    for id in ids {
+                        let row = try await fixture.row(id)
+                        #expect(row.status == "pending", "row \(id) is \(row.status)")
+                        #expect(row.attempts == 1, "Telegram may have received it: the attempt counts")
+                        #expect(row.lastError?.contains("cancelled") == true, "\(row.lastError ?? "")")
+                    }
+                    api.setDelay(.zero)
+                    try fixture.startNotifier("notifier-b")
+                    try await fixture.waitUntilSettled()
+                    #expect(try await fixture.rows().allSatisfy { $0.status == "sent" })
+                    await fixture.stopNotifiers()
+                }
+            }
+        }
+
         /// The one way a reply goes out twice, shown on purpose: the notifier dies (SIGKILL) after
         /// Telegram received the call and before the result was recorded. The row stays `sending`
         /// until the claim timeout — never taken back earlier — and is then sent again.
