@@ -9,7 +9,7 @@ import Metrics
 /// | `leasehold_notifier_retried_total{reason}` | counter | attempts that will be retried: `server_error` (5xx), `network` (timeout, refused, reset) |
 /// | `leasehold_notifier_rate_limited_total` | counter | 429 answers (each pauses the whole bot for `retry_after`) |
 /// | `leasehold_notifier_token_rejected_total` | counter | 401/404 answers: the token or base URL is wrong |
-/// | `leasehold_notifier_reclaimed_total` | counter | stale claims of a dead notifier returned to pending (possible double sends) |
+/// | `leasehold_notifier_reclaimed_total` | counter | stale claims of a dead notifier taken back (possible double sends) |
 /// | `leasehold_notifier_lost_claims_total` | counter | results not recorded because the row had been taken back |
 /// | `leasehold_notifier_request_duration_seconds` | timer | one Bot API call |
 /// | `leasehold_notifier_in_flight` | gauge | calls in flight in this process |

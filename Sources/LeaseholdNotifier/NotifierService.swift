@@ -105,7 +105,7 @@ public struct NotifierService: Service, CustomStringConvertible {
                 if !claim.reaped.isEmpty {
                     metrics.reclaimed(claim.reaped.count)
                     logger.warning(
-                        "stale claims returned to pending: their notifier stopped mid-call, so these replies may be sent twice",
+                        "stale claims taken back (to pending, or failed when out of attempts): their notifier stopped mid-call, so these replies may be sent twice",
                         metadata: [
                             "outbox_ids": "\(claim.reaped.map(\.id))",
                             "claimed_by": "\(Set(claim.reaped.map(\.claimedBy)).sorted())",

@@ -40,29 +40,35 @@ public struct OutboxStore: Sendable {
     public let chatInterval: Duration
     public let groupChatInterval: Duration
     public let claimTimeout: Duration
+    /// A stale claim of a row that has used this many attempts fails the row instead of returning
+    /// it: a reply whose every attempt ends with its notifier dead is not retried forever.
+    public let maxAttempts: Int
 
     public init(
         postgres: PostgresClient, globalRate: Int, chatInterval: Duration, groupChatInterval: Duration,
-        claimTimeout: Duration
+        claimTimeout: Duration, maxAttempts: Int
     ) {
         self.postgres = postgres
         self.globalRate = globalRate
         self.chatInterval = chatInterval
         self.groupChatInterval = groupChatInterval
         self.claimTimeout = claimTimeout
+        self.maxAttempts = maxAttempts
     }
 
     public init(postgres: PostgresClient, configuration: NotifierConfiguration) {
         self.init(
             postgres: postgres, globalRate: configuration.globalRate, chatInterval: configuration.chatInterval,
-            groupChatInterval: configuration.groupChatInterval, claimTimeout: configuration.claimTimeout)
+            groupChatInterval: configuration.groupChatInterval, claimTimeout: configuration.claimTimeout,
+            maxAttempts: configuration.retryPolicy.defaults.maxAttempts)
     }
 
     /// What one claim found.
     public struct Claim: Sendable {
         /// The rows now `sending` under this claim, oldest first.
         public var rows: [ClaimedReply]
-        /// Stale claims returned to `pending` by this transaction: `(outbox id, old claimed_by)`.
+        /// Stale claims returned to `pending` (or failed, out of attempts) by this transaction:
+        /// `(outbox id, old claimed_by)`.
         public var reaped: [(id: Int64, claimedBy: String)]
         /// When nothing could be claimed for a known reason (the bot is paused, the second's budget
         /// is spent), how long until that changes; `nil` otherwise.
@@ -76,9 +82,9 @@ public struct OutboxStore: Sendable {
     /// Claims up to `limit` deliverable rows for `claimant` (`<name>#<n>`, unique per claim); with
     /// `reap`, first returns stale claims to `pending`.
     public func claim(limit: Int, claimant: String, reap: Bool) async throws -> Claim {
-        let (rate, chatMs, groupMs, timeoutMs) = (
+        let (rate, chatMs, groupMs, timeoutMs, maxAttempts) = (
             Int64(globalRate), chatInterval.millisecondsRoundedUp, groupChatInterval.millisecondsRoundedUp,
-            claimTimeout.millisecondsRoundedUp
+            claimTimeout.millisecondsRoundedUp, Int32(clamping: maxAttempts)
         )
         return try await postgres.withTransaction(Self.options) { tx in
             try tx.query("SELECT pg_advisory_xact_lock(\(Self.claimLockKey))")
@@ -87,8 +93,13 @@ public struct OutboxStore: Sendable {
             if reap {
                 for row in try tx.query(
                     """
-                    UPDATE outbox o SET status = 'pending', next_attempt_at = clock_timestamp(),
-                        last_error = 'claim ' || o.claimed_by || ' expired after ' || \(timeoutMs)
+                    UPDATE outbox o
+                    SET status = CASE WHEN o.attempts >= \(maxAttempts) THEN 'failed' ELSE 'pending' END,
+                        failed_at = CASE WHEN o.attempts >= \(maxAttempts) THEN clock_timestamp() END,
+                        next_attempt_at = clock_timestamp(),
+                        last_error = CASE WHEN o.attempts >= \(maxAttempts) THEN 'gave up after ' || o.attempts
+                                          || ' attempts: ' ELSE '' END
+                            || 'claim ' || o.claimed_by || ' expired after ' || \(timeoutMs)
                             || ' ms (its notifier stopped mid-call; the reply may have been sent already)'
                     FROM (SELECT id, claimed_by FROM outbox
                           WHERE status = 'sending' AND claimed_at < clock_timestamp() - \(timeoutMs) * interval '1 millisecond'

@@ -106,6 +106,35 @@ extension NotifierTests {
             }
         }
 
+        @Test func staleClaimsOfDeadNotifiersAreRetriedUntilTheAttemptsRunOut() async throws {
+            try await FakeBotAPI.withServer { api in
+                try await NotifierFixture.with(api) { fixture in
+                    // Two rows left `sending` an hour ago by a notifier that is gone: one with attempts
+                    // to spare, one that has used them all (each attempt ended with its notifier dead).
+                    let spare = try await fixture.insert(chat: 700, text: "spare")
+                    let spent = try await fixture.insert(chat: 701, text: "spent")
+                    try await fixture.postgres.execute(
+                        """
+                        UPDATE outbox SET status = 'sending', claimed_by = 'ghost#1',
+                            claimed_at = now() - interval '1 hour',
+                            attempts = CASE WHEN id = \(spare) THEN 1 ELSE 3 END
+                        """)
+                    try fixture.startNotifier("notifier-a", environment: ["LEASEHOLD_NOTIFIER_MAX_ATTEMPTS": "3"])
+                    try await fixture.waitUntilSettled()
+
+                    let retried = try await fixture.row(spare)
+                    #expect(retried.status == "sent" && retried.attempts == 2)
+                    let failed = try await fixture.row(spent)
+                    #expect(failed.status == "failed")
+                    #expect(failed.lastError?.hasPrefix("gave up after 3 attempts: claim ghost#1 expired") == true,
+                            "\(failed.lastError ?? "")")
+                    #expect(api.calls.map(\.chatID) == [700])
+                    #expect(metricValue(try await fixture.metrics(), "leasehold_notifier_reclaimed_total") == 2)
+                    await fixture.stopNotifiers()
+                }
+            }
+        }
+
         /// The one way a reply goes out twice, shown on purpose: the notifier dies (SIGKILL) after
         /// Telegram received the call and before the result was recorded. The row stays `sending`
         /// until the claim timeout — never taken back earlier — and is then sent again.
