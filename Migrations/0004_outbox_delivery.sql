@@ -31,9 +31,10 @@ ALTER TABLE outbox ADD CONSTRAINT outbox_claimed_when_sending CHECK (status <> '
 -- the oldest deliverable row of each chat whose earlier rows are all done;
 CREATE INDEX outbox_open_by_chat ON outbox (chat_id, id) WHERE status IN ('pending', 'sending');
 -- "did this chat get a message in the last second" and "how many messages did the bot send in the
--- last second" (claims are kept after sending: claimed_at is when the last attempt started);
-CREATE INDEX outbox_claimed_by_chat ON outbox (chat_id, claimed_at);
-CREATE INDEX outbox_claimed_at ON outbox (claimed_at);
+-- last second" (claims are kept after sending: claimed_at is when the last attempt started; rows
+-- never claimed are left out, so the booking transaction's insert does not pay for these);
+CREATE INDEX outbox_claimed_by_chat ON outbox (chat_id, claimed_at) WHERE claimed_at IS NOT NULL;
+CREATE INDEX outbox_claimed_at ON outbox (claimed_at) WHERE claimed_at IS NOT NULL;
 -- stale claims of dead notifiers;
 CREATE INDEX outbox_sending ON outbox (claimed_at) WHERE status = 'sending';
 -- and the failed rows an operator looks at (few, so a partial index is cheap).

@@ -148,19 +148,19 @@ public struct OutboxStore: Sendable {
                 return Claim(rows: [], reaped: reaped, wait: .milliseconds(max(1, freesIn ?? 1)), paused: false)
             }
 
+            // The chat's last claim is one backward step in the (chat_id, claimed_at) index, however
+            // long the chat's history.
             var ids: [Int64] = []
             for row in try tx.query(
                 """
                 SELECT o.id FROM outbox o
-                WHERE o.status = 'pending' AND o.next_attempt_at <= clock_timestamp()
+                WHERE o.status = 'pending' AND o.next_attempt_at <= statement_timestamp()
                   AND (o.chat_id IS NULL OR (
                         NOT EXISTS (SELECT 1 FROM outbox e
                                     WHERE e.chat_id = o.chat_id AND e.id < o.id AND e.status IN ('pending', 'sending'))
-                    AND NOT EXISTS (SELECT 1 FROM outbox r
-                                    WHERE r.chat_id = o.chat_id
-                                      AND r.claimed_at > clock_timestamp()
-                                          - CASE WHEN o.chat_id < 0 THEN \(groupMs) ELSE \(chatMs) END
-                                            * interval '1 millisecond')))
+                    AND coalesce((SELECT max(r.claimed_at) FROM outbox r WHERE r.chat_id = o.chat_id), '-infinity')
+                        <= statement_timestamp()
+                           - CASE WHEN o.chat_id < 0 THEN \(groupMs) ELSE \(chatMs) END * interval '1 millisecond'))
                 ORDER BY o.id
                 LIMIT \(budget)
                 FOR UPDATE OF o SKIP LOCKED
