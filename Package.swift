@@ -87,6 +87,19 @@ let package = Package(
             ]
         ),
         .target(
+            name: "LeaseholdNotifier",
+            dependencies: [
+                "LeaseholdPostgres", "LeaseholdQueue",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        .target(
             name: "LeaseholdOps",
             dependencies: [
                 "LeaseholdPostgres", "LeaseholdRedis", .product(name: "Logging", package: "swift-log"),
@@ -112,7 +125,8 @@ let package = Package(
         .executableTarget(
             name: "leasehold",
             dependencies: [
-                "LeaseholdOps", "LeaseholdIngress", "LeaseholdWorker", "LeaseholdSupervisor", "LeaseholdLoadTest",
+                "LeaseholdOps", "LeaseholdIngress", "LeaseholdWorker", "LeaseholdSupervisor", "LeaseholdNotifier",
+                "LeaseholdLoadTest",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -127,6 +141,8 @@ let package = Package(
             dependencies: [
                 "LeaseholdOps", "LeaseholdPostgres", "LeaseholdRedis",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
@@ -156,6 +172,14 @@ let package = Package(
         .testTarget(
             name: "LeaseholdIngressTests",
             dependencies: ["LeaseholdIngress"]
+        ),
+        .testTarget(
+            name: "LeaseholdNotifierTests",
+            dependencies: [
+                "LeaseholdNotifier", "LeaseholdTesting", "LeaseholdPostgres", "LeaseholdQueue", "LeaseholdOps",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "LeaseholdSystemTests",

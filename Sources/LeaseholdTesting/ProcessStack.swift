@@ -142,7 +142,23 @@ public final class ProcessStack: Sendable {
         return process
     }
 
+    /// Starts a `leasehold notifier` sending to `botAPI` (``FakeBotAPI/url``) with ``FakeBotAPI/token``.
+    @discardableResult
+    public func startNotifier(name: String, botAPI: String, environment extra: [String: String] = [:]) throws
+        -> ChildProcess
+    {
+        var environment = self.environment
+        environment["TELEGRAM_BOT_TOKEN"] = FakeBotAPI.token
+        environment["TELEGRAM_API_BASE_URL"] = botAPI
+        environment["LEASEHOLD_NOTIFIER_NAME"] = name
+        environment.merge(extra) { $1 }
+        let process = try LeaseholdExecutable.start(["notifier"], name: name, in: directory, environment: environment)
+        processes.append(process)
+        return process
+    }
+
     public var workers: [ChildProcess] { processes.all.filter { $0.name.hasPrefix("worker") } }
+    public var notifiers: [ChildProcess] { processes.all.filter { $0.name.hasPrefix("notifier") } }
     public var supervisors: [ChildProcess] { processes.all.filter { $0.name.hasPrefix("supervisor") } }
     public var ingresses: [ChildProcess] { processes.all.filter { $0.name.hasPrefix("ingress") } }
 

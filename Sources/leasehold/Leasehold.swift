@@ -13,6 +13,7 @@ struct Leasehold: AsyncParsableCommand {
             IngressCommand.self, WorkerCommand.self, SupervisorCommand.self, SlotsCommand.self, PaymentsCommand.self,
             MigrateCommand.self,
             DLQCommand.self, StatusCommand.self, LocalCommand.self,
+            NotifierCommand.self,
             LoadTestCommand.self, DemoCommand.self,
         ]
     )
