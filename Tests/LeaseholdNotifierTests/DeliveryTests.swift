@@ -55,13 +55,14 @@ extension NotifierTests {
                     #expect(Set(rows.compactMap { $0.claimedBy?.split(separator: "#").first }).count == 2,
                             "both notifiers sent")
 
-                    // The bot as a whole: never more than 10 claims in any second (exact, on the
-                    // database's clock), nor — give or take HTTP and this machine's scheduling — arrivals
-                    // at the API. Unlimited, the 47 would all arrive within a fraction of a second.
+                    // The bot as a whole: never more than 10 claims in any second, exact on the
+                    // database's clock (a call is made only after its claim commits). Arrival times at
+                    // the fake API are stamped by this test process, which shares two cores with the
+                    // rest of the suite, so they are only checked for the lower bound load cannot
+                    // break: unlimited, the 47 would all arrive within a fraction of a second.
                     let claimed = rows.compactMap(\.claimedAt)
                     #expect(busiestWindow(claimed) <= 10, "claims in the busiest second: \(busiestWindow(claimed))")
                     let arrivals = api.calls.map(\.receivedAt)
-                    #expect(busiestWindow(arrivals) <= 15, "arrivals in the busiest second: \(busiestWindow(arrivals))")
                     let span = try #require(arrivals.max()).timeIntervalSince(try #require(arrivals.min()))
                     #expect(span >= 3.5, "47 messages at 10/s take at least 3.7 s, took \(span)")
 
@@ -73,10 +74,6 @@ extension NotifierTests {
                         let claims = rows.filter { $0.chatID == chat }.compactMap(\.claimedAt)
                         for (earlier, later) in zip(claims, claims.dropFirst()) {
                             #expect(later.timeIntervalSince(earlier) >= interval, "chat \(chat): claims \(claims)")
-                        }
-                        let times = calls.map(\.receivedAt)
-                        for (earlier, later) in zip(times, times.dropFirst()) {
-                            #expect(later.timeIntervalSince(earlier) >= interval - 0.1, "chat \(chat): arrivals \(times)")
                         }
                     }
                     let statuses = await fixture.stopNotifiers()

@@ -82,11 +82,11 @@ extension SystemTests {
                 for (chat, _, messageID, _) in rows {
                     #expect(messageID != nil && messageID == byChat[chat]?.first?.messageID, "chat \(chat)")
                 }
-                // Telegram's ~30 messages/s per bot, for both notifiers together: exactly on the claims
-                // (the database's clock), give or take this machine's scheduling on the arrivals.
-                // Unlimited, two notifiers would deliver the 500 in a second or two.
+                // Telegram's ~30 messages/s per bot, for both notifiers together, exactly on the claims
+                // (the database's clock; a call is made only after its claim commits). Arrival stamps
+                // in this busy test process would only blur it. Unlimited, two notifiers would
+                // deliver the 500 in a second or two.
                 #expect(busiestSecond(rows.compactMap(\.3)) <= 30, "claims: \(busiestSecond(rows.compactMap(\.3)))")
-                #expect(busiestSecond(calls.map(\.receivedAt)) <= 45, "arrivals: \(busiestSecond(calls.map(\.receivedAt)))")
 
                 let statuses = await stack.shutdown()
                 #expect(statuses.values.allSatisfy { $0 == 0 }, "every process exits 0 on SIGTERM: \(statuses)")
