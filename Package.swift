@@ -20,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        // Tests only: reads Compose/compose.yaml (anchors, merge keys) in LeaseholdDeploymentTests.
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // MARK: C modules (Debian: libpq-dev, libhiredis-dev)
@@ -186,6 +188,16 @@ let package = Package(
             dependencies: [
                 "LeaseholdTesting", "LeaseholdWorker", "LeaseholdQueue", "LeaseholdDomain", "LeaseholdPostgres",
                 "LeaseholdRedis", "LeaseholdOps",
+            ]
+        ),
+        .testTarget(
+            name: "LeaseholdDeploymentTests",
+            dependencies: [
+                "LeaseholdTesting", "LeaseholdOps", "LeaseholdPostgres", "LeaseholdRedis",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
     ],

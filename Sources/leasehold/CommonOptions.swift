@@ -24,6 +24,21 @@ struct CommonOptions: ParsableArguments {
 
     private var environment: [String: String] { ProcessInfo.processInfo.environment }
 
+    /// `--help` text for the roles that read ``retryPolicy()`` (worker, supervisor).
+    static let retryPolicyHelp = """
+        Retry policy, shared by workers and supervisors (environment only): attempt n waits a random time \
+        in [d/2, d], d = base·2^(n−1) capped (env: LEASEHOLD_RETRY_BASE_MS; default 1000) \
+        (env: LEASEHOLD_RETRY_MAX_DELAY_MS; default 300000); attempt max failing dead-letters \
+        (env: LEASEHOLD_RETRY_MAX_ATTEMPTS; default 8); per message kind \
+        (env: LEASEHOLD_RETRY_OVERRIDES; kind=base_ms:max_delay_ms:max_attempts,...).
+        """
+
+    /// `--help` text for the roles that serve ``metricsEndpoint(registry:role:logger:ready:)``.
+    static let metricsEndpointHelp = """
+        GET /metrics, /healthz and /readyz (Redis answers) on a port of their own \
+        (env: LEASEHOLD_METRICS_PORT; unset: off), listening on (env: LEASEHOLD_METRICS_HOST; default 0.0.0.0).
+        """
+
     var redisKeys: RedisKeys {
         RedisKeys(prefix: Setting.string(redisPrefixFlag, "LEASEHOLD_REDIS_PREFIX", default: "lh:"))
     }

@@ -15,7 +15,8 @@ struct DemoCommand: AsyncParsableCommand {
             starts `leasehold ingress` ×2, `leasehold worker` ×2 and `leasehold supervisor` as separate processes of this binary, \
             drives a load test of concurrent bookings with a progress line, prints the report (with the pgbench \
             comparison), then stops everything (SIGTERM, in order). --keep-running leaves the system up until \
-            Ctrl-C or SIGTERM and prints the URLs. Role logs go to <dir>/logs/. Exit status: that of the load test.
+            Ctrl-C or SIGTERM and prints the URLs. Role logs go to <dir>/logs/. Exit status: that of the load test. \
+            Server binaries and pgbench: the newest /usr/lib/postgresql/*/bin (env: LEASEHOLD_PG_BINDIR).
             """
     )
 

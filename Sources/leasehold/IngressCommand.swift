@@ -15,12 +15,12 @@ struct IngressCommand: AsyncParsableCommand {
         discussion: """
             Answers 2xx only after the entry is in Redis; 503 with Retry-After when Redis is unreachable or a \
             stream's backlog is over the high-water mark. Secrets come from the environment only: \
-            TELEGRAM_WEBHOOK_SECRET (X-Telegram-Bot-Api-Secret-Token) and LEASEHOLD_API_TOKEN (bearer token \
-            for /v1/bookings); when unset, those routes refuse every request with 401. /yookassa/webhook \
-            has no secret (YooKassa signs nothing): it answers 403 unless the source address is in \
-            LEASEHOLD_YOOKASSA_ALLOWED_CIDRS (default: YooKassa's published ranges); X-Forwarded-For is \
-            believed only from LEASEHOLD_TRUSTED_PROXIES (default: none — put your reverse proxy here). \
-            SIGTERM or SIGINT: stop accepting connections, finish requests in flight, exit 0.
+            the bot's secret_token, compared with X-Telegram-Bot-Api-Secret-Token (env: TELEGRAM_WEBHOOK_SECRET), \
+            and the bearer token for /v1/bookings (env: LEASEHOLD_API_TOKEN); when unset, those routes refuse \
+            every request with 401. /yookassa/webhook has no secret (YooKassa signs nothing): it answers 403 \
+            unless the source address is in LEASEHOLD_YOOKASSA_ALLOWED_CIDRS (default: YooKassa's published \
+            ranges); X-Forwarded-For is believed only from LEASEHOLD_TRUSTED_PROXIES (default: none — put your \
+            reverse proxy here). SIGTERM or SIGINT: stop accepting connections, finish requests in flight, exit 0.
             """
     )
 

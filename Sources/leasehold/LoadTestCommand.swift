@@ -15,7 +15,8 @@ struct LoadTestCommand: AsyncParsableCommand {
             once, inbox count equals accepted requests, every request one final outcome, and (with \
             --postgres-log) zero duplicate key errors. Then runs the same booking transaction with pgbench at \
             the same concurrency and contention and prints both figures. Exit status: 0 when every invariant \
-            holds, 1 when one fails, 2 when the test could not run.
+            holds, 1 when one fails, 2 when the test could not run. The bearer token comes from the environment \
+            (env: LEASEHOLD_API_TOKEN); pgbench from the newest /usr/lib/postgresql/*/bin (env: LEASEHOLD_PG_BINDIR).
             """
     )
 

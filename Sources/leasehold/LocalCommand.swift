@@ -12,7 +12,8 @@ struct LocalCommand: AsyncParsableCommand {
             Starts the installed Debian PostgreSQL and Redis servers with their data under --dir, creates \
             and migrates the database, prints POSTGRES_URL and REDIS_URL (also written to <dir>/env), and \
             keeps them running until Ctrl-C or SIGTERM, then stops both cleanly and exits 0. As root, \
-            PostgreSQL runs as the postgres user. Redis keeps an append-only file, so entries survive a restart.
+            PostgreSQL runs as the postgres user. Redis keeps an append-only file, so entries survive a restart. \
+            Server binaries: the newest /usr/lib/postgresql/*/bin (env: LEASEHOLD_PG_BINDIR) and redis-server on PATH.
             """
     )
 

@@ -20,11 +20,9 @@ struct SupervisorCommand: AsyncParsableCommand {
             every interval: reclaims entries pending longer than the visibility timeout whose lease is not held \
             (a slow but live worker's entries are left alone) and schedules their retry or dead-letters them \
             after the retry policy's maximum attempts; moves due retries back to their streams; trims streams \
-            never past the oldest pending or undelivered entry; prunes inbox rows past the retention. Retry \
-            policy (shared with workers): LEASEHOLD_RETRY_BASE_MS (1000), LEASEHOLD_RETRY_MAX_DELAY_MS \
-            (300000), LEASEHOLD_RETRY_MAX_ATTEMPTS (8). SIGTERM or SIGINT: finish the pass, release the \
-            leader lease, exit 0.
-            """
+            never past the oldest pending or undelivered entry; prunes inbox rows past the retention. \
+            SIGTERM or SIGINT: finish the pass, release the leader lease, exit 0.
+            """ + "\n\n" + CommonOptions.retryPolicyHelp + "\n\n" + CommonOptions.metricsEndpointHelp
     )
 
     @OptionGroup var common: CommonOptions

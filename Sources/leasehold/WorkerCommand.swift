@@ -21,7 +21,7 @@ struct WorkerCommand: AsyncParsableCommand {
             atomically) or, after LEASEHOLD_RETRY_MAX_ATTEMPTS, dead-lettered; a payload that can never succeed \
             (undecodable, unknown kind) is dead-lettered at once. SIGTERM or SIGINT: stop reading, let in-flight entries finish within \
             the drain timeout (then cancel and roll back the rest, leaving them pending), release leases, exit 0.
-            """
+            """ + "\n\n" + CommonOptions.retryPolicyHelp + "\n\n" + CommonOptions.metricsEndpointHelp
     )
 
     @OptionGroup var common: CommonOptions

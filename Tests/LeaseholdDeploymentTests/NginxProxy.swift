@@ -1,0 +1,112 @@
+import Foundation
+import LeaseholdOps
+import LeaseholdTesting
+
+/// Debian's nginx serving Compose/nginx/leasehold.conf.template — the file compose.yaml mounts —
+/// rendered as the nginx image's entrypoint renders it (envsubst of the given variables only),
+/// inside a minimal main configuration like the image's /etc/nginx/nginx.conf.
+final class NginxProxy: Sendable {
+    static let template = ComposeFile.directory.appendingPathComponent("nginx/leasehold.conf.template")
+
+    /// `$LEASEHOLD_NGINX`, else /usr/sbin/nginx (`.ci/setup` installs Debian's `nginx`).
+    static var executable: URL? {
+        let path = ProcessInfo.processInfo.environment["LEASEHOLD_NGINX"] ?? "/usr/sbin/nginx"
+        return FileManager.default.isExecutableFile(atPath: path) ? URL(fileURLWithPath: path) : nil
+    }
+
+    let process: ChildProcess
+    let directory: URL
+
+    /// Like `envsubst "$defined"`: `${NAME}` and `$NAME` are replaced for the names in `variables`;
+    /// anything else (nginx's own `$host`, `$remote_addr`) is left alone.
+    static func render(_ template: String, variables: [String: String]) -> String {
+        var result = ""
+        var rest = Substring(template)
+        while let dollar = rest.firstIndex(of: "$") {
+            result += rest[..<dollar]
+            rest = rest[rest.index(after: dollar)...]
+            let braced = rest.first == "{"
+            let body = braced ? rest.dropFirst() : rest
+            let name = String(body.prefix { $0 == "_" || $0.isASCII && ($0.isLetter || $0.isNumber) })
+            let closed = !braced || body.dropFirst(name.count).first == "}"
+            if let value = variables[name], !name.isEmpty, closed {
+                result += value
+                rest = body.dropFirst(name.count + (braced ? 1 : 0))
+            } else {
+                result += "$"
+            }
+        }
+        return result + rest
+    }
+
+    /// Renders the template with `variables` and starts nginx on it; returns once it answers on
+    /// `port` (any HTTP status).
+    static func start(variables: [String: String], port: Int, in directory: URL) async throws -> NginxProxy {
+        guard let executable else {
+            throw TestSetupError("nginx is not installed (apt-get install nginx, as .ci/setup does), or set LEASEHOLD_NGINX")
+        }
+        let text = try String(contentsOf: template, encoding: .utf8)
+        try render(text, variables: variables).write(
+            to: directory.appendingPathComponent("default.conf"), atomically: true, encoding: .utf8)
+        let paths = directory.path
+        let main = """
+            \(getuid() == 0 ? "user root;" : "")
+            worker_processes 1;
+            daemon off;
+            pid \(paths)/nginx.pid;
+            error_log \(paths)/error.log warn;
+            events { worker_connections 256; }
+            http {
+                access_log \(paths)/access.log;
+                client_body_temp_path \(paths)/client_body;
+                proxy_temp_path \(paths)/proxy;
+                fastcgi_temp_path \(paths)/fastcgi;
+                uwsgi_temp_path \(paths)/uwsgi;
+                scgi_temp_path \(paths)/scgi;
+                include \(paths)/default.conf;
+            }
+            """
+        let configuration = directory.appendingPathComponent("nginx.conf")
+        try main.write(to: configuration, atomically: true, encoding: .utf8)
+        let process = try ChildProcess(
+            name: "nginx", executable: executable,
+            arguments: ["-p", paths, "-e", "\(paths)/error.log", "-c", configuration.path],
+            log: directory.appendingPathComponent("nginx.log"))
+        let proxy = NginxProxy(process: process, directory: directory)
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !isListening(port: port) {
+            guard process.isRunning, ContinuousClock.now < deadline else {
+                await process.stop(signal: SIGKILL, timeout: .seconds(5))
+                let errors = (try? String(contentsOf: directory.appendingPathComponent("error.log"), encoding: .utf8)) ?? ""
+                throw TestSetupError("nginx did not start:\n\(process.output)\n\(errors)")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return proxy
+    }
+
+    private init(process: ChildProcess, directory: URL) {
+        self.process = process
+        self.directory = directory
+    }
+
+    /// SIGQUIT, the nginx image's stop signal: finish requests in flight, then exit.
+    func stop() async {
+        await process.stop(signal: SIGQUIT, timeout: .seconds(10))
+    }
+
+    private static func isListening(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+    }
+}
