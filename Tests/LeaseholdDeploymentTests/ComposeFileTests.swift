@@ -32,7 +32,7 @@ struct ComposeFileTests {
 
     @Test(
         "the roles scale by replicas: no fixed names, host ports or consumer names",
-        arguments: ["ingress", "worker", "supervisor"])
+        arguments: ["ingress", "worker", "supervisor", "notifier"])
     func scalable(name: String) throws {
         let service = try service(name)
         #expect(service.string("container_name") == nil)
@@ -72,7 +72,7 @@ struct ComposeFileTests {
         }
     }
 
-    @Test("every long-running role has a healthcheck on its own /readyz", arguments: ["ingress", "worker", "supervisor"])
+    @Test("every long-running role has a healthcheck on its own /readyz", arguments: ["ingress", "worker", "supervisor", "notifier"])
     func readiness(name: String) throws {
         let service = try service(name)
         let test = service.healthcheckTest.joined(separator: " ")
@@ -136,7 +136,7 @@ struct ComposeFileTests {
                 }
             }
         }
-        for name in ["ingress", "worker", "supervisor"] {
+        for name in ["ingress", "worker", "supervisor", "notifier"] {
             let environment = try service(name).environment
             let port = environment["LEASEHOLD_METRICS_PORT"] ?? environment["LEASEHOLD_INGRESS_PORT"]
             #expect(scraped[name] != nil && scraped[name] == port, "\(name): scraped on \(scraped[name] ?? "nothing")")
