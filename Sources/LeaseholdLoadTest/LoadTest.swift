@@ -75,8 +75,8 @@ public struct LoadTest: Sendable {
             }
         let pace: String = if let rate = configuration.rate { "at \(Self.number(rate))/s" } else { "(closed loop)" }
         progress?.note(
-            "run \(plan.run): \(plan.slotIDs.count) fresh slots, \(plan.users.count) fresh users; sending \(what) "
-                + "\(bound) from \(configuration.concurrency) clients \(pace)")
+            "run \(plan.run): \(plan.slotIDs.count) fresh slots, \(plan.users.count) fresh users; sending \(bound) "
+                + "(\(what)) from \(configuration.concurrency) clients \(pace)")
         let duplicatesBefore = duplicateKeyLines()
 
         // Send, while polling the inbox for outcomes and showing progress.

@@ -11,9 +11,9 @@ struct LoadTestCommand: AsyncParsableCommand {
             Creates fresh slots and users in the database (POSTGRES_URL), then sends booking requests to the \
             --url ingress replicas from --concurrency clients (closed loop, or --rate per second): request i \
             books slot (i / --per-slot) mod --slots for user i mod --users. --input api posts /v1/bookings with \
-            the bearer token LEASEHOLD_API_TOKEN; --input telegram posts Telegram callback updates (data \
+            the bearer token (env: LEASEHOLD_API_TOKEN); --input telegram posts Telegram callback updates (data \
             book:<slot_id>, update IDs unique per run) to /telegram/webhook with the secret \
-            TELEGRAM_WEBHOOK_SECRET. Secrets come from the environment only. The run ends after --requests \
+            (env: TELEGRAM_WEBHOOK_SECRET). Secrets come from the environment only. The run ends after --requests \
             (default --slots × --per-slot) or --duration seconds. A progress line (sent, accepted, completed, \
             errors, current rates) goes to standard error: rewritten in place on a terminal, a plain line every \
             5 s otherwise. Then it waits (bounded by --wait-timeout) for every accepted request's outcome in the \
@@ -21,10 +21,9 @@ struct LoadTestCommand: AsyncParsableCommand {
             once by the request told booked, inbox count equals accepted requests, every accepted request one \
             final outcome, and (with --postgres-log) zero duplicate key errors. Then it runs the same booking \
             transaction with pgbench at the same concurrency and contention and prints both figures. --plot \
-            FILE.svg draws latency and throughput per second. Environment: POSTGRES_URL, LEASEHOLD_API_TOKEN, \
-            TELEGRAM_WEBHOOK_SECRET, POSTGRES_LOG, LEASEHOLD_PG_BINDIR, LOG_LEVEL. Exit status: 0 when every \
-            invariant holds, 1 when one fails, 2 when the test could not run, 64 for bad options or a missing \
-            secret (nothing is sent or created then).
+            FILE.svg draws latency and throughput per second. Exit status: 0 when every invariant holds, 1 \
+            when one fails, 2 when the test could not run (nothing accepted at all counts), 64 for bad options \
+            or a missing secret (nothing is sent or created then).
             """
     )
 
