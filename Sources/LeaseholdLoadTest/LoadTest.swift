@@ -3,9 +3,6 @@ import Foundation
 import Histogram
 import LeaseholdDomain
 import LeaseholdPostgres
-import NIOCore
-import NIOHTTP1
-import Synchronization
 
 /// Why a load test could not run (as opposed to an invariant that failed, which is a result).
 public enum LoadTestError: Error, CustomStringConvertible {
@@ -25,28 +22,29 @@ public enum LoadTestError: Error, CustomStringConvertible {
 /// latency — beside pgbench's figure for the same transaction on the same database.
 ///
 /// Each run books fresh slots (interviewer `loadtest-<run>`) for fresh users, so runs never see
-/// each other's data. End-to-end latency is measured in PostgreSQL: from the stream entry's ID
-/// (the XADD time, in Redis's clock) to `inbox.processed_at` (stamped just before COMMIT), so it
-/// needs the two servers' clocks to agree (same host, or NTP).
+/// each other's data; the run number is chosen under a table lock, so two runs on one database
+/// never share message keys. End-to-end latency is measured in PostgreSQL: from the stream
+/// entry's ID (the XADD time, in Redis's clock) to `inbox.processed_at` (stamped just before
+/// COMMIT), so it needs the two servers' clocks to agree (same host, or NTP).
 public struct LoadTest: Sendable {
     public let configuration: LoadTestConfiguration
-    /// Called about once a second with the progress line (and once at the end).
-    public let onProgress: @Sendable (String) -> Void
+    /// Where the progress line and phase notes go; `nil` shows nothing.
+    public let progress: ProgressPrinter?
 
-    public init(configuration: LoadTestConfiguration, onProgress: @escaping @Sendable (String) -> Void = { _ in }) {
+    public init(configuration: LoadTestConfiguration, progress: ProgressPrinter? = nil) {
         self.configuration = configuration
-        self.onProgress = onProgress
+        self.progress = progress
     }
 
     /// Runs the whole test and returns the report; `report.passed` says whether every invariant held.
     public func run() async throws -> LoadTestReport {
-        let run = "\(Int(Date().timeIntervalSince1970))\(Int.random(in: 100...999))"
+        if let problem = configuration.problem { throw LoadTestError.setup(problem) }
         let postgres = PostgresClient(
             configuration: PostgresConfiguration(connectionString: configuration.postgresURL, applicationName: "leasehold-loadtest"),
-            size: 2)
+            size: 3)
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Self.httpConfiguration(configuration))
         do {
-            let report = try await execute(run: run, postgres: postgres, http: http)
+            let report = try await execute(postgres: postgres, http: http)
             try await http.shutdown()
             await postgres.close()
             return report
@@ -67,30 +65,55 @@ public struct LoadTest: Sendable {
 
     // MARK: Phases
 
-    private func execute(run: String, postgres: PostgresClient, http: HTTPClient) async throws -> LoadTestReport {
+    private func execute(postgres: PostgresClient, http: HTTPClient) async throws -> LoadTestReport {
         let configuration = self.configuration
-        let seeded = try await seed(run: run, label: "loadtest-\(run)", users: configuration.requests, postgres: postgres)
+        let plan = try await seedRun(postgres: postgres)
+        let what = configuration.input == .api ? "POST /v1/bookings" : "Telegram callback updates"
+        let bound: String =
+            if let duration = configuration.duration { "for \(Self.number(duration.seconds)) s" } else {
+                "\(configuration.plannedRequests ?? 0) requests"
+            }
+        let pace: String = if let rate = configuration.rate { "at \(Self.number(rate))/s" } else { "(closed loop)" }
+        progress?.note(
+            "run \(plan.run): \(plan.slotIDs.count) fresh slots, \(plan.users.count) fresh users; sending \(bound) "
+                + "(\(what)) from \(configuration.concurrency) clients \(pace)")
         let duplicatesBefore = duplicateKeyLines()
 
-        // Send.
-        let stats = SendStatistics()
+        // Send, while polling the inbox for outcomes and showing progress.
+        let stats = SendStatistics(limit: configuration.plannedRequests, recordSamples: configuration.recordTimeline)
+        let tracker = CompletionTracker(plan: plan)
         let started = ContinuousClock.now
         let wallStart = Date()
+        let sendDeadline = configuration.duration.map { started + $0 }
+        let lineBox = ProgressLineBox(ProgressLine(started: started))
         await withTaskGroup(of: Bool.self) { phases in
-            // The progress line, once a second, until the senders are done.
-            phases.addTask { [onProgress] in
+            phases.addTask { [progress] in
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .seconds(1))
-                    onProgress(stats.progressLine(elapsed: started.duration(to: .now), completed: nil))
+                    guard !Task.isCancelled else { break }
+                    let (sent, accepted, failed) = stats.counts
+                    progress?.update(
+                        lineBox.next(
+                            phase: "sending", sent: sent, accepted: accepted, completed: tracker.completed,
+                            failed: failed))
+                }
+                return false
+            }
+            phases.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(1))
+                    guard !Task.isCancelled else { break }
+                    try? await tracker.poll(limit: 20_000, postgres: postgres)
                 }
                 return false
             }
             phases.addTask {
                 await withTaskGroup(of: Void.self) { senders in
-                    for client in 0..<configuration.concurrency {
+                    for _ in 0..<configuration.concurrency {
                         senders.addTask {
                             await drive(
-                                client: client, run: run, seeded: seeded, stats: stats, http: http, started: started)
+                                plan: plan, stats: stats, tracker: tracker, http: http, started: started,
+                                deadline: sendDeadline)
                         }
                     }
                 }
@@ -101,135 +124,212 @@ public struct LoadTest: Sendable {
             }
         }
         let sendDuration = started.duration(to: .now)
+        if stats.accepted == 0 {
+            progress?.finish()
+            let statuses = stats.statuses.sorted { $0.key < $1.key }.map { "HTTP \($0.key) ×\($0.value)" }
+            throw LoadTestError.setup(
+                "no request was accepted ("
+                    + (statuses + (stats.errors > 0 ? ["\(stats.errors) unanswered"] : [])).joined(separator: ", ")
+                    + "); check --url and the token or secret")
+        }
 
         // Wait (bounded) for every accepted request's outcome.
-        let accepted = stats.accepted
-        let deadline = ContinuousClock.now + configuration.completionTimeout
-        var completed = 0
-        while true {
-            completed = try await postgres.query(
-                "SELECT count(*) FROM inbox WHERE message_key LIKE \("api:lt-\(run)-%")"
-            ).single().decode(Int.self, at: 0)
-            onProgress(stats.progressLine(elapsed: started.duration(to: .now), completed: completed))
-            if completed >= accepted || ContinuousClock.now >= deadline { break }
-            try await Task.sleep(for: .milliseconds(200))
+        progress?.note("sending done after \(Self.number(sendDuration.seconds)) s; waiting for every accepted request's outcome")
+        let waitDeadline = ContinuousClock.now + configuration.completionTimeout
+        var lastUpdate = ContinuousClock.now
+        while tracker.outstanding > 0 && ContinuousClock.now < waitDeadline {
+            try await tracker.poll(limit: 50_000, postgres: postgres)
+            if lastUpdate.duration(to: .now) >= .seconds(1) {
+                lastUpdate = .now
+                let (sent, accepted, failed) = stats.counts
+                progress?.update(
+                    lineBox.next(
+                        phase: "waiting", sent: sent, accepted: accepted, completed: tracker.completed, failed: failed))
+            }
+            if tracker.outstanding > 0 { try await Task.sleep(for: .milliseconds(200)) }
         }
+        let (sent, accepted, failed) = stats.counts
+        progress?.update(
+            lineBox.next(phase: "done", sent: sent, accepted: accepted, completed: tracker.completed, failed: failed))
+        progress?.finish()
 
-        // End-to-end latency and throughput, from PostgreSQL's own timestamps.
+        // One snapshot of every inbox row of this run: outcomes, latency, throughput, invariants.
+        let snapshot = try await inboxSnapshot(plan: plan, postgres: postgres)
         var endToEnd = LatencySummary.makeHistogram()
         var lastCommit = wallStart
-        for row in try await postgres.query(
-            """
-            SELECT (extract(epoch FROM processed_at) * 1000000)::bigint
-                       - split_part(entry_id, '-', 1)::bigint * 1000,
-                   extract(epoch FROM processed_at)::float8
-            FROM inbox WHERE message_key LIKE \("api:lt-\(run)-%")
-            """)
-        {
-            let (micros, committedAt) = try row.decode(Int64.self, Double.self)
-            _ = endToEnd.record(UInt64(max(1, micros)))
-            lastCommit = max(lastCommit, Date(timeIntervalSince1970: committedAt))
+        var outcomes: [String: Int] = [:]
+        var committed: [(index: Int, micros: Int64, committedAt: Double)] = []
+        for row in snapshot.values {
+            if let micros = row.endToEndMicros { _ = endToEnd.record(UInt64(max(1, micros))) }
+            lastCommit = max(lastCommit, Date(timeIntervalSince1970: row.committedAt))
+            outcomes[row.outcome, default: 0] += 1
+            if configuration.recordTimeline {
+                committed.append((row.index, row.endToEndMicros ?? 0, row.committedAt - wallStart.timeIntervalSince1970))
+            }
         }
-        let outcomes = try await outcomeCounts(run: run, postgres: postgres)
         let invariants = try await checkInvariants(
-            run: run, seeded: seeded, accepted: accepted, completed: completed, duplicatesBefore: duplicatesBefore,
-            postgres: postgres)
+            plan: plan, snapshot: snapshot, stats: stats, duplicatesBefore: duplicatesBefore, postgres: postgres)
         let window = max(0.001, lastCommit.timeIntervalSince(wallStart))
+        let processedUnanswered = stats.unanswered.filter { snapshot[$0] != nil }.count
 
         var report = LoadTestReport(
-            run: run, requests: configuration.requests, concurrency: configuration.concurrency, slots: configuration.slots,
-            requestsPerSlot: configuration.requestsPerSlot, sent: stats.sent, accepted: accepted,
-            rejected: stats.rejected, errors: stats.errors, completed: completed,
-            sendSeconds: Self.seconds(sendDuration), bookingsPerSecond: (Double(completed) / window * 10).rounded() / 10,
+            run: String(plan.run), input: configuration.input.rawValue, requests: sent,
+            durationSeconds: configuration.duration.map(\.seconds), rate: configuration.rate,
+            concurrency: configuration.concurrency, slots: configuration.slots,
+            requestsPerSlot: configuration.requestsPerSlot, users: plan.users.count, sent: sent, accepted: accepted,
+            rejected: stats.rejected, errors: stats.errors, unansweredButProcessed: processedUnanswered,
+            statuses: Dictionary(uniqueKeysWithValues: stats.statuses.map { (String($0.key), $0.value) }),
+            completed: snapshot.count - processedUnanswered, sendSeconds: Self.rounded(sendDuration.seconds),
+            bookingsPerSecond: (Double(snapshot.count) / window * 10).rounded() / 10,
             httpLatency: stats.httpLatency, endToEndLatency: LatencySummary(endToEnd), outcomes: outcomes,
             invariants: invariants, pgbench: nil)
+        if configuration.recordTimeline {
+            report.timeline = LoadTestTimeline(samples: stats.samples, endToEnd: committed)
+        }
 
         if configuration.pgbench {
             let comparison = try await seed(
-                run: run, label: "pgbench-\(run)", users: configuration.requests, postgres: postgres)
-            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("leasehold-pgbench-\(run)")
+                label: "pgbench-\(plan.run)", users: plan.users.count, postgres: postgres)
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("leasehold-pgbench-\(plan.run)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            onProgress("pgbench: \(configuration.requests) transactions from \(configuration.concurrency) clients…")
+            progress?.note(
+                "pgbench: the same booking transaction, \(sent) transactions from \(configuration.concurrency) clients, "
+                    + "\(configuration.requestsPerSlot) per slot in a row…")
             report.pgbench = try await Pgbench.run(
-                postgresURL: configuration.postgresURL, clients: configuration.concurrency,
-                transactions: configuration.requests, slots: comparison.slots, users: comparison.users,
-                directory: directory)
+                postgresURL: configuration.postgresURL, run: plan.run, clients: configuration.concurrency,
+                transactions: max(1, sent), slotIDs: comparison.slotIDs, users: comparison.users,
+                requestsPerSlot: configuration.requestsPerSlot, postgres: postgres, directory: directory)
         }
         return report
     }
 
-    /// The fresh slots and users of one run.
+    /// Fresh slots and users.
     struct Seeded: Sendable {
-        var slots: ClosedRange<Int64>
         var slotIDs: [Int64]
         var users: ClosedRange<Int64>
     }
 
-    /// Creates `configuration.slots` open slots and `users` users nobody else uses.
-    private func seed(run: String, label: String, users: Int, postgres: PostgresClient) async throws -> Seeded {
-        let slotCount = configuration.slots
-        return try await postgres.withTransaction(.init(lockTimeout: .seconds(30), statementTimeout: nil)) { connection in
-            // Serialise concurrent seeders on the users table's id range.
+    /// Picks this run's number and creates its slots and users, in one transaction under a lock
+    /// on `users` that concurrent load tests also take: the number is one no earlier run on this
+    /// database used (no slots labelled `loadtest-<run>` yet), so message keys never collide.
+    private func seedRun(postgres: PostgresClient) async throws -> RequestPlan {
+        let configuration = self.configuration
+        let (run, seeded) = try await postgres.withTransaction(.init(lockTimeout: .seconds(30), statementTimeout: nil)) {
+            connection in
             try connection.query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
-            let base = try connection.query("SELECT coalesce(max(id), 0) + 1 FROM users").single().decode(Int64.self, at: 0)
-            let sync = ScheduleSync()
-            _ = try sync.ensureUsers(Array(base..<(base + Int64(users))), on: connection)
-            let start = Date(timeIntervalSince1970: 4_102_444_800 + Double(Int.random(in: 0..<1_000_000)) * 60)
-            let report = try sync.sync(
-                ScheduleSync.generate(count: slotCount, start: start, length: 1800, interviewer: label),
-                closeMissing: false, on: connection)
-            guard report.created == slotCount, let low = report.slotIDs.min(), let high = report.slotIDs.max() else {
-                throw LoadTestError.setup("could not create \(slotCount) fresh slots")
+            var run = max(1, Int64(Date().timeIntervalSince1970) - RequestPlan.runEpoch)
+            while try !connection.query(
+                "SELECT 1 FROM time_slots WHERE interviewer = \("loadtest-\(run)") LIMIT 1"
+            ).isEmpty {
+                run += 1
             }
-            return Seeded(slots: low...high, slotIDs: report.slotIDs, users: base...(base + Int64(users) - 1))
+            return (run, try Self.seed(
+                label: "loadtest-\(run)", slots: configuration.slots, users: configuration.userCount, on: connection))
+        }
+        let credential = configuration.input == .api ? configuration.apiToken : configuration.telegramSecret
+        return RequestPlan(
+            run: run, input: configuration.input, slotIDs: seeded.slotIDs, users: seeded.users,
+            requestsPerSlot: configuration.requestsPerSlot, credential: credential)
+    }
+
+    private func seed(label: String, users: Int, postgres: PostgresClient) async throws -> Seeded {
+        let slots = configuration.slots
+        return try await postgres.withTransaction(.init(lockTimeout: .seconds(30), statementTimeout: nil)) { connection in
+            try connection.query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+            return try Self.seed(label: label, slots: slots, users: users, on: connection)
         }
     }
 
-    /// One client: takes the next request index, sends it, records the answer.
+    /// Creates `slots` open slots labelled `label` and `users` users with IDs above every
+    /// existing one (the caller holds the lock on `users`).
+    private static func seed(label: String, slots: Int, users: Int, on connection: PostgresConnection) throws -> Seeded {
+        let base = try connection.query("SELECT coalesce(max(id), 0) + 1 FROM users").single().decode(Int64.self, at: 0)
+        let sync = ScheduleSync()
+        var next = base
+        while next < base + Int64(users) {
+            let chunk = min(Int64(100_000), base + Int64(users) - next)
+            _ = try sync.ensureUsers(Array(next..<(next + chunk)), on: connection)
+            next += chunk
+        }
+        let start = Date(timeIntervalSince1970: 4_102_444_800 + Double(Int.random(in: 0..<1_000_000)) * 60)
+        let report = try sync.sync(
+            ScheduleSync.generate(count: slots, start: start, length: 1800, interviewer: label),
+            closeMissing: false, on: connection)
+        guard report.created == slots, report.slotIDs.count == slots else {
+            throw LoadTestError.setup("could not create \(slots) fresh slots")
+        }
+        return Seeded(slotIDs: report.slotIDs, users: base...(base + Int64(users) - 1))
+    }
+
+    /// One client: takes the next request index, sends it, records the answer — until the
+    /// requests are all handed out or the deadline passed.
     private func drive(
-        client: Int, run: String, seeded: Seeded, stats: SendStatistics, http: HTTPClient, started: ContinuousClock.Instant
+        plan: RequestPlan, stats: SendStatistics, tracker: CompletionTracker, http: HTTPClient,
+        started: ContinuousClock.Instant, deadline: ContinuousClock.Instant?
     ) async {
         let configuration = self.configuration
         while true {
-            let index = stats.claim()
-            guard index < configuration.requests else { return }
+            // Closed loop: nothing new after the deadline. Fixed rate: the schedule decides (a
+            // request due before the deadline still goes out, however late).
+            if configuration.rate == nil, let deadline, ContinuousClock.now >= deadline { return }
+            guard let index = stats.claim() else { return }
+            var due = ContinuousClock.now
             if let rate = configuration.rate {
-                let due = started + .milliseconds(Int64(Double(index) / rate * 1000))
+                due = started + .microseconds(Int64(Double(index) / rate * 1_000_000))
+                if let deadline, due >= deadline {
+                    stats.stop(at: index)
+                    return
+                }
                 if due > .now { try? await Task.sleep(until: due) }
             }
-            // Request i goes to slot i / requestsPerSlot, from user i: each slot gets its contention.
-            let slot = seeded.slotIDs[(index / configuration.requestsPerSlot) % seeded.slotIDs.count]
-            let user = seeded.users.lowerBound + Int64(index)
-            var request = HTTPClientRequest(
-                url: configuration.ingressURLs[index % configuration.ingressURLs.count] + "/v1/bookings")
-            request.method = .POST
-            request.headers.add(name: "Authorization", value: "Bearer \(configuration.apiToken)")
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(
-                ByteBuffer(string: #"{"request_id":"lt-\#(run)-\#(index)","user_id":\#(user),"slot_id":\#(slot)}"#))
-            let sent = ContinuousClock.now
+            let sent = configuration.rate == nil ? ContinuousClock.now : due
+            let request = plan.request(index, baseURL: configuration.ingressURLs[index % configuration.ingressURLs.count])
             do {
                 let response = try await http.execute(request, timeout: .seconds(30))
                 _ = try await response.body.collect(upTo: 64 * 1024)
-                stats.record(status: Int(response.status.code), latency: sent.duration(to: .now))
+                let status = Int(response.status.code)
+                let accepted = status == configuration.input.acceptedStatus
+                if accepted { tracker.accepted(index) }
+                stats.record(
+                    index: index, status: status, accepted: accepted, sentAt: started.duration(to: sent),
+                    latency: sent.duration(to: .now))
             } catch {
-                stats.recordError()
+                stats.recordError(index: index)
             }
         }
     }
 
-    private func outcomeCounts(run: String, postgres: PostgresClient) async throws -> [String: Int] {
-        var counts: [String: Int] = [:]
-        for row in try await postgres.query(
-            "SELECT outcome, count(*) FROM inbox WHERE message_key LIKE \("api:lt-\(run)-%") GROUP BY outcome")
-        {
-            let (outcome, count) = try row.decode(String.self, Int.self)
-            counts[outcome] = count
-        }
-        return counts
+    // MARK: Verification
+
+    /// One inbox row of this run.
+    struct InboxRow: Sendable {
+        var index: Int
+        var key: String
+        var outcome: String
+        var endToEndMicros: Int64?
+        /// COMMIT time, seconds since 1970 (PostgreSQL's clock).
+        var committedAt: Double
     }
 
-    // MARK: Invariants
+    /// Every inbox row of this run, by request index, read in one statement (one snapshot).
+    private func inboxSnapshot(plan: RequestPlan, postgres: PostgresClient) async throws -> [Int: InboxRow] {
+        var rows: [Int: InboxRow] = [:]
+        for row in try await postgres.query(
+            """
+            SELECT message_key, outcome,
+                   (extract(epoch FROM processed_at) * 1000000)::bigint
+                       - split_part(entry_id, '-', 1)::bigint * 1000,
+                   extract(epoch FROM processed_at)::float8
+            FROM inbox WHERE message_key LIKE \(plan.keyPattern)
+            """)
+        {
+            let (key, outcome, micros, committedAt) = try row.decode(String.self, String.self, Int64?.self, Double.self)
+            guard let index = plan.index(ofKey: key) else { continue }
+            rows[index] = InboxRow(
+                index: index, key: key, outcome: outcome, endToEndMicros: micros, committedAt: committedAt)
+        }
+        return rows
+    }
 
     private func duplicateKeyLines() -> Int? {
         guard let path = configuration.postgresLog,
@@ -238,10 +338,21 @@ public struct LoadTest: Sendable {
         return text.split(separator: "\n").filter { $0.contains("duplicate key value") }.count
     }
 
+    static let finalOutcomes: Set<String> = ["booked", "slot_taken", "already_booked", "unknown_slot", "rejected"]
+
     private func checkInvariants(
-        run: String, seeded: Seeded, accepted: Int, completed: Int, duplicatesBefore: Int?, postgres: PostgresClient
+        plan: RequestPlan, snapshot: [Int: InboxRow], stats: SendStatistics, duplicatesBefore: Int?,
+        postgres: PostgresClient
     ) async throws -> [LoadTestReport.Invariant] {
         var invariants: [LoadTestReport.Invariant] = []
+        let sent = stats.sent
+        let unanswered = Set(stats.unanswered)
+        let rejected = Set(stats.rejectedIndices)
+        func isAccepted(_ index: Int) -> Bool {
+            index < sent && !unanswered.contains(index) && !rejected.contains(index)
+        }
+
+        // 1. No double booking anywhere in the database (not only this run's slots).
         let doubleBooked = try await postgres.query(
             """
             SELECT count(*) FROM (
@@ -254,34 +365,90 @@ public struct LoadTest: Sendable {
                 name: "no slot has two active interviews", passed: doubleBooked == 0,
                 detail: "\(doubleBooked) slots with more than one active interview"))
 
-        let booked = try await postgres.query(
+        // 2. Each slot's bookings agree with what its requests were told.
+        var bookedKeys: [Int64: [String]] = [:]
+        for row in try await postgres.query(
             """
-            SELECT count(*) FROM interviews
-            WHERE status = 'active' AND time_slot_id BETWEEN \(seeded.slots.lowerBound) AND \(seeded.slots.upperBound)
-            """
-        ).single().decode(Int.self, at: 0)
+            SELECT time_slot_id, message_key FROM interviews
+            WHERE status = 'active' AND time_slot_id = ANY(\(PostgresInt8Array(plan.slotIDs)))
+            """)
+        {
+            let (slot, key) = try row.decode(Int64.self, String.self)
+            bookedKeys[slot, default: []].append(key)
+        }
+        // Per slot (by position), the outcomes of its requests that have one.
+        var slotOutcomes: [Int: [(key: String, outcome: String)]] = [:]
+        for row in snapshot.values {
+            slotOutcomes[plan.slotPosition(row.index), default: []].append((row.key, row.outcome))
+        }
+        var disagreements: [String] = []
+        var booked = 0
+        var leftFree = 0
+        for (position, answers) in slotOutcomes.sorted(by: { $0.key < $1.key }) {
+            let slot = plan.slotIDs[position]
+            let inDatabase = Set(bookedKeys[slot] ?? [])
+            let told = Set(answers.filter { $0.outcome == "booked" }.map(\.key))
+            if !inDatabase.isEmpty { booked += 1 }
+            // A booking by a request whose answer was lost is legitimate (it reached the stream).
+            let lost = inDatabase.filter { key in plan.index(ofKey: key).map { unanswered.contains($0) } ?? false }
+            if told.count > 1 {
+                disagreements.append("slot \(slot): \(told.count) requests told booked")
+            } else if inDatabase.count > 1 {
+                disagreements.append("slot \(slot): \(inDatabase.count) active interviews")
+            } else if told != inDatabase && !(told.isEmpty && inDatabase == lost) {
+                disagreements.append(
+                    "slot \(slot): booked by \(inDatabase.sorted()) but \(told.sorted()) told booked")
+            } else if inDatabase.isEmpty {
+                // Free is right only when nobody could take it: every requester already had a booking.
+                if answers.allSatisfy({ $0.outcome == "already_booked" }) {
+                    leftFree += 1
+                } else {
+                    let seen = Set(answers.map(\.outcome)).sorted().joined(separator: ", ")
+                    disagreements.append("slot \(slot): free, yet its requests were told \(seen)")
+                }
+            }
+        }
+        let freeNote = leftFree == 0 ? "" : "; \(leftFree) left free (every requester already had a booking)"
         invariants.append(
             .init(
-                name: "every contended slot booked exactly once", passed: booked == configuration.slots,
-                detail: "\(booked) of \(configuration.slots) slots booked"))
+                name: "each contended slot booked once, by the request told booked", passed: disagreements.isEmpty,
+                detail: disagreements.isEmpty
+                    ? "\(booked) of \(slotOutcomes.count) requested slots booked\(freeNote)"
+                    : "\(disagreements.count) slots disagree, e.g. " + disagreements.prefix(3).joined(separator: "; ")))
 
+        // 3. Inbox rows = accepted requests (plus those whose answer was lost but that reached the stream).
+        let accepted = stats.accepted
+        let processedUnanswered = snapshot.keys.filter { unanswered.contains($0) }.count
+        let unexpected = snapshot.keys.filter { !isAccepted($0) && !unanswered.contains($0) }.count
+        let rowsForAccepted = snapshot.count - processedUnanswered
+        var countDetail = "\(rowsForAccepted) inbox rows for \(accepted) accepted requests"
+        if processedUnanswered > 0 {
+            countDetail += ", plus \(processedUnanswered) for requests whose answer was lost but which reached the stream"
+        }
+        if unexpected > 0 { countDetail += "; \(unexpected) rows for requests that were refused (non-2xx)" }
         invariants.append(
             .init(
-                name: "inbox count equals accepted requests", passed: completed == accepted,
-                detail: "\(completed) inbox rows for \(accepted) accepted requests"))
+                name: "inbox count equals accepted requests", passed: rowsForAccepted == accepted && unexpected == 0,
+                detail: countDetail))
 
-        let unknown = try await postgres.query(
-            """
-            SELECT count(*) FROM inbox WHERE message_key LIKE \("api:lt-\(run)-%")
-              AND outcome NOT IN ('booked', 'slot_taken', 'already_booked', 'unknown_slot', 'rejected')
-            """
-        ).single().decode(Int.self, at: 0)
+        // 4. Every accepted request: one inbox row (primary key) with a final outcome.
+        var missing = 0
+        var notFinal = 0
+        for index in 0..<sent where isAccepted(index) {
+            guard let row = snapshot[index] else {
+                missing += 1
+                continue
+            }
+            if !Self.finalOutcomes.contains(row.outcome) { notFinal += 1 }
+        }
         invariants.append(
             .init(
-                name: "every accepted request has exactly one outcome", passed: unknown == 0 && completed == accepted,
-                detail: unknown == 0 ? "one inbox row (primary key) with a final outcome per request"
-                    : "\(unknown) requests without a final outcome"))
+                name: "every accepted request has exactly one outcome", passed: missing == 0 && notFinal == 0,
+                detail: missing == 0 && notFinal == 0
+                    ? "one inbox row (primary key) with a final outcome per accepted request"
+                    : "\(missing) accepted requests without an outcome, \(notFinal) with a non-final one"))
 
+        // 5. The unique index was never what stopped a double booking.
         if let before = duplicatesBefore, let after = duplicateKeyLines() {
             invariants.append(
                 .init(
@@ -296,59 +463,9 @@ public struct LoadTest: Sendable {
         return invariants
     }
 
-    static func seconds(_ duration: Duration) -> Double {
-        let (seconds, attoseconds) = duration.components
-        return ((Double(seconds) + Double(attoseconds) / 1e18) * 1000).rounded() / 1000
-    }
-}
+    static func rounded(_ seconds: Double) -> Double { (seconds * 1000).rounded() / 1000 }
 
-/// Counters and the HTTP latency histogram, shared by the client tasks.
-final class SendStatistics: Sendable {
-    private struct State {
-        var next = 0
-        var sent = 0
-        var accepted = 0
-        var rejected = 0
-        var errors = 0
-        var latency = LatencySummary.makeHistogram()
-    }
-    private let state = Mutex(State())
-
-    func claim() -> Int {
-        state.withLock { state in
-            defer { state.next += 1 }
-            return state.next
-        }
-    }
-
-    func record(status: Int, latency: Duration) {
-        let (seconds, attoseconds) = latency.components
-        let micros = UInt64(max(1, seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
-        state.withLock { state in
-            state.sent += 1
-            if status == 202 { state.accepted += 1 } else { state.rejected += 1 }
-            _ = state.latency.record(micros)
-        }
-    }
-
-    func recordError() {
-        state.withLock { state in
-            state.sent += 1
-            state.errors += 1
-        }
-    }
-
-    var sent: Int { state.withLock { $0.sent } }
-    var accepted: Int { state.withLock { $0.accepted } }
-    var rejected: Int { state.withLock { $0.rejected } }
-    var errors: Int { state.withLock { $0.errors } }
-    var httpLatency: LatencySummary { LatencySummary(state.withLock { $0.latency }) }
-
-    func progressLine(elapsed: Duration, completed: Int?) -> String {
-        let (sent, accepted, errors) = state.withLock { ($0.sent, $0.accepted, $0.errors + $0.rejected) }
-        let seconds = max(0.001, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
-        let completedText = completed.map(String.init) ?? "…"
-        return "sent \(sent)  accepted \(accepted)  completed \(completedText)  errors \(errors)  "
-            + "rate \(Int(Double(sent) / seconds))/s  elapsed \(Int(seconds))s"
+    static func number(_ value: Double) -> String {
+        value == value.rounded() ? String(Int(value)) : String(format: "%.1f", value)
     }
 }

@@ -12,28 +12,49 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
     }
 
     public var run: String
+    /// `api` or `telegram`.
+    public var input: String
+    /// Requests sent (handed to the HTTP client).
     public var requests: Int
+    /// `--duration`, when the run was bounded by time.
+    public var durationSeconds: Double?
+    /// `--rate`, when requests arrived at a fixed rate instead of a closed loop.
+    public var rate: Double?
     public var concurrency: Int
     public var slots: Int
     public var requestsPerSlot: Int
+    public var users: Int
     public var sent: Int
+    /// Answered with the accepted status (202 for the API, 200 for Telegram).
     public var accepted: Int
-    /// Answered, but not 202 (e.g. 503 when over the high-water mark).
+    /// Answered, but not accepted (e.g. 503 when over the high-water mark).
     public var rejected: Int
     /// No answer (connection refused, timeout).
     public var errors: Int
+    /// Requests without an answer that had reached the stream all the same (they have an outcome).
+    public var unansweredButProcessed: Int
+    /// Answers by HTTP status.
+    public var statuses: [String: Int]
     /// Accepted requests whose outcome was committed.
     public var completed: Int
     public var sendSeconds: Double
-    /// Committed bookings per second, first request sent → last commit.
+    /// Committed outcomes per second, first request sent → last commit.
     public var bookingsPerSecond: Double
-    /// Request sent → 202 received.
+    /// Request sent (with `--rate`: scheduled) → answer received.
     public var httpLatency: LatencySummary
     /// Accepted (XADD) → committed (just before COMMIT).
     public var endToEndLatency: LatencySummary
     public var outcomes: [String: Int]
     public var invariants: [Invariant]
     public var pgbench: Pgbench.Result?
+    /// Second by second, when the run recorded it (for `--plot`); not part of the JSON.
+    public var timeline: LoadTestTimeline?
+
+    enum CodingKeys: String, CodingKey {
+        case run, input, requests, durationSeconds, rate, concurrency, slots, requestsPerSlot, users, sent, accepted
+        case rejected, errors, unansweredButProcessed, statuses, completed, sendSeconds, bookingsPerSecond
+        case httpLatency, endToEndLatency, outcomes, invariants, pgbench
+    }
 
     /// Every checked invariant held.
     public var passed: Bool { invariants.allSatisfy { $0.passed || !$0.checked } }
@@ -44,6 +65,7 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
         return (bookingsPerSecond / pgbench.tps * 1000).rounded() / 1000
     }
 
+    /// The report as a JSON object, with `passed` and `ratioToPgbench` added.
     public var json: String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -54,6 +76,15 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
         return String(decoding: data, as: UTF8.self)
     }
 
+    /// How the requests were sent, in words.
+    public var shape: String {
+        var words = "\(requests) \(input == "telegram" ? "Telegram callback updates" : "POST /v1/bookings")"
+        if let durationSeconds { words += " in \(LoadTest.number(durationSeconds)) s" }
+        words += " from \(concurrency) clients"
+        words += rate.map { " at \(LoadTest.number($0))/s" } ?? " (closed loop)"
+        return words
+    }
+
     /// The report for people.
     public var table: String {
         func row(_ label: String, _ value: String) -> String {
@@ -62,19 +93,36 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
         func latency(_ summary: LatencySummary) -> String {
             "p50 \(summary.p50) ms   p95 \(summary.p95) ms   p99 \(summary.p99) ms   max \(summary.max) ms"
         }
+        var answered = "\(sent) / \(accepted) / \(rejected) / \(errors)"
+        if !statuses.isEmpty {
+            answered += "   (HTTP " + statuses.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }
+                .joined(separator: ", ") + ")"
+        }
         var lines = [
-            "Leasehold load test \(run)",
-            row("requests", "\(requests) (\(slots) slots × \(requestsPerSlot) per slot), \(concurrency) clients"),
-            row("sent / accepted / rejected / errors", "\(sent) / \(accepted) / \(rejected) / \(errors)"),
+            "Leasehold load test, run \(run)",
+            row("requests", shape),
+            row("contention", "\(slots) fresh slots, \(requestsPerSlot) requests per slot in a row, \(users) users"),
+            row("sent / accepted / rejected / errors", answered),
             row("completed (committed outcomes)", "\(completed)"),
+            row("sending took", "\(sendSeconds) s"),
+        ]
+        if unansweredButProcessed > 0 {
+            lines.append(row("unanswered, yet processed", "\(unansweredButProcessed)"))
+        }
+        lines += [
             row("outcomes", outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")),
             row("throughput end to end", "\(bookingsPerSecond) bookings/s"),
-            row("HTTP latency (send → 202)", latency(httpLatency)),
+            row("HTTP latency (send → answer)", latency(httpLatency)),
             row("end to end (XADD → COMMIT)", latency(endToEndLatency)),
         ]
         if let pgbench {
-            lines.append(row("pgbench, same transaction", "\(pgbench.tps) tps (\(pgbench.transactions) transactions, \(pgbench.clients) clients)"))
-            if let ratio = ratioToPgbench { lines.append(row("Leasehold / pgbench", "\(Int((ratio * 100).rounded()))%")) }
+            lines.append(
+                row(
+                    "pgbench, same transaction",
+                    "\(pgbench.tps) tps (\(pgbench.transactions) transactions, \(pgbench.clients) clients)"))
+            if let ratio = ratioToPgbench {
+                lines.append(row("Leasehold / pgbench", "\(ratio) (\(Int((ratio * 100).rounded()))%)"))
+            }
         }
         lines.append("invariants:")
         for invariant in invariants {
@@ -83,5 +131,19 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
         }
         lines.append(passed ? "PASSED" : "FAILED: an invariant does not hold")
         return lines.joined(separator: "\n")
+    }
+
+    /// The latency-over-time plot (SVG), when the run recorded a timeline.
+    public var plot: String? {
+        timeline.map { timeline in
+            LatencyPlot.svg(
+                timeline, title: "Leasehold load test, run \(run)",
+                subtitles: [
+                    "\(shape); \(slots) slots × \(requestsPerSlot) per slot, \(users) users",
+                    "\(bookingsPerSecond) bookings/s end to end; HTTP p50 \(httpLatency.p50) / p99 \(httpLatency.p99) ms; "
+                        + "end to end p50 \(endToEndLatency.p50) / p99 \(endToEndLatency.p99) ms"
+                        + (ratioToPgbench.map { "; pgbench \(pgbench?.tps ?? 0) tps (ratio \($0))" } ?? ""),
+                ])
+        }
     }
 }

@@ -13,30 +13,25 @@ struct DemoCommand: AsyncParsableCommand {
         discussion: """
             Starts PostgreSQL and Redis as child processes (the embedded default, data in --dir), migrates, \
             starts `leasehold ingress` ×2, `leasehold worker` ×2 and `leasehold supervisor` as separate processes of this binary, \
-            drives a load test of concurrent bookings with a progress line, prints the report (with the pgbench \
-            comparison), then stops everything (SIGTERM, in order). --keep-running leaves the system up until \
-            Ctrl-C or SIGTERM and prints the URLs. Role logs go to <dir>/logs/. Exit status: that of the load test. \
-            Server binaries and pgbench: the newest /usr/lib/postgresql/*/bin (env: LEASEHOLD_PG_BINDIR).
+            drives a load test of concurrent bookings with a progress line (the load flags are those of \
+            `leasehold loadtest`: --input, --requests or --duration, --rate, --plot, ...; the demo supplies the \
+            URLs, the API token and the Telegram secret), prints the report (with the pgbench comparison), then \
+            stops everything (SIGTERM, in order). --keep-running leaves the system up until Ctrl-C or SIGTERM and \
+            prints the URLs. Role logs go to <dir>/logs/. The roles inherit this process's environment (e.g. \
+            LEASEHOLD_WORKER_CONCURRENCY), with their URLs and secrets set by the demo; migrations come from \
+            ./Migrations (env: LEASEHOLD_MIGRATIONS_DIR), the PostgreSQL binaries and pgbench from the newest \
+            /usr/lib/postgresql/*/bin (env: LEASEHOLD_PG_BINDIR). Exit status: that of the load test (0 passed, \
+            1 an invariant failed, 2 it could not run).
             """
     )
 
     @Option(help: "Data and log directory.")
     var dir: String = ".leasehold/demo"
 
-    @Option(help: "Fresh slots to book.")
-    var slots: Int = 200
-
-    @Option(help: "Requests per slot (contention).")
-    var perSlot: Int = 10
-
-    @Option(help: "Concurrent clients.")
-    var concurrency: Int = 32
+    @OptionGroup var load: LoadTestOptions
 
     @Flag(help: "Keep the system running after the load test, until Ctrl-C or SIGTERM.")
     var keepRunning = false
-
-    @Flag(help: "Print the report as JSON.")
-    var json = false
 
     func run() async throws {
         var common = CommonOptions()
@@ -59,12 +54,13 @@ struct DemoCommand: AsyncParsableCommand {
             await client.close()
 
             let token = UUID().uuidString
+            let telegramSecret = UUID().uuidString
             let self_ = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
             var environment = ProcessInfo.processInfo.environment
             environment["POSTGRES_URL"] = stack.postgresURL
             environment["REDIS_URL"] = stack.redisURL
             environment["LEASEHOLD_API_TOKEN"] = token
-            environment["TELEGRAM_WEBHOOK_SECRET"] = UUID().uuidString
+            environment["TELEGRAM_WEBHOOK_SECRET"] = telegramSecret
             environment["LOG_LEVEL"] = "info"
             let ports = try (0..<2).map { _ in try freeLoopbackPort() }
             for (index, port) in ports.enumerated() {
@@ -85,14 +81,22 @@ struct DemoCommand: AsyncParsableCommand {
             try await waitForHealth(urls, roles: roles)
             say("running: ingress ×2 (\(urls.joined(separator: ", "))), worker ×2, supervisor; logs in \(logs.path)")
 
-            let test = LoadTest(
-                configuration: LoadTestConfiguration(
-                    ingressURLs: urls, apiToken: token, postgresURL: stack.postgresURL, slots: slots,
-                    requestsPerSlot: perSlot, concurrency: concurrency,
-                    postgresLog: stack.postgresLog.path, pgbench: true)
-            ) { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
-            let report = try await test.run()
-            print(json ? report.json : report.table)
+            let progress = ProgressPrinter()
+            let report: LoadTestReport
+            do {
+                report = try await LoadTest(
+                    configuration: load.configuration(
+                        urls: urls, apiToken: token, telegramSecret: telegramSecret, postgresURL: stack.postgresURL,
+                        postgresLog: stack.postgresLog.path),
+                    progress: progress
+                ).run()
+            } catch {
+                progress.finish()
+                say("error: \(error)")
+                throw ExitCode(2)  // the outer catch stops everything
+            }
+            load.writePlot(report, progress: progress)
+            print(load.json ? report.json : report.table)
 
             if keepRunning {
                 say("""
@@ -100,6 +104,7 @@ struct DemoCommand: AsyncParsableCommand {
                     POSTGRES_URL=\(stack.postgresURL)
                     REDIS_URL=\(stack.redisURL)
                     LEASEHOLD_API_TOKEN=\(token)
+                    TELEGRAM_WEBHOOK_SECRET=\(telegramSecret)
                     ingress: \(urls.joined(separator: " "))
                     """)
                 await waitForSignal()

@@ -1,40 +1,168 @@
 import Foundation
+import FoundationXML
 import LeaseholdTesting
 import Testing
 
 extension SystemTests {
-    /// `leasehold loadtest` against a real multi-process stack: its JSON, and its exit status when
-    /// an invariant does not hold.
+    /// `leasehold loadtest` against a real multi-process stack: its JSON for both input shapes
+    /// and for a timed run, its refusal of bad options, and its exit status when an invariant
+    /// does not hold.
     @Suite("leasehold loadtest")
     struct LoadTestCommandTests {
-        private func loadtest(_ stack: ProcessStack, _ extra: [String] = []) async throws -> (Int32, [String: Any]) {
+        /// Runs `leasehold loadtest --json` against both ingress replicas of `stack`.
+        private func loadtest(
+            _ stack: ProcessStack, _ extra: [String] = [], shape: [String]? = nil, environment: [String: String] = [:]
+        ) async throws -> (status: Int32, report: [String: Any], output: String) {
             let result = try await LeaseholdExecutable.run(
-                ["loadtest", "--url", stack.ingressURL(0), "--url", stack.ingressURL(1), "--slots", "20",
-                 "--per-slot", "10", "--concurrency", "16", "--json"] + extra,
-                in: stack.directory, environment: stack.environment, timeout: .seconds(300))
-            let json = String(result.output.drop { $0 != "{" })
+                ["loadtest", "--url", stack.ingressURL(0), "--url", stack.ingressURL(1), "--json"]
+                    + (shape ?? ["--slots", "20", "--per-slot", "10", "--concurrency", "16"]) + extra,
+                in: stack.directory, environment: stack.environment.merging(environment) { $1 },
+                timeout: .seconds(300))
+            // Standard output is the JSON document (pretty-printed: it starts with a line "{");
+            // standard error, before it, has the progress.
+            let lines = result.output.split(separator: "\n", omittingEmptySubsequences: false)
+            let start = try #require(lines.firstIndex(of: "{"), "no JSON in:\n\(result.output)")
+            let json = lines[start...].joined(separator: "\n")
             let report = try #require(
                 try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any], "\(result.output)")
-            return (result.status, report)
+            return (result.status, report, result.output)
+        }
+
+        private func invariants(_ report: [String: Any]) -> [[String: Any]] {
+            report["invariants"] as? [[String: Any]] ?? []
+        }
+
+        private func count(_ stack: ProcessStack, _ sql: String) async throws -> Int {
+            try await stack.postgres.query(.init(unsafeSQL: sql)).single().decode(Int.self, at: 0)
         }
 
         @Test func aHealthyRunReportsEveryInvariantAndPgbenchInJSON() async throws {
             let stack = try await ProcessStack.start(ingress: 2, workers: 2)
-            let (status, report) = try await loadtest(stack)
-            #expect(status == 0)
+            let (status, report, output) = try await loadtest(stack)
+            #expect(status == 0, "\(output)")
             #expect(report["passed"] as? Bool == true)
+            #expect(report["input"] as? String == "api")
             #expect(report["accepted"] as? Int == 200)
             #expect(report["completed"] as? Int == 200)
+            #expect(report["statuses"] as? [String: Int] == ["202": 200])
             #expect((report["outcomes"] as? [String: Int]) == ["booked": 20, "slot_taken": 180])
-            let invariants = report["invariants"] as? [[String: Any]] ?? []
-            #expect(invariants.count == 5)
-            #expect(invariants.allSatisfy { $0["passed"] as? Bool == true })
+            #expect(invariants(report).count == 5)
+            #expect(invariants(report).allSatisfy { $0["passed"] as? Bool == true })
             let latency = report["endToEndLatency"] as? [String: Any]
             #expect((latency?["count"] as? Int) == 200)
             #expect((latency?["p99"] as? Double ?? 0) >= (latency?["p50"] as? Double ?? 0))
             let pgbench = report["pgbench"] as? [String: Any]
             #expect((pgbench?["tps"] as? Double ?? 0) > 0, "pgbench ran the same transaction in the same run")
             #expect((report["ratioToPgbench"] as? Double ?? 0) > 0)
+            // pgbench booked its own 20 slots once each, like Leasehold did (same contention).
+            #expect(try await count(stack, "SELECT count(*) FROM interviews WHERE message_key LIKE 'pgb:%'") == 20)
+            await stack.shutdown()
+        }
+
+        @Test func telegramCallbacksAreVerifiedThroughTheInboxAndRunsNeverShareUpdateIDs() async throws {
+            let stack = try await ProcessStack.start(ingress: 2, workers: 2)
+            let plot = stack.directory.appendingPathComponent("latency.svg")
+            var runs: [String] = []
+            for _ in 0..<2 {
+                let (status, report, output) = try await loadtest(
+                    stack, ["--input", "telegram", "--no-pgbench", "--plot", plot.path])
+                #expect(status == 0, "\(output)")
+                #expect(report["passed"] as? Bool == true)
+                #expect(report["input"] as? String == "telegram")
+                #expect(report["accepted"] as? Int == 200)
+                #expect(report["completed"] as? Int == 200)
+                #expect(report["statuses"] as? [String: Int] == ["200": 200], "Telegram gets 200 with the answer")
+                #expect((report["outcomes"] as? [String: Int]) == ["booked": 20, "slot_taken": 180])
+                #expect(invariants(report).count == 5)
+                #expect(invariants(report).allSatisfy { $0["passed"] as? Bool == true })
+                #expect((report["endToEndLatency"] as? [String: Any])?["count"] as? Int == 200)
+                runs.append(report["run"] as? String ?? "")
+            }
+            #expect(Set(runs).count == 2, "each run has its own number")
+            // Every update went through the Telegram stream under its own tg:<update_id> key,
+            // and got the bot's reply in the outbox.
+            #expect(try await stack.streamLength("telegram") == 400)
+            #expect(try await stack.streamLength("bookings") == 0)
+            #expect(try await count(stack, "SELECT count(*) FROM inbox WHERE message_key LIKE 'tg:%'") == 400)
+            #expect(
+                try await count(
+                    stack, "SELECT count(*) FROM outbox WHERE message_key LIKE 'tg:%' AND chat_id IS NOT NULL") == 400)
+
+            // The plot of the last run: well-formed XML with every series drawn.
+            let document = try XMLDocument(contentsOf: plot, options: [])
+            #expect(document.rootElement()?.localName == "svg")
+            var series: [String: Int] = [:]
+            func walk(_ node: XMLNode) {
+                // By name: on Linux, attribute(forName:) finds nothing in a default namespace.
+                func attribute(_ name: String) -> String? {
+                    (node as? XMLElement)?.attributes?.first { $0.name == name }?.stringValue
+                }
+                if (node as? XMLElement)?.localName == "polyline", let id = attribute("id") {
+                    series[id] = (attribute("points") ?? "").split(separator: " ").count
+                }
+                node.children?.forEach(walk)
+            }
+            walk(try #require(document.rootElement()))
+            #expect(
+                Set(series.keys)
+                    == ["http-p50", "http-p99", "e2e-p50", "e2e-p99", "accepted-rate", "committed-rate"])
+            #expect(series.values.allSatisfy { $0 >= 1 }, "\(series)")
+            await stack.shutdown()
+        }
+
+        @Test func aTimedRunAtAFixedRateSendsUntilTheDeadlineAndVerifiesEverything() async throws {
+            let stack = try await ProcessStack.start(ingress: 2, workers: 2)
+            // 100 requests/s for 3 s: request i is due at i/100 s, so exactly 300 go out; 20
+            // users over 5 slots, so users repeat and some are told already_booked.
+            let (status, report, output) = try await loadtest(
+                stack, ["--no-pgbench"],
+                shape: ["--slots", "5", "--per-slot", "10", "--users", "20", "--duration", "3", "--rate", "100",
+                        "--concurrency", "16"])
+            #expect(status == 0, "\(output)")
+            #expect(report["passed"] as? Bool == true)
+            #expect(report["durationSeconds"] as? Double == 3)
+            #expect(report["sent"] as? Int == 300)
+            #expect(report["accepted"] as? Int == 300)
+            #expect(report["completed"] as? Int == 300)
+            #expect(report["users"] as? Int == 20)
+            let outcomes = report["outcomes"] as? [String: Int] ?? [:]
+            #expect(outcomes["booked"] == 5, "every slot booked once: \(outcomes)")
+            #expect(outcomes.values.reduce(0, +) == 300)
+            #expect(invariants(report).allSatisfy { $0["passed"] as? Bool == true })
+            #expect((report["sendSeconds"] as? Double ?? 0) >= 2.9)
+            // The progress line went to standard error as plain lines (not a terminal) and ended
+            // with the final counts.
+            #expect(output.contains("done  sent 300"), "\(output)")
+            #expect(output.contains("accepted 300  completed 300"), "\(output)")
+            #expect(!output.contains("\r"), "no in-place rewriting in a log")
+            await stack.shutdown()
+        }
+
+        @Test func badOptionsAreRefusedClearlyBeforeAnythingIsSentOrCreated() async throws {
+            let stack = try await ProcessStack.start(ingress: 1, workers: 1)
+            let cases: [(arguments: [String], environment: [String: String], message: String)] = [
+                (["--requests", "100", "--duration", "10"], [:], "give one of them"),
+                (["--input", "telegram"], ["TELEGRAM_WEBHOOK_SECRET": ""], "TELEGRAM_WEBHOOK_SECRET"),
+                (["--input", "api"], ["LEASEHOLD_API_TOKEN": ""], "LEASEHOLD_API_TOKEN"),
+                (["--input", "sms"], [:], "sms"),
+                (["--slots", "0"], [:], "--slots must be 1...1000000"),
+                (["--users", "0"], [:], "--users must be"),
+                (["--duration", "0"], [:], "--duration must be"),
+                (["--rate", "0"], [:], "--rate must be"),
+                (["--plot", "latency.png"], [:], "name the file *.svg"),
+                (["--url", "ftp://127.0.0.1"], [:], "must start with http://"),
+            ]
+            for bad in cases {
+                let result = try await LeaseholdExecutable.run(
+                    ["loadtest", "--url", stack.ingressURL(0)] + bad.arguments, in: stack.directory,
+                    environment: stack.environment.merging(bad.environment) { $1 })
+                #expect(result.status == 64, "\(bad.arguments): \(result.output)")
+                #expect(result.output.contains(bad.message), "\(bad.arguments): \(result.output)")
+            }
+            #expect(try await stack.streamLength("bookings") == 0)
+            #expect(try await stack.streamLength("telegram") == 0)
+            #expect(try await count(stack, "SELECT count(*) FROM users") == 0)
+            #expect(try await count(stack, "SELECT count(*) FROM time_slots") == 0)
             await stack.shutdown()
         }
 
@@ -48,11 +176,35 @@ extension SystemTests {
                 try await stack.postgres.query(
                     "INSERT INTO interviews (user_id, time_slot_id, message_key) VALUES (\(Int64(user)), \(slot), \("manual-\(user)"))")
             }
-            let (status, report) = try await loadtest(stack, ["--no-pgbench"])
-            #expect(status == 1)
+            let (status, report, output) = try await loadtest(stack, ["--no-pgbench"])
+            #expect(status == 1, "\(output)")
             #expect(report["passed"] as? Bool == false)
-            let failed = (report["invariants"] as? [[String: Any]] ?? []).filter { $0["passed"] as? Bool == false }
+            let failed = invariants(report).filter { $0["passed"] as? Bool == false }
             #expect(failed.map { $0["name"] as? String } == ["no slot has two active interviews"])
+            await stack.shutdown()
+        }
+
+        @Test func aBookingToldButNotKeptMakesTheRunFail() async throws {
+            let stack = try await ProcessStack.start(ingress: 2, workers: 2)
+            // Break the system the other way: every booking commits as told, then is silently
+            // cancelled, so slots stay free and later requests are told booked too.
+            try await stack.postgres.query(
+                """
+                CREATE FUNCTION lose_bookings() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    UPDATE interviews SET status = 'cancelled', ended_at = now() WHERE id = NEW.id;
+                    RETURN NULL;
+                END $$
+                """)
+            try await stack.postgres.query(
+                "CREATE TRIGGER lose_bookings AFTER INSERT ON interviews FOR EACH ROW EXECUTE FUNCTION lose_bookings()")
+            let (status, report, output) = try await loadtest(stack, ["--no-pgbench"])
+            #expect(status == 1, "\(output)")
+            #expect(report["passed"] as? Bool == false)
+            #expect((report["outcomes"] as? [String: Int]) == ["booked": 200])
+            let failed = invariants(report).filter { $0["passed"] as? Bool == false }
+            #expect(failed.map { $0["name"] as? String } == ["each contended slot booked once, by the request told booked"])
+            #expect((failed.first?["detail"] as? String ?? "").contains("20 slots disagree"), "\(failed)")
             await stack.shutdown()
         }
     }

@@ -1,0 +1,108 @@
+import Histogram
+import NIOConcurrencyHelpers
+
+/// What the sending clients share: the next request index, the answer counters, the HTTP
+/// latency histogram and, for a plot, one timing sample per answered request.
+final class SendStatistics: Sendable {
+    /// One answered request, for the latency-over-time plot.
+    struct Sample: Sendable {
+        var index: Int
+        /// When it was (scheduled to be) sent, since the first request.
+        var sentMilliseconds: UInt32
+        var latencyMicroseconds: UInt32
+        var accepted: Bool
+    }
+
+    private struct State {
+        var next = 0
+        /// No index at or past this is handed out (a duration run's deadline).
+        var stopAt = Int.max
+        var sent = 0
+        var accepted = 0
+        var rejected = 0
+        var errors = 0
+        var statuses: [Int: Int] = [:]
+        var unanswered: [Int] = []
+        var rejectedIndices: [Int] = []
+        var latency = LatencySummary.makeHistogram()
+        var samples: [Sample] = []
+    }
+
+    private let state = NIOLockedValueBox(State())
+    private let limit: Int?
+    private let recordSamples: Bool
+
+    /// - Parameters:
+    ///   - limit: the number of requests to hand out; `nil` for no limit (a duration run).
+    ///   - recordSamples: keep one ``Sample`` per answered request.
+    init(limit: Int?, recordSamples: Bool) {
+        self.limit = limit
+        self.recordSamples = recordSamples
+    }
+
+    /// The next request index, or `nil` when every request has been handed out.
+    func claim() -> Int? {
+        state.withLockedValue { state in
+            guard state.next < min(limit ?? .max, RequestPlan.indexLimit, state.stopAt) else { return nil }
+            defer { state.next += 1 }
+            return state.next
+        }
+    }
+
+    /// Hands out no index from `index` on, and `index` itself is not sent: with a fixed rate,
+    /// request `index` and every later one are due after the deadline. Indices below it are (or
+    /// will be) sent, so the sent requests are always `0..<sent`.
+    func stop(at index: Int) {
+        state.withLockedValue { $0.stopAt = min($0.stopAt, index) }
+    }
+
+    /// Records an answer to request `index`.
+    func record(index: Int, status: Int, accepted: Bool, sentAt: Duration, latency: Duration) {
+        let micros = UInt64(max(1, latency.microseconds))
+        state.withLockedValue { state in
+            state.sent += 1
+            state.statuses[status, default: 0] += 1
+            if accepted {
+                state.accepted += 1
+            } else {
+                state.rejected += 1
+                state.rejectedIndices.append(index)
+            }
+            _ = state.latency.record(micros)
+            if recordSamples {
+                state.samples.append(
+                    Sample(
+                        index: index, sentMilliseconds: UInt32(clamping: sentAt.microseconds / 1000),
+                        latencyMicroseconds: UInt32(clamping: micros), accepted: accepted))
+            }
+        }
+    }
+
+    /// Records a request that got no answer (connection refused, timeout): it may or may not have
+    /// reached the stream.
+    func recordError(index: Int) {
+        state.withLockedValue { state in
+            state.sent += 1
+            state.errors += 1
+            state.unanswered.append(index)
+        }
+    }
+
+    var sent: Int { state.withLockedValue { $0.sent } }
+    var accepted: Int { state.withLockedValue { $0.accepted } }
+    var rejected: Int { state.withLockedValue { $0.rejected } }
+    var errors: Int { state.withLockedValue { $0.errors } }
+    /// Answers by HTTP status.
+    var statuses: [Int: Int] { state.withLockedValue { $0.statuses } }
+    /// Indices of requests that got no answer.
+    var unanswered: [Int] { state.withLockedValue { $0.unanswered } }
+    /// Indices of requests answered with anything but the accepted status.
+    var rejectedIndices: [Int] { state.withLockedValue { $0.rejectedIndices } }
+    var httpLatency: LatencySummary { LatencySummary(state.withLockedValue { $0.latency }) }
+    var samples: [Sample] { state.withLockedValue { $0.samples } }
+
+    /// Sent, accepted and failed (rejected + unanswered) so far.
+    var counts: (sent: Int, accepted: Int, failed: Int) {
+        state.withLockedValue { ($0.sent, $0.accepted, $0.errors + $0.rejected) }
+    }
+}
