@@ -15,14 +15,16 @@ extension NotifierTests {
                     api.script(.serverError(500), for: .chat(1), times: 1)
                     api.script(.forbidden("bot was blocked by the user"), for: .chat(2), times: 1)
                     api.script(.tooManyRequests(retryAfter: 1), for: .chat(3), times: 1)
-                    api.script(.hang(.seconds(2)), for: .chat(4), times: 1)
+                    api.script(.hang(.seconds(3)), for: .chat(4), times: 1)
                     api.script(
                         .raw(status: 502, body: "<html>upstream /bot\(FakeBotAPI.token)/sendMessage failed</html>"),
                         for: .chat(5), times: 1)
                     api.script(.unauthorized, for: .chat(6), times: 1)
                     for chat in 1...6 { try await fixture.insert(chat: Int64(chat), text: "secret test \(chat)") }
+                    // A request timeout well above this busy machine's scheduling delays, so the
+                    // 502 row's retry does not time out and overwrite the stored 502 checked below.
                     let verbose = [
-                        "LOG_LEVEL": "trace", "LEASEHOLD_NOTIFIER_REQUEST_TIMEOUT_MS": "500",
+                        "LOG_LEVEL": "trace", "LEASEHOLD_NOTIFIER_REQUEST_TIMEOUT_MS": "1500",
                         "LEASEHOLD_NOTIFIER_CLAIM_TIMEOUT_MS": "5000", "LEASEHOLD_NOTIFIER_RETRY_BASE_MS": "100",
                     ]
                     try fixture.startNotifier("notifier-a", environment: verbose)
