@@ -38,10 +38,11 @@ struct ComposeTopologyTests {
             try? await http.shutdown()
             throw error
         }
+        // As `docker compose down` goes: clients gone, the proxy first (SIGQUIT), then the roles.
+        try await http.shutdown()
         await proxy?.stop()
         #expect(proxy?.process.exitStatus == 0, "nginx: \(proxy?.process.output ?? "")")
         let statuses = await run.shutdown()
-        try await http.shutdown()
         #expect(statuses.count == 6)
         for (name, status) in statuses.sorted(by: { $0.key < $1.key }) {
             #expect(status == 0, "\(name) exited \(status) on SIGTERM")

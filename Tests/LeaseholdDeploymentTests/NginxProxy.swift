@@ -53,6 +53,9 @@ final class NginxProxy: Sendable {
             \(getuid() == 0 ? "user root;" : "")
             worker_processes 1;
             daemon off;
+            # A graceful stop (SIGQUIT) waits for every connection that is not idle, and one accepted
+            # but without a request yet counts: it would hold the stop up to client_header_timeout (60 s).
+            worker_shutdown_timeout 5s;
             pid \(paths)/nginx.pid;
             error_log \(paths)/error.log warn;
             events { worker_connections 256; }
@@ -90,9 +93,10 @@ final class NginxProxy: Sendable {
         self.directory = directory
     }
 
-    /// SIGQUIT, the nginx image's stop signal: finish requests in flight, then exit.
+    /// SIGQUIT, the nginx image's stop signal: finish requests in flight, then exit (within
+    /// `worker_shutdown_timeout`; SIGKILL after 15 s).
     func stop() async {
-        await process.stop(signal: SIGQUIT, timeout: .seconds(10))
+        await process.stop(signal: SIGQUIT, timeout: .seconds(15))
     }
 
     private static func isListening(port: Int) -> Bool {
