@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import LeaseholdQueue
 import NIOCore
 import NIOHTTP1
 

@@ -1,3 +1,4 @@
+import LeaseholdQueue
 import Metrics
 
 /// The notifier's metrics (swift-metrics; Prometheus text on `/metrics`).

@@ -143,15 +143,7 @@ final class LocalComposeRun: Sendable {
         }
         try? await database.drop()
         if let redis = try? IntegrationEnvironment.redisClient(size: 1) {
-            var cursor = "0"
-            repeat {
-                guard let reply = try? await redis.send("SCAN", cursor, "MATCH", "\(prefix)*", "COUNT", 1000),
-                    let parts = reply.array, parts.count == 2
-                else { break }
-                cursor = parts[0].string ?? "0"
-                let keys = parts[1].array?.compactMap(\.string) ?? []
-                if !keys.isEmpty { _ = try? await redis.send(RedisCommand(["DEL"] + keys)) }
-            } while cursor != "0"
+            await redis.deleteKeys(withPrefix: prefix)
             await redis.close()
         }
         return statuses
