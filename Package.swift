@@ -20,6 +20,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        // HMAC-SHA256 for comparing webhook secrets and bearer tokens (already in the graph through
+        // async-http-client's swift-certificates; 3.x and 4.x have the same API for this).
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         // Tests only: reads Compose/compose.yaml (anchors, merge keys) in LeaseholdDeploymentTests.
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
@@ -66,6 +69,7 @@ let package = Package(
             name: "LeaseholdIngress",
             dependencies: [
                 "LeaseholdQueue", "LeaseholdDomain", .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -194,7 +198,7 @@ let package = Package(
         .testTarget(
             name: "LeaseholdDeploymentTests",
             dependencies: [
-                "LeaseholdTesting", "LeaseholdOps", "LeaseholdPostgres", "LeaseholdRedis",
+                "LeaseholdTesting", "LeaseholdOps", "LeaseholdIngress", "LeaseholdPostgres", "LeaseholdRedis",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

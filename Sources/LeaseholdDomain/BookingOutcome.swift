@@ -17,6 +17,10 @@ public enum BookingOutcome: String, Sendable, Codable, CaseIterable {
     case cancelled
     /// A reschedule moved the interview to the new slot.
     case rescheduled
+    /// The idempotency key (`request_id`, `update_id`) was already used for a different request:
+    /// nothing was done, and the first request's outcome stands. `GET /v1/bookings/<id>` answers
+    /// 409 with it. A client that meant a new request must use a new key.
+    case requestIDReused = "request_id_reused"
 
     /// The bot's reply for this outcome (the texts of the incident write-up).
     public var reply: String {
@@ -29,6 +33,7 @@ public enum BookingOutcome: String, Sendable, Codable, CaseIterable {
         case .rejected: "⚠️ Не удалось выполнить запрос."
         case .cancelled: "✅ Запись отменена."
         case .rescheduled: "🔁 Запись перенесена на новое время."
+        case .requestIDReused: "⚠️ Этот запрос уже был обработан с другими данными."
         }
     }
 }

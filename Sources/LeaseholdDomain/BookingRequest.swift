@@ -48,6 +48,15 @@ public struct BookingRequest: Sendable, Equatable, Codable {
     /// The stream entry kind for booking requests.
     public static let kind = "booking"
 
+    /// What the request asks for, in one fixed text form: the action and its ids. Its SHA-256 is
+    /// the request's digest, kept with the idempotency key (in the inbox row, and beside the API's
+    /// result in Redis) so that the same key with a different request is told apart from a
+    /// retry. Routing details (chat, callback id) are not part of it: a retry may carry new ones.
+    public var canonicalForm: String {
+        func text(_ value: Int64?) -> String { value.map(String.init) ?? "-" }
+        return "\(action.rawValue) user=\(userID) slot=\(text(slotID)) interview=\(text(interviewID))"
+    }
+
     /// Parses Telegram callback data: `book:<slot_id>`, `cancel:<interview_id>`,
     /// `reschedule:<interview_id>:<slot_id>`. `nil` for anything else.
     public init?(callbackData: String, userID: Int64, chatID: Int64?, callbackQueryID: String?) {

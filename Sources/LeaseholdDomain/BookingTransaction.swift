@@ -29,12 +29,15 @@ public struct BookingResult: Sendable, Equatable {
     }
 }
 
-/// The booking transaction: the fix of the double-booking incident (seeds/000) as architecture.
+/// The booking transaction: the fix of the double-booking incident (two users confirmed for the
+/// same slot at the same moment, by check-then-insert without a row lock) as architecture.
 ///
 /// Runs inside one PostgreSQL transaction (the caller's `withTransaction`), in this order:
 ///
-/// 1. **Inbox first.** `INSERT … ON CONFLICT DO NOTHING` of the message key. A key already there
-///    means this message was processed: return its recorded outcome and change nothing. A
+/// 1. **Inbox first.** `INSERT … ON CONFLICT DO NOTHING` of the message key and the request's
+///    digest. A key already there means this message was processed: return its recorded outcome
+///    (and interview) and change nothing; or, when the digest differs, the key was reused for
+///    another request: answer `request_id_reused` and change nothing. A
 ///    concurrent duplicate waits on the first one's uncommitted row and then sees the conflict,
 ///    so duplicates never raise `duplicate key` errors.
 /// 2. **Locks in a fixed order** — the user row, then every slot involved by ascending id, then
@@ -59,17 +62,29 @@ public struct BookingTransaction: Sendable {
         _ request: BookingRequest, key: String, stream: String? = nil, entryID: String? = nil,
         on connection: PostgresConnection
     ) throws -> BookingResult {
-        // 1. Inbox.
+        // 1. Inbox, with the request's digest.
+        let canonical = request.canonicalForm
         let inserted = try connection.execute(
             """
-            INSERT INTO inbox (message_key, kind, outcome, stream, entry_id)
-            VALUES (\(key), \(BookingRequest.kind), 'pending', \(stream), \(entryID))
+            INSERT INTO inbox (message_key, kind, outcome, stream, entry_id, request_digest)
+            VALUES (\(key), \(BookingRequest.kind), 'pending', \(stream), \(entryID),
+                    sha256(convert_to(\(canonical), 'UTF8')))
             ON CONFLICT (message_key) DO NOTHING
             """)
         if inserted == 0 {
-            let row = try connection.query("SELECT outcome FROM inbox WHERE message_key = \(key)").single()
-            let recorded = BookingOutcome(rawValue: try row.decode(String.self, at: 0)) ?? .rejected
-            return BookingResult(outcome: recorded, duplicate: true)
+            // Seen before. The same request again (a retry, a redelivery) gets the recorded outcome
+            // whole; a different request under the same key is refused and changes nothing.
+            let row = try connection.query(
+                """
+                SELECT outcome, interview_id,
+                       request_digest IS NOT NULL AND request_digest <> sha256(convert_to(\(canonical), 'UTF8'))
+                FROM inbox WHERE message_key = \(key)
+                """
+            ).single()
+            let (outcome, interviewID, reused) = try row.decode(String.self, Int64?.self, Bool.self)
+            if reused { return BookingResult(outcome: .requestIDReused, duplicate: true) }
+            return BookingResult(
+                outcome: BookingOutcome(rawValue: outcome) ?? .rejected, interviewID: interviewID, duplicate: true)
         }
 
         // 2a. The user.
@@ -220,7 +235,9 @@ public struct BookingTransaction: Sendable {
         // processed_at is stamped here, just before COMMIT, so it measures accepted → committed.
         try connection.execute(
             """
-            UPDATE inbox SET outcome = \(result.outcome.rawValue), processed_at = clock_timestamp()
+            UPDATE inbox
+            SET outcome = \(result.outcome.rawValue), interview_id = \(result.interviewID),
+                processed_at = clock_timestamp()
             WHERE message_key = \(key)
             """)
         if let chat = chatID {

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Hummingbird
 import LeaseholdDomain
@@ -8,14 +9,25 @@ import LeaseholdRedis
 ///
 /// - `POST /v1/bookings` `{request_id, user_id, slot_id}` with `Authorization: Bearer <token>`:
 ///   enqueued on `lh:stream:bookings` under the key `api:<request_id>`, answered 202. Sending the
-///   same `request_id` again is safe: the worker's inbox makes it a no-op.
+///   same request again under its `request_id` is safe: the worker's inbox makes it a no-op. The
+///   same `request_id` with a different user or slot is a reused key, not a retry: 409
+///   `request_id_reused`, nothing enqueued (or, once the first is forgotten in Redis, the worker
+///   refuses it and `GET` answers 409).
 /// - `GET /v1/bookings/<request_id>`: `pending`, then the outcome the worker published after
-///   COMMIT (`booked`, `slot_taken`, `already_booked`, `unknown_slot`, `rejected`); 404 for an
-///   unknown request.
+///   COMMIT (`booked`, `slot_taken`, `already_booked`, `unknown_slot`, `rejected`); 409 with
+///   `request_id_reused` for a reused key; 404 for an unknown request.
 struct BookingsController: Sendable {
     let configuration: IngressConfiguration
     let enqueuer: Enqueuer
     let redis: RedisClient
+    private let token: SecretMatcher
+
+    init(configuration: IngressConfiguration, enqueuer: Enqueuer, redis: RedisClient) {
+        self.configuration = configuration
+        self.enqueuer = enqueuer
+        self.redis = redis
+        self.token = SecretMatcher(secret: configuration.apiToken)
+    }
 
     struct CreateBooking: Decodable {
         var requestID: String
@@ -29,6 +41,11 @@ struct BookingsController: Sendable {
         }
     }
 
+    /// The one field of a published result that decides the status code.
+    private struct StoredStatus: Decodable {
+        var status: String
+    }
+
     func register(with router: Router<IngressRequestContext>) {
         router.post("v1/bookings") { request, context in
             try await create(request, context: context)
@@ -40,7 +57,7 @@ struct BookingsController: Sendable {
 
     private func authorize(_ request: Request) throws {
         let header = request.headers[.authorization] ?? ""
-        guard header.hasPrefix("Bearer "), constantTimeEquals(header.dropFirst("Bearer ".count), configuration.apiToken)
+        guard header.hasPrefix("Bearer "), token.matches(header.dropFirst("Bearer ".count))
         else {
             throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer"], message: "missing or wrong bearer token")
         }
@@ -72,12 +89,16 @@ struct BookingsController: Sendable {
         let pending = #"{"request_id":"\#(body.requestID)","status":"pending"}"#
         // The pending marker is written by the same script as the entry (NX: never over a
         // published outcome), so a GET right after the 202 finds the request, and a refused
-        // request leaves no marker behind.
+        // request leaves no marker behind. The request's digest goes beside it: the same
+        // request_id with a different body is refused here with 409 while the first is remembered
+        // (the result TTL), and by the worker's inbox after that.
+        let digest = SHA256.hash(data: Data(booking.canonicalForm.utf8)).map { String(format: "%02x", $0) }.joined()
         _ = try await enqueuer.enqueue(
             entry,
             marker: StreamProducer.Marker(
                 key: configuration.keys.result(body.requestID), value: pending,
-                ttl: .seconds(configuration.resultTTLSeconds)),
+                ttl: .seconds(configuration.resultTTLSeconds),
+                digestKey: configuration.keys.requestDigest(body.requestID), digest: digest),
             logger: context.logger)
         return Response(
             status: .accepted,
@@ -100,7 +121,10 @@ struct BookingsController: Sendable {
         guard let bytes = stored.bytes else {
             throw HTTPError(.notFound, message: "unknown request_id \(requestID)")
         }
+        // A request_id reused for another request: the worker refused it and changed nothing.
+        let reused = (try? JSONDecoder().decode(StoredStatus.self, from: Data(bytes)))?.status
+            == BookingOutcome.requestIDReused.rawValue
         return Response(
-            status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+            status: reused ? .conflict : .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 }

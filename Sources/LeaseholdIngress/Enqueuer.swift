@@ -19,6 +19,11 @@ struct Enqueuer: Sendable {
             }
             Counter(label: "leasehold_ingress_enqueued_total", dimensions: [("stream", entry.stream)]).increment()
             return id
+        } catch let error as RedisError where error.code == StreamProducer.reused {
+            Counter(label: "leasehold_ingress_refused_total", dimensions: [("reason", "request_id_reused")]).increment()
+            throw HTTPError(
+                .conflict,
+                message: "request_id_reused: this request_id was first used for a different request; use a new one")
         } catch let error as RedisError where error.code == StreamProducer.overloaded {
             Counter(label: "leasehold_ingress_refused_total", dimensions: [("reason", "high_water_mark")]).increment()
             logger.warning("stream over its high-water mark; answering 503", metadata: ["stream": "\(entry.stream)"])

@@ -17,6 +17,13 @@ struct TelegramWebhookController: Sendable {
 
     let configuration: IngressConfiguration
     let enqueuer: Enqueuer
+    private let secret: SecretMatcher
+
+    init(configuration: IngressConfiguration, enqueuer: Enqueuer) {
+        self.configuration = configuration
+        self.enqueuer = enqueuer
+        self.secret = SecretMatcher(secret: configuration.telegramSecret)
+    }
 
     func register(with router: Router<IngressRequestContext>) {
         router.post("telegram/webhook") { request, context in
@@ -26,7 +33,7 @@ struct TelegramWebhookController: Sendable {
 
     func handle(_ request: Request, context: IngressRequestContext) async throws -> Response {
         guard let presented = request.headers[Self.secretHeader],
-            constantTimeEquals(presented, configuration.telegramSecret)
+            secret.matches(presented)
         else {
             throw HTTPError(.unauthorized, message: "missing or wrong X-Telegram-Bot-Api-Secret-Token")
         }

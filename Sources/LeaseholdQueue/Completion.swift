@@ -16,7 +16,12 @@ public struct Completion: Sendable {
     static let script = RedisScript(
         """
         redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-        if ARGV[4] ~= '' then
+        if ARGV[4] ~= '' and ARGV[6] == 'keep' then
+            local current = redis.call('GET', KEYS[3])
+            if not current or string.find(current, '"status":"pending"', 1, true) then
+                redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5])
+            end
+        elseif ARGV[4] ~= '' then
             redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5])
         end
         if redis.call('GET', KEYS[2]) == ARGV[3] then
@@ -26,10 +31,12 @@ public struct Completion: Sendable {
         """)
 
     /// Acknowledges `entry`, publishes `result` under `lh:result:<requestID>` for `resultTTL`, and
-    /// releases `lease`.
+    /// releases `lease`. With `keepExisting`, an outcome already published for the ID stays and
+    /// only a `pending` marker is replaced (a reused request ID must not overwrite the outcome of
+    /// the request that used it first, but its own caller must learn it was refused).
     public func complete(
         _ entry: StreamEntry, lease: Lease, requestID: String?, result: [UInt8]?, resultTTL: Duration,
-        on connection: RedisConnection
+        keepExisting: Bool = false, on connection: RedisConnection
     ) throws(RedisError) {
         let publish = requestID != nil && result != nil
         try connection.evaluate(
@@ -37,7 +44,7 @@ public struct Completion: Sendable {
             keys: [entry.stream, lease.key, keys.result(requestID ?? "-")],
             arguments: [
                 RedisKeys.consumerGroup, entry.id, lease.owner, publish ? result! : [UInt8](),
-                resultTTL.redisMilliseconds,
+                resultTTL.redisMilliseconds, keepExisting ? "keep" : "",
             ])
     }
 }

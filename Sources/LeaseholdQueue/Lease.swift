@@ -3,7 +3,7 @@ import LeaseholdRedis
 /// A Redis lease: `SET key owner NX PX ttl`, renewed by compare-and-expire, released by
 /// compare-and-delete, so only the holder can extend or drop it.
 ///
-/// A lease is a guard, not the lock (DESIGN.md, guarantee 4): it keeps two workers from doing the
+/// A lease is a guard, not the lock (ARCHITECTURE.md, guarantee 4): it keeps two workers from doing the
 /// same work at once and keeps the supervisor from reclaiming a slow-but-alive worker's entry.
 /// Correctness never depends on it: if it expires under a paused worker, the inbox row in
 /// PostgreSQL still makes the second attempt a no-op.

@@ -1,7 +1,7 @@
 /// The Redis key layout, under a configurable prefix (default `lh:`).
 ///
 /// Streams per source, one consumer group `workers`, leases, the retry schedule, the supervisor's
-/// leader lease and published booking outcomes. See DESIGN.md, "Redis layout".
+/// leader lease and published booking outcomes. See ARCHITECTURE.md, "Redis layout".
 public struct RedisKeys: Sendable, Equatable {
     public var prefix: String
 
@@ -15,6 +15,8 @@ public struct RedisKeys: Sendable, Equatable {
     public func stream(_ source: String) -> String { "\(prefix)stream:\(source)" }
     public func lease(_ key: String) -> String { "\(prefix)lease:\(key)" }
     public func result(_ requestID: String) -> String { "\(prefix)result:\(requestID)" }
+    /// The SHA-256 of the request first accepted under `requestID`, beside its result.
+    public func requestDigest(_ requestID: String) -> String { "\(prefix)digest:\(requestID)" }
     public var retrySchedule: String { "\(prefix)retry" }
     public var leader: String { "\(prefix)leader" }
 }

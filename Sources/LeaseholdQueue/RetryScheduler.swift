@@ -31,7 +31,7 @@ import LeaseholdRedis
 /// ## Keys the scripts touch
 ///
 /// `moveDue` XADDs to the streams named in the hashes and reads hashes named after members, keys
-/// it cannot declare in `KEYS` up front. That is fine on one Redis (the supported set-up, DESIGN.md);
+/// it cannot declare in `KEYS` up front. That is fine on one Redis (the supported set-up, ARCHITECTURE.md);
 /// a Redis Cluster would need one schedule per stream shard under the shard's hash tag.
 public struct RetryScheduler: Sendable {
     public let keys: RedisKeys

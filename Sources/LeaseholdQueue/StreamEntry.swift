@@ -3,7 +3,7 @@ import LeaseholdRedis
 
 /// One message on a Leasehold stream, as ingress writes it and workers read it.
 ///
-/// Fields on the wire (DESIGN.md): `key` (the dedupe key, e.g. `tg:<update_id>`), `kind`
+/// Fields on the wire (ARCHITECTURE.md, "Redis layout"): `key` (the dedupe key, e.g. `tg:<update_id>`), `kind`
 /// (`booking`, `telegram.callback`, …), `payload` (JSON), `attempt` (1 for a first delivery),
 /// `enqueued_at` (milliseconds since 1970).
 public struct StreamEntry: Sendable, Equatable {

@@ -20,25 +20,39 @@ public struct StreamProducer: Sendable {
     }
 
     /// A key written with `SET NX PX` together with the entry (never overwriting an existing value).
+    ///
+    /// With a `digest`, the marker is also an idempotency record: the digest is stored under
+    /// `digestKey` (`SET NX`, same TTL) by the first request, and a later request whose digest
+    /// differs is refused with ``StreamProducer/reused`` before anything is written.
     public struct Marker: Sendable {
         public var key: String
         public var value: String
         public var ttl: Duration
+        public var digestKey: String?
+        public var digest: String?
 
-        public init(key: String, value: String, ttl: Duration) {
+        public init(key: String, value: String, ttl: Duration, digestKey: String? = nil, digest: String? = nil) {
             self.key = key
             self.value = value
             self.ttl = ttl
+            self.digestKey = digestKey
+            self.digest = digest
         }
     }
 
-    // KEYS[1] stream, KEYS[2] marker key (or the stream again when there is none)
+    // KEYS[1] stream, KEYS[2] marker key, KEYS[3] digest key (the stream again when there is none)
     // ARGV[1] high-water mark, ARGV[2] group, ARGV[3] marker value ('' for none), ARGV[4] marker TTL ms,
-    // ARGV[5..] the entry's field/value pairs
+    // ARGV[5] the request's digest ('' for none), ARGV[6..] the entry's field/value pairs
     static let enqueueScript = RedisScript(
         """
         local limit = tonumber(ARGV[1])
         local group = ARGV[2]
+        if ARGV[5] ~= '' then
+            local first = redis.call('GET', KEYS[3])
+            if first and first ~= ARGV[5] then
+                return redis.error_reply('REUSED the key was first used for a different request')
+            end
+        end
         if limit > 0 and redis.call('EXISTS', KEYS[1]) == 1 then
             local backlog = redis.call('XLEN', KEYS[1])
             local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
@@ -53,25 +67,32 @@ public struct StreamProducer: Sendable {
                 return redis.error_reply('OVERLOADED backlog ' .. backlog .. ' is at the high-water mark ' .. limit)
             end
         end
-        local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 5))
+        local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 6))
         if ARGV[3] ~= '' then
             redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4])
+        end
+        if ARGV[5] ~= '' then
+            redis.call('SET', KEYS[3], ARGV[5], 'NX', 'PX', ARGV[4])
         end
         return id
         """)
 
     /// The error code the script answers with when the stream is over its mark.
     public static let overloaded = RedisError.Code(rawValue: "OVERLOADED")
+    /// The error code the script answers with when a marker's key was first used with another digest.
+    public static let reused = RedisError.Code(rawValue: "REUSED")
 
     /// XADDs `entry` to its stream (and writes `marker`, if any) and returns the entry's ID.
-    /// - Throws: ``RedisError`` with code ``overloaded`` when over the high-water mark.
+    /// - Throws: ``RedisError`` with code ``overloaded`` when over the high-water mark, ``reused``
+    ///   when the marker's digest differs from the one first stored.
     public func enqueue(_ entry: StreamEntry, marker: Marker? = nil, on connection: RedisConnection) throws(RedisError)
         -> String
     {
         let reply = try connection.evaluate(
-            Self.enqueueScript, keys: [entry.stream, marker?.key ?? entry.stream],
+            Self.enqueueScript, keys: [entry.stream, marker?.key ?? entry.stream, marker?.digestKey ?? entry.stream],
             arguments: [
                 highWaterMark, RedisKeys.consumerGroup, marker?.value ?? "", (marker?.ttl ?? .seconds(1)).redisMilliseconds,
+                marker?.digestKey == nil ? "" : marker?.digest ?? "",
             ] + entry.fields)
         guard let id = reply.string else {
             throw RedisError(source: .server, code: .proto, message: "XADD returned \(reply)", command: "XADD")

@@ -117,7 +117,8 @@ struct EntryProcessor: Sendable {
             try await redis.withConnection { [completion, configuration] connection in
                 try completion.complete(
                     entry, lease: lease, requestID: processed.requestID, result: processed.published,
-                    resultTTL: configuration.resultTTL, on: connection)
+                    resultTTL: configuration.resultTTL,
+                    keepExisting: processed.outcome == BookingOutcome.requestIDReused.rawValue, on: connection)
             }
             Counter(
                 label: "leasehold_worker_processed_total",
@@ -212,7 +213,7 @@ struct EntryProcessor: Sendable {
                     if Task.isCancelled { break }
                     do {
                         if try await redis.withConnection({ try lease.renew(on: $0) }) == false {
-                            // Guarantee 4: losing the lease is safe (the inbox decides), but worth knowing.
+                            // Guarantee 4 (ARCHITECTURE.md): losing the lease is safe (the inbox decides), but worth knowing.
                             logger.warning("lease lost while the transaction runs; the inbox keeps it exactly-once")
                         }
                     } catch {

@@ -13,6 +13,8 @@ struct ComposeFile: @unchecked Sendable {
     let text: String
     /// Every service by name (profiles included).
     let services: [String: ComposeService]
+    /// The top-level `networks` mapping, interpolated.
+    let networks: [AnyHashable: Any]
 
     /// Loads compose.yaml with `variables` standing for the project's `.env`.
     static func load(variables: [String: String]) throws -> ComposeFile {
@@ -32,7 +34,8 @@ struct ComposeFile: @unchecked Sendable {
             guard let definition = value as? [AnyHashable: Any] else { throw TestSetupError("service \(name) is not a mapping") }
             parsed[name] = ComposeService(name: name, definition: definition)
         }
-        return ComposeFile(text: text, services: parsed)
+        let networks = try interpolated(root["networks"] ?? [:], variables) as? [AnyHashable: Any] ?? [:]
+        return ComposeFile(text: text, services: parsed, networks: networks)
     }
 
     /// Compose/.env.example: what a user copies to `.env` before the first `docker compose up`.
@@ -50,6 +53,17 @@ struct ComposeFile: @unchecked Sendable {
     }
 
     subscript(name: String) -> ComposeService? { services[name] }
+
+    /// The `ipam.config` entries (`subnet`, `ip_range`, …) of network `name`.
+    func ipamConfig(network name: String) -> [[String: String]] {
+        let network = networks[name] as? [AnyHashable: Any]
+        let config = (network?["ipam"] as? [AnyHashable: Any])?["config"] as? [Any] ?? []
+        return config.compactMap { entry in
+            (entry as? [AnyHashable: Any]).map { mapping in
+                Dictionary(uniqueKeysWithValues: mapping.map { ("\($0.key)", ComposeService.scalar($0.value)) })
+            }
+        }
+    }
 
     private static func interpolated(_ value: Any, _ variables: [String: String]) throws -> Any {
         switch value {

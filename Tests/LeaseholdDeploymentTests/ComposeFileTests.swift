@@ -1,4 +1,5 @@
 import Foundation
+import LeaseholdIngress
 import LeaseholdTesting
 import Testing
 import Yams
@@ -118,6 +119,31 @@ struct ComposeFileTests {
         #expect(!names.isEmpty)
         #expect(names.subtracting(proxy.environment.keys).isEmpty, "\(names.sorted())")
         #expect(proxy.volumes.contains { $0.hasPrefix("./nginx/leasehold.conf.template:/etc/nginx/templates/") })
+    }
+
+    /// X-Forwarded-For decides who may post YooKassa notifications, so ingress may believe it from
+    /// the proxy alone: trusting the network's subnet would let any container on it forge a source.
+    @Test("ingress trusts X-Forwarded-For from the proxy's fixed address and from nothing else")
+    func trustsOnlyTheProxy() throws {
+        let proxy = try service("proxy")
+        let ingress = try service("ingress")
+        let address = try #require(proxy.ipv4Address(network: "default"), "the proxy has a fixed address")
+        let addressBytes = try #require(CIDRBlock.parseAddress(address))
+        let trusted = try CIDRBlock.list(ingress.environment["LEASEHOLD_TRUSTED_PROXIES"] ?? "")
+        #expect(trusted.count == 1, "\(trusted)")
+        #expect(trusted.allSatisfy { $0.prefixLength == 32 && $0.contains(addressBytes) }, "\(trusted) is the proxy only")
+
+        // The address is in the network and outside the range Docker assigns to other containers,
+        // and no other service asks for it.
+        let ipam = try #require(compose.ipamConfig(network: "default").first, "the default network has a known subnet")
+        let subnet = try CIDRBlock(try #require(ipam["subnet"]))
+        let dynamic = try CIDRBlock(try #require(ipam["ip_range"], "containers get addresses from a range"))
+        #expect(subnet.contains(addressBytes))
+        #expect(subnet.contains(dynamic.network) && dynamic.prefixLength > subnet.prefixLength, "the range is in the subnet")
+        #expect(!dynamic.contains(addressBytes), "no container can be given the proxy's address")
+        for other in compose.services.values where other.name != "proxy" {
+            #expect(other.ipv4Address(network: "default") != address, "\(other.name) has the proxy's address")
+        }
     }
 
     @Test("Prometheus scrapes each role's service on the port it serves /metrics on")

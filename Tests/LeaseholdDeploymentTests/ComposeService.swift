@@ -67,6 +67,12 @@ struct ComposeService: @unchecked Sendable {
 
     func string(_ key: String) -> String? { definition[key].map(Self.scalar) }
 
+    /// The fixed IPv4 address the service asks for on `network`, if any.
+    func ipv4Address(network: String) -> String? {
+        let networks = definition["networks"] as? [AnyHashable: Any]
+        return ((networks?[network] as? [AnyHashable: Any])?["ipv4_address"]).map(Self.scalar)
+    }
+
     static func scalar(_ value: Any) -> String {
         switch value {
         case let text as String: text

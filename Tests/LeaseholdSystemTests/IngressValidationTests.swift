@@ -96,6 +96,53 @@ extension SystemTests {
             await stack.shutdown()
         }
 
+        /// Near misses of the right secret and token get 401 on both authenticated routes and enqueue
+        /// nothing. The secret followed by extra bytes used to pass: the old comparison folded the
+        /// length difference into one byte, so 256 extra bytes made it zero.
+        static let nearMisses: [(String, String)] = [
+            ("+ 256 bytes", String(repeating: "x", count: 256)),
+            ("+ 512 bytes", String(repeating: "a", count: 512)),
+            ("+ 1 byte", "x"),
+        ]
+
+        @Test func nearMissesOfTheSecretAndTokenAre401() async throws {
+            let stack = try await ProcessStack.start(ingress: 1, workers: 0)
+            var presented: [(String, String)] = []
+            for (name, suffix) in Self.nearMisses {
+                presented.append(("secret \(name)", ProcessStack.telegramSecret + suffix))
+            }
+            presented.append(("a prefix", String(ProcessStack.telegramSecret.dropLast())))
+            presented.append(("empty", ""))
+            presented.append(("non-ASCII", "test-telegram-secr\u{e9}t"))
+            for (name, value) in presented {
+                let response = try await stack.request(
+                    .POST, "/telegram/webhook", headers: [Self.json, ("X-Telegram-Bot-Api-Secret-Token", value)],
+                    body: Self.callback)
+                #expect(response.status == 401, "telegram, \(name): got \(response.status)")
+            }
+
+            var tokens: [(String, String)] = Self.nearMisses.map { ("token \($0.0)", ProcessStack.apiToken + $0.1) }
+            tokens.append(("a prefix", String(ProcessStack.apiToken.dropLast())))
+            tokens.append(("empty", ""))
+            tokens.append(("non-ASCII", "test-api-t\u{f6}ken"))
+            for (name, value) in tokens {
+                let response = try await stack.request(
+                    .POST, "/v1/bookings", headers: [Self.json, ("Authorization", "Bearer \(value)")],
+                    body: Self.booking)
+                #expect(response.status == 401, "bookings, \(name): got \(response.status)")
+                let lookup = try await stack.request(
+                    .GET, "/v1/bookings/r-1", headers: [("Authorization", "Bearer \(value)")])
+                #expect(lookup.status == 401, "lookup, \(name): got \(lookup.status)")
+            }
+            #expect(try await stack.streamLength("telegram") == 0)
+            #expect(try await stack.streamLength("bookings") == 0)
+
+            // The exact values still work.
+            #expect(try await stack.telegramCallback(updateID: 9, userID: 7, data: "book:1").status == 200)
+            #expect(try await stack.book(requestID: "exact-token", userID: 1, slotID: 1).status == 202)
+            await stack.shutdown()
+        }
+
         @Test func redisUnreachableAnswers503WithRetryAfter() async throws {
             let stack = try await ProcessStack.start(ingress: 1, workers: 0)
             let dead = "redis://127.0.0.1:\(try freeLoopbackPort())/0"
