@@ -1,8 +1,9 @@
 /// An error reported by PostgreSQL or by libpq, with the SQLSTATE an operator needs.
 ///
-/// `description` is safe for logs: the SQLSTATE and the server's primary message, which never
-/// carries row values. `debugDescription` adds the detail (which can quote values, e.g.
-/// `Key (time_slot_id)=(134) already exists.`), the hint, and the statement.
+/// `description` is safe for logs: the SQLSTATE and the server's primary message with any quoted
+/// input cut off (see ``redactedMessage``). `debugDescription` has everything: the whole message,
+/// the detail (which can quote values, e.g. `Key (time_slot_id)=(134) already exists.`), the
+/// hint, and the statement. Keep `debugDescription` out of logs that leave the machine.
 public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
     /// Where the error came from.
     public enum Source: Sendable, Equatable {
@@ -55,8 +56,20 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
         }
     }
 
+    /// The primary message without the input it may quote.
+    ///
+    /// Most primary messages name only objects (`duplicate key value violates unique constraint
+    /// "x"`: the values are in the detail). Data exceptions (SQLSTATE class 22) are the exception:
+    /// `invalid input syntax for type integer: "4111 1111 1111 1111"`, `invalid byte sequence for
+    /// encoding "UTF8": 0x00` quote what was sent, after the message's first `": "`. For those
+    /// the message is cut there and `(value withheld)` put in its place.
+    public var redactedMessage: String {
+        guard sqlState.hasPrefix("22"), let colon = message.range(of: ": ") else { return message }
+        return message[..<colon.lowerBound] + " (value withheld)"
+    }
+
     public var description: String {
-        "PostgreSQL error \(sqlState): \(message)"
+        "PostgreSQL error \(sqlState): \(redactedMessage)"
     }
 
     public var debugDescription: String {

@@ -45,6 +45,31 @@ struct PostgresErrorTests {
         }
     }
 
+    /// Data exceptions quote the input in the primary message itself; `description` must not.
+    static let quotingErrors: [(type: String, sqlState: String)] = [
+        ("int", "22P02"),
+        ("numeric(4,2)", "22P02"),
+        ("timestamptz", "22007"),
+        ("uuid", "22P02"),
+    ]
+
+    @Test("a data exception's description withholds the value it quotes", arguments: quotingErrors)
+    func dataExceptionIsRedacted(_ type: String, _ sqlState: String) async throws {
+        try await PostgresFixture.withClient(size: 1) { client in
+            let secret = "card-4111-1111-\(IntegrationEnvironment.uniqueName("s"))"
+            let error = try await #require(throws: PostgresError.self) {
+                try await client.query("SELECT \(secret)::\(unescaped: type)")
+            }
+            #expect(error.sqlState == sqlState)
+            #expect(error.message.contains(secret), "the server quoted it: \(error.message)")
+            #expect(!error.description.contains(secret), "\(error.description)")
+            #expect(!"\(error)".contains(secret))
+            #expect(error.description.contains(sqlState))
+            #expect(error.description.contains("value withheld"))
+            #expect(error.debugDescription.contains(secret), "debugDescription keeps everything")
+        }
+    }
+
     static let serverErrors: [(sql: String, sqlState: String)] = [
         ("SELEC 1", "42601"),
         ("SELECT 1 / 0", "22012"),
