@@ -1,0 +1,136 @@
+import Foundation
+import LeaseholdDomain
+import LeaseholdOps
+import LeaseholdPostgres
+import LeaseholdTesting
+import Testing
+
+/// `leasehold_book` (Migrations/0007_booking_function.sql) against a real, migrated PostgreSQL:
+/// the double booking of incident 000 (ARCHITECTURE.md) cannot happen, and the proof depends on
+/// the slot's `FOR UPDATE`: the same race against a copy of the function without it trips the
+/// unique index.
+///
+/// The race is made deterministic instead of hoped for: the test holds `LOCK interviews IN SHARE
+/// MODE`, which lets every booking read `interviews` (the "is the slot taken?" check) but stops
+/// its INSERT. Only when every booking is waiting on a lock does the test let go. With the slot
+/// locked, one booking waits at its INSERT and the others wait on the slot row, so they see its
+/// interview afterwards; without the slot lock all of them have already seen a free slot.
+@Suite(.enabled(if: IntegrationEnvironment.isAvailable))
+struct BookingFunctionTests {
+    static let racers = 8
+
+    struct Fixture {
+        let database: TemporaryDatabase
+        let client: PostgresClient
+        let slot: Int64
+
+        static func start() async throws -> Fixture {
+            let database = try await TemporaryDatabase.create()
+            let client = database.client(size: BookingFunctionTests.racers + 2)
+            _ = try await Migrator(client: client).migrate(
+                try Migration.load(from: LeaseholdExecutable.migrationsDirectory))
+            try await client.execute(
+                "INSERT INTO users (id) SELECT g FROM generate_series(1, \(Int64(BookingFunctionTests.racers))) AS g")
+            let slot = try await client.query(
+                "INSERT INTO time_slots (starts_at, ends_at) VALUES (now(), now() + interval '1 hour') RETURNING id"
+            ).single().decode(Int64.self, at: 0)
+            return Fixture(database: database, client: client, slot: slot)
+        }
+
+        func stop() async {
+            await client.close()
+            try? await database.drop()
+        }
+
+        /// Every racer books the slot for a user of its own while the test holds `interviews`
+        /// still; returns each racer's outcome, or the SQLSTATE it failed with.
+        func race() async throws -> [String] {
+            let blocker = database.client(size: 1)
+            defer { Task { await blocker.close() } }
+            let (held, holding) = AsyncStream.makeStream(of: Void.self)
+            let (release, releasing) = AsyncStream.makeStream(of: Void.self)
+            let holder = Task {
+                try await blocker.withTransaction { connection in
+                    try connection.execute("LOCK TABLE interviews IN SHARE MODE")
+                    holding.yield()
+                    // This closure runs on the connection's own dispatch queue, not on the
+                    // cooperative pool, so it may block there; the table lock lasts as long as this
+                    // transaction, which ends when the test lets go.
+                    let done = DispatchSemaphore(value: 0)
+                    Task { for await _ in release { break }; done.signal() }
+                    done.wait()
+                }
+            }
+            for await _ in held { break }
+
+            let outcomes = try await withThrowingTaskGroup(of: String.self) { group in
+                for user in 1...Int64(BookingFunctionTests.racers) {
+                    group.addTask {
+                        let request = BookingRequest(action: .book, userID: user, slotID: slot, requestID: "race-\(user)")
+                        do {
+                            return try await client.withConnection { connection in
+                                try BookingTransaction().run(request, key: "api:race-\(user)", on: connection)
+                            }.outcome.rawValue
+                        } catch let error as PostgresError {
+                            return error.sqlState
+                        }
+                    }
+                }
+                // Let go once every racer waits on a lock (the table's or the slot row's).
+                let deadline = ContinuousClock.now + .seconds(30)
+                while ContinuousClock.now < deadline {
+                    let waiting = try await client.query(
+                        """
+                        SELECT count(*) FROM pg_stat_activity
+                        WHERE datname = current_database() AND wait_event_type = 'Lock'
+                          AND query LIKE '%leasehold_book%'
+                        """
+                    ).single().decode(Int64.self, at: 0)
+                    if waiting == Int64(BookingFunctionTests.racers) { break }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                releasing.yield()
+                var outcomes: [String] = []
+                for try await outcome in group { outcomes.append(outcome) }
+                return outcomes
+            }
+            _ = try await holder.value
+            return outcomes
+        }
+    }
+
+    @Test func theRaceBooksTheSlotOnceAndEveryOtherRacerIsToldItIsTaken() async throws {
+        let fixture = try await Fixture.start()
+        defer { Task { await fixture.stop() } }
+        let outcomes = try await fixture.race()
+        #expect(outcomes.filter { $0 == "booked" }.count == 1, "\(outcomes)")
+        #expect(outcomes.filter { $0 == "slot_taken" }.count == Self.racers - 1, "\(outcomes)")
+        let active = try await fixture.client.query(
+            "SELECT count(*) FROM interviews WHERE time_slot_id = \(fixture.slot) AND status = 'active'"
+        ).single().decode(Int64.self, at: 0)
+        #expect(active == 1)
+        let recorded = try await fixture.client.query(
+            "SELECT count(*) FROM inbox WHERE outcome IN ('booked', 'slot_taken')").single().decode(Int64.self, at: 0)
+        #expect(recorded == Int64(Self.racers), "every racer's outcome is in the inbox")
+    }
+
+    /// The control: the same race against the function with the slot's `FOR UPDATE` taken out.
+    /// If this stopped failing, the race above would prove nothing.
+    @Test func withoutTheSlotLockTheSameRaceTripsTheUniqueIndex() async throws {
+        let fixture = try await Fixture.start()
+        defer { Task { await fixture.stop() } }
+        let migration = try String(
+            contentsOf: LeaseholdExecutable.migrationsDirectory.appendingPathComponent("0007_booking_function.sql"),
+            encoding: .utf8)
+        let slotLock = "FROM time_slots s WHERE s.id = p_slot FOR UPDATE"
+        #expect(migration.contains(slotLock), "the function locks the slot it books")
+        let unlocked = migration.replacingOccurrences(of: slotLock, with: "FROM time_slots s WHERE s.id = p_slot")
+            .replacingOccurrences(of: "CREATE FUNCTION", with: "CREATE OR REPLACE FUNCTION")
+        _ = try await fixture.client.withConnection { try $0.simpleQuery(unlocked) }
+
+        let outcomes = try await fixture.race()
+        #expect(outcomes.filter { $0 == "booked" }.count == 1, "the unique index still holds: \(outcomes)")
+        #expect(outcomes.filter { $0 == SQLState.uniqueViolation }.count == Self.racers - 1,
+                "every other racer saw a free slot and hit duplicate key: \(outcomes)")
+    }
+}
