@@ -59,7 +59,7 @@ public struct BookingTransaction: Sendable {
     }
 
     /// The bot's reply for every outcome, as the JSON object the function reads them from.
-    static let replies: String = {
+    public static let replies: String = {
         let texts = Dictionary(uniqueKeysWithValues: BookingOutcome.allCases.map { ($0.rawValue, $0.reply) })
         let data = (try? JSONSerialization.data(withJSONObject: texts, options: [.sortedKeys])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self)

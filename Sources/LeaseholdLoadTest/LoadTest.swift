@@ -19,7 +19,8 @@ public enum LoadTestError: Error, CustomStringConvertible {
 
 /// `leasehold loadtest`: drives concurrent bookings through ingress, waits for every accepted
 /// request's outcome, verifies the invariants against PostgreSQL, and reports throughput and
-/// latency — beside pgbench's figure for the same transaction on the same database.
+/// latency — beside pgbench's figures for the same booking on the same database (statement by
+/// statement, and in one round trip).
 ///
 /// Each run books fresh slots (interviewer `loadtest-<run>`) for fresh users, so runs never see
 /// each other's data; the run number is chosen under a table lock, so two runs on one database
@@ -182,23 +183,33 @@ public struct LoadTest: Sendable {
             completed: snapshot.count - processedUnanswered, sendSeconds: Self.rounded(sendDuration.seconds),
             bookingsPerSecond: (Double(snapshot.count) / window * 10).rounded() / 10,
             httpLatency: stats.httpLatency, endToEndLatency: LatencySummary(endToEnd), outcomes: outcomes,
-            invariants: invariants, pgbench: nil)
+            invariants: invariants, pgbench: nil, pgbenchFunction: nil)
         if configuration.recordTimeline {
             report.timeline = LoadTestTimeline(samples: stats.samples, endToEnd: committed)
         }
 
         if configuration.pgbench {
-            let comparison = try await seed(
-                label: "pgbench-\(plan.run)", users: plan.users.count, postgres: postgres)
-            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("leasehold-pgbench-\(plan.run)")
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            progress?.note(
-                "pgbench: the same booking transaction, \(sent) transactions from \(configuration.concurrency) clients, "
-                    + "\(configuration.requestsPerSlot) per slot in a row…")
-            report.pgbench = try await Pgbench.run(
-                postgresURL: configuration.postgresURL, run: plan.run, clients: configuration.concurrency,
-                transactions: max(1, sent), slotIDs: comparison.slotIDs, users: comparison.users,
-                requestsPerSlot: configuration.requestsPerSlot, postgres: postgres, directory: directory)
+            // Both database limits, each on fresh slots and users of its own with the same plan:
+            // the statement-by-statement form first, then the one-round-trip form Leasehold ships.
+            for form in Pgbench.Form.allCases {
+                let comparison = try await seed(
+                    label: "pgbench-\(form.rawValue)-\(plan.run)", users: plan.users.count, postgres: postgres)
+                let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+                    "leasehold-pgbench-\(form.rawValue)-\(plan.run)")
+                try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+                progress?.note(
+                    "pgbench (\(form == .statements ? "statement by statement" : "one round trip, leasehold_book")): "
+                        + "\(sent) bookings from \(configuration.concurrency) clients, "
+                        + "\(configuration.requestsPerSlot) per slot in a row…")
+                let result = try await Pgbench.run(
+                    form, postgresURL: configuration.postgresURL, run: plan.run, clients: configuration.concurrency,
+                    transactions: max(1, sent), slotIDs: comparison.slotIDs, users: comparison.users,
+                    requestsPerSlot: configuration.requestsPerSlot, postgres: postgres, directory: directory)
+                switch form {
+                case .statements: report.pgbench = result
+                case .function: report.pgbenchFunction = result
+                }
+            }
         }
         return report
     }

@@ -1,17 +1,23 @@
 import Foundation
+import LeaseholdDomain
 import LeaseholdOps
 import LeaseholdPostgres
 
-/// The raw database limit: Leasehold's booking transaction run by pgbench, against the same
+/// The raw database limits: Leasehold's booking transaction run by pgbench, against the same
 /// database, at the same concurrency and the same contention, with no HTTP, Redis or worker in
-/// between.
+/// between, in two forms.
 ///
-/// The script issues the statements `BookingTransaction` issues, in the same order and with the
-/// same locks (inbox insert, user and slot `FOR UPDATE`, the two active-interview checks, the
-/// conditional interview insert, the inbox outcome, the outbox reply), one round trip each.
-/// Transaction `i` (numbered by a sequence shared by every pgbench client, taken in the inbox
-/// insert so it costs no extra round trip) books slot `(i / per_slot) % slots` for user
-/// `i % users` — the load tester's request plan, so both see the same contention.
+/// - ``Form/statements``: the booking as an application writes it when it issues each statement
+///   from its code (the shape of the Python bots Leasehold replaced, and of Leasehold before the
+///   booking became a function): inbox insert, user and slot `FOR UPDATE`, the two
+///   active-interview checks, the conditional interview insert, the inbox outcome, the outbox
+///   reply — one round trip each, with the slot's lock held across all of them.
+/// - ``Form/function``: what Leasehold ships, one `SELECT … FROM leasehold_book(…)` per booking
+///   (one round trip, the same locks taken inside the server).
+///
+/// Transaction `i` (numbered by a sequence shared by every pgbench client, taken in the first
+/// statement so it costs no extra round trip) books slot `(i / per_slot) % slots` for user
+/// `i % users` — the load tester's request plan, so all three see the same contention.
 public enum Pgbench {
     public struct Result: Sendable, Codable, Equatable {
         public var transactions: Int
@@ -19,10 +25,34 @@ public enum Pgbench {
         public var clients: Int
     }
 
-    static func script(sequence: String, run: Int64) -> String {
+    /// Which script pgbench runs.
+    public enum Form: String, Sendable, CaseIterable {
+        case statements
+        case function
+
+        /// The message key prefix of this form's inbox rows (never an application's: `api:`, `tg:`, `yk:`).
+        var keyPrefix: String { self == .statements ? "pgb" : "pgf" }
+    }
+
+    static func script(_ form: Form, sequence: String, run: Int64) -> String {
+        switch form {
+        case .statements: statementsScript(sequence: sequence, run: run)
+        case .function: functionScript(sequence: sequence, run: run)
+        }
+    }
+
+    static func functionScript(sequence: String, run: Int64) -> String {
+        let replies = BookingTransaction.replies.replacingOccurrences(of: "'", with: "''")
+        return """
+            SELECT b.* FROM (SELECT nextval('\(sequence)') AS i) AS n, LATERAL leasehold_book('\(Form.function.keyPrefix):\(run):' || n.i, 'book', :user_lo + n.i % :user_count, :slot_lo + (n.i / :per_slot) % :slot_count, NULL, :user_lo + n.i % :user_count, 'pgbench ' || n.i, NULL, NULL, true, false, '\(replies)'::jsonb) AS b;
+
+            """
+    }
+
+    static func statementsScript(sequence: String, run: Int64) -> String {
         """
         BEGIN;
-        INSERT INTO inbox (message_key, kind, outcome) VALUES ('pgb:\(run):' || nextval('\(sequence)'), 'booking', 'pending') ON CONFLICT (message_key) DO NOTHING RETURNING split_part(message_key, ':', 3)::bigint AS i \\gset
+        INSERT INTO inbox (message_key, kind, outcome) VALUES ('\(Form.statements.keyPrefix):\(run):' || nextval('\(sequence)'), 'booking', 'pending') ON CONFLICT (message_key) DO NOTHING RETURNING split_part(message_key, ':', 3)::bigint AS i \\gset
         \\set slot :slot_lo + (:i / :per_slot) % :slot_count
         \\set usr :user_lo + :i % :user_count
         SELECT telegram_chat_id FROM users WHERE id = :usr FOR UPDATE;
@@ -30,10 +60,10 @@ public enum Pgbench {
         SELECT count(*) AS taken FROM interviews WHERE time_slot_id = :slot AND status = 'active' \\gset
         SELECT count(*) AS mine FROM interviews WHERE user_id = :usr AND status = 'active' \\gset
         \\if :taken = 0 and :mine = 0
-        INSERT INTO interviews (user_id, time_slot_id, message_key) VALUES (:usr, :slot, 'pgb:\(run):' || :i) RETURNING id;
+        INSERT INTO interviews (user_id, time_slot_id, message_key) VALUES (:usr, :slot, '\(Form.statements.keyPrefix):\(run):' || :i) RETURNING id;
         \\endif
-        UPDATE inbox SET outcome = 'done', processed_at = clock_timestamp() WHERE message_key = 'pgb:\(run):' || :i;
-        INSERT INTO outbox (message_key, chat_id, method, payload) VALUES ('pgb:\(run):' || :i, :usr, 'sendMessage', jsonb_build_object('chat_id', :usr, 'text', 'pgbench'));
+        UPDATE inbox SET outcome = 'done', processed_at = clock_timestamp() WHERE message_key = '\(Form.statements.keyPrefix):\(run):' || :i;
+        INSERT INTO outbox (message_key, chat_id, method, payload) VALUES ('\(Form.statements.keyPrefix):\(run):' || :i, :usr, 'sendMessage', jsonb_build_object('chat_id', :usr, 'text', 'pgbench'));
         COMMIT;
 
         """
@@ -43,7 +73,7 @@ public enum Pgbench {
     /// `users` (fresh ones, created for this comparison; the slot IDs must be consecutive). The
     /// script and pgbench's log go to `directory`, which is removed unless pgbench failed.
     static func run(
-        postgresURL: String, run: Int64, clients: Int, transactions: Int, slotIDs: [Int64],
+        _ form: Form, postgresURL: String, run: Int64, clients: Int, transactions: Int, slotIDs: [Int64],
         users: ClosedRange<Int64>, requestsPerSlot: Int, postgres: PostgresClient, directory: URL
     ) async throws -> Result {
         let binary = try LocalStack.postgresBinaries().appendingPathComponent("pgbench")
@@ -53,11 +83,11 @@ public enum Pgbench {
         guard let low = slotIDs.min(), let high = slotIDs.max(), high - low + 1 == Int64(slotIDs.count) else {
             throw LoadTestError.pgbench("the comparison's slot IDs are not consecutive (slots created meanwhile?); run again")
         }
-        let sequence = "leasehold_pgbench_\(run)"
+        let sequence = "leasehold_pgbench_\(form.rawValue)_\(run)"
         try await postgres.execute(PostgresQuery(unsafeSQL: "CREATE SEQUENCE \(sequence) MINVALUE 0 START 0"))
         do {
             let result = try await runPgbench(
-                binary: binary, postgresURL: postgresURL, script: script(sequence: sequence, run: run),
+                binary: binary, postgresURL: postgresURL, script: script(form, sequence: sequence, run: run),
                 clients: clients, transactions: transactions, slots: low...high, users: users,
                 requestsPerSlot: requestsPerSlot, directory: directory)
             _ = try? await postgres.execute(PostgresQuery(unsafeSQL: "DROP SEQUENCE IF EXISTS \(sequence)"))
