@@ -162,7 +162,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LeaseholdRedisTests",
-            dependencies: ["LeaseholdRedis", "LeaseholdTesting"]
+            dependencies: ["LeaseholdRedis", "LeaseholdTesting", "LeaseholdOps"]
         ),
         .testTarget(
             name: "LeaseholdOpsTests",

@@ -6,17 +6,25 @@ import Metrics
 
 /// XADDs entries for the controllers and turns every failure into a 503 with `Retry-After`:
 /// ingress answers 2xx only once the entry is in Redis, so the sender retries anything else.
+///
+/// Concurrent requests share Redis round trips: each enqueue script goes out in a pipeline with
+/// whatever other requests are waiting (``RedisBatcher``), so under load one round trip carries
+/// many XADDs.
 struct Enqueuer: Sendable {
-    let redis: RedisClient
+    let batcher: RedisBatcher
     let producer: StreamProducer
     let retryAfterSeconds: Int
+
+    init(redis: RedisClient, producer: StreamProducer, retryAfterSeconds: Int) {
+        self.batcher = RedisBatcher(client: redis)
+        self.producer = producer
+        self.retryAfterSeconds = retryAfterSeconds
+    }
 
     /// Appends `entry` (and `marker`, atomically) and returns its stream ID.
     func enqueue(_ entry: StreamEntry, marker: StreamProducer.Marker? = nil, logger: Logger) async throws -> String {
         do {
-            let id = try await redis.withConnection { [producer] in
-                try producer.enqueue(entry, marker: marker, on: $0)
-            }
+            let id = try await producer.enqueue(entry, marker: marker, via: batcher)
             Counter(label: "leasehold_ingress_enqueued_total", dimensions: [("stream", entry.stream)]).increment()
             return id
         } catch let error as RedisError where error.code == StreamProducer.reused {

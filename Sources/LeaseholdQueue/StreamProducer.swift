@@ -88,12 +88,32 @@ public struct StreamProducer: Sendable {
     public func enqueue(_ entry: StreamEntry, marker: Marker? = nil, on connection: RedisConnection) throws(RedisError)
         -> String
     {
-        let reply = try connection.evaluate(
-            Self.enqueueScript, keys: [entry.stream, marker?.key ?? entry.stream, marker?.digestKey ?? entry.stream],
-            arguments: [
+        let (keys, arguments) = Self.scriptArguments(entry, marker: marker, highWaterMark: highWaterMark)
+        return try Self.entryID(connection.evaluate(Self.enqueueScript, keys: keys, arguments: arguments))
+    }
+
+    /// The same, in a pipeline shared with concurrent callers (ingress: one round trip carries
+    /// every request that arrived while the previous one was on the wire).
+    public func enqueue(_ entry: StreamEntry, marker: Marker? = nil, via batcher: RedisBatcher) async throws -> String {
+        let (keys, arguments) = Self.scriptArguments(entry, marker: marker, highWaterMark: highWaterMark)
+        return try Self.entryID(await batcher.evaluate(Self.enqueueScript, keys: keys, arguments: arguments))
+    }
+
+    private static func scriptArguments(_ entry: StreamEntry, marker: Marker?, highWaterMark: Int)
+        -> (keys: [any RedisArgument], arguments: [any RedisArgument])
+    {
+        let keys: [any RedisArgument] = [
+            entry.stream, marker?.key ?? entry.stream, marker?.digestKey ?? entry.stream,
+        ]
+        let arguments: [any RedisArgument] =
+            [
                 highWaterMark, RedisKeys.consumerGroup, marker?.value ?? "", (marker?.ttl ?? .seconds(1)).redisMilliseconds,
                 marker?.digestKey == nil ? "" : marker?.digest ?? "",
-            ] + entry.fields)
+            ] + entry.fields
+        return (keys, arguments)
+    }
+
+    private static func entryID(_ reply: RedisValue) throws(RedisError) -> String {
         guard let id = reply.string else {
             throw RedisError(source: .server, code: .proto, message: "XADD returned \(reply)", command: "XADD")
         }
