@@ -34,7 +34,7 @@ struct ConsumerReaperTests {
                 try connection.send("XGROUP", "DELCONSUMER", stream, "workers", "setup")
                 return ids
             }
-            try await Task.sleep(for: .milliseconds(400))
+            try await Task.sleep(for: .milliseconds(1_200))
             // The busy ones act again: busy-empty reads an entry and acknowledges it (on Redis 7.0 a read
             // that returns nothing is not activity), busy-pending's heartbeat XCLAIMs its entry (JUSTID).
             _ = try await client.withConnection { connection in
@@ -59,7 +59,7 @@ struct ConsumerReaperTests {
             }
             #expect(refused == (false, false))
 
-            let reaper = ConsumerReaper(redis: client, idleTimeout: .milliseconds(300), logger: .init(label: "test"))
+            let reaper = ConsumerReaper(redis: client, idleTimeout: .milliseconds(800), logger: .init(label: "test"))
             let removed = try await reaper.reap(stream: stream)
             #expect(removed == ["idle-empty"])
             let left = try await client.withConnection { try ConsumerReaper.consumers(of: stream, on: $0) }
