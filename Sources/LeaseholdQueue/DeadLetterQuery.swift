@@ -20,7 +20,8 @@ public struct DeadLetterQuery: Sendable {
         public var replayEntryID: String?
         /// Only filled by ``show(_:postgres:)``.
         public var payload: String?
-        public var errorHistory: String?
+        /// Every attempt's failure, oldest first (only filled by ``show(_:postgres:)``).
+        public var errorHistory: [AttemptFailure]?
 
         enum CodingKeys: String, CodingKey {
             case id, stream, kind, attempts, status, payload
@@ -97,7 +98,7 @@ public struct DeadLetterQuery: Sendable {
         var letter = try Self.letter(row)
         let payload = try row.decode([UInt8].self, at: 12)
         letter.payload = String(validating: payload, as: UTF8.self) ?? payload.map { String(format: "%02x", $0) }.joined()
-        letter.errorHistory = try row.decode(String.self, at: 13)
+        letter.errorHistory = AttemptFailure.decode(Array(try row.decode(String.self, at: 13).utf8))
         return letter
     }
 

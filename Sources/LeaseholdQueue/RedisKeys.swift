@@ -1,7 +1,7 @@
 /// The Redis key layout, under a configurable prefix (default `lh:`).
 ///
 /// Streams per source, one consumer group `workers`, leases, the retry schedule, the supervisor's
-/// leader lease and published booking outcomes. See ARCHITECTURE.md, "Redis layout".
+/// leader lease and published booking outcomes (README.md, "Redis keys", lists them).
 public struct RedisKeys: Sendable, Equatable {
     public var prefix: String
 

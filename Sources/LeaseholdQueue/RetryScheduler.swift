@@ -12,7 +12,10 @@ import LeaseholdRedis
 /// milliseconds since 1970. Its member is the *retry ID*, `<stream>/<entry id>` of the failed
 /// entry (see ``member(for:)``), and everything needed to re-enqueue it lives in a hash beside it,
 /// `lh:retry:<retry ID>` (``bodyKey(member:)``): `stream`, `key`, `kind`, `payload`, `attempt`
-/// (the *next* attempt number), `enqueued_at`, plus `last_error` and `failed_entry` for operators.
+/// (the *next* attempt number), `enqueued_at`, `errors` (every failed attempt so far, see
+/// ``AttemptFailure``), plus `last_error` and `failed_entry` for operators. When the retry is due,
+/// `errors` goes back onto the stream with the message, so the next failure appends to it and a
+/// dead letter ends up with the whole history.
 ///
 /// Chosen over a self-contained JSON member because:
 /// - hash fields are binary-safe, so the payload is stored and re-sent byte for byte with no
@@ -23,7 +26,7 @@ import LeaseholdRedis
 ///
 /// ## Idempotency
 ///
-/// ``schedule(entry:at:lastError:on:)`` is gated on `XACK` returning 1: only the call that
+/// ``schedule(entry:at:lastError:worker:failedAt:on:)`` is gated on `XACK` returning 1: only the call that
 /// actually acknowledges the pending entry parks it. A second call for the same entry (a retried
 /// call whose first reply was lost, a reclaimer racing a worker) finds nothing pending and changes
 /// nothing; so does a call for an entry that a worker completed meanwhile.
@@ -31,11 +34,11 @@ import LeaseholdRedis
 /// ## Keys the scripts touch
 ///
 /// `moveDue` XADDs to the streams named in the hashes and reads hashes named after members, keys
-/// it cannot declare in `KEYS` up front. That is fine on one Redis (the supported set-up, ARCHITECTURE.md);
+/// it cannot declare in `KEYS` up front. That is fine on one Redis (the supported set-up);
 /// a Redis Cluster would need one schedule per stream shard under the shard's hash tag.
 public struct RetryScheduler: Sendable {
     public let keys: RedisKeys
-    /// The consumer group whose pending entry ``schedule(entry:at:lastError:on:)`` acknowledges.
+    /// The consumer group whose pending entry ``schedule(entry:at:lastError:worker:failedAt:on:)`` acknowledges.
     public let group: String
 
     public init(keys: RedisKeys, group: String = RedisKeys.consumerGroup) {
@@ -43,7 +46,7 @@ public struct RetryScheduler: Sendable {
         self.group = group
     }
 
-    /// What ``schedule(entry:at:lastError:on:)`` did.
+    /// What ``schedule(entry:at:lastError:worker:failedAt:on:)`` did.
     public enum ScheduleOutcome: Sendable, Equatable {
         /// The entry was acknowledged and parked until its due time.
         case scheduled
@@ -85,10 +88,16 @@ public struct RetryScheduler: Sendable {
         local moved = 0
         for _, member in ipairs(due) do
             local body = KEYS[1] .. ':' .. member
-            local f = redis.call('HMGET', body, 'stream', 'key', 'kind', 'payload', 'attempt', 'enqueued_at')
+            local f = redis.call('HMGET', body, 'stream', 'key', 'kind', 'payload', 'attempt', 'enqueued_at',
+                'errors')
             if f[1] and f[2] and f[3] and f[4] and f[5] and f[6] then
-                redis.call('XADD', f[1], '*', 'key', f[2], 'kind', f[3], 'payload', f[4],
-                    'attempt', f[5], 'enqueued_at', f[6])
+                if f[7] then
+                    redis.call('XADD', f[1], '*', 'key', f[2], 'kind', f[3], 'payload', f[4],
+                        'attempt', f[5], 'enqueued_at', f[6], 'errors', f[7])
+                else
+                    redis.call('XADD', f[1], '*', 'key', f[2], 'kind', f[3], 'payload', f[4],
+                        'attempt', f[5], 'enqueued_at', f[6])
+                end
                 moved = moved + 1
             else
                 redis.log(redis.LOG_WARNING, 'leasehold: retry ' .. member .. ' has no complete body; dropped')
@@ -105,18 +114,24 @@ public struct RetryScheduler: Sendable {
     ///   - entry: a pending entry of ``group``, as read (its ``StreamEntry/id`` must be set).
     ///   - at: when it is due; ``moveDue(now:limit:on:)`` moves it back once `now` reaches it.
     ///   - lastError: why this attempt failed, kept with the retry for operators and dead letters.
+    ///   - worker: who made the failed attempt (a worker's consumer name), recorded with the error.
+    ///   - failedAt: when the attempt failed.
     @discardableResult
     public func schedule(
-        entry: StreamEntry, at: Date, lastError: String, on connection: RedisConnection
+        entry: StreamEntry, at: Date, lastError: String, worker: String, failedAt: Date = Date(),
+        on connection: RedisConnection
     ) throws(RedisError) -> ScheduleOutcome {
         guard !entry.id.isEmpty else {
             throw RedisError(source: .client, code: .invalidInput, message: "cannot schedule an entry without an ID")
         }
         let member = Self.member(for: entry)
+        let failures = entry.failures + [
+            AttemptFailure(at: failedAt, attempt: entry.attempt, worker: worker, error: lastError)
+        ]
         let fields: [any RedisArgument] = [
             "stream", entry.stream, "key", entry.key, "kind", entry.kind, "payload", entry.payload,
             "attempt", entry.attempt + 1, "enqueued_at", entry.enqueuedAtMilliseconds,
-            "last_error", lastError, "failed_entry", entry.id,
+            "errors", AttemptFailure.encode(failures), "last_error", lastError, "failed_entry", entry.id,
         ]
         let reply = try connection.evaluate(
             Self.scheduleScript, keys: [entry.stream, keys.retrySchedule, bodyKey(member: member)],
@@ -132,7 +147,7 @@ public struct RetryScheduler: Sendable {
 
     /// Moves up to `limit` retries due at `now` (score ≤ now) back to their streams, in one
     /// script: each is XADDed with the fields ``StreamEntry/fields`` writes (`key`, `kind`,
-    /// `payload`, `attempt`, `enqueued_at`), then removed from the schedule.
+    /// `payload`, `attempt`, `enqueued_at`, `errors`), then removed from the schedule.
     ///
     /// - Returns: how many entries went back. Call again while it returns `limit`.
     @discardableResult

@@ -3,9 +3,10 @@ import LeaseholdRedis
 
 /// One message on a Leasehold stream, as ingress writes it and workers read it.
 ///
-/// Fields on the wire (ARCHITECTURE.md, "Redis layout"): `key` (the dedupe key, e.g. `tg:<update_id>`), `kind`
+/// Fields on the wire: `key` (the dedupe key, e.g. `tg:<update_id>`), `kind`
 /// (`booking`, `telegram.callback`, …), `payload` (JSON), `attempt` (1 for a first delivery),
-/// `enqueued_at` (milliseconds since 1970).
+/// `enqueued_at` (milliseconds since 1970), and, from the second attempt on, `errors` (the JSON
+/// array of the earlier attempts' ``AttemptFailure``s, carried over from the retry schedule).
 public struct StreamEntry: Sendable, Equatable {
     /// The stream entry ID (`1700000000000-0`); empty before XADD.
     public var id: String
@@ -16,10 +17,12 @@ public struct StreamEntry: Sendable, Equatable {
     public var payload: [UInt8]
     public var attempt: Int
     public var enqueuedAtMilliseconds: Int64
+    /// The earlier attempts' failures, oldest first (the `errors` field); empty on a first attempt.
+    public var failures: [AttemptFailure]
 
     public init(
         id: String = "", stream: String, key: String, kind: String, payload: [UInt8], attempt: Int = 1,
-        enqueuedAtMilliseconds: Int64 = Int64(Date().timeIntervalSince1970 * 1000)
+        enqueuedAtMilliseconds: Int64 = Int64(Date().timeIntervalSince1970 * 1000), failures: [AttemptFailure] = []
     ) {
         self.id = id
         self.stream = stream
@@ -28,14 +31,17 @@ public struct StreamEntry: Sendable, Equatable {
         self.payload = payload
         self.attempt = attempt
         self.enqueuedAtMilliseconds = enqueuedAtMilliseconds
+        self.failures = failures
     }
 
-    /// The field/value pairs for XADD.
+    /// The field/value pairs for XADD (`errors` only when there were earlier failures).
     public var fields: [any RedisArgument] {
-        [
+        var fields: [any RedisArgument] = [
             "key", key, "kind", kind, "payload", payload, "attempt", attempt,
             "enqueued_at", enqueuedAtMilliseconds,
         ]
+        if !failures.isEmpty { fields += ["errors", AttemptFailure.encode(failures)] }
+        return fields
     }
 
     /// Decodes one `[id, [field, value, …]]` element of an XREADGROUP / XAUTOCLAIM reply.
@@ -71,6 +77,8 @@ public struct StreamEntry: Sendable, Equatable {
         self.payload = payload
         self.attempt = Int(try text("attempt")) ?? 1
         self.enqueuedAtMilliseconds = Int64(try text("enqueued_at")) ?? 0
+        // The history is for people: an unreadable one is dropped, never the message.
+        self.failures = fields["errors"].map(AttemptFailure.decode) ?? []
     }
 }
 

@@ -38,7 +38,7 @@ import Synchronization
 /// ``Configuration/safetyMargin`` (default ttl/5) covers clock-rate differences between Redis and
 /// this host, and the time leader-only work needs to notice and stop.
 ///
-/// A lease is a guard here as everywhere in Leasehold (ARCHITECTURE.md, guarantee 4): the maintenance
+/// A lease is a guard here as everywhere in Leasehold, never the only safety: the maintenance
 /// a leader does (Lua scripts, idempotent inserts) stays correct if two processes ever overlap; the
 /// election keeps that from happening in normal operation and keeps the work from being done twice.
 ///

@@ -4,15 +4,31 @@ import LeaseholdQueue
 import LeaseholdRedis
 import Logging
 import Metrics
+import Synchronization
 
 /// Finds entries whose worker stopped acknowledging them and decides their fate: back on the
 /// stream later (the retry schedule) or into the dead letters.
 ///
 /// An entry is stalled when it has been pending longer than the visibility timeout **and** its
-/// lease is not held. A slow worker renews its lease by heartbeat, so its entries are left alone
-/// however long they take; a dead worker's lease expires (lease TTL < visibility timeout) and its
-/// entries are reclaimed. The claim itself is `XCLAIM … min-idle-time`, so an entry a worker
-/// touched in the meantime is not taken.
+/// lease is not held. A live worker's heartbeat renews its lease and, in the same script, resets
+/// the entry's idle time (``Lease/renew(resetting:consumer:group:on:)``), so its entries never
+/// even show up as idle however long they take; a dead worker's lease expires (lease TTL <
+/// visibility timeout) and its entries are reclaimed.
+///
+/// ## One atomic claim
+///
+/// The lease check and the claim are one Lua script (``claimScript``): if the lease key exists the
+/// entry is left alone, else it is `XCLAIM`ed with min-idle-time = the visibility timeout, so an
+/// entry a worker touched meanwhile (a heartbeat, a re-read) is not taken either. A worker that
+/// takes the lease cannot slip in between a check and a claim.
+///
+/// ## Scanning with a cursor
+///
+/// Each pass reads at most ``SupervisorConfiguration/batchSize`` idle entries per stream with
+/// `XPENDING <stream> workers IDLE <visibility> (<last id seen> + <batch>`, continuing after the
+/// last entry the previous pass looked at and starting again at `-` once a read comes back short
+/// (the end of the pending list). Entries left to live workers therefore cannot hide stalled ones
+/// behind them: every idle entry is looked at within ⌈idle entries / batch⌉ + 1 passes.
 struct Reclaimer: Sendable {
     let configuration: SupervisorConfiguration
     let redis: RedisClient
@@ -20,6 +36,20 @@ struct Reclaimer: Sendable {
     let scheduler: RetryScheduler
     let deadLetters: DeadLetterStore
     let logger: Logger
+    /// Per stream, the last pending entry ID a pass looked at; absent: start at the beginning.
+    private let cursors = Cursors()
+
+    init(
+        configuration: SupervisorConfiguration, redis: RedisClient, postgres: PostgresClient, scheduler: RetryScheduler,
+        deadLetters: DeadLetterStore, logger: Logger
+    ) {
+        self.configuration = configuration
+        self.redis = redis
+        self.postgres = postgres
+        self.scheduler = scheduler
+        self.deadLetters = deadLetters
+        self.logger = logger
+    }
 
     /// What one pass did, for logs and tests.
     struct Pass: Sendable, Equatable {
@@ -27,28 +57,94 @@ struct Reclaimer: Sendable {
         var deadLettered = 0
         var leftToLiveWorkers = 0
         var vanished = 0
+        /// Idle pending entries looked at.
+        var examined = 0
+    }
+
+    private final class Cursors: Sendable {
+        let positions = Mutex<[String: String]>([:])
+    }
+
+    /// The cursor of `stream`: the last entry ID the previous pass looked at, `nil` at the start.
+    func cursor(of stream: String) -> String? {
+        cursors.positions.withLock { $0[stream] }
     }
 
     func reclaim(stream: String) async throws -> Pass {
         var pass = Pass()
         let visibility = configuration.visibilityTimeout.redisMilliseconds
+        let start = cursor(of: stream).map { "(\($0)" } ?? "-"
         let pending = try await redis.send(
-            "XPENDING", stream, RedisKeys.consumerGroup, "IDLE", visibility, "-", "+", configuration.batchSize)
-        for item in pending.array ?? [] {
+            "XPENDING", stream, RedisKeys.consumerGroup, "IDLE", visibility, start, "+", configuration.batchSize)
+        let items = pending.array ?? []
+        var lastSeen: String?
+        for item in items {
             guard let fields = item.array, fields.count >= 4, let id = fields[0].string else { continue }
-            let consumer = fields[1].string ?? "?"
-            let deliveries = fields[3].int ?? 0
-            try await handle(
-                id: id, stream: stream, consumer: consumer, deliveries: deliveries, pass: &pass)
+            lastSeen = id
+            pass.examined += 1
+            try await handle(id: id, stream: stream, pass: &pass)
         }
+        // A short read reached the end of the pending list: the next pass starts over.
+        let next = items.count < configuration.batchSize ? nil : lastSeen
+        cursors.positions.withLock { $0[stream] = next }
         return pass
     }
 
-    private func handle(id: String, stream: String, consumer: String, deliveries: Int64, pass: inout Pass) async throws {
+    /// What ``claimScript`` found.
+    enum Claim: Sendable, Equatable {
+        /// Claimed for this supervisor. The entry's state just before the claim: its consumer (the
+        /// worker that stopped responding), how long it had been idle, and its delivery count.
+        case claimed(consumer: String, idle: Int64, deliveries: Int64)
+        /// Its lease is held: a live worker has it. Left alone.
+        case leased
+        /// No longer pending, or idle less than the minimum (someone touched it meanwhile).
+        case notIdle
+    }
+
+    // KEYS: stream, lease (absent for an entry that has no key to lease). ARGV: group, claiming
+    // consumer, min-idle-time (ms), entry id.
+    // Reads the entry's pending state (only if idle at least min-idle-time), then, unless the
+    // lease exists, XCLAIMs it with the same min-idle-time. JUSTID: the claim is not a delivery.
+    // Returns {1, consumer, idle, deliveries} claimed, {2, …} leased, {0} not idle or not pending.
+    static let claimScript = RedisScript(
+        """
+        local p = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], ARGV[4], ARGV[4], 1)
+        if #p == 0 then return {0} end
+        if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then return {2, p[1][2], p[1][3], p[1][4]} end
+        local claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'JUSTID')
+        if #claimed == 0 then return {0} end
+        return {1, p[1][2], p[1][3], p[1][4]}
+        """)
+
+    /// Claims entry `id` of `stream` for `consumer` if it has been idle at least `minIdle` and
+    /// `leaseKey` (when given) does not exist, atomically (``claimScript``).
+    static func claim(
+        id: String, stream: String, leaseKey: String?, group: String = RedisKeys.consumerGroup, consumer: String,
+        minIdle: Duration, on connection: RedisConnection
+    ) throws(RedisError) -> Claim {
+        let reply = try connection.evaluate(
+            claimScript, keys: [stream] + (leaseKey.map { [$0] } ?? []),
+            arguments: [group, consumer, minIdle.redisMilliseconds, id])
+        guard let parts = reply.array, let status = parts.first?.int else {
+            throw RedisError(source: .server, code: .proto, message: "reclaim script returned \(reply)")
+        }
+        switch status {
+        case 0: return .notIdle
+        case 2: return .leased
+        case 1:
+            return .claimed(
+                consumer: parts.count > 1 ? parts[1].string ?? "?" : "?",
+                idle: parts.count > 2 ? parts[2].int ?? 0 : 0, deliveries: parts.count > 3 ? parts[3].int ?? 0 : 0)
+        default:
+            throw RedisError(source: .server, code: .proto, message: "reclaim script returned \(reply)")
+        }
+    }
+
+    private func handle(id: String, stream: String, pass: inout Pass) async throws {
         let keys = configuration.keys
-        let visibility = configuration.visibilityTimeout.redisMilliseconds
+        let minIdle = configuration.visibilityTimeout
         let supervisor = configuration.consumerName
-        // Read the entry and its lease, then claim it only if still idle and its lease is free.
+        // The entry's fields name its lease; they never change, so reading them first is safe.
         let range = try await redis.send("XRANGE", stream, id, id)
         guard let raw = range.array?.first else {
             // Trimmed or deleted while pending: nothing to process, acknowledge it.
@@ -60,36 +156,63 @@ struct Reclaimer: Sendable {
         do {
             entry = try StreamEntry(stream: stream, reply: raw)
         } catch {
-            let claimed = try await redis.send("XCLAIM", stream, RedisKeys.consumerGroup, supervisor, visibility, id)
-            guard claimed.array?.isEmpty == false else { return }
-            try await deadLetters.deadLetterUndecodable(error, postgres: postgres, redis: redis)
+            let claim = try await redis.withConnection { connection in
+                try Self.claim(
+                    id: id, stream: stream, leaseKey: nil, consumer: supervisor, minIdle: minIdle, on: connection)
+            }
+            guard case .claimed(let consumer, _, _) = claim else { return }
+            try await deadLetters.deadLetterUndecodable(error, worker: consumer, postgres: postgres, redis: redis)
             pass.deadLettered += 1
             return
         }
-        if try await redis.send("EXISTS", keys.lease(entry.key)).int == 1 {
+        let claim = try await redis.withConnection { connection in
+            try Self.claim(
+                id: id, stream: stream, leaseKey: keys.lease(entry.key), consumer: supervisor, minIdle: minIdle,
+                on: connection)
+        }
+        let consumer: String
+        let idle: Int64
+        let deliveries: Int64
+        switch claim {
+        case .leased:
             pass.leftToLiveWorkers += 1
             return
+        case .notIdle:
+            return  // acknowledged or touched meanwhile
+        case .claimed(let owner, let idleTime, let count):
+            (consumer, idle, deliveries) = (owner, idleTime, count)
         }
-        let claimed = try await redis.send("XCLAIM", stream, RedisKeys.consumerGroup, supervisor, visibility, id)
-        guard claimed.array?.isEmpty == false else { return }  // a worker touched it meanwhile
 
-        let reason = "no acknowledgement within the visibility timeout (consumer \(consumer), \(deliveries) deliveries)"
+        let delivered = "\(deliveries) \(deliveries == 1 ? "delivery" : "deliveries")"
+        let reason =
+            "worker \(consumer) stopped responding: no acknowledgement within the visibility timeout; "
+            + "reclaimed after \(Self.seconds(idle)) idle (\(delivered))"
         switch configuration.retryPolicy.decide(attempt: entry.attempt, now: Date(), kind: entry.kind) {
         case .retry(let at, _):
             _ = try await redis.withConnection { [scheduler] connection in
-                try scheduler.schedule(entry: entry, at: at, lastError: reason, on: connection)
+                try scheduler.schedule(entry: entry, at: at, lastError: reason, worker: consumer, on: connection)
             }
             Counter(label: "leasehold_supervisor_retries_scheduled_total", dimensions: [("stream", stream)]).increment()
             pass.retried += 1
             logger.notice(
                 "reclaimed a stalled entry; retry scheduled",
-                metadata: ["entry": "\(id)", "key": "\(entry.key)", "attempt": "\(entry.attempt)", "due": "\(at)"])
+                metadata: [
+                    "entry": "\(id)", "key": "\(entry.key)", "attempt": "\(entry.attempt)", "due": "\(at)",
+                    "consumer": "\(consumer)",
+                ])
         case .deadLetter(let limit):
-            try await deadLetters.deadLetter(entry, reason: "\(reason); \(limit)", postgres: postgres, redis: redis)
+            try await deadLetters.deadLetter(
+                entry, reason: "\(reason); \(limit)", worker: consumer, postgres: postgres, redis: redis)
             Counter(label: "leasehold_supervisor_dead_letters_total", dimensions: [("stream", stream)]).increment()
             pass.deadLettered += 1
             logger.warning(
-                "dead-lettered a stalled entry", metadata: ["entry": "\(id)", "key": "\(entry.key)", "reason": "\(limit)"])
+                "dead-lettered a stalled entry",
+                metadata: ["entry": "\(id)", "key": "\(entry.key)", "reason": "\(limit)", "consumer": "\(consumer)"])
         }
+    }
+
+    /// `61.2 s` from milliseconds.
+    static func seconds(_ milliseconds: Int64) -> String {
+        "\((Double(milliseconds) / 100).rounded() / 10) s"
     }
 }

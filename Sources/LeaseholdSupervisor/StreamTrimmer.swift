@@ -3,7 +3,7 @@ import LeaseholdRedis
 
 /// Trims acknowledged entries from a stream, never past the oldest pending or undelivered one.
 ///
-/// Redis 7.0 has no `XTRIM … KEEPREF` (ARCHITECTURE.md, "Redis layout"), so the bound is computed here:
+/// Redis 7.0 has no `XTRIM … KEEPREF` (trimming that spares pending entries), so the bound is computed here:
 /// `MINID = min(oldest pending ID, the ID right after the group's last-delivered ID)`. Everything
 /// below it was delivered and acknowledged. Without the group (no worker ever ran), nothing is trimmed.
 struct StreamTrimmer: Sendable {

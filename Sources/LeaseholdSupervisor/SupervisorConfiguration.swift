@@ -21,12 +21,17 @@ public struct SupervisorConfiguration: Sendable {
     /// redelivery window (retries, replays) or a late duplicate would be processed again.
     public var inboxRetention: Duration
     public var leader: LeaderElector.Configuration
+    /// A consumer of the group idle this long that owns no pending entry is removed
+    /// (`LEASEHOLD_CONSUMER_IDLE_MS`): every worker restart adds a consumer, and nothing else
+    /// removes it. Keep it well above the visibility timeout and the workers' read block.
+    public var consumerIdleTimeout: Duration
 
     public init(
         keys: RedisKeys = RedisKeys(), sources: [String] = ["telegram", "yookassa", "bookings"],
         consumerName: String = "supervisor", visibilityTimeout: Duration = .seconds(60),
         interval: Duration = .seconds(1), batchSize: Int = 200, retryPolicy: RetryPolicy = RetryPolicy(),
-        inboxRetention: Duration = .seconds(7 * 86_400), leader: LeaderElector.Configuration = .init()
+        inboxRetention: Duration = .seconds(7 * 86_400), leader: LeaderElector.Configuration = .init(),
+        consumerIdleTimeout: Duration = .seconds(3600)
     ) {
         self.keys = keys
         self.sources = sources
@@ -37,6 +42,7 @@ public struct SupervisorConfiguration: Sendable {
         self.retryPolicy = retryPolicy
         self.inboxRetention = inboxRetention
         self.leader = leader
+        self.consumerIdleTimeout = consumerIdleTimeout
     }
 
     public var streams: [String] { sources.map(keys.stream) }

@@ -12,6 +12,8 @@ import ServiceLifecycle
 /// 1. reclaim stalled entries (``Reclaimer``): retry later or dead-letter;
 /// 2. move due retries back to their streams (``RetryScheduler``);
 /// 3. trim acknowledged entries (``StreamTrimmer``);
+/// 4. remove consumers idle past ``SupervisorConfiguration/consumerIdleTimeout`` that own no
+///    pending entry (``ConsumerReaper``);
 ///
 /// and prune inbox rows older than the retention. Every step is idempotent, so a pass cut short
 /// (leadership lost, crash) is simply done again by the next leader.
@@ -39,13 +41,14 @@ public struct SupervisorService: Service {
             scheduler: RetryScheduler(keys: configuration.keys), deadLetters: DeadLetterStore(keys: configuration.keys),
             logger: logger)
         let trimmer = StreamTrimmer(redis: redis)
+        let reaper = ConsumerReaper(redis: redis, idleTimeout: configuration.consumerIdleTimeout, logger: logger)
         var lastPrune = ContinuousClock.now - .seconds(3600)
         let isLeaderGauge = Gauge(label: "leasehold_supervisor_is_leader")
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             isLeaderGauge.record(elector.isLeader ? 1 : 0)
             if elector.isLeader {
                 do {
-                    try await pass(reclaimer: reclaimer, trimmer: trimmer)
+                    try await pass(reclaimer: reclaimer, trimmer: trimmer, reaper: reaper)
                     if ContinuousClock.now - lastPrune > .seconds(60) {
                         try await pruneInbox()
                         lastPrune = ContinuousClock.now
@@ -59,7 +62,7 @@ public struct SupervisorService: Service {
     }
 
     /// One maintenance pass over every stream.
-    func pass(reclaimer: Reclaimer, trimmer: StreamTrimmer) async throws {
+    func pass(reclaimer: Reclaimer, trimmer: StreamTrimmer, reaper: ConsumerReaper) async throws {
         let scheduler = RetryScheduler(keys: configuration.keys)
         for stream in configuration.streams {
             guard elector.isLeader else { return }
@@ -77,6 +80,10 @@ public struct SupervisorService: Service {
             let trimmed = try await trimmer.trim(stream: stream)
             if trimmed > 0 { logger.debug("trimmed", metadata: ["stream": "\(stream)", "entries": "\(trimmed)"]) }
             try await recordGauges(stream: stream, scheduler: scheduler)
+        }
+        for stream in configuration.streams {
+            guard elector.isLeader else { return }
+            _ = try await reaper.reap(stream: stream)
         }
     }
 

@@ -69,7 +69,9 @@ struct EntryProcessor: Sendable {
         case .failure(let reason):
             // Can never succeed: dead-letter at once, no retries.
             do {
-                try await deadLetters.deadLetter(entry, reason: reason.description, postgres: postgres, redis: redis)
+                try await deadLetters.deadLetter(
+                    entry, reason: reason.description, worker: configuration.consumerName, postgres: postgres,
+                    redis: redis)
                 logger.error("dead-lettered", metadata: ["reason": "\(reason)"])
             } catch {
                 logger.error("could not dead-letter; entry left pending", metadata: ["error": "\(error)"])
@@ -97,7 +99,7 @@ struct EntryProcessor: Sendable {
 
         let processed: ProcessedEntry
         do {
-            processed = try await withHeartbeat(lease, logger: logger) { [logger, logID] in
+            processed = try await withHeartbeat(lease, entry: entry, logger: logger) { [logger, logID] in
                 try await runTransaction(item, entry: entry, logID: logID, logger: logger)
             }
         } catch is CancellationError {
@@ -159,7 +161,8 @@ struct EntryProcessor: Sendable {
         case .retry(let at, let delay):
             do {
                 _ = try await redis.withConnection { [scheduler] connection in
-                    try scheduler.schedule(entry: entry, at: at, lastError: message, on: connection)
+                    try scheduler.schedule(
+                        entry: entry, at: at, lastError: message, worker: configuration.consumerName, on: connection)
                 }
                 Counter(label: "leasehold_worker_retries_scheduled_total").increment()
                 logger.warning(
@@ -171,7 +174,8 @@ struct EntryProcessor: Sendable {
         case .deadLetter(let limit):
             do {
                 try await deadLetters.deadLetter(
-                    entry, reason: "\(message); \(limit)", postgres: postgres, redis: redis)
+                    entry, reason: "\(message); \(limit)", worker: configuration.consumerName, postgres: postgres,
+                    redis: redis)
                 Counter(label: "leasehold_worker_dead_letters_total").increment()
                 logger.error("transaction failed for the last time; dead-lettered", metadata: ["error": "\(message)"])
             } catch {
@@ -204,7 +208,7 @@ struct EntryProcessor: Sendable {
 
     /// Runs `body` while a child task renews `lease` every heartbeat interval.
     private func withHeartbeat<T: Sendable>(
-        _ lease: Lease, logger: Logger, _ body: @escaping @Sendable () async throws -> T
+        _ lease: Lease, entry: StreamEntry, logger: Logger, _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
@@ -212,7 +216,9 @@ struct EntryProcessor: Sendable {
                     try? await Task.sleep(for: configuration.heartbeat)
                     if Task.isCancelled { break }
                     do {
-                        if try await redis.withConnection({ try lease.renew(on: $0) }) == false {
+                        if try await redis.withConnection({
+                            try lease.renew(resetting: entry, consumer: configuration.consumerName, on: $0)
+                        }) == false {
                             // Guarantee 4 (ARCHITECTURE.md): losing the lease is safe (the inbox decides), but worth knowing.
                             logger.warning("lease lost while the transaction runs; the inbox keeps it exactly-once")
                         }

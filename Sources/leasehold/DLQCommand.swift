@@ -116,7 +116,14 @@ struct DLQList: AsyncParsableCommand {
 
 struct DLQShow: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "show", abstract: "Show one dead letter: payload (pretty-printed JSON) and error history.")
+        commandName: "show",
+        abstract: "Show one dead letter: payload (pretty-printed JSON) and every attempt's error.",
+        discussion: """
+            Every failed attempt is listed, oldest first, with its time, the worker (consumer) that made it \
+            and its error; an attempt whose worker died is recorded by the supervisor that reclaimed it \
+            ("worker … stopped responding"). --json prints the same as error_history: \
+            [{"at", "attempt", "worker", "error"}, …].
+            """)
 
     @OptionGroup var common: CommonOptions
 
@@ -155,9 +162,20 @@ struct DLQShow: AsyncParsableCommand {
             last error       \(letter.lastError)
             payload:
             \(pretty(letter.payload))
-            error history:
-            \(pretty(letter.errorHistory))
+            attempts (oldest first):
+            \(Self.history(letter.errorHistory ?? []))
             """)
+    }
+
+    /// One line per failed attempt: number, time, worker, error (indented when it spans lines).
+    static func history(_ failures: [AttemptFailure]) -> String {
+        guard !failures.isEmpty else { return "  (none recorded)" }
+        return failures.map { failure in
+            let error = failure.error.split(separator: "\n", omittingEmptySubsequences: false)
+                .joined(separator: "\n      ")
+            let worker = failure.worker ?? "?"
+            return "  #\(failure.attempt)  \(AttemptFailure.format(failure.at))  \(worker)\n      \(error)"
+        }.joined(separator: "\n")
     }
 }
 

@@ -18,9 +18,13 @@ struct SupervisorCommand: AsyncParsableCommand {
             Run several; they elect one leader through the Redis lease lh:leader (renewed every third of its \
             TTL; a leader that cannot renew in time steps down before its lease could be taken). The leader, \
             every interval: reclaims entries pending longer than the visibility timeout whose lease is not held \
-            (a slow but live worker's entries are left alone) and schedules their retry or dead-letters them \
-            after the retry policy's maximum attempts; moves due retries back to their streams; trims streams \
-            never past the oldest pending or undelivered entry; prunes inbox rows past the retention. \
+            (a live worker's heartbeat renews its lease and resets its entry's idle time, so its entries are \
+            left alone; the pending list is walked with a cursor, a batch per pass) and schedules their retry \
+            or dead-letters them after the retry policy's maximum attempts; moves due retries back to their \
+            streams; trims streams never past the oldest pending or undelivered entry; removes consumers of the \
+            group idle past the consumer idle time that own no pending entry (each worker restart adds one); \
+            prunes inbox rows past the retention. Every failed attempt, a reclaimed one included ("worker … \
+            stopped responding"), is kept with the message through its retries and in its dead letter. \
             SIGTERM or SIGINT: finish the pass, release the leader lease, exit 0.
             """ + "\n\n" + CommonOptions.retryPolicyHelp + "\n\n" + CommonOptions.metricsEndpointHelp
     )
@@ -39,6 +43,13 @@ struct SupervisorCommand: AsyncParsableCommand {
     @Option(help: "Delete inbox rows older than this many hours (env: LEASEHOLD_INBOX_RETENTION_HOURS; default 168).")
     var inboxRetentionHours: Int?
 
+    @Option(
+        help: """
+            Remove consumers idle this long, in ms, that own no pending entry \
+            (env: LEASEHOLD_CONSUMER_IDLE_MS; default 3600000).
+            """)
+    var consumerIdleMs: Int?
+
     func run() async throws {
         let logger = common.bootstrapLogging(label: "leasehold.supervisor")
         let registry = PrometheusCollectorRegistry()
@@ -54,7 +65,10 @@ struct SupervisorCommand: AsyncParsableCommand {
             inboxRetention: .seconds(
                 3600 * (try Setting.int(inboxRetentionHours, "LEASEHOLD_INBOX_RETENTION_HOURS", default: 168, range: 1...87_600))),
             leader: LeaderElector.Configuration(
-                ttl: try Setting.milliseconds(leaderTTLMs, "LEASEHOLD_LEADER_TTL_MS", default: 10_000, range: 300...600_000)))
+                ttl: try Setting.milliseconds(
+                    leaderTTLMs, "LEASEHOLD_LEADER_TTL_MS", default: 10_000, range: 300...600_000)),
+            consumerIdleTimeout: try Setting.milliseconds(
+                consumerIdleMs, "LEASEHOLD_CONSUMER_IDLE_MS", default: 3_600_000, range: 1_000...2_592_000_000))
 
         let redis = RedisClient(configuration: try common.redisConfiguration(), size: 4)
         let postgres = PostgresClient(configuration: common.postgresConfiguration(role: "supervisor"), size: 2)

@@ -54,13 +54,15 @@ struct RetrySchedulerTests {
 
             let due = Date().addingTimeInterval(60)
             let first = try await client.withConnection {
-                try scheduler.schedule(entry: entry, at: due, lastError: "SQLSTATE 40P01 deadlock", on: $0)
+                try scheduler.schedule(
+                    entry: entry, at: due, lastError: "SQLSTATE 40P01 deadlock", worker: "c1", on: $0)
             }
             #expect(first == .scheduled)
             #expect(try await Self.pendingCount(stream: stream, client: client) == 0)
 
             let second = try await client.withConnection {
-                try scheduler.schedule(entry: entry, at: due.addingTimeInterval(30), lastError: "again", on: $0)
+                try scheduler.schedule(
+                    entry: entry, at: due.addingTimeInterval(30), lastError: "again", worker: "c1", on: $0)
             }
             #expect(second == .alreadyScheduled)
             #expect(try await client.withConnection { try scheduler.backlog(on: $0) } == 1)
@@ -96,7 +98,7 @@ struct RetrySchedulerTests {
             try await client.send("XACK", stream, RedisKeys.consumerGroup, entry.id)
 
             let outcome = try await client.withConnection {
-                try scheduler.schedule(entry: entry, at: Date(), lastError: "late", on: $0)
+                try scheduler.schedule(entry: entry, at: Date(), lastError: "late", worker: "c1", on: $0)
             }
             #expect(outcome == .notPending)
             #expect(try await client.withConnection { try scheduler.backlog(on: $0) } == 0)
@@ -123,8 +125,8 @@ struct RetrySchedulerTests {
             let later = now.addingTimeInterval(3_600)
             try await client.withConnection { connection in
                 try scheduler.schedule(
-                    entry: pending[0], at: now.addingTimeInterval(-1), lastError: "e1", on: connection)
-                try scheduler.schedule(entry: pending[1], at: later, lastError: "e2", on: connection)
+                    entry: pending[0], at: now.addingTimeInterval(-1), lastError: "e1", worker: "c1", on: connection)
+                try scheduler.schedule(entry: pending[1], at: later, lastError: "e2", worker: "c1", on: connection)
             }
 
             #expect(try await client.withConnection { try scheduler.moveDue(now: now, limit: 10, on: $0) } == 1)
@@ -179,7 +181,7 @@ struct RetrySchedulerTests {
                 for (index, entry) in pending.enumerated() {
                     try scheduler.schedule(
                         entry: entry, at: base.addingTimeInterval(Double(pending.count - index)), lastError: "x",
-                        on: connection)
+                        worker: "c1", on: connection)
                 }
             }
             var order: [String] = []
@@ -193,6 +195,45 @@ struct RetrySchedulerTests {
             }
             #expect(order == ["bk:4", "bk:3", "bk:2", "bk:1", "bk:0"])
             #expect(try await client.withConnection { try scheduler.backlog(on: $0) } == 0)
+        }
+    }
+
+    @Test("every failed attempt's record travels with the retry and grows by one per failure")
+    func failuresTravelWithTheRetry() async throws {
+        try await SupervisorRedisFixture.withKeys { client, keys in
+            let scheduler = RetryScheduler(keys: keys)
+            let stream = keys.stream("bookings")
+            var entry = try #require(
+                try await Self.pendingEntries(
+                    [StreamEntry(stream: stream, key: "bk:h", kind: "booking", payload: Self.binaryPayload)],
+                    stream: stream, keys: keys, client: client
+                ).first)
+            #expect(entry.failures.isEmpty, "a first attempt carries no history")
+            let consumer = StreamConsumer(streams: [stream], consumer: "c2")
+            for attempt in 1...3 {
+                let failedAt = Date(timeIntervalSince1970: 1_700_000_000 + Double(attempt))
+                _ = try await client.withConnection { [entry] connection in
+                    try scheduler.schedule(
+                        entry: entry, at: Date().addingTimeInterval(-1), lastError: "failure \(attempt)",
+                        worker: "worker-\(attempt)", failedAt: failedAt, on: connection)
+                }
+                let body = scheduler.bodyKey(member: RetryScheduler.member(for: entry))
+                #expect(try await client.send("HGET", body, "last_error").string == "failure \(attempt)")
+                #expect(try await client.withConnection { try scheduler.moveDue(now: Date(), limit: 10, on: $0) } == 1)
+                entry = try #require(
+                    try await client.withConnection { connection in
+                        try consumer.read(count: 1, block: .milliseconds(50), on: connection).entries
+                    }.first)
+                #expect(entry.attempt == attempt + 1)
+                #expect(entry.payload == Self.binaryPayload)
+                #expect(
+                    entry.failures
+                        == (1...attempt).map {
+                            AttemptFailure(
+                                at: Date(timeIntervalSince1970: 1_700_000_000 + Double($0)), attempt: $0,
+                                worker: "worker-\($0)", error: "failure \($0)")
+                        })
+            }
         }
     }
 }

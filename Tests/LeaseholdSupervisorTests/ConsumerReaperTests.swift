@@ -1,0 +1,75 @@
+import Foundation
+import LeaseholdQueue
+import LeaseholdRedis
+import LeaseholdTesting
+import Testing
+
+@testable import LeaseholdSupervisor
+
+/// Removing consumers left behind by restarts, against a real Redis: only a consumer that is idle
+/// past the threshold **and** owns no pending entry goes (deleting one with pending entries would
+/// drop them from the group for good).
+@Suite("Consumer reaping", .enabled(if: IntegrationEnvironment.isAvailable))
+struct ConsumerReaperTests {
+    @Test func onlyTheIdleConsumerWithoutPendingEntriesIsRemoved() async throws {
+        try await SupervisorRedisFixture.withKeys { client, keys in
+            let stream = keys.stream("bookings")
+            let producer = StreamProducer(keys: keys, highWaterMark: 0)
+            // idle-pending and busy-pending each read one entry and never acknowledge it;
+            // idle-empty and busy-empty own nothing.
+            let ids = try await client.withConnection { connection in
+                try StreamConsumer(streams: [stream], consumer: "setup").ensureGroups(on: connection)
+                var ids: [String] = []
+                for consumer in ["idle-pending", "busy-pending"] {
+                    ids.append(
+                        try producer.enqueue(
+                            StreamEntry(stream: stream, key: consumer, kind: "booking", payload: Array("{}".utf8)),
+                            on: connection))
+                    _ = try StreamConsumer(streams: [stream], consumer: consumer)
+                        .read(count: 1, block: .milliseconds(10), on: connection)
+                }
+                for consumer in ["idle-empty", "busy-empty"] {
+                    try connection.send("XGROUP", "CREATECONSUMER", stream, "workers", consumer)
+                }
+                try connection.send("XGROUP", "DELCONSUMER", stream, "workers", "setup")
+                return ids
+            }
+            try await Task.sleep(for: .milliseconds(1_200))
+            // The busy ones act again: busy-empty reads an entry and acknowledges it (on Redis 7.0 a read
+            // that returns nothing is not activity), busy-pending's heartbeat XCLAIMs its entry (JUSTID).
+            _ = try await client.withConnection { connection in
+                _ = try producer.enqueue(
+                    StreamEntry(stream: stream, key: "busy", kind: "booking", payload: Array("{}".utf8)),
+                    on: connection)
+                let consumer = StreamConsumer(streams: [stream], consumer: "busy-empty")
+                for entry in try consumer.read(count: 1, block: .milliseconds(10), on: connection).entries {
+                    try consumer.acknowledge(entry, on: connection)
+                }
+            }
+            _ = try await client.send("XCLAIM", stream, "workers", "busy-pending", 0, ids[1], "JUSTID")
+
+            // The script re-checks on its own: pending entries or recent activity keep a consumer.
+            let refused = try await client.withConnection { connection in
+                (
+                    try ConsumerReaper.deleteIfIdleAndEmpty(
+                        "idle-pending", stream: stream, minIdle: .zero, on: connection),
+                    try ConsumerReaper.deleteIfIdleAndEmpty(
+                        "busy-empty", stream: stream, minIdle: .seconds(60), on: connection)
+                )
+            }
+            #expect(refused == (false, false))
+
+            let reaper = ConsumerReaper(redis: client, idleTimeout: .milliseconds(800), logger: .init(label: "test"))
+            let removed = try await reaper.reap(stream: stream)
+            #expect(removed == ["idle-empty"])
+            let left = try await client.withConnection { try ConsumerReaper.consumers(of: stream, on: $0) }
+            #expect(Set(left.map(\.name)) == ["idle-pending", "busy-pending", "busy-empty"], "\(left)")
+            #expect(left.first { $0.name == "idle-pending" }?.pending == 1, "its pending entry is still there")
+            let summary = try await client.send("XPENDING", stream, "workers")
+            #expect(summary.array?.first?.int == 2, "no pending entry was dropped")
+
+            // Missing stream or group: nothing to do, no error.
+            #expect(try await reaper.reap(stream: keys.stream("nothing")) == [])
+        }
+    }
+}
