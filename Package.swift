@@ -170,7 +170,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LeaseholdSupervisorTests",
-            dependencies: ["LeaseholdSupervisor", "LeaseholdQueue", "LeaseholdRedis", "LeaseholdTesting"]
+            dependencies: ["LeaseholdSupervisor", "LeaseholdQueue", "LeaseholdRedis", "LeaseholdTesting", "LeaseholdOps"]
         ),
         .testTarget(
             name: "LeaseholdDomainTests",

@@ -65,7 +65,7 @@ struct LeaderElectorTests {
         let result = await Task(priority: .high) { try await body(context) }.result
         await context.stalls.stop()
         await context.client.close()
-        server.kill()
+        await server.kill()
         try result.get()
     }
 
@@ -245,7 +245,7 @@ struct LeaderElectorTests {
                 if changes.count > changesBefore, changes.last?.leader == false { reported = changes.last?.at }
                 if reported == nil { try await Task.sleep(for: .milliseconds(1)) }
             }
-            context.server.kill()
+            await context.server.kill()
             await elector.stop()
             await probe.close()
 

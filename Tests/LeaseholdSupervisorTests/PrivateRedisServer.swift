@@ -1,27 +1,29 @@
 import Foundation
+import LeaseholdOps
 import LeaseholdRedis
 import LeaseholdTesting
 
 /// A throwaway `redis-server` of this test's own, to freeze with `SIGSTOP` (a Redis that stops
 /// answering without closing connections) without disturbing the shared server other tests use.
 ///
-/// Stopped with `SIGKILL` only, so the odd signal dispositions a child of a Swift process
-/// inherits do not matter.
+/// Started with ``ChildProcess`` (posix_spawn, reaped by `waitpid` on its own pid), not
+/// Foundation's `Process`, whose `waitUntilExit` was seen spinning forever on Linux after the
+/// child had died. Stopped with `SIGKILL` only, so the odd signal dispositions a child of a Swift
+/// process inherits do not matter.
 final class PrivateRedisServer: Sendable {
     let port: Int
-    private let process: Process
+    private let process: ChildProcess
 
     init() async throws {
         let port = try Self.freePort()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        process.arguments = [
-            "--bind", "127.0.0.1", "--port", String(port), "--save", "", "--appendonly", "no",
-            "--daemonize", "no", "--logfile", "",
-        ]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("lh-private-redis-\(port).log")
+        let process = try ChildProcess(
+            name: "redis-\(port)", executable: URL(fileURLWithPath: "/usr/bin/redis-server"),
+            arguments: [
+                "--bind", "127.0.0.1", "--port", String(port), "--save", "", "--appendonly", "no",
+                "--daemonize", "no", "--logfile", "",
+            ],
+            log: log)
         self.port = port
         self.process = process
 
@@ -34,8 +36,8 @@ final class PrivateRedisServer: Sendable {
                 return
             }
             guard ContinuousClock.now < deadline, process.isRunning else {
-                kill()
-                throw TestSetupError("redis-server on port \(port) did not start")
+                await kill()
+                throw TestSetupError("redis-server on port \(port) did not start:\n\(process.output.suffix(1000))")
             }
             try await Task.sleep(for: .milliseconds(20))
         }
@@ -46,14 +48,15 @@ final class PrivateRedisServer: Sendable {
     }
 
     /// Freezes the server: connections stay open, nothing is answered.
-    func freeze() { _ = Foundation.kill(process.processIdentifier, SIGSTOP) }
+    func freeze() { process.send(SIGSTOP) }
 
-    func thaw() { _ = Foundation.kill(process.processIdentifier, SIGCONT) }
+    func thaw() { process.send(SIGCONT) }
 
-    func kill() {
+    func kill() async {
         guard process.isRunning else { return }
-        _ = Foundation.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        process.send(SIGKILL)
+        _ = await process.waitForExit(timeout: .seconds(10))
+        try? FileManager.default.removeItem(at: process.log)
     }
 
     /// A port on 127.0.0.1 that nothing listens on now (the kernel picks it).
