@@ -5,6 +5,7 @@ import LeaseholdQueue
 import LeaseholdRedis
 import LeaseholdTesting
 import Logging
+import Synchronization
 import Testing
 
 @testable import LeaseholdWorker
@@ -73,10 +74,12 @@ extension SystemTests {
                 return try consumer.read(count: 1, block: .milliseconds(100), on: connection)
             }
             let entry = try #require(delivered.entries.first)
+            let records = LogRecords()
             let processor = EntryProcessor(
                 configuration: WorkerConfiguration(
                     keys: keys, consumerName: "consumer-a", lockTimeout: .seconds(60)),
-                postgres: stack.postgres, redis: stack.redis, logger: Logger(label: "test.cancel"))
+                postgres: stack.postgres, redis: stack.redis,
+                logger: Logger(label: "test.cancel") { _ in RecordingLogHandler(records: records) })
 
             let task = Task { await processor.process(entry) }
             try await waitUntil {
@@ -96,7 +99,33 @@ extension SystemTests {
             #expect(try await stack.redis.send("EXISTS", keys.lease("api:cancel-1")).int == 0, "lease released")
             let inbox = try await stack.postgres.query("SELECT count(*) FROM inbox").single().decode(Int64.self, at: 0)
             #expect(inbox == 0, "rolled back")
+            let logged = records.lines
+            #expect(logged.contains { $0.level == .notice && $0.message.contains("cancelled during shutdown") }, "\(logged)")
+            #expect(!logged.contains { $0.level >= .warning }, "a cancellation is no failure: \(logged)")
             await stack.shutdown()
         }
+    }
+}
+
+/// Every message logged through a ``RecordingLogHandler``.
+final class LogRecords: Sendable {
+    private let storage = Mutex<[(level: Logger.Level, message: String)]>([])
+    var lines: [(level: Logger.Level, message: String)] { storage.withLock { $0 } }
+    func append(_ level: Logger.Level, _ message: String) { storage.withLock { $0.append((level, message)) } }
+}
+
+/// A log handler that keeps what it is given, for checking what a component logged.
+struct RecordingLogHandler: LogHandler {
+    let records: LogRecords
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        records.append(event.level, event.message.description)
     }
 }
