@@ -207,7 +207,9 @@ struct EntryProcessor: Sendable {
                 guard ContinuousClock.now - start < configuration.outageWindow else {
                     logger.warning(
                         "outage longer than the outage window; counting it as a failed attempt",
-                        metadata: ["during": "\(what)", "error": "\(error)", "window": "\(configuration.outageWindow)"])
+                        metadata: [
+                            "during": "\(what)", "error": "\(error)", "window": "\(configuration.outageWindow)",
+                        ])
                     throw error
                 }
                 // The first failure, then every 20th (about every 100 s at the longest pause).
@@ -352,11 +354,13 @@ struct EntryProcessor: Sendable {
                     }
                 }
             } catch let error as PostgresTransactionError
-                where error.isRetryable && !Self.isConnectionFailure(error) && attempt < configuration.transactionAttempts
+                where error.isRetryable && !Self.isConnectionFailure(error)
+                && attempt < configuration.transactionAttempts
             {
                 logger.notice("retryable transaction failure", metadata: ["error": "\(error)", "try": "\(attempt)"])
             } catch let error as PostgresError
-                where error.isRetryable && !Self.isConnectionFailure(error) && attempt < configuration.transactionAttempts
+                where error.isRetryable && !Self.isConnectionFailure(error)
+                && attempt < configuration.transactionAttempts
             {
                 logger.notice("retryable failure", metadata: ["error": "\(error)", "try": "\(attempt)"])
             }

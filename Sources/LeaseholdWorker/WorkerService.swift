@@ -83,7 +83,8 @@ public struct WorkerService: Service {
                     let batch: StreamConsumer.Batch
                     do {
                         batch = try await reader.withConnection { [configuration, rotation] connection in
-                            try consumer.read(count: free, block: configuration.readBlock, first: rotation, on: connection)
+                            try consumer.read(
+                                count: free, block: configuration.readBlock, first: rotation, on: connection)
                         }
                         rotation &+= 1
                         failures = 0
@@ -110,7 +111,8 @@ public struct WorkerService: Service {
                 // the signal (not from whenever the loop noticed it).
                 let deadline = (shutdown.requestedAt ?? .now) + configuration.drainTimeout
                 logger.info(
-                    "draining", metadata: ["in_flight": "\(inFlight.value)", "timeout": "\(configuration.drainTimeout)"])
+                    "draining",
+                    metadata: ["in_flight": "\(inFlight.value)", "timeout": "\(configuration.drainTimeout)"])
                 if inFlight.value > 0 {
                     group.addTask {
                         try? await Task.sleep(until: deadline)

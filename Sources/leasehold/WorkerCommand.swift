@@ -15,16 +15,16 @@ struct WorkerCommand: AsyncParsableCommand {
         commandName: "worker",
         abstract: "Claim stream entries, take a lease, run one PostgreSQL transaction each, then acknowledge.",
         discussion: """
-            Joins consumer group "workers" on the telegram, yookassa and bookings streams (creating it if missing) and \
-            takes no more entries than it has free slots, over all streams together. \
+            Joins consumer group "workers" on the telegram, yookassa and bookings streams (creating it if \
+            missing) and takes no more entries than it has free slots, over all streams together. \
             An entry is acknowledged only after its transaction committed. A failed transaction \
             is never acknowledged as done: its entry is parked in the retry schedule (with the next attempt, \
             atomically) or, after LEASEHOLD_RETRY_MAX_ATTEMPTS, dead-lettered; a payload that can never succeed \
-            (undecodable, unknown kind) is dead-lettered at once. While PostgreSQL or Redis is unreachable, an entry keeps its \
-            lease and is tried again with backoff (100 ms doubling to 5 s) without spending an attempt, for up to the outage \
-            window. SIGTERM or SIGINT: stop reading, let in-flight entries finish within \
-            the drain timeout counted from the signal (then cancel and roll back the rest, leaving them pending with no \
-            attempt spent), release leases, exit 0.
+            (undecodable, unknown kind) is dead-lettered at once. While PostgreSQL or Redis is unreachable, an \
+            entry keeps its lease and is tried again with backoff (100 ms doubling to 5 s) without spending an \
+            attempt, for up to the outage window. SIGTERM or SIGINT: stop reading, let in-flight entries finish \
+            within the drain timeout counted from the signal (then cancel and roll back the rest, leaving them \
+            pending with no attempt spent), release leases, exit 0.
             """ + "\n\n" + CommonOptions.retryPolicyHelp + "\n\n" + CommonOptions.metricsEndpointHelp
     )
 

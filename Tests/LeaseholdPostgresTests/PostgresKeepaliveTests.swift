@@ -27,8 +27,8 @@ struct PostgresKeepaliveTests {
     func urlOverridesADefault() throws {
         let url = IntegrationEnvironment.postgresURL
         let separator = url.contains("?") ? "&" : "?"
-        let connection = try PostgresConnection(
-            configuration: PostgresConfiguration(connectionString: url + separator + "keepalives_idle=5&connect_timeout=7"))
+        let overriding = url + separator + "keepalives_idle=5&connect_timeout=7"
+        let connection = try PostgresConnection(configuration: PostgresConfiguration(connectionString: overriding))
         defer { connection.close() }
         let parameters = connection.effectiveParameters
         #expect(parameters["keepalives_idle"] == "5")

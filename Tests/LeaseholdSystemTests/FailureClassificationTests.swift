@@ -100,7 +100,8 @@ extension SystemTests {
             let inbox = try await stack.postgres.query("SELECT count(*) FROM inbox").single().decode(Int64.self, at: 0)
             #expect(inbox == 0, "rolled back")
             let logged = records.lines
-            #expect(logged.contains { $0.level == .notice && $0.message.contains("cancelled during shutdown") }, "\(logged)")
+            let cancelled = logged.contains { $0.level == .notice && $0.message.contains("cancelled during shutdown") }
+            #expect(cancelled, "\(logged)")
             #expect(!logged.contains { $0.level >= .warning }, "a cancellation is no failure: \(logged)")
             await stack.shutdown()
         }

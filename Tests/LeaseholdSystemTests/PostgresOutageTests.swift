@@ -15,12 +15,14 @@ extension SystemTests {
     struct PostgresOutageTests {
         @Test func anOutageLongerThanTheRetryBudgetDeadLettersNothingAndProcessesEverythingOnce() async throws {
             let directory = try makeTemporaryDirectory("outage")
-            let server = try LocalStack(options: LocalStackOptions(directory: directory, postgresSettings: ["fsync": "off"]))
+            let server = try LocalStack(
+                options: LocalStackOptions(directory: directory, postgresSettings: ["fsync": "off"]))
             try await server.startPostgres()
             let prefix = "\(IntegrationEnvironment.uniqueName("lho")):"
             let redis = try IntegrationEnvironment.redisClient(size: 2)
             var postgres = PostgresClient(
-                configuration: PostgresConfiguration(connectionString: server.postgresURL, connectTimeoutSeconds: 2), size: 2)
+                configuration: PostgresConfiguration(connectionString: server.postgresURL, connectTimeoutSeconds: 2),
+                size: 2)
             var worker: ChildProcess?
             do {
                 _ = try await Migrator(client: postgres).migrate(
@@ -64,7 +66,10 @@ extension SystemTests {
                 try await enqueue(user: 1, slot: slots[0])
                 try await waitUntil {
                     try await postgres.query(
-                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'leasehold-worker' AND wait_event_type = 'Lock'"
+                        """
+                        SELECT count(*) FROM pg_stat_activity
+                        WHERE application_name = 'leasehold-worker' AND wait_event_type = 'Lock'
+                        """
                     ).single().decode(Int64.self, at: 0) == 1
                 }
                 await server.stopPostgres()

@@ -62,7 +62,8 @@ extension SystemTests {
 
             for lock in locks { try lock.release() }
             try await waitUntil {
-                try await stack.postgres.query("SELECT count(*) FROM interviews").single().decode(Int64.self, at: 0) == 12
+                let interviews = try await stack.postgres.query("SELECT count(*) FROM interviews").single()
+                return try interviews.decode(Int64.self, at: 0) == 12
             }
             #expect(try await Self.pending(stack, consumer: "worker-0") == 0)
             await stack.shutdown()
