@@ -12,9 +12,9 @@ public struct WorkerConfiguration: Sendable {
     /// This consumer's name in the group; unique per process.
     public var consumerName: String
     /// Entries processed at once (`LEASEHOLD_WORKER_CONCURRENCY`). The worker never holds more
-    /// unacknowledged entries than this: each read asks for at most the free slots.
+    /// unacknowledged entries than this: each read takes at most the free slots, over all streams together.
     public var concurrency: Int
-    /// How long one XREADGROUP waits for new entries.
+    /// How long one read waits for new entries when every stream is empty.
     public var readBlock: Duration
     /// Lease TTL (`LEASEHOLD_LEASE_TTL_MS`): long enough to cover a heartbeat gap, short enough
     /// that a dead worker's leases expire before the supervisor's visibility timeout.
