@@ -205,13 +205,26 @@ public final class BlockingConnectionPool<Connection: BlockingConnection>: Senda
             state.withLockedValue { $0.interrupter = nil }
         }
 
-        /// From any thread.
-        /// The interrupt runs under the lock, so `end()` (and the next borrower's call) waits for an
-        /// interrupt in progress: a late cancel cannot hit the next call on this connection.
+        /// From any thread; returns at once.
+        ///
+        /// A cancellation handler runs on the thread that cancels the task, usually one of Swift's
+        /// cooperative threads, and an interrupt blocks (`PQcancel` opens a connection to the
+        /// server and waits for its answer; with the server unreachable, for as long as the network
+        /// lets it). So the interrupt itself runs on `interruptQueue`, a queue of its own. The
+        /// `cancelled` flag is set here, synchronously, so a call that has not begun yet never
+        /// starts. The interrupt runs under the lock, so `end()` (and the next borrower's call)
+        /// waits for an interrupt in progress, and an interrupt that runs after `end()` finds no
+        /// interrupter: a late cancel cannot hit the next call on this connection.
         func cancel() {
-            state.withLockedValue { state in
+            let interrupting = state.withLockedValue { state -> Bool in
                 state.cancelled = true
-                state.interrupter?.interrupt()
+                return state.interrupter != nil
+            }
+            guard interrupting else { return }
+            interruptQueue.async {
+                self.state.withLockedValue { state in
+                    state.interrupter?.interrupt()
+                }
             }
         }
     }
@@ -259,6 +272,10 @@ public final class BlockingConnectionPool<Connection: BlockingConnection>: Senda
         }
     }
 }
+
+/// Where interrupts run, off Swift's cooperative pool: concurrent, so one slow `PQcancel` does
+/// not hold up the others.
+private let interruptQueue = DispatchQueue(label: "leasehold.connection-pool.interrupts", attributes: .concurrent)
 
 /// What a checkout does next, decided under the pool's lock and acted on outside it.
 private enum CheckoutStep {

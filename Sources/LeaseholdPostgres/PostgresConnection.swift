@@ -26,11 +26,7 @@ public final class PostgresConnection: BlockingConnection {
     /// Opens a connection (blocking, bounded by `connectTimeoutSeconds`).
     public init(configuration: PostgresConfiguration) throws(PostgresError) {
         self.configuration = configuration
-        let keywords = ["connect_timeout", "application_name", "client_encoding", "dbname"]
-        let values = [
-            String(configuration.connectTimeoutSeconds), configuration.applicationName, "UTF8",
-            configuration.connectionString,
-        ]
+        let (keywords, values) = configuration.connectParameters
         let connection = withCStringArray(keywords) { keywordPointers in
             withCStringArray(values) { valuePointers in
                 PQconnectdbParams(keywordPointers, valuePointers, 1)
@@ -89,6 +85,21 @@ public final class PostgresConnection: BlockingConnection {
     public var isOpen: Bool {
         guard let handle else { return false }
         return PQstatus(handle) == CONNECTION_OK
+    }
+
+    /// The parameters this connection was opened with, as libpq resolved them (`PQconninfo`):
+    /// keyword → value, for every keyword that has one. The password is left out.
+    public var effectiveParameters: [String: String] {
+        guard let handle, let options = PQconninfo(handle) else { return [:] }
+        defer { PQconninfoFree(options) }
+        var parameters: [String: String] = [:]
+        var option = options
+        while let keyword = option.pointee.keyword {
+            let name = String(cString: keyword)
+            if name != "password", let value = option.pointee.val { parameters[name] = String(cString: value) }
+            option += 1
+        }
+        return parameters
     }
 
     /// The backend process ID (`pg_backend_pid()`), for logs and tests.

@@ -53,7 +53,7 @@ struct EntryProcessor: Sendable {
             key: configuration.keys.lease(entry.key),
             owner: "\(configuration.consumerName):\(UUID().uuidString.prefix(8))", ttl: configuration.leaseTTL)
         do {
-            guard try await acquire(lease) else {
+            guard try await acquire(lease, logger: logger) else {
                 logger.notice("lease held by another worker; leaving the entry pending")
                 return
             }
@@ -85,13 +85,21 @@ struct EntryProcessor: Sendable {
         var logID: Int64?
         if case .payment(let notification) = item {
             do {
-                logID = try await postgres.withConnection { connection in
-                    try WebhookLog.received(
-                        notification, key: entry.key, payload: entry.payload, attempt: entry.attempt,
-                        stream: entry.stream, entryID: entry.id, on: connection)
+                logID = try await withHeartbeat(lease, entry: entry, logger: logger) { [postgres, logger] in
+                    try await ridingOutOutages("recording the notification", logger: logger) {
+                        try await postgres.withConnection { connection in
+                            try WebhookLog.received(
+                                notification, key: entry.key, payload: entry.payload, attempt: entry.attempt,
+                                stream: entry.stream, entryID: entry.id, on: connection)
+                        }
+                    }
                 }
             } catch {
-                await fail(entry, error: error, logger: logger)
+                if Self.isOurCancellation(error) {
+                    logger.notice("cancelled during shutdown; entry left pending")
+                } else {
+                    await fail(entry, error: error, logger: logger)
+                }
                 await release(lease, logger: logger)
                 return
             }
@@ -100,9 +108,11 @@ struct EntryProcessor: Sendable {
         let processed: ProcessedEntry
         do {
             processed = try await withHeartbeat(lease, entry: entry, logger: logger) { [logger, logID] in
-                try await runTransaction(item, entry: entry, logID: logID, logger: logger)
+                try await ridingOutOutages("the transaction", logger: logger) {
+                    try await runTransaction(item, entry: entry, logID: logID, logger: logger)
+                }
             }
-        } catch is CancellationError {
+        } catch where Self.isOurCancellation(error) {
             logger.notice("cancelled during shutdown; rolled back, entry left pending")
             await markFailed(logID, "interrupted by shutdown; the entry stays pending and is redelivered", logger: logger)
             await release(lease, logger: logger)
@@ -116,11 +126,13 @@ struct EntryProcessor: Sendable {
 
         // COMMIT happened: acknowledge, publish, release — atomically.
         do {
-            try await redis.withConnection { [completion, configuration] connection in
-                try completion.complete(
-                    entry, lease: lease, requestID: processed.requestID, result: processed.published,
-                    resultTTL: configuration.resultTTL,
-                    keepExisting: processed.outcome == BookingOutcome.requestIDReused.rawValue, on: connection)
+            try await ridingOutOutages("acknowledging", logger: logger) { [redis, completion, configuration] in
+                try await redis.withConnection { connection in
+                    try completion.complete(
+                        entry, lease: lease, requestID: processed.requestID, result: processed.published,
+                        resultTTL: configuration.resultTTL,
+                        keepExisting: processed.outcome == BookingOutcome.requestIDReused.rawValue, on: connection)
+                }
             }
             Counter(
                 label: "leasehold_worker_processed_total",
@@ -135,6 +147,83 @@ struct EntryProcessor: Sendable {
             // that redelivery a no-op that publishes the recorded outcome.
             logger.error("committed but could not acknowledge; the redelivery will be a no-op",
                          metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Whether `error` is this task being cancelled (a drain that timed out) rather than a failure
+    /// of the message. A cancelled task's statement is cancelled with `PQcancel`, and PostgreSQL
+    /// reports that as SQLSTATE 57014 inside a ``PostgresTransactionError`` or ``PostgresError``,
+    /// not as a `CancellationError`; so any error that ends a cancelled task counts as the
+    /// cancellation: the entry stays pending, no attempt is spent, nothing is scheduled. (A
+    /// `statement_timeout`, also 57014, arrives in a task that was not cancelled: a failure.)
+    static func isOurCancellation(_ error: any Error) -> Bool {
+        error is CancellationError || Task.isCancelled
+    }
+
+    /// Whether `error` says the server could not be reached rather than that the message is wrong:
+    /// SQLSTATE class 08 (connection exception), 57P01/57P02/57P03 (the server is shutting down,
+    /// crashed, or not accepting connections yet), a connection libpq lost or could not open, a
+    /// Redis connection that failed or timed out.
+    static func isConnectionFailure(_ error: any Error) -> Bool {
+        switch error {
+        case let error as PostgresTransactionError:
+            return error.postgresError.map { isConnectionFailure(postgres: $0) } ?? false
+        case let error as PostgresError:
+            return isConnectionFailure(postgres: error)
+        case let error as RedisError:
+            return error.source == .connection
+        default:
+            return false
+        }
+    }
+
+    private static func isConnectionFailure(postgres error: PostgresError) -> Bool {
+        error.source == .connection || error.sqlState.hasPrefix("08")
+            || ["57P01", "57P02", "57P03"].contains(error.sqlState)
+    }
+
+    /// Runs `body`; while it fails because PostgreSQL or Redis cannot be reached, waits (backing off
+    /// from ``WorkerConfiguration/outageBackoff``'s lower bound, doubling up to its upper bound,
+    /// with jitter) and runs it again, spending no attempt, for up to
+    /// ``WorkerConfiguration/outageWindow`` from the first such failure. Then, or on any other
+    /// error, it throws. The caller keeps the lease renewed meanwhile (``withHeartbeat``), so the
+    /// supervisor leaves the entry with this worker; cancellation (a drain) ends the wait at once.
+    private func ridingOutOutages<T: Sendable>(
+        _ what: String, logger: Logger, _ body: @Sendable () async throws -> T
+    ) async throws -> T {
+        var outageStart: ContinuousClock.Instant?
+        var pause = configuration.outageBackoff.lowerBound
+        var tries = 0
+        while true {
+            do {
+                let value = try await body()
+                if let outageStart {
+                    logger.notice(
+                        "server reachable again; carrying on",
+                        metadata: ["during": "\(what)", "waited": "\(ContinuousClock.now - outageStart)"])
+                }
+                return value
+            } catch where Self.isConnectionFailure(error) && !Self.isOurCancellation(error) {
+                let start = outageStart ?? .now
+                outageStart = start
+                tries += 1
+                guard ContinuousClock.now - start < configuration.outageWindow else {
+                    logger.warning(
+                        "outage longer than the outage window; counting it as a failed attempt",
+                        metadata: [
+                            "during": "\(what)", "error": "\(error)", "window": "\(configuration.outageWindow)",
+                        ])
+                    throw error
+                }
+                // The first failure, then every 20th (about every 100 s at the longest pause).
+                if tries % 20 == 1 {
+                    logger.warning(
+                        "server unreachable; keeping the entry and trying again, no attempt spent",
+                        metadata: ["during": "\(what)", "error": "\(error)", "tries": "\(tries)"])
+                }
+                try await Task.sleep(for: pause / 2 + (pause / 2) * Double.random(in: 0...1))
+                pause = min(pause * 2, configuration.outageBackoff.upperBound)
+            }
         }
     }
 
@@ -185,10 +274,13 @@ struct EntryProcessor: Sendable {
     }
 
     /// Takes the lease, waiting up to `leaseWait` while another worker holds it.
-    private func acquire(_ lease: Lease) async throws -> Bool {
+    private func acquire(_ lease: Lease, logger: Logger) async throws -> Bool {
         let deadline = ContinuousClock.now + configuration.leaseWait
         while true {
-            if try await redis.withConnection({ try lease.acquire(on: $0) }) { return true }
+            let acquired = try await ridingOutOutages("taking the lease", logger: logger) { [redis] in
+                try await redis.withConnection { try lease.acquire(on: $0) }
+            }
+            if acquired { return true }
             if ContinuousClock.now >= deadline { return false }
             try await Task.sleep(for: .milliseconds(50))
         }
@@ -237,7 +329,8 @@ struct EntryProcessor: Sendable {
         }
     }
 
-    /// One transaction, retried in process while it fails with a retryable error.
+    /// One transaction, retried in process while it fails with a retryable error (connection
+    /// failures excepted: ``ridingOutOutages(_:logger:_:)`` waits those out).
     private func runTransaction(_ item: WorkItem, entry: StreamEntry, logID: Int64?, logger: Logger) async throws
         -> ProcessedEntry
     {
@@ -267,10 +360,16 @@ struct EntryProcessor: Sendable {
                         return ProcessedEntry(outcome: result.outcome.rawValue, duplicate: result.duplicate)
                     }
                 }
-            } catch let error as PostgresTransactionError where error.isRetryable && attempt < configuration.transactionAttempts {
+            } catch let error as PostgresTransactionError
+                where error.isRetryable && !Self.isConnectionFailure(error)
+                && attempt < configuration.transactionAttempts
+            {
                 logger.notice("retryable transaction failure", metadata: ["error": "\(error)", "try": "\(attempt)"])
-            } catch let error as PostgresError where error.isRetryable && attempt < configuration.transactionAttempts {
-                logger.notice("connection failure", metadata: ["error": "\(error)", "try": "\(attempt)"])
+            } catch let error as PostgresError
+                where error.isRetryable && !Self.isConnectionFailure(error)
+                && attempt < configuration.transactionAttempts
+            {
+                logger.notice("retryable failure", metadata: ["error": "\(error)", "try": "\(attempt)"])
             }
             try Task.checkCancellation()
             let backoff = min(1_000, 20 * (1 << min(attempt, 6)))

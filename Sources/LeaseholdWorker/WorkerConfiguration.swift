@@ -12,9 +12,9 @@ public struct WorkerConfiguration: Sendable {
     /// This consumer's name in the group; unique per process.
     public var consumerName: String
     /// Entries processed at once (`LEASEHOLD_WORKER_CONCURRENCY`). The worker never holds more
-    /// unacknowledged entries than this: each read asks for at most the free slots.
+    /// unacknowledged entries than this: each read takes at most the free slots, over all streams together.
     public var concurrency: Int
-    /// How long one XREADGROUP waits for new entries.
+    /// How long one read waits for new entries when every stream is empty.
     public var readBlock: Duration
     /// Lease TTL (`LEASEHOLD_LEASE_TTL_MS`): long enough to cover a heartbeat gap, short enough
     /// that a dead worker's leases expire before the supervisor's visibility timeout.
@@ -29,7 +29,8 @@ public struct WorkerConfiguration: Sendable {
     /// finish; then their transactions are cancelled (rolled back, left pending, leases released).
     public var drainTimeout: Duration
     /// In-process retries of a transaction that failed with a retryable SQLSTATE (deadlock,
-    /// serialization, lock timeout, connection lost) before the entry is left for the supervisor.
+    /// serialization, lock timeout) before the entry goes to the retry schedule. Connection
+    /// failures are not counted here: see ``outageWindow``.
     public var transactionAttempts: Int
     /// How long a published booking outcome (`lh:result:<request_id>`) is kept.
     public var resultTTL: Duration
@@ -40,6 +41,14 @@ public struct WorkerConfiguration: Sendable {
     /// Per-transaction `lock_timeout` and `statement_timeout`.
     public var lockTimeout: Duration
     public var statementTimeout: Duration
+    /// How long an entry rides out a PostgreSQL or Redis outage (`LEASEHOLD_OUTAGE_WINDOW_MS`):
+    /// while its work fails with a connection-class error (SQLSTATE class 08, 57P01/57P02/57P03,
+    /// a lost or refused connection), the worker keeps the entry and its lease (heartbeat) and
+    /// tries again with backoff, spending no attempt. Past the window the failure takes the
+    /// normal path (retry schedule, dead letters).
+    public var outageWindow: Duration
+    /// The first and the longest pause between tries during an outage (doubling, with jitter).
+    public var outageBackoff: ClosedRange<Duration> = .milliseconds(100) ... .seconds(5)
 
     public init(
         keys: RedisKeys = RedisKeys(), sources: [String] = ["telegram", "yookassa", "bookings"],
@@ -48,7 +57,8 @@ public struct WorkerConfiguration: Sendable {
         leaseWait: Duration = .seconds(2), drainTimeout: Duration = .seconds(20), transactionAttempts: Int = 5,
         resultTTL: Duration = .seconds(86_400), rules: BookingRules = BookingRules(),
         retryPolicy: RetryPolicy = RetryPolicy(),
-        lockTimeout: Duration = .seconds(5), statementTimeout: Duration = .seconds(30)
+        lockTimeout: Duration = .seconds(5), statementTimeout: Duration = .seconds(30),
+        outageWindow: Duration = .seconds(3_600)
     ) {
         self.keys = keys
         self.sources = sources
@@ -65,6 +75,7 @@ public struct WorkerConfiguration: Sendable {
         self.retryPolicy = retryPolicy
         self.lockTimeout = lockTimeout
         self.statementTimeout = statementTimeout
+        self.outageWindow = outageWindow
     }
 
     /// `<hostname>-<pid>-<random>`.

@@ -9,8 +9,9 @@ import Synchronization
 
 /// The `leasehold worker` role as a `Service`.
 ///
-/// One loop reads from the consumer group, asking for at most as many entries as it has free
-/// slots (``WorkerConfiguration/concurrency``), and hands each to a child task that:
+/// One loop reads from the consumer group, taking at most as many entries as it has free slots
+/// (``WorkerConfiguration/concurrency``) in total over all streams (see
+/// ``StreamConsumer/read(count:block:first:on:)``), and hands each to a child task that:
 ///
 /// 1. takes the lease `lh:lease:<key>` (`SET NX PX`), waiting briefly if another worker holds it;
 /// 2. runs **one** PostgreSQL transaction (``BookingTransaction``) while a heartbeat renews the
@@ -22,8 +23,9 @@ import Synchronization
 /// (XACK + ZADD in one script) or, past the retry policy's limit, to the dead letters.
 ///
 /// Graceful shutdown (SIGTERM): stop reading, give in-flight entries ``WorkerConfiguration/drainTimeout``
-/// to finish, then cancel the rest (their statements are cancelled and rolled back, their leases
-/// released, their entries left pending), and return.
+/// from the signal to finish, then cancel the rest (their statements are cancelled and rolled
+/// back, their leases released, their entries left pending, no attempt spent), and return. The
+/// signal wakes the loop even when every slot is busy, so the drain never starts late.
 public struct WorkerService: Service {
     public let configuration: WorkerConfiguration
     private let postgres: PostgresClient
@@ -60,58 +62,79 @@ public struct WorkerService: Service {
             ])
 
         let inFlight = InFlightCount()
-        let (completions, completed) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        var freed = completions.makeAsyncIterator()
+        let shutdown = ShutdownRequest()
+        // Wakes the loop to look again: an entry finished, the shutdown signal came, the drain
+        // deadline passed. One buffered wake-up is enough, the loop re-checks everything.
+        let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        var wakeup = wakeups.makeAsyncIterator()
 
-        await withDiscardingTaskGroup { group in
-            var failures = 0
-            while !Task.isShuttingDownGracefully && !Task.isCancelled {
-                let free = configuration.concurrency - inFlight.value
-                guard free > 0 else {
-                    await freed.next()
-                    continue
-                }
-                let batch: StreamConsumer.Batch
-                do {
-                    batch = try await reader.withConnection { [configuration] connection in
-                        try consumer.read(count: free, block: configuration.readBlock, on: connection)
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                var failures = 0
+                var rotation = 0
+                while !shutdown.isRequested && !Task.isCancelled {
+                    let free = configuration.concurrency - inFlight.value
+                    guard free > 0 else {
+                        // Every slot busy: wait for one to free up — or for the signal, so a
+                        // saturated worker starts draining at once.
+                        await wakeup.next()
+                        continue
                     }
-                    failures = 0
-                } catch {
-                    failures += 1
-                    logger.error("reading the streams failed; retrying", metadata: ["error": "\(error)"])
-                    try? await Task.sleep(for: .milliseconds(min(5_000, 100 * (1 << min(failures, 6)))))
-                    continue
+                    let batch: StreamConsumer.Batch
+                    do {
+                        batch = try await reader.withConnection { [configuration, rotation] connection in
+                            try consumer.read(
+                                count: free, block: configuration.readBlock, first: rotation, on: connection)
+                        }
+                        rotation &+= 1
+                        failures = 0
+                    } catch {
+                        failures += 1
+                        logger.error("reading the streams failed; retrying", metadata: ["error": "\(error)"])
+                        try? await Task.sleep(for: .milliseconds(min(5_000, 100 * (1 << min(failures, 6)))))
+                        continue
+                    }
+                    for broken in batch.undecodable {
+                        await deadLetterUndecodable(broken)
+                    }
+                    for entry in batch.entries {
+                        inFlight.add(1)
+                        group.addTask {
+                            await processor.process(entry)
+                            inFlight.add(-1)
+                            wake.yield()
+                        }
+                    }
                 }
-                for broken in batch.undecodable {
-                    await deadLetterUndecodable(broken)
-                }
-                for entry in batch.entries {
-                    inFlight.add(1)
+
+                // Draining: no more reads; in-flight entries get the drain timeout, counted from
+                // the signal (not from whenever the loop noticed it).
+                let deadline = (shutdown.requestedAt ?? .now) + configuration.drainTimeout
+                logger.info(
+                    "draining",
+                    metadata: ["in_flight": "\(inFlight.value)", "timeout": "\(configuration.drainTimeout)"])
+                if inFlight.value > 0 {
                     group.addTask {
-                        await processor.process(entry)
-                        inFlight.add(-1)
-                        completed.yield()
+                        try? await Task.sleep(until: deadline)
+                        wake.yield()
                     }
                 }
+                while inFlight.value > 0, ContinuousClock.now < deadline, !Task.isCancelled {
+                    await wakeup.next()
+                }
+                let abandoned = inFlight.value
+                if abandoned > 0 {
+                    logger.warning(
+                        "drain timeout: cancelling in-flight entries; they stay pending for the supervisor",
+                        metadata: ["in_flight": "\(abandoned)"])
+                }
+                group.cancelAll()  // the abandoned entries, and the deadline timer
             }
-
-            // Draining: no more reads; let in-flight entries finish, up to the drain timeout.
-            let remaining = inFlight.value
-            logger.info("draining", metadata: ["in_flight": "\(remaining)", "timeout": "\(configuration.drainTimeout)"])
-            let deadline = ContinuousClock.now + configuration.drainTimeout
-            while inFlight.value > 0, ContinuousClock.now < deadline {
-                try? await Task.sleep(for: .milliseconds(10))
-            }
-            let abandoned = inFlight.value
-            if abandoned > 0 {
-                logger.warning(
-                    "drain timeout: cancelling in-flight entries; they stay pending for the supervisor",
-                    metadata: ["in_flight": "\(abandoned)"])
-                group.cancelAll()
-            }
+        } onGracefulShutdown: {
+            shutdown.request()
+            wake.yield()
         }
-        completed.finish()
+        wake.finish()
         logger.info("worker stopped", metadata: ["consumer": "\(configuration.consumerName)"])
     }
 
@@ -143,6 +166,14 @@ public struct WorkerService: Service {
             }
         }
     }
+}
+
+/// When graceful shutdown was requested: set once, by the shutdown handler, at the signal.
+final class ShutdownRequest: Sendable {
+    private let instant = Mutex<ContinuousClock.Instant?>(nil)
+    var requestedAt: ContinuousClock.Instant? { instant.withLock { $0 } }
+    var isRequested: Bool { requestedAt != nil }
+    func request() { instant.withLock { $0 = $0 ?? .now } }
 }
 
 /// The number of entries being processed, shared by the read loop and the processing tasks.

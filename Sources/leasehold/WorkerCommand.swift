@@ -15,12 +15,16 @@ struct WorkerCommand: AsyncParsableCommand {
         commandName: "worker",
         abstract: "Claim stream entries, take a lease, run one PostgreSQL transaction each, then acknowledge.",
         discussion: """
-            Joins consumer group "workers" on the telegram and bookings streams (creating it if missing). \
+            Joins consumer group "workers" on the telegram, yookassa and bookings streams (creating it if \
+            missing) and takes no more entries than it has free slots, over all streams together. \
             An entry is acknowledged only after its transaction committed. A failed transaction \
             is never acknowledged as done: its entry is parked in the retry schedule (with the next attempt, \
             atomically) or, after LEASEHOLD_RETRY_MAX_ATTEMPTS, dead-lettered; a payload that can never succeed \
-            (undecodable, unknown kind) is dead-lettered at once. SIGTERM or SIGINT: stop reading, let in-flight entries finish within \
-            the drain timeout (then cancel and roll back the rest, leaving them pending), release leases, exit 0.
+            (undecodable, unknown kind) is dead-lettered at once. While PostgreSQL or Redis is unreachable, an \
+            entry keeps its lease and is tried again with backoff (100 ms doubling to 5 s) without spending an \
+            attempt, for up to the outage window. SIGTERM or SIGINT: stop reading, let in-flight entries finish \
+            within the drain timeout counted from the signal (then cancel and roll back the rest, leaving them \
+            pending with no attempt spent), release leases, exit 0.
             """ + "\n\n" + CommonOptions.retryPolicyHelp + "\n\n" + CommonOptions.metricsEndpointHelp
     )
 
@@ -40,6 +44,12 @@ struct WorkerCommand: AsyncParsableCommand {
 
     @Option(help: "Per-transaction statement_timeout in ms (env: LEASEHOLD_STATEMENT_TIMEOUT_MS; default 30000).")
     var statementTimeoutMs: Int?
+
+    @Option(help: """
+        How long, in ms, an entry waits out a PostgreSQL or Redis outage (connection errors) before it counts \
+        as a failed attempt (env: LEASEHOLD_OUTAGE_WINDOW_MS; default 3600000).
+        """)
+    var outageWindowMs: Int?
 
     @Option(help: "Consumer name in the group; unique per process (env: LEASEHOLD_CONSUMER_NAME; default host-pid-random).")
     var consumerName: String?
@@ -64,7 +74,9 @@ struct WorkerCommand: AsyncParsableCommand {
             retryPolicy: try common.retryPolicy(),
             lockTimeout: try Setting.milliseconds(lockTimeoutMs, "LEASEHOLD_LOCK_TIMEOUT_MS", default: 5_000, range: 1...3_600_000),
             statementTimeout: try Setting.milliseconds(
-                statementTimeoutMs, "LEASEHOLD_STATEMENT_TIMEOUT_MS", default: 30_000, range: 1...3_600_000))
+                statementTimeoutMs, "LEASEHOLD_STATEMENT_TIMEOUT_MS", default: 30_000, range: 1...3_600_000),
+            outageWindow: try Setting.milliseconds(
+                outageWindowMs, "LEASEHOLD_OUTAGE_WINDOW_MS", default: 3_600_000, range: 0...86_400_000))
 
         let postgres = PostgresClient(configuration: common.postgresConfiguration(role: "worker"), size: configuration.concurrency)
         let redisConfiguration = try common.redisConfiguration()

@@ -1,0 +1,58 @@
+import LeaseholdPostgres
+import LeaseholdTesting
+import Testing
+
+/// Connections carry TCP keepalives and `tcp_user_timeout` by default, so a silent network loss
+/// fails a query within about a minute; a connection string that sets one of them keeps its value.
+@Suite(.enabled(if: IntegrationEnvironment.isAvailable), .timeLimit(.minutes(1)))
+struct PostgresKeepaliveTests {
+    static let expectedDefaults = [
+        "keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3",
+        "tcp_user_timeout": "60000",
+    ]
+
+    @Test("a live connection opened with the defaults has keepalives and tcp_user_timeout")
+    func defaultsReachTheConnection() throws {
+        let connection = try PostgresConnection(configuration: IntegrationEnvironment.postgresConfiguration)
+        defer { connection.close() }
+        let parameters = connection.effectiveParameters
+        for (keyword, value) in Self.expectedDefaults {
+            #expect(parameters[keyword] == value, "\(keyword): \(parameters[keyword] ?? "unset")")
+        }
+        #expect(parameters["connect_timeout"] == "5")
+        #expect(parameters["password"] == nil)
+    }
+
+    @Test("a URL parameter wins over the default")
+    func urlOverridesADefault() throws {
+        let url = IntegrationEnvironment.postgresURL
+        let separator = url.contains("?") ? "&" : "?"
+        let overriding = url + separator + "keepalives_idle=5&connect_timeout=7"
+        let connection = try PostgresConnection(configuration: PostgresConfiguration(connectionString: overriding))
+        defer { connection.close() }
+        let parameters = connection.effectiveParameters
+        #expect(parameters["keepalives_idle"] == "5")
+        #expect(parameters["connect_timeout"] == "7")
+        #expect(parameters["keepalives_interval"] == "10", "the other defaults still apply")
+        #expect(try connection.simpleQuery("SELECT 1").rows.count == 1)
+    }
+
+    @Test("a key=value conninfo parameter wins over the default")
+    func conninfoOverridesADefault() throws {
+        // The test server's address, as libpq resolved it from the URL.
+        let probe = try PostgresConnection(configuration: IntegrationEnvironment.postgresConfiguration)
+        let resolved = probe.effectiveParameters
+        probe.close()
+        let conninfo = ["host", "port", "user", "dbname"].compactMap { keyword in
+            resolved[keyword].map { "\(keyword)='\($0)'" }
+        }.joined(separator: " ")
+        let connection = try PostgresConnection(
+            configuration: PostgresConfiguration(connectionString: conninfo + " tcp_user_timeout=1234 keepalives=0"))
+        defer { connection.close() }
+        let parameters = connection.effectiveParameters
+        #expect(parameters["tcp_user_timeout"] == "1234")
+        #expect(parameters["keepalives"] == "0")
+        #expect(parameters["keepalives_count"] == "3")
+        #expect(try connection.simpleQuery("SELECT 1").rows.count == 1)
+    }
+}
