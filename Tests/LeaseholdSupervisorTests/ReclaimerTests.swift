@@ -46,6 +46,7 @@ struct ReclaimerTests {
             // k3 was touched by its worker's heartbeat just now (XCLAIM to itself, JUSTID).
             _ = try await client.send("XCLAIM", stream, "workers", "c1", 0, entries[2].id, "JUSTID")
 
+            let claimedAt = ContinuousClock.now
             let claims = try await client.withConnection { connection in
                 try entries.map { entry in
                     try Reclaimer.claim(
@@ -68,11 +69,14 @@ struct ReclaimerTests {
             let touched = try #require(try await Self.state(of: entries[2].id, stream: stream, client: client))
             #expect(touched.0 == "c1", "\(touched)")
 
-            // Claiming again finds it owned and recently claimed: nothing happens.
+            // Claiming again finds it owned and recently claimed: nothing happens. The threshold is
+            // the time since the claim plus a margin, whatever the machine's load: below what the
+            // entry's idle time would be had the claim not reset it (600 ms more), above what it is.
+            let sinceClaim = ContinuousClock.now - claimedAt
             let again = try await client.withConnection { connection in
                 try Reclaimer.claim(
                     id: entries[1].id, stream: stream, leaseKey: keys.lease("k2"), consumer: "other",
-                    minIdle: .milliseconds(400), on: connection)
+                    minIdle: sinceClaim + .milliseconds(300), on: connection)
             }
             #expect(again == .notIdle)
         }
