@@ -339,21 +339,25 @@ struct EntryProcessor: Sendable {
         var attempt = 1
         while true {
             do {
-                return try await postgres.withTransaction(options) { [transaction, payments] connection in
-                    switch item {
-                    case .booking(let request):
-                        let result = try transaction.run(
+                switch item {
+                case .booking(let request):
+                    // One statement in autocommit: `leasehold_book` is the whole transaction, one
+                    // round trip; its timeouts are the session's (postgresSessionOptions).
+                    let result = try await postgres.withConnection { [transaction] connection in
+                        try transaction.run(
                             request, key: entry.key, stream: entry.stream, entryID: entry.id, on: connection)
-                        return ProcessedEntry(
-                            outcome: result.outcome.rawValue, duplicate: result.duplicate,
-                            requestID: request.requestID,
-                            published: request.requestID.flatMap { requestID in
-                                try? JSONEncoder().encode(
-                                    PublishedOutcome(
-                                        requestID: requestID, status: result.outcome.rawValue,
-                                        interviewID: result.interviewID))
-                            }.map(Array.init))
-                    case .payment(let notification):
+                    }
+                    return ProcessedEntry(
+                        outcome: result.outcome.rawValue, duplicate: result.duplicate,
+                        requestID: request.requestID,
+                        published: request.requestID.flatMap { requestID in
+                            try? JSONEncoder().encode(
+                                PublishedOutcome(
+                                    requestID: requestID, status: result.outcome.rawValue,
+                                    interviewID: result.interviewID))
+                        }.map(Array.init))
+                case .payment(let notification):
+                    return try await postgres.withTransaction(options) { [payments] connection in
                         let result = try payments.run(
                             notification, key: entry.key, logID: logID, stream: entry.stream, entryID: entry.id,
                             on: connection)

@@ -86,3 +86,17 @@ public struct WorkerConfiguration: Sendable {
 
     public var streams: [String] { sources.map(keys.stream) }
 }
+
+extension WorkerConfiguration {
+    /// The worker's PostgreSQL session settings, as libpq's `options` (`-c name=value`): the lock
+    /// and statement timeouts for every statement of the session. A booking is one statement in
+    /// autocommit (no `BEGIN`, so no per-transaction `SET LOCAL`), so its timeouts come from here;
+    /// the payment transaction also sets them per transaction. An `options` parameter in
+    /// `POSTGRES_URL` replaces these.
+    public var postgresSessionOptions: (keyword: String, value: String) {
+        (
+            "options",
+            "-c lock_timeout=\(lockTimeout.millisecondsRoundedUp) -c statement_timeout=\(statementTimeout.millisecondsRoundedUp)"
+        )
+    }
+}

@@ -78,7 +78,9 @@ struct WorkerCommand: AsyncParsableCommand {
             outageWindow: try Setting.milliseconds(
                 outageWindowMs, "LEASEHOLD_OUTAGE_WINDOW_MS", default: 3_600_000, range: 0...86_400_000))
 
-        let postgres = PostgresClient(configuration: common.postgresConfiguration(role: "worker"), size: configuration.concurrency)
+        var postgresConfiguration = common.postgresConfiguration(role: "worker")
+        postgresConfiguration.defaultParameters.append(configuration.postgresSessionOptions)
+        let postgres = PostgresClient(configuration: postgresConfiguration, size: configuration.concurrency)
         let redisConfiguration = try common.redisConfiguration()
         let redis = RedisClient(configuration: redisConfiguration, size: configuration.concurrency)
         let reader = RedisClient(configuration: redisConfiguration, size: 1)
