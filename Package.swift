@@ -170,7 +170,9 @@ let package = Package(
         ),
         .testTarget(
             name: "LeaseholdSupervisorTests",
-            dependencies: ["LeaseholdSupervisor", "LeaseholdQueue", "LeaseholdRedis", "LeaseholdTesting", "LeaseholdOps"]
+            dependencies: [
+                "LeaseholdSupervisor", "LeaseholdQueue", "LeaseholdRedis", "LeaseholdTesting", "LeaseholdOps",
+            ]
         ),
         .testTarget(
             name: "LeaseholdDomainTests",

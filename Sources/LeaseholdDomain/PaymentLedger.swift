@@ -17,7 +17,8 @@ public struct PaymentLedger: Sendable {
         code: String, title: String, price: String, currency: String, days: Int, on connection: PostgresConnection
     ) throws -> Int64 {
         guard YooKassaNotification.isAmount(price) else {
-            throw Refusal(description: "price \(price) must be a positive decimal with at most 2 decimals, e.g. 1990.10")
+            throw Refusal(
+                description: "price \(price) must be a positive decimal with at most 2 decimals, e.g. 1990.10")
         }
         guard YooKassaNotification.isCurrency(currency) else {
             throw Refusal(description: "currency \(currency) must be a 3-letter code such as RUB")
@@ -66,7 +67,8 @@ public struct PaymentLedger: Sendable {
             throw Refusal(description: "payment id \(paymentID) must be 1 to 64 letters, digits, '-' or '_'")
         }
         if let amount, !YooKassaNotification.isAmount(amount) {
-            throw Refusal(description: "amount \(amount) must be a positive decimal with at most 2 decimals, e.g. 1990.10")
+            throw Refusal(
+                description: "amount \(amount) must be a positive decimal with at most 2 decimals, e.g. 1990.10")
         }
         guard try connection.query("SELECT 1 FROM plans WHERE code = \(planCode)").first != nil else {
             throw Refusal(description: "no plan \(planCode); create it with `leasehold payments plan \(planCode) …`")
@@ -161,7 +163,8 @@ public struct PaymentLedger: Sendable {
         ).map { row in
             let (event, object, status, error, attempt, at) = try row.decode(
                 String.self, String.self, String.self, String?.self, Int32.self, Date.self)
-            return LogEntry(event: event, objectID: object, status: status, error: error, attempt: attempt, receivedAt: at)
+            return LogEntry(
+                event: event, objectID: object, status: status, error: error, attempt: attempt, receivedAt: at)
         }
     }
 }

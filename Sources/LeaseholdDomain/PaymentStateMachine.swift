@@ -43,7 +43,8 @@ public enum PaymentStateMachine {
         case (.refundSucceeded, .succeeded):
             return .apply(to: .refunded)
         case (.refundSucceeded, .pending), (.refundSucceeded, .waitingForCapture):
-            return .notYet(reason: "refund for a payment that is still \(current.rawValue); waiting for payment.succeeded")
+            return .notYet(
+                reason: "refund for a payment that is still \(current.rawValue); waiting for payment.succeeded")
         case (.refundSucceeded, .canceled):
             return .ignore(reason: "refund for a canceled payment")
         case (.refundSucceeded, .refunded):
@@ -51,7 +52,8 @@ public enum PaymentStateMachine {
         case (_, let status) where status == target(of: event):
             return .ignore(reason: "payment already \(status.rawValue)")
         case (_, let status):
-            return .ignore(reason: "\(event.rawValue) after the payment became \(status.rawValue): status never goes back")
+            return .ignore(
+                reason: "\(event.rawValue) after the payment became \(status.rawValue): status never goes back")
         }
     }
 

@@ -60,7 +60,8 @@ public struct PaymentTransaction: Sendable {
 
     /// The lock query: payment, user and plan, and the nullable subscription, locking only the
     /// payment row. Exposed for the test that keeps the incident's shape failing.
-    public static func lockPaymentQuery(_ providerPaymentID: String, amount: String, currency: String) -> PostgresQuery {
+    public static func lockPaymentQuery(_ providerPaymentID: String, amount: String, currency: String) -> PostgresQuery
+    {
         """
         SELECT p.id, p.status, p.user_id, p.subscription_id, p.period_days, pl.duration_days, pl.title,
                u.telegram_chat_id, s.current_period_end,
@@ -106,7 +107,8 @@ public struct PaymentTransaction: Sendable {
         }
         let payment = try LockedPayment(row)
         guard let current = PaymentStatus(rawValue: payment.status) else {
-            return try finish(.rejected, "unknown payment status \(payment.status)", notification, key, logID, nil, connection)
+            return try finish(
+                .rejected, "unknown payment status \(payment.status)", notification, key, logID, nil, connection)
         }
 
         // 3. Decide.
@@ -137,11 +139,13 @@ public struct PaymentTransaction: Sendable {
                        updated_at = now()
                 WHERE id = \(payment.id)
                 """)
-            reply = "❌ Оплата не прошла\(notification.cancellationReason.map { " (\($0))" } ?? ""). Подписка не изменилась."
+            reply =
+                "❌ Оплата не прошла\(notification.cancellationReason.map { " (\($0))" } ?? ""). Подписка не изменилась."
         case .refundSucceeded:
             guard payment.refundFits else {
                 return try finish(
-                    .rejected, "refund of \(notification.amount) \(notification.currency) exceeds what is left of "
+                    .rejected,
+                    "refund of \(notification.amount) \(notification.currency) exceeds what is left of "
                         + "\(payment.recordedAmount)", notification, key, logID, nil, connection)
             }
             reply = try refund(payment, notification, on: connection)

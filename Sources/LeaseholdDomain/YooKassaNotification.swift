@@ -115,7 +115,8 @@ public struct YooKassaNotification: Codable, Sendable, Equatable {
         }
         guard let amount = object.amount else { throw .init("missing field object.amount") }
         guard Self.isAmount(amount.value) else {
-            throw .init("object.amount.value must be a positive decimal string with at most 2 decimals, e.g. \"1990.10\"")
+            throw .init(
+                "object.amount.value must be a positive decimal string with at most 2 decimals, e.g. \"1990.10\"")
         }
         guard Self.isCurrency(amount.currency) else {
             throw .init("object.amount.currency must be a 3-letter ISO 4217 code such as RUB")

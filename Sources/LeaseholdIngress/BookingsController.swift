@@ -59,7 +59,8 @@ struct BookingsController: Sendable {
         let header = request.headers[.authorization] ?? ""
         guard header.hasPrefix("Bearer "), token.matches(header.dropFirst("Bearer ".count))
         else {
-            throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer"], message: "missing or wrong bearer token")
+            throw HTTPError(
+                .unauthorized, headers: [.wwwAuthenticate: "Bearer"], message: "missing or wrong bearer token")
         }
     }
 
@@ -110,7 +111,8 @@ struct BookingsController: Sendable {
         try authorize(request)
         let requestID = context.parameters.get("request_id") ?? ""
         guard Self.isValidRequestID(requestID) else {
-            throw HTTPError(.unprocessableContent, message: "request_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+            throw HTTPError(
+                .unprocessableContent, message: "request_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
         }
         let stored: RedisValue
         do {
@@ -122,9 +124,11 @@ struct BookingsController: Sendable {
             throw HTTPError(.notFound, message: "unknown request_id \(requestID)")
         }
         // A request_id reused for another request: the worker refused it and changed nothing.
-        let reused = (try? JSONDecoder().decode(StoredStatus.self, from: Data(bytes)))?.status
+        let reused =
+            (try? JSONDecoder().decode(StoredStatus.self, from: Data(bytes)))?.status
             == BookingOutcome.requestIDReused.rawValue
         return Response(
-            status: reused ? .conflict : .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+            status: reused ? .conflict : .ok, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 }

@@ -49,7 +49,8 @@ struct JSONBody {
                 message: "field \(path(context.codingPath)) must be \(describe(expected))")
         } catch let DecodingError.dataCorrupted(context) {
             throw HTTPError(
-                .unprocessableContent, message: "field \(path(context.codingPath)) is invalid: \(context.debugDescription)")
+                .unprocessableContent,
+                message: "field \(path(context.codingPath)) is invalid: \(context.debugDescription)")
         }
     }
 

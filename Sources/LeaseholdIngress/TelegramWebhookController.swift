@@ -1,9 +1,9 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import NIOCore
 import LeaseholdDomain
 import LeaseholdQueue
+import NIOCore
 
 /// `POST /telegram/webhook`: Telegram `Update`s for the bot.
 ///

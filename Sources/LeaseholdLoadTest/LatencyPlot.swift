@@ -33,20 +33,26 @@ public enum LatencyPlot {
         func column(_ second: Int) -> Double { Double(second) + 0.5 }
 
         let latency = [
-            Series(id: "http-p50", label: "HTTP p50", color: "#1f77b4", dashed: false,
-                   points: seconds.compactMap { s in s.httpP50.map { (column(s.second), $0) } }),
-            Series(id: "http-p99", label: "HTTP p99", color: "#1f77b4", dashed: true,
-                   points: seconds.compactMap { s in s.httpP99.map { (column(s.second), $0) } }),
-            Series(id: "e2e-p50", label: "end to end p50", color: "#d62728", dashed: false,
-                   points: seconds.compactMap { s in s.endToEndP50.map { (column(s.second), $0) } }),
-            Series(id: "e2e-p99", label: "end to end p99", color: "#d62728", dashed: true,
-                   points: seconds.compactMap { s in s.endToEndP99.map { (column(s.second), $0) } }),
+            Series(
+                id: "http-p50", label: "HTTP p50", color: "#1f77b4", dashed: false,
+                points: seconds.compactMap { s in s.httpP50.map { (column(s.second), $0) } }),
+            Series(
+                id: "http-p99", label: "HTTP p99", color: "#1f77b4", dashed: true,
+                points: seconds.compactMap { s in s.httpP99.map { (column(s.second), $0) } }),
+            Series(
+                id: "e2e-p50", label: "end to end p50", color: "#d62728", dashed: false,
+                points: seconds.compactMap { s in s.endToEndP50.map { (column(s.second), $0) } }),
+            Series(
+                id: "e2e-p99", label: "end to end p99", color: "#d62728", dashed: true,
+                points: seconds.compactMap { s in s.endToEndP99.map { (column(s.second), $0) } }),
         ]
         let rates = [
-            Series(id: "accepted-rate", label: "accepted/s", color: "#2ca02c", dashed: false,
-                   points: seconds.map { (column($0.second), Double($0.accepted)) }),
-            Series(id: "committed-rate", label: "committed/s", color: "#9467bd", dashed: false,
-                   points: seconds.map { (column($0.second), Double($0.committed)) }),
+            Series(
+                id: "accepted-rate", label: "accepted/s", color: "#2ca02c", dashed: false,
+                points: seconds.map { (column($0.second), Double($0.accepted)) }),
+            Series(
+                id: "committed-rate", label: "committed/s", color: "#9467bd", dashed: false,
+                points: seconds.map { (column($0.second), Double($0.committed)) }),
         ]
 
         // Axes: latency on log10 between whole decades, rates linear from zero.
@@ -76,7 +82,8 @@ public enum LatencyPlot {
         // Latency panel.
         svg.append(#"<g id="latency-panel">"#)
         svg.append(
-            #"<text x="\#(left)" y="\#(latencyTop - 10)" font-weight="bold">latency (ms, log scale) of the requests sent in each second</text>"#)
+            #"<text x="\#(left)" y="\#(latencyTop - 10)" font-weight="bold">latency (ms, log scale) of the requests sent in each second</text>"#
+        )
         var decade = lowDecade
         while decade <= highDecade {
             for factor in [1.0, 2.0, 5.0] {
@@ -85,7 +92,8 @@ public enum LatencyPlot {
                 let y = latencyY(value)
                 let major = factor == 1
                 svg.append(
-                    #"<line x1="\#(left)" x2="\#(right)" y1="\#(fmt(y))" y2="\#(fmt(y))" stroke="\#(major ? "silver" : "whitesmoke")"/>"#)
+                    #"<line x1="\#(left)" x2="\#(right)" y1="\#(fmt(y))" y2="\#(fmt(y))" stroke="\#(major ? "silver" : "whitesmoke")"/>"#
+                )
                 if major || highDecade - lowDecade <= 2 {
                     svg.append(#"<text x="\#(left - 6)" y="\#(fmt(y + 4))" text-anchor="end">\#(number(value))</text>"#)
                 }
@@ -100,7 +108,8 @@ public enum LatencyPlot {
         // Throughput panel.
         svg.append(#"<g id="rate-panel">"#)
         svg.append(
-            #"<text x="\#(left)" y="\#(rateTop - 10)" font-weight="bold">requests per second: accepted (by send time), committed (by COMMIT time)</text>"#)
+            #"<text x="\#(left)" y="\#(rateTop - 10)" font-weight="bold">requests per second: accepted (by send time), committed (by COMMIT time)</text>"#
+        )
         // 1 and 5 × 10ⁿ split into fifths, 2 × 10ⁿ into quarters: round tick values.
         let intervals = rateMax / pow(10, floor(log10(rateMax))) == 2 ? 4 : 5
         for step in 0...intervals {
@@ -112,7 +121,9 @@ public enum LatencyPlot {
         svg += axes(top: rateTop, bottom: rateBottom, lastSecond: lastSecond, x: x)
         for series in rates { svg += draw(series, x: x, y: rateY) }
         svg += legend(rates, top: rateTop)
-        svg.append(#"<text x="\#(fmt((left + right) / 2))" y="\#(rateBottom + 36)" text-anchor="middle">seconds since the first request</text>"#)
+        svg.append(
+            #"<text x="\#(fmt((left + right) / 2))" y="\#(rateBottom + 36)" text-anchor="middle">seconds since the first request</text>"#
+        )
         svg.append("</g>")
         svg.append("</svg>")
         return svg.joined(separator: "\n") + "\n"
@@ -127,7 +138,8 @@ public enum LatencyPlot {
         var tick = 0.0
         while tick <= lastSecond + 0.0001 {
             let position = fmt(x(tick))
-            lines.append(#"<line x1="\#(position)" x2="\#(position)" y1="\#(bottom)" y2="\#(bottom + 5)" stroke="gray"/>"#)
+            lines.append(
+                #"<line x1="\#(position)" x2="\#(position)" y1="\#(bottom)" y2="\#(bottom + 5)" stroke="gray"/>"#)
             lines.append(#"<text x="\#(position)" y="\#(bottom + 18)" text-anchor="middle">\#(number(tick))</text>"#)
             tick += step
         }
@@ -158,7 +170,8 @@ public enum LatencyPlot {
             let y = top + 14 + Double(row) * 20
             let dash = item.dashed ? #" stroke-dasharray="6 4""# : ""
             lines.append(
-                #"<line x1="\#(right + 16)" x2="\#(right + 46)" y1="\#(fmt(y))" y2="\#(fmt(y))" stroke="\#(item.color)" stroke-width="2"\#(dash)/>"#)
+                #"<line x1="\#(right + 16)" x2="\#(right + 46)" y1="\#(fmt(y))" y2="\#(fmt(y))" stroke="\#(item.color)" stroke-width="2"\#(dash)/>"#
+            )
             lines.append(#"<text x="\#(right + 52)" y="\#(fmt(y + 4))">\#(escape(item.label))</text>"#)
         }
         return lines

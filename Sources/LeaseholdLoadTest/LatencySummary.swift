@@ -22,6 +22,7 @@ public struct LatencySummary: Sendable, Codable, Equatable {
 
     /// An empty histogram covering 1 µs to 10 minutes.
     static func makeHistogram() -> Histogram<UInt64> {
-        Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+        Histogram<UInt64>(
+            lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
     }
 }

@@ -41,7 +41,8 @@ public struct LoadTest: Sendable {
     public func run() async throws -> LoadTestReport {
         if let problem = configuration.problem { throw LoadTestError.setup(problem) }
         let postgres = PostgresClient(
-            configuration: PostgresConfiguration(connectionString: configuration.postgresURL, applicationName: "leasehold-loadtest"),
+            configuration: PostgresConfiguration(
+                connectionString: configuration.postgresURL, applicationName: "leasehold-loadtest"),
             size: 3)
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Self.httpConfiguration(configuration))
         do {
@@ -135,7 +136,8 @@ public struct LoadTest: Sendable {
         }
 
         // Wait (bounded) for every accepted request's outcome.
-        progress?.note("sending done after \(Self.number(sendDuration.seconds)) s; waiting for every accepted request's outcome")
+        progress?.note(
+            "sending done after \(Self.number(sendDuration.seconds)) s; waiting for every accepted request's outcome")
         let waitDeadline = ContinuousClock.now + configuration.completionTimeout
         var lastUpdate = ContinuousClock.now
         while tracker.outstanding > 0 && ContinuousClock.now < waitDeadline {
@@ -165,7 +167,8 @@ public struct LoadTest: Sendable {
             lastCommit = max(lastCommit, Date(timeIntervalSince1970: row.committedAt))
             outcomes[row.outcome, default: 0] += 1
             if configuration.recordTimeline {
-                committed.append((row.index, row.endToEndMicros ?? 0, row.committedAt - wallStart.timeIntervalSince1970))
+                committed.append(
+                    (row.index, row.endToEndMicros ?? 0, row.committedAt - wallStart.timeIntervalSince1970))
             }
         }
         let invariants = try await checkInvariants(
@@ -225,7 +228,8 @@ public struct LoadTest: Sendable {
     /// database used (no slots labelled `loadtest-<run>` yet), so message keys never collide.
     private func seedRun(postgres: PostgresClient) async throws -> RequestPlan {
         let configuration = self.configuration
-        let (run, seeded) = try await postgres.withTransaction(.init(lockTimeout: .seconds(30), statementTimeout: nil)) {
+        let (run, seeded) = try await postgres.withTransaction(.init(lockTimeout: .seconds(30), statementTimeout: nil))
+        {
             connection in
             try connection.query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
             var run = max(1, Int64(Date().timeIntervalSince1970) - RequestPlan.runEpoch)
@@ -234,8 +238,12 @@ public struct LoadTest: Sendable {
             ).isEmpty {
                 run += 1
             }
-            return (run, try Self.seed(
-                label: "loadtest-\(run)", slots: configuration.slots, users: configuration.userCount, on: connection))
+            return (
+                run,
+                try Self.seed(
+                    label: "loadtest-\(run)", slots: configuration.slots, users: configuration.userCount, on: connection
+                )
+            )
         }
         let credential = configuration.input == .api ? configuration.apiToken : configuration.telegramSecret
         return RequestPlan(
@@ -245,7 +253,8 @@ public struct LoadTest: Sendable {
 
     private func seed(label: String, users: Int, postgres: PostgresClient) async throws -> Seeded {
         let slots = configuration.slots
-        return try await postgres.withTransaction(.init(lockTimeout: .seconds(30), statementTimeout: nil)) { connection in
+        return try await postgres.withTransaction(.init(lockTimeout: .seconds(30), statementTimeout: nil)) {
+            connection in
             try connection.query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
             return try Self.seed(label: label, slots: slots, users: users, on: connection)
         }
@@ -253,7 +262,8 @@ public struct LoadTest: Sendable {
 
     /// Creates `slots` open slots labelled `label` and `users` users with IDs above every
     /// existing one (the caller holds the lock on `users`).
-    private static func seed(label: String, slots: Int, users: Int, on connection: PostgresConnection) throws -> Seeded {
+    private static func seed(label: String, slots: Int, users: Int, on connection: PostgresConnection) throws -> Seeded
+    {
         let base = try connection.query("SELECT coalesce(max(id), 0) + 1 FROM users").single().decode(Int64.self, at: 0)
         let sync = ScheduleSync()
         var next = base
@@ -294,7 +304,8 @@ public struct LoadTest: Sendable {
                 if due > .now { try? await Task.sleep(until: due) }
             }
             let sent = configuration.rate == nil ? ContinuousClock.now : due
-            let request = plan.request(index, baseURL: configuration.ingressURLs[index % configuration.ingressURLs.count])
+            let request = plan.request(
+                index, baseURL: configuration.ingressURLs[index % configuration.ingressURLs.count])
             do {
                 let response = try await http.execute(request, timeout: .seconds(30))
                 _ = try await response.body.collect(upTo: 64 * 1024)
@@ -434,7 +445,8 @@ public struct LoadTest: Sendable {
         let rowsForAccepted = snapshot.count - processedUnanswered
         var countDetail = "\(rowsForAccepted) inbox rows for \(accepted) accepted requests"
         if processedUnanswered > 0 {
-            countDetail += ", plus \(processedUnanswered) for requests whose answer was lost but which reached the stream"
+            countDetail +=
+                ", plus \(processedUnanswered) for requests whose answer was lost but which reached the stream"
         }
         if unexpected > 0 { countDetail += "; \(unexpected) rows for requests that were refused (non-2xx)" }
         invariants.append(

@@ -103,7 +103,8 @@ public struct LoadTestConfiguration: Sendable {
             return "--duration must be 1...86400 seconds"
         }
         if let planned = plannedRequests, planned > Self.maximumRequests {
-            return "--slots × --per-slot is \(planned) requests; at most \(Self.maximumRequests) per run (use --requests or --duration)"
+            return
+                "--slots × --per-slot is \(planned) requests; at most \(Self.maximumRequests) per run (use --requests or --duration)"
         }
         if users == nil, plannedRequests ?? 0 > 10_000_000 {
             return "one user per request would create more than 10000000 users: give --users"

@@ -83,7 +83,8 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
         object["passed"] = passed
         object["ratioToPgbench"] = ratioToPgbench
         object["ratioToPgbenchFunction"] = ratioToPgbenchFunction
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])) ?? Data()
+        let data =
+            (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])) ?? Data()
         return String(decoding: data, as: UTF8.self)
     }
 
@@ -106,7 +107,9 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
         }
         var answered = "\(sent) / \(accepted) / \(rejected) / \(errors)"
         if !statuses.isEmpty {
-            answered += "   (HTTP " + statuses.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }
+            answered +=
+                "   (HTTP "
+                + statuses.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }
                 .joined(separator: ", ") + ")"
         }
         var lines = [
@@ -121,7 +124,8 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
             lines.append(row("unanswered, yet processed", "\(unansweredButProcessed)"))
         }
         lines += [
-            row("outcomes", outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")),
+            row(
+                "outcomes", outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")),
             row("throughput end to end", "\(bookingsPerSecond) bookings/s"),
             row("HTTP latency (send → answer)", latency(httpLatency)),
             row("end to end (XADD → COMMIT)", latency(endToEndLatency)),
@@ -131,7 +135,8 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
             ("pgbench, one round trip", pgbenchFunction, ratioToPgbenchFunction),
         ] {
             guard let result else { continue }
-            lines.append(row(name, "\(result.tps) tps (\(result.transactions) transactions, \(result.clients) clients)"))
+            lines.append(
+                row(name, "\(result.tps) tps (\(result.transactions) transactions, \(result.clients) clients)"))
             if let ratio {
                 lines.append(row("  Leasehold / that", "\(ratio) (\(Int((ratio * 100).rounded()))%)"))
             }

@@ -81,7 +81,8 @@ public enum Pgbench {
             throw LoadTestError.pgbench("pgbench not found at \(binary.path)")
         }
         guard let low = slotIDs.min(), let high = slotIDs.max(), high - low + 1 == Int64(slotIDs.count) else {
-            throw LoadTestError.pgbench("the comparison's slot IDs are not consecutive (slots created meanwhile?); run again")
+            throw LoadTestError.pgbench(
+                "the comparison's slot IDs are not consecutive (slots created meanwhile?); run again")
         }
         let sequence = "leasehold_pgbench_\(form.rawValue)_\(run)"
         try await postgres.execute(PostgresQuery(unsafeSQL: "CREATE SEQUENCE \(sequence) MINVALUE 0 START 0"))

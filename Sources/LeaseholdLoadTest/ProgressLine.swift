@@ -35,6 +35,8 @@ final class ProgressLineBox: Sendable {
     var value: ProgressLine { line.withLockedValue { $0 } }
 
     func next(phase: String, sent: Int, accepted: Int, completed: Int, failed: Int) -> String {
-        line.withLockedValue { $0.next(phase: phase, sent: sent, accepted: accepted, completed: completed, failed: failed) }
+        line.withLockedValue {
+            $0.next(phase: phase, sent: sent, accepted: accepted, completed: completed, failed: failed)
+        }
     }
 }

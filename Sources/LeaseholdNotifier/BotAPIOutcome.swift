@@ -72,9 +72,11 @@ public enum BotAPIOutcome: Sendable, Equatable {
         let code = (envelope?["error_code"] as? NSNumber)?.intValue ?? httpStatus
         let telegramDescription = envelope?["description"] as? String
         let parameters = envelope?["parameters"] as? [String: Any]
-        let description = telegramDescription ?? (envelope == nil
-            ? "HTTP \(httpStatus) with a body that is not a Bot API answer: \(snippet(body))"
-            : "HTTP \(httpStatus), error \(code)")
+        let description =
+            telegramDescription
+            ?? (envelope == nil
+                ? "HTTP \(httpStatus) with a body that is not a Bot API answer: \(snippet(body))"
+                : "HTTP \(httpStatus), error \(code)")
 
         guard envelope != nil, ok != nil else {
             // Not the Bot API talking (a proxy's error page, a truncated body): nothing says the

@@ -132,7 +132,8 @@ public struct NotifierService: Service, CustomStringConvertible {
 
             // Draining: no more claims; calls in flight finish and are recorded, up to the drain timeout.
             let remaining = unrecorded.withLockedValue { $0.count }
-            logger.info("draining", metadata: ["in_flight": "\(remaining)", "timeout": "\(configuration.drainTimeout)"])
+            logger.info(
+                "draining", metadata: ["in_flight": "\(remaining)", "timeout": "\(configuration.drainTimeout)"])
             let deadline = ContinuousClock.now + configuration.drainTimeout
             while !unrecorded.withLockedValue({ $0.isEmpty }), ContinuousClock.now < deadline {
                 try? await Task.sleep(for: .milliseconds(10))
@@ -150,8 +151,11 @@ public struct NotifierService: Service, CustomStringConvertible {
         // outside the cancelled tasks, so no row is left `sending`. A call cancelled mid-flight comes
         // back as a retry ("request cancelled"); Telegram may have received it, so the attempt counts.
         for (row, result) in unrecorded.withLockedValue({ Array($0.values) }).sorted(by: { $0.row.id < $1.row.id }) {
-            let completion = result ?? .retry(
-                delay: .zero, reason: "shutdown: call abandoned at the drain timeout; Telegram may have received it")
+            let completion =
+                result
+                ?? .retry(
+                    delay: .zero, reason: "shutdown: call abandoned at the drain timeout; Telegram may have received it"
+                )
             do {
                 try await store.record(completion, for: row)
             } catch {
@@ -179,7 +183,9 @@ public struct NotifierService: Service, CustomStringConvertible {
         if !BotAPIClient.supportedMethods.contains(row.method) {
             outcome = nil
             completion = .failed(
-                reason: "unsupported Bot API method \(row.method) (supported: \(BotAPIClient.supportedMethods.sorted().joined(separator: ", ")))")
+                reason:
+                    "unsupported Bot API method \(row.method) (supported: \(BotAPIClient.supportedMethods.sorted().joined(separator: ", ")))"
+            )
         } else if row.payload.first != "{" {
             outcome = nil
             completion = .failed(reason: "payload is not a JSON object")
@@ -214,7 +220,8 @@ public struct NotifierService: Service, CustomStringConvertible {
             logger.warning("call failed; will retry", metadata: ["reason": "\(reason)", "in": "\(delay)"])
         case .rateLimited(let retryAfter, let reason):
             logger.warning(
-                "Telegram rate limit: pausing the bot", metadata: ["reason": "\(reason)", "retry_after": "\(retryAfter)"])
+                "Telegram rate limit: pausing the bot",
+                metadata: ["reason": "\(reason)", "retry_after": "\(retryAfter)"])
         case .handBack(let delay, let reason):
             logger.error(
                 "Telegram refused the bot token or API URL; check TELEGRAM_BOT_TOKEN and TELEGRAM_API_BASE_URL; the reply is handed back",

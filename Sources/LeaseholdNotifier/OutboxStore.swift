@@ -114,14 +114,15 @@ public struct OutboxStore: Sendable {
                 }
             }
 
-            let pausedMs = try tx.query(
-                """
-                SELECT CASE WHEN paused_until > clock_timestamp()
-                            THEN ceil(extract(epoch FROM paused_until - clock_timestamp()) * 1000)::bigint
-                            ELSE 0 END
-                FROM outbox_throttle
-                """
-            ).first?.decode(Int64.self, at: 0) ?? 0
+            let pausedMs =
+                try tx.query(
+                    """
+                    SELECT CASE WHEN paused_until > clock_timestamp()
+                                THEN ceil(extract(epoch FROM paused_until - clock_timestamp()) * 1000)::bigint
+                                ELSE 0 END
+                    FROM outbox_throttle
+                    """
+                ).first?.decode(Int64.self, at: 0) ?? 0
             if pausedMs > 0 {
                 return Claim(rows: [], reaped: reaped, wait: .milliseconds(pausedMs), paused: true)
             }
@@ -277,13 +278,14 @@ public struct OutboxStore: Sendable {
                 .single().decode(Int64.self, at: 0)
             let failed = try connection.query("SELECT count(*) FROM outbox WHERE status = 'failed'")
                 .single().decode(Int64.self, at: 0)
-            let paused = try connection.query(
-                """
-                SELECT CASE WHEN paused_until > clock_timestamp()
-                            THEN extract(epoch FROM paused_until - clock_timestamp())::float8 ELSE 0 END
-                FROM outbox_throttle
-                """
-            ).first?.decode(Double.self, at: 0) ?? 0
+            let paused =
+                try connection.query(
+                    """
+                    SELECT CASE WHEN paused_until > clock_timestamp()
+                                THEN extract(epoch FROM paused_until - clock_timestamp())::float8 ELSE 0 END
+                    FROM outbox_throttle
+                    """
+                ).first?.decode(Double.self, at: 0) ?? 0
             return Backlog(
                 pending: count, due: due, sending: sending, failed: failed, oldestPendingAge: age, pausedFor: paused)
         }

@@ -46,7 +46,8 @@ public enum LocalStackError: Error, CustomStringConvertible {
         switch self {
         case .binaryNotFound(let name, let hint): "\(name) not found: \(hint)"
         case .commandFailed(let command, let status, let log): "\(command) exited with \(status):\n\(log)"
-        case .exitedEarly(let server, let status, let log): "\(server) exited with status \(status) while starting:\n\(log)"
+        case .exitedEarly(let server, let status, let log):
+            "\(server) exited with status \(status) while starting:\n\(log)"
         case .notReady(let server, let after, let lastError, let log):
             "\(server) did not accept connections within \(after) (last error: \(lastError)):\n\(log)"
         case .noFreePort(let errno): "no free port on 127.0.0.1 (errno \(errno))"
@@ -73,7 +74,9 @@ public actor LocalStack {
     private var postgres: ChildProcess?
     private var redis: ChildProcess?
 
-    public init(options: LocalStackOptions = LocalStackOptions(), logger: Logger = Logger(label: "leasehold.local")) throws {
+    public init(options: LocalStackOptions = LocalStackOptions(), logger: Logger = Logger(label: "leasehold.local"))
+        throws
+    {
         guard options.database.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "_" }), !options.database.isEmpty
         else { throw LocalStackError.invalidDatabaseName(options.database) }
         self.options = options
@@ -126,8 +129,10 @@ public actor LocalStack {
             try await runToCompletion(
                 runAs.executable ?? binaries.appendingPathComponent("initdb"),
                 runAs.arguments + (runAs.executable == nil ? [] : [binaries.appendingPathComponent("initdb").path])
-                    + ["-D", postgresData.path, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8",
-                       "--no-instructions"],
+                    + [
+                        "-D", postgresData.path, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8",
+                        "--no-instructions",
+                    ],
                 log: postgresLog)
         }
         await Self.stopStale(pidFile: postgresData.appendingPathComponent("postmaster.pid"), signal: SIGINT)

@@ -42,7 +42,8 @@ public struct Migration: Sendable, Equatable {
             if let clash = migrations.first(where: { $0.version == version }) {
                 throw .duplicateVersion(version, clash.fileName, file)
             }
-            migrations.append(Migration(version: version, name: String(stem[stem.index(after: underscore)...]), sql: sql))
+            migrations.append(
+                Migration(version: version, name: String(stem[stem.index(after: underscore)...]), sql: sql))
         }
         guard !migrations.isEmpty else { throw .noMigrations(path: directory.path) }
         return migrations.sorted { $0.version < $1.version }

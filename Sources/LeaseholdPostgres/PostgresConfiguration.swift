@@ -39,8 +39,10 @@ public struct PostgresConfiguration: Sendable {
     /// position, so whatever the connection string sets wins over every default.
     var connectParameters: (keywords: [String], values: [String]) {
         let defaults: [(keyword: String, value: String)] =
-            [("connect_timeout", String(connectTimeoutSeconds)), ("application_name", applicationName),
-             ("client_encoding", "UTF8")] + defaultParameters
+            [
+                ("connect_timeout", String(connectTimeoutSeconds)), ("application_name", applicationName),
+                ("client_encoding", "UTF8"),
+            ] + defaultParameters
         return (defaults.map(\.keyword) + ["dbname"], defaults.map(\.value) + [connectionString])
     }
 

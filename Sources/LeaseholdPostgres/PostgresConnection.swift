@@ -1,6 +1,6 @@
-import Foundation
 import CLibPQ
 import ConnectionPool
+import Foundation
 import NIOConcurrencyHelpers
 
 /// One libpq connection (`PGconn`), with a blocking, synchronous API.

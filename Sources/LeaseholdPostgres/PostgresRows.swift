@@ -47,7 +47,9 @@ public struct PostgresRow: Sendable {
     }
 
     /// Every column in order, e.g. `let (id, name) = try row.decode(Int64.self, String.self)`.
-    public func decode<each T: PostgresDecodable>(_ types: repeat (each T).Type) throws(PostgresError) -> (repeat each T) {
+    public func decode<each T: PostgresDecodable>(_ types: repeat (each T).Type) throws(PostgresError) -> (
+        repeat each T
+    ) {
         var index = 0
         func next<U: PostgresDecodable>(_: U.Type) throws(PostgresError) -> U {
             defer { index += 1 }

@@ -97,7 +97,8 @@ public struct DeadLetterQuery: Sendable {
         else { return nil }
         var letter = try Self.letter(row)
         let payload = try row.decode([UInt8].self, at: 12)
-        letter.payload = String(validating: payload, as: UTF8.self) ?? payload.map { String(format: "%02x", $0) }.joined()
+        letter.payload =
+            String(validating: payload, as: UTF8.self) ?? payload.map { String(format: "%02x", $0) }.joined()
         letter.errorHistory = AttemptFailure.decode(Array(try row.decode(String.self, at: 13).utf8))
         return letter
     }
@@ -181,7 +182,9 @@ public struct DeadLetterQuery: Sendable {
     }
 
     /// Counts by status, kind and stream.
-    public func stats(postgres: PostgresClient) async throws -> [(status: String, kind: String, stream: String, count: Int64)] {
+    public func stats(postgres: PostgresClient) async throws -> [(
+        status: String, kind: String, stream: String, count: Int64
+    )] {
         try await postgres.query(
             "SELECT status, kind, stream, count(*) FROM dead_letters GROUP BY 1, 2, 3 ORDER BY 1, 4 DESC"
         ).map { row in

@@ -1,5 +1,4 @@
 import Foundation
-
 import LeaseholdRedis
 
 /// The Redis side of retries: parks a failed entry in the retry schedule and, once it is due, puts
@@ -125,9 +124,10 @@ public struct RetryScheduler: Sendable {
             throw RedisError(source: .client, code: .invalidInput, message: "cannot schedule an entry without an ID")
         }
         let member = Self.member(for: entry)
-        let failures = entry.failures + [
-            AttemptFailure(at: failedAt, attempt: entry.attempt, worker: worker, error: lastError)
-        ]
+        let failures =
+            entry.failures + [
+                AttemptFailure(at: failedAt, attempt: entry.attempt, worker: worker, error: lastError)
+            ]
         let fields: [any RedisArgument] = [
             "stream", entry.stream, "key", entry.key, "kind", entry.kind, "payload", entry.payload,
             "attempt", entry.attempt + 1, "enqueued_at", entry.enqueuedAtMilliseconds,

@@ -19,7 +19,7 @@ public struct StreamConsumer: Sendable {
         for stream in streams {
             do {
                 try connection.send("XGROUP", "CREATE", stream, group, "0", "MKSTREAM")
-            } catch where error.code == .busyGroup {
+            } catch  where error.code == .busyGroup {
                 // Exists already: fine.
             }
         }
@@ -78,7 +78,7 @@ public struct StreamConsumer: Sendable {
             let reply: RedisValue
             do {
                 reply = try connection.send(command)
-            } catch where error.code == .noGroup {
+            } catch  where error.code == .noGroup {
                 try ensureGroups(on: connection)
                 reply = try connection.send(command)
             }
@@ -111,7 +111,7 @@ public struct StreamConsumer: Sendable {
         let groups: RedisValue
         do {
             groups = try connection.send("XINFO", "GROUPS", stream)
-        } catch where error.source == .server {
+        } catch  where error.source == .server {
             return nil  // no such stream
         }
         for entry in groups.array ?? [] {

@@ -107,7 +107,8 @@ public struct StreamProducer: Sendable {
         ]
         let arguments: [any RedisArgument] =
             [
-                highWaterMark, RedisKeys.consumerGroup, marker?.value ?? "", (marker?.ttl ?? .seconds(1)).redisMilliseconds,
+                highWaterMark, RedisKeys.consumerGroup, marker?.value ?? "",
+                (marker?.ttl ?? .seconds(1)).redisMilliseconds,
                 marker?.digestKey == nil ? "" : marker?.digest ?? "",
             ] + entry.fields
         return (keys, arguments)

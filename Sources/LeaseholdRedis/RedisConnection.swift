@@ -128,7 +128,7 @@ public final class RedisConnection: BlockingConnection {
         if let sha = script.sha {
             do {
                 return try send(RedisCommand(["EVALSHA", sha] + tail))
-            } catch where error.code == .noScript {
+            } catch  where error.code == .noScript {
                 // fall through to load it
             }
         }
@@ -139,7 +139,7 @@ public final class RedisConnection: BlockingConnection {
         script.sha = sha
         do {
             return try send(RedisCommand(["EVALSHA", sha] + tail))
-        } catch where error.code == .noScript {
+        } catch  where error.code == .noScript {
             // Flushed again between LOAD and EVALSHA: send the source itself.
             return try send(RedisCommand(["EVAL", script.source] + tail))
         }
@@ -222,9 +222,10 @@ public final class RedisConnection: BlockingConnection {
             return .error(RedisError(reply: String(decoding: bytes(), as: UTF8.self)))
         case lh_redis_reply_array():
             guard let elements = node.element else { return .array([]) }
-            return .array((0..<node.elements).map { index in
-                elements[index].map { copyReply($0) } ?? .null
-            })
+            return .array(
+                (0..<node.elements).map { index in
+                    elements[index].map { copyReply($0) } ?? .null
+                })
         default:
             return .error(RedisError(source: .connection, code: .proto, message: "unknown reply type \(node.type)"))
         }

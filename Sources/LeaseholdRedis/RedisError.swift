@@ -78,8 +78,9 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         switch source {
         case .connection: return true
         case .client: return false
-        case .server: return [.loading, .busy, .readOnly, Code(rawValue: "TRYAGAIN"), Code(rawValue: "MASTERDOWN")]
-            .contains(code)
+        case .server:
+            return [.loading, .busy, .readOnly, Code(rawValue: "TRYAGAIN"), Code(rawValue: "MASTERDOWN")]
+                .contains(code)
         }
     }
 

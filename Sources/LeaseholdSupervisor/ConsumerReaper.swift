@@ -57,7 +57,7 @@ struct ConsumerReaper: Sendable {
         let reply: RedisValue
         do {
             reply = try connection.send("XINFO", "CONSUMERS", stream, group)
-        } catch where error.source == .server {
+        } catch  where error.source == .server {
             return []  // no such stream or group
         }
         return (reply.array ?? []).compactMap { info in

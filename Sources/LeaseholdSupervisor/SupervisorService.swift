@@ -91,7 +91,8 @@ public struct SupervisorService: Service {
         let length = try await redis.send("XLEN", stream).int ?? 0
         Gauge(label: "leasehold_stream_length", dimensions: [("stream", stream)]).record(length)
         let summary = try await redis.send("XPENDING", stream, RedisKeys.consumerGroup)
-        Gauge(label: "leasehold_stream_pending", dimensions: [("stream", stream)]).record(summary.array?.first?.int ?? 0)
+        Gauge(label: "leasehold_stream_pending", dimensions: [("stream", stream)]).record(
+            summary.array?.first?.int ?? 0)
         // The oldest pending entry's age, from its ID (the XADD time in milliseconds).
         var oldestAge = 0.0
         if let oldest = summary.array?.dropFirst().first?.string,

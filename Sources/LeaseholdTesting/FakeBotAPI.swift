@@ -125,7 +125,8 @@ public final class FakeBotAPI: Sendable {
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let app = Application(
             router: router,
-            configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0), serverName: "fake-bot-api"),
+            configuration: ApplicationConfiguration(
+                address: .hostname("127.0.0.1", port: 0), serverName: "fake-bot-api"),
             onServerRunning: { channel in
                 portContinuation.yield(channel.localAddress?.port ?? 0)
                 portContinuation.finish()
@@ -210,11 +211,15 @@ public final class FakeBotAPI: Sendable {
                 ])
             )
         case .serverError(let code):
-            (status, json) = (code, Self.json(["ok": false, "error_code": code, "description": "Internal Server Error"]))
+            (status, json) = (
+                code, Self.json(["ok": false, "error_code": code, "description": "Internal Server Error"])
+            )
         case .forbidden(let reason):
             (status, json) = (403, Self.json(["ok": false, "error_code": 403, "description": "Forbidden: \(reason)"]))
         case .badRequest(let reason):
-            (status, json) = (400, Self.json(["ok": false, "error_code": 400, "description": "Bad Request: \(reason)"]))
+            (status, json) = (
+                400, Self.json(["ok": false, "error_code": 400, "description": "Bad Request: \(reason)"])
+            )
         case .unauthorized:
             (status, json) = (401, Self.json(["ok": false, "error_code": 401, "description": "Unauthorized"]))
         case .raw(let code, let body):

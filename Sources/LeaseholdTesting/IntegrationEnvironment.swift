@@ -38,7 +38,8 @@ public enum IntegrationEnvironment {
             && !((try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []).isEmpty)
 
     public static var postgresConfiguration: PostgresConfiguration {
-        PostgresConfiguration(connectionString: postgresURL, connectTimeoutSeconds: 5, applicationName: "leasehold-tests")
+        PostgresConfiguration(
+            connectionString: postgresURL, connectTimeoutSeconds: 5, applicationName: "leasehold-tests")
     }
 
     public static func redisConfiguration() throws -> RedisConfiguration {

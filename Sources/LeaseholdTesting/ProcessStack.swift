@@ -41,7 +41,8 @@ public final class ProcessStack: Sendable {
         _ = try await Migrator(client: postgres).migrate(
             try Migration.load(from: LeaseholdExecutable.migrationsDirectory))
         let stack = ProcessStack(
-            database: database, prefix: "\(IntegrationEnvironment.uniqueName("lht")):", directory: try makeTemporaryDirectory("stack"),
+            database: database, prefix: "\(IntegrationEnvironment.uniqueName("lht")):",
+            directory: try makeTemporaryDirectory("stack"),
             ingressPorts: try (0..<ingress).map { _ in try freeLoopbackPort() }, postgres: postgres,
             redis: try IntegrationEnvironment.redisClient(size: 8))
         do {
@@ -170,7 +171,9 @@ public final class ProcessStack: Sendable {
                 for process in processes.all where !process.isRunning {
                     throw TestSetupError("\(process.name) exited early:\n\(process.output)")
                 }
-                guard ContinuousClock.now < deadline else { throw TestSetupError("ingress \(index) never became healthy") }
+                guard ContinuousClock.now < deadline else {
+                    throw TestSetupError("ingress \(index) never became healthy")
+                }
                 try await Task.sleep(for: .milliseconds(50))
             }
         }
@@ -210,7 +213,8 @@ public final class ProcessStack: Sendable {
         let response = try await http.execute(request, timeout: .seconds(30))
         let bytes = try await response.body.collect(upTo: 1 << 20)
         return HTTPResult(
-            status: Int(response.status.code), body: String(buffer: bytes), headers: response.headers.map { ($0.name, $0.value) })
+            status: Int(response.status.code), body: String(buffer: bytes),
+            headers: response.headers.map { ($0.name, $0.value) })
     }
 
     /// `GET` of any URL (a role's metrics endpoint, say).
@@ -218,7 +222,8 @@ public final class ProcessStack: Sendable {
         let response = try await http.execute(HTTPClientRequest(url: url), timeout: .seconds(10))
         let bytes = try await response.body.collect(upTo: 4 << 20)
         return HTTPResult(
-            status: Int(response.status.code), body: String(buffer: bytes), headers: response.headers.map { ($0.name, $0.value) })
+            status: Int(response.status.code), body: String(buffer: bytes),
+            headers: response.headers.map { ($0.name, $0.value) })
     }
 
     /// `POST /v1/bookings`.
@@ -261,8 +266,10 @@ public final class ProcessStack: Sendable {
     /// returns the slot IDs.
     public func seed(slots count: Int, users: Int) async throws -> [Int64] {
         let result = try await LeaseholdExecutable.run(
-            ["slots", "sync", "--generate", String(count), "--users", String(users), "--json", "--start",
-             "2030-01-01T09:00:00Z"],
+            [
+                "slots", "sync", "--generate", String(count), "--users", String(users), "--json", "--start",
+                "2030-01-01T09:00:00Z",
+            ],
             in: directory, environment: environment)
         guard result.status == 0 else { throw TestSetupError("slots sync failed:\n\(result.output)") }
         let line = result.output.split(separator: "\n").last { $0.hasPrefix("{") } ?? ""

@@ -112,9 +112,10 @@ struct EntryProcessor: Sendable {
                     try await runTransaction(item, entry: entry, logID: logID, logger: logger)
                 }
             }
-        } catch where Self.isOurCancellation(error) {
+        } catch  where Self.isOurCancellation(error) {
             logger.notice("cancelled during shutdown; rolled back, entry left pending")
-            await markFailed(logID, "interrupted by shutdown; the entry stays pending and is redelivered", logger: logger)
+            await markFailed(
+                logID, "interrupted by shutdown; the entry stays pending and is redelivered", logger: logger)
             await release(lease, logger: logger)
             return
         } catch {
@@ -145,8 +146,9 @@ struct EntryProcessor: Sendable {
         } catch {
             // Committed but not acknowledged: the entry will be redelivered and the inbox makes
             // that redelivery a no-op that publishes the recorded outcome.
-            logger.error("committed but could not acknowledge; the redelivery will be a no-op",
-                         metadata: ["error": "\(error)"])
+            logger.error(
+                "committed but could not acknowledge; the redelivery will be a no-op",
+                metadata: ["error": "\(error)"])
         }
     }
 
@@ -203,7 +205,7 @@ struct EntryProcessor: Sendable {
                         metadata: ["during": "\(what)", "waited": "\(ContinuousClock.now - outageStart)"])
                 }
                 return value
-            } catch where Self.isConnectionFailure(error) && !Self.isOurCancellation(error) {
+            } catch  where Self.isConnectionFailure(error) && !Self.isOurCancellation(error) {
                 let start = outageStart ?? .now
                 outageStart = start
                 tries += 1
@@ -257,8 +259,9 @@ struct EntryProcessor: Sendable {
                 logger.warning(
                     "transaction failed; retry scheduled", metadata: ["error": "\(message)", "in": "\(delay)"])
             } catch {
-                logger.error("transaction failed and the retry could not be scheduled; entry left pending",
-                             metadata: ["error": "\(message)", "schedule_error": "\(error)"])
+                logger.error(
+                    "transaction failed and the retry could not be scheduled; entry left pending",
+                    metadata: ["error": "\(message)", "schedule_error": "\(error)"])
             }
         case .deadLetter(let limit):
             do {

@@ -28,7 +28,8 @@ enum WorkItem: Sendable {
             do {
                 let valid = try notification.validated()
                 guard valid.messageKey == entry.key else {
-                    return .failure(WorkItemError("entry key \(entry.key) does not match its payload (\(valid.messageKey))"))
+                    return .failure(
+                        WorkItemError("entry key \(entry.key) does not match its payload (\(valid.messageKey))"))
                 }
                 return .success(.payment(valid))
             } catch {

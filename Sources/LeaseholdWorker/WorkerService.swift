@@ -148,8 +148,9 @@ public struct WorkerService: Service {
                 broken, postgres: postgres, redis: redis)
             logger.error("undecodable stream entry dead-lettered", metadata: metadata)
         } catch {
-            logger.error("undecodable stream entry could not be dead-lettered; left pending",
-                         metadata: metadata.merging(["error": "\(error)"]) { $1 })
+            logger.error(
+                "undecodable stream entry could not be dead-lettered; left pending",
+                metadata: metadata.merging(["error": "\(error)"]) { $1 })
         }
     }
 

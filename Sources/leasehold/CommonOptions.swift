@@ -16,10 +16,14 @@ struct CommonOptions: ParsableArguments {
     @Option(name: .customLong("redis-url"), help: "Redis URL redis://[[user]:password@]host:port/db (env: REDIS_URL).")
     var redisURLFlag: String?
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical (env: LOG_LEVEL; default info).")
+    @Option(
+        name: .customLong("log-level"),
+        help: "trace, debug, info, notice, warning, error, critical (env: LOG_LEVEL; default info).")
     var logLevelFlag: String?
 
-    @Option(name: .customLong("redis-prefix"), help: "Prefix of every Redis key (env: LEASEHOLD_REDIS_PREFIX; default lh:).")
+    @Option(
+        name: .customLong("redis-prefix"), help: "Prefix of every Redis key (env: LEASEHOLD_REDIS_PREFIX; default lh:)."
+    )
     var redisPrefixFlag: String?
 
     private var environment: [String: String] { ProcessInfo.processInfo.environment }
@@ -71,7 +75,8 @@ struct CommonOptions: ParsableArguments {
     func validate() throws {
         let level = logLevelFlag ?? environment["LOG_LEVEL"] ?? "info"
         guard Logger.Level(rawValue: level.lowercased()) != nil else {
-            throw ValidationError("unknown log level \(level); use trace, debug, info, notice, warning, error or critical")
+            throw ValidationError(
+                "unknown log level \(level); use trace, debug, info, notice, warning, error or critical")
         }
     }
 
@@ -81,7 +86,8 @@ struct CommonOptions: ParsableArguments {
     func retryPolicy() throws -> RetryPolicy {
         let defaults = RetryPolicy.Parameters(
             base: try Setting.milliseconds(nil, "LEASEHOLD_RETRY_BASE_MS", default: 1_000, range: 1...86_400_000),
-            maxDelay: try Setting.milliseconds(nil, "LEASEHOLD_RETRY_MAX_DELAY_MS", default: 300_000, range: 1...86_400_000),
+            maxDelay: try Setting.milliseconds(
+                nil, "LEASEHOLD_RETRY_MAX_DELAY_MS", default: 300_000, range: 1...86_400_000),
             maxAttempts: try Setting.int(nil, "LEASEHOLD_RETRY_MAX_ATTEMPTS", default: 8, range: 1...1000))
         var overrides: [String: RetryPolicy.Parameters] = [:]
         for item in (environment["LEASEHOLD_RETRY_OVERRIDES"] ?? "").split(separator: ",") {
@@ -91,7 +97,8 @@ struct CommonOptions: ParsableArguments {
                 (1...1000).contains(numbers[2])
             else {
                 throw ValidationError(
-                    "LEASEHOLD_RETRY_OVERRIDES: \(item) must be kind=base_ms:max_delay_ms:max_attempts, e.g. booking=500:60000:5")
+                    "LEASEHOLD_RETRY_OVERRIDES: \(item) must be kind=base_ms:max_delay_ms:max_attempts, e.g. booking=500:60000:5"
+                )
             }
             overrides[String(parts[0])] = RetryPolicy.Parameters(
                 base: .milliseconds(numbers[0]), maxDelay: .milliseconds(numbers[1]), maxAttempts: numbers[2])

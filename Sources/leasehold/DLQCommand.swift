@@ -134,9 +134,13 @@ struct DLQShow: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        guard let letter = try await withClients(common, { postgres, _ in
-            try await DeadLetterQuery().show(id, postgres: postgres)
-        }) else {
+        guard
+            let letter = try await withClients(
+                common,
+                { postgres, _ in
+                    try await DeadLetterQuery().show(id, postgres: postgres)
+                })
+        else {
             throw ValidationError("no dead letter with ID \(id)")
         }
         if json {
@@ -214,8 +218,11 @@ struct DLQReplay: AsyncParsableCommand {
                 ids: all ? nil : ids, filter: filter, dryRun: dryRun, postgres: postgres, redis: redis)
         }
         for letter in letters {
-            print(dryRun ? "would replay \(letter.id) \(letter.messageKey) to \(letter.stream)"
-                : "replayed \(letter.id) \(letter.messageKey) to \(letter.stream) as \(letter.replayEntryID ?? "?")")
+            print(
+                dryRun
+                    ? "would replay \(letter.id) \(letter.messageKey) to \(letter.stream)"
+                    : "replayed \(letter.id) \(letter.messageKey) to \(letter.stream) as \(letter.replayEntryID ?? "?")"
+            )
         }
         print("\(letters.count) \(dryRun ? "would be replayed" : "replayed")")
     }
@@ -263,12 +270,14 @@ struct DLQPurge: AsyncParsableCommand {
 }
 
 struct DLQStats: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "stats", abstract: "Counts by status, kind and stream.")
+    static let configuration = CommandConfiguration(
+        commandName: "stats", abstract: "Counts by status, kind and stream.")
 
     @OptionGroup var common: CommonOptions
 
     func run() async throws {
-        let rows = try await withClients(common) { postgres, _ in try await DeadLetterQuery().stats(postgres: postgres) }
+        let rows = try await withClients(common) { postgres, _ in try await DeadLetterQuery().stats(postgres: postgres)
+        }
         if rows.isEmpty { print("no dead letters") }
         for row in rows { print("\(row.status)\t\(row.kind)\t\(row.stream)\t\(row.count)") }
     }

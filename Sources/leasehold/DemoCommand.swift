@@ -9,7 +9,8 @@ import Logging
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Run the embedded stack, 2 ingress, 2 workers and a supervisor as separate processes, and a load test.",
+        abstract:
+            "Run the embedded stack, 2 ingress, 2 workers and a supervisor as separate processes, and a load test.",
         discussion: """
             Starts PostgreSQL and Redis as child processes (the embedded default, data in --dir), migrates, \
             starts `leasehold ingress` ×2, `leasehold worker` ×2 and `leasehold supervisor` as separate processes of this binary, \
@@ -48,7 +49,8 @@ struct DemoCommand: AsyncParsableCommand {
         try await stack.start()
         var roles: [ChildProcess] = []
         do {
-            let client = PostgresClient(configuration: PostgresConfiguration(connectionString: stack.postgresURL), size: 1)
+            let client = PostgresClient(
+                configuration: PostgresConfiguration(connectionString: stack.postgresURL), size: 1)
             _ = try await Migrator(client: client, logger: logger).migrate(
                 try Migration.load(from: Migration.defaultDirectory()))
             await client.close()
@@ -64,19 +66,23 @@ struct DemoCommand: AsyncParsableCommand {
             environment["LOG_LEVEL"] = "info"
             let ports = try (0..<2).map { _ in try freeLoopbackPort() }
             for (index, port) in ports.enumerated() {
-                roles.append(try ChildProcess(
-                    name: "ingress-\(index)", executable: self_,
-                    arguments: ["ingress", "--host", "127.0.0.1", "--port", String(port)],
-                    log: logs.appendingPathComponent("ingress-\(index).log"), environment: environment))
+                roles.append(
+                    try ChildProcess(
+                        name: "ingress-\(index)", executable: self_,
+                        arguments: ["ingress", "--host", "127.0.0.1", "--port", String(port)],
+                        log: logs.appendingPathComponent("ingress-\(index).log"), environment: environment))
             }
             for index in 0..<2 {
-                roles.append(try ChildProcess(
-                    name: "worker-\(index)", executable: self_, arguments: ["worker", "--consumer-name", "demo-worker-\(index)"],
-                    log: logs.appendingPathComponent("worker-\(index).log"), environment: environment))
+                roles.append(
+                    try ChildProcess(
+                        name: "worker-\(index)", executable: self_,
+                        arguments: ["worker", "--consumer-name", "demo-worker-\(index)"],
+                        log: logs.appendingPathComponent("worker-\(index).log"), environment: environment))
             }
-            roles.append(try ChildProcess(
-                name: "supervisor", executable: self_, arguments: ["supervisor"],
-                log: logs.appendingPathComponent("supervisor.log"), environment: environment))
+            roles.append(
+                try ChildProcess(
+                    name: "supervisor", executable: self_, arguments: ["supervisor"],
+                    log: logs.appendingPathComponent("supervisor.log"), environment: environment))
             let urls = ports.map { "http://127.0.0.1:\($0)" }
             try await waitForHealth(urls, roles: roles)
             say("running: ingress ×2 (\(urls.joined(separator: ", "))), worker ×2, supervisor; logs in \(logs.path)")
@@ -99,7 +105,8 @@ struct DemoCommand: AsyncParsableCommand {
             print(load.json ? report.json : report.table)
 
             if keepRunning {
-                say("""
+                say(
+                    """
                     still running; Ctrl-C or SIGTERM stops everything
                     POSTGRES_URL=\(stack.postgresURL)
                     REDIS_URL=\(stack.redisURL)
@@ -126,7 +133,8 @@ struct DemoCommand: AsyncParsableCommand {
         for url in urls {
             while true {
                 if let failed = roles.first(where: { !$0.isRunning }) {
-                    throw ValidationError("\(failed.name) exited early; see \(failed.log.path):\n\(failed.output.suffix(2000))")
+                    throw ValidationError(
+                        "\(failed.name) exited early; see \(failed.log.path):\n\(failed.output.suffix(2000))")
                 }
                 if (try? await IngressProbe.status(of: url + "/healthz")) == 200 { break }
                 guard ContinuousClock.now < deadline else { throw ValidationError("\(url) never became healthy") }

@@ -21,7 +21,8 @@ enum Setting {
             resolved = value
         }
         guard range.contains(resolved) else {
-            throw ValidationError("\(variable) must be between \(range.lowerBound) and \(range.upperBound), got \(resolved)")
+            throw ValidationError(
+                "\(variable) must be between \(range.lowerBound) and \(range.upperBound), got \(resolved)")
         }
         return resolved
     }

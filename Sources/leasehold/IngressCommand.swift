@@ -32,17 +32,25 @@ struct IngressCommand: AsyncParsableCommand {
     @Option(help: "Listen port (env: LEASEHOLD_INGRESS_PORT; default 8080).")
     var port: Int?
 
-    @Option(help: "Answer 503 once a stream's backlog reaches this many entries; 0 disables (env: LEASEHOLD_STREAM_HIGH_WATER_MARK; default 100000).")
+    @Option(
+        help:
+            "Answer 503 once a stream's backlog reaches this many entries; 0 disables (env: LEASEHOLD_STREAM_HIGH_WATER_MARK; default 100000)."
+    )
     var highWaterMark: Int?
 
     @Option(help: "Largest accepted request body in bytes (env: LEASEHOLD_MAX_BODY_BYTES; default 65536).")
     var maxBodyBytes: Int?
 
-    @Option(help: ArgumentHelp(
-        "Comma-separated CIDRs allowed to post /yookassa/webhook (env: LEASEHOLD_YOOKASSA_ALLOWED_CIDRS; default YooKassa's ranges: \(SourceAddressPolicy.yookassaRanges.joined(separator: ",")))."))
+    @Option(
+        help: ArgumentHelp(
+            "Comma-separated CIDRs allowed to post /yookassa/webhook (env: LEASEHOLD_YOOKASSA_ALLOWED_CIDRS; default YooKassa's ranges: \(SourceAddressPolicy.yookassaRanges.joined(separator: ",")))."
+        ))
     var yookassaAllowedCidrs: String?
 
-    @Option(help: "Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed (env: LEASEHOLD_TRUSTED_PROXIES; default none).")
+    @Option(
+        help:
+            "Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed (env: LEASEHOLD_TRUSTED_PROXIES; default none)."
+    )
     var trustedProxies: String?
 
     /// The YooKassa source policy; a malformed CIDR is a startup error naming the variable.
@@ -76,7 +84,8 @@ struct IngressCommand: AsyncParsableCommand {
             keys: common.redisKeys,
             telegramSecret: environment["TELEGRAM_WEBHOOK_SECRET"] ?? "",
             apiToken: environment["LEASEHOLD_API_TOKEN"] ?? "",
-            maxBodyBytes: try Setting.int(maxBodyBytes, "LEASEHOLD_MAX_BODY_BYTES", default: 64 * 1024, range: 1...(16 << 20)),
+            maxBodyBytes: try Setting.int(
+                maxBodyBytes, "LEASEHOLD_MAX_BODY_BYTES", default: 64 * 1024, range: 1...(16 << 20)),
             highWaterMark: try Setting.int(
                 highWaterMark, "LEASEHOLD_STREAM_HIGH_WATER_MARK", default: 100_000, range: 0...Int(Int32.max)),
             yookassaSources: try sourcePolicy())

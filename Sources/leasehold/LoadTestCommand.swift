@@ -29,7 +29,9 @@ struct LoadTestCommand: AsyncParsableCommand {
 
     @OptionGroup var common: CommonOptions
 
-    @Option(name: .customLong("url"), help: "Ingress base URL; repeat for several replicas (default http://127.0.0.1:8080).")
+    @Option(
+        name: .customLong("url"), help: "Ingress base URL; repeat for several replicas (default http://127.0.0.1:8080)."
+    )
     var urls: [String] = []
 
     @OptionGroup var load: LoadTestOptions
@@ -46,7 +48,8 @@ struct LoadTestCommand: AsyncParsableCommand {
     func loadTestConfiguration() -> LoadTestConfiguration {
         let environment = ProcessInfo.processInfo.environment
         return load.configuration(
-            urls: urls.isEmpty ? ["http://127.0.0.1:8080"] : urls.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 },
+            urls: urls.isEmpty
+                ? ["http://127.0.0.1:8080"] : urls.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 },
             apiToken: environment["LEASEHOLD_API_TOKEN"] ?? "",
             telegramSecret: environment["TELEGRAM_WEBHOOK_SECRET"] ?? "", postgresURL: common.postgresURL,
             postgresLog: postgresLog ?? environment["POSTGRES_LOG"])

@@ -25,7 +25,10 @@ struct LoadTestOptions: ParsableArguments {
     @Option(help: "Concurrent clients.")
     var concurrency: Int = 32
 
-    @Option(help: "Fixed arrival rate (requests/s) instead of a closed loop; HTTP latency then counts from the scheduled time.")
+    @Option(
+        help:
+            "Fixed arrival rate (requests/s) instead of a closed loop; HTTP latency then counts from the scheduled time."
+    )
     var rate: Double?
 
     @Option(help: "Seconds to wait for outstanding outcomes after sending.")
@@ -34,7 +37,10 @@ struct LoadTestOptions: ParsableArguments {
     @Option(help: "Write a latency-over-time plot (SVG) to this file.")
     var plot: String?
 
-    @Flag(help: "Skip the pgbench comparison (pgbench comes from the newest /usr/lib/postgresql/*/bin; env: LEASEHOLD_PG_BINDIR).")
+    @Flag(
+        help:
+            "Skip the pgbench comparison (pgbench comes from the newest /usr/lib/postgresql/*/bin; env: LEASEHOLD_PG_BINDIR)."
+    )
     var noPgbench = false
 
     @Flag(help: "Print the report as JSON (on standard output) instead of a table.")

@@ -39,20 +39,25 @@ struct LocalCommand: AsyncParsableCommand {
         var common = CommonOptions()
         common.logLevelFlag = logLevel
         let logger = common.bootstrapLogging(label: "leasehold.local")
-        let files = try noMigrate ? nil : Migration.load(
-            from: migrations.map { URL(fileURLWithPath: $0) } ?? Migration.defaultDirectory())
+        let files =
+            try noMigrate
+            ? nil
+            : Migration.load(
+                from: migrations.map { URL(fileURLWithPath: $0) } ?? Migration.defaultDirectory())
         let stack = try LocalStack(
             options: LocalStackOptions(
                 directory: URL(fileURLWithPath: dir), postgresPort: postgresPort, redisPort: redisPort),
             logger: logger)
         let service = LocalStackService(stack: stack, migrations: files, logger: logger) { stack in
             // Unbuffered: scripts wait for these lines through a pipe.
-            FileHandle.standardOutput.write(Data("""
-                POSTGRES_URL=\(stack.postgresURL)
-                REDIS_URL=\(stack.redisURL)
-                ready; Ctrl-C or SIGTERM stops both servers
+            FileHandle.standardOutput.write(
+                Data(
+                    """
+                    POSTGRES_URL=\(stack.postgresURL)
+                    REDIS_URL=\(stack.redisURL)
+                    ready; Ctrl-C or SIGTERM stops both servers
 
-                """.utf8))
+                    """.utf8))
         }
         let group = ServiceGroup(
             configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

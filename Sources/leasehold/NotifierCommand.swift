@@ -32,13 +32,19 @@ struct NotifierCommand: AsyncParsableCommand {
     @Option(help: "Bot API base URL (env: TELEGRAM_API_BASE_URL; default https://api.telegram.org).")
     var apiBaseURL: String?
 
-    @Option(help: "Name recorded in outbox.claimed_by (env: LEASEHOLD_NOTIFIER_NAME; default notifier-host-pid-random).")
+    @Option(
+        help: "Name recorded in outbox.claimed_by (env: LEASEHOLD_NOTIFIER_NAME; default notifier-host-pid-random).")
     var name: String?
 
-    @Option(help: "Messages per second for the whole bot, all notifiers together (env: LEASEHOLD_NOTIFIER_RATE; default 30).")
+    @Option(
+        help:
+            "Messages per second for the whole bot, all notifiers together (env: LEASEHOLD_NOTIFIER_RATE; default 30).")
     var rate: Int?
 
-    @Option(help: "At most one message per private chat per this many ms (env: LEASEHOLD_NOTIFIER_CHAT_INTERVAL_MS; default 1000).")
+    @Option(
+        help:
+            "At most one message per private chat per this many ms (env: LEASEHOLD_NOTIFIER_CHAT_INTERVAL_MS; default 1000)."
+    )
     var chatIntervalMs: Int?
 
     @Option(help: "The same for groups and channels (env: LEASEHOLD_NOTIFIER_GROUP_CHAT_INTERVAL_MS; default 3000).")
@@ -47,19 +53,31 @@ struct NotifierCommand: AsyncParsableCommand {
     @Option(help: "Bot API calls in flight at once in this process (env: LEASEHOLD_NOTIFIER_CONCURRENCY; default 30).")
     var concurrency: Int?
 
-    @Option(help: "How often an idle notifier looks for new rows, in ms (env: LEASEHOLD_NOTIFIER_POLL_INTERVAL_MS; default 200).")
+    @Option(
+        help:
+            "How often an idle notifier looks for new rows, in ms (env: LEASEHOLD_NOTIFIER_POLL_INTERVAL_MS; default 200)."
+    )
     var pollIntervalMs: Int?
 
     @Option(help: "Timeout of one Bot API call in ms (env: LEASEHOLD_NOTIFIER_REQUEST_TIMEOUT_MS; default 10000).")
     var requestTimeoutMs: Int?
 
-    @Option(help: "A row sending for longer than this many ms belongs to a dead notifier and is sent again; at least twice the request timeout (env: LEASEHOLD_NOTIFIER_CLAIM_TIMEOUT_MS; default 60000).")
+    @Option(
+        help:
+            "A row sending for longer than this many ms belongs to a dead notifier and is sent again; at least twice the request timeout (env: LEASEHOLD_NOTIFIER_CLAIM_TIMEOUT_MS; default 60000)."
+    )
     var claimTimeoutMs: Int?
 
-    @Option(help: "Attempts for 5xx and network failures before a row fails (env: LEASEHOLD_NOTIFIER_MAX_ATTEMPTS; default 15).")
+    @Option(
+        help:
+            "Attempts for 5xx and network failures before a row fails (env: LEASEHOLD_NOTIFIER_MAX_ATTEMPTS; default 15)."
+    )
     var maxAttempts: Int?
 
-    @Option(help: "First retry delay in ms, doubled per attempt with jitter (env: LEASEHOLD_NOTIFIER_RETRY_BASE_MS; default 1000).")
+    @Option(
+        help:
+            "First retry delay in ms, doubled per attempt with jitter (env: LEASEHOLD_NOTIFIER_RETRY_BASE_MS; default 1000)."
+    )
     var retryBaseMs: Int?
 
     @Option(help: "Longest retry delay in ms (env: LEASEHOLD_NOTIFIER_RETRY_MAX_DELAY_MS; default 300000).")
@@ -68,7 +86,10 @@ struct NotifierCommand: AsyncParsableCommand {
     @Option(help: "SIGTERM drain timeout in ms (env: LEASEHOLD_DRAIN_TIMEOUT_MS; default 20000).")
     var drainTimeoutMs: Int?
 
-    @Flag(help: "Call the Bot API's getMe with the configured token and base URL, print the bot's name or Telegram's error, and exit (the token is not shown).")
+    @Flag(
+        help:
+            "Call the Bot API's getMe with the configured token and base URL, print the bot's name or Telegram's error, and exit (the token is not shown)."
+    )
     var check = false
 
     func run() async throws {
@@ -101,7 +122,8 @@ struct NotifierCommand: AsyncParsableCommand {
                     maxDelay: try Setting.milliseconds(
                         retryMaxDelayMs, "LEASEHOLD_NOTIFIER_RETRY_MAX_DELAY_MS", default: 300_000,
                         range: 1...86_400_000),
-                    maxAttempts: try Setting.int(maxAttempts, "LEASEHOLD_NOTIFIER_MAX_ATTEMPTS", default: 15, range: 1...1_000))))
+                    maxAttempts: try Setting.int(
+                        maxAttempts, "LEASEHOLD_NOTIFIER_MAX_ATTEMPTS", default: 15, range: 1...1_000))))
         if let problem = configuration.problem { throw ValidationError(problem) }
         if check {
             try await Self.check(configuration)
@@ -115,9 +137,12 @@ struct NotifierCommand: AsyncParsableCommand {
         let notifier = NotifierService(
             configuration: configuration, postgres: postgres, client: client, logger: logger)
         var services: [any Service] = [notifier]
-        if let endpoint = try common.metricsEndpoint(registry: registry, role: "notifier", logger: logger, ready: {
-            (try? await postgres.query("SELECT 1")) != nil && !notifier.tokenRejected
-        }) {
+        if let endpoint = try common.metricsEndpoint(
+            registry: registry, role: "notifier", logger: logger,
+            ready: {
+                (try? await postgres.query("SELECT 1")) != nil && !notifier.tokenRejected
+            })
+        {
             services.append(endpoint)
         }
         try await runServices(services, logger: logger) {

@@ -19,7 +19,8 @@ struct PaymentsCommand: AsyncParsableCommand {
         let client = PostgresClient(configuration: common.postgresConfiguration(role: "payments"), size: 1)
         let result: Result<T, any Error>
         do {
-            result = .success(try await client.withTransaction(.init(lockTimeout: .seconds(10), statementTimeout: nil), body))
+            result = .success(
+                try await client.withTransaction(.init(lockTimeout: .seconds(10), statementTimeout: nil), body))
         } catch let error as PostgresTransactionError {
             // A refusal is the operator's mistake: print its reason, not the transaction wrapper.
             result = .failure((error.bodyError as? PaymentLedger.Refusal) ?? error)
@@ -136,8 +137,9 @@ struct CreatePaymentCommand: AsyncParsableCommand {
         if json {
             try PaymentsCommand.printJSON(payment)
         } else {
-            print("payment \(payment.providerPaymentID): \(payment.amount) \(payment.currency), user \(payment.userID), "
-                + "plan \(payment.plan), \(payment.status)")
+            print(
+                "payment \(payment.providerPaymentID): \(payment.amount) \(payment.currency), user \(payment.userID), "
+                    + "plan \(payment.plan), \(payment.status)")
         }
     }
 }
@@ -183,18 +185,22 @@ struct ShowPaymentCommand: AsyncParsableCommand {
             return
         }
         let p = report.payment
-        print("payment \(p.providerPaymentID): \(p.status), \(p.amount) \(p.currency) (refunded \(p.refundedAmount)), "
-            + "user \(p.userID), plan \(p.plan)\(p.cancellationReason.map { ", canceled: \($0)" } ?? "")")
+        print(
+            "payment \(p.providerPaymentID): \(p.status), \(p.amount) \(p.currency) (refunded \(p.refundedAmount)), "
+                + "user \(p.userID), plan \(p.plan)\(p.cancellationReason.map { ", canceled: \($0)" } ?? "")")
         if let s = report.subscription {
-            print("subscription \(s.id): \(s.status), plan \(s.plan), until \(ISO8601DateFormatter().string(from: s.currentPeriodEnd))")
+            print(
+                "subscription \(s.id): \(s.status), plan \(s.plan), until \(ISO8601DateFormatter().string(from: s.currentPeriodEnd))"
+            )
         } else {
             print("subscription: none")
         }
         print("notifications (\(report.notifications.count)):")
         let formatter = ISO8601DateFormatter()
         for entry in report.notifications {
-            print("  \(formatter.string(from: entry.receivedAt))  \(entry.event)  \(entry.objectID)  attempt \(entry.attempt)  "
-                + "\(entry.status)\(entry.error.map { "  \($0)" } ?? "")")
+            print(
+                "  \(formatter.string(from: entry.receivedAt))  \(entry.event)  \(entry.objectID)  attempt \(entry.attempt)  "
+                    + "\(entry.status)\(entry.error.map { "  \($0)" } ?? "")")
         }
     }
 }

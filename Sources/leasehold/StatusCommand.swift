@@ -73,7 +73,9 @@ struct StatusCommand: AsyncParsableCommand {
                     + "\(age.leftPadded(14))  \((stream.undelivered.map(String.init) ?? "?").leftPadded(11))  "
                     + String(stream.consumers).leftPadded(9))
         }
-        print("retry backlog: \(status.retryBacklog)   dead letters: \(status.deadLetters)   leader: \(status.leader ?? "none")")
+        print(
+            "retry backlog: \(status.retryBacklog)   dead letters: \(status.deadLetters)   leader: \(status.leader ?? "none")"
+        )
     }
 
     private func collect(keys: RedisKeys, redis: RedisClient, postgres: PostgresClient) async throws -> Status {

@@ -31,7 +31,8 @@ struct SupervisorCommand: AsyncParsableCommand {
 
     @OptionGroup var common: CommonOptions
 
-    @Option(help: "Reclaim entries unacknowledged this long, in ms (env: LEASEHOLD_VISIBILITY_TIMEOUT_MS; default 60000).")
+    @Option(
+        help: "Reclaim entries unacknowledged this long, in ms (env: LEASEHOLD_VISIBILITY_TIMEOUT_MS; default 60000).")
     var visibilityTimeoutMs: Int?
 
     @Option(help: "Leader lease TTL in ms (env: LEASEHOLD_LEADER_TTL_MS; default 10000).")
@@ -60,10 +61,13 @@ struct SupervisorCommand: AsyncParsableCommand {
             consumerName: "supervisor-\(ProcessInfo.processInfo.processIdentifier)",
             visibilityTimeout: try Setting.milliseconds(
                 visibilityTimeoutMs, "LEASEHOLD_VISIBILITY_TIMEOUT_MS", default: 60_000, range: 100...86_400_000),
-            interval: try Setting.milliseconds(intervalMs, "LEASEHOLD_SUPERVISOR_INTERVAL_MS", default: 1_000, range: 10...600_000),
+            interval: try Setting.milliseconds(
+                intervalMs, "LEASEHOLD_SUPERVISOR_INTERVAL_MS", default: 1_000, range: 10...600_000),
             retryPolicy: try common.retryPolicy(),
             inboxRetention: .seconds(
-                3600 * (try Setting.int(inboxRetentionHours, "LEASEHOLD_INBOX_RETENTION_HOURS", default: 168, range: 1...87_600))),
+                3600
+                    * (try Setting.int(
+                        inboxRetentionHours, "LEASEHOLD_INBOX_RETENTION_HOURS", default: 168, range: 1...87_600))),
             leader: LeaderElector.Configuration(
                 ttl: try Setting.milliseconds(
                     leaderTTLMs, "LEASEHOLD_LEADER_TTL_MS", default: 10_000, range: 300...600_000)),
@@ -76,9 +80,12 @@ struct SupervisorCommand: AsyncParsableCommand {
         let maintenance = SupervisorService(
             configuration: configuration, elector: elector, redis: redis, postgres: postgres, logger: logger)
         var services: [any Service] = [elector, maintenance]
-        if let endpoint = try common.metricsEndpoint(registry: registry, role: "supervisor", logger: logger, ready: {
-            (try? await redis.send("PING")) != nil
-        }) {
+        if let endpoint = try common.metricsEndpoint(
+            registry: registry, role: "supervisor", logger: logger,
+            ready: {
+                (try? await redis.send("PING")) != nil
+            })
+        {
             services.append(endpoint)
         }
         try await runServices(services, logger: logger) {

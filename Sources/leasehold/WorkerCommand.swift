@@ -45,16 +45,20 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Per-transaction statement_timeout in ms (env: LEASEHOLD_STATEMENT_TIMEOUT_MS; default 30000).")
     var statementTimeoutMs: Int?
 
-    @Option(help: """
-        How long, in ms, an entry waits out a PostgreSQL or Redis outage (connection errors) before it counts \
-        as a failed attempt (env: LEASEHOLD_OUTAGE_WINDOW_MS; default 3600000).
-        """)
+    @Option(
+        help: """
+            How long, in ms, an entry waits out a PostgreSQL or Redis outage (connection errors) before it counts \
+            as a failed attempt (env: LEASEHOLD_OUTAGE_WINDOW_MS; default 3600000).
+            """)
     var outageWindowMs: Int?
 
-    @Option(help: "Consumer name in the group; unique per process (env: LEASEHOLD_CONSUMER_NAME; default host-pid-random).")
+    @Option(
+        help: "Consumer name in the group; unique per process (env: LEASEHOLD_CONSUMER_NAME; default host-pid-random).")
     var consumerName: String?
 
-    @Option(help: "At most one active interview per user: true or false (env: LEASEHOLD_ONE_BOOKING_PER_USER; default true).")
+    @Option(
+        help:
+            "At most one active interview per user: true or false (env: LEASEHOLD_ONE_BOOKING_PER_USER; default true).")
     var oneBookingPerUser: Bool?
 
     func run() async throws {
@@ -66,13 +70,15 @@ struct WorkerCommand: AsyncParsableCommand {
             consumerName: Setting.string(
                 consumerName, "LEASEHOLD_CONSUMER_NAME", default: WorkerConfiguration.defaultConsumerName()),
             concurrency: try Setting.int(concurrency, "LEASEHOLD_WORKER_CONCURRENCY", default: 16, range: 1...1024),
-            leaseTTL: try Setting.milliseconds(leaseTTLMs, "LEASEHOLD_LEASE_TTL_MS", default: 30_000, range: 300...3_600_000),
+            leaseTTL: try Setting.milliseconds(
+                leaseTTLMs, "LEASEHOLD_LEASE_TTL_MS", default: 30_000, range: 300...3_600_000),
             drainTimeout: try Setting.milliseconds(
                 drainTimeoutMs, "LEASEHOLD_DRAIN_TIMEOUT_MS", default: 20_000, range: 0...3_600_000),
             rules: BookingRules(
                 onePerUser: try Setting.bool(oneBookingPerUser, "LEASEHOLD_ONE_BOOKING_PER_USER", default: true)),
             retryPolicy: try common.retryPolicy(),
-            lockTimeout: try Setting.milliseconds(lockTimeoutMs, "LEASEHOLD_LOCK_TIMEOUT_MS", default: 5_000, range: 1...3_600_000),
+            lockTimeout: try Setting.milliseconds(
+                lockTimeoutMs, "LEASEHOLD_LOCK_TIMEOUT_MS", default: 5_000, range: 1...3_600_000),
             statementTimeout: try Setting.milliseconds(
                 statementTimeoutMs, "LEASEHOLD_STATEMENT_TIMEOUT_MS", default: 30_000, range: 1...3_600_000),
             outageWindow: try Setting.milliseconds(
@@ -87,9 +93,12 @@ struct WorkerCommand: AsyncParsableCommand {
         let worker = WorkerService(
             configuration: configuration, postgres: postgres, redis: redis, reader: reader, logger: logger)
         var services: [any Service] = [worker]
-        if let endpoint = try common.metricsEndpoint(registry: registry, role: "worker", logger: logger, ready: {
-            (try? await redis.send("PING")) != nil
-        }) {
+        if let endpoint = try common.metricsEndpoint(
+            registry: registry, role: "worker", logger: logger,
+            ready: {
+                (try? await redis.send("PING")) != nil
+            })
+        {
             services.append(endpoint)
         }
         try await runServices(services, logger: logger) {

@@ -68,6 +68,9 @@ struct ComposeEnvironmentTests {
               --x             Something long enough to wrap (env:
                               LEASEHOLD_WRAPPED_NAME; default 1). Also (env: A_ONE, B_TWO) and (env: C / D).
             """
-        #expect(RoleHelp.names(in: help) == ["LEASEHOLD_INGRESS_PORT", "LEASEHOLD_WRAPPED_NAME", "A_ONE", "B_TWO", "C", "D"])
+        #expect(
+            RoleHelp.names(in: help) == [
+                "LEASEHOLD_INGRESS_PORT", "LEASEHOLD_WRAPPED_NAME", "A_ONE", "B_TWO", "C", "D",
+            ])
     }
 }

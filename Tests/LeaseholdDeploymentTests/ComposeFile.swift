@@ -31,7 +31,9 @@ struct ComposeFile: @unchecked Sendable {
         var parsed: [String: ComposeService] = [:]
         for (key, value) in services {
             let name = "\(key)"
-            guard let definition = value as? [AnyHashable: Any] else { throw TestSetupError("service \(name) is not a mapping") }
+            guard let definition = value as? [AnyHashable: Any] else {
+                throw TestSetupError("service \(name) is not a mapping")
+            }
             parsed[name] = ComposeService(name: name, definition: definition)
         }
         let networks = try interpolated(root["networks"] ?? [:], variables) as? [AnyHashable: Any] ?? [:]

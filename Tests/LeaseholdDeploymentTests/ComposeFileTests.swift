@@ -53,7 +53,8 @@ struct ComposeFileTests {
         #expect(migrate.role == ["migrate"])
         #expect(migrate.string("restart") == "no")
         #expect(migrate.dependsOn["postgres"] == "service_healthy")
-        for service in compose.leaseholdServices where service.environment["POSTGRES_URL"] != nil && service.name != "migrate" {
+        for service in compose.leaseholdServices
+        where service.environment["POSTGRES_URL"] != nil && service.name != "migrate" {
             #expect(service.dependsOn["migrate"] == "service_completed_successfully", "\(service.name)")
             #expect(service.dependsOn["postgres"] == "service_healthy", "\(service.name)")
         }
@@ -73,7 +74,9 @@ struct ComposeFileTests {
         }
     }
 
-    @Test("every long-running role has a healthcheck on its own /readyz", arguments: ["ingress", "worker", "supervisor", "notifier"])
+    @Test(
+        "every long-running role has a healthcheck on its own /readyz",
+        arguments: ["ingress", "worker", "supervisor", "notifier"])
     func readiness(name: String) throws {
         let service = try service(name)
         let test = service.healthcheckTest.joined(separator: " ")
@@ -131,7 +134,8 @@ struct ComposeFileTests {
         let addressBytes = try #require(CIDRBlock.parseAddress(address))
         let trusted = try CIDRBlock.list(ingress.environment["LEASEHOLD_TRUSTED_PROXIES"] ?? "")
         #expect(trusted.count == 1, "\(trusted)")
-        #expect(trusted.allSatisfy { $0.prefixLength == 32 && $0.contains(addressBytes) }, "\(trusted) is the proxy only")
+        #expect(
+            trusted.allSatisfy { $0.prefixLength == 32 && $0.contains(addressBytes) }, "\(trusted) is the proxy only")
 
         // The address is in the network and outside the range Docker assigns to other containers,
         // and no other service asks for it.
@@ -139,7 +143,9 @@ struct ComposeFileTests {
         let subnet = try CIDRBlock(try #require(ipam["subnet"]))
         let dynamic = try CIDRBlock(try #require(ipam["ip_range"], "containers get addresses from a range"))
         #expect(subnet.contains(addressBytes))
-        #expect(subnet.contains(dynamic.network) && dynamic.prefixLength > subnet.prefixLength, "the range is in the subnet")
+        #expect(
+            subnet.contains(dynamic.network) && dynamic.prefixLength > subnet.prefixLength, "the range is in the subnet"
+        )
         #expect(!dynamic.contains(addressBytes), "no container can be given the proxy's address")
         for other in compose.services.values where other.name != "proxy" {
             #expect(other.ipv4Address(network: "default") != address, "\(other.name) has the proxy's address")
@@ -205,11 +211,13 @@ struct ComposeFileTests {
             #expect(FileManager.default.fileExists(atPath: url.path), "COPY \(path): missing")
         }
         #expect(dockerfile.copiedPaths.contains("Migrations"))
-        #expect(dockerfile.argument("RUNTIME_PACKAGES")?.split(separator: " ").sorted() == ["libhiredis0.14", "libpq5"])
+        #expect(
+            dockerfile.argument("RUNTIME_PACKAGES")?.split(separator: " ").sorted() == ["libhiredis0.14", "libpq5"])
         let user = try #require(dockerfile.final("USER"))
         #expect(!user.hasPrefix("root") && !user.hasPrefix("0"))
         #expect(dockerfile.final("ENTRYPOINT") == #"["leasehold"]"#)
-        #expect(dockerfile.instructions.contains { $0.keyword == "RUN" && $0.arguments.contains("--static-swift-stdlib") })
+        #expect(
+            dockerfile.instructions.contains { $0.keyword == "RUN" && $0.arguments.contains("--static-swift-stdlib") })
         let migrations = try #require(dockerfile.environment["LEASEHOLD_MIGRATIONS_DIR"])
         #expect(dockerfile.instructions.contains { $0.keyword == "COPY" && $0.arguments == "Migrations \(migrations)" })
     }

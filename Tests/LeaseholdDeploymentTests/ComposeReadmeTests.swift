@@ -14,7 +14,9 @@ struct ComposeReadmeTests {
         compose = try ComposeFile.load(variables: try ComposeFile.exampleVariables())
         let readme = try String(
             contentsOf: LeaseholdExecutable.packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
-        guard let start = readme.range(of: "\n## Compose\n") else { throw TestSetupError("README.md has no ## Compose") }
+        guard let start = readme.range(of: "\n## Compose\n") else {
+            throw TestSetupError("README.md has no ## Compose")
+        }
         let rest = readme[start.upperBound...]
         section = String(rest[..<(rest.range(of: "\n## ")?.lowerBound ?? rest.endIndex)])
     }
@@ -32,7 +34,9 @@ struct ComposeReadmeTests {
 
     /// Backticked names that look like environment variables.
     static func variableNames(in text: String) -> Set<String> {
-        Set(text.split(separator: "`", omittingEmptySubsequences: false).enumerated().filter { $0.offset % 2 == 1 }.map { String($0.element) }
+        Set(
+            text.split(separator: "`", omittingEmptySubsequences: false).enumerated().filter { $0.offset % 2 == 1 }.map
+            { String($0.element) }
             .filter { $0.range(of: #"^[A-Z][A-Z0-9_]*$"#, options: .regularExpression) != nil })
     }
 
@@ -68,6 +72,8 @@ struct ComposeReadmeTests {
         let grace = try #require(worker.stopGracePeriod).components.seconds
         let drain = (Int(worker.environment["LEASEHOLD_DRAIN_TIMEOUT_MS"] ?? "") ?? 0) / 1000
         #expect(section.contains("`stop_grace_period` is \(grace) s"))
-        #expect(section.contains("\(drain) s\n  `LEASEHOLD_DRAIN_TIMEOUT_MS`") || section.contains("\(drain) s `LEASEHOLD_DRAIN_TIMEOUT_MS`"))
+        #expect(
+            section.contains("\(drain) s\n  `LEASEHOLD_DRAIN_TIMEOUT_MS`")
+                || section.contains("\(drain) s `LEASEHOLD_DRAIN_TIMEOUT_MS`"))
     }
 }

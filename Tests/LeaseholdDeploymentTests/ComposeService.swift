@@ -25,7 +25,8 @@ struct ComposeService: @unchecked Sendable {
     /// `environment`, in either of Compose's forms (mapping, or `NAME=value` list).
     var environment: [String: String] {
         if let mapping = definition["environment"] as? [AnyHashable: Any] {
-            return Dictionary(uniqueKeysWithValues: mapping.map { ("\($0.key)", $0.value is NSNull ? "" : Self.scalar($0.value)) })
+            return Dictionary(
+                uniqueKeysWithValues: mapping.map { ("\($0.key)", $0.value is NSNull ? "" : Self.scalar($0.value)) })
         }
         var result: [String: String] = [:]
         for item in (definition["environment"] as? [Any] ?? []).map(Self.scalar) {

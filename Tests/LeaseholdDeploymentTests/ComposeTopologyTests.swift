@@ -15,7 +15,8 @@ import Testing
 /// one supervisor must lead, and every role must stop with exit 0 within `stop_grace_period`.
 @Suite(
     "Compose topology as local processes", .serialized,
-    .enabled(if: IntegrationEnvironment.isAvailable && (NginxProxy.executable != nil || IntegrationEnvironment.isRequired)))
+    .enabled(
+        if: IntegrationEnvironment.isAvailable && (NginxProxy.executable != nil || IntegrationEnvironment.isRequired)))
 struct ComposeTopologyTests {
     static let apiToken = "compose-test-token"
     static let telegramSecret = "compose-test-secret"
@@ -68,9 +69,10 @@ struct ComposeTopologyTests {
 
         var started: [LocalComposeRun.Replica] = []
         for name in ["ingress", "worker", "supervisor"] { started += try run.start(try service(name)) }
-        #expect(started.map(\.name).sorted() == [
-            "ingress-0", "ingress-1", "supervisor-0", "supervisor-1", "worker-0", "worker-1",
-        ])
+        #expect(
+            started.map(\.name).sorted() == [
+                "ingress-0", "ingress-1", "supervisor-0", "supervisor-1", "worker-0", "worker-1",
+            ])
         for replica in started { try await run.waitHealthy(replica) }
 
         // The proxy: compose's `proxy` environment, with the one `server ingress:8080 resolve`
@@ -89,7 +91,9 @@ struct ComposeTopologyTests {
             variables: proxyEnvironment, port: proxyPort, in: try makeTemporaryDirectory("nginx"))
         let base = "http://127.0.0.1:\(proxyPort)"
         do {
-            try await drive(base: base, run: run, http: http, ingress: ingress, supervisors: started.filter { $0.service == "supervisor" })
+            try await drive(
+                base: base, run: run, http: http, ingress: ingress,
+                supervisors: started.filter { $0.service == "supervisor" })
         } catch {
             await proxy.stop()
             throw error
@@ -108,19 +112,23 @@ struct ComposeTopologyTests {
             in: run.directory, environment: try run.localEnvironment(for: worker))
         #expect(seed.status == 0, "\(seed.output)")
         let report = seed.output.split(separator: "\n").last { $0.hasPrefix("{") } ?? ""
-        let slots = ((try JSONSerialization.jsonObject(with: Data(report.utf8)) as? [String: Any])?["slotIDs"] as? [NSNumber])?
+        let slots =
+            ((try JSONSerialization.jsonObject(with: Data(report.utf8)) as? [String: Any])?["slotIDs"] as? [NSNumber])?
             .map(\.int64Value) ?? []
         try #require(slots.count == 13)
 
         // Two requests for each of 12 slots, from different users, concurrently: one wins each.
-        let requests = (0..<24).map { index in (id: "compose-\(UUID().uuidString.prefix(8))-\(index)", user: index + 1, slot: slots[index / 2]) }
+        let requests = (0..<24).map { index in
+            (id: "compose-\(UUID().uuidString.prefix(8))-\(index)", user: index + 1, slot: slots[index / 2])
+        }
         let accepted = try await withThrowingTaskGroup(of: Int.self) { group in
             for request in requests {
                 group.addTask {
                     try await Self.send(
                         http, .POST, base + "/v1/bookings",
                         headers: [("Authorization", "Bearer \(Self.apiToken)"), ("Content-Type", "application/json")],
-                        body: #"{"request_id":"\#(request.id)","user_id":\#(request.user),"slot_id":\#(request.slot)}"#).status
+                        body: #"{"request_id":"\#(request.id)","user_id":\#(request.user),"slot_id":\#(request.slot)}"#
+                    ).status
                 }
             }
             return try await group.reduce(into: [Int]()) { $0.append($1) }
@@ -145,8 +153,10 @@ struct ComposeTopologyTests {
             let deadline = ContinuousClock.now + .seconds(60)
             while true {
                 let result = try await Self.send(
-                    http, .GET, base + "/v1/bookings/\(request.id)", headers: [("Authorization", "Bearer \(Self.apiToken)")])
-                let status = ((try? JSONSerialization.jsonObject(with: Data(result.body.utf8))) as? [String: Any])?["status"]
+                    http, .GET, base + "/v1/bookings/\(request.id)",
+                    headers: [("Authorization", "Bearer \(Self.apiToken)")])
+                let status =
+                    ((try? JSONSerialization.jsonObject(with: Data(result.body.utf8))) as? [String: Any])?["status"]
                     as? String ?? "http \(result.status)"
                 if status != "pending" || ContinuousClock.now > deadline {
                     outcomes[status, default: 0] += 1

@@ -67,7 +67,9 @@ struct Dockerfile {
     func argument(_ name: String) -> String? {
         for instruction in instructions where instruction.keyword == "ARG" && instruction.stage == lastStage {
             let parts = instruction.arguments.split(separator: "=", maxSplits: 1)
-            if parts.count == 2, parts[0] == name { return parts[1].trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
+            if parts.count == 2, parts[0] == name {
+                return parts[1].trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+            }
         }
         return nil
     }
@@ -79,6 +81,7 @@ struct Dockerfile {
 
     /// The image of stage `index` (`FROM image AS name`).
     func baseImage(stage index: Int) -> String? {
-        instructions.first { $0.keyword == "FROM" && $0.stage == index }?.arguments.split(separator: " ").first.map(String.init)
+        instructions.first { $0.keyword == "FROM" && $0.stage == index }?.arguments.split(separator: " ").first.map(
+            String.init)
     }
 }

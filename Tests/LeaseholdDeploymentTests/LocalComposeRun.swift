@@ -25,7 +25,9 @@ final class LocalComposeRun: Sendable {
         var process: ChildProcess
 
         var name: String { "\(service)-\(index)" }
-        var port: Int? { (environment["LEASEHOLD_METRICS_PORT"] ?? environment["LEASEHOLD_INGRESS_PORT"]).flatMap { Int($0) } }
+        var port: Int? {
+            (environment["LEASEHOLD_METRICS_PORT"] ?? environment["LEASEHOLD_INGRESS_PORT"]).flatMap { Int($0) }
+        }
     }
 
     let compose: ComposeFile
@@ -118,10 +120,12 @@ final class LocalComposeRun: Sendable {
             if await check.waitForExit(timeout: .seconds(3)), check.exitStatus == 0 { return }
             await check.stop(signal: SIGKILL, timeout: .seconds(2))
             guard replica.process.isRunning else {
-                throw TestSetupError("\(replica.name) exited (\(replica.process.exitStatus ?? -1)):\n\(replica.process.output)")
+                throw TestSetupError(
+                    "\(replica.name) exited (\(replica.process.exitStatus ?? -1)):\n\(replica.process.output)")
             }
             guard ContinuousClock.now < deadline else {
-                throw TestSetupError("\(replica.name) never passed its healthcheck (\(attempt) tries):\n\(replica.process.output)")
+                throw TestSetupError(
+                    "\(replica.name) never passed its healthcheck (\(attempt) tries):\n\(replica.process.output)")
             }
             try await Task.sleep(for: .milliseconds(500))
         }

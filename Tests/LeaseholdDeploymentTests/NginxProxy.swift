@@ -43,7 +43,8 @@ final class NginxProxy: Sendable {
     /// `port` (any HTTP status).
     static func start(variables: [String: String], port: Int, in directory: URL) async throws -> NginxProxy {
         guard let executable else {
-            throw TestSetupError("nginx is not installed (apt-get install nginx, as .ci/setup does), or set LEASEHOLD_NGINX")
+            throw TestSetupError(
+                "nginx is not installed (apt-get install nginx, as .ci/setup does), or set LEASEHOLD_NGINX")
         }
         let text = try String(contentsOf: template, encoding: .utf8)
         try render(text, variables: variables).write(
@@ -80,7 +81,8 @@ final class NginxProxy: Sendable {
         while !isListening(port: port) {
             guard process.isRunning, ContinuousClock.now < deadline else {
                 await process.stop(signal: SIGKILL, timeout: .seconds(5))
-                let errors = (try? String(contentsOf: directory.appendingPathComponent("error.log"), encoding: .utf8)) ?? ""
+                let errors =
+                    (try? String(contentsOf: directory.appendingPathComponent("error.log"), encoding: .utf8)) ?? ""
                 throw TestSetupError("nginx did not start:\n\(process.output)\n\(errors)")
             }
             try await Task.sleep(for: .milliseconds(50))

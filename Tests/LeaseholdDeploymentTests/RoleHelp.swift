@@ -12,7 +12,8 @@ enum RoleHelp {
         defer { try? FileManager.default.removeItem(at: directory) }
         let result = try await LeaseholdExecutable.run(role + ["--help"], in: directory, timeout: .seconds(60))
         guard result.status == 0 else {
-            throw TestSetupError("leasehold \((role + ["--help"]).joined(separator: " ")) exited \(result.status):\n\(result.output)")
+            throw TestSetupError(
+                "leasehold \((role + ["--help"]).joined(separator: " ")) exited \(result.status):\n\(result.output)")
         }
         return result.output
     }

@@ -65,7 +65,9 @@ struct BookingFunctionTests {
                     // cooperative pool, so it may block there; the table lock lasts as long as this
                     // transaction, which ends when the test lets go.
                     let done = DispatchSemaphore(value: 0)
-                    Task { for await _ in release { break }; done.signal() }
+                    Task {
+                        for await _ in release { break }; done.signal()
+                    }
                     done.wait()
                 }
             }
@@ -74,7 +76,8 @@ struct BookingFunctionTests {
             let outcomes = try await withThrowingTaskGroup(of: String.self) { group in
                 for user in 1...Int64(BookingFunctionTests.racers) {
                     group.addTask {
-                        let request = BookingRequest(action: .book, userID: user, slotID: slot, requestID: "race-\(user)")
+                        let request = BookingRequest(
+                            action: .book, userID: user, slotID: slot, requestID: "race-\(user)")
                         do {
                             return try await client.withConnection { connection in
                                 try BookingTransaction().run(request, key: "api:race-\(user)", on: connection)
@@ -118,7 +121,8 @@ struct BookingFunctionTests {
         ).single().decode(Int64.self, at: 0)
         #expect(active == 1)
         let recorded = try await fixture.client.query(
-            "SELECT count(*) FROM inbox WHERE outcome IN ('booked', 'slot_taken')").single().decode(Int64.self, at: 0)
+            "SELECT count(*) FROM inbox WHERE outcome IN ('booked', 'slot_taken')"
+        ).single().decode(Int64.self, at: 0)
         #expect(recorded == Int64(Self.racers), "every racer's outcome is in the inbox")
     }
 
@@ -138,7 +142,8 @@ struct BookingFunctionTests {
 
         let outcomes = try await fixture.race()
         #expect(outcomes.filter { $0 == "booked" }.count == 1, "the unique index still holds: \(outcomes)")
-        #expect(outcomes.filter { $0 == SQLState.uniqueViolation }.count == Self.racers - 1,
-                "every other racer saw a free slot and hit duplicate key: \(outcomes)")
+        #expect(
+            outcomes.filter { $0 == SQLState.uniqueViolation }.count == Self.racers - 1,
+            "every other racer saw a free slot and hit duplicate key: \(outcomes)")
     }
 }

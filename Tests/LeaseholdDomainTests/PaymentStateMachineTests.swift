@@ -43,8 +43,12 @@ struct PaymentStateMachineTests {
     }
 
     @Test func aRepeatedEventIsIgnored() {
-        #expect(PaymentStateMachine.decide(.paymentSucceeded, current: .succeeded) == .ignore(reason: "payment already succeeded"))
-        #expect(PaymentStateMachine.decide(.refundSucceeded, current: .refunded) == .ignore(reason: "payment already fully refunded"))
+        #expect(
+            PaymentStateMachine.decide(.paymentSucceeded, current: .succeeded)
+                == .ignore(reason: "payment already succeeded"))
+        #expect(
+            PaymentStateMachine.decide(.refundSucceeded, current: .refunded)
+                == .ignore(reason: "payment already fully refunded"))
     }
 
     @Test func aRefundBeforeSuccessWaits() {

@@ -37,8 +37,9 @@ struct PaymentTransactionTests {
         let ours = PaymentTransaction.lockPaymentQuery("naive-1", amount: "1990.10", currency: "RUB")
         #expect(ours.sql.contains("LEFT JOIN subscriptions"), "the guard must cover the outer join")
         #expect(ours.sql.contains("FOR UPDATE OF p"))
-        let bare = PostgresQuery(unsafeSQL: ours.sql.replacingOccurrences(of: "FOR UPDATE OF p", with: "FOR UPDATE"),
-                                 binds: ours.binds)
+        let bare = PostgresQuery(
+            unsafeSQL: ours.sql.replacingOccurrences(of: "FOR UPDATE OF p", with: "FOR UPDATE"),
+            binds: ours.binds)
         await #expect {
             try await fixture.client.withTransaction { try $0.query(bare) }
         } throws: { error in
@@ -146,7 +147,8 @@ struct PaymentTransactionTests {
         _ = try await fixture.apply(PaymentFixture.notification(.paymentSucceeded, "a", amount: "1000.00"))
         _ = try await fixture.apply(PaymentFixture.notification(.paymentSucceeded, "b", amount: "1000.00"))
         // 60 days bought; refunding half of b takes back 15 of b's 30 days.
-        _ = try await fixture.apply(PaymentFixture.notification(.refundSucceeded, "r-1", amount: "500.00", paymentID: "b"))
+        _ = try await fixture.apply(
+            PaymentFixture.notification(.refundSucceeded, "r-1", amount: "500.00", paymentID: "b"))
         let payment = try #require(try await fixture.payment("b"))
         #expect(payment.status == "succeeded" && payment.refundedAmount == "500.00")
         let subscription = try #require(try await fixture.subscription())
@@ -159,7 +161,8 @@ struct PaymentTransactionTests {
         #expect(try await fixture.logStatus(log).0 == "FAILED")
         #expect(try await fixture.payment("b")?.refundedAmount == "500.00")
         // The rest of the refund completes it.
-        _ = try await fixture.apply(PaymentFixture.notification(.refundSucceeded, "r-3", amount: "500.00", paymentID: "b"))
+        _ = try await fixture.apply(
+            PaymentFixture.notification(.refundSucceeded, "r-3", amount: "500.00", paymentID: "b"))
         #expect(try await fixture.payment("b")?.status == "refunded")
         #expect(PaymentFixture.daysFromNow(try #require(try await fixture.subscription()).currentPeriodEnd) == 30)
     }
@@ -175,7 +178,8 @@ struct PaymentTransactionTests {
         #expect(stored.0 == Decimal(string: "1990.10"))
         #expect(stored.1 == "1990.10")
         #expect(stored.2)
-        let (result, _) = try await fixture.apply(PaymentFixture.notification(.paymentSucceeded, "p", amount: "1990.10"))
+        let (result, _) = try await fixture.apply(
+            PaymentFixture.notification(.paymentSucceeded, "p", amount: "1990.10"))
         #expect(result.outcome == .applied)
 
         // A notification one kopeck off does not match: rejected, logged FAILED, nothing changes.
@@ -200,7 +204,8 @@ struct PaymentTransactionTests {
         #expect(try await fixture.count("SELECT count(*) FROM inbox") == 0, "rolled back: the retry can still apply")
         // Once the bot has recorded it, the same notification applies.
         try await fixture.createPayment("not-yet")
-        #expect(try await fixture.apply(PaymentFixture.notification(.paymentSucceeded, "not-yet")).0.outcome == .applied)
+        #expect(
+            try await fixture.apply(PaymentFixture.notification(.paymentSucceeded, "not-yet")).0.outcome == .applied)
     }
 
     @Test func aRefundBeforeTheSuccessIsDeferred() async throws {
@@ -211,7 +216,9 @@ struct PaymentTransactionTests {
             _ = try await fixture.apply(PaymentFixture.notification(.refundSucceeded, "r", paymentID: "p"))
         }
         _ = try await fixture.apply(PaymentFixture.notification(.paymentSucceeded, "p"))
-        #expect(try await fixture.apply(PaymentFixture.notification(.refundSucceeded, "r", paymentID: "p")).0.outcome == .applied)
+        #expect(
+            try await fixture.apply(PaymentFixture.notification(.refundSucceeded, "r", paymentID: "p")).0.outcome
+                == .applied)
         #expect(try await fixture.payment("p")?.status == "refunded")
     }
 

@@ -33,18 +33,51 @@ struct YooKassaNotificationTests {
     }
 
     @Test(arguments: [
-        (#"{"type":"event","event":"payment.succeeded","object":{"id":"p","amount":{"value":"1","currency":"RUB"}}}"#, "type must be"),
-        (#"{"type":"notification","event":"payout.succeeded","object":{"id":"p","amount":{"value":"1","currency":"RUB"}}}"#, "unsupported event"),
-        (#"{"type":"notification","event":"payment.succeeded","object":{"id":"","amount":{"value":"1","currency":"RUB"}}}"#, "object.id"),
-        (#"{"type":"notification","event":"payment.succeeded","object":{"id":"a b","amount":{"value":"1","currency":"RUB"}}}"#, "object.id"),
-        (#"{"type":"notification","event":"payment.succeeded","object":{"id":"p","status":"canceled","amount":{"value":"1","currency":"RUB"}}}"#, "does not match"),
+        (
+            #"{"type":"event","event":"payment.succeeded","object":{"id":"p","amount":{"value":"1","currency":"RUB"}}}"#,
+            "type must be"
+        ),
+        (
+            #"{"type":"notification","event":"payout.succeeded","object":{"id":"p","amount":{"value":"1","currency":"RUB"}}}"#,
+            "unsupported event"
+        ),
+        (
+            #"{"type":"notification","event":"payment.succeeded","object":{"id":"","amount":{"value":"1","currency":"RUB"}}}"#,
+            "object.id"
+        ),
+        (
+            #"{"type":"notification","event":"payment.succeeded","object":{"id":"a b","amount":{"value":"1","currency":"RUB"}}}"#,
+            "object.id"
+        ),
+        (
+            #"{"type":"notification","event":"payment.succeeded","object":{"id":"p","status":"canceled","amount":{"value":"1","currency":"RUB"}}}"#,
+            "does not match"
+        ),
         (#"{"type":"notification","event":"payment.succeeded","object":{"id":"p"}}"#, "object.amount"),
-        (#"{"type":"notification","event":"payment.succeeded","object":{"id":"p","amount":{"value":"1990.105","currency":"RUB"}}}"#, "at most 2 decimals"),
-        (#"{"type":"notification","event":"payment.succeeded","object":{"id":"p","amount":{"value":"1e3","currency":"RUB"}}}"#, "decimal"),
-        (#"{"type":"notification","event":"payment.succeeded","object":{"id":"p","amount":{"value":"0.00","currency":"RUB"}}}"#, "positive"),
-        (#"{"type":"notification","event":"payment.succeeded","object":{"id":"p","amount":{"value":"-5","currency":"RUB"}}}"#, "positive"),
-        (#"{"type":"notification","event":"payment.succeeded","object":{"id":"p","amount":{"value":"5","currency":"rub"}}}"#, "currency"),
-        (#"{"type":"notification","event":"refund.succeeded","object":{"id":"r","amount":{"value":"5","currency":"RUB"}}}"#, "payment_id"),
+        (
+            #"{"type":"notification","event":"payment.succeeded","object":{"id":"p","amount":{"value":"1990.105","currency":"RUB"}}}"#,
+            "at most 2 decimals"
+        ),
+        (
+            #"{"type":"notification","event":"payment.succeeded","object":{"id":"p","amount":{"value":"1e3","currency":"RUB"}}}"#,
+            "decimal"
+        ),
+        (
+            #"{"type":"notification","event":"payment.succeeded","object":{"id":"p","amount":{"value":"0.00","currency":"RUB"}}}"#,
+            "positive"
+        ),
+        (
+            #"{"type":"notification","event":"payment.succeeded","object":{"id":"p","amount":{"value":"-5","currency":"RUB"}}}"#,
+            "positive"
+        ),
+        (
+            #"{"type":"notification","event":"payment.succeeded","object":{"id":"p","amount":{"value":"5","currency":"rub"}}}"#,
+            "currency"
+        ),
+        (
+            #"{"type":"notification","event":"refund.succeeded","object":{"id":"r","amount":{"value":"5","currency":"RUB"}}}"#,
+            "payment_id"
+        ),
     ])
     func badNotificationsAreRefusedWithAReason(json: String, reason: String) throws {
         #expect {

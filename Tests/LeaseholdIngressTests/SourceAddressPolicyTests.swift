@@ -28,8 +28,10 @@ struct CIDRBlockTests {
         #expect(try CIDRBlock("fe80::/10").contains("fe80::1%eth0"))
     }
 
-    @Test(arguments: ["", "185.71.76.0/33", "2a02:5180::/129", "185.71.76/27", "example.com", "1.2.3.4/x", "1.2.3.4/-1",
-                      "300.1.1.1"])
+    @Test(arguments: [
+        "", "185.71.76.0/33", "2a02:5180::/129", "185.71.76/27", "example.com", "1.2.3.4/x", "1.2.3.4/-1",
+        "300.1.1.1",
+    ])
     func malformedBlocksAreRefused(text: String) {
         #expect(throws: CIDRBlockError.self) { try CIDRBlock(text) }
     }
@@ -47,9 +49,10 @@ struct SourceAddressPolicyTests {
     @Test func theDefaultIsYooKassasPublishedRanges() {
         let policy = SourceAddressPolicy()
         #expect(policy.allowed.count == SourceAddressPolicy.yookassaRanges.count)
-        for address in ["185.71.76.5", "185.71.77.30", "77.75.153.100", "77.75.154.200", "77.75.156.11", "77.75.156.35",
-                        "2a02:5180::7"]
-        {
+        for address in [
+            "185.71.76.5", "185.71.77.30", "77.75.153.100", "77.75.154.200", "77.75.156.11", "77.75.156.35",
+            "2a02:5180::7",
+        ] {
             #expect(policy.check(peer: address, forwardedFor: []) == .allowed(client: address), "\(address)")
         }
         for address in ["127.0.0.1", "77.75.156.12", "77.75.154.127", "10.0.0.1", "::1"] {
@@ -74,8 +77,11 @@ struct SourceAddressPolicyTests {
         let policy = SourceAddressPolicy(trustedProxies: try CIDRBlock.list("10.0.0.0/8"))
         #expect(policy.check(peer: "10.0.0.2", forwardedFor: ["185.71.76.5"]) == .allowed(client: "185.71.76.5"))
         // Two proxy hops: the right-most untrusted entry is the client.
-        #expect(policy.check(peer: "10.0.0.2", forwardedFor: ["185.71.76.5, 10.0.0.3"]) == .allowed(client: "185.71.76.5"))
-        #expect(policy.check(peer: "10.0.0.2", forwardedFor: ["185.71.76.5", "10.0.0.3"]) == .allowed(client: "185.71.76.5"))
+        #expect(
+            policy.check(peer: "10.0.0.2", forwardedFor: ["185.71.76.5, 10.0.0.3"]) == .allowed(client: "185.71.76.5"))
+        #expect(
+            policy.check(peer: "10.0.0.2", forwardedFor: ["185.71.76.5", "10.0.0.3"]) == .allowed(client: "185.71.76.5")
+        )
         // A client that prepends a YooKassa address to its own gets judged by its own.
         guard case .denied = policy.check(peer: "10.0.0.2", forwardedFor: ["185.71.76.5, 203.0.113.9"]) else {
             Issue.record("the left-most entry is the client's own claim and must not count")
@@ -83,7 +89,8 @@ struct SourceAddressPolicyTests {
         }
         // Ports and brackets that some proxies write are tolerated.
         #expect(policy.check(peer: "10.0.0.2", forwardedFor: ["185.71.76.5:4711"]) == .allowed(client: "185.71.76.5"))
-        #expect(policy.check(peer: "10.0.0.2", forwardedFor: ["[2a02:5180::1]:443"]) == .allowed(client: "2a02:5180::1"))
+        #expect(
+            policy.check(peer: "10.0.0.2", forwardedFor: ["[2a02:5180::1]:443"]) == .allowed(client: "2a02:5180::1"))
         // A garbled header from a trusted proxy is refused, not guessed at.
         guard case .denied(let reason) = policy.check(peer: "10.0.0.2", forwardedFor: ["unknown"]) else {
             Issue.record("malformed X-Forwarded-For must be refused")

@@ -16,21 +16,25 @@ struct BotAPIOutcomeTests {
     }
 
     @Test func aCallWhoseResultIsTrueIsDeliveredWithoutMessageID() {
-        #expect(classify(200, #"{"ok":true,"result":true}"#, method: "answerCallbackQuery") == .delivered(messageID: nil))
+        #expect(
+            classify(200, #"{"ok":true,"result":true}"#, method: "answerCallbackQuery") == .delivered(messageID: nil))
     }
 
     @Test func tooManyRequestsUsesRetryAfter() {
         let outcome = classify(
             429,
-            #"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 7","parameters":{"retry_after":7}}"#)
+            #"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 7","parameters":{"retry_after":7}}"#
+        )
         #expect(outcome == .rateLimited(retryAfter: .seconds(7), description: "Too Many Requests: retry after 7"))
     }
 
     @Test func tooManyRequestsWithoutParametersFallsBackToTheHeaderThenOneSecond() {
-        #expect(classify(429, #"{"ok":false,"error_code":429,"description":"x"}"#, header: "3")
-            == .rateLimited(retryAfter: .seconds(3), description: "x"))
-        #expect(classify(429, #"{"ok":false,"error_code":429,"description":"x"}"#)
-            == .rateLimited(retryAfter: .seconds(1), description: "x"))
+        #expect(
+            classify(429, #"{"ok":false,"error_code":429,"description":"x"}"#, header: "3")
+                == .rateLimited(retryAfter: .seconds(3), description: "x"))
+        #expect(
+            classify(429, #"{"ok":false,"error_code":429,"description":"x"}"#)
+                == .rateLimited(retryAfter: .seconds(1), description: "x"))
     }
 
     @Test func anAbsurdRetryAfterIsCapped() {
@@ -75,7 +79,8 @@ struct BotAPIOutcomeTests {
     }
 
     @Test func editingToTheSameTextCountsAsDelivered() {
-        let body = #"{"ok":false,"error_code":400,"description":"Bad Request: message is not modified: specified new message content and reply markup are exactly the same"}"#
+        let body =
+            #"{"ok":false,"error_code":400,"description":"Bad Request: message is not modified: specified new message content and reply markup are exactly the same"}"#
         #expect(classify(400, body, method: "editMessageText") == .delivered(messageID: nil))
         // …but only for edits.
         guard case .rejected = classify(400, body, method: "sendMessage") else {
@@ -87,7 +92,8 @@ struct BotAPIOutcomeTests {
     @Test func aMigratedGroupNamesItsNewChat() {
         let outcome = classify(
             400,
-            #"{"ok":false,"error_code":400,"description":"Bad Request: group chat was upgraded to a supergroup chat","parameters":{"migrate_to_chat_id":-1001234}}"#)
+            #"{"ok":false,"error_code":400,"description":"Bad Request: group chat was upgraded to a supergroup chat","parameters":{"migrate_to_chat_id":-1001234}}"#
+        )
         guard case .rejected(400, let description) = outcome else {
             Issue.record("expected a final 400, got \(outcome)")
             return

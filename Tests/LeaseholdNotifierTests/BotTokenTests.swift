@@ -10,7 +10,9 @@ struct BotTokenTests {
         #expect(String(reflecting: token) == "BotToken(***)")
     }
 
-    @Test(arguments: ["", "   ", "no-colon", ":secret", "123:", "12a:secret", "123:se/cret", "123:sec ret", "123:a?b=c"])
+    @Test(arguments: [
+        "", "   ", "no-colon", ":secret", "123:", "12a:secret", "123:se/cret", "123:sec ret", "123:a?b=c",
+    ])
     func malformedTokensAreRefusedWithoutEchoingThem(text: String) {
         #expect(throws: BotToken.ValidationError.self) { try BotToken(text) }
         do {
@@ -24,7 +26,8 @@ struct BotTokenTests {
 
     @Test func redactionRemovesTheTokenAndItsSecretHalf() throws {
         let token = try BotToken("123456789:AAE-secret_part_0123456789abcdefghij")
-        let text = "GET https://api.telegram.org/bot123456789:AAE-secret_part_0123456789abcdefghij/sendMessage failed; "
+        let text =
+            "GET https://api.telegram.org/bot123456789:AAE-secret_part_0123456789abcdefghij/sendMessage failed; "
             + "key AAE-secret_part_0123456789abcdefghij"
         let redacted = token.redact(text)
         #expect(!redacted.contains("AAE-secret_part"))

@@ -35,7 +35,8 @@ extension NotifierTests {
                     for row in rows {
                         #expect(row.messageID == byText[row.text ?? ""]?.first?.messageID, "row \(row.id)")
                     }
-                    let senders = Dictionary(grouping: rows, by: { String($0.claimedBy?.split(separator: "#").first ?? "") })
+                    let senders = Dictionary(
+                        grouping: rows, by: { String($0.claimedBy?.split(separator: "#").first ?? "") })
                     #expect(senders.count == 3, "all three notifiers sent: \(senders.mapValues(\.count))")
                     let statuses = await fixture.stopNotifiers()
                     #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
@@ -126,8 +127,9 @@ extension NotifierTests {
                     #expect(retried.status == "sent" && retried.attempts == 2)
                     let failed = try await fixture.row(spent)
                     #expect(failed.status == "failed")
-                    #expect(failed.lastError?.hasPrefix("gave up after 3 attempts: claim ghost#1 expired") == true,
-                            "\(failed.lastError ?? "")")
+                    #expect(
+                        failed.lastError?.hasPrefix("gave up after 3 attempts: claim ghost#1 expired") == true,
+                        "\(failed.lastError ?? "")")
                     #expect(api.calls.map(\.chatID) == [700])
                     #expect(metricValue(try await fixture.metrics(), "leasehold_notifier_reclaimed_total") == 2)
                     await fixture.stopNotifiers()

@@ -52,8 +52,9 @@ extension NotifierTests {
 
                     let rows = try await fixture.rows()
                     #expect(rows.allSatisfy { $0.status == "sent" })
-                    #expect(Set(rows.compactMap { $0.claimedBy?.split(separator: "#").first }).count == 2,
-                            "both notifiers sent")
+                    #expect(
+                        Set(rows.compactMap { $0.claimedBy?.split(separator: "#").first }).count == 2,
+                        "both notifiers sent")
 
                     // The bot as a whole: never more than 10 claims in any second, exact on the
                     // database's clock (a call is made only after its claim commits). Arrival times at

@@ -113,7 +113,9 @@ final class NotifierFixture: Sendable {
     }
 
     func row(_ id: Int64) async throws -> Row {
-        guard let row = try await rows().first(where: { $0.id == id }) else { throw TestSetupError("no outbox row \(id)") }
+        guard let row = try await rows().first(where: { $0.id == id }) else {
+            throw TestSetupError("no outbox row \(id)")
+        }
         return row
     }
 

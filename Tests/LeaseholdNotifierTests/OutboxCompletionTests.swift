@@ -27,7 +27,9 @@ struct OutboxCompletionTests {
 
     @Test func retryableFailuresBackOffExponentiallyWithEqualJitter() {
         for attempt in 1...3 {
-            guard case .retry(let delay, let reason) = decide(.retryable(code: 502, description: "Bad Gateway"), attempt: attempt)
+            guard
+                case .retry(let delay, let reason) = decide(
+                    .retryable(code: 502, description: "Bad Gateway"), attempt: attempt)
             else {
                 Issue.record("attempt \(attempt) of 4 must be retried")
                 continue
@@ -51,7 +53,9 @@ struct OutboxCompletionTests {
     }
 
     @Test func aRejectedTokenHandsTheRowBack() {
-        guard case .handBack(let delay, let reason) = decide(.botMisconfigured(code: 401, description: "Unauthorized"), attempt: 4)
+        guard
+            case .handBack(let delay, let reason) = decide(
+                .botMisconfigured(code: 401, description: "Unauthorized"), attempt: 4)
         else {
             Issue.record("a 401 must hand the row back")
             return

@@ -55,7 +55,9 @@ extension NotifierTests {
                     let logs = fixture.processes.map(\.output).joined(separator: "\n")
                     #expect(logs.contains("will retry"), "the failures were logged")
                     #expect(!logs.contains(Self.secret), "the token is in a log line")
-                    #expect(stored.contains("502") && stored.contains("bot***"), "the proxy's answer was stored, redacted: \(stored)")
+                    #expect(
+                        stored.contains("502") && stored.contains("bot***"),
+                        "the proxy's answer was stored, redacted: \(stored)")
                     let lonelyError = try await fixture.row(lonely).lastError ?? ""
                     #expect(!lonelyError.contains(Self.secret))
                     #expect(!stored.contains(Self.secret), "the token is in outbox.last_error: \(stored)")
@@ -66,10 +68,20 @@ extension NotifierTests {
         @Test(arguments: [
             ([String: String](), "TELEGRAM_BOT_TOKEN is not set"),
             (["TELEGRAM_BOT_TOKEN": "12345:abc/../../setWebhook?url=x"], "does not look like one"),
-            (["TELEGRAM_BOT_TOKEN": FakeBotAPI.token, "TELEGRAM_API_BASE_URL": "ftp://example.org"], "TELEGRAM_API_BASE_URL must be"),
-            (["TELEGRAM_BOT_TOKEN": FakeBotAPI.token, "LEASEHOLD_NOTIFIER_REQUEST_TIMEOUT_MS": "10000",
-              "LEASEHOLD_NOTIFIER_CLAIM_TIMEOUT_MS": "15000"], "at least twice"),
-            (["TELEGRAM_BOT_TOKEN": FakeBotAPI.token, "LEASEHOLD_NOTIFIER_RATE": "lots"], "LEASEHOLD_NOTIFIER_RATE=lots is not an integer"),
+            (
+                ["TELEGRAM_BOT_TOKEN": FakeBotAPI.token, "TELEGRAM_API_BASE_URL": "ftp://example.org"],
+                "TELEGRAM_API_BASE_URL must be"
+            ),
+            (
+                [
+                    "TELEGRAM_BOT_TOKEN": FakeBotAPI.token, "LEASEHOLD_NOTIFIER_REQUEST_TIMEOUT_MS": "10000",
+                    "LEASEHOLD_NOTIFIER_CLAIM_TIMEOUT_MS": "15000",
+                ], "at least twice"
+            ),
+            (
+                ["TELEGRAM_BOT_TOKEN": FakeBotAPI.token, "LEASEHOLD_NOTIFIER_RATE": "lots"],
+                "LEASEHOLD_NOTIFIER_RATE=lots is not an integer"
+            ),
         ])
         func badConfigurationIsRefusedWithAClearErrorAndNoToken(environment: [String: String], expected: String)
             async throws
@@ -90,12 +102,14 @@ extension NotifierTests {
             try await FakeBotAPI.withServer { api in
                 let directory = try makeTemporaryDirectory("notifier-check")
                 let environment = ["TELEGRAM_BOT_TOKEN": FakeBotAPI.token, "TELEGRAM_API_BASE_URL": api.url]
-                let good = try await LeaseholdExecutable.run(["notifier", "--check"], in: directory, environment: environment)
+                let good = try await LeaseholdExecutable.run(
+                    ["notifier", "--check"], in: directory, environment: environment)
                 #expect(good.status == 0, "\(good.output)")
                 #expect(good.output.contains("@leasehold_test_bot"))
 
                 api.script(.unauthorized, for: .method("getMe"), times: 1)
-                let refused = try await LeaseholdExecutable.run(["notifier", "--check"], in: directory, environment: environment)
+                let refused = try await LeaseholdExecutable.run(
+                    ["notifier", "--check"], in: directory, environment: environment)
                 #expect(refused.status == 1)
                 #expect(refused.output.contains("401 Unauthorized"), "\(refused.output)")
                 #expect(!(good.output + refused.output).contains(Self.secret))
@@ -107,13 +121,15 @@ extension NotifierTests {
             let result = try await LeaseholdExecutable.run(
                 ["notifier", "--help"], in: try makeTemporaryDirectory("notifier-help"))
             let source = try String(
-                contentsOf: LeaseholdExecutable.packageRoot.appendingPathComponent("Sources/leasehold/NotifierCommand.swift"),
+                contentsOf: LeaseholdExecutable.packageRoot.appendingPathComponent(
+                    "Sources/leasehold/NotifierCommand.swift"),
                 encoding: .utf8)
             // Every "NAME" the command reads from the environment …
             let pattern = try NSRegularExpression(pattern: #""((?:TELEGRAM|LEASEHOLD)_[A-Z_]+)""#)
-            let names = Set(pattern.matches(in: source, range: NSRange(source.startIndex..., in: source)).compactMap {
-                Range($0.range(at: 1), in: source).map { String(source[$0]) }
-            })
+            let names = Set(
+                pattern.matches(in: source, range: NSRange(source.startIndex..., in: source)).compactMap {
+                    Range($0.range(at: 1), in: source).map { String(source[$0]) }
+                })
             #expect(names.count >= 15)
             // … is in --help (ArgumentParser wraps lines, so compare without whitespace).
             let help = result.output.filter { !$0.isWhitespace }

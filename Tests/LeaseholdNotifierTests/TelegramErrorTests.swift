@@ -41,7 +41,8 @@ extension NotifierTests {
                     #expect(row.attempts == 1, "a 429 does not use up an attempt")
                     #expect(row.lastError?.hasPrefix("429 Too Many Requests") == true)
                     for id in others { #expect(try await fixture.row(id).status == "sent") }
-                    let rateLimited = try await metricValue(fixture.metrics(0), "leasehold_notifier_rate_limited_total")
+                    let rateLimited =
+                        try await metricValue(fixture.metrics(0), "leasehold_notifier_rate_limited_total")
                         + metricValue(fixture.metrics(1), "leasehold_notifier_rate_limited_total")
                     #expect(rateLimited == 1)
                     let statuses = await fixture.stopNotifiers()
@@ -133,7 +134,9 @@ extension NotifierTests {
                     let fine = try await fixture.insert(chat: 41, text: "fine")
                     try fixture.startNotifier(
                         "notifier-a",
-                        environment: ["LEASEHOLD_NOTIFIER_RETRY_BASE_MS": "100", "LEASEHOLD_NOTIFIER_MAX_ATTEMPTS": "3"])
+                        environment: [
+                            "LEASEHOLD_NOTIFIER_RETRY_BASE_MS": "100", "LEASEHOLD_NOTIFIER_MAX_ATTEMPTS": "3",
+                        ])
                     try await fixture.waitUntilSettled()
                     try await Task.sleep(for: .seconds(1))
 

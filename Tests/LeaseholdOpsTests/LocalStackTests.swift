@@ -34,7 +34,8 @@ struct LocalStackTests {
         let stack = try LocalStack(options: LocalStackOptions(directory: directory, postgresSettings: ["fsync": "off"]))
         try await stack.start()
 
-        let postgres = PostgresClient(configuration: PostgresConfiguration(connectionString: stack.postgresURL), size: 4)
+        let postgres = PostgresClient(
+            configuration: PostgresConfiguration(connectionString: stack.postgresURL), size: 4)
         let redis = RedisClient(configuration: try RedisConfiguration(url: stack.redisURL), size: 4)
         try await postgres.query("CREATE TABLE kept (id bigint PRIMARY KEY)")
         try await postgres.query("INSERT INTO kept VALUES (1)")
@@ -89,8 +90,10 @@ struct LocalStackTests {
     func leaseholdLocalStartsMigratesAndStopsCleanlyOnSignal(_ signal: Int32) async throws {
         let directory = try makeTemporaryDirectory("local")
         let process = try LeaseholdExecutable.start(
-            ["local", "--dir", directory.appendingPathComponent("data").path,
-             "--migrations", LeaseholdExecutable.migrationsDirectory.path],
+            [
+                "local", "--dir", directory.appendingPathComponent("data").path,
+                "--migrations", LeaseholdExecutable.migrationsDirectory.path,
+            ],
             name: "local", in: directory)
         let deadline = ContinuousClock.now + .seconds(120)
         while !process.output.contains("ready;") {
@@ -103,8 +106,10 @@ struct LocalStackTests {
         let redisURL = try #require(lines.first { $0.hasPrefix("REDIS_URL=") }?.dropFirst("REDIS_URL=".count))
 
         // Both servers answer, and the schema is migrated.
-        let postgres = try PostgresConnection(configuration: PostgresConfiguration(connectionString: String(postgresURL)))
-        let version = try postgres.query("SELECT max(version) FROM schema_migrations").single().decode(Int64.self, at: 0)
+        let postgres = try PostgresConnection(
+            configuration: PostgresConfiguration(connectionString: String(postgresURL)))
+        let version = try postgres.query("SELECT max(version) FROM schema_migrations").single().decode(
+            Int64.self, at: 0)
         #expect(version >= 1)
         postgres.close()
         let redis = try RedisConnection(configuration: RedisConfiguration(url: String(redisURL)))
@@ -116,9 +121,12 @@ struct LocalStackTests {
         #expect(process.exitStatus == 0, "\(process.output)")
         // Both servers are gone: nothing accepts connections on their ports any more.
         #expect(throws: PostgresError.self) {
-            try PostgresConnection(configuration: PostgresConfiguration(
-                connectionString: String(postgresURL), connectTimeoutSeconds: 2))
+            try PostgresConnection(
+                configuration: PostgresConfiguration(
+                    connectionString: String(postgresURL), connectTimeoutSeconds: 2))
         }
-        #expect(throws: RedisError.self) { try RedisConnection(configuration: RedisConfiguration(url: String(redisURL))) }
+        #expect(throws: RedisError.self) {
+            try RedisConnection(configuration: RedisConfiguration(url: String(redisURL)))
+        }
     }
 }

@@ -40,7 +40,10 @@ struct MigratorTests {
         let workspace = try makeTemporaryDirectory()
         let processes = try (0..<4).map { index in
             try LeaseholdExecutable.start(
-                ["migrate", "--postgres-url", database.url, "--migrations", LeaseholdExecutable.migrationsDirectory.path],
+                [
+                    "migrate", "--postgres-url", database.url, "--migrations",
+                    LeaseholdExecutable.migrationsDirectory.path,
+                ],
                 name: "migrate-\(index)", in: workspace)
         }
         for process in processes {
@@ -49,7 +52,8 @@ struct MigratorTests {
         }
         let outputs = processes.map(\.output)
         let appliedBy = outputs.filter { $0.contains("applied 0001_booking.sql") }
-        #expect(appliedBy.count == 1, "exactly one process applies 0001; outputs:\n\(outputs.joined(separator: "\n---\n"))")
+        #expect(
+            appliedBy.count == 1, "exactly one process applies 0001; outputs:\n\(outputs.joined(separator: "\n---\n"))")
 
         let client = database.client()
         let migrations = try Migration.load(from: LeaseholdExecutable.migrationsDirectory)

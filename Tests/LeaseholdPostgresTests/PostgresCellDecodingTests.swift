@@ -54,14 +54,16 @@ struct PostgresCellDecodingTests {
         #expect(try String?(postgresCell: null) == nil)
     }
 
-    @Test("wrong lengths for fixed-size types are refused", arguments: [
-        PostgresCell(type: .int8, columnName: "c", bytes: [0, 1]),
-        PostgresCell(type: .int4, columnName: "c", bytes: [0, 0, 0, 0, 0, 0, 0, 1]),
-        PostgresCell(type: .bool, columnName: "c", bytes: []),
-        PostgresCell(type: .float8, columnName: "c", bytes: [0, 0, 0]),
-        PostgresCell(type: .uuid, columnName: "c", bytes: [1, 2, 3]),
-        PostgresCell(type: .timestamptz, columnName: "c", bytes: [0]),
-    ])
+    @Test(
+        "wrong lengths for fixed-size types are refused",
+        arguments: [
+            PostgresCell(type: .int8, columnName: "c", bytes: [0, 1]),
+            PostgresCell(type: .int4, columnName: "c", bytes: [0, 0, 0, 0, 0, 0, 0, 1]),
+            PostgresCell(type: .bool, columnName: "c", bytes: []),
+            PostgresCell(type: .float8, columnName: "c", bytes: [0, 0, 0]),
+            PostgresCell(type: .uuid, columnName: "c", bytes: [1, 2, 3]),
+            PostgresCell(type: .timestamptz, columnName: "c", bytes: [0]),
+        ])
     func wrongLength(_ cell: PostgresCell) {
         #expect(throws: PostgresError.self) {
             switch cell.type {

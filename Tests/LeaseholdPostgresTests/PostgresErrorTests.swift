@@ -11,7 +11,8 @@ struct PostgresErrorTests {
             let email = "alice+\(IntegrationEnvironment.uniqueName("secret"))@example.com"
             try await PostgresFixture.withTable(client, columns: "id bigint PRIMARY KEY, email text NOT NULL") {
                 table in
-                try await client.execute("ALTER TABLE \(unescaped: table) ADD CONSTRAINT \(unescaped: table)_email_key UNIQUE (email)")
+                try await client.execute(
+                    "ALTER TABLE \(unescaped: table) ADD CONSTRAINT \(unescaped: table)_email_key UNIQUE (email)")
                 try await client.execute("INSERT INTO \(unescaped: table) VALUES (1, \(email))")
                 let error = try await #require(throws: PostgresError.self) {
                     try await client.execute("INSERT INTO \(unescaped: table) VALUES (2, \(email))")
@@ -153,6 +154,8 @@ struct PostgresErrorDescriptionTests {
         #expect(PostgresTransactionError(commitError: lost).isRetryable)
         #expect(PostgresTransactionError(beginError: lost).description.hasPrefix("transaction could not begin"))
         #expect(PostgresTransactionError(commitError: lost).description.hasPrefix("transaction commit failed"))
-        #expect(PostgresTransactionError(bodyError: deadlock, rollbackError: lost).description.contains("rollback also failed"))
+        #expect(
+            PostgresTransactionError(bodyError: deadlock, rollbackError: lost).description.contains(
+                "rollback also failed"))
     }
 }

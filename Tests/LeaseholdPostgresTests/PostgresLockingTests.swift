@@ -29,12 +29,14 @@ struct PostgresLockingTests {
                 let bHolds = ThreadSignal()
                 async let a = PostgresFixture.outcome {
                     try await client.withTransaction(options) { connection in
-                        try Self.lockInOrder(connection, table: table, first: 1, second: 2, mine: aHolds, theirs: bHolds)
+                        try Self.lockInOrder(
+                            connection, table: table, first: 1, second: 2, mine: aHolds, theirs: bHolds)
                     }
                 }
                 async let b = PostgresFixture.outcome {
                     try await client.withTransaction(options) { connection in
-                        try Self.lockInOrder(connection, table: table, first: 2, second: 1, mine: bHolds, theirs: aHolds)
+                        try Self.lockInOrder(
+                            connection, table: table, first: 2, second: 1, mine: bHolds, theirs: aHolds)
                     }
                 }
                 let outcomes = await [a, b]

@@ -72,7 +72,8 @@ struct PostgresNumericTests {
             let row = try await client.query(
                 "SELECT \(a), \(b), \(c), \(a) + \(b), \("after")::text, \(Int64(7))"
             ).single()
-            let decoded = try row.decode(Decimal.self, Decimal.self, Decimal.self, Decimal.self, String.self, Int64.self)
+            let decoded = try row.decode(
+                Decimal.self, Decimal.self, Decimal.self, Decimal.self, String.self, Int64.self)
             #expect(decoded.0 == a)
             #expect(decoded.1 == b)
             #expect(decoded.2 == c)

@@ -37,8 +37,9 @@ struct PostgresNumericTextTests {
         Wire(digits: [], weight: 0, sign: negative, scale: 0, text: "0"),
         Wire(digits: [1], weight: 1, sign: positive, scale: 0, text: "10000"),
         Wire(digits: [1], weight: 2, sign: negative, scale: 1, text: "-100000000.0"),
-        Wire(digits: [1234, 5678, 9012, 3456, 7890, 1234, 5678, 9000], weight: 4, sign: positive, scale: 9,
-             text: "12345678901234567890.123456789"),
+        Wire(
+            digits: [1234, 5678, 9012, 3456, 7890, 1234, 5678, 9000], weight: 4, sign: positive, scale: 9,
+            text: "12345678901234567890.123456789"),
         Wire(digits: [9, 9999, 9999], weight: 0, sign: positive, scale: 8, text: "9.99999999"),
         Wire(digits: [5, 1], weight: 0, sign: positive, scale: 4, text: "5.0001"),
     ]
@@ -57,9 +58,13 @@ struct PostgresNumericTextTests {
         ("-Infinity", Wire(digits: [], weight: 0, sign: 0xF000, scale: 0, text: "").bytes),
         ("truncated header", [0, 1, 0]),
         ("length disagrees with digit count", [0, 2, 0, 0, 0, 0, 0, 0, 0, 1]),
-        ("39 significant digits", Wire(
-            digits: [123, 4567, 8901, 2345, 6789, 123, 4567, 8901, 2345, 6789], weight: 9, sign: positive,
-            scale: 0, text: "").bytes),
+        (
+            "39 significant digits",
+            Wire(
+                digits: [123, 4567, 8901, 2345, 6789, 123, 4567, 8901, 2345, 6789], weight: 9, sign: positive,
+                scale: 0, text: ""
+            ).bytes
+        ),
     ]
 
     @Test("values that are not finite or do not fit are refused", arguments: refused)

@@ -35,8 +35,11 @@ struct PostgresQueryTests {
         #expect(true.postgresBind.bytes == [1])
         #expect(Double(1).postgresBind.bytes == [0x3F, 0xF0, 0, 0, 0, 0, 0, 0])
         let uuid = try #require(UUID(uuidString: "00112233-4455-6677-8899-AABBCCDDEEFF"))
-        #expect(uuid.postgresBind.bytes == [0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xAA, 0xBB,
-                                            0xCC, 0xDD, 0xEE, 0xFF])
+        #expect(
+            uuid.postgresBind.bytes == [
+                0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xAA, 0xBB,
+                0xCC, 0xDD, 0xEE, 0xFF,
+            ])
         #expect(PostgresJSONB("{}").postgresBind.bytes == [1, 0x7B, 0x7D])
         #expect(Date(timeIntervalSince1970: 946_684_800).postgresBind.bytes == [0, 0, 0, 0, 0, 0, 0, 0])
         #expect(PostgresInt8Array([]).postgresBind.bytes?.count == 12)

@@ -32,10 +32,12 @@ struct RedisConcurrencyTests {
                                     RedisCommand("ECHO", "\(task)/\(call)"),
                                     RedisCommand("INCR", key + ":n"),
                                 ])
-                                check(.array(replies), .array([
-                                    .status("OK"), .bulk(value), .bulk(Array("\(task)/\(call)".utf8)),
-                                    .integer(Int64(call / 3 + 1)),
-                                ]), "pipeline")
+                                check(
+                                    .array(replies),
+                                    .array([
+                                        .status("OK"), .bulk(value), .bulk(Array("\(task)/\(call)".utf8)),
+                                        .integer(Int64(call / 3 + 1)),
+                                    ]), "pipeline")
                             }
                         }
                         return mismatches

@@ -10,10 +10,14 @@ struct RedisConfigurationTests {
         ("redis://cache.internal:6380", RedisConfiguration(host: "cache.internal", port: 6380)),
         ("redis://cache.internal/5", RedisConfiguration(host: "cache.internal", database: 5)),
         ("redis://cache.internal:6380/", RedisConfiguration(host: "cache.internal", port: 6380)),
-        ("redis://:s3cret@cache.internal:6380/2",
-         RedisConfiguration(host: "cache.internal", port: 6380, password: "s3cret", database: 2)),
-        ("redis://app:s3cret@cache.internal/3",
-         RedisConfiguration(host: "cache.internal", username: "app", password: "s3cret", database: 3)),
+        (
+            "redis://:s3cret@cache.internal:6380/2",
+            RedisConfiguration(host: "cache.internal", port: 6380, password: "s3cret", database: 2)
+        ),
+        (
+            "redis://app:s3cret@cache.internal/3",
+            RedisConfiguration(host: "cache.internal", username: "app", password: "s3cret", database: 3)
+        ),
         ("redis://app@cache.internal", RedisConfiguration(host: "cache.internal", username: "app")),
         ("redis://:p%40ss%3Aw%2Frd@cache.internal", RedisConfiguration(host: "cache.internal", password: "p@ss:w/rd")),
         ("redis://:100%2541@cache.internal", RedisConfiguration(host: "cache.internal", password: "100%41")),
@@ -69,7 +73,8 @@ struct RedisConfigurationTests {
     @Test("a refused connection reports the redacted URL, never the password")
     func connectionErrorIsRedacted() throws {
         // Port 1 on loopback: nothing listens there, so the connection is refused at once.
-        let configuration = RedisConfiguration(host: "127.0.0.1", port: 1, password: "s3cret", connectTimeout: .seconds(2))
+        let configuration = RedisConfiguration(
+            host: "127.0.0.1", port: 1, password: "s3cret", connectTimeout: .seconds(2))
         let error = try #require(throws: RedisError.self) { try RedisConnection(configuration: configuration) }
         #expect(error.source == .connection)
         #expect(error.code == .io)

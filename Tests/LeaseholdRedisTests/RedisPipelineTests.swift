@@ -97,7 +97,8 @@ struct RedisPipelineTests {
                 RedisCommand("INCRBY", key, 41),
                 RedisCommand("EXEC"),
             ])
-            #expect(replies == [.status("OK"), .status("QUEUED"), .status("QUEUED"), .array([.integer(1), .integer(42)])])
+            #expect(
+                replies == [.status("OK"), .status("QUEUED"), .status("QUEUED"), .array([.integer(1), .integer(42)])])
         }
     }
 }

@@ -71,8 +71,9 @@ struct RedisRoundTripTests {
             let list = prefix + "list"
             #expect(try await client.send("PING") == .status("PONG"))
             #expect(try await client.send("RPUSH", list, "a", [0, 1], "Вы") == .integer(3))
-            #expect(try await client.send("LRANGE", list, 0, -1)
-                == .array([.bulk(Array("a".utf8)), .bulk([0, 1]), .bulk(Array("Вы".utf8))]))
+            #expect(
+                try await client.send("LRANGE", list, 0, -1)
+                    == .array([.bulk(Array("a".utf8)), .bulk([0, 1]), .bulk(Array("Вы".utf8))]))
             #expect(try await client.send("LRANGE", prefix + "missing", 0, -1) == .array([]))
             #expect(try await client.send("GET", prefix + "missing") == .null)
             #expect(try await client.send("INCRBY", prefix + "n", Int64.max - 1) == .integer(Int64.max - 1))

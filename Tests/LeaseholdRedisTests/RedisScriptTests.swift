@@ -23,14 +23,17 @@ struct RedisScriptTests {
     @Test("a script gets KEYS and ARGV byte for byte, and is run by SHA once loaded")
     func runsBySHA() async throws {
         try await RedisFixture.withClient(size: 1) { client, prefix in
-            let script = RedisScript("return {KEYS[1], ARGV[1], string.len(ARGV[1]), redis.call('INCR', KEYS[1] .. ':n')}")
+            let script = RedisScript(
+                "return {KEYS[1], ARGV[1], string.len(ARGV[1]), redis.call('INCR', KEYS[1] .. ':n')}")
             #expect(script.sha == nil)
             let key = prefix + "k"
             let argument = Array("🎉 Вы\u{0}успешно".utf8)
             let first = try await client.evaluate(script, keys: [key], arguments: [argument])
-            #expect(first == .array([
-                .bulk(Array(key.utf8)), .bulk(argument), .integer(Int64(argument.count)), .integer(1),
-            ]))
+            #expect(
+                first
+                    == .array([
+                        .bulk(Array(key.utf8)), .bulk(argument), .integer(Int64(argument.count)), .integer(1),
+                    ]))
             let sha = try #require(script.sha)
             #expect(sha.count == 40)
             #expect(try await Self.scriptExists(sha, client))

@@ -27,9 +27,14 @@ struct RedisTimeoutTests {
             let delivered = try await client.send(
                 RedisCommand("XREADGROUP", "GROUP", "workers", "w1", "COUNT", 1, "BLOCK", 200, "STREAMS", stream, ">"),
                 timeout: .seconds(2))
-            #expect(delivered == .array([
-                .array([.bulk(Array(stream.utf8)), .array([.array([id, .array([.bulk(Array("slot".utf8)), .bulk(Array("134".utf8))])])])]),
-            ]))
+            #expect(
+                delivered
+                    == .array([
+                        .array([
+                            .bulk(Array(stream.utf8)),
+                            .array([.array([id, .array([.bulk(Array("slot".utf8)), .bulk(Array("134".utf8))])])]),
+                        ])
+                    ]))
         }
     }
 
@@ -64,7 +69,9 @@ struct RedisTimeoutTests {
         try await RedisFixture.withClient(size: 1, configure: { $0.commandTimeout = .seconds(1) }) { client, prefix in
             let clock = ContinuousClock()
             let start = clock.now
-            let error = try await #require(throws: RedisError.self) { try await client.send("BLPOP", prefix + "empty", 5) }
+            let error = try await #require(throws: RedisError.self) {
+                try await client.send("BLPOP", prefix + "empty", 5)
+            }
             #expect(error.code == .timeout)
             #expect(clock.now - start < .seconds(4))
 
@@ -72,7 +79,9 @@ struct RedisTimeoutTests {
             let reply = try await client.send(RedisCommand("BLPOP", prefix + "empty", 2), timeout: .seconds(4))
             #expect(reply == .null)
             // ...and the configured one is back for the next call.
-            let again = try await #require(throws: RedisError.self) { try await client.send("BLPOP", prefix + "empty", 5) }
+            let again = try await #require(throws: RedisError.self) {
+                try await client.send("BLPOP", prefix + "empty", 5)
+            }
             #expect(again.code == .timeout)
         }
     }

@@ -16,7 +16,10 @@ struct StreamTrimmerTests {
         var ids: [String] = []
         for index in 0..<10 {
             let entry = StreamEntry(stream: stream, key: "k\(index)", kind: "booking", payload: Array("{}".utf8))
-            ids.append(try await redis.withConnection { try StreamProducer(keys: keys, highWaterMark: 0).enqueue(entry, on: $0) })
+            ids.append(
+                try await redis.withConnection {
+                    try StreamProducer(keys: keys, highWaterMark: 0).enqueue(entry, on: $0)
+                })
         }
         // Deliver the first 6; acknowledge 0, 1, 3, 5. Entries 2 and 4 stay pending; 6…9 undelivered.
         let delivered = try await redis.withConnection { connection in

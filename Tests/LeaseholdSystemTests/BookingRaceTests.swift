@@ -47,7 +47,9 @@ extension SystemTests {
             #expect(inbox == 500)
             #expect(try await stack.pendingCount("bookings") == 0, "every entry acknowledged")
             if let duplicates = ProcessStack.duplicateKeyErrorsInPostgresLog() {
-                #expect(duplicates.isEmpty, "duplicate key errors in the PostgreSQL log:\n\(duplicates.joined(separator: "\n"))")
+                #expect(
+                    duplicates.isEmpty,
+                    "duplicate key errors in the PostgreSQL log:\n\(duplicates.joined(separator: "\n"))")
             } else {
                 #expect(!IntegrationEnvironment.isRequired, "POSTGRES_LOG must point at the server log in CI")
             }

@@ -66,7 +66,8 @@ extension SystemTests {
 
                 let calls = api.calls
                 #expect(calls.count == 500, "one message per outcome, \(calls.count) calls")
-                #expect(calls.allSatisfy { $0.method == "sendMessage" && $0.token == FakeBotAPI.token && $0.status == 200 })
+                #expect(
+                    calls.allSatisfy { $0.method == "sendMessage" && $0.token == FakeBotAPI.token && $0.status == 200 })
                 let byChat = Dictionary(grouping: calls, by: { $0.chatID ?? 0 })
                 #expect(Set(byChat.keys) == Set(1...500), "each user's own chat (chat id = user id)")
                 for (chat, received) in byChat {

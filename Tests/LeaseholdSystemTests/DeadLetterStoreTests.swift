@@ -26,7 +26,8 @@ extension SystemTests {
             // The first call "crashed" after its insert (simulated: its XACK is undone by re-reading
             // the entry as still pending); the second call must neither duplicate nor lose it.
             let first = try await store.deadLetter(entry, reason: "first", postgres: stack.postgres, redis: stack.redis)
-            let second = try await store.deadLetter(entry, reason: "second", postgres: stack.postgres, redis: stack.redis)
+            let second = try await store.deadLetter(
+                entry, reason: "second", postgres: stack.postgres, redis: stack.redis)
             #expect(first == second)
             let rows = try await stack.postgres.query("SELECT last_error, payload FROM dead_letters")
             #expect(rows.count == 1)

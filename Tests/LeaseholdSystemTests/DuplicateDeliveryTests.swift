@@ -26,17 +26,20 @@ extension SystemTests {
 
             #expect(try await stack.outcome(of: "dup-1") == "booked")
             try await waitUntil {
-                let telegram = try await stack.redis.send("XINFO", "GROUPS", stack.stream("telegram")).array?.first?.array
+                let telegram = try await stack.redis.send("XINFO", "GROUPS", stack.stream("telegram")).array?.first?
+                    .array
                 let read = telegram.flatMap { Self.field("entries-read", in: $0) }
                 let pendingBookings = try await stack.pendingCount("bookings")
                 let pendingTelegram = try await stack.pendingCount("telegram")
                 return read == 2 && pendingBookings == 0 && pendingTelegram == 0
             }
-            let interviews = try await stack.postgres.query("SELECT count(*) FROM interviews").single().decode(Int64.self, at: 0)
+            let interviews = try await stack.postgres.query("SELECT count(*) FROM interviews").single().decode(
+                Int64.self, at: 0)
             #expect(interviews == 2, "one interview per message key, not per delivery")
             let inbox = try await stack.postgres.query("SELECT count(*) FROM inbox").single().decode(Int64.self, at: 0)
             #expect(inbox == 2)
-            let replies = try await stack.postgres.query("SELECT count(*) FROM outbox").single().decode(Int64.self, at: 0)
+            let replies = try await stack.postgres.query("SELECT count(*) FROM outbox").single().decode(
+                Int64.self, at: 0)
             #expect(replies == 2, "one bot reply per message key")
             #expect(try await stack.outcome(of: "dup-1") == "booked", "the duplicate republishes the recorded outcome")
             await stack.shutdown()
@@ -49,7 +52,8 @@ extension SystemTests {
             let stream = stack.stream("telegram")
             let request = BookingRequest(action: .book, userID: 1, slotID: slots[0], chatID: 1)
             let entry = StreamEntry(
-                stream: stream, key: "tg:777", kind: BookingRequest.kind, payload: Array(try JSONEncoder().encode(request)))
+                stream: stream, key: "tg:777", kind: BookingRequest.kind,
+                payload: Array(try JSONEncoder().encode(request)))
 
             // Consumer A receives the entry.
             let consumerA = StreamConsumer(streams: [stream], consumer: "consumer-a")
@@ -70,9 +74,11 @@ extension SystemTests {
             _ = try await stack.redis.send("XCLAIM", stream, "workers", "consumer-b", 0, received.id)
             await processor("consumer-b").process(received)
 
-            let interviews = try await stack.postgres.query("SELECT count(*) FROM interviews").single().decode(Int64.self, at: 0)
+            let interviews = try await stack.postgres.query("SELECT count(*) FROM interviews").single().decode(
+                Int64.self, at: 0)
             #expect(interviews == 1)
-            let outbox = try await stack.postgres.query("SELECT count(*) FROM outbox").single().decode(Int64.self, at: 0)
+            let outbox = try await stack.postgres.query("SELECT count(*) FROM outbox").single().decode(
+                Int64.self, at: 0)
             #expect(outbox == 1)
             let outcome = try await stack.postgres.query("SELECT outcome FROM inbox WHERE message_key = 'tg:777'")
                 .single().decode(String.self, at: 0)

@@ -1,6 +1,6 @@
 import Foundation
-import LeaseholdTesting
 import LeaseholdOps
+import LeaseholdTesting
 import Testing
 
 /// Bad input at the HTTP edge gets its 4xx with a one-line reason and enqueues nothing.
@@ -23,45 +23,65 @@ extension SystemTests {
         static let booking = #"{"request_id":"r-1","user_id":1,"slot_id":1}"#
 
         static let cases: [Case] = [
-            Case(name: "telegram without secret", path: "/telegram/webhook", headers: [json], body: callback, status: 401),
-            Case(name: "telegram with a wrong secret", path: "/telegram/webhook",
-                 headers: [json, ("X-Telegram-Bot-Api-Secret-Token", "nope")], body: callback, status: 401),
-            Case(name: "telegram as text/plain", path: "/telegram/webhook",
-                 headers: [secret, ("Content-Type", "text/plain")], body: callback, status: 415),
-            Case(name: "telegram malformed JSON", path: "/telegram/webhook", headers: [json, secret], body: "{\"update_id\":",
-                 status: 400),
-            Case(name: "telegram without update_id", path: "/telegram/webhook", headers: [json, secret],
-                 body: #"{"callback_query":{"id":"c","from":{"id":7},"data":"book:1"}}"#, status: 422),
-            Case(name: "telegram update_id as a string", path: "/telegram/webhook", headers: [json, secret],
-                 body: #"{"update_id":"1"}"#, status: 422),
-            Case(name: "telegram oversize body", path: "/telegram/webhook", headers: [json, secret],
-                 body: #"{"update_id":1,"pad":""# + String(repeating: "x", count: 70_000) + #""}"#, status: 413),
+            Case(
+                name: "telegram without secret", path: "/telegram/webhook", headers: [json], body: callback, status: 401
+            ),
+            Case(
+                name: "telegram with a wrong secret", path: "/telegram/webhook",
+                headers: [json, ("X-Telegram-Bot-Api-Secret-Token", "nope")], body: callback, status: 401),
+            Case(
+                name: "telegram as text/plain", path: "/telegram/webhook",
+                headers: [secret, ("Content-Type", "text/plain")], body: callback, status: 415),
+            Case(
+                name: "telegram malformed JSON", path: "/telegram/webhook", headers: [json, secret],
+                body: "{\"update_id\":",
+                status: 400),
+            Case(
+                name: "telegram without update_id", path: "/telegram/webhook", headers: [json, secret],
+                body: #"{"callback_query":{"id":"c","from":{"id":7},"data":"book:1"}}"#, status: 422),
+            Case(
+                name: "telegram update_id as a string", path: "/telegram/webhook", headers: [json, secret],
+                body: #"{"update_id":"1"}"#, status: 422),
+            Case(
+                name: "telegram oversize body", path: "/telegram/webhook", headers: [json, secret],
+                body: #"{"update_id":1,"pad":""# + String(repeating: "x", count: 70_000) + #""}"#, status: 413),
             Case(name: "bookings without token", path: "/v1/bookings", headers: [json], body: booking, status: 401),
-            Case(name: "bookings with a wrong token", path: "/v1/bookings",
-                 headers: [json, ("Authorization", "Bearer wrong")], body: booking, status: 401),
-            Case(name: "bookings as text/plain", path: "/v1/bookings", headers: [bearer, ("Content-Type", "text/plain")],
-                 body: booking, status: 415),
-            Case(name: "bookings malformed JSON", path: "/v1/bookings", headers: [json, bearer], body: "not json",
-                 status: 400),
-            Case(name: "bookings missing slot_id", path: "/v1/bookings", headers: [json, bearer],
-                 body: #"{"request_id":"r-2","user_id":1}"#, status: 422),
-            Case(name: "bookings user_id as a string", path: "/v1/bookings", headers: [json, bearer],
-                 body: #"{"request_id":"r-3","user_id":"one","slot_id":1}"#, status: 422),
-            Case(name: "bookings null slot_id", path: "/v1/bookings", headers: [json, bearer],
-                 body: #"{"request_id":"r-4","user_id":1,"slot_id":null}"#, status: 422),
-            Case(name: "bookings negative user_id", path: "/v1/bookings", headers: [json, bearer],
-                 body: #"{"request_id":"r-5","user_id":-1,"slot_id":1}"#, status: 422),
-            Case(name: "bookings request_id with a space", path: "/v1/bookings", headers: [json, bearer],
-                 body: #"{"request_id":"r 6","user_id":1,"slot_id":1}"#, status: 422),
-            Case(name: "bookings request_id too long", path: "/v1/bookings", headers: [json, bearer],
-                 body: #"{"request_id":"\#(String(repeating: "r", count: 129))","user_id":1,"slot_id":1}"#, status: 422),
+            Case(
+                name: "bookings with a wrong token", path: "/v1/bookings",
+                headers: [json, ("Authorization", "Bearer wrong")], body: booking, status: 401),
+            Case(
+                name: "bookings as text/plain", path: "/v1/bookings",
+                headers: [bearer, ("Content-Type", "text/plain")],
+                body: booking, status: 415),
+            Case(
+                name: "bookings malformed JSON", path: "/v1/bookings", headers: [json, bearer], body: "not json",
+                status: 400),
+            Case(
+                name: "bookings missing slot_id", path: "/v1/bookings", headers: [json, bearer],
+                body: #"{"request_id":"r-2","user_id":1}"#, status: 422),
+            Case(
+                name: "bookings user_id as a string", path: "/v1/bookings", headers: [json, bearer],
+                body: #"{"request_id":"r-3","user_id":"one","slot_id":1}"#, status: 422),
+            Case(
+                name: "bookings null slot_id", path: "/v1/bookings", headers: [json, bearer],
+                body: #"{"request_id":"r-4","user_id":1,"slot_id":null}"#, status: 422),
+            Case(
+                name: "bookings negative user_id", path: "/v1/bookings", headers: [json, bearer],
+                body: #"{"request_id":"r-5","user_id":-1,"slot_id":1}"#, status: 422),
+            Case(
+                name: "bookings request_id with a space", path: "/v1/bookings", headers: [json, bearer],
+                body: #"{"request_id":"r 6","user_id":1,"slot_id":1}"#, status: 422),
+            Case(
+                name: "bookings request_id too long", path: "/v1/bookings", headers: [json, bearer],
+                body: #"{"request_id":"\#(String(repeating: "r", count: 129))","user_id":1,"slot_id":1}"#, status: 422),
             Case(name: "bookings empty body", path: "/v1/bookings", headers: [json, bearer], body: "", status: 400),
         ]
 
         @Test func everyBadRequestGetsItsStatusAndEnqueuesNothing() async throws {
             let stack = try await ProcessStack.start(ingress: 1, workers: 0)
             for testCase in Self.cases {
-                let response = try await stack.request(.POST, testCase.path, headers: testCase.headers, body: testCase.body)
+                let response = try await stack.request(
+                    .POST, testCase.path, headers: testCase.headers, body: testCase.body)
                 #expect(response.status == testCase.status, "\(testCase.name): got \(response.status) \(response.body)")
                 #expect(!response.body.isEmpty, "\(testCase.name): a reason is given")
                 #expect(!response.body.contains("\n") || response.body.hasSuffix("\n"), "one line")

@@ -62,7 +62,9 @@ extension SystemTests {
             #expect((report["ratioToPgbenchFunction"] as? Double ?? 0) > 0)
             #expect(try await count(stack, "SELECT count(*) FROM interviews WHERE message_key LIKE 'pgf:%'") == 20)
             let functionTransactions = Int64(function?["transactions"] as? Int ?? -1)
-            #expect(try await count(stack, "SELECT count(*) FROM inbox WHERE message_key LIKE 'pgf:%'") == functionTransactions)
+            #expect(
+                try await count(stack, "SELECT count(*) FROM inbox WHERE message_key LIKE 'pgf:%'")
+                    == functionTransactions)
             await stack.shutdown()
         }
 
@@ -123,8 +125,10 @@ extension SystemTests {
             // users over 5 slots, so users repeat and some are told already_booked.
             let (status, report, output) = try await loadtest(
                 stack, ["--no-pgbench"],
-                shape: ["--slots", "5", "--per-slot", "10", "--users", "20", "--duration", "3", "--rate", "100",
-                        "--concurrency", "16"])
+                shape: [
+                    "--slots", "5", "--per-slot", "10", "--users", "20", "--duration", "3", "--rate", "100",
+                    "--concurrency", "16",
+                ])
             #expect(status == 0, "\(output)")
             #expect(report["passed"] as? Bool == true)
             #expect(report["durationSeconds"] as? Double == 3)
@@ -181,7 +185,8 @@ extension SystemTests {
             try await stack.postgres.query("DROP INDEX interviews_one_active_per_slot")
             for user in [1, 2] {
                 try await stack.postgres.query(
-                    "INSERT INTO interviews (user_id, time_slot_id, message_key) VALUES (\(Int64(user)), \(slot), \("manual-\(user)"))")
+                    "INSERT INTO interviews (user_id, time_slot_id, message_key) VALUES (\(Int64(user)), \(slot), \("manual-\(user)"))"
+                )
             }
             let (status, report, output) = try await loadtest(stack, ["--no-pgbench"])
             #expect(status == 1, "\(output)")
@@ -210,7 +215,8 @@ extension SystemTests {
             #expect(report["passed"] as? Bool == false)
             #expect((report["outcomes"] as? [String: Int]) == ["booked": 200])
             let failed = invariants(report).filter { $0["passed"] as? Bool == false }
-            #expect(failed.map { $0["name"] as? String } == ["each contended slot booked once, by the request told booked"])
+            #expect(
+                failed.map { $0["name"] as? String } == ["each contended slot booked once, by the request told booked"])
             #expect((failed.first?["detail"] as? String ?? "").contains("20 slots disagree"), "\(failed)")
             await stack.shutdown()
         }

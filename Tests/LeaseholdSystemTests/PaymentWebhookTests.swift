@@ -87,7 +87,8 @@ extension SystemTests {
                 event: "payment.succeeded", objectID: "pay-src", ingress: proxied, forwardedFor: "203.0.113.9")
             #expect(outsider.status == 403)
             let spoofedLeft = try await stack.yookassaNotification(
-                event: "payment.succeeded", objectID: "pay-src", ingress: proxied, forwardedFor: "185.71.76.5, 203.0.113.9")
+                event: "payment.succeeded", objectID: "pay-src", ingress: proxied,
+                forwardedFor: "185.71.76.5, 203.0.113.9")
             #expect(spoofedLeft.status == 403, "only the right-most untrusted hop counts")
             #expect(try await stack.streamLength("yookassa") == 0, "nothing enqueued by any refused request")
 
@@ -110,12 +111,17 @@ extension SystemTests {
             let json = [("Content-Type", "application/json")]
             let cases: [(headers: [(String, String)], body: String, status: Int, reason: String)] = [
                 (json, "{not json", 400, "malformed JSON"),
-                ([("Content-Type", "text/plain")], ProcessStack.yookassaBody(event: "payment.succeeded", objectID: "x"), 415,
-                 "Content-Type"),
+                (
+                    [("Content-Type", "text/plain")],
+                    ProcessStack.yookassaBody(event: "payment.succeeded", objectID: "x"), 415,
+                    "Content-Type"
+                ),
                 (json, #"{"type":"notification","event":"payment.succeeded"}"#, 422, "missing field object"),
                 (json, ProcessStack.yookassaBody(event: "payout.succeeded", objectID: "x"), 422, "unsupported event"),
-                (json, ProcessStack.yookassaBody(event: "payment.succeeded", objectID: "x", amount: "19.999"), 422,
-                 "at most 2 decimals"),
+                (
+                    json, ProcessStack.yookassaBody(event: "payment.succeeded", objectID: "x", amount: "19.999"), 422,
+                    "at most 2 decimals"
+                ),
                 (json, ProcessStack.yookassaBody(event: "refund.succeeded", objectID: "r"), 422, "payment_id"),
                 (json, ProcessStack.yookassaBody(event: "payment.succeeded", objectID: "bad id"), 422, "object.id"),
                 (json, String(repeating: " ", count: 70_000), 413, "limit"),
@@ -134,10 +140,12 @@ extension SystemTests {
         /// logged FAILED, retried with backoff by the supervisor, applied once the payment exists.
         @Test func aNotificationBeforeItsPaymentIsRetriedUntilThePaymentExists() async throws {
             let stack = try await ProcessStack.start(
-                ingress: 1, workers: 2, workerEnvironment: Self.fast.merging(["LEASEHOLD_RETRY_MAX_ATTEMPTS": "100"]) { $1 },
+                ingress: 1, workers: 2,
+                workerEnvironment: Self.fast.merging(["LEASEHOLD_RETRY_MAX_ATTEMPTS": "100"]) { $1 },
                 ingressEnvironment: ProcessStack.loopbackYooKassaSource, supervisors: 1,
                 supervisorEnvironment: Self.fast.merging(["LEASEHOLD_RETRY_MAX_ATTEMPTS": "100"]) { $1 })
-            #expect(try await stack.yookassaNotification(event: "payment.succeeded", objectID: "pay-late").status == 200)
+            #expect(
+                try await stack.yookassaNotification(event: "payment.succeeded", objectID: "pay-late").status == 200)
             try await waitUntil { (try await stack.webhookLog(objectID: "pay-late")["FAILED"] ?? 0) >= 2 }
             let error = try await stack.postgres.query(
                 "SELECT error FROM webhook_log WHERE object_id = 'pay-late' AND status = 'FAILED' LIMIT 1"
@@ -148,9 +156,11 @@ extension SystemTests {
             try await waitUntil { try await stack.webhookLog(objectID: "pay-late")["SUCCESS"] == 1 }
             try await waitUntil { try await stack.pendingCount("yookassa") == 0 }
             let status = try await stack.postgres.query(
-                "SELECT status FROM payments WHERE provider_payment_id = 'pay-late'").single().decode(String.self, at: 0)
+                "SELECT status FROM payments WHERE provider_payment_id = 'pay-late'"
+            ).single().decode(String.self, at: 0)
             #expect(status == "succeeded")
-            let dead = try await stack.postgres.query("SELECT count(*) FROM dead_letters").single().decode(Int64.self, at: 0)
+            let dead = try await stack.postgres.query("SELECT count(*) FROM dead_letters").single().decode(
+                Int64.self, at: 0)
             #expect(dead == 0)
             await stack.shutdown()
         }
@@ -162,9 +172,11 @@ extension SystemTests {
                 ingress: 1, workers: 1, workerEnvironment: Self.fast.merging(limit) { $1 },
                 ingressEnvironment: ProcessStack.loopbackYooKassaSource, supervisors: 1,
                 supervisorEnvironment: Self.fast.merging(limit) { $1 })
-            #expect(try await stack.yookassaNotification(event: "payment.succeeded", objectID: "pay-ghost").status == 200)
+            #expect(
+                try await stack.yookassaNotification(event: "payment.succeeded", objectID: "pay-ghost").status == 200)
             try await waitUntil {
-                try await stack.postgres.query("SELECT count(*) FROM dead_letters").single().decode(Int64.self, at: 0) == 1
+                try await stack.postgres.query("SELECT count(*) FROM dead_letters").single().decode(Int64.self, at: 0)
+                    == 1
             }
             let (key, reason) = try await stack.postgres.query("SELECT message_key, last_error FROM dead_letters")
                 .single().decode(String.self, String.self)

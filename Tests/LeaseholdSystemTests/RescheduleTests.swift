@@ -74,14 +74,18 @@ extension SystemTests {
 
             // Consistency: every user still has exactly one active interview, no slot has two.
             let perUser = try await stack.postgres.query(
-                "SELECT count(*) FROM (SELECT user_id FROM interviews WHERE status = 'active' GROUP BY user_id HAVING count(*) <> 1) x")
+                "SELECT count(*) FROM (SELECT user_id FROM interviews WHERE status = 'active' GROUP BY user_id HAVING count(*) <> 1) x"
+            )
             #expect(try perUser.single().decode(Int64.self, at: 0) == 0)
             let active = try await stack.postgres.query("SELECT count(*) FROM interviews WHERE status = 'active'")
             #expect(try active.single().decode(Int64.self, at: 0) == 200)
             let perSlot = try await stack.postgres.query(
-                "SELECT count(*) FROM (SELECT time_slot_id FROM interviews WHERE status = 'active' GROUP BY time_slot_id HAVING count(*) > 1) x")
+                "SELECT count(*) FROM (SELECT time_slot_id FROM interviews WHERE status = 'active' GROUP BY time_slot_id HAVING count(*) > 1) x"
+            )
             #expect(try perSlot.single().decode(Int64.self, at: 0) == 0)
-            if let deadlocksBefore, let deadlocksAfter = ProcessStack.postgresLogLines(containing: "deadlock detected")?.count {
+            if let deadlocksBefore,
+                let deadlocksAfter = ProcessStack.postgresLogLines(containing: "deadlock detected")?.count
+            {
                 #expect(deadlocksAfter == deadlocksBefore, "fixed lock order: no deadlock was ever detected")
             }
             await stack.shutdown()

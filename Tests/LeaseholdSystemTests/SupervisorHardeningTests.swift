@@ -27,8 +27,9 @@ extension SystemTests {
             let shown = try await LeaseholdExecutable.run(
                 ["dlq", "show", String(id), "--json"], in: stack.directory, environment: stack.environment)
             #expect(shown.status == 0, "\(shown.output)")
-            let json = try #require(shown.output.range(of: "\n{").map { String(shown.output[$0.lowerBound...]) }
-                ?? (shown.output.hasPrefix("{") ? shown.output : nil), "\(shown.output)")
+            let json = try #require(
+                shown.output.range(of: "\n{").map { String(shown.output[$0.lowerBound...]) }
+                    ?? (shown.output.hasPrefix("{") ? shown.output : nil), "\(shown.output)")
             return try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
         }
 
@@ -116,7 +117,8 @@ extension SystemTests {
                 try await count(stack, "SELECT count(*) FROM dead_letters") == 1
             }
             let row = try await stack.postgres.query(
-                "SELECT id, attempts, last_error, jsonb_array_length(error_history) FROM dead_letters").single()
+                "SELECT id, attempts, last_error, jsonb_array_length(error_history) FROM dead_letters"
+            ).single()
             let (id, attempts, lastError, recorded) = try row.decode(Int64.self, Int32.self, String.self, Int32.self)
             #expect(attempts == 3)
             #expect(lastError.contains("poisoned: the row this message needs is missing"), "last_error still works")

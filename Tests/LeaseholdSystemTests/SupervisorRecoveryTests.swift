@@ -13,7 +13,8 @@ extension SystemTests {
         static let fast: [String: String] = [
             "LEASEHOLD_LEASE_TTL_MS": "1000", "LEASEHOLD_VISIBILITY_TIMEOUT_MS": "2000",
             "LEASEHOLD_SUPERVISOR_INTERVAL_MS": "200", "LEASEHOLD_LEADER_TTL_MS": "2000",
-            "LEASEHOLD_RETRY_BASE_MS": "100", "LEASEHOLD_RETRY_MAX_DELAY_MS": "400", "LEASEHOLD_RETRY_MAX_ATTEMPTS": "4",
+            "LEASEHOLD_RETRY_BASE_MS": "100", "LEASEHOLD_RETRY_MAX_DELAY_MS": "400",
+            "LEASEHOLD_RETRY_MAX_ATTEMPTS": "4",
         ]
 
         private func count(_ stack: ProcessStack, _ sql: PostgresQuery) async throws -> Int64 {
@@ -51,7 +52,8 @@ extension SystemTests {
             #expect(outcomes == ["booked": 1, "slot_taken": 49], "\(outcomes)")
             #expect(try await count(stack, "SELECT count(*) FROM inbox") == 50, "each entry processed exactly once")
             #expect(
-                try await count(stack, "SELECT count(*) FROM interviews WHERE time_slot_id = \(slot) AND status = 'active'")
+                try await count(
+                    stack, "SELECT count(*) FROM interviews WHERE time_slot_id = \(slot) AND status = 'active'")
                     == 1)
             #expect(try await count(stack, "SELECT count(*) FROM dead_letters") == 0)
             try await waitUntil { try await stack.pendingCount("bookings") == 0 }
@@ -84,7 +86,8 @@ extension SystemTests {
             }
             let elapsed = started.duration(to: .now)
             let row = try await stack.postgres.query(
-                "SELECT message_key, attempts, last_error, status, stream FROM dead_letters").single()
+                "SELECT message_key, attempts, last_error, status, stream FROM dead_letters"
+            ).single()
             let (key, attempts, lastError, status, stream) = try row.decode(
                 String.self, Int32.self, String.self, String.self, String.self)
             #expect(key == "api:poison-1")
@@ -147,7 +150,8 @@ extension SystemTests {
             try lock.simpleQuery("BEGIN")
             try lock.query("SELECT id FROM time_slots WHERE id = \(slot) FOR UPDATE")
             for user in 1...5 {
-                #expect(try await stack.book(requestID: "pause-\(user)", userID: Int64(user), slotID: slot).status == 202)
+                #expect(
+                    try await stack.book(requestID: "pause-\(user)", userID: Int64(user), slotID: slot).status == 202)
             }
             try await waitUntil { try await stack.pendingCount("bookings") == 5 }
 
@@ -191,10 +195,13 @@ extension SystemTests {
                 try await Task.sleep(for: .milliseconds(20))
             }
             let elapsed = ContinuousClock.now - killed
-            #expect(newHolder?.contains("-\(follower.pid)-") == true, "the other supervisor leads: \(newHolder ?? "nil")")
+            #expect(
+                newHolder?.contains("-\(follower.pid)-") == true, "the other supervisor leads: \(newHolder ?? "nil")")
             #expect(elapsed <= .milliseconds(2000 + 1500), "within one lease TTL (2 s) plus polling slack")
             // Never early: the follower took the lease only after the dead leader's had expired.
-            #expect(elapsed >= .milliseconds(max(0, remaining - 50)), "took over after \(elapsed), lease had \(remaining) ms left")
+            #expect(
+                elapsed >= .milliseconds(max(0, remaining - 50)),
+                "took over after \(elapsed), lease had \(remaining) ms left")
             await stack.shutdown()
         }
     }

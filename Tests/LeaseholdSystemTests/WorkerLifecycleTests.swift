@@ -33,9 +33,12 @@ extension SystemTests {
             }
             // All of the transaction: the inbox row with its final outcome and the interview, together.
             let inbox = try await stack.postgres.query(
-                "SELECT count(*) FROM inbox WHERE outcome = 'booked'").single().decode(Int64.self, at: 0)
-            let anyInbox = try await stack.postgres.query("SELECT count(*) FROM inbox").single().decode(Int64.self, at: 0)
-            let interviews = try await stack.postgres.query("SELECT count(*) FROM interviews").single().decode(Int64.self, at: 0)
+                "SELECT count(*) FROM inbox WHERE outcome = 'booked'"
+            ).single().decode(Int64.self, at: 0)
+            let anyInbox = try await stack.postgres.query("SELECT count(*) FROM inbox").single().decode(
+                Int64.self, at: 0)
+            let interviews = try await stack.postgres.query("SELECT count(*) FROM interviews").single().decode(
+                Int64.self, at: 0)
             #expect(inbox == 1 && anyInbox == 1 && interviews == 1, "\(inbox) \(anyInbox) \(interviews)")
 
             // The entry is still pending under the dead consumer, never acknowledged.
@@ -102,7 +105,9 @@ extension SystemTests {
             let inbox = try await stack.postgres.query("SELECT count(*) FROM inbox").single().decode(Int64.self, at: 0)
             #expect(inbox == 0, "no transaction ran under someone else's lease")
             #expect(try await stack.pendingCount("bookings") == 1, "left pending, not acknowledged")
-            #expect(try await stack.redis.send("GET", lease).string == "other-worker:token", "never deleted someone else's lease")
+            #expect(
+                try await stack.redis.send("GET", lease).string == "other-worker:token",
+                "never deleted someone else's lease")
             await stack.shutdown()
         }
 
@@ -117,7 +122,9 @@ extension SystemTests {
             for _ in 0..<6 {
                 try await Task.sleep(for: .milliseconds(500))
                 let holder = try await stack.redis.send("GET", "\(stack.prefix)lease:api:slow-1").string
-                #expect(holder?.hasPrefix("worker-0:") == true, "lease renewed while the transaction runs: \(holder ?? "nil")")
+                #expect(
+                    holder?.hasPrefix("worker-0:") == true,
+                    "lease renewed while the transaction runs: \(holder ?? "nil")")
             }
             try lock.release()
             #expect(try await stack.outcome(of: "slow-1") == "booked")
