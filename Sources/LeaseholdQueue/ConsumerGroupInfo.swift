@@ -20,12 +20,7 @@ public struct ConsumerGroupInfo: Sendable, Equatable {
             return nil  // no such stream
         }
         for entry in groups.array ?? [] {
-            guard let flat = entry.array else { continue }
-            var fields: [String: RedisValue] = [:]
-            for index in stride(from: 0, to: flat.count - 1, by: 2) {
-                if let name = flat[index].string { fields[name] = flat[index + 1] }
-            }
-            guard fields["name"]?.string == group else { continue }
+            guard let fields = entry.fieldMap, fields["name"]?.string == group else { continue }
             return ConsumerGroupInfo(
                 consumers: fields["consumers"]?.int ?? 0, pending: fields["pending"]?.int ?? 0,
                 lag: fields["lag"]?.int, lastDeliveredID: fields["last-delivered-id"]?.string)

@@ -115,11 +115,7 @@ public struct StreamConsumer: Sendable {
             return nil  // no such stream
         }
         for entry in groups.array ?? [] {
-            guard let flat = entry.array else { continue }
-            var fields: [String: RedisValue] = [:]
-            for index in stride(from: 0, to: flat.count - 1, by: 2) {
-                if let name = flat[index].string { fields[name] = flat[index + 1] }
-            }
+            guard let fields = entry.fieldMap else { continue }
             if fields["name"]?.string == group { return fields["last-delivered-id"]?.string }
         }
         return nil

@@ -45,6 +45,18 @@ public enum RedisValue: Sendable, Equatable {
         return nil
     }
 
+    /// A flat `[name, value, name, value, …]` array (what `XINFO` and `HGETALL` answer in RESP2) as
+    /// a dictionary by name; `nil` when this is not an array. Entries whose name is not a string
+    /// are skipped; a trailing odd element is ignored.
+    public var fieldMap: [String: RedisValue]? {
+        guard let flat = array else { return nil }
+        var fields: [String: RedisValue] = [:]
+        for index in stride(from: 0, to: flat.count - 1, by: 2) {
+            if let name = flat[index].string { fields[name] = flat[index + 1] }
+        }
+        return fields
+    }
+
     public var isNull: Bool { self == .null }
 }
 

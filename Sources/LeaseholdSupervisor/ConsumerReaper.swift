@@ -61,12 +61,7 @@ struct ConsumerReaper: Sendable {
             return []  // no such stream or group
         }
         return (reply.array ?? []).compactMap { info in
-            guard let flat = info.array else { return nil }
-            var fields: [String: RedisValue] = [:]
-            for index in stride(from: 0, to: flat.count - 1, by: 2) {
-                if let name = flat[index].string { fields[name] = flat[index + 1] }
-            }
-            guard let name = fields["name"]?.string else { return nil }
+            guard let fields = info.fieldMap, let name = fields["name"]?.string else { return nil }
             return Consumer(name: name, pending: fields["pending"]?.int ?? 0, idle: fields["idle"]?.int ?? 0)
         }
     }

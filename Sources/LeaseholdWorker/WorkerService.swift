@@ -145,7 +145,7 @@ public struct WorkerService: Service {
         ]
         do {
             try await DeadLetterStore(keys: configuration.keys).deadLetterUndecodable(
-                broken, postgres: postgres, redis: redis)
+                broken, worker: configuration.consumerName, postgres: postgres, redis: redis)
             logger.error("undecodable stream entry dead-lettered", metadata: metadata)
         } catch {
             logger.error(
