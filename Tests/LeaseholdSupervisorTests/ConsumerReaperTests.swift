@@ -34,7 +34,7 @@ struct ConsumerReaperTests {
                 try connection.send("XGROUP", "DELCONSUMER", stream, "workers", "setup")
                 return ids
             }
-            try await Task.sleep(for: .milliseconds(1_200))
+            try await Task.sleep(for: .milliseconds(2_000))
             // The busy ones act again: busy-empty reads an entry and acknowledges it (on Redis 7.0 a read
             // that returns nothing is not activity), busy-pending's heartbeat XCLAIMs its entry (JUSTID).
             _ = try await client.withConnection { connection in
@@ -47,6 +47,7 @@ struct ConsumerReaperTests {
                 }
             }
             _ = try await client.send("XCLAIM", stream, "workers", "busy-pending", 0, ids[1], "JUSTID")
+            let actedAt = ContinuousClock.now
 
             // The script re-checks on its own: pending entries or recent activity keep a consumer.
             let refused = try await client.withConnection { connection in
@@ -59,7 +60,10 @@ struct ConsumerReaperTests {
             }
             #expect(refused == (false, false))
 
-            let reaper = ConsumerReaper(redis: client, idleTimeout: .milliseconds(800), logger: .init(label: "test"))
+            // The threshold follows the clock, whatever the machine's load: a second more than the
+            // busy ones have been idle, a second less than the idle ones (2 s more than the busy).
+            let threshold = ContinuousClock.now - actedAt + .milliseconds(1_000)
+            let reaper = ConsumerReaper(redis: client, idleTimeout: threshold, logger: .init(label: "test"))
             let removed = try await reaper.reap(stream: stream)
             #expect(removed == ["idle-empty"])
             let left = try await client.withConnection { try ConsumerReaper.consumers(of: stream, on: $0) }

@@ -39,19 +39,23 @@ struct ReclaimerTests {
             let stream = keys.stream("bookings")
             let entries = try await Self.pending(keys: ["k1", "k2", "k3"], stream: stream, keys: keys, client: client)
             try #require(entries.count == 3)
-            try await Task.sleep(for: .milliseconds(600))
+            try await Task.sleep(for: .milliseconds(2_000))
             // A worker holds k1's lease: taken "between the check and the claim" is the same thing
             // for a script, which runs with nothing in between.
             _ = try await client.send("SET", keys.lease("k1"), "c1:token", "PX", 60_000)
             // k3 was touched by its worker's heartbeat just now (XCLAIM to itself, JUSTID).
             _ = try await client.send("XCLAIM", stream, "workers", "c1", 0, entries[2].id, "JUSTID")
+            let touchedAt = ContinuousClock.now
 
+            // The threshold follows the clock, whatever the machine's load: a second more than k3
+            // has been idle since its touch, a second less than k2 (idle 2 s longer).
+            let minIdle = ContinuousClock.now - touchedAt + .milliseconds(1_000)
             let claimedAt = ContinuousClock.now
             let claims = try await client.withConnection { connection in
                 try entries.map { entry in
                     try Reclaimer.claim(
                         id: entry.id, stream: stream, leaseKey: keys.lease(entry.key), consumer: "supervisor",
-                        minIdle: .milliseconds(400), on: connection)
+                        minIdle: minIdle, on: connection)
                 }
             }
             #expect(claims[0] == .leased)
@@ -59,7 +63,7 @@ struct ReclaimerTests {
                 Issue.record("k2 has no lease and is idle: claimed, got \(claims[1])")
                 return
             }
-            #expect(consumer == "c1" && idle >= 400 && deliveries == 1, "\(consumer) \(idle) \(deliveries)")
+            #expect(consumer == "c1" && idle >= 2_000 && deliveries == 1, "\(consumer) \(idle) \(deliveries)")
             #expect(claims[2] == .notIdle)
 
             let leased = try #require(try await Self.state(of: entries[0].id, stream: stream, client: client))
@@ -71,7 +75,7 @@ struct ReclaimerTests {
 
             // Claiming again finds it owned and recently claimed: nothing happens. The threshold is
             // the time since the claim plus a margin, whatever the machine's load: below what the
-            // entry's idle time would be had the claim not reset it (600 ms more), above what it is.
+            // entry's idle time would be had the claim not reset it (2 s more), above what it is.
             let sinceClaim = ContinuousClock.now - claimedAt
             let again = try await client.withConnection { connection in
                 try Reclaimer.claim(
