@@ -56,6 +56,10 @@ public final class RedisBatcher: Sendable {
             if head == waiting.count {
                 waiting.removeAll(keepingCapacity: true)
                 head = 0
+            } else if head >= 1_024, head * 2 >= waiting.count {
+                // Under a load that never lets the line empty, drop the served prefix now and then.
+                waiting.removeFirst(head)
+                head = 0
             }
             return batch
         }

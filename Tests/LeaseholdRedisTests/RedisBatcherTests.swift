@@ -33,6 +33,26 @@ struct RedisBatcherTests {
         }
     }
 
+    /// One pipeline at a time carrying two commands: the line of waiting callers grows into the
+    /// thousands and is served from its head (and compacted) while it never empties.
+    @Test("a long line of waiting callers is served in order, each with its own reply")
+    func aLongLineIsServed() async throws {
+        try await RedisFixture.withClient(size: 1) { client, prefix in
+            let batcher = RedisBatcher(client: client, flushers: 1, maxBatch: 2)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<4_000 {
+                    group.addTask {
+                        let reply = try await batcher.send(RedisCommand("ECHO", "\(prefix)\(index)"))
+                        #expect(reply.string == "\(prefix)\(index)")
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(batcher.statistics.commands == 4_000)
+            #expect(batcher.statistics.pipelines >= 2_000)
+        }
+    }
+
     @Test("an error reply is thrown to its own caller only")
     func errorsStayWithTheirCaller() async throws {
         try await RedisFixture.withClient(size: 1) { client, prefix in
