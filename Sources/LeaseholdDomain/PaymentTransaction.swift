@@ -36,7 +36,7 @@ public struct PaymentNotYetApplicableError: Error, Sendable, Equatable, CustomSt
     public var description: String { "payment \(paymentID): \(reason); will retry" }
 }
 
-/// The payment transaction: the fix of incident 001 (ARCHITECTURE.md: `FOR UPDATE`
+/// The payment transaction: the fix of incident 001 (Runbooks/architecture.md: `FOR UPDATE`
 /// on the nullable side of an outer join) as architecture.
 ///
 /// Runs inside one PostgreSQL transaction (the caller's `withTransaction`):

@@ -64,6 +64,18 @@ struct BookingsController: Sendable {
         }
     }
 
+    /// Lowercase hex of a digest, without Foundation's formatter (this runs once per request).
+    static func hex(_ digest: some Sequence<UInt8>) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = []
+        text.reserveCapacity(64)
+        for byte in digest {
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0x0f)])
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+
     /// `request_id`: 1–128 characters of `A-Z a-z 0-9 . _ : -`, so it is safe in a Redis key and a URL.
     static func isValidRequestID(_ id: String) -> Bool {
         (1...128).contains(id.utf8.count)
@@ -93,7 +105,7 @@ struct BookingsController: Sendable {
         // request leaves no marker behind. The request's digest goes beside it: the same
         // request_id with a different body is refused here with 409 while the first is remembered
         // (the result TTL), and by the worker's inbox after that.
-        let digest = SHA256.hash(data: Data(booking.canonicalForm.utf8)).map { String(format: "%02x", $0) }.joined()
+        let digest = Self.hex(SHA256.hash(data: Data(booking.canonicalForm.utf8)))
         _ = try await enqueuer.enqueue(
             entry,
             marker: StreamProducer.Marker(

@@ -1,5 +1,5 @@
 /// Who may post YooKassa notifications: YooKassa sends no signature, so the source address is
-/// the authentication (ARCHITECTURE.md, "Inputs").
+/// the authentication (Runbooks/architecture.md, "Inputs").
 ///
 /// The client address is the TCP peer — unless the peer is a configured trusted proxy, in which
 /// case `X-Forwarded-For` is read **from the right**: each trusted proxy appends the address it

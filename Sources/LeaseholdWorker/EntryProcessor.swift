@@ -314,7 +314,7 @@ struct EntryProcessor: Sendable {
                         if try await redis.withConnection({
                             try lease.renew(resetting: entry, consumer: configuration.consumerName, on: $0)
                         }) == false {
-                            // Guarantee 4 (ARCHITECTURE.md): losing the lease is safe (the inbox decides), but worth knowing.
+                            // Guarantee 4 (Runbooks/architecture.md): losing the lease is safe (the inbox decides), but worth knowing.
                             logger.warning("lease lost while the transaction runs; the inbox keeps it exactly-once")
                         }
                     } catch {

@@ -6,7 +6,7 @@ import LeaseholdTesting
 import Testing
 
 /// `leasehold_book` (Migrations/0007_booking_function.sql) against a real, migrated PostgreSQL:
-/// the double booking of incident 000 (ARCHITECTURE.md) cannot happen, and the proof depends on
+/// the double booking of incident 000 (Runbooks/architecture.md) cannot happen, and the proof depends on
 /// the slot's `FOR UPDATE`: the same race against a copy of the function without it trips the
 /// unique index.
 ///

@@ -4,7 +4,7 @@ import LeaseholdPostgres
 import LeaseholdTesting
 import Testing
 
-/// The payment transaction against a real, migrated PostgreSQL (incident 001 in ARCHITECTURE.md).
+/// The payment transaction against a real, migrated PostgreSQL (incident 001 in Runbooks/architecture.md).
 @Suite("Payment transactions", .enabled(if: IntegrationEnvironment.isAvailable))
 struct PaymentTransactionTests {
     static let incidentMessage = "FOR UPDATE cannot be applied to the nullable side of an outer join"

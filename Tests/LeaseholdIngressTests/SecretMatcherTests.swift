@@ -39,3 +39,13 @@ struct SecretMatcherTests {
         #expect(!matcher.matches("anything"))
     }
 }
+
+/// The request digest ingress stores beside a request ID is the SHA-256 in lowercase hex.
+@Suite("Request digest")
+struct RequestDigestTests {
+    @Test func digestsAreLowercaseHexOfSHA256() {
+        let digest: [UInt8] = [0xba, 0x78, 0x16, 0xbf, 0x00, 0x0f, 0xf0, 0xad]
+        #expect(BookingsController.hex(digest) == "ba7816bf000ff0ad")
+        #expect(BookingsController.hex([UInt8]()) == "")
+    }
+}

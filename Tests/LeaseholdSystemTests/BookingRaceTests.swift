@@ -2,7 +2,7 @@ import Foundation
 import LeaseholdTesting
 import Testing
 
-/// The double booking of incident 000 (ARCHITECTURE.md), at high traffic, through separate ingress and worker processes.
+/// The double booking of incident 000 (Runbooks/architecture.md), at high traffic, through separate ingress and worker processes.
 extension SystemTests {
     @Suite("Booking races through real processes")
     struct BookingRaceTests {

@@ -8,7 +8,7 @@ import Testing
 
 @testable import LeaseholdWorker
 
-/// Guarantee 2 (ARCHITECTURE.md): every accepted message changes the database at most once.
+/// Guarantee 2 (Runbooks/architecture.md): every accepted message changes the database at most once.
 extension SystemTests {
     @Suite("Duplicate deliveries")
     struct DuplicateDeliveryTests {
