@@ -38,13 +38,34 @@ public struct Completion: Sendable {
         _ entry: StreamEntry, lease: Lease, requestID: String?, result: [UInt8]?, resultTTL: Duration,
         keepExisting: Bool = false, on connection: RedisConnection
     ) throws(RedisError) {
-        let publish = requestID != nil && result != nil
-        try connection.evaluate(
-            Self.script,
-            keys: [entry.stream, lease.key, keys.result(requestID ?? "-")],
-            arguments: [
-                RedisKeys.consumerGroup, entry.id, lease.owner, publish ? result! : [UInt8](),
-                resultTTL.redisMilliseconds, keepExisting ? "keep" : "",
-            ])
+        let (keys, arguments) = Self.call(
+            entry, lease: lease, resultKey: keys.result(requestID ?? "-"), result: requestID == nil ? nil : result,
+            resultTTL: resultTTL, keepExisting: keepExisting)
+        try connection.evaluate(Self.script, keys: keys, arguments: arguments)
+    }
+
+    /// ``complete(_:lease:requestID:result:resultTTL:keepExisting:on:)`` in a pipeline shared
+    /// with other callers (the worker's completions travel together under load).
+    public func complete(
+        _ entry: StreamEntry, lease: Lease, requestID: String?, result: [UInt8]?, resultTTL: Duration,
+        keepExisting: Bool = false, via batcher: RedisBatcher
+    ) async throws {
+        let (keys, arguments) = Self.call(
+            entry, lease: lease, resultKey: keys.result(requestID ?? "-"), result: requestID == nil ? nil : result,
+            resultTTL: resultTTL, keepExisting: keepExisting)
+        try await batcher.evaluate(Self.script, keys: keys, arguments: arguments)
+    }
+
+    private static func call(
+        _ entry: StreamEntry, lease: Lease, resultKey: String, result: [UInt8]?, resultTTL: Duration,
+        keepExisting: Bool
+    ) -> (keys: [any RedisArgument], arguments: [any RedisArgument]) {
+        (
+            [entry.stream, lease.key, resultKey],
+            [
+                RedisKeys.consumerGroup, entry.id, lease.owner, result ?? [UInt8](), resultTTL.redisMilliseconds,
+                keepExisting ? "keep" : "",
+            ]
+        )
     }
 }

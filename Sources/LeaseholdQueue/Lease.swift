@@ -24,22 +24,44 @@ public struct Lease: Sendable, Equatable {
         self.ttl = ttl
     }
 
-    // KEYS: lease, stream. ARGV: owner, ttl (ms), group, consumer, entry id.
-    // While the lease is ours: extend it and, if the entry is still pending on this consumer,
+    // KEYS: lease_1, stream_1, lease_2, stream_2, … ARGV: ttl (ms), group, consumer, then
+    // owner_i, entry id_i for each pair of keys. Returns one 1 (still ours: extended) or 0 (lost)
+    // per lease.
+    // While a lease is ours: extend it and, if its entry is still pending on this consumer,
     // XCLAIM it to the same consumer with min-idle-time 0 and JUSTID, which sets its idle time to
     // 0 without counting a delivery. An entry the supervisor claimed (possible only while the
     // lease was not held) or that was acknowledged is left alone; pcall keeps a vanished group
-    // from failing the renewal. The two keys hash to different slots: fine on one Redis node (the
-    // supported set-up); a Redis Cluster would need them under one hash tag.
+    // from failing the renewal. The keys hash to different slots: fine on one Redis node (the
+    // supported set-up); a Redis Cluster would need each pair under one hash tag.
     static let renewScript = RedisScript(
         """
-        if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-        redis.call('PEXPIRE', KEYS[1], ARGV[2])
-        local pending = redis.pcall('XPENDING', KEYS[2], ARGV[3], ARGV[5], ARGV[5], 1)
-        if type(pending) == 'table' and pending[1] and pending[1][2] == ARGV[4] then
-            redis.call('XCLAIM', KEYS[2], ARGV[3], ARGV[4], 0, ARGV[5], 'JUSTID')
+        local held = {}
+        for i = 1, #KEYS / 2 do
+            local lease, stream = KEYS[2 * i - 1], KEYS[2 * i]
+            local owner, id = ARGV[2 * i + 2], ARGV[2 * i + 3]
+            if redis.call('GET', lease) == owner then
+                redis.call('PEXPIRE', lease, ARGV[1])
+                local pending = redis.pcall('XPENDING', stream, ARGV[2], id, id, 1)
+                if type(pending) == 'table' and pending[1] and pending[1][2] == ARGV[3] then
+                    redis.call('XCLAIM', stream, ARGV[2], ARGV[3], 0, id, 'JUSTID')
+                end
+                held[i] = 1
+            else
+                held[i] = 0
+            end
         end
-        return 1
+        return held
+        """)
+
+    // KEYS: lease keys. ARGV: ttl (ms), then one owner per key. Returns 1 (taken) or 0 (someone
+    // holds it) per key.
+    static let acquireScript = RedisScript(
+        """
+        local taken = {}
+        for i, key in ipairs(KEYS) do
+            if redis.call('SET', key, ARGV[i + 1], 'NX', 'PX', ARGV[1]) then taken[i] = 1 else taken[i] = 0 end
+        end
+        return taken
         """)
 
     static let releaseScript = RedisScript(
@@ -68,10 +90,34 @@ public struct Lease: Sendable, Equatable {
         resetting entry: StreamEntry, consumer: String, group: String = RedisKeys.consumerGroup,
         on connection: RedisConnection
     ) throws(RedisError) -> Bool {
-        try connection.evaluate(
-            Self.renewScript, keys: [key, entry.stream],
-            arguments: [owner, ttlMilliseconds, group, consumer, entry.id]
-        ).int == 1
+        try Self.renew([(self, entry)], consumer: consumer, group: group, on: connection) == [true]
+    }
+
+    /// ``renew(resetting:consumer:group:on:)`` for many leases in one script call: one `Bool`
+    /// per lease, `false` where it was lost. The leases must share one TTL (the first one's is used).
+    public static func renew(
+        _ held: [(lease: Lease, entry: StreamEntry)], consumer: String, group: String = RedisKeys.consumerGroup,
+        on connection: RedisConnection
+    ) throws(RedisError) -> [Bool] {
+        guard let first = held.first else { return [] }
+        var keys: [any RedisArgument] = []
+        var arguments: [any RedisArgument] = [first.lease.ttlMilliseconds, group, consumer]
+        keys.reserveCapacity(held.count * 2)
+        arguments.reserveCapacity(3 + held.count * 2)
+        for (lease, entry) in held {
+            keys += [lease.key, entry.stream]
+            arguments += [lease.owner, entry.id]
+        }
+        return try connection.evaluate(renewScript, keys: keys, arguments: arguments).flags(count: held.count)
+    }
+
+    /// Takes every lease nobody holds, in one script call: one `Bool` per lease, `false` where
+    /// someone else holds it. The leases must share one TTL (the first one's is used).
+    public static func acquire(_ leases: [Lease], on connection: RedisConnection) throws(RedisError) -> [Bool] {
+        guard let first = leases.first else { return [] }
+        let keys: [any RedisArgument] = leases.map(\.key)
+        let arguments: [any RedisArgument] = [first.ttlMilliseconds] + leases.map(\.owner)
+        return try connection.evaluate(acquireScript, keys: keys, arguments: arguments).flags(count: leases.count)
     }
 
     /// Drops the lease if this owner still holds it; never deletes someone else's.
@@ -83,5 +129,16 @@ public struct Lease: Sendable, Equatable {
     /// Who holds `key` now, if anyone.
     public static func holder(of key: String, on connection: RedisConnection) throws(RedisError) -> String? {
         try connection.send("GET", key).string
+    }
+}
+
+extension RedisValue {
+    /// A script's array of 1/0 flags as `Bool`s, exactly `count` of them.
+    fileprivate func flags(count: Int) throws(RedisError) -> [Bool] {
+        guard case .array(let values) = self, values.count == count else {
+            throw RedisError(
+                source: .client, code: .err, message: "expected \(count) flags from a lease script, got \(self)")
+        }
+        return values.map { $0.int == 1 }
     }
 }

@@ -296,6 +296,17 @@ public final class ProcessStack: Sendable {
         return Int(reply.array?.first?.int ?? 0)
     }
 
+    /// Entries not yet handled on `stream`: delivered and not acknowledged, plus not yet delivered
+    /// to the `workers` group (its lag). Zero once every entry written so far is done with.
+    public func unhandledCount(_ source: String) async throws -> Int {
+        let groups = try await redis.send("XINFO", "GROUPS", stream(source))
+        for group in groups.array ?? [] {
+            guard let fields = group.fieldMap, fields["name"]?.string == "workers" else { continue }
+            return Int((fields["pending"]?.int ?? 0) + (fields["lag"]?.int ?? 0))
+        }
+        return try await streamLength(source)  // no group yet: nothing was delivered
+    }
+
     /// Stops every process (SIGTERM, then SIGKILL after 30 s), drops the database and deletes the
     /// stack's Redis keys. Returns the processes' exit statuses by name.
     @discardableResult

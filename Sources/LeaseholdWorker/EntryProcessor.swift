@@ -5,144 +5,158 @@ import LeaseholdQueue
 import LeaseholdRedis
 import Logging
 import Metrics
+import Synchronization
 
-/// Processes one stream entry: lease → transaction (with heartbeat) → completion.
+/// Processes stream entries: lease → the kind's transaction (``MessageHandler``) → completion.
+///
+/// Redis work is per read batch, not per entry: the leases of a whole batch are taken in one
+/// script call (``lease(_:)``), one heartbeat renews every lease the worker holds
+/// (``LeaseKeeper``), and completions (XACK + publish + release, one script each) travel together
+/// in shared pipelines (``RedisBatcher``). So under load a message costs PostgreSQL one round
+/// trip and Redis a fraction of one.
 struct EntryProcessor: Sendable {
     let configuration: WorkerConfiguration
     let postgres: PostgresClient
     let redis: RedisClient
     let logger: Logger
-    let transaction: BookingTransaction
-    let payments: PaymentTransaction
+    let handlers: [String: any MessageHandler]
+    let keeper: LeaseKeeper
     let completion: Completion
     let scheduler: RetryScheduler
     let deadLetters: DeadLetterStore
+    private let batcher: RedisBatcher
+    private let tokens = LeaseTokens()
+    private let counters = ProcessedCounters()
 
-    init(configuration: WorkerConfiguration, postgres: PostgresClient, redis: RedisClient, logger: Logger) {
+    /// - Parameters:
+    ///   - handlers: one per message kind (default: ``WorkerService/defaultHandlers(configuration:)``).
+    ///   - keeper: the leases to renew; the caller runs its heartbeat (``LeaseKeeper/run(every:consumer:redis:logger:)``).
+    init(
+        configuration: WorkerConfiguration, postgres: PostgresClient, redis: RedisClient, logger: Logger,
+        handlers: [any MessageHandler]? = nil, keeper: LeaseKeeper = LeaseKeeper()
+    ) {
         self.configuration = configuration
         self.postgres = postgres
         self.redis = redis
         self.logger = logger
-        self.transaction = BookingTransaction(rules: configuration.rules)
-        self.payments = PaymentTransaction()
+        let handlers = handlers ?? WorkerService.defaultHandlers(configuration: configuration)
+        self.handlers = Dictionary(handlers.map { ($0.kind, $0) }, uniquingKeysWith: { first, _ in first })
+        self.keeper = keeper
         self.completion = Completion(keys: configuration.keys)
         self.scheduler = RetryScheduler(keys: configuration.keys)
         self.deadLetters = DeadLetterStore(keys: configuration.keys)
+        // Two pipelines in flight at most: under load the completions that arrive meanwhile pile
+        // up and leave together, one round trip for many.
+        self.batcher = RedisBatcher(client: redis, flushers: min(2, redis.size))
     }
 
-    /// The published outcome of a booking request, `GET /v1/bookings/<request_id>`'s body.
-    struct PublishedOutcome: Codable {
-        var requestID: String
-        var status: String
-        var interviewID: Int64?
+    /// An entry and its lease, taken or not yet.
+    struct Claimed: Sendable {
+        var entry: StreamEntry
+        var lease: Lease
+        /// `false`: another worker held it at the batch's acquisition (or Redis did not answer);
+        /// ``process(_:)-(Claimed)`` waits for it up to ``WorkerConfiguration/leaseWait``.
+        var held: Bool
+    }
 
-        enum CodingKeys: String, CodingKey {
-            case requestID = "request_id"
-            case status
-            case interviewID = "interview_id"
+    /// Takes the leases of a read batch, in one script call.
+    func lease(_ entries: [StreamEntry]) async -> [Claimed] {
+        guard !entries.isEmpty else { return [] }
+        let leases = entries.map { entry in
+            Lease(
+                key: configuration.keys.lease(entry.key),
+                owner: "\(configuration.consumerName):\(entry.id):\(tokens.next())", ttl: configuration.leaseTTL)
+        }
+        let taken: [Bool]
+        do {
+            taken = try await redis.withConnection { try Lease.acquire(leases, on: $0) }
+        } catch {
+            // Each entry tries again on its own (riding out an outage) in process(_:).
+            logger.warning("could not take the batch's leases; trying one by one", metadata: ["error": "\(error)"])
+            taken = Array(repeating: false, count: entries.count)
+        }
+        return zip(entries, zip(leases, taken)).map { Claimed(entry: $0, lease: $1.0, held: $1.1) }
+    }
+
+    /// Takes the lease and processes `entry` (a batch of one).
+    func process(_ entry: StreamEntry) async {
+        for claimed in await lease([entry]) {
+            await process(claimed)
         }
     }
 
-    func process(_ entry: StreamEntry) async {
+    /// Processes a claimed entry: waits for its lease if another worker held it, runs its kind's
+    /// handler, then acknowledges (or schedules a retry, or dead-letters) and releases the lease.
+    func process(_ claimed: Claimed) async {
+        let entry = claimed.entry
+        let lease = claimed.lease
         var logger = self.logger
         logger[metadataKey: "key"] = "\(entry.key)"
         logger[metadataKey: "entry"] = "\(entry.id)"
         logger[metadataKey: "attempt"] = "\(entry.attempt)"
+        let context = HandlerContext(postgres: postgres, logger: logger, configuration: configuration)
 
-        let lease = Lease(
-            key: configuration.keys.lease(entry.key),
-            owner: "\(configuration.consumerName):\(UUID().uuidString.prefix(8))", ttl: configuration.leaseTTL)
-        do {
-            guard try await acquire(lease, logger: logger) else {
-                logger.notice("lease held by another worker; leaving the entry pending")
+        if !claimed.held {
+            do {
+                guard try await acquire(lease, context: context) else {
+                    logger.notice("lease held by another worker; leaving the entry pending")
+                    return
+                }
+            } catch {
+                logger.error("could not take the lease; leaving the entry pending", metadata: ["error": "\(error)"])
                 return
             }
-        } catch {
-            logger.error("could not take the lease; leaving the entry pending", metadata: ["error": "\(error)"])
+        }
+        keeper.hold(lease, for: entry)
+        defer { keeper.drop(lease) }
+
+        guard let handler = handlers[entry.kind] else {
+            await deadLetter(entry, reason: "unknown kind \(entry.kind)", logger: logger)
+            await release(lease, logger: logger)
             return
         }
+        await run(handler, entry: entry, lease: lease, context: context)
+    }
 
-        let item: WorkItem
-        switch WorkItem.decode(entry) {
-        case .success(let decoded):
-            item = decoded
-        case .failure(let reason):
+    private func run<Handler: MessageHandler>(
+        _ handler: Handler, entry: StreamEntry, lease: Lease, context: HandlerContext
+    ) async {
+        let logger = context.logger
+        let message: Handler.Message
+        do {
+            message = try handler.decode(entry)
+        } catch {
             // Can never succeed: dead-letter at once, no retries.
-            do {
-                try await deadLetters.deadLetter(
-                    entry, reason: reason.description, worker: configuration.consumerName, postgres: postgres,
-                    redis: redis)
-                logger.error("dead-lettered", metadata: ["reason": "\(reason)"])
-            } catch {
-                logger.error("could not dead-letter; entry left pending", metadata: ["error": "\(error)"])
-            }
+            await deadLetter(entry, reason: error.description, logger: logger)
             await release(lease, logger: logger)
             return
         }
 
-        // A provider notification goes on record (webhook_log RECEIVED) before its transaction,
-        // so it is logged even if the transaction fails or this process dies.
-        var logID: Int64?
-        if case .payment(let notification) = item {
-            do {
-                logID = try await withHeartbeat(lease, entry: entry, logger: logger) { [postgres, logger] in
-                    try await ridingOutOutages("recording the notification", logger: logger) {
-                        try await postgres.withConnection { connection in
-                            try WebhookLog.received(
-                                notification, key: entry.key, payload: entry.payload, attempt: entry.attempt,
-                                stream: entry.stream, entryID: entry.id, on: connection)
-                        }
-                    }
-                }
-            } catch {
-                if Self.isOurCancellation(error) {
-                    logger.notice("cancelled during shutdown; entry left pending")
-                } else {
-                    await fail(entry, error: error, logger: logger)
-                }
-                await release(lease, logger: logger)
-                return
-            }
-        }
-
-        let processed: ProcessedEntry
+        let handled: HandledMessage
         do {
-            processed = try await withHeartbeat(lease, entry: entry, logger: logger) { [logger, logID] in
-                try await ridingOutOutages("the transaction", logger: logger) {
-                    try await runTransaction(item, entry: entry, logID: logID, logger: logger)
-                }
-            }
+            handled = try await handler.handle(message, entry: entry, context: context)
         } catch  where Self.isOurCancellation(error) {
             logger.notice("cancelled during shutdown; rolled back, entry left pending")
-            await markFailed(
-                logID, "interrupted by shutdown; the entry stays pending and is redelivered", logger: logger)
             await release(lease, logger: logger)
             return
         } catch {
-            await markFailed(logID, "\(error)", logger: logger)
             await fail(entry, error: error, logger: logger)
             await release(lease, logger: logger)
             return
         }
 
-        // COMMIT happened: acknowledge, publish, release — atomically.
+        // COMMIT happened: acknowledge, publish, release — atomically, in a shared pipeline.
+        keeper.completing(lease)
         do {
-            try await ridingOutOutages("acknowledging", logger: logger) { [redis, completion, configuration] in
-                try await redis.withConnection { connection in
-                    try completion.complete(
-                        entry, lease: lease, requestID: processed.requestID, result: processed.published,
-                        resultTTL: configuration.resultTTL,
-                        keepExisting: processed.outcome == BookingOutcome.requestIDReused.rawValue, on: connection)
-                }
+            try await context.ridingOutOutages("acknowledging") { [completion, batcher, configuration] in
+                try await completion.complete(
+                    entry, lease: lease, requestID: handled.published?.requestID, result: handled.published?.body,
+                    resultTTL: configuration.resultTTL, keepExisting: handled.published?.keepExisting ?? false,
+                    via: batcher)
             }
-            Counter(
-                label: "leasehold_worker_processed_total",
-                dimensions: [
-                    ("kind", entry.kind), ("outcome", processed.outcome), ("duplicate", String(processed.duplicate)),
-                ]
-            ).increment()
+            counters.increment(kind: entry.kind, outcome: handled.outcome, duplicate: handled.duplicate)
             logger.debug(
-                "processed", metadata: ["outcome": "\(processed.outcome)", "duplicate": "\(processed.duplicate)"])
+                "processed", metadata: ["outcome": "\(handled.outcome)", "duplicate": "\(handled.duplicate)"])
         } catch {
             // Committed but not acknowledged: the entry will be redelivered and the inbox makes
             // that redelivery a no-op that publishes the recorded outcome.
@@ -184,65 +198,6 @@ struct EntryProcessor: Sendable {
             || ["57P01", "57P02", "57P03"].contains(error.sqlState)
     }
 
-    /// Runs `body`; while it fails because PostgreSQL or Redis cannot be reached, waits (backing off
-    /// from ``WorkerConfiguration/outageBackoff``'s lower bound, doubling up to its upper bound,
-    /// with jitter) and runs it again, spending no attempt, for up to
-    /// ``WorkerConfiguration/outageWindow`` from the first such failure. Then, or on any other
-    /// error, it throws. The caller keeps the lease renewed meanwhile (``withHeartbeat``), so the
-    /// supervisor leaves the entry with this worker; cancellation (a drain) ends the wait at once.
-    private func ridingOutOutages<T: Sendable>(
-        _ what: String, logger: Logger, _ body: @Sendable () async throws -> T
-    ) async throws -> T {
-        var outageStart: ContinuousClock.Instant?
-        var pause = configuration.outageBackoff.lowerBound
-        var tries = 0
-        while true {
-            do {
-                let value = try await body()
-                if let outageStart {
-                    logger.notice(
-                        "server reachable again; carrying on",
-                        metadata: ["during": "\(what)", "waited": "\(ContinuousClock.now - outageStart)"])
-                }
-                return value
-            } catch  where Self.isConnectionFailure(error) && !Self.isOurCancellation(error) {
-                let start = outageStart ?? .now
-                outageStart = start
-                tries += 1
-                guard ContinuousClock.now - start < configuration.outageWindow else {
-                    logger.warning(
-                        "outage longer than the outage window; counting it as a failed attempt",
-                        metadata: [
-                            "during": "\(what)", "error": "\(error)", "window": "\(configuration.outageWindow)",
-                        ])
-                    throw error
-                }
-                // The first failure, then every 20th (about every 100 s at the longest pause).
-                if tries % 20 == 1 {
-                    logger.warning(
-                        "server unreachable; keeping the entry and trying again, no attempt spent",
-                        metadata: ["during": "\(what)", "error": "\(error)", "tries": "\(tries)"])
-                }
-                try await Task.sleep(for: pause / 2 + (pause / 2) * Double.random(in: 0...1))
-                pause = min(pause * 2, configuration.outageBackoff.upperBound)
-            }
-        }
-    }
-
-    /// Marks a webhook_log row FAILED after its transaction rolled back (best effort, in a task
-    /// of its own so a cancelled caller still records it).
-    private func markFailed(_ logID: Int64?, _ error: String, logger: Logger) async {
-        guard let logID else { return }
-        let postgres = self.postgres
-        do {
-            _ = try await Task {
-                try await postgres.withConnection { try WebhookLog.failed(logID, error: error, on: $0) }
-            }.value
-        } catch {
-            logger.warning("could not mark the webhook_log row FAILED", metadata: ["error": "\(error)"])
-        }
-    }
-
     /// The transaction failed: schedule the next attempt (acknowledging this one atomically) or,
     /// past the policy's limit, dead-letter the entry. If even that fails, the entry stays pending
     /// and the supervisor reclaims it after the visibility timeout.
@@ -276,11 +231,23 @@ struct EntryProcessor: Sendable {
         }
     }
 
-    /// Takes the lease, waiting up to `leaseWait` while another worker holds it.
-    private func acquire(_ lease: Lease, logger: Logger) async throws -> Bool {
+    /// An entry that can never succeed: dead-letter it at once, no retries.
+    private func deadLetter(_ entry: StreamEntry, reason: String, logger: Logger) async {
+        do {
+            try await deadLetters.deadLetter(
+                entry, reason: reason, worker: configuration.consumerName, postgres: postgres, redis: redis)
+            logger.error("dead-lettered", metadata: ["reason": "\(reason)"])
+        } catch {
+            logger.error("could not dead-letter; entry left pending", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Takes the lease another worker held at the batch's acquisition, trying every 50 ms for up
+    /// to `leaseWait`.
+    private func acquire(_ lease: Lease, context: HandlerContext) async throws -> Bool {
         let deadline = ContinuousClock.now + configuration.leaseWait
         while true {
-            let acquired = try await ridingOutOutages("taking the lease", logger: logger) { [redis] in
+            let acquired = try await context.ridingOutOutages("taking the lease") { [redis] in
                 try await redis.withConnection { try lease.acquire(on: $0) }
             }
             if acquired { return true }
@@ -300,88 +267,28 @@ struct EntryProcessor: Sendable {
             logger.warning("could not release the lease; it expires by itself", metadata: ["error": "\(error)"])
         }
     }
+}
 
-    /// Runs `body` while a child task renews `lease` every heartbeat interval.
-    private func withHeartbeat<T: Sendable>(
-        _ lease: Lease, entry: StreamEntry, logger: Logger, _ body: @escaping @Sendable () async throws -> T
-    ) async throws -> T {
-        try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: configuration.heartbeat)
-                    if Task.isCancelled { break }
-                    do {
-                        if try await redis.withConnection({
-                            try lease.renew(resetting: entry, consumer: configuration.consumerName, on: $0)
-                        }) == false {
-                            // Guarantee 4 (Runbooks/architecture.md): losing the lease is safe (the inbox decides), but worth knowing.
-                            logger.warning("lease lost while the transaction runs; the inbox keeps it exactly-once")
-                        }
-                    } catch {
-                        logger.warning("lease heartbeat failed", metadata: ["error": "\(error)"])
-                    }
-                }
-                return nil
-            }
-            group.addTask { try await body() }
-            defer { group.cancelAll() }
-            while let value = try await group.next() {
-                if let value { return value }
-            }
-            throw CancellationError()
-        }
-    }
+/// Makes lease owners unique per acquisition within the process.
+final class LeaseTokens: Sendable {
+    private let counter = Atomic<UInt64>(0)
+    func next() -> UInt64 { counter.add(1, ordering: .relaxed).newValue }
+}
 
-    /// One transaction, retried in process while it fails with a retryable error (connection
-    /// failures excepted: ``ridingOutOutages(_:logger:_:)`` waits those out).
-    private func runTransaction(_ item: WorkItem, entry: StreamEntry, logID: Int64?, logger: Logger) async throws
-        -> ProcessedEntry
-    {
-        let options = PostgresTransactionOptions(
-            lockTimeout: configuration.lockTimeout, statementTimeout: configuration.statementTimeout)
-        var attempt = 1
-        while true {
-            do {
-                switch item {
-                case .booking(let request):
-                    // One statement in autocommit: `leasehold_book` is the whole transaction, one
-                    // round trip; its timeouts are the session's (postgresSessionOptions).
-                    let result = try await postgres.withConnection { [transaction] connection in
-                        try transaction.run(
-                            request, key: entry.key, stream: entry.stream, entryID: entry.id, on: connection)
-                    }
-                    return ProcessedEntry(
-                        outcome: result.outcome.rawValue, duplicate: result.duplicate,
-                        requestID: request.requestID,
-                        published: request.requestID.flatMap { requestID in
-                            try? JSONEncoder().encode(
-                                PublishedOutcome(
-                                    requestID: requestID, status: result.outcome.rawValue,
-                                    interviewID: result.interviewID))
-                        }.map(Array.init))
-                case .payment(let notification):
-                    return try await postgres.withTransaction(options) { [payments] connection in
-                        let result = try payments.run(
-                            notification, key: entry.key, logID: logID, stream: entry.stream, entryID: entry.id,
-                            on: connection)
-                        return ProcessedEntry(outcome: result.outcome.rawValue, duplicate: result.duplicate)
-                    }
-                }
-            } catch let error as PostgresTransactionError
-                where error.isRetryable && !Self.isConnectionFailure(error)
-                && attempt < configuration.transactionAttempts
-            {
-                logger.notice("retryable transaction failure", metadata: ["error": "\(error)", "try": "\(attempt)"])
-            } catch let error as PostgresError
-                where error.isRetryable && !Self.isConnectionFailure(error)
-                && attempt < configuration.transactionAttempts
-            {
-                logger.notice("retryable failure", metadata: ["error": "\(error)", "try": "\(attempt)"])
-            }
-            try Task.checkCancellation()
-            let backoff = min(1_000, 20 * (1 << min(attempt, 6)))
-            try await Task.sleep(for: .milliseconds(Int.random(in: backoff / 2...backoff)))
-            attempt += 1
+/// `leasehold_worker_processed_total` by kind, outcome and duplicate, looked up once per label set.
+final class ProcessedCounters: Sendable {
+    private let counters = Mutex<[String: Counter]>([:])
+
+    func increment(kind: String, outcome: String, duplicate: Bool) {
+        let key = "\(kind)|\(outcome)|\(duplicate)"
+        let counter = counters.withLock { counters in
+            if let counter = counters[key] { return counter }
+            let counter = Counter(
+                label: "leasehold_worker_processed_total",
+                dimensions: [("kind", kind), ("outcome", outcome), ("duplicate", String(duplicate))])
+            counters[key] = counter
+            return counter
         }
+        counter.increment()
     }
 }

@@ -11,13 +11,17 @@ import Synchronization
 ///
 /// One loop reads from the consumer group, taking at most as many entries as it has free slots
 /// (``WorkerConfiguration/concurrency``) in total over all streams (see
-/// ``StreamConsumer/read(count:block:first:on:)``), and hands each to a child task that:
+/// ``StreamConsumer/read(count:block:first:on:)``), takes the leases `lh:lease:<key>` of the
+/// whole batch in one script call, and hands each entry to a child task that:
 ///
-/// 1. takes the lease `lh:lease:<key>` (`SET NX PX`), waiting briefly if another worker holds it;
-/// 2. runs **one** PostgreSQL transaction (``BookingTransaction``) while a heartbeat renews the
-///    lease, retrying retryable SQLSTATEs a few times in process;
+/// 1. waits briefly for its lease if another worker held it;
+/// 2. runs its kind's ``MessageHandler`` — **one** PostgreSQL transaction (for a booking, one
+///    statement: the function `leasehold_book`), retrying retryable SQLSTATEs a few times in
+///    process;
 /// 3. after COMMIT, and only then, acknowledges the entry, publishes the outcome and releases the
-///    lease, atomically (``Completion``).
+///    lease, atomically (``Completion``), in a pipeline shared with other completions.
+///
+/// One heartbeat (``LeaseKeeper``) renews every lease the worker holds, in one call per interval.
 ///
 /// A transaction that fails is never acknowledged as done: the entry goes to the retry schedule
 /// (XACK + ZADD in one script) or, past the retry policy's limit, to the dead letters.
@@ -51,6 +55,12 @@ public struct WorkerService: Service {
         self.processor = EntryProcessor(configuration: configuration, postgres: postgres, redis: redis, logger: logger)
     }
 
+    /// The message kinds a worker handles: `booking` and `yookassa.notification`. A new kind is
+    /// a ``MessageHandler`` added here (and the migration its transaction needs).
+    static func defaultHandlers(configuration: WorkerConfiguration) -> [any MessageHandler] {
+        [BookingHandler(transaction: BookingTransaction(rules: configuration.rules)), PaymentHandler()]
+    }
+
     public func run() async throws {
         let consumer = StreamConsumer(streams: configuration.streams, consumer: configuration.consumerName)
         try await ensureGroups(consumer)
@@ -70,6 +80,11 @@ public struct WorkerService: Service {
 
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
+                group.addTask { [processor, configuration, redis, logger] in
+                    await processor.keeper.run(
+                        every: configuration.heartbeat, consumer: configuration.consumerName, redis: redis,
+                        logger: logger)
+                }
                 var failures = 0
                 var rotation = 0
                 while !shutdown.isRequested && !Task.isCancelled {
@@ -97,10 +112,10 @@ public struct WorkerService: Service {
                     for broken in batch.undecodable {
                         await deadLetterUndecodable(broken)
                     }
-                    for entry in batch.entries {
+                    for claimed in await processor.lease(batch.entries) {
                         inFlight.add(1)
                         group.addTask {
-                            await processor.process(entry)
+                            await processor.process(claimed)
                             inFlight.add(-1)
                             wake.yield()
                         }
@@ -128,7 +143,7 @@ public struct WorkerService: Service {
                         "drain timeout: cancelling in-flight entries; they stay pending for the supervisor",
                         metadata: ["in_flight": "\(abandoned)"])
                 }
-                group.cancelAll()  // the abandoned entries, and the deadline timer
+                group.cancelAll()  // the abandoned entries, the deadline timer, the heartbeat
             }
         } onGracefulShutdown: {
             shutdown.request()

@@ -36,8 +36,9 @@ struct FailureClassificationTests {
     @Test func redisAndOtherErrors() {
         #expect(EntryProcessor.isConnectionFailure(RedisError(source: .connection, code: .err, message: "reset")))
         #expect(!EntryProcessor.isConnectionFailure(RedisError(source: .server, code: .err, message: "wrong")))
-        #expect(!EntryProcessor.isConnectionFailure(WorkItemError("undecodable")))
-        #expect(!EntryProcessor.isConnectionFailure(PostgresTransactionError(bodyError: WorkItemError("domain"))))
+        #expect(!EntryProcessor.isConnectionFailure(UnprocessableMessage("undecodable")))
+        #expect(
+            !EntryProcessor.isConnectionFailure(PostgresTransactionError(bodyError: UnprocessableMessage("domain"))))
     }
 
     @Test func a57014IsOurCancellationOnlyInACancelledTask() async {

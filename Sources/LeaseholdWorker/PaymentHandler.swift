@@ -1,0 +1,71 @@
+import Foundation
+import LeaseholdDomain
+import LeaseholdQueue
+
+/// `yookassa.notification`: a payment or refund event, applied by ``PaymentTransaction``.
+///
+/// The notification goes on record first (a webhook_log RECEIVED row, committed on its own), so
+/// it is logged even if its transaction fails or this process dies; the transaction then marks
+/// that row SUCCESS, IGNORED or FAILED, and a transaction that rolls back marks it FAILED with
+/// the reason.
+struct PaymentHandler: MessageHandler {
+    let transaction = PaymentTransaction()
+
+    var kind: String { YooKassaNotification.kind }
+
+    func decode(_ entry: StreamEntry) throws(UnprocessableMessage) -> YooKassaNotification.Valid {
+        let notification: YooKassaNotification
+        do {
+            notification = try JSONDecoder().decode(YooKassaNotification.self, from: Data(entry.payload))
+        } catch {
+            throw UnprocessableMessage("undecodable \(entry.kind) payload")
+        }
+        let valid: YooKassaNotification.Valid
+        do {
+            valid = try notification.validated()
+        } catch {
+            throw UnprocessableMessage("invalid \(entry.kind): \(error.reason)")
+        }
+        guard valid.messageKey == entry.key else {
+            throw UnprocessableMessage("entry key \(entry.key) does not match its payload (\(valid.messageKey))")
+        }
+        return valid
+    }
+
+    func handle(_ notification: YooKassaNotification.Valid, entry: StreamEntry, context: HandlerContext) async throws
+        -> HandledMessage
+    {
+        let logID = try await context.once("recording the notification") { connection in
+            try WebhookLog.received(
+                notification, key: entry.key, payload: entry.payload, attempt: entry.attempt, stream: entry.stream,
+                entryID: entry.id, on: connection)
+        }
+        do {
+            let result = try await context.withTransaction("the transaction") { [transaction] connection in
+                try transaction.run(
+                    notification, key: entry.key, logID: logID, stream: entry.stream, entryID: entry.id,
+                    on: connection)
+            }
+            return HandledMessage(outcome: result.outcome.rawValue, duplicate: result.duplicate)
+        } catch {
+            let note =
+                EntryProcessor.isOurCancellation(error)
+                ? "interrupted by shutdown; the entry stays pending and is redelivered" : "\(error)"
+            await markFailed(logID, note, context: context)
+            throw error
+        }
+    }
+
+    /// Marks the webhook_log row FAILED after its transaction rolled back (best effort, in a task
+    /// of its own so a cancelled caller still records it).
+    private func markFailed(_ logID: Int64, _ note: String, context: HandlerContext) async {
+        let postgres = context.postgres
+        do {
+            _ = try await Task {
+                try await postgres.withConnection { try WebhookLog.failed(logID, error: note, on: $0) }
+            }.value
+        } catch {
+            context.logger.warning("could not mark the webhook_log row FAILED", metadata: ["error": "\(error)"])
+        }
+    }
+}
