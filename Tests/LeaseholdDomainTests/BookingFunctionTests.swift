@@ -5,7 +5,8 @@ import LeaseholdPostgres
 import LeaseholdTesting
 import Testing
 
-/// `leasehold_book` (Migrations/0007_booking_function.sql) against a real, migrated PostgreSQL:
+/// `leasehold_book` (Migrations/0007_booking_function.sql, redefined by
+/// 0009_booking_releases_slot_lock_unless_booked.sql) against a real, migrated PostgreSQL:
 /// the double booking of incident 000 (Runbooks/architecture.md) cannot happen, and the proof depends on
 /// the slot's `FOR UPDATE`: the same race against a copy of the function without it trips the
 /// unique index.
@@ -18,6 +19,8 @@ import Testing
 @Suite(.enabled(if: IntegrationEnvironment.isAvailable))
 struct BookingFunctionTests {
     static let racers = 8
+    /// The migration that defines `leasehold_book` as it runs now.
+    static let latestDefinition = "0009_booking_releases_slot_lock_unless_booked.sql"
 
     struct Fixture {
         let database: TemporaryDatabase
@@ -132,7 +135,7 @@ struct BookingFunctionTests {
         let fixture = try await Fixture.start(quiet: true)
         defer { Task { await fixture.stop() } }
         let migration = try String(
-            contentsOf: LeaseholdExecutable.migrationsDirectory.appendingPathComponent("0007_booking_function.sql"),
+            contentsOf: LeaseholdExecutable.migrationsDirectory.appendingPathComponent(Self.latestDefinition),
             encoding: .utf8)
         let slotLock = "FROM time_slots s WHERE s.id = p_slot FOR UPDATE"
         #expect(migration.contains(slotLock), "the function locks the slot it books")
@@ -145,5 +148,93 @@ struct BookingFunctionTests {
         #expect(
             outcomes.filter { $0 == SQLState.uniqueViolation }.count == Self.racers - 1,
             "every other racer saw a free slot and hit duplicate key: \(outcomes)")
+    }
+
+    /// A request that is answered anything but `booked` gives the slot's lock back before its
+    /// COMMIT (so the requests queued behind a booking do not take turns flushing the WAL), while
+    /// a booking keeps it until COMMIT.
+    @Test func onlyABookingHoldsTheSlotsLockUntilCommit() async throws {
+        let fixture = try await Fixture.start()
+        defer { Task { await fixture.stop() } }
+        let slot = fixture.slot
+        let first = fixture.database.client(size: 1)
+        let second = fixture.database.client(size: 1)
+        let probe = fixture.database.client(size: 1)
+        defer {
+            Task {
+                await first.close()
+                await second.close()
+                await probe.close()
+            }
+        }
+        /// Whether the slot's row can be locked right now by someone else.
+        func slotIsFree() async throws -> Bool {
+            do {
+                try await probe.withTransaction { connection in
+                    try connection.execute("SELECT 1 FROM time_slots WHERE id = \(slot) FOR UPDATE NOWAIT")
+                }
+                return true
+            } catch let error as PostgresTransactionError where error.postgresError?.sqlState == "55P03" {
+                return false
+            }
+        }
+        @Sendable func book(_ user: Int64, on connection: PostgresConnection) throws -> String {
+            try BookingTransaction().run(
+                BookingRequest(action: .book, userID: user, slotID: slot, requestID: "hold-\(user)"),
+                key: "api:hold-\(user)", on: connection
+            ).outcome.rawValue
+        }
+
+        // User 1 books inside an open transaction: the lock is held until it ends.
+        let (booked, bookedSignal) = AsyncStream.makeStream(of: String.self)
+        let (commit, committing) = AsyncStream.makeStream(of: Void.self)
+        let booking = Task {
+            try await first.withTransaction { connection in
+                bookedSignal.yield(try book(1, on: connection))
+                let done = DispatchSemaphore(value: 0)
+                Task {
+                    for await _ in commit { break }; done.signal()
+                }
+                done.wait()  // on the connection's own queue, not the cooperative pool
+            }
+        }
+        var bookedOutcome = ""
+        for await outcome in booked {
+            bookedOutcome = outcome
+            break
+        }
+        #expect(bookedOutcome == "booked")
+        #expect(try await slotIsFree() == false, "a booking holds the slot's lock until COMMIT")
+
+        // User 2 asks for the slot meanwhile: it looks free, so it queues on the lock.
+        let (answered, answeredSignal) = AsyncStream.makeStream(of: String.self)
+        let (finish, finishing) = AsyncStream.makeStream(of: Void.self)
+        let waiting = Task {
+            try await second.withTransaction { connection in
+                answeredSignal.yield(try book(2, on: connection))
+                let done = DispatchSemaphore(value: 0)
+                Task {
+                    for await _ in finish { break }; done.signal()
+                }
+                done.wait()
+            }
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        committing.yield()
+        try await booking.value
+        var secondOutcome = ""
+        for await outcome in answered {
+            secondOutcome = outcome
+            break
+        }
+        #expect(secondOutcome == "slot_taken")
+        // Its transaction is still open, and yet the slot is free: the lock went back at once.
+        #expect(try await slotIsFree() == true, "a slot_taken answer does not hold the lock until COMMIT")
+        finishing.yield()
+        try await waiting.value
+        let recorded = try await fixture.client.query(
+            "SELECT outcome FROM inbox WHERE message_key = 'api:hold-2'"
+        ).single().decode(String.self, at: 0)
+        #expect(recorded == "slot_taken", "the answer is committed with its inbox row")
     }
 }
