@@ -118,7 +118,7 @@ let package = Package(
         .target(
             name: "LeaseholdLoadTest",
             dependencies: [
-                "LeaseholdOps", "LeaseholdDomain", "LeaseholdPostgres",
+                "LeaseholdOps", "LeaseholdDomain", "LeaseholdPostgres", "LeaseholdQueue", "LeaseholdRedis",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),

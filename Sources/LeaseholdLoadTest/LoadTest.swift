@@ -3,6 +3,8 @@ import Foundation
 import Histogram
 import LeaseholdDomain
 import LeaseholdPostgres
+import LeaseholdQueue
+import LeaseholdRedis
 
 /// Why a load test could not run (as opposed to an invariant that failed, which is a result).
 public enum LoadTestError: Error, CustomStringConvertible {
@@ -27,14 +29,24 @@ public enum LoadTestError: Error, CustomStringConvertible {
 /// never share message keys. End-to-end latency is measured in PostgreSQL: from the stream
 /// entry's ID (the XADD time, in Redis's clock) to `inbox.processed_at` (stamped just before
 /// COMMIT), so it needs the two servers' clocks to agree (same host, or NTP).
+///
+/// With ``LoadTestConfiguration/ingressOnly`` it measures ingress alone: it sends the same
+/// requests, counts the accepted answers, waits for no outcome and checks no booking, and then
+/// removes what the run left in Redis (``RunBacklog``), so no worker started later processes it.
 public struct LoadTest: Sendable {
     public let configuration: LoadTestConfiguration
     /// Where the progress line and phase notes go; `nil` shows nothing.
     public let progress: ProgressPrinter?
+    /// Told when the measured interval starts and ends (the demo's process accounting).
+    public let measurement: (any LoadTestMeasurement)?
 
-    public init(configuration: LoadTestConfiguration, progress: ProgressPrinter? = nil) {
+    public init(
+        configuration: LoadTestConfiguration, progress: ProgressPrinter? = nil,
+        measurement: (any LoadTestMeasurement)? = nil
+    ) {
         self.configuration = configuration
         self.progress = progress
+        self.measurement = measurement
     }
 
     /// Runs the whole test and returns the report; `report.passed` says whether every invariant held.
@@ -44,14 +56,25 @@ public struct LoadTest: Sendable {
             configuration: PostgresConfiguration(
                 connectionString: configuration.postgresURL, applicationName: "leasehold-loadtest"),
             size: 3)
+        var redis: RedisClient?
+        if configuration.ingressOnly, let url = configuration.redisURL {
+            do {
+                redis = RedisClient(configuration: try RedisConfiguration(url: url), size: 1)
+            } catch {
+                await postgres.close()
+                throw LoadTestError.setup("--redis-url: \(error)")
+            }
+        }
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Self.httpConfiguration(configuration))
         do {
-            let report = try await execute(postgres: postgres, http: http)
+            let report = try await execute(postgres: postgres, redis: redis, http: http)
             try await http.shutdown()
+            await redis?.close()
             await postgres.close()
             return report
         } catch {
             try? await http.shutdown()
+            await redis?.close()
             await postgres.close()
             throw error
         }
@@ -67,9 +90,21 @@ public struct LoadTest: Sendable {
 
     // MARK: Phases
 
-    private func execute(postgres: PostgresClient, http: HTTPClient) async throws -> LoadTestReport {
+    private func execute(postgres: PostgresClient, redis: RedisClient?, http: HTTPClient) async throws
+        -> LoadTestReport
+    {
         let configuration = self.configuration
         let plan = try await seedRun(postgres: postgres)
+        // Ingress only: where the stream ends now, so the clean-up finds the run's entries after it.
+        let backlog = redis.map {
+            RunBacklog(redis: $0, keys: RedisKeys(prefix: configuration.redisPrefix), plan: plan)
+        }
+        let backlogStart: String
+        do {
+            backlogStart = try await backlog?.lastEntryID() ?? "0-0"
+        } catch {
+            throw LoadTestError.setup("Redis (--redis-url) is unreachable: \(error)")
+        }
         let what = configuration.input == .api ? "POST /v1/bookings" : "Telegram callback updates"
         let bound: String =
             if let duration = configuration.duration { "for \(Self.number(duration.seconds)) s" } else {
@@ -78,7 +113,8 @@ public struct LoadTest: Sendable {
         let pace: String = if let rate = configuration.rate { "at \(Self.number(rate))/s" } else { "(closed loop)" }
         progress?.note(
             "run \(plan.run): \(plan.slotIDs.count) fresh slots, \(plan.users.count) fresh users; sending \(bound) "
-                + "(\(what)) from \(configuration.concurrency) clients \(pace)")
+                + "(\(what)) from \(configuration.concurrency) clients \(pace)"
+                + (configuration.ingressOnly ? "; ingress only: no outcomes awaited" : ""))
         let duplicatesBefore = duplicateKeyLines()
 
         // Send, while polling the inbox for outcomes and showing progress.
@@ -88,6 +124,7 @@ public struct LoadTest: Sendable {
         let wallStart = Date()
         let sendDeadline = configuration.duration.map { started + $0 }
         let lineBox = ProgressLineBox(ProgressLine(started: started))
+        await measurement?.intervalStarted()
         await withTaskGroup(of: Bool.self) { phases in
             phases.addTask { [progress] in
                 while !Task.isCancelled {
@@ -101,13 +138,15 @@ public struct LoadTest: Sendable {
                 }
                 return false
             }
-            phases.addTask {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: .seconds(1))
-                    guard !Task.isCancelled else { break }
-                    try? await tracker.poll(limit: 20_000, postgres: postgres)
+            if !configuration.ingressOnly {
+                phases.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .seconds(1))
+                        guard !Task.isCancelled else { break }
+                        try? await tracker.poll(limit: 20_000, postgres: postgres)
+                    }
+                    return false
                 }
-                return false
             }
             phases.addTask {
                 await withTaskGroup(of: Void.self) { senders in
@@ -126,6 +165,12 @@ public struct LoadTest: Sendable {
             }
         }
         let sendDuration = started.duration(to: .now)
+        if let backlog {
+            await measurement?.intervalEnded()
+            return try await finishIngressOnly(
+                plan: plan, stats: stats, backlog: backlog, after: backlogStart, sendDuration: sendDuration,
+                lineBox: lineBox, postgres: postgres)
+        }
         if stats.accepted == 0 {
             progress?.finish()
             let statuses = stats.statuses.sorted { $0.key < $1.key }.map { "HTTP \($0.key) ×\($0.value)" }
@@ -151,6 +196,7 @@ public struct LoadTest: Sendable {
             }
             if tracker.outstanding > 0 { try await Task.sleep(for: .milliseconds(200)) }
         }
+        await measurement?.intervalEnded()
         let (sent, accepted, failed) = stats.counts
         progress?.update(
             lineBox.next(phase: "done", sent: sent, accepted: accepted, completed: tracker.completed, failed: failed))
@@ -187,6 +233,7 @@ public struct LoadTest: Sendable {
             bookingsPerSecond: (Double(snapshot.count) / window * 10).rounded() / 10,
             httpLatency: stats.httpLatency, endToEndLatency: LatencySummary(endToEnd), outcomes: outcomes,
             invariants: invariants, pgbench: nil, pgbenchFunction: nil)
+        report.acceptedPerSecond = Self.perSecond(accepted, sendDuration)
         if configuration.recordTimeline {
             report.timeline = LoadTestTimeline(samples: stats.samples, endToEnd: committed)
         }
@@ -215,6 +262,73 @@ public struct LoadTest: Sendable {
             }
         }
         return report
+    }
+
+    /// The end of an `--ingress-only` run: remove what it left in Redis, check that nothing of it
+    /// is left and that no worker processed any of it, and report the sending figures.
+    private func finishIngressOnly(
+        plan: RequestPlan, stats: SendStatistics, backlog: RunBacklog, after: String, sendDuration: Duration,
+        lineBox: ProgressLineBox, postgres: PostgresClient
+    ) async throws -> LoadTestReport {
+        let (sent, accepted, failed) = stats.counts
+        progress?.update(lineBox.next(phase: "done", sent: sent, accepted: accepted, completed: 0, failed: failed))
+        progress?.finish()
+        progress?.note(
+            "sending done after \(Self.number(sendDuration.seconds)) s; removing the run's entries from \(backlog.stream)"
+        )
+        let removed: RunBacklog.Removal
+        let left: (streamEntries: Int, keys: Int)
+        do {
+            removed = try await backlog.remove(after: after, sent: sent)
+            left = try await backlog.remaining(after: after, sent: sent)
+        } catch {
+            throw LoadTestError.setup(
+                "could not remove the run's entries from Redis (\(error)); they carry keys \(plan.keyPattern)")
+        }
+        if accepted == 0 {
+            let statuses = stats.statuses.sorted { $0.key < $1.key }.map { "HTTP \($0.key) ×\($0.value)" }
+            throw LoadTestError.setup(
+                "no request was accepted ("
+                    + (statuses + (stats.errors > 0 ? ["\(stats.errors) unanswered"] : [])).joined(separator: ", ")
+                    + "); check --url and the token or secret")
+        }
+        let processed = try await postgres.query(
+            "SELECT count(*) FROM inbox WHERE message_key LIKE \(plan.keyPattern)"
+        ).single().decode(Int.self, at: 0)
+        let invariants: [LoadTestReport.Invariant] = [
+            .init(
+                name: "nothing of the run left in Redis", passed: left.streamEntries == 0 && left.keys == 0,
+                detail: left.streamEntries == 0 && left.keys == 0
+                    ? "removed \(removed.streamEntries) stream entries and \(removed.keys) result/digest keys"
+                    : "\(left.streamEntries) stream entries and \(left.keys) result/digest keys left"),
+            .init(
+                name: "no worker processed the run's requests", passed: processed == 0,
+                detail: processed == 0
+                    ? "0 inbox rows for the run"
+                    : "\(processed) inbox rows for the run: a worker consumes \(backlog.stream), so the figure is "
+                        + "not ingress alone"),
+        ]
+        var report = LoadTestReport(
+            run: String(plan.run), input: configuration.input.rawValue, requests: sent,
+            durationSeconds: configuration.duration.map(\.seconds), rate: configuration.rate,
+            concurrency: configuration.concurrency, slots: configuration.slots,
+            requestsPerSlot: configuration.requestsPerSlot, users: plan.users.count, sent: sent, accepted: accepted,
+            rejected: stats.rejected, errors: stats.errors, unansweredButProcessed: 0,
+            statuses: Dictionary(uniqueKeysWithValues: stats.statuses.map { (String($0.key), $0.value) }),
+            completed: 0, sendSeconds: Self.rounded(sendDuration.seconds), bookingsPerSecond: 0,
+            httpLatency: stats.httpLatency, endToEndLatency: LatencySummary(LatencySummary.makeHistogram()),
+            outcomes: [:], invariants: invariants, pgbench: nil, pgbenchFunction: nil)
+        report.ingressOnly = true
+        report.acceptedPerSecond = Self.perSecond(accepted, sendDuration)
+        report.backlogRemoved = .init(streamEntries: removed.streamEntries, keys: removed.keys)
+        if configuration.recordTimeline {
+            report.timeline = LoadTestTimeline(samples: stats.samples, endToEnd: [])
+        }
+        return report
+    }
+
+    static func perSecond(_ count: Int, _ duration: Duration) -> Double {
+        (Double(count) / max(0.001, duration.seconds) * 10).rounded() / 10
     }
 
     /// Fresh slots and users.

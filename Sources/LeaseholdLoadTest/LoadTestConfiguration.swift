@@ -43,13 +43,22 @@ public struct LoadTestConfiguration: Sendable {
     public var pgbench: Bool
     /// Keep per-request timings for a latency-over-time plot (about 16 bytes per request).
     public var recordTimeline: Bool
+    /// Measure ingress alone: send, count the accepted answers, and remove the run's entries
+    /// from the stream (and its result and digest keys) afterwards, without waiting for outcomes
+    /// or checking bookings; meant for a system with no worker consuming. Needs ``redisURL``.
+    public var ingressOnly: Bool
+    /// Redis of the system under test (the `--ingress-only` clean-up); `nil`: not given.
+    public var redisURL: String?
+    /// The prefix of every Redis key the ingress writes (`LEASEHOLD_REDIS_PREFIX`).
+    public var redisPrefix: String
 
     public init(
         ingressURLs: [String] = ["http://127.0.0.1:8080"], input: LoadTestInput = .api, apiToken: String = "",
         telegramSecret: String = "", postgresURL: String, slots: Int = 100, requestsPerSlot: Int = 20,
         users: Int? = nil, requestCount: Int? = nil, duration: Duration? = nil, concurrency: Int = 32,
         rate: Double? = nil, completionTimeout: Duration = .seconds(120), postgresLog: String? = nil,
-        pgbench: Bool = true, recordTimeline: Bool = false
+        pgbench: Bool = true, recordTimeline: Bool = false, ingressOnly: Bool = false, redisURL: String? = nil,
+        redisPrefix: String = "lh:"
     ) {
         self.ingressURLs = ingressURLs
         self.input = input
@@ -67,6 +76,9 @@ public struct LoadTestConfiguration: Sendable {
         self.postgresLog = postgresLog
         self.pgbench = pgbench
         self.recordTimeline = recordTimeline
+        self.ingressOnly = ingressOnly
+        self.redisURL = redisURL
+        self.redisPrefix = redisPrefix
     }
 
     /// The most requests one run may send (Telegram update IDs reserve 7 digits for the index).
@@ -110,6 +122,10 @@ public struct LoadTestConfiguration: Sendable {
             return "one user per request would create more than 10000000 users: give --users"
         }
         if let rate, !(rate > 0 && rate.isFinite) { return "--rate must be a positive number of requests per second" }
+        if ingressOnly && (redisURL ?? "").isEmpty {
+            return
+                "--ingress-only needs the Redis URL (--redis-url or REDIS_URL) to remove the entries the run adds to the streams"
+        }
         switch input {
         case .api where apiToken.isEmpty:
             return "--input api needs LEASEHOLD_API_TOKEN (the ingress's bearer token for /v1/bookings)"

@@ -52,13 +52,33 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
     /// pgbench running the booking in one round trip, `leasehold_book` (the database's limit for
     /// what Leasehold ships).
     public var pgbenchFunction: Pgbench.Result?
+    /// Accepted requests per second while sending: what ingress took in (`accepted / sendSeconds`).
+    public var acceptedPerSecond: Double = 0
+    /// `--ingress-only`: no outcome was waited for (``completed``, ``bookingsPerSecond``,
+    /// ``endToEndLatency`` and ``outcomes`` stay empty), and the run's entries were removed from
+    /// Redis afterwards.
+    public var ingressOnly = false
+    /// With `--ingress-only`: what the clean-up removed from Redis.
+    public var backlogRemoved: BacklogRemoval?
+    /// CPU time and peak memory per role over the measured interval, when the caller owns the
+    /// processes (`leasehold demo`).
+    public var processes: ProcessUsage?
     /// Second by second, when the run recorded it (for `--plot`); not part of the JSON.
     public var timeline: LoadTestTimeline?
+
+    /// What an `--ingress-only` run removed from Redis.
+    public struct BacklogRemoval: Sendable, Codable, Equatable {
+        /// The run's entries deleted from the input's stream (XDEL).
+        public var streamEntries: Int
+        /// Result and digest keys deleted (`--input api`: two per accepted request).
+        public var keys: Int
+    }
 
     enum CodingKeys: String, CodingKey {
         case run, input, requests, durationSeconds, rate, concurrency, slots, requestsPerSlot, users, sent, accepted
         case rejected, errors, unansweredButProcessed, statuses, completed, sendSeconds, bookingsPerSecond
         case httpLatency, endToEndLatency, outcomes, invariants, pgbench, pgbenchFunction
+        case acceptedPerSecond, ingressOnly, backlogRemoved, processes
     }
 
     /// Every checked invariant held.
@@ -113,23 +133,38 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
                 .joined(separator: ", ") + ")"
         }
         var lines = [
-            "Leasehold load test, run \(run)",
+            "Leasehold load test, run \(run)" + (ingressOnly ? " (ingress only: no worker, no outcomes)" : ""),
             row("requests", shape),
             row("contention", "\(slots) fresh slots, \(requestsPerSlot) requests per slot in a row, \(users) users"),
             row("sent / accepted / rejected / errors", answered),
-            row("completed (committed outcomes)", "\(completed)"),
-            row("sending took", "\(sendSeconds) s"),
         ]
+        if !ingressOnly { lines.append(row("completed (committed outcomes)", "\(completed)")) }
+        lines.append(row("sending took", "\(sendSeconds) s"))
         if unansweredButProcessed > 0 {
             lines.append(row("unanswered, yet processed", "\(unansweredButProcessed)"))
         }
-        lines += [
-            row(
-                "outcomes", outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")),
-            row("throughput end to end", "\(bookingsPerSecond) bookings/s"),
-            row("HTTP latency (send → answer)", latency(httpLatency)),
-            row("end to end (XADD → COMMIT)", latency(endToEndLatency)),
-        ]
+        if ingressOnly {
+            lines += [
+                row("accepted by ingress", "\(acceptedPerSecond) requests/s"),
+                row("HTTP latency (send → answer)", latency(httpLatency)),
+            ]
+            if let backlogRemoved {
+                lines.append(
+                    row(
+                        "removed from Redis afterwards",
+                        "\(backlogRemoved.streamEntries) stream entries, \(backlogRemoved.keys) result/digest keys"))
+            }
+        } else {
+            lines += [
+                row(
+                    "outcomes",
+                    outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")),
+                row("accepted by ingress", "\(acceptedPerSecond) requests/s (while sending)"),
+                row("throughput end to end", "\(bookingsPerSecond) bookings/s"),
+                row("HTTP latency (send → answer)", latency(httpLatency)),
+                row("end to end (XADD → COMMIT)", latency(endToEndLatency)),
+            ]
+        }
         for (name, result, ratio) in [
             ("pgbench, statement by statement", pgbench, ratioToPgbench),
             ("pgbench, one round trip", pgbenchFunction, ratioToPgbenchFunction),
@@ -141,6 +176,7 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
                 lines.append(row("  Leasehold / that", "\(ratio) (\(Int((ratio * 100).rounded()))%)"))
             }
         }
+        if let processes { lines += processTable(processes, row: row) }
         lines.append("invariants:")
         for invariant in invariants {
             let mark = !invariant.checked ? "SKIP" : (invariant.passed ? "ok  " : "FAIL")
@@ -148,6 +184,35 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
         }
         lines.append(passed ? "PASSED" : "FAILED: an invariant does not hold")
         return lines.joined(separator: "\n")
+    }
+
+    /// The "CPU per booking" section and the "peak RSS" lines.
+    private func processTable(_ usage: ProcessUsage, row: (String, String) -> String) -> [String] {
+        func cpu(_ seconds: Double, _ cores: Double, _ perBooking: Double?) -> String {
+            "\(String(format: "%.2f", seconds)) s CPU (\(String(format: "%.2f", cores)) cores)"
+                + (perBooking.map { "   \(String(format: "%.3f", $0)) ms per \(unit)" } ?? "")
+        }
+        let unit = usage.basis == ProcessUsage.acceptedRequests ? "request" : "booking"
+        var lines = [
+            row(
+                ingressOnly ? "CPU per accepted request" : "CPU per booking",
+                "over \(usage.intervalSeconds) s measured, \(usage.count) \(usage.basis)")
+        ]
+        let roles = ProcessUsage.order.compactMap { name in usage.roles[name].map { (name, $0) } }
+        for (name, role) in roles {
+            let label = role.processes > 1 ? "\(ProcessUsage.label(name)) ×\(role.processes)" : ProcessUsage.label(name)
+            lines.append(row("  " + label, cpu(role.cpuSeconds, role.cores, role.cpuMsPerBooking)))
+        }
+        lines.append(row("  all", cpu(usage.totalCpuSeconds, usage.totalCores, usage.totalCpuMsPerBooking)))
+        for (name, role) in roles where ["ingress", "worker"].contains(name) {
+            guard let peak = role.peakRssMiB else { continue }
+            lines.append(
+                row(
+                    "peak RSS \(name)",
+                    "\(String(format: "%.1f", peak)) MiB"
+                        + (role.processes > 1 ? " (the largest of \(role.processes) processes)" : "")))
+        }
+        return lines
     }
 
     /// The latency-over-time plot (SVG), when the run recorded a timeline.

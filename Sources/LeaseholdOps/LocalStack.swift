@@ -91,6 +91,12 @@ public actor LocalStack {
 
     public nonisolated var redisURL: String { "redis://127.0.0.1:\(redisPort)/0" }
 
+    /// The postmaster's process ID while PostgreSQL runs (its backends are its children).
+    public var postgresProcessID: Int32? { postgres?.pid }
+
+    /// redis-server's process ID while Redis runs.
+    public var redisProcessID: Int32? { redis?.pid }
+
     public nonisolated var postgresLog: URL { options.directory.appendingPathComponent("postgres.log") }
     public nonisolated var redisLog: URL { options.directory.appendingPathComponent("redis.log") }
     private nonisolated var postgresData: URL { options.directory.appendingPathComponent("postgres") }

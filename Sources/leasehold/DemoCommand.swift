@@ -10,26 +10,54 @@ struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
         abstract:
-            "Run the embedded stack, 2 ingress, 2 workers and a supervisor as separate processes, and a load test.",
+            "Run the embedded stack, ingress, workers and a supervisor as separate processes, and a load test.",
         discussion: """
             Starts PostgreSQL and Redis as child processes (the embedded default, data in --dir), migrates, \
-            starts `leasehold ingress` ×2, `leasehold worker` ×2 and `leasehold supervisor` as separate processes of this binary, \
-            drives a load test of concurrent bookings with a progress line (the load flags are those of \
-            `leasehold loadtest`: --input, --requests or --duration, --rate, --plot, ...; the demo supplies the \
-            URLs, the API token and the Telegram secret), prints the report (with the pgbench comparison), then \
-            stops everything (SIGTERM, in order). --keep-running leaves the system up until Ctrl-C or SIGTERM and \
-            prints the URLs. Role logs go to <dir>/logs/. The roles inherit this process's environment (e.g. \
+            starts `leasehold ingress` ×--ingresses (default 2), `leasehold worker` ×--workers (default 2) and \
+            `leasehold supervisor` as separate processes of this binary, drives a load test of concurrent \
+            bookings with a progress line (the load flags are those of `leasehold loadtest`: --input, --requests \
+            or --duration, --rate, --plot, ...; the demo supplies the URLs, the API token and the Telegram \
+            secret), prints the report (with the pgbench comparison), then stops everything (SIGTERM, in order). \
+            --ingress-only starts no worker and no supervisor and measures ingress alone (accepted requests per \
+            second; the run's entries are removed from Redis afterwards). The report adds, for the measured \
+            interval (first request sent to last outcome committed; with --ingress-only to the last answer), the \
+            CPU seconds of each role from /proc (ingress, worker, supervisor, PostgreSQL = the postmaster and \
+            its backends, Redis, the demo itself as load generator) and per committed outcome (with \
+            --ingress-only per accepted request), and the peak resident set size of the ingress and worker \
+            processes (VmRSS sampled every 250 ms). --keep-running leaves the system up until Ctrl-C or SIGTERM \
+            and prints the URLs. Role logs go to <dir>/logs/. The roles inherit this process's environment (e.g. \
             LEASEHOLD_WORKER_CONCURRENCY), with their URLs and secrets set by the demo; migrations come from \
             ./Migrations (env: LEASEHOLD_MIGRATIONS_DIR), the PostgreSQL binaries and pgbench from the newest \
             /usr/lib/postgresql/*/bin (env: LEASEHOLD_PG_BINDIR). Exit status: that of the load test (0 passed, \
-            1 an invariant failed, 2 it could not run).
+            1 an invariant failed, 2 it could not run), 64 for bad options.
             """
     )
 
     @Option(help: "Data and log directory.")
     var dir: String = ".leasehold/demo"
 
+    @Option(help: "Ingress processes, 1...64.")
+    var ingresses: Int = 2
+
+    @Option(help: "Worker processes, 1...64 (default: 2; --ingress-only starts none).")
+    var workers: Int?
+
     @OptionGroup var load: LoadTestOptions
+
+    /// Worker processes to start.
+    var workerCount: Int { load.ingressOnly ? 0 : workers ?? 2 }
+
+    func validate() throws {
+        guard (1...64).contains(ingresses) else { throw ValidationError("--ingresses must be 1...64") }
+        if let workers {
+            if load.ingressOnly {
+                throw ValidationError("--ingress-only starts no worker; leave out --workers")
+            }
+            guard (1...64).contains(workers) else {
+                throw ValidationError("--workers must be 1...64 (--ingress-only measures ingress with no worker)")
+            }
+        }
+    }
 
     @Flag(help: "Keep the system running after the load test, until Ctrl-C or SIGTERM.")
     var keepRunning = false
@@ -64,7 +92,7 @@ struct DemoCommand: AsyncParsableCommand {
             environment["LEASEHOLD_API_TOKEN"] = token
             environment["TELEGRAM_WEBHOOK_SECRET"] = telegramSecret
             environment["LOG_LEVEL"] = "info"
-            let ports = try (0..<2).map { _ in try freeLoopbackPort() }
+            let ports = try (0..<ingresses).map { _ in try freeLoopbackPort() }
             for (index, port) in ports.enumerated() {
                 roles.append(
                     try ChildProcess(
@@ -72,35 +100,48 @@ struct DemoCommand: AsyncParsableCommand {
                         arguments: ["ingress", "--host", "127.0.0.1", "--port", String(port)],
                         log: logs.appendingPathComponent("ingress-\(index).log"), environment: environment))
             }
-            for index in 0..<2 {
+            for index in 0..<workerCount {
                 roles.append(
                     try ChildProcess(
                         name: "worker-\(index)", executable: self_,
                         arguments: ["worker", "--consumer-name", "demo-worker-\(index)"],
                         log: logs.appendingPathComponent("worker-\(index).log"), environment: environment))
             }
-            roles.append(
-                try ChildProcess(
-                    name: "supervisor", executable: self_, arguments: ["supervisor"],
-                    log: logs.appendingPathComponent("supervisor.log"), environment: environment))
+            if !load.ingressOnly {
+                roles.append(
+                    try ChildProcess(
+                        name: "supervisor", executable: self_, arguments: ["supervisor"],
+                        log: logs.appendingPathComponent("supervisor.log"), environment: environment))
+            }
             let urls = ports.map { "http://127.0.0.1:\($0)" }
             try await waitForHealth(urls, roles: roles)
-            say("running: ingress ×2 (\(urls.joined(separator: ", "))), worker ×2, supervisor; logs in \(logs.path)")
+            say(
+                "running: ingress ×\(ingresses) (\(urls.joined(separator: ", "))), "
+                    + (load.ingressOnly
+                        ? "no worker, no supervisor (ingress only)" : "worker ×\(workerCount), supervisor")
+                    + "; logs in \(logs.path)")
 
+            let accounting = ProcessAccounting(roles: await accountedRoles(roles, stack: stack))
             let progress = ProgressPrinter()
-            let report: LoadTestReport
+            var report: LoadTestReport
             do {
                 report = try await LoadTest(
                     configuration: load.configuration(
                         urls: urls, apiToken: token, telegramSecret: telegramSecret, postgresURL: stack.postgresURL,
-                        postgresLog: stack.postgresLog.path),
-                    progress: progress
+                        postgresLog: stack.postgresLog.path, redisURL: stack.redisURL,
+                        redisPrefix: environment["LEASEHOLD_REDIS_PREFIX"].flatMap { $0.isEmpty ? nil : $0 } ?? "lh:"),
+                    progress: progress, measurement: accounting
                 ).run()
             } catch {
                 progress.finish()
                 say("error: \(error)")
                 throw ExitCode(2)  // the outer catch stops everything
             }
+            report.processes =
+                report.ingressOnly
+                ? accounting.usage(count: report.accepted, basis: ProcessUsage.acceptedRequests)
+                : accounting.usage(
+                    count: report.completed + report.unansweredButProcessed, basis: ProcessUsage.committedOutcomes)
             load.writePlot(report, progress: progress)
             print(load.json ? report.json : report.table)
 
@@ -124,6 +165,24 @@ struct DemoCommand: AsyncParsableCommand {
         }
     }
 
+    /// The processes to account for, by role: every child this demo started, PostgreSQL with its
+    /// backends, and this process (the load generator).
+    private func accountedRoles(_ roles: [ChildProcess], stack: LocalStack) async -> [ProcessAccounting.Role] {
+        func pids(_ prefix: String) -> [Int32] { roles.filter { $0.name.hasPrefix(prefix) }.map(\.pid) }
+        var accounted = [
+            ProcessAccounting.Role(name: "ingress", pids: pids("ingress-")),
+            ProcessAccounting.Role(name: "worker", pids: pids("worker-")),
+            ProcessAccounting.Role(name: "supervisor", pids: pids("supervisor")),
+        ].filter { !$0.pids.isEmpty }
+        if let postmaster = await stack.postgresProcessID {
+            accounted.append(
+                .init(name: "postgresql", pids: [postmaster], includesChildren: true, sampleMemory: false))
+        }
+        if let redis = await stack.redisProcessID { accounted.append(.init(name: "redis", pids: [redis])) }
+        accounted.append(.init(name: "loadgen", pids: [getpid()]))
+        return accounted
+    }
+
     private func say(_ text: String) {
         FileHandle.standardError.write(Data("==> \(text)\n".utf8))
     }
@@ -144,7 +203,7 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     private func stopAll(_ roles: [ChildProcess], stack: LocalStack) async {
-        say("stopping ingress, workers and the supervisor (SIGTERM), then Redis and PostgreSQL")
+        say("stopping \(roles.map(\.name).joined(separator: ", ")) (SIGTERM), then Redis and PostgreSQL")
         for role in roles { role.send(SIGTERM) }
         for role in roles { await role.stop(signal: SIGTERM, timeout: .seconds(30)) }
         await stack.stop()

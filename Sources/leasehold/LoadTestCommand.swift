@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LeaseholdLoadTest
+import LeaseholdQueue
 
 /// `leasehold loadtest`: drive concurrent bookings and verify every invariant.
 struct LoadTestCommand: AsyncParsableCommand {
@@ -21,9 +22,15 @@ struct LoadTestCommand: AsyncParsableCommand {
             once by the request told booked, inbox count equals accepted requests, every accepted request one \
             final outcome, and (with --postgres-log) zero duplicate key errors. Then it runs the same booking \
             transaction with pgbench at the same concurrency and contention and prints both figures. --plot \
-            FILE.svg draws latency and throughput per second. Exit status: 0 when every invariant holds, 1 \
-            when one fails, 2 when the test could not run (nothing accepted at all counts), 64 for bad options \
-            or a missing secret (nothing is sent or created then).
+            FILE.svg draws latency and throughput per second. --ingress-only measures ingress alone, for a system \
+            with no worker consuming: it sends the same requests and reports accepted requests per second and HTTP \
+            latency, waits for no outcome, checks no booking and runs no pgbench; afterwards it removes the run's \
+            entries from the stream and (--input api) their result and digest keys from Redis (--redis-url or \
+            env REDIS_URL, required; key prefix --redis-prefix or env LEASEHOLD_REDIS_PREFIX, default lh:), \
+            so a worker started later does not process them, and checks that nothing of the run is left and that \
+            no worker processed any of it. Exit status: 0 when every invariant holds, 1 when one fails, 2 when \
+            the test could not run (nothing accepted at all counts), 64 for bad options or a missing secret or \
+            Redis URL (nothing is sent or created then).
             """
     )
 
@@ -52,7 +59,9 @@ struct LoadTestCommand: AsyncParsableCommand {
                 ? ["http://127.0.0.1:8080"] : urls.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 },
             apiToken: environment["LEASEHOLD_API_TOKEN"] ?? "",
             telegramSecret: environment["TELEGRAM_WEBHOOK_SECRET"] ?? "", postgresURL: common.postgresURL,
-            postgresLog: postgresLog ?? environment["POSTGRES_LOG"])
+            postgresLog: postgresLog ?? environment["POSTGRES_LOG"],
+            // No default here: --ingress-only deletes entries, so it must be told which Redis.
+            redisURL: common.redisURLFlag ?? environment["REDIS_URL"], redisPrefix: common.redisKeys.prefix)
     }
 
     func run() async throws {

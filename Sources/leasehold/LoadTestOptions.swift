@@ -46,6 +46,14 @@ struct LoadTestOptions: ParsableArguments {
     @Flag(help: "Print the report as JSON (on standard output) instead of a table.")
     var json = false
 
+    @Flag(
+        help: """
+            Measure ingress alone: count accepted requests per second and HTTP latency, wait for no outcome, \
+            check no booking, skip pgbench, then remove the run's stream entries and result/digest keys from Redis.
+            """
+    )
+    var ingressOnly = false
+
     func validate() throws {
         guard (1...86_400).contains(waitTimeout) else { throw ValidationError("--wait-timeout must be 1...86400") }
         if let duration, !(1...86_400).contains(duration) {
@@ -61,23 +69,24 @@ struct LoadTestOptions: ParsableArguments {
             }
         }
         // The checks that need no secrets and no URLs (the commands add those).
-        if let problem = configuration(urls: ["http://127.0.0.1"], apiToken: "-", telegramSecret: "-", postgresURL: "")
-            .problem
-        {
+        if let problem = configuration(
+            urls: ["http://127.0.0.1"], apiToken: "-", telegramSecret: "-", postgresURL: "", redisURL: "-"
+        ).problem {
             throw ValidationError(problem)
         }
     }
 
     /// The load test these flags describe.
     func configuration(
-        urls: [String], apiToken: String, telegramSecret: String, postgresURL: String, postgresLog: String? = nil
+        urls: [String], apiToken: String, telegramSecret: String, postgresURL: String, postgresLog: String? = nil,
+        redisURL: String? = nil, redisPrefix: String = "lh:"
     ) -> LoadTestConfiguration {
         LoadTestConfiguration(
             ingressURLs: urls, input: input, apiToken: apiToken, telegramSecret: telegramSecret,
             postgresURL: postgresURL, slots: slots, requestsPerSlot: perSlot, users: users, requestCount: requests,
             duration: duration.map { .seconds($0) }, concurrency: concurrency, rate: rate,
             completionTimeout: .seconds(waitTimeout), postgresLog: postgresLog, pgbench: !noPgbench,
-            recordTimeline: plot != nil)
+            recordTimeline: plot != nil, ingressOnly: ingressOnly, redisURL: redisURL, redisPrefix: redisPrefix)
     }
 
     /// Writes the plot when `--plot` asked for one; a failure is reported, not fatal (the report

@@ -1,5 +1,6 @@
 import Foundation
 import FoundationXML
+import LeaseholdRedis
 import LeaseholdTesting
 import Testing
 
@@ -162,6 +163,7 @@ extension SystemTests {
                 (["--rate", "0"], [:], "--rate must be"),
                 (["--plot", "latency.png"], [:], "name the file *.svg"),
                 (["--url", "ftp://127.0.0.1"], [:], "must start with http://"),
+                (["--ingress-only"], ["REDIS_URL": ""], "--ingress-only needs the Redis URL"),
             ]
             for bad in cases {
                 let result = try await LeaseholdExecutable.run(
@@ -175,6 +177,120 @@ extension SystemTests {
             #expect(try await count(stack, "SELECT count(*) FROM users") == 0)
             #expect(try await count(stack, "SELECT count(*) FROM time_slots") == 0)
             await stack.shutdown()
+        }
+
+        @Test func ingressOnlyCountsAcceptedRequestsAndLeavesNothingOfTheRunInRedis() async throws {
+            let stack = try await ProcessStack.start(ingress: 2, workers: 0)
+            // An entry another producer added before the run: the clean-up must leave it alone.
+            try await stack.redis.send(
+                "XADD", stack.stream("bookings"), "*", "key", "api:not-the-load-test", "kind", "booking", "payload",
+                "{}", "attempt", "1", "enqueued_at", "0")
+            for input in ["api", "telegram"] {
+                let (status, report, output) = try await loadtest(stack, ["--ingress-only", "--input", input])
+                #expect(status == 0, "\(output)")
+                #expect(report["passed"] as? Bool == true, "\(output)")
+                #expect(report["ingressOnly"] as? Bool == true)
+                #expect(report["sent"] as? Int == 200)
+                #expect(report["accepted"] as? Int == 200)
+                #expect(report["completed"] as? Int == 0, "no outcome is waited for")
+                #expect((report["acceptedPerSecond"] as? Double ?? 0) > 0)
+                #expect((report["httpLatency"] as? [String: Any])?["count"] as? Int == 200)
+                #expect(report["pgbench"] == nil, "no pgbench in ingress-only mode")
+                let removed = report["backlogRemoved"] as? [String: Any]
+                #expect(removed?["streamEntries"] as? Int == 200, "\(report)")
+                // API: a pending marker and a digest per accepted request; Telegram: none.
+                #expect(removed?["keys"] as? Int == (input == "api" ? 400 : 0), "\(report)")
+                #expect(
+                    invariants(report).map { $0["name"] as? String }
+                        == ["nothing of the run left in Redis", "no worker processed the run's requests"])
+                #expect(output.contains("ingress only"), "\(output)")
+            }
+            // Nothing of either run is left: the foreign entry alone on the bookings stream, no
+            // result or digest key.
+            #expect(try await stack.streamLength("bookings") == 1)
+            #expect(try await stack.streamLength("telegram") == 0)
+            let remaining = try await stack.redis.send("XRANGE", stack.stream("bookings"), "-", "+")
+            #expect(remaining.array?.first?.array?.last?.fieldMap?["key"]?.string == "api:not-the-load-test")
+            for kind in ["result", "digest"] {
+                let scan = try await stack.redis.send(
+                    "SCAN", "0", "MATCH", "\(stack.prefix)\(kind):*", "COUNT", 100_000)
+                #expect(scan.array?.last?.array?.isEmpty == true, "\(kind) keys left: \(scan)")
+            }
+            // So a worker started now finds nothing of the runs to process.
+            #expect(try await count(stack, "SELECT count(*) FROM inbox") == 0)
+            await stack.shutdown()
+        }
+
+        @Test func theDemoReportsCPUPerBookingAndPeakMemoryPerRole() async throws {
+            let directory = try makeTemporaryDirectory("demo")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            func demo(_ arguments: [String]) async throws -> (status: Int32, report: [String: Any], output: String) {
+                let result = try await LeaseholdExecutable.run(
+                    ["demo", "--dir", directory.path, "--json", "--no-pgbench", "--concurrency", "8"] + arguments,
+                    in: directory,
+                    environment: ["LEASEHOLD_MIGRATIONS_DIR": LeaseholdExecutable.migrationsDirectory.path],
+                    timeout: .seconds(300))
+                let lines = result.output.split(separator: "\n", omittingEmptySubsequences: false)
+                let start = try #require(lines.firstIndex(of: "{"), "no JSON in:\n\(result.output)")
+                let json = lines[start...].prefix { $0 != "}" }.joined(separator: "\n") + "\n}"
+                let report = try #require(
+                    try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any], "\(result.output)")
+                return (result.status, report, result.output)
+            }
+            func roles(_ report: [String: Any]) -> [String: [String: Any]] {
+                (report["processes"] as? [String: Any])?["roles"] as? [String: [String: Any]] ?? [:]
+            }
+
+            // Bad process counts are refused before anything starts.
+            for (arguments, message) in [
+                (["--workers", "0"], "--workers must be 1...64"),
+                (["--ingresses", "0"], "--ingresses must be 1...64"),
+                (["--ingress-only", "--workers", "2"], "--ingress-only starts no worker"),
+            ] {
+                let result = try await LeaseholdExecutable.run(
+                    ["demo", "--dir", directory.path] + arguments, in: directory)
+                #expect(result.status == 64, "\(arguments): \(result.output)")
+                #expect(result.output.contains(message), "\(arguments): \(result.output)")
+            }
+
+            // 1 ingress, 1 worker: CPU per role and per committed outcome, peak RSS.
+            let (status, report, output) = try await demo([
+                "--ingresses", "1", "--workers", "1", "--slots", "10", "--per-slot", "10",
+            ])
+            #expect(status == 0, "\(output)")
+            #expect(report["completed"] as? Int == 100)
+            let processes = try #require(report["processes"] as? [String: Any], "\(output)")
+            #expect(processes["count"] as? Int == 100)
+            #expect(processes["basis"] as? String == "committed outcomes")
+            #expect((processes["intervalSeconds"] as? Double ?? 0) > 0)
+            #expect((processes["totalCpuSeconds"] as? Double ?? 0) > 0)
+            #expect((processes["totalCpuMsPerBooking"] as? Double ?? 0) > 0)
+            let measured = roles(report)
+            #expect(Set(measured.keys) == ["ingress", "worker", "supervisor", "postgresql", "redis", "loadgen"])
+            for role in ["ingress", "worker", "postgresql", "loadgen"] {
+                #expect((measured[role]?["cpuSeconds"] as? Double ?? 0) > 0, "\(role): \(processes)")
+                #expect((measured[role]?["cpuMsPerBooking"] as? Double ?? 0) > 0, "\(role): \(processes)")
+            }
+            for role in ["ingress", "worker"] {
+                #expect(measured[role]?["processes"] as? Int == 1)
+                #expect((measured[role]?["peakRssMiB"] as? Double ?? 0) > 1, "\(role): \(processes)")
+            }
+            #expect(measured["postgresql"]?["peakRssMiB"] == nil, "shared memory makes PostgreSQL's RSS meaningless")
+
+            // Ingress only: no worker, no supervisor, CPU per accepted request.
+            let (onlyStatus, only, onlyOutput) = try await demo([
+                "--ingress-only", "--ingresses", "2", "--slots", "10", "--per-slot", "10",
+            ])
+            #expect(onlyStatus == 0, "\(onlyOutput)")
+            #expect(only["ingressOnly"] as? Bool == true)
+            #expect(only["accepted"] as? Int == 100)
+            #expect(onlyOutput.contains("no worker, no supervisor"), "\(onlyOutput)")
+            let onlyProcesses = try #require(only["processes"] as? [String: Any], "\(onlyOutput)")
+            #expect(onlyProcesses["basis"] as? String == "accepted requests")
+            #expect(onlyProcesses["count"] as? Int == 100)
+            #expect(Set(roles(only).keys) == ["ingress", "postgresql", "redis", "loadgen"])
+            #expect(roles(only)["ingress"]?["processes"] as? Int == 2)
+            #expect((roles(only)["ingress"]?["cpuSeconds"] as? Double ?? 0) > 0)
         }
 
         @Test func aDoubleBookingMakesTheRunFailWithANonZeroExit() async throws {
