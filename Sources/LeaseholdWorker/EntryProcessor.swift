@@ -50,22 +50,25 @@ struct EntryProcessor: Sendable {
         self.batcher = RedisBatcher(client: redis, flushers: min(2, redis.size))
     }
 
-    /// An entry and its lease, taken or not yet.
-    struct Claimed: Sendable {
-        var entry: StreamEntry
-        var lease: Lease
-        /// `false`: another worker held it at the batch's acquisition (or Redis did not answer);
-        /// ``process(_:)-(Claimed)`` waits for it up to ``WorkerConfiguration/leaseWait``.
-        var held: Bool
+    /// An entry and its lease, taken or not yet (`held == false`: another worker held it, or Redis
+    /// did not answer; ``process(_:)-(Claimed)`` then waits for it up to ``WorkerConfiguration/leaseWait``).
+    typealias Claimed = StreamConsumer.LeasedEntry
+
+    /// How the worker's read names and times the leases it takes with the entries: owners are
+    /// `<consumer>:<token>:<entry id>`, the token new for every call.
+    func leaseTerms() -> StreamConsumer.LeaseTerms {
+        StreamConsumer.LeaseTerms(
+            keyPrefix: configuration.keys.lease(""), ownerPrefix: "\(configuration.consumerName):\(tokens.next()):",
+            ttl: configuration.leaseTTL)
     }
 
-    /// Takes the leases of a read batch, in one script call.
+    /// Takes the leases of entries already read, in one script call (the worker's read takes
+    /// them as it reads, see ``StreamConsumer/read(count:block:first:leasing:on:)``).
     func lease(_ entries: [StreamEntry]) async -> [Claimed] {
         guard !entries.isEmpty else { return [] }
+        let terms = leaseTerms()
         let leases = entries.map { entry in
-            Lease(
-                key: configuration.keys.lease(entry.key),
-                owner: "\(configuration.consumerName):\(entry.id):\(tokens.next())", ttl: configuration.leaseTTL)
+            Lease(key: terms.keyPrefix + entry.key, owner: terms.ownerPrefix + entry.id, ttl: terms.ttl)
         }
         let taken: [Bool]
         do {

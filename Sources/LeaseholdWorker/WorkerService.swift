@@ -10,9 +10,9 @@ import Synchronization
 /// The `leasehold worker` role as a `Service`.
 ///
 /// One loop reads from the consumer group, taking at most as many entries as it has free slots
-/// (``WorkerConfiguration/concurrency``) in total over all streams (see
-/// ``StreamConsumer/read(count:block:first:on:)``), takes the leases `lh:lease:<key>` of the
-/// whole batch in one script call, and hands each entry to a child task that:
+/// (``WorkerConfiguration/concurrency``) in total over all streams and taking the leases
+/// `lh:lease:<key>` of the whole batch in the same script call (see
+/// ``StreamConsumer/read(count:block:first:leasing:on:)``), and hands each entry to a child task that:
 ///
 /// 1. waits briefly for its lease if another worker held it;
 /// 2. runs its kind's ``MessageHandler`` — **one** PostgreSQL transaction (for a booking, one
@@ -95,11 +95,13 @@ public struct WorkerService: Service {
                         await wakeup.next()
                         continue
                     }
-                    let batch: StreamConsumer.Batch
+                    let batch: StreamConsumer.LeasedBatch
                     do {
+                        let terms = processor.leaseTerms()
                         batch = try await reader.withConnection { [configuration, rotation] connection in
                             try consumer.read(
-                                count: free, block: configuration.readBlock, first: rotation, on: connection)
+                                count: free, block: configuration.readBlock, first: rotation, leasing: terms,
+                                on: connection)
                         }
                         rotation &+= 1
                         failures = 0
@@ -112,7 +114,7 @@ public struct WorkerService: Service {
                     for broken in batch.undecodable {
                         await deadLetterUndecodable(broken)
                     }
-                    for claimed in await processor.lease(batch.entries) {
+                    for claimed in batch.entries {
                         inFlight.add(1)
                         group.addTask {
                             await processor.process(claimed)

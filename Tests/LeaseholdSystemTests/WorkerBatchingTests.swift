@@ -74,6 +74,47 @@ extension SystemTests {
             await stack.shutdown()
         }
 
+        @Test func oneScriptCallReadsWithinTheBudgetAndTakesTheLeasesOfWhatItDelivered() async throws {
+            let stack = try await ProcessStack.start(ingress: 0, workers: 0)
+            let keys = RedisKeys(prefix: stack.prefix)
+            let streams = ["telegram", "yookassa", "bookings"].map(stack.stream)
+            let consumer = StreamConsumer(streams: streams, consumer: "worker-a")
+            let producer = StreamProducer(keys: keys, highWaterMark: 0)
+            try await stack.redis.withConnection { connection in
+                try consumer.ensureGroups(on: connection)
+                for (index, stream) in streams.enumerated() {
+                    for item in 0..<2 {
+                        _ = try producer.enqueue(
+                            StreamEntry(stream: stream, key: "k\(index)-\(item)", kind: "booking", payload: []),
+                            on: connection)
+                    }
+                }
+            }
+            try await stack.redis.send("SET", keys.lease("k2-0"), "someone-else", "PX", 60_000)
+            // The first stream's group vanished: what the others deliver still comes back.
+            try await stack.redis.send("XGROUP", "DESTROY", streams[0], "workers")
+
+            let terms = StreamConsumer.LeaseTerms(
+                keyPrefix: keys.lease(""), ownerPrefix: "worker-a:1:", ttl: .seconds(30))
+            let read = try await stack.redis.withConnection { connection in
+                try consumer.read(count: 3, block: .zero, first: 0, leasing: terms, on: connection)
+            }
+            #expect(read.entries.map(\.entry.key) == ["k1-0", "k1-1", "k2-0"], "at most the budget, in stream order")
+            #expect(read.entries.map(\.held) == [true, true, false])
+            for leased in read.entries where leased.held {
+                #expect(leased.lease.owner == "worker-a:1:\(leased.entry.id)")
+                #expect(try await stack.redis.send("GET", leased.lease.key).string == leased.lease.owner)
+            }
+            #expect(try await stack.redis.send("GET", keys.lease("k2-0")).string == "someone-else")
+            let recreated = try await stack.redis.send("XINFO", "GROUPS", streams[0])
+            #expect(recreated.array?.count == 1, "the missing group was created again")
+            let next = try await stack.redis.withConnection { connection in
+                try consumer.read(count: 10, block: .zero, first: 0, leasing: terms, on: connection)
+            }
+            #expect(Set(next.entries.map(\.entry.key)) == ["k0-0", "k0-1", "k2-1"])
+            await stack.shutdown()
+        }
+
         @Test func oneHeartbeatRenewsEveryHeldLeaseInOneCall() async throws {
             let stack = try await ProcessStack.start(ingress: 0, workers: 0)
             let keys = RedisKeys(prefix: stack.prefix)
