@@ -47,14 +47,20 @@ struct PaymentFixture {
         return try! YooKassaNotification(event: event.rawValue, object: object).validated()
     }
 
-    /// Applies `notification` as a worker would; returns the result and its webhook_log row id.
-    func apply(_ notification: YooKassaNotification.Valid) async throws -> (PaymentResult, Int64) {
+    /// Records `notification`'s RECEIVED webhook_log row, as the worker does before the
+    /// transaction; returns its id.
+    func received(_ notification: YooKassaNotification.Valid) async throws -> Int64 {
         let payload = Array(#"{"type":"notification"}"#.utf8)
-        let logID = try await client.withConnection { connection in
+        return try await client.withConnection { connection in
             try WebhookLog.received(
                 notification, key: notification.messageKey, payload: payload, attempt: 1, stream: nil, entryID: nil,
                 on: connection)
         }
+    }
+
+    /// Applies `notification` as a worker would; returns the result and its webhook_log row id.
+    func apply(_ notification: YooKassaNotification.Valid) async throws -> (PaymentResult, Int64) {
+        let logID = try await received(notification)
         let result = try await client.withTransaction { connection in
             try PaymentTransaction().run(notification, key: notification.messageKey, logID: logID, on: connection)
         }

@@ -11,7 +11,7 @@ struct PaymentTransactionTests {
 
     /// The incident's query shape — Django's `select_for_update().select_related("user", "plan",
     /// "subscription")` — must still fail on this PostgreSQL. If it ever stopped failing, the
-    /// guard below would be testing nothing.
+    /// guard in the payment function (PaymentFunctionTests) would be testing nothing.
     @Test func theIncidentsNaiveLockIsRejectedByPostgres() async throws {
         let fixture = try await PaymentFixture.start()
         defer { Task { await fixture.stop() } }
@@ -33,20 +33,8 @@ struct PaymentTransactionTests {
             return postgres?.sqlState == SQLState.featureNotSupported && postgres?.message == Self.incidentMessage
         }
 
-        // Our own lock query with a bare FOR UPDATE fails the same way; FOR UPDATE OF p does not.
-        let ours = PaymentTransaction.lockPaymentQuery("naive-1", amount: "1990.10", currency: "RUB")
-        #expect(ours.sql.contains("LEFT JOIN subscriptions"), "the guard must cover the outer join")
-        #expect(ours.sql.contains("FOR UPDATE OF p"))
-        let bare = PostgresQuery(
-            unsafeSQL: ours.sql.replacingOccurrences(of: "FOR UPDATE OF p", with: "FOR UPDATE"),
-            binds: ours.binds)
-        await #expect {
-            try await fixture.client.withTransaction { try $0.query(bare) }
-        } throws: { error in
-            (error as? PostgresTransactionError)?.postgresError?.message == Self.incidentMessage
-        }
-        let rows = try await fixture.client.withTransaction { try $0.query(ours).rows.count }
-        #expect(rows == 1)
+        // The payment function's own lock, bare, fails the same way; `FOR UPDATE OF p` does not:
+        // PaymentFunctionTests.theFunctionsLockWithoutOfPIsRefusedAsInTheIncident.
     }
 
     /// The incident's exact case: a payment whose subscription is NULL.
