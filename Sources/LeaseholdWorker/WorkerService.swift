@@ -55,6 +55,10 @@ public struct WorkerService: Service {
         self.processor = EntryProcessor(configuration: configuration, postgres: postgres, redis: redis, logger: logger)
     }
 
+    /// The longest a busy worker's read waits for more free slots, so that it carries several
+    /// entries (a read is one round trip, whatever it carries).
+    static let readCoalescing = Duration.milliseconds(2)
+
     /// The message kinds a worker handles: `booking` and `yookassa.notification`. A new kind is
     /// a ``MessageHandler`` added here (and the migration its transaction needs).
     static func defaultHandlers(configuration: WorkerConfiguration) -> [any MessageHandler] {
@@ -87,6 +91,10 @@ public struct WorkerService: Service {
                 }
                 var failures = 0
                 var rotation = 0
+                // While busy, a read waits for a few free slots (or Self.readCoalescing) so that
+                // it carries several entries: one read per entry would cost a round trip each.
+                let enough = max(1, configuration.concurrency / 4)
+                var coalescingUntil: ContinuousClock.Instant?
                 while !shutdown.isRequested && !Task.isCancelled {
                     let free = configuration.concurrency - inFlight.value
                     guard free > 0 else {
@@ -95,6 +103,24 @@ public struct WorkerService: Service {
                         await wakeup.next()
                         continue
                     }
+                    if free < enough && inFlight.value > 0 {
+                        if let until = coalescingUntil {
+                            if ContinuousClock.now < until {
+                                await wakeup.next()
+                                continue
+                            }
+                        } else {
+                            let until = ContinuousClock.now + Self.readCoalescing
+                            coalescingUntil = until
+                            group.addTask {
+                                try? await Task.sleep(until: until)
+                                wake.yield()
+                            }
+                            await wakeup.next()
+                            continue
+                        }
+                    }
+                    coalescingUntil = nil
                     let batch: StreamConsumer.LeasedBatch
                     do {
                         let terms = processor.leaseTerms()
