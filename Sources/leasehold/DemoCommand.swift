@@ -4,6 +4,7 @@ import LeaseholdLoadTest
 import LeaseholdOps
 import LeaseholdPostgres
 import Logging
+import Synchronization
 
 /// `leasehold demo`: the whole system on one machine, driven by a load test.
 struct DemoCommand: AsyncParsableCommand {
@@ -25,7 +26,8 @@ struct DemoCommand: AsyncParsableCommand {
             its backends, Redis, the demo itself as load generator) and per committed outcome (with \
             --ingress-only per accepted request), and the peak resident set size of the ingress and worker \
             processes (VmRSS sampled every 250 ms). --keep-running leaves the system up until Ctrl-C or SIGTERM \
-            and prints the URLs. Role logs go to <dir>/logs/. The roles inherit this process's environment (e.g. \
+            and prints the URLs. Ctrl-C or SIGTERM at any earlier point stops every process the demo started \
+            and exits with 128 + the signal (130, 143). Role logs go to <dir>/logs/. The roles inherit this process's environment (e.g. \
             LEASEHOLD_WORKER_CONCURRENCY), with their URLs and secrets set by the demo; migrations come from \
             ./Migrations (env: LEASEHOLD_MIGRATIONS_DIR), the PostgreSQL binaries and pgbench from the newest \
             /usr/lib/postgresql/*/bin (env: LEASEHOLD_PG_BINDIR). Exit status: that of the load test (0 passed, \
@@ -71,11 +73,21 @@ struct DemoCommand: AsyncParsableCommand {
         try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
         chmod(root.path, 0o755)
 
-        say("starting PostgreSQL and Redis (data in \(root.appendingPathComponent("local").path))")
+        Self.say("starting PostgreSQL and Redis (data in \(root.appendingPathComponent("local").path))")
         let stack = try LocalStack(
             options: LocalStackOptions(directory: root.appendingPathComponent("local")), logger: logger)
+        // The roles, PostgreSQL and Redis run in process groups of their own, so a terminal's
+        // Ctrl-C does not reach them: a signal to the demo stops them all, then the demo exits.
+        let signals = DemoSignals()
+        signals.onInterrupt { signal, roles in
+            Self.say("interrupted (signal \(signal)); stopping everything")
+            await Self.stopAll(roles, stack: stack)
+            Foundation.exit(128 + signal)
+        }
         try await stack.start()
-        var roles: [ChildProcess] = []
+        var roles: [ChildProcess] = [] {
+            didSet { signals.track(roles) }
+        }
         do {
             let client = PostgresClient(
                 configuration: PostgresConfiguration(connectionString: stack.postgresURL), size: 1)
@@ -115,7 +127,7 @@ struct DemoCommand: AsyncParsableCommand {
             }
             let urls = ports.map { "http://127.0.0.1:\($0)" }
             try await waitForHealth(urls, roles: roles)
-            say(
+            Self.say(
                 "running: ingress ×\(ingresses) (\(urls.joined(separator: ", "))), "
                     + (load.ingressOnly
                         ? "no worker, no supervisor (ingress only)" : "worker ×\(workerCount), supervisor")
@@ -134,7 +146,7 @@ struct DemoCommand: AsyncParsableCommand {
                 ).run()
             } catch {
                 progress.finish()
-                say("error: \(error)")
+                Self.say("error: \(error)")
                 throw ExitCode(2)  // the outer catch stops everything
             }
             report.processes =
@@ -146,7 +158,7 @@ struct DemoCommand: AsyncParsableCommand {
             print(load.json ? report.json : report.table)
 
             if keepRunning {
-                say(
+                Self.say(
                     """
                     still running; Ctrl-C or SIGTERM stops everything
                     POSTGRES_URL=\(stack.postgresURL)
@@ -155,12 +167,12 @@ struct DemoCommand: AsyncParsableCommand {
                     TELEGRAM_WEBHOOK_SECRET=\(telegramSecret)
                     ingress: \(urls.joined(separator: " "))
                     """)
-                await waitForSignal()
+                await signals.next()
             }
-            await stopAll(roles, stack: stack)
+            await Self.stopAll(roles, stack: stack)
             if !report.passed { throw ExitCode(1) }
         } catch {
-            await stopAll(roles, stack: stack)
+            await Self.stopAll(roles, stack: stack)
             throw error
         }
     }
@@ -183,7 +195,7 @@ struct DemoCommand: AsyncParsableCommand {
         return accounted
     }
 
-    private func say(_ text: String) {
+    private static func say(_ text: String) {
         FileHandle.standardError.write(Data("==> \(text)\n".utf8))
     }
 
@@ -202,24 +214,66 @@ struct DemoCommand: AsyncParsableCommand {
         }
     }
 
-    private func stopAll(_ roles: [ChildProcess], stack: LocalStack) async {
-        say("stopping \(roles.map(\.name).joined(separator: ", ")) (SIGTERM), then Redis and PostgreSQL")
+    private static func stopAll(_ roles: [ChildProcess], stack: LocalStack) async {
+        Self.say("stopping \(roles.map(\.name).joined(separator: ", ")) (SIGTERM), then Redis and PostgreSQL")
         for role in roles { role.send(SIGTERM) }
         for role in roles { await role.stop(signal: SIGTERM, timeout: .seconds(30)) }
         await stack.stop()
     }
+}
 
-    /// Blocks until SIGINT or SIGTERM.
-    private func waitForSignal() async {
-        let (signals, continuation) = AsyncStream.makeStream(of: Int32.self)
-        let sources = [SIGINT, SIGTERM].map { signal -> any DispatchSourceSignal in
-            Foundation.signal(signal, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signal)
-            source.setEventHandler { continuation.yield(signal) }
+/// SIGINT and SIGTERM while the demo runs: by default they stop every process the demo started
+/// and end it (exit 128 + the signal); while ``next()`` waits (`--keep-running`), the signal just
+/// ends the wait.
+final class DemoSignals: Sendable {
+    typealias Interrupt = @Sendable (Int32, [ChildProcess]) async -> Void
+
+    private struct State {
+        var roles: [ChildProcess] = []
+        var interrupt: Interrupt?
+        var waiting: CheckedContinuation<Void, Never>?
+    }
+    private let state = Mutex(State())
+    /// Set once in `init`, never changed: kept only so the sources live as long as this object.
+    nonisolated(unsafe) private var sources: [any DispatchSourceSignal] = []
+
+    init() {
+        let sources = [SIGINT, SIGTERM].map { number -> any DispatchSourceSignal in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number)
+            source.setEventHandler { [weak self] in self?.received(number) }
             source.resume()
             return source
         }
-        for await _ in signals { break }
-        sources.forEach { $0.cancel() }
+        self.sources = sources
+    }
+
+    /// What to do on a signal when nobody waits in ``next()``.
+    func onInterrupt(_ interrupt: @escaping Interrupt) {
+        state.withLock { $0.interrupt = interrupt }
+    }
+
+    /// The processes to stop on a signal.
+    func track(_ roles: [ChildProcess]) {
+        state.withLock { $0.roles = roles }
+    }
+
+    /// Waits for SIGINT or SIGTERM.
+    func next() async {
+        await withCheckedContinuation { continuation in
+            state.withLock { $0.waiting = continuation }
+        }
+    }
+
+    private func received(_ number: Int32) {
+        let (waiting, interrupt, roles) = state.withLock { state in
+            defer { state.waiting = nil }
+            return (state.waiting, state.interrupt, state.roles)
+        }
+        if let waiting {
+            waiting.resume()
+        } else if let interrupt {
+            Task { await interrupt(number, roles) }
+        }
     }
 }

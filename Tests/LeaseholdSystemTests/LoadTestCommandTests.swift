@@ -221,6 +221,47 @@ extension SystemTests {
             await stack.shutdown()
         }
 
+        /// The demo's children run in process groups of their own (a terminal's Ctrl-C reaches only
+        /// the demo), so the demo itself must stop them when it is interrupted.
+        @Test(arguments: [SIGINT, SIGTERM])
+        func aSignalToTheDemoStopsEveryProcessItStarted(_ signal: Int32) async throws {
+            let directory = try makeTemporaryDirectory("demo-signal")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let demo = try LeaseholdExecutable.start(
+                [
+                    "demo", "--dir", directory.appendingPathComponent("data").path, "--no-pgbench", "--duration", "300",
+                    "--rate", "20", "--slots", "10", "--per-slot", "10",
+                ],
+                name: "demo", in: directory,
+                environment: ["LEASEHOLD_MIGRATIONS_DIR": LeaseholdExecutable.migrationsDirectory.path])
+            try await waitUntil(timeout: .seconds(120)) { demo.output.contains("==> running:") || !demo.isRunning }
+            try #require(demo.isRunning, "\(demo.output)")
+            /// Live (not zombie) processes whose parent is the demo.
+            func children() -> [Int32] {
+                let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+                return entries.compactMap(Int32.init).filter { pid in
+                    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                        let close = stat.lastIndex(of: ")")
+                    else { return false }
+                    let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+                    return fields.count > 1 && fields[0] != "Z" && Int32(fields[1]) == demo.pid
+                }
+            }
+            let started = children()
+            // PostgreSQL, Redis, 2 ingress, 2 workers, a supervisor.
+            #expect(started.count >= 7, "children of the demo: \(started)")
+
+            demo.send(signal)
+            try await waitUntil(timeout: .seconds(90)) { !demo.isRunning }
+            #expect(demo.exitStatus == 128 + signal, "\(demo.output.suffix(2_000))")
+            let left = started.filter { pid in
+                guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
+                return !stat.contains(") Z ")
+            }
+            #expect(left.isEmpty, "still running after the demo ended: \(left)")
+            #expect(demo.output.contains("interrupted"), "\(demo.output.suffix(2_000))")
+        }
+
         @Test func theDemoReportsCPUPerBookingAndPeakMemoryPerRole() async throws {
             let directory = try makeTemporaryDirectory("demo")
             defer { try? FileManager.default.removeItem(at: directory) }
