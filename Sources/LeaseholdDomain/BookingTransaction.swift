@@ -33,9 +33,12 @@ public struct BookingResult: Sendable, Equatable {
 /// The booking transaction: the fix of the double-booking incident (two users confirmed for the
 /// same slot at the same moment, by check-then-insert without a row lock) as architecture.
 ///
-/// The transaction is the PostgreSQL function `leasehold_book` (Migrations/0007_booking_function.sql),
-/// called in one statement, so a booking costs one round trip and the slot's row lock is held
-/// only while the function runs inside the server. It does, in this order:
+/// The transaction is the PostgreSQL function `leasehold_book` (Migrations/0007_booking_function.sql,
+/// redefined by 0009_booking_releases_slot_lock_unless_booked.sql), called in one statement, so a
+/// booking costs one round trip and the slot's row lock is held only while the function runs
+/// inside the server — and through COMMIT only by a request that books the slot: any other
+/// answer is decided in a subtransaction that is rolled back, releasing the lock, so the requests
+/// queued behind a booking do not take turns flushing the WAL. It does, in this order:
 ///
 /// 1. **Inbox first.** `INSERT … ON CONFLICT DO NOTHING` of the message key and the request's
 ///    digest. A key already there means this message was processed: return its recorded outcome
