@@ -1,3 +1,4 @@
+import HTTPTypes
 import Hummingbird
 import LeaseholdQueue
 import LeaseholdRedis
@@ -36,6 +37,15 @@ struct Enqueuer: Sendable {
             Counter(label: "leasehold_ingress_refused_total", dimensions: [("reason", "high_water_mark")]).increment()
             logger.warning("stream over its high-water mark; answering 503", metadata: ["stream": "\(entry.stream)"])
             throw unavailable("the queue is over its high-water mark; retry later")
+        } catch let error as RedisError where error.outcomeUnknown {
+            // The script was sent and no reply came (Redis died or stalled mid-call): it may have
+            // run. Say so, so the client retries with the same key instead of counting it lost;
+            // the retry is processed at most once (the inbox).
+            Counter(label: "leasehold_ingress_refused_total", dimensions: [("reason", "outcome_unknown")]).increment()
+            logger.error("enqueue outcome unknown; answering 503", metadata: ["error": "\(error)"])
+            throw unavailable(
+                "outcome_unknown: the request may have been enqueued; retry with the same request_id or update_id, it is processed at most once",
+                outcome: "unknown")
         } catch {
             Counter(label: "leasehold_ingress_refused_total", dimensions: [("reason", "redis_unavailable")]).increment()
             logger.error("could not enqueue; answering 503", metadata: ["error": "\(error)"])
@@ -43,7 +53,13 @@ struct Enqueuer: Sendable {
         }
     }
 
-    func unavailable(_ message: String) -> HTTPError {
-        HTTPError(.serviceUnavailable, headers: [.retryAfter: String(retryAfterSeconds)], message: message)
+    /// The header that tells a 503's client whether the request might have been accepted:
+    /// `unknown` (it may have been enqueued; retry with the same key) or `refused` (it was not).
+    static let outcomeHeader = HTTPField.Name("Leasehold-Outcome")!
+
+    func unavailable(_ message: String, outcome: String = "refused") -> HTTPError {
+        HTTPError(
+            .serviceUnavailable, headers: [.retryAfter: String(retryAfterSeconds), Self.outcomeHeader: outcome],
+            message: message)
     }
 }

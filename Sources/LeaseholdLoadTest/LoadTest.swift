@@ -227,7 +227,8 @@ public struct LoadTest: Sendable {
             durationSeconds: configuration.duration.map(\.seconds), rate: configuration.rate,
             concurrency: configuration.concurrency, slots: configuration.slots,
             requestsPerSlot: configuration.requestsPerSlot, users: plan.users.count, sent: sent, accepted: accepted,
-            rejected: stats.rejected, errors: stats.errors, unansweredButProcessed: processedUnanswered,
+            rejected: stats.rejected, errors: stats.errors, ambiguous: stats.ambiguous,
+            unansweredButProcessed: processedUnanswered,
             statuses: Dictionary(uniqueKeysWithValues: stats.statuses.map { (String($0.key), $0.value) }),
             completed: snapshot.count - processedUnanswered, sendSeconds: Self.rounded(sendDuration.seconds),
             bookingsPerSecond: (Double(snapshot.count) / window * 10).rounded() / 10,
@@ -313,7 +314,7 @@ public struct LoadTest: Sendable {
             durationSeconds: configuration.duration.map(\.seconds), rate: configuration.rate,
             concurrency: configuration.concurrency, slots: configuration.slots,
             requestsPerSlot: configuration.requestsPerSlot, users: plan.users.count, sent: sent, accepted: accepted,
-            rejected: stats.rejected, errors: stats.errors, unansweredButProcessed: 0,
+            rejected: stats.rejected, errors: stats.errors, ambiguous: stats.ambiguous, unansweredButProcessed: 0,
             statuses: Dictionary(uniqueKeysWithValues: stats.statuses.map { (String($0.key), $0.value) }),
             completed: 0, sendSeconds: Self.rounded(sendDuration.seconds), bookingsPerSecond: 0,
             httpLatency: stats.httpLatency, endToEndLatency: LatencySummary(LatencySummary.makeHistogram()),
@@ -426,9 +427,11 @@ public struct LoadTest: Sendable {
                 let status = Int(response.status.code)
                 let accepted = status == configuration.input.acceptedStatus
                 if accepted { tracker.accepted(index) }
+                // Ingress lost Redis mid-enqueue: the request may be queued (see README, "Retries").
+                let ambiguous = status == 503 && response.headers.first(name: "Leasehold-Outcome") == "unknown"
                 stats.record(
-                    index: index, status: status, accepted: accepted, sentAt: started.duration(to: sent),
-                    latency: sent.duration(to: .now))
+                    index: index, status: status, accepted: accepted, ambiguous: ambiguous,
+                    sentAt: started.duration(to: sent), latency: sent.duration(to: .now))
             } catch {
                 stats.recordError(index: index)
             }
@@ -552,7 +555,8 @@ public struct LoadTest: Sendable {
                     ? "\(booked) of \(slotOutcomes.count) requested slots booked\(freeNote)"
                     : "\(disagreements.count) slots disagree, e.g. " + disagreements.prefix(3).joined(separator: "; ")))
 
-        // 3. Inbox rows = accepted requests (plus those whose answer was lost but that reached the stream).
+        // 3. Inbox rows = accepted requests (plus those whose answer was lost, or was an ambiguous
+        // 503, but that reached the stream: at most one row each, the primary key sees to that).
         let accepted = stats.accepted
         let processedUnanswered = snapshot.keys.filter { unanswered.contains($0) }.count
         let unexpected = snapshot.keys.filter { !isAccepted($0) && !unanswered.contains($0) }.count
@@ -560,7 +564,7 @@ public struct LoadTest: Sendable {
         var countDetail = "\(rowsForAccepted) inbox rows for \(accepted) accepted requests"
         if processedUnanswered > 0 {
             countDetail +=
-                ", plus \(processedUnanswered) for requests whose answer was lost but which reached the stream"
+                ", plus \(processedUnanswered) for requests whose answer was lost or ambiguous but which reached the stream"
         }
         if unexpected > 0 { countDetail += "; \(unexpected) rows for requests that were refused (non-2xx)" }
         invariants.append(

@@ -31,6 +31,10 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
     public var rejected: Int
     /// No answer (connection refused, timeout).
     public var errors: Int
+    /// Answered 503 with `Leasehold-Outcome: unknown`: ingress lost Redis in the middle of the
+    /// enqueue, so the request may have been accepted. Like a request without an answer, each
+    /// may be processed at most once, and is neither lost nor a violation either way.
+    public var ambiguous = 0
     /// Requests without an answer that had reached the stream all the same (they have an outcome).
     public var unansweredButProcessed: Int
     /// Answers by HTTP status.
@@ -76,7 +80,7 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case run, input, requests, durationSeconds, rate, concurrency, slots, requestsPerSlot, users, sent, accepted
-        case rejected, errors, unansweredButProcessed, statuses, completed, sendSeconds, bookingsPerSecond
+        case rejected, errors, ambiguous, unansweredButProcessed, statuses, completed, sendSeconds, bookingsPerSecond
         case httpLatency, endToEndLatency, outcomes, invariants, pgbench, pgbenchFunction
         case acceptedPerSecond, ingressOnly, backlogRemoved, processes
     }
@@ -140,8 +144,11 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
         ]
         if !ingressOnly { lines.append(row("completed (committed outcomes)", "\(completed)")) }
         lines.append(row("sending took", "\(sendSeconds) s"))
+        if ambiguous > 0 {
+            lines.append(row("outcome unknown (503, may be queued)", "\(ambiguous)"))
+        }
         if unansweredButProcessed > 0 {
-            lines.append(row("unanswered, yet processed", "\(unansweredButProcessed)"))
+            lines.append(row("unanswered or unknown, yet processed", "\(unansweredButProcessed)"))
         }
         if ingressOnly {
             lines += [

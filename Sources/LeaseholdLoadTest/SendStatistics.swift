@@ -21,6 +21,7 @@ final class SendStatistics: Sendable {
         var accepted = 0
         var rejected = 0
         var errors = 0
+        var ambiguous = 0
         var statuses: [Int: Int] = [:]
         var unanswered: [Int] = []
         var rejectedIndices: [Int] = []
@@ -56,14 +57,18 @@ final class SendStatistics: Sendable {
         state.withLockedValue { $0.stopAt = min($0.stopAt, index) }
     }
 
-    /// Records an answer to request `index`.
-    func record(index: Int, status: Int, accepted: Bool, sentAt: Duration, latency: Duration) {
+    /// Records an answer to request `index`. An `ambiguous` answer (a 503 saying the outcome is
+    /// unknown) counts with the unanswered requests: it may have reached the stream.
+    func record(index: Int, status: Int, accepted: Bool, ambiguous: Bool = false, sentAt: Duration, latency: Duration) {
         let micros = UInt64(max(1, latency.microseconds))
         state.withLockedValue { state in
             state.sent += 1
             state.statuses[status, default: 0] += 1
             if accepted {
                 state.accepted += 1
+            } else if ambiguous {
+                state.ambiguous += 1
+                state.unanswered.append(index)
             } else {
                 state.rejected += 1
                 state.rejectedIndices.append(index)
@@ -92,9 +97,10 @@ final class SendStatistics: Sendable {
     var accepted: Int { state.withLockedValue { $0.accepted } }
     var rejected: Int { state.withLockedValue { $0.rejected } }
     var errors: Int { state.withLockedValue { $0.errors } }
+    var ambiguous: Int { state.withLockedValue { $0.ambiguous } }
     /// Answers by HTTP status.
     var statuses: [Int: Int] { state.withLockedValue { $0.statuses } }
-    /// Indices of requests that got no answer.
+    /// Indices of requests whose outcome the client does not know: no answer, or an ambiguous 503.
     var unanswered: [Int] { state.withLockedValue { $0.unanswered } }
     /// Indices of requests answered with anything but the accepted status.
     var rejectedIndices: [Int] { state.withLockedValue { $0.rejectedIndices } }

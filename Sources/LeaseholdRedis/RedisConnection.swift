@@ -98,7 +98,12 @@ public final class RedisConnection: BlockingConnection {
             let status = withArgv(command.arguments) { argc, argv, lengths in
                 redisAppendCommandArgv(context, argc, argv, lengths)
             }
-            guard status == lh_redis_ok() else { throw ioFailure(context, command: command.name) }
+            guard status == lh_redis_ok() else {
+                // Only buffered so far (the write comes with the first read): nothing was sent.
+                var error = ioFailure(context, command: command.name)
+                error.code = .connect
+                throw error
+            }
         }
         var replies: [RedisValue] = []
         replies.reserveCapacity(commands.count)
@@ -150,13 +155,13 @@ public final class RedisConnection: BlockingConnection {
     private func open() throws(RedisError) {
         let tv = lh_timeval_ms(configuration.connectTimeout.redisMilliseconds)
         guard let context = redisConnectWithTimeout(configuration.host, Int32(configuration.port), tv) else {
-            throw RedisError(source: .connection, code: .io, message: "cannot allocate a hiredis context")
+            throw RedisError(source: .connection, code: .connect, message: "cannot allocate a hiredis context")
         }
         if lh_redis_err(context) != 0 {
             let message = String(cString: lh_redis_errstr(context))
             redisFree(context)
             throw RedisError(
-                source: .connection, code: .io,
+                source: .connection, code: .connect,
                 message: "cannot connect to \(configuration.redactedURL): \(message)")
         }
         setTimeout(context, configuration.commandTimeout)
@@ -172,6 +177,9 @@ public final class RedisConnection: BlockingConnection {
             if configuration.database != 0 { try send("SELECT", configuration.database) }
         } catch {
             close()
+            // The caller's command was never sent: whatever failed was the connection's set-up.
+            var error = error
+            if error.source == .connection { error.code = .connect }
             throw error
         }
     }
@@ -179,7 +187,7 @@ public final class RedisConnection: BlockingConnection {
     private func requireContext(_ command: String) throws(RedisError) -> UnsafeMutablePointer<redisContext> {
         if context == nil { try open() }
         guard let context else {
-            throw RedisError(source: .connection, code: .io, message: "no connection", command: command)
+            throw RedisError(source: .connection, code: .connect, message: "no connection", command: command)
         }
         return context
     }

@@ -49,6 +49,9 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let proto = Code(rawValue: "PROTOCOL")
         /// Bad configuration or input refused before sending (client-side code).
         public static let invalidInput = Code(rawValue: "INVALID")
+        /// No connection could be opened (refused, unreachable, set-up failed): nothing was sent
+        /// (client-side code).
+        public static let connect = Code(rawValue: "CONNECT")
     }
 
     public var source: Source
@@ -70,6 +73,15 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         let isCode = !first.isEmpty && first.allSatisfy { $0.isUppercase || $0 == "_" }
         self.init(
             source: .server, code: isCode ? Code(rawValue: String(first)) : .err, message: text, command: command)
+    }
+
+    /// The command may have run: it was written (or partly written) to the server and no reply
+    /// was read — the connection failed or timed out in the middle of the call. `false` when the
+    /// failure came before anything was sent (``Code/connect``: no connection could be opened)
+    /// and for error replies, which say the command was refused. A caller that must report the
+    /// outcome (ingress answering a webhook) says "unknown" for these, not "refused".
+    public var outcomeUnknown: Bool {
+        source == .connection && code != .connect
     }
 
     /// Whether trying again later may succeed: connection failures and timeouts, a server that is

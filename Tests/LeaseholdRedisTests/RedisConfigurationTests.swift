@@ -77,7 +77,8 @@ struct RedisConfigurationTests {
             host: "127.0.0.1", port: 1, password: "s3cret", connectTimeout: .seconds(2))
         let error = try #require(throws: RedisError.self) { try RedisConnection(configuration: configuration) }
         #expect(error.source == .connection)
-        #expect(error.code == .io)
+        #expect(error.code == .connect)
+        #expect(!error.outcomeUnknown, "nothing was sent")
         #expect(error.isRetryable)
         #expect(error.description.contains("s3cret") == false)
         #expect(error.description.contains("redis://:***@127.0.0.1:1/0"))
