@@ -186,7 +186,15 @@ public struct LoadTest: Sendable {
         let waitDeadline = ContinuousClock.now + configuration.completionTimeout
         var lastUpdate = ContinuousClock.now
         while tracker.outstanding > 0 && ContinuousClock.now < waitDeadline {
-            try await tracker.poll(limit: 50_000, postgres: postgres)
+            do {
+                try await tracker.poll(limit: 50_000, postgres: postgres)
+            } catch let error as PostgresError where error.source == .connection {
+                // PostgreSQL restarting (a fault injected on purpose, or an outage): wait it out
+                // until the deadline, as the workers do.
+                guard ContinuousClock.now < waitDeadline else { throw error }
+                try await Task.sleep(for: .milliseconds(500))
+                continue
+            }
             if lastUpdate.duration(to: .now) >= .seconds(1) {
                 lastUpdate = .now
                 let (sent, accepted, failed) = stats.counts

@@ -47,10 +47,15 @@ struct DemoCommand: AsyncParsableCommand {
     @OptionGroup var load: LoadTestOptions
 
     /// Worker processes to start.
-    var workerCount: Int { load.ingressOnly ? 0 : workers ?? 2 }
+    var workerCount: Int { load.ingressOnly ? 0 : workers ?? (chaos ? 3 : 2) }
+
+    /// Supervisor processes to start (one leads; under chaos the other takes over when it dies).
+    var supervisorCount: Int { load.ingressOnly ? 0 : (chaos ? 2 : 1) }
 
     func validate() throws {
         guard (1...64).contains(ingresses) else { throw ValidationError("--ingresses must be 1...64") }
+        if chaos && load.ingressOnly { throw ValidationError("--chaos needs workers; leave out --ingress-only") }
+        if seed != nil && !chaos { throw ValidationError("--seed is for --chaos") }
         if let workers {
             if load.ingressOnly {
                 throw ValidationError("--ingress-only starts no worker; leave out --workers")
@@ -63,6 +68,18 @@ struct DemoCommand: AsyncParsableCommand {
 
     @Flag(help: "Keep the system running after the load test, until Ctrl-C or SIGTERM.")
     var keepRunning = false
+
+    @Flag(
+        help: """
+            Chaos: 3 workers and 2 supervisors under paced load (default --rate 100 --duration 120) while \
+            faults (kill -9 of a worker, an ingress, the supervisor leader; SIGSTOP of a worker past the lease \
+            and the visibility timeout; kill -9 of Redis; PostgreSQL immediate shutdown; kill -9 of everything) \
+            hit at random moments, reproducible with --seed; then checks that nothing was lost or done twice.
+            """)
+    var chaos = false
+
+    @Option(help: "Seed of the chaos schedule (default: random; the run prints it).")
+    var seed: UInt64?
 
     func run() async throws {
         var common = CommonOptions()
@@ -85,9 +102,17 @@ struct DemoCommand: AsyncParsableCommand {
             Foundation.exit(128 + signal)
         }
         try await stack.start()
-        var roles: [ChildProcess] = [] {
-            didSet { signals.track(roles) }
-        }
+        let self_ = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        let token = UUID().uuidString
+        let telegramSecret = UUID().uuidString
+        var environment = ProcessInfo.processInfo.environment
+        environment["POSTGRES_URL"] = stack.postgresURL
+        environment["REDIS_URL"] = stack.redisURL
+        environment["LEASEHOLD_API_TOKEN"] = token
+        environment["TELEGRAM_WEBHOOK_SECRET"] = telegramSecret
+        environment["LOG_LEVEL"] = "info"
+        if chaos { environment.merge(ChaosSchedule.environment) { _, chaos in chaos } }
+        let roles = DemoRoles(executable: self_, environment: environment) { signals.track($0) }
         do {
             let client = PostgresClient(
                 configuration: PostgresConfiguration(connectionString: stack.postgresURL), size: 1)
@@ -95,53 +120,58 @@ struct DemoCommand: AsyncParsableCommand {
                 try Migration.load(from: Migration.defaultDirectory()))
             await client.close()
 
-            let token = UUID().uuidString
-            let telegramSecret = UUID().uuidString
-            let self_ = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-            var environment = ProcessInfo.processInfo.environment
-            environment["POSTGRES_URL"] = stack.postgresURL
-            environment["REDIS_URL"] = stack.redisURL
-            environment["LEASEHOLD_API_TOKEN"] = token
-            environment["TELEGRAM_WEBHOOK_SECRET"] = telegramSecret
-            environment["LOG_LEVEL"] = "info"
             let ports = try (0..<ingresses).map { _ in try freeLoopbackPort() }
             for (index, port) in ports.enumerated() {
-                roles.append(
-                    try ChildProcess(
-                        name: "ingress-\(index)", executable: self_,
+                try roles.start(
+                    .init(
+                        name: "ingress-\(index)",
                         arguments: ["ingress", "--host", "127.0.0.1", "--port", String(port)],
-                        log: logs.appendingPathComponent("ingress-\(index).log"), environment: environment))
+                        log: logs.appendingPathComponent("ingress-\(index).log")))
             }
             for index in 0..<workerCount {
-                roles.append(
-                    try ChildProcess(
-                        name: "worker-\(index)", executable: self_,
-                        arguments: ["worker", "--consumer-name", "demo-worker-\(index)"],
-                        log: logs.appendingPathComponent("worker-\(index).log"), environment: environment))
+                try roles.start(
+                    .init(
+                        name: "worker-\(index)", arguments: ["worker", "--consumer-name", "demo-worker-\(index)"],
+                        log: logs.appendingPathComponent("worker-\(index).log")))
             }
-            if !load.ingressOnly {
-                roles.append(
-                    try ChildProcess(
-                        name: "supervisor", executable: self_, arguments: ["supervisor"],
-                        log: logs.appendingPathComponent("supervisor.log"), environment: environment))
+            for index in 0..<supervisorCount {
+                try roles.start(
+                    .init(
+                        name: "supervisor-\(index)", arguments: ["supervisor"],
+                        log: logs.appendingPathComponent("supervisor-\(index).log")))
             }
             let urls = ports.map { "http://127.0.0.1:\($0)" }
-            try await waitForHealth(urls, roles: roles)
+            try await waitForHealth(urls, roles: roles.all)
             Self.say(
                 "running: ingress ×\(ingresses) (\(urls.joined(separator: ", "))), "
                     + (load.ingressOnly
-                        ? "no worker, no supervisor (ingress only)" : "worker ×\(workerCount), supervisor")
+                        ? "no worker, no supervisor (ingress only)"
+                        : "worker ×\(workerCount), supervisor ×\(supervisorCount)")
                     + "; logs in \(logs.path)")
 
-            let accounting = ProcessAccounting(roles: await accountedRoles(roles, stack: stack))
+            let accounting = ProcessAccounting(roles: await accountedRoles(roles.all, stack: stack))
             let progress = ProgressPrinter()
+            var load = self.load
+            let redisPrefix = environment["LEASEHOLD_REDIS_PREFIX"].flatMap { $0.isEmpty ? nil : $0 } ?? "lh:"
+            var chaosRun: Task<[FaultRecord], Never>?
+            if chaos {
+                if load.requests == nil && load.duration == nil { load.duration = 120 }
+                if load.rate == nil { load.rate = 100 }
+                load.noPgbench = true
+                let seed = self.seed ?? UInt64.random(in: 1...UInt64(UInt32.max))
+                let schedule = ChaosSchedule(
+                    seed: seed, spacing: 5...12, roles: roles, stack: stack, redisURL: stack.redisURL,
+                    redisPrefix: redisPrefix, say: { Self.say($0) })
+                let until = ContinuousClock.now + .seconds(load.duration ?? 120)
+                Self.say("chaos: seed \(seed) (repeat the run with --seed \(seed))")
+                chaosRun = Task { await schedule.run(until: until) }
+            }
             var report: LoadTestReport
             do {
                 report = try await LoadTest(
                     configuration: load.configuration(
                         urls: urls, apiToken: token, telegramSecret: telegramSecret, postgresURL: stack.postgresURL,
-                        postgresLog: stack.postgresLog.path, redisURL: stack.redisURL,
-                        redisPrefix: environment["LEASEHOLD_REDIS_PREFIX"].flatMap { $0.isEmpty ? nil : $0 } ?? "lh:"),
+                        postgresLog: stack.postgresLog.path, redisURL: stack.redisURL, redisPrefix: redisPrefix),
                     progress: progress, measurement: accounting
                 ).run()
             } catch {
@@ -156,6 +186,23 @@ struct DemoCommand: AsyncParsableCommand {
                     count: report.completed + report.unansweredButProcessed, basis: ProcessUsage.committedOutcomes)
             load.writePlot(report, progress: progress)
             print(load.json ? report.json : report.table)
+            var chaosPassed = true
+            if let chaosRun {
+                let faults = await chaosRun.value
+                let checks = try await ChaosChecks.run(
+                    redisURL: stack.redisURL, prefix: redisPrefix, postgresURL: stack.postgresURL,
+                    timeout: .seconds(60))
+                chaosPassed = checks.allSatisfy(\.passed)
+                print("faults (\(faults.count)):")
+                for fault in faults {
+                    print("  +\(fault.at.components.seconds) s  \(fault.fault.rawValue): \(fault.detail)")
+                }
+                print("chaos checks:")
+                for check in checks {
+                    print("  \(check.passed ? "ok  " : "FAIL") \(check.name) — \(check.detail)")
+                }
+                print(chaosPassed && report.passed ? "CHAOS PASSED" : "CHAOS FAILED")
+            }
 
             if keepRunning {
                 Self.say(
@@ -169,10 +216,10 @@ struct DemoCommand: AsyncParsableCommand {
                     """)
                 await signals.next()
             }
-            await Self.stopAll(roles, stack: stack)
-            if !report.passed { throw ExitCode(1) }
+            await Self.stopAll(roles.all, stack: stack)
+            if !report.passed || !chaosPassed { throw ExitCode(1) }
         } catch {
-            await Self.stopAll(roles, stack: stack)
+            await Self.stopAll(roles.all, stack: stack)
             throw error
         }
     }
