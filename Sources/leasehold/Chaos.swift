@@ -1,4 +1,5 @@
 import Foundation
+import LeaseholdLoadTest
 import LeaseholdOps
 import LeaseholdPostgres
 import LeaseholdRedis
@@ -53,24 +54,6 @@ final class DemoRoles: Sendable {
     }
 }
 
-/// A `RandomNumberGenerator` that repeats for a seed (SplitMix64), so a chaos schedule can be
-/// run again exactly.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// One fault the chaos schedule applies.
 enum Fault: String, CaseIterable, Sendable {
     case killWorker = "kill -9 of a worker"
@@ -102,6 +85,8 @@ struct ChaosSchedule: Sendable {
         "LEASEHOLD_RETRY_BASE_MS": "200",
         "LEASEHOLD_RETRY_MAX_DELAY_MS": "2000",
         "LEASEHOLD_RETRY_MAX_ATTEMPTS": "50",
+        // The chaos run posts YooKassa notifications from this machine.
+        "LEASEHOLD_YOOKASSA_ALLOWED_CIDRS": "127.0.0.1/32,::1",
     ]
 
     let seed: UInt64

@@ -154,6 +154,7 @@ struct DemoCommand: AsyncParsableCommand {
             var load = self.load
             let redisPrefix = environment["LEASEHOLD_REDIS_PREFIX"].flatMap { $0.isEmpty ? nil : $0 } ?? "lh:"
             var chaosRun: Task<[FaultRecord], Never>?
+            var paymentRun: (load: PaymentChaosLoad, sending: Task<PaymentChaosLoad.Sent, Never>)?
             if chaos {
                 if load.requests == nil && load.duration == nil { load.duration = 120 }
                 if load.rate == nil { load.rate = 100 }
@@ -162,9 +163,21 @@ struct DemoCommand: AsyncParsableCommand {
                 let schedule = ChaosSchedule(
                     seed: seed, spacing: 5...12, roles: roles, stack: stack, redisURL: stack.redisURL,
                     redisPrefix: redisPrefix, say: { Self.say($0) })
-                let until = ContinuousClock.now + .seconds(load.duration ?? 120)
-                Self.say("chaos: seed \(seed) (repeat the run with --seed \(seed))")
+                let seconds = load.duration ?? 120
+                let until = ContinuousClock.now + .seconds(seconds)
+                // Payments beside the bookings: one per second, for users of their own.
+                let stamp = Int64(Date().timeIntervalSince1970) % 100_000
+                let payments = PaymentChaosLoad(
+                    payments: max(10, seconds), run: "\(stamp)-\(seed)", firstUser: 3_000_000_000 + stamp * 10_000,
+                    ingressURLs: urls, postgresURL: stack.postgresURL, seed: seed)
+                try await payments.prepare()
+                Self.say(
+                    "chaos: seed \(seed) (repeat the run with --seed \(seed)); \(payments.payments) payments, "
+                        + "3 YooKassa notifications each, beside the bookings")
                 chaosRun = Task { await schedule.run(until: until) }
+                paymentRun = (
+                    payments, Task { await payments.send(over: .seconds(seconds), giveUpAfter: .seconds(90)) }
+                )
             }
             var report: LoadTestReport
             do {
@@ -189,9 +202,26 @@ struct DemoCommand: AsyncParsableCommand {
             var chaosPassed = true
             if let chaosRun {
                 let faults = await chaosRun.value
-                let checks = try await ChaosChecks.run(
+                var checks = try await ChaosChecks.run(
                     redisURL: stack.redisURL, prefix: redisPrefix, postgresURL: stack.postgresURL,
                     timeout: .seconds(60))
+                if let (payments, sending) = paymentRun {
+                    let sent = await sending.value
+                    print(
+                        "payments: \(payments.payments), notifications delivered \(sent.delivered), "
+                            + "attempts sent again \(sent.retried), abandoned \(sent.abandoned)")
+                    // The last notifications may still be in the streams: settle again.
+                    checks = try await ChaosChecks.run(
+                        redisURL: stack.redisURL, prefix: redisPrefix, postgresURL: stack.postgresURL,
+                        timeout: .seconds(60))
+                    checks.append(
+                        .init(
+                            name: "every notification answered 200 in the end", passed: sent.abandoned == 0,
+                            detail: "\(sent.abandoned) abandoned"))
+                    checks += try await payments.check().map {
+                        .init(name: $0.name, passed: $0.passed, detail: $0.detail)
+                    }
+                }
                 chaosPassed = checks.allSatisfy(\.passed)
                 print("faults (\(faults.count)):")
                 for fault in faults {

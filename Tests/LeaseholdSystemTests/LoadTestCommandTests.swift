@@ -223,8 +223,8 @@ extension SystemTests {
 
         /// A short, fixed-seed chaos run (the README's long one is the same with a longer
         /// --duration): seed 22 kills every role at once, crashes PostgreSQL, kills Redis and the
-        /// supervisor leader while bookings flow; afterwards nothing is lost, nothing is done twice,
-        /// nothing is left pending or dead-lettered.
+        /// supervisor leader while bookings and YooKassa notifications flow; afterwards nothing is
+        /// lost, nothing is done twice (no slot, no payment), nothing is left pending or dead-lettered.
         @Test func aShortChaosRunLosesNothingAndDoesNothingTwice() async throws {
             let directory = try makeTemporaryDirectory("chaos")
             defer { try? FileManager.default.removeItem(at: directory) }
@@ -245,6 +245,11 @@ extension SystemTests {
                     result.output.contains("s  \(fault)"), "fault \(fault) missing:\n\(result.output.suffix(4_000))")
             }
             #expect(result.output.contains("chaos: seed 22"))
+            for check in [
+                "each payment.succeeded applied once", "subscription days equal the sum of succeeded payments",
+            ] {
+                #expect(result.output.contains("ok   \(check)"), "\(check):\n\(result.output.suffix(4_000))")
+            }
         }
 
         /// The demo's children run in process groups of their own (a terminal's Ctrl-C reaches only
