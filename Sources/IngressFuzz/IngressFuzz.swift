@@ -55,7 +55,24 @@ func checkRefusal(_ error: BodyRejection) {
     precondition([400, 422].contains(error.status) && !error.reason.isEmpty && !error.reason.contains("\n"))
 }
 
-#if !LEASEHOLD_FUZZ
+#if LEASEHOLD_FUZZ
+    /// libFuzzer's driver (FuzzerDriver.cpp), for a program that has a `main` of its own.
+    @_silgen_name("LLVMFuzzerRunDriver")
+    func runFuzzerDriver(
+        _ argc: UnsafeMutablePointer<CInt>,
+        _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+        _ test: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+    ) -> CInt
+
+    /// SwiftPM links every executable with `main` aliased to `<Target>_main`, which `@main` would
+    /// define; in the fuzz build it hands over to libFuzzer instead.
+    @_cdecl("IngressFuzz_main")
+    func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+        var argc = argc
+        var argv = argv
+        return runFuzzerDriver(&argc, &argv, fuzzOneInput)
+    }
+#else
     @main
     enum Replay {
         static func main() throws {

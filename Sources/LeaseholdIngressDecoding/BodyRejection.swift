@@ -12,9 +12,17 @@ public struct BodyRejection: Error, Sendable, Equatable, CustomStringConvertible
     public var kind: Kind
     public var reason: String
 
+    /// Control characters in `reason` (a newline in an echoed field, say) become `?`, so the
+    /// reason stays one line whatever the body put in it — the fuzzer found
+    /// `"event":"payme\nt.canceled"` echoed with its newline.
     public init(_ kind: Kind, _ reason: String) {
         self.kind = kind
-        self.reason = reason
+        self.reason = String(
+            String.UnicodeScalarView(
+                reason.unicodeScalars.map { scalar in
+                    scalar.properties.generalCategory == .control || scalar == "\u{2028}" || scalar == "\u{2029}"
+                        ? "?" : scalar
+                }))
     }
 
     public var status: Int { kind.rawValue }

@@ -124,10 +124,8 @@ public enum StrictJSON {
             let key = try string(collect: true)
             guard case .object(var keys) = stack.removeLast() else { preconditionFailure("key outside an object") }
             guard keys.insert(key).inserted else {
-                let shown = String(decoding: key.prefix(64), as: UTF8.self).map {
-                    $0.isASCII && $0.asciiValue! < 0x20 ? "?" : $0
-                }
-                throw BodyRejection(.malformed, "duplicate key \"\(String(shown))\" in a JSON object")
+                let shown = String(decoding: key.prefix(64), as: UTF8.self)  // control characters: see BodyRejection
+                throw BodyRejection(.malformed, "duplicate key \"\(shown)\" in a JSON object")
             }
             stack.append(.object(keys: keys))
             try expect(UInt8(ascii: ":"), "':'")
