@@ -19,6 +19,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        // NIOHTTPTypes: the HTTP parts ingress's connection handler sees (already in the graph through Hummingbird).
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         // HMAC-SHA256 for comparing webhook secrets and bearer tokens (already in the graph through
         // async-http-client's swift-certificates; 3.x and 4.x have the same API for this).
@@ -65,10 +67,16 @@ let package = Package(
         .target(name: "LeaseholdDomain", dependencies: ["LeaseholdPostgres"]),
 
         // MARK: Roles
+        // The ingress request bodies without HTTP (strict JSON, decoding, validation): ingress and
+        // its fuzz target share them.
+        .target(name: "LeaseholdIngressDecoding", dependencies: ["LeaseholdDomain"]),
         .target(
             name: "LeaseholdIngress",
             dependencies: [
-                "LeaseholdQueue", "LeaseholdDomain", .product(name: "Hummingbird", package: "hummingbird"),
+                "LeaseholdQueue", "LeaseholdDomain", "LeaseholdIngressDecoding",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -142,6 +150,10 @@ let package = Package(
             ]
         ),
 
+        // libFuzzer target for the ingress body decoders; see .ci/fuzz. Without the fuzz flags it is
+        // a replayer: `IngressFuzz FILE…` runs files (a crash reproducer, the corpus) through them.
+        .executableTarget(name: "IngressFuzz", dependencies: ["LeaseholdIngressDecoding", "LeaseholdDomain"]),
+
         // MARK: Test support, shipped as a library like HummingbirdTesting
         .target(
             name: "LeaseholdTesting",
@@ -180,7 +192,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LeaseholdIngressTests",
-            dependencies: ["LeaseholdIngress"]
+            dependencies: ["LeaseholdIngress", "LeaseholdIngressDecoding"]
         ),
         .testTarget(
             name: "LeaseholdNotifierTests",

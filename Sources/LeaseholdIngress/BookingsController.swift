@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Hummingbird
 import LeaseholdDomain
+import LeaseholdIngressDecoding
 import LeaseholdQueue
 import LeaseholdRedis
 
@@ -29,18 +30,6 @@ struct BookingsController: Sendable {
         self.token = SecretMatcher(secret: configuration.apiToken)
     }
 
-    struct CreateBooking: Decodable {
-        var requestID: String
-        var userID: Int64
-        var slotID: Int64
-
-        enum CodingKeys: String, CodingKey {
-            case requestID = "request_id"
-            case userID = "user_id"
-            case slotID = "slot_id"
-        }
-    }
-
     /// The one field of a published result that decides the status code.
     private struct StoredStatus: Decodable {
         var status: String
@@ -55,9 +44,15 @@ struct BookingsController: Sendable {
         }
     }
 
+    /// `Authorization: Bearer <token>`, given once. The scheme is case-insensitive (RFC 9110
+    /// §11.1, formerly RFC 7235), so `bearer` works; the token must match exactly.
     private func authorize(_ request: Request) throws {
-        let header = request.headers[.authorization] ?? ""
-        guard header.hasPrefix("Bearer "), token.matches(header.dropFirst("Bearer ".count))
+        let headers = request.headers[values: .authorization]
+        let header = headers.first ?? ""
+        let scheme = header.prefix { $0 != " " }
+        let credentials = header.dropFirst(scheme.count).drop { $0 == " " }
+        guard headers.count == 1, scheme.lowercased() == "bearer", scheme.count < header.count,
+            token.matches(credentials)
         else {
             throw HTTPError(
                 .unauthorized, headers: [.wwwAuthenticate: "Bearer"], message: "missing or wrong bearer token")
@@ -76,26 +71,10 @@ struct BookingsController: Sendable {
         return String(decoding: text, as: UTF8.self)
     }
 
-    /// `request_id`: 1–128 characters of `A-Z a-z 0-9 . _ : -`, so it is safe in a Redis key and a URL.
-    static func isValidRequestID(_ id: String) -> Bool {
-        (1...128).contains(id.utf8.count)
-            && id.utf8.allSatisfy { byte in
-                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
-                    || byte == 0x2E || byte == 0x5F || byte == 0x3A || byte == 0x2D
-            }
-    }
-
     func create(_ request: Request, context: IngressRequestContext) async throws -> Response {
         try authorize(request)
-        let body = try await JSONBody(maxBytes: configuration.maxBodyBytes).decode(CreateBooking.self, from: request)
-        guard Self.isValidRequestID(body.requestID) else {
-            throw HTTPError(
-                .unprocessableContent, message: "field request_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
-        }
-        guard body.userID > 0 else { throw HTTPError(.unprocessableContent, message: "field user_id must be positive") }
-        guard body.slotID > 0 else { throw HTTPError(.unprocessableContent, message: "field slot_id must be positive") }
-
-        let booking = BookingRequest(action: .book, userID: body.userID, slotID: body.slotID, requestID: body.requestID)
+        let body = try await JSONBody(configuration).decode(IngressBodies.booking, from: request)
+        let booking = body.booking
         let entry = StreamEntry(
             stream: configuration.keys.stream("bookings"), key: "api:\(body.requestID)", kind: BookingRequest.kind,
             payload: Array(try JSONEncoder().encode(booking)))
@@ -122,7 +101,7 @@ struct BookingsController: Sendable {
     func status(_ request: Request, context: IngressRequestContext) async throws -> Response {
         try authorize(request)
         let requestID = context.parameters.get("request_id") ?? ""
-        guard Self.isValidRequestID(requestID) else {
+        guard IngressBodies.isValidRequestID(requestID) else {
             throw HTTPError(
                 .unprocessableContent, message: "request_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
         }

@@ -1,7 +1,9 @@
 import Hummingbird
+import HummingbirdCore
 import LeaseholdQueue
 import LeaseholdRedis
 import Logging
+import NIOCore
 import Prometheus
 
 /// Builds the ingress HTTP application; `leasehold ingress` and the tests share it.
@@ -37,8 +39,13 @@ public func buildIngressApplication(
     BookingsController(configuration: configuration, enqueuer: enqueuer, redis: redis).register(with: router)
     YooKassaWebhookController(configuration: configuration, enqueuer: enqueuer).register(with: router)
 
+    let bodyTimeout = TimeAmount.seconds(Int64(configuration.bodyTimeoutSeconds))
     return Application(
         router: router,
+        server: .http1(
+            configuration: HTTP1Channel.Configuration(
+                additionalChannelHandlers: [UnreadRequestHandler(bodyTimeout: bodyTimeout)],
+                idleTimeout: TimeAmount.seconds(Int64(configuration.idleTimeoutSeconds)))),
         configuration: ApplicationConfiguration(
             address: .hostname(configuration.host, port: configuration.port), serverName: "leasehold-ingress"),
         logger: logger)

@@ -27,13 +27,23 @@ public struct IngressConfiguration: Sendable {
     /// Who may post to `/yookassa/webhook` (`LEASEHOLD_YOOKASSA_ALLOWED_CIDRS`,
     /// `LEASEHOLD_TRUSTED_PROXIES`); by default YooKassa's published ranges and no proxies.
     public var yookassaSources: SourceAddressPolicy
+    /// A connection on which nothing arrives for this long — no request, or a request head that
+    /// never completes — is closed (`LEASEHOLD_INGRESS_IDLE_TIMEOUT_SECONDS`). Above nginx's
+    /// upstream keep-alive of 60 s, so ingress never closes a connection nginx is about to reuse.
+    public var idleTimeoutSeconds: Int
+    /// A request body must be complete this long after its head, or the connection is answered
+    /// 408 and closed (`LEASEHOLD_INGRESS_BODY_TIMEOUT_SECONDS`): the slow-loris bound.
+    public var bodyTimeoutSeconds: Int
 
     public init(
         host: String = "0.0.0.0", port: Int = 8080, keys: RedisKeys = RedisKeys(), telegramSecret: String = "",
         apiToken: String = "", maxBodyBytes: Int = 64 * 1024, highWaterMark: Int = 100_000,
         retryAfterSeconds: Int = 2, resultTTLSeconds: Int = 86_400, redisConnections: Int = 16,
-        yookassaSources: SourceAddressPolicy = SourceAddressPolicy()
+        yookassaSources: SourceAddressPolicy = SourceAddressPolicy(), idleTimeoutSeconds: Int = 75,
+        bodyTimeoutSeconds: Int = 10
     ) {
+        self.idleTimeoutSeconds = idleTimeoutSeconds
+        self.bodyTimeoutSeconds = bodyTimeoutSeconds
         self.yookassaSources = yookassaSources
         self.host = host
         self.port = port

@@ -1,28 +1,59 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import LeaseholdIngressDecoding
 import NIOCore
 
-/// Reads and decodes JSON request bodies with the answers the HTTP contract promises:
-/// 415 for a content type other than JSON, 413 for a body over the limit, 400 for malformed
-/// JSON, 422 for a missing, null or mistyped field — each with a one-line reason.
+/// Reads JSON request bodies with the answers the HTTP contract promises: 415 for a content type
+/// other than JSON (or JSON declared in a charset other than UTF-8), 413 for a body over the
+/// limit (from `Content-Length` before reading anything, else as soon as the limit is passed),
+/// then the body rules of ``IngressBodies`` (400 for anything ``StrictJSON`` refuses, 422 for a
+/// missing, null, mistyped or invalid field) — each with a one-line reason.
+///
+/// A refused request whose body was not read to the end costs nothing more: the connection is
+/// closed after the answer (``UnreadRequestHandler``) instead of draining the rest.
 struct JSONBody {
     let maxBytes: Int
 
-    func decode<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {
-        try Self.decodeJSON(T.self, from: try await read(request))
+    init(_ configuration: IngressConfiguration) {
+        self.maxBytes = configuration.maxBodyBytes
+    }
+
+    func decode<T>(_ decoder: (Data) throws(BodyRejection) -> T, from request: Request) async throws -> T {
+        try Self.check(decoder, try await read(request))
+    }
+
+    /// Runs a body decoder of ``IngressBodies``, its refusal as the HTTP error.
+    static func check<T>(_ decoder: (Data) throws(BodyRejection) -> T, _ body: Data) throws -> T {
+        do {
+            return try decoder(body)
+        } catch {
+            throw HTTPError(.init(code: error.status), message: error.reason)
+        }
     }
 
     /// The body's bytes, after the content type and size checks.
     func read(_ request: Request) async throws -> Data {
-        let contentType = request.headers[.contentType]?.lowercased() ?? ""
-        let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) }
-        guard mediaType == "application/json" else {
+        let contentTypes = request.headers[values: .contentType]
+        let contentType = contentTypes.first?.lowercased() ?? ""
+        let parameters = contentType.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+        guard contentTypes.count <= 1, parameters.first == "application/json" else {
             throw HTTPError(
                 .unsupportedMediaType,
-                message: "Content-Type must be application/json, got \(contentType.isEmpty ? "none" : contentType)")
+                message: contentTypes.count > 1
+                    ? "Content-Type must be given once"
+                    : "Content-Type must be application/json, got \(contentType.isEmpty ? "none" : contentType)")
         }
-        if let declared = request.headers[.contentLength].flatMap(Int.init), declared > maxBytes {
+        // JSON is UTF-8 (RFC 8259 §8.1). A sender declaring another charset means its bytes to be
+        // read in it, which ingress does not do: refused rather than misread. No charset, or utf-8.
+        for parameter in parameters.dropFirst() where parameter.hasPrefix("charset=") {
+            let charset = parameter.dropFirst("charset=".count).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+            guard charset == "utf-8" || charset == "utf8" else {
+                throw HTTPError(.unsupportedMediaType, message: "JSON must be UTF-8, got charset=\(charset)")
+            }
+        }
+        let declared = request.headers[.contentLength].flatMap(Int.init)
+        if let declared, declared > maxBytes {
             throw HTTPError(.contentTooLarge, message: "body is \(declared) bytes; the limit is \(maxBytes)")
         }
         let buffer: ByteBuffer
@@ -31,39 +62,11 @@ struct JSONBody {
         } catch is NIOTooManyBytesError {
             throw HTTPError(.contentTooLarge, message: "body is over the limit of \(maxBytes) bytes")
         }
+        // A body cut short (the connection closed by the body timeout, say) is never decoded: a
+        // prefix of a JSON body can be valid JSON too.
+        if let declared, declared != buffer.readableBytes {
+            throw HTTPError(.badRequest, message: "body ended after \(buffer.readableBytes) of \(declared) bytes")
+        }
         return Data(buffer.readableBytesView)
-    }
-
-    static func decodeJSON<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
-        do {
-            return try JSONDecoder().decode(T.self, from: data)
-        } catch let DecodingError.dataCorrupted(context) where context.codingPath.isEmpty {
-            throw HTTPError(.badRequest, message: "malformed JSON")
-        } catch let DecodingError.keyNotFound(key, context) {
-            throw HTTPError(.unprocessableContent, message: "missing field \(path(context.codingPath + [key]))")
-        } catch let DecodingError.valueNotFound(_, context) {
-            throw HTTPError(.unprocessableContent, message: "field \(path(context.codingPath)) must not be null")
-        } catch let DecodingError.typeMismatch(expected, context) {
-            throw HTTPError(
-                .unprocessableContent,
-                message: "field \(path(context.codingPath)) must be \(describe(expected))")
-        } catch let DecodingError.dataCorrupted(context) {
-            throw HTTPError(
-                .unprocessableContent,
-                message: "field \(path(context.codingPath)) is invalid: \(context.debugDescription)")
-        }
-    }
-
-    private static func path(_ keys: [any CodingKey]) -> String {
-        keys.isEmpty ? "(body)" : keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
-    }
-
-    private static func describe(_ type: Any.Type) -> String {
-        switch type {
-        case is Int64.Type, is Int.Type, is Int32.Type: "an integer"
-        case is String.Type: "a string"
-        case is Bool.Type: "a boolean"
-        default: "\(type)"
-        }
     }
 }

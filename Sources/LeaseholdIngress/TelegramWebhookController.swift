@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import LeaseholdDomain
+import LeaseholdIngressDecoding
 import LeaseholdQueue
 import NIOCore
 
@@ -32,28 +33,24 @@ struct TelegramWebhookController: Sendable {
     }
 
     func handle(_ request: Request, context: IngressRequestContext) async throws -> Response {
-        guard let presented = request.headers[Self.secretHeader],
-            secret.matches(presented)
-        else {
+        // Exactly one secret header: with two, which one counts is ambiguous (a proxy may keep the
+        // last, ingress read the first), so neither is trusted.
+        let presented = request.headers[values: Self.secretHeader]
+        guard presented.count == 1, secret.matches(presented[0]) else {
             throw HTTPError(.unauthorized, message: "missing or wrong X-Telegram-Bot-Api-Secret-Token")
         }
-        let update = try await JSONBody(maxBytes: configuration.maxBodyBytes)
-            .decode(TelegramUpdate.self, from: request)
-        guard let callback = update.callbackQuery else {
+        switch try await JSONBody(configuration).decode(IngressBodies.telegram, from: request) {
+        case .ignore:
             return Response(status: .ok)  // not a callback: acknowledged, not ours to process
+        case .unknownCommand(let callbackQueryID):
+            return try answer(callbackQueryID, "🤔 Неизвестная команда.")
+        case .enqueue(let updateID, let callbackQueryID, let booking):
+            let entry = StreamEntry(
+                stream: configuration.keys.stream("telegram"), key: "tg:\(updateID)", kind: BookingRequest.kind,
+                payload: Array(try JSONEncoder().encode(booking)))
+            _ = try await enqueuer.enqueue(entry, logger: context.logger)
+            return try answer(callbackQueryID, BookingOutcome.pending.reply)
         }
-        guard let data = callback.data,
-            let booking = BookingRequest(
-                callbackData: data, userID: callback.from.id, chatID: callback.message?.chat.id ?? callback.from.id,
-                callbackQueryID: callback.id)
-        else {
-            return try answer(callback.id, "🤔 Неизвестная команда.")
-        }
-        let entry = StreamEntry(
-            stream: configuration.keys.stream("telegram"), key: "tg:\(update.updateID)", kind: BookingRequest.kind,
-            payload: Array(try JSONEncoder().encode(booking)))
-        _ = try await enqueuer.enqueue(entry, logger: context.logger)
-        return try answer(callback.id, BookingOutcome.pending.reply)
     }
 
     private func answer(_ callbackQueryID: String, _ text: String) throws -> Response {

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import LeaseholdDomain
+import LeaseholdIngressDecoding
 import LeaseholdQueue
 import Metrics
 
@@ -34,14 +35,8 @@ struct YooKassaWebhookController: Sendable {
             context.logger.warning("YooKassa notification refused", metadata: ["reason": "\(reason)"])
             throw HTTPError(.forbidden, message: reason)
         }
-        let body = try await JSONBody(maxBytes: configuration.maxBodyBytes).read(request)
-        let notification = try JSONBody.decodeJSON(YooKassaNotification.self, from: body)
-        let valid: YooKassaNotification.Valid
-        do {
-            valid = try notification.validated()
-        } catch {
-            throw HTTPError(.unprocessableContent, message: error.reason)
-        }
+        let body = try await JSONBody(configuration).read(request)
+        let valid = try JSONBody.check(IngressBodies.yookassa, body)
         let entry = StreamEntry(
             stream: configuration.keys.stream("yookassa"), key: valid.messageKey, kind: YooKassaNotification.kind,
             payload: Array(body))

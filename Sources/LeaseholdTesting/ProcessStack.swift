@@ -217,6 +217,21 @@ public final class ProcessStack: Sendable {
             headers: response.headers.map { ($0.name, $0.value) })
     }
 
+    /// Sends one request whose body is raw bytes (not necessarily UTF-8).
+    public func request(
+        _ method: HTTPMethod, _ path: String, ingress: Int = 0, headers: [(String, String)] = [], bytes: [UInt8]
+    ) async throws -> HTTPResult {
+        var request = HTTPClientRequest(url: ingressURL(ingress) + path)
+        request.method = method
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        request.body = .bytes(ByteBuffer(bytes: bytes))
+        let response = try await http.execute(request, timeout: .seconds(30))
+        let body = try await response.body.collect(upTo: 1 << 20)
+        return HTTPResult(
+            status: Int(response.status.code), body: String(buffer: body),
+            headers: response.headers.map { ($0.name, $0.value) })
+    }
+
     /// `GET` of any URL (a role's metrics endpoint, say).
     public func fetch(_ url: String) async throws -> HTTPResult {
         let response = try await http.execute(HTTPClientRequest(url: url), timeout: .seconds(10))

@@ -53,6 +53,18 @@ struct IngressCommand: AsyncParsableCommand {
     )
     var trustedProxies: String?
 
+    @Option(
+        help:
+            "Close a connection on which nothing arrives for this many seconds (env: LEASEHOLD_INGRESS_IDLE_TIMEOUT_SECONDS; default 75)."
+    )
+    var idleTimeoutSeconds: Int?
+
+    @Option(
+        help:
+            "A request body must arrive within this many seconds of its head, else 408 and the connection closed (env: LEASEHOLD_INGRESS_BODY_TIMEOUT_SECONDS; default 10)."
+    )
+    var bodyTimeoutSeconds: Int?
+
     /// The YooKassa source policy; a malformed CIDR is a startup error naming the variable.
     func sourcePolicy() throws -> SourceAddressPolicy {
         func parse(_ flag: String?, _ variable: String) throws -> [CIDRBlock]? {
@@ -88,7 +100,11 @@ struct IngressCommand: AsyncParsableCommand {
                 maxBodyBytes, "LEASEHOLD_MAX_BODY_BYTES", default: 64 * 1024, range: 1...(16 << 20)),
             highWaterMark: try Setting.int(
                 highWaterMark, "LEASEHOLD_STREAM_HIGH_WATER_MARK", default: 100_000, range: 0...Int(Int32.max)),
-            yookassaSources: try sourcePolicy())
+            yookassaSources: try sourcePolicy(),
+            idleTimeoutSeconds: try Setting.int(
+                idleTimeoutSeconds, "LEASEHOLD_INGRESS_IDLE_TIMEOUT_SECONDS", default: 75, range: 1...86_400),
+            bodyTimeoutSeconds: try Setting.int(
+                bodyTimeoutSeconds, "LEASEHOLD_INGRESS_BODY_TIMEOUT_SECONDS", default: 10, range: 1...3_600))
         if configuration.telegramSecret.isEmpty {
             logger.warning("TELEGRAM_WEBHOOK_SECRET is not set: /telegram/webhook answers 401 to everything")
         }

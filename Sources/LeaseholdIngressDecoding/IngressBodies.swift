@@ -1,0 +1,77 @@
+import Foundation
+import LeaseholdDomain
+
+/// What ingress does with the body of each `POST` route, without HTTP: decoding and validation
+/// only, so `leasehold ingress` and the fuzz target (Sources/IngressFuzz) run the same code.
+/// Each throws a ``BodyRejection`` (400 or 422 with a one-line reason) or returns what to enqueue.
+public enum IngressBodies {
+    /// `POST /telegram/webhook`.
+    public enum TelegramDecision: Sendable, Equatable {
+        /// Not a callback query: answered 200, not enqueued.
+        case ignore
+        /// A callback query whose data is no command: answered at once, not enqueued.
+        case unknownCommand(callbackQueryID: String)
+        /// Enqueued under `tg:<updateID>`.
+        case enqueue(updateID: Int64, callbackQueryID: String, booking: BookingRequest)
+    }
+
+    public static func telegram(_ body: Data) throws(BodyRejection) -> TelegramDecision {
+        let update = try IngressJSON.decode(TelegramUpdate.self, from: body)
+        guard let callback = update.callbackQuery else { return .ignore }
+        guard let data = callback.data,
+            let booking = BookingRequest(
+                callbackData: data, userID: callback.from.id, chatID: callback.message?.chat.id ?? callback.from.id,
+                callbackQueryID: callback.id)
+        else { return .unknownCommand(callbackQueryID: callback.id) }
+        return .enqueue(updateID: update.updateID, callbackQueryID: callback.id, booking: booking)
+    }
+
+    /// `POST /v1/bookings`: `{request_id, user_id, slot_id}`, checked.
+    public struct Booking: Sendable, Equatable {
+        public var requestID: String
+        public var booking: BookingRequest
+    }
+
+    struct CreateBooking: Decodable {
+        var requestID: String
+        var userID: Int64
+        var slotID: Int64
+
+        enum CodingKeys: String, CodingKey {
+            case requestID = "request_id"
+            case userID = "user_id"
+            case slotID = "slot_id"
+        }
+    }
+
+    public static func booking(_ body: Data) throws(BodyRejection) -> Booking {
+        let body = try IngressJSON.decode(CreateBooking.self, from: body)
+        guard isValidRequestID(body.requestID) else {
+            throw BodyRejection(.invalid, "field request_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+        }
+        guard body.userID > 0 else { throw BodyRejection(.invalid, "field user_id must be positive") }
+        guard body.slotID > 0 else { throw BodyRejection(.invalid, "field slot_id must be positive") }
+        return Booking(
+            requestID: body.requestID,
+            booking: BookingRequest(action: .book, userID: body.userID, slotID: body.slotID, requestID: body.requestID))
+    }
+
+    /// `request_id`: 1–128 characters of `A-Z a-z 0-9 . _ : -`, so it is safe in a Redis key and a URL.
+    public static func isValidRequestID(_ id: String) -> Bool {
+        (1...128).contains(id.utf8.count)
+            && id.utf8.allSatisfy { byte in
+                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                    || byte == 0x2E || byte == 0x5F || byte == 0x3A || byte == 0x2D
+            }
+    }
+
+    /// `POST /yookassa/webhook`: the notification, checked; the body itself is what gets enqueued.
+    public static func yookassa(_ body: Data) throws(BodyRejection) -> YooKassaNotification.Valid {
+        let notification = try IngressJSON.decode(YooKassaNotification.self, from: body)
+        do {
+            return try notification.validated()
+        } catch {
+            throw BodyRejection(.invalid, error.reason)
+        }
+    }
+}
