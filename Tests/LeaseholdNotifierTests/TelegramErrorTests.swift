@@ -90,13 +90,13 @@ extension NotifierTests {
             try await FakeBotAPI.withServer { api in
                 try await NotifierFixture.with(api) { fixture in
                     api.script(.serverError(500), for: .chat(30), times: 2)
-                    api.script(.hang(.seconds(3)), for: .chat(31), times: 1)
+                    api.script(.hang(.seconds(5)), for: .chat(31), times: 1)
                     let flaky = try await fixture.insert(chat: 30, text: "after two 500s")
                     let slow = try await fixture.insert(chat: 31, text: "after a timeout")
                     try fixture.startNotifier(
                         "notifier-a",
                         environment: [
-                            "LEASEHOLD_NOTIFIER_RETRY_BASE_MS": "400", "LEASEHOLD_NOTIFIER_REQUEST_TIMEOUT_MS": "700",
+                            "LEASEHOLD_NOTIFIER_RETRY_BASE_MS": "400", "LEASEHOLD_NOTIFIER_REQUEST_TIMEOUT_MS": "2000",
                             "LEASEHOLD_NOTIFIER_CLAIM_TIMEOUT_MS": "10000",
                         ])
                     try await fixture.waitUntilSettled()
