@@ -9,8 +9,9 @@ import Synchronization
 
 /// Processes stream entries: lease → the kind's transaction (``MessageHandler``) → completion.
 ///
-/// Redis work is per read batch, not per entry: the leases of a whole batch are taken in one
-/// script call (``lease(_:)``), one heartbeat renews every lease the worker holds
+/// Redis work is per read batch, not per entry: the leases of a whole batch are taken by the
+/// script call that reads it (``StreamConsumer/read(count:block:first:leasing:on:)``, or
+/// ``lease(_:)`` for entries read otherwise), one heartbeat renews every lease the worker holds
 /// (``LeaseKeeper``), and completions (XACK + publish + release, one script each) travel together
 /// in shared pipelines (``RedisBatcher``). So under load a message costs PostgreSQL one round
 /// trip and Redis a fraction of one.
