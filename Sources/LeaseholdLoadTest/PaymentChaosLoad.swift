@@ -33,11 +33,17 @@ public struct PaymentChaosLoad: Sendable {
         self.seed = seed
     }
 
-    /// A check on the payments after the run.
+    /// A check after a chaos run (on the payments here; the demo adds its own).
     public struct Check: Sendable {
         public var name: String
         public var passed: Bool
         public var detail: String
+
+        public init(name: String, passed: Bool, detail: String) {
+            self.name = name
+            self.passed = passed
+            self.detail = detail
+        }
     }
 
     /// What sending did.

@@ -191,11 +191,7 @@ struct ChaosSchedule: Sendable {
 
 /// What must hold once a chaos run has settled, beyond the load test's own invariants.
 struct ChaosChecks {
-    struct Check {
-        var name: String
-        var passed: Bool
-        var detail: String
-    }
+    typealias Check = PaymentChaosLoad.Check
 
     /// Waits (up to `timeout`) until nothing is pending, undelivered or scheduled for retry, then
     /// checks that and that nothing was dead-lettered.
