@@ -105,7 +105,7 @@ public struct LoadTest: Sendable {
         } catch {
             throw LoadTestError.setup("Redis (--redis-url) is unreachable: \(error)")
         }
-        let what = configuration.input == .api ? "POST /v1/bookings" : "Telegram callback updates"
+        let what = configuration.input.summary
         let bound: String =
             if let duration = configuration.duration { "for \(Self.number(duration.seconds)) s" } else {
                 "\(configuration.plannedRequests ?? 0) requests"
@@ -302,7 +302,7 @@ public struct LoadTest: Sendable {
                     + "); check --url and the token or secret")
         }
         let processed = try await postgres.query(
-            "SELECT count(*) FROM inbox WHERE message_key LIKE \(plan.keyPattern)"
+            "SELECT count(*) FROM inbox WHERE message_key ~ \(plan.keyPattern)"
         ).single().decode(Int.self, at: 0)
         let invariants: [LoadTestReport.Invariant] = [
             .init(
@@ -368,10 +368,10 @@ public struct LoadTest: Sendable {
                 )
             )
         }
-        let credential = configuration.input == .api ? configuration.apiToken : configuration.telegramSecret
         return RequestPlan(
             run: run, input: configuration.input, slotIDs: seeded.slotIDs, users: seeded.users,
-            requestsPerSlot: configuration.requestsPerSlot, credential: credential)
+            requestsPerSlot: configuration.requestsPerSlot, apiToken: configuration.apiToken,
+            telegramSecret: configuration.telegramSecret)
     }
 
     private func seed(label: String, users: Int, postgres: PostgresClient) async throws -> Seeded {
@@ -433,7 +433,7 @@ public struct LoadTest: Sendable {
                 let response = try await http.execute(request, timeout: .seconds(30))
                 _ = try await response.body.collect(upTo: 64 * 1024)
                 let status = Int(response.status.code)
-                let accepted = status == configuration.input.acceptedStatus
+                let accepted = status == configuration.input.acceptedStatus(ofRequest: index)
                 if accepted { tracker.accepted(index) }
                 // Ingress lost Redis mid-enqueue: the request may be queued (see README, "Retries").
                 let ambiguous = status == 503 && response.headers.first(name: "Leasehold-Outcome") == "unknown"
@@ -467,7 +467,7 @@ public struct LoadTest: Sendable {
                    (extract(epoch FROM processed_at) * 1000000)::bigint
                        - split_part(entry_id, '-', 1)::bigint * 1000,
                    extract(epoch FROM processed_at)::float8
-            FROM inbox WHERE message_key LIKE \(plan.keyPattern)
+            FROM inbox WHERE message_key ~ \(plan.keyPattern)
             """)
         {
             let (key, outcome, micros, committedAt) = try row.decode(String.self, String.self, Int64?.self, Double.self)

@@ -126,13 +126,16 @@ public struct LoadTestConfiguration: Sendable {
             return
                 "--ingress-only needs the Redis URL (--redis-url or REDIS_URL) to remove the entries the run adds to the streams"
         }
-        switch input {
-        case .api where apiToken.isEmpty:
-            return "--input api needs LEASEHOLD_API_TOKEN (the ingress's bearer token for /v1/bookings)"
-        case .telegram where telegramSecret.isEmpty:
-            return "--input telegram needs TELEGRAM_WEBHOOK_SECRET (the ingress's X-Telegram-Bot-Api-Secret-Token)"
-        default:
-            return nil
+        if ingressOnly && input == .mixed {
+            return "--ingress-only takes --input api or --input telegram (one stream to clean up), not mixed"
         }
+        if input.sendsAPI && apiToken.isEmpty {
+            return "--input \(input.rawValue) needs LEASEHOLD_API_TOKEN (the ingress's bearer token for /v1/bookings)"
+        }
+        if input.sendsTelegram && telegramSecret.isEmpty {
+            return
+                "--input \(input.rawValue) needs TELEGRAM_WEBHOOK_SECRET (the ingress's X-Telegram-Bot-Api-Secret-Token)"
+        }
+        return nil
     }
 }

@@ -114,7 +114,7 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
 
     /// How the requests were sent, in words.
     public var shape: String {
-        var words = "\(requests) \(input == "telegram" ? "Telegram callback updates" : "POST /v1/bookings")"
+        var words = "\(requests) \(LoadTestInput(rawValue: input)?.summary ?? input)"
         if let durationSeconds { words += " in \(LoadTest.number(durationSeconds)) s" }
         words += " from \(concurrency) clients"
         words += rate.map { " at \(LoadTest.number($0))/s" } ?? " (closed loop)"

@@ -12,6 +12,7 @@ import NIOCore
 /// - Telegram: `update_id` = run × 10⁷ + i, inbox key `tg:<update_id>`. With run numbers counted
 ///   in seconds since 2023-11-14 this stays below 2⁵³ (Telegram's integer range, exact in any
 ///   JSON parser) until 2052.
+/// - Mixed: request i takes the API form when i is even, the Telegram form when it is odd.
 public struct RequestPlan: Sendable {
     /// Requests per run are limited by the Telegram update ID layout (7 digits for the index).
     public static let indexLimit = 10_000_000
@@ -25,18 +26,20 @@ public struct RequestPlan: Sendable {
     /// The run's fresh users.
     public let users: ClosedRange<Int64>
     public let requestsPerSlot: Int
-    let credential: String
+    let apiToken: String
+    let telegramSecret: String
 
     init(
         run: Int64, input: LoadTestInput, slotIDs: [Int64], users: ClosedRange<Int64>, requestsPerSlot: Int,
-        credential: String
+        apiToken: String, telegramSecret: String
     ) {
         self.run = run
         self.input = input
         self.slotIDs = slotIDs
         self.users = users
         self.requestsPerSlot = requestsPerSlot
-        self.credential = credential
+        self.apiToken = apiToken
+        self.telegramSecret = telegramSecret
     }
 
     /// Position of request `index`'s slot in ``slotIDs``.
@@ -51,49 +54,55 @@ public struct RequestPlan: Sendable {
 
     /// The inbox key the worker records for request `index`.
     public func messageKey(_ index: Int) -> String {
-        switch input {
-        case .api: "api:lt-\(run)-\(index)"
-        case .telegram: "tg:\(updateID(index))"
-        }
+        input.shape(ofRequest: index) == .api ? "api:lt-\(run)-\(index)" : "tg:\(updateID(index))"
     }
 
     /// The index of a key of this run, or `nil` for any other key.
     public func index(ofKey key: String) -> Int? {
-        switch input {
-        case .api:
-            let prefix = "api:lt-\(run)-"
-            guard key.hasPrefix(prefix), let index = Int(key.dropFirst(prefix.count)), index >= 0 else { return nil }
-            return index
-        case .telegram:
-            guard key.hasPrefix("tg:"), let id = Int64(key.dropFirst(3)) else { return nil }
-            let index = id - run * Int64(Self.indexLimit)
-            return (0..<Int64(Self.indexLimit)).contains(index) ? Int(index) : nil
+        let apiPrefix = "api:lt-\(run)-"
+        let index: Int
+        if key.hasPrefix(apiPrefix) {
+            guard let parsed = Int(key.dropFirst(apiPrefix.count)), parsed >= 0 else { return nil }
+            index = parsed
+        } else if key.hasPrefix("tg:"), let id = Int64(key.dropFirst(3)) {
+            let offset = id - run * Int64(Self.indexLimit)
+            guard (0..<Int64(Self.indexLimit)).contains(offset) else { return nil }
+            index = Int(offset)
+        } else {
+            return nil
         }
+        // A key of the other shape than request `index` has is not one this run sent.
+        return messageKey(index) == key ? index : nil
     }
 
-    /// A `LIKE` pattern matching exactly this run's inbox keys.
-    public var keyPattern: String {
-        switch input {
-        case .api: "api:lt-\(run)-%"
+    /// A POSIX regular expression (`message_key ~ …`) matching exactly this run's inbox keys.
+    public var keyPattern: String { Self.keyPattern(run: String(run), input: input) }
+
+    /// The same for run `run` (a report's ``LoadTestReport/run``) sent as `input`.
+    public static func keyPattern(run: String, input: LoadTestInput) -> String {
+        let api = "api:lt-\(run)-[0-9]+"
         // run × 10⁷ + i prints as the run's digits followed by exactly seven.
-        case .telegram: "tg:\(run)_______"
+        let telegram = "tg:\(run)[0-9]{7}"
+        switch input {
+        case .api: return "^\(api)$"
+        case .telegram: return "^\(telegram)$"
+        case .mixed: return "^(\(api)|\(telegram))$"
         }
     }
 
     /// The HTTP request for `index`, sent to `baseURL`.
     func request(_ index: Int, baseURL: String) -> HTTPClientRequest {
-        var request = HTTPClientRequest(url: baseURL + input.path)
+        var request = HTTPClientRequest(url: baseURL + input.path(ofRequest: index))
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         let slot = slot(index)
         let user = user(index)
-        switch input {
-        case .api:
-            request.headers.add(name: "Authorization", value: "Bearer \(credential)")
+        if input.shape(ofRequest: index) == .api {
+            request.headers.add(name: "Authorization", value: "Bearer \(apiToken)")
             request.body = .bytes(
                 ByteBuffer(string: #"{"request_id":"lt-\#(run)-\#(index)","user_id":\#(user),"slot_id":\#(slot)}"#))
-        case .telegram:
-            request.headers.add(name: "X-Telegram-Bot-Api-Secret-Token", value: credential)
+        } else {
+            request.headers.add(name: "X-Telegram-Bot-Api-Secret-Token", value: telegramSecret)
             request.body = .bytes(ByteBuffer(string: telegramUpdate(index, user: user, slot: slot)))
         }
         return request

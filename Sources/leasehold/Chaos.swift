@@ -30,7 +30,8 @@ final class DemoRoles: Sendable {
     /// Every process, in start order.
     var all: [ChildProcess] { state.withLock { $0.map(\.process) } }
 
-    /// The processes whose name starts with `prefix` (`worker-`, `ingress-`, `supervisor-`).
+    /// The processes whose name starts with `prefix` (`worker-`, `ingress-`, `supervisor-`,
+    /// `notifier-`).
     func named(_ prefix: String) -> [ChildProcess] { all.filter { $0.name.hasPrefix(prefix) } }
 
     func start(_ spec: Spec) throws {
@@ -59,6 +60,7 @@ enum Fault: String, CaseIterable, Sendable {
     case killWorker = "kill -9 of a worker"
     case killIngress = "kill -9 of an ingress"
     case killLeader = "kill -9 of the supervisor leader"
+    case killNotifier = "kill -9 of a notifier"
     case pauseWorker = "SIGSTOP of a worker past the lease TTL and the visibility timeout"
     case killRedis = "kill -9 of Redis, restarted on the same append-only file"
     case crashPostgres = "PostgreSQL immediate shutdown, then a restart"
@@ -68,8 +70,13 @@ enum Fault: String, CaseIterable, Sendable {
 /// What happened, for the progress line and the report.
 struct FaultRecord: Sendable {
     var at: Duration
+    /// When it was applied, on the wall clock (the fake Bot API's calls carry the same clock).
+    var wall: Date
     var fault: Fault
     var detail: String
+
+    /// Whether it killed a notifier (which may then have left a reply Telegram accepted unrecorded).
+    var killedANotifier: Bool { fault == .killNotifier || fault == .restartEverything }
 }
 
 /// Applies faults at random moments (reproducible from the seed) while the load runs.
@@ -87,6 +94,14 @@ struct ChaosSchedule: Sendable {
         "LEASEHOLD_RETRY_MAX_ATTEMPTS": "50",
         // The chaos run posts YooKassa notifications from this machine.
         "LEASEHOLD_YOOKASSA_ALLOWED_CIDRS": "127.0.0.1/32,::1",
+        // The notifiers send to the local fake Bot API, which has no rate limit: the bot-wide limit
+        // is raised above the run's rate, and a killed notifier's claims come back within seconds.
+        "LEASEHOLD_NOTIFIER_RATE": "1000",
+        "LEASEHOLD_NOTIFIER_REQUEST_TIMEOUT_MS": "2000",
+        "LEASEHOLD_NOTIFIER_CLAIM_TIMEOUT_MS": "4000",
+        "LEASEHOLD_NOTIFIER_RETRY_BASE_MS": "200",
+        "LEASEHOLD_NOTIFIER_RETRY_MAX_DELAY_MS": "2000",
+        "LEASEHOLD_NOTIFIER_MAX_ATTEMPTS": "50",
     ]
 
     let seed: UInt64
@@ -111,6 +126,7 @@ struct ChaosSchedule: Sendable {
             let fault = Fault.allCases.randomElement(using: &random)!
             let pick = Int.random(in: 0..<1_000, using: &random)
             let at = ContinuousClock.now - start
+            let wall = Date()
             let detail: String
             do {
                 detail = try await apply(fault, pick: pick)
@@ -118,7 +134,7 @@ struct ChaosSchedule: Sendable {
                 detail = "failed to apply: \(error)"
             }
             say("chaos +\(Int(at.components.seconds)) s: \(fault.rawValue): \(detail)")
-            records.append(FaultRecord(at: at, fault: fault, detail: detail))
+            records.append(FaultRecord(at: at, wall: wall, fault: fault, detail: detail))
         }
         return records
     }
@@ -129,6 +145,8 @@ struct ChaosSchedule: Sendable {
             return try await killAndRestart(prefix: "worker-", pick: pick)
         case .killIngress:
             return try await killAndRestart(prefix: "ingress-", pick: pick)
+        case .killNotifier:
+            return try await killAndRestart(prefix: "notifier-", pick: pick)
         case .killLeader:
             let leader = try await leaderProcess()
             let victim = leader ?? roles.named("supervisor-").first
@@ -239,6 +257,114 @@ struct ChaosChecks {
             Check(
                 name: "no dead letters (the run sends no poison message)", passed: deadLetters == 0,
                 detail: "\(deadLetters) dead-lettered"),
+        ]
+    }
+}
+
+/// "Every Telegram user got exactly one reply": each request of the run that has an outcome
+/// queued one reply in `outbox` (the booking transaction writes it to the user's chat, for API
+/// requests too: the load test's users have one), every such row was delivered, and the fake Bot
+/// API received exactly as many successful `sendMessage` calls per chat as the run queued for
+/// that chat.
+///
+/// One exception is allowed, and counted apart: `sendMessage` has no idempotency key, so a
+/// notifier killed after Telegram accepted a call and before it recorded `sent` leaves the row to
+/// be claimed again and sent a second time (README, "Bot replies"). A second call to a chat is
+/// put down to that only when a notifier was killed within a few seconds after the first.
+struct ReplyCheck {
+    typealias Check = PaymentChaosLoad.Check
+
+    /// How long after a call a notifier's death can still have left it unrecorded: the call's
+    /// answer, then the one `UPDATE` recording it, both well under a second on loopback; two
+    /// seconds (the request timeout under chaos) bounds a slow answer too.
+    static let window: TimeInterval = 2.5
+
+    static func run(
+        report: LoadTestReport, api: FakeBotAPI, postgresURL: String, faults: [FaultRecord], timeout: Duration
+    ) async throws -> [Check] {
+        let postgres = PostgresClient(configuration: PostgresConfiguration(connectionString: postgresURL), size: 1)
+        defer { Task { await postgres.close() } }
+        let keys = RequestPlan.keyPattern(run: report.run, input: LoadTestInput(rawValue: report.input) ?? .mixed)
+
+        // Wait (bounded) until no reply of the run is still pending or being sent.
+        func open() async throws -> Int {
+            try await postgres.query(
+                "SELECT count(*) FROM outbox WHERE message_key ~ \(keys) AND status IN ('pending', 'sending')"
+            ).single().decode(Int.self, at: 0)
+        }
+        let deadline = ContinuousClock.now + timeout
+        var stillOpen = try await open()
+        while stillOpen > 0 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(500))
+            stillOpen = try await open()
+        }
+        // In-flight calls of the last claims have been answered by now; give their records a moment.
+        try await Task.sleep(for: .milliseconds(500))
+
+        let (processed, withoutReply) = try await postgres.query(
+            """
+            SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (
+                SELECT 1 FROM outbox o WHERE o.message_key = i.message_key))
+            FROM inbox i WHERE i.message_key ~ \(keys)
+            """
+        ).single().decode(Int.self, Int.self)
+        var queued: [Int64: Int] = [:]
+        var statuses: [String: Int] = [:]
+        for row in try await postgres.query(
+            "SELECT chat_id, status FROM outbox WHERE message_key ~ \(keys) AND chat_id IS NOT NULL")
+        {
+            let (chat, status) = try row.decode(Int64.self, String.self)
+            queued[chat, default: 0] += 1
+            statuses[status, default: 0] += 1
+        }
+        var delivered: [Int64: [Date]] = [:]
+        for call in api.calls where call.method == "sendMessage" && call.status == 200 {
+            guard let chat = call.chatID, queued[chat] != nil else { continue }
+            delivered[chat, default: []].append(call.receivedAt)
+        }
+        let kills = faults.filter(\.killedANotifier).map(\.wall)
+        var missing: [Int64] = []
+        var explained = 0
+        var unexplained: [Int64] = []
+        for (chat, count) in queued.sorted(by: { $0.key < $1.key }) {
+            let calls = (delivered[chat] ?? []).sorted()
+            if calls.count < count {
+                missing.append(chat)
+            } else if calls.count > count {
+                // Each extra call must follow a notifier's death shortly after an earlier one.
+                let extras = calls.count - count
+                let windows = calls.dropLast().filter { call in
+                    kills.contains { $0 >= call && $0.timeIntervalSince(call) <= Self.window }
+                }
+                if windows.count >= extras { explained += extras } else { unexplained.append(chat) }
+            }
+        }
+        let rows = queued.values.reduce(0, +)
+        let sent = statuses["sent", default: 0]
+        func sample(_ chats: [Int64]) -> String {
+            chats.prefix(5).map(String.init).joined(separator: ", ") + (chats.count > 5 ? ", …" : "")
+        }
+        return [
+            Check(
+                name: "every processed request queued one reply",
+                passed: withoutReply == 0 && rows == processed,
+                detail: "\(processed) requests processed, \(rows) replies queued"
+                    + (withoutReply > 0 ? ", \(withoutReply) without one" : "")),
+            Check(
+                name: "every reply delivered", passed: sent == rows,
+                detail: statuses.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")),
+            Check(
+                name: "every Telegram user got exactly one reply per request",
+                passed: missing.isEmpty && unexplained.isEmpty,
+                detail: "\(queued.count) chats, \(delivered.values.map(\.count).reduce(0, +)) replies received"
+                    + (missing.isEmpty ? "" : "; \(missing.count) chats got fewer (e.g. chat \(sample(missing)))")
+                    + (unexplained.isEmpty
+                        ? ""
+                        : "; \(unexplained.count) chats got a reply twice with no notifier killed between (e.g. chat \(sample(unexplained)))")
+                    + (explained == 0
+                        ? ""
+                        : "; \(explained) sent twice because a notifier was killed after Telegram accepted the call (the documented window)")
+            ),
         ]
     }
 }

@@ -52,6 +52,9 @@ struct DemoCommand: AsyncParsableCommand {
     /// Supervisor processes to start (one leads; under chaos the other takes over when it dies).
     var supervisorCount: Int { load.ingressOnly ? 0 : (chaos ? 2 : 1) }
 
+    /// Notifier processes to start: two under chaos (one may be killed), none otherwise.
+    var notifierCount: Int { chaos ? 2 : 0 }
+
     func validate() throws {
         guard (1...64).contains(ingresses) else { throw ValidationError("--ingresses must be 1...64") }
         if chaos && load.ingressOnly { throw ValidationError("--chaos needs workers; leave out --ingress-only") }
@@ -71,10 +74,12 @@ struct DemoCommand: AsyncParsableCommand {
 
     @Flag(
         help: """
-            Chaos: 3 workers and 2 supervisors under paced load (default --rate 100 --duration 120) while \
-            faults (kill -9 of a worker, an ingress, the supervisor leader; SIGSTOP of a worker past the lease \
-            and the visibility timeout; kill -9 of Redis; PostgreSQL immediate shutdown; kill -9 of everything) \
-            hit at random moments, reproducible with --seed; then checks that nothing was lost or done twice.
+            Chaos: 3 workers, 2 supervisors and 2 notifiers (replying to a fake Bot API on loopback) under \
+            paced load (default --rate 100 --duration 120 --input mixed) and YooKassa notifications while faults \
+            (kill -9 of a worker, an ingress, the supervisor leader, a notifier; SIGSTOP of a worker past the \
+            lease and the visibility timeout; kill -9 of Redis; PostgreSQL immediate shutdown; kill -9 of \
+            everything) hit at random moments, reproducible with --seed; then checks that nothing was lost or \
+            done twice and that every Telegram user got one reply per request.
             """)
     var chaos = false
 
@@ -82,6 +87,16 @@ struct DemoCommand: AsyncParsableCommand {
     var seed: UInt64?
 
     func run() async throws {
+        // Under chaos the notifiers deliver the bots' replies to a fake Bot API on loopback, which
+        // records every call for the checks; otherwise no notifier runs.
+        if chaos {
+            try await FakeBotAPI.withServer { api in try await runStack(botAPI: api) }
+        } else {
+            try await runStack(botAPI: nil)
+        }
+    }
+
+    private func runStack(botAPI: FakeBotAPI?) async throws {
         var common = CommonOptions()
         common.logLevelFlag = "warning"
         let logger = common.bootstrapLogging(label: "leasehold.demo")
@@ -112,6 +127,10 @@ struct DemoCommand: AsyncParsableCommand {
         environment["TELEGRAM_WEBHOOK_SECRET"] = telegramSecret
         environment["LOG_LEVEL"] = "info"
         if chaos { environment.merge(ChaosSchedule.environment) { _, chaos in chaos } }
+        if let botAPI {
+            environment["TELEGRAM_API_BASE_URL"] = botAPI.url
+            environment["TELEGRAM_BOT_TOKEN"] = FakeBotAPI.token
+        }
         let roles = DemoRoles(executable: self_, environment: environment) { signals.track($0) }
         do {
             let client = PostgresClient(
@@ -140,6 +159,12 @@ struct DemoCommand: AsyncParsableCommand {
                         name: "supervisor-\(index)", arguments: ["supervisor"],
                         log: logs.appendingPathComponent("supervisor-\(index).log")))
             }
+            for index in 0..<notifierCount {
+                try roles.start(
+                    .init(
+                        name: "notifier-\(index)", arguments: ["notifier", "--name", "demo-notifier-\(index)"],
+                        log: logs.appendingPathComponent("notifier-\(index).log")))
+            }
             let urls = ports.map { "http://127.0.0.1:\($0)" }
             try await waitForHealth(urls, roles: roles.all)
             Self.say(
@@ -147,6 +172,8 @@ struct DemoCommand: AsyncParsableCommand {
                     + (load.ingressOnly
                         ? "no worker, no supervisor (ingress only)"
                         : "worker ×\(workerCount), supervisor ×\(supervisorCount)")
+                    + (notifierCount > 0
+                        ? ", notifier ×\(notifierCount) (to a fake Bot API at \(botAPI?.url ?? ""))" : "")
                     + "; logs in \(logs.path)")
 
             let accounting = ProcessAccounting(roles: await accountedRoles(roles.all, stack: stack))
@@ -158,6 +185,7 @@ struct DemoCommand: AsyncParsableCommand {
             if chaos {
                 if load.requests == nil && load.duration == nil { load.duration = 120 }
                 if load.rate == nil { load.rate = 100 }
+                if load.input == nil { load.input = .mixed }
                 load.noPgbench = true
                 let seed = self.seed ?? UInt64.random(in: 1...UInt64(UInt32.max))
                 let schedule = ChaosSchedule(
@@ -220,6 +248,11 @@ struct DemoCommand: AsyncParsableCommand {
                             name: "every notification answered 200 in the end", passed: sent.abandoned == 0,
                             detail: "\(sent.abandoned) abandoned"))
                     checks += try await payments.check()
+                }
+                if let botAPI {
+                    checks += try await ReplyCheck.run(
+                        report: report, api: botAPI, postgresURL: stack.postgresURL, faults: faults,
+                        timeout: .seconds(60))
                 }
                 chaosPassed = checks.allSatisfy(\.passed)
                 print("faults (\(faults.count)):")

@@ -4,8 +4,11 @@ import LeaseholdLoadTest
 
 /// The load-shape flags `leasehold loadtest` and `leasehold demo` share.
 struct LoadTestOptions: ParsableArguments {
-    @Option(help: "What to send: api (POST /v1/bookings) or telegram (callback updates to /telegram/webhook).")
-    var input: LoadTestInput = .api
+    @Option(
+        help:
+            "What to send: api (POST /v1/bookings), telegram (callback updates to /telegram/webhook) or mixed (both, alternating); default api (demo --chaos: mixed)."
+    )
+    var input: LoadTestInput?
 
     @Option(help: "Fresh slots to book.")
     var slots: Int = 100
@@ -82,7 +85,7 @@ struct LoadTestOptions: ParsableArguments {
         redisURL: String? = nil, redisPrefix: String = "lh:"
     ) -> LoadTestConfiguration {
         LoadTestConfiguration(
-            ingressURLs: urls, input: input, apiToken: apiToken, telegramSecret: telegramSecret,
+            ingressURLs: urls, input: input ?? .api, apiToken: apiToken, telegramSecret: telegramSecret,
             postgresURL: postgresURL, slots: slots, requestsPerSlot: perSlot, users: users, requestCount: requests,
             duration: duration.map { .seconds($0) }, concurrency: concurrency, rate: rate,
             completionTimeout: .seconds(waitTimeout), postgresLog: postgresLog, pgbench: !noPgbench,

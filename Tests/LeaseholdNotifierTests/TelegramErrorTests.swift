@@ -1,4 +1,5 @@
 import Foundation
+import LeaseholdOps
 import LeaseholdTesting
 import Testing
 

@@ -3,10 +3,12 @@ import Hummingbird
 import Logging
 import NIOConcurrencyHelpers
 
-/// A fake Telegram Bot API on loopback, for notifier tests: a real HTTP server (Hummingbird) on
-/// `127.0.0.1:<free port>` that answers `POST /bot<token>/<method>` like Telegram does, records
-/// every call with its arrival time, and answers as scripted — 429 with `retry_after`, 500, 403,
-/// 400, a hang past the client's timeout — so tests see what the notifier really sends.
+/// A fake Telegram Bot API on loopback, for notifier tests and `leasehold demo --chaos`: a real
+/// HTTP server (Hummingbird) on `127.0.0.1:<free port>` that answers `POST /bot<token>/<method>`
+/// like Telegram does, records every call with its arrival time, and answers as scripted — 429
+/// with `retry_after`, 500, 403, 400, a hang past the client's timeout — so tests see what the
+/// notifier really sends. It lives beside ``LocalStack`` because the demo runs it too: the
+/// embedded default's stand-in for `api.telegram.org`.
 ///
 /// ```swift
 /// try await FakeBotAPI.withServer { api in
@@ -103,7 +105,7 @@ public final class FakeBotAPI: Sendable {
         let deadline = ContinuousClock.now + timeout
         while calls.count < count {
             guard ContinuousClock.now < deadline else {
-                throw TestSetupError("the fake Bot API got \(calls.count) calls, expected at least \(count)")
+                throw FakeBotAPIError("the fake Bot API got \(calls.count) calls, expected at least \(count)")
             }
             try await Task.sleep(for: .milliseconds(20))
         }
@@ -138,7 +140,7 @@ public final class FakeBotAPI: Sendable {
             var iterator = ports.makeAsyncIterator()
             guard let port = await iterator.next(), port > 0 else {
                 group.cancelAll()
-                throw TestSetupError("the fake Bot API did not start")
+                throw FakeBotAPIError("the fake Bot API did not start")
             }
             api.state.withLockedValue { $0.port = port }
             do {
@@ -240,4 +242,10 @@ public final class FakeBotAPI: Sendable {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self)
     }
+}
+
+/// The fake Bot API did not start, or did not get the calls a test waited for.
+public struct FakeBotAPIError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
 }
