@@ -2,6 +2,7 @@ import Foundation
 import LeaseholdLoadTest
 import LeaseholdOps
 import LeaseholdPostgres
+import LeaseholdQueue
 import LeaseholdRedis
 import Synchronization
 
@@ -212,9 +213,10 @@ struct ChaosChecks {
     typealias Check = PaymentChaosLoad.Check
 
     /// Waits (up to `timeout`) until nothing is pending, undelivered or scheduled for retry, then
-    /// checks that and that nothing was dead-lettered.
+    /// checks that, and that the dead letters since `since` (the run's start: an earlier run in the
+    /// same data directory may have left its own) are exactly the `poison` messages the run sent.
     static func run(
-        redisURL: String, prefix: String, postgresURL: String, timeout: Duration
+        redisURL: String, prefix: String, postgresURL: String, poison: Set<String>, since: Date, timeout: Duration
     ) async throws -> [Check] {
         let redis = RedisClient(configuration: try RedisConfiguration(url: redisURL), size: 1)
         let postgres = PostgresClient(configuration: PostgresConfiguration(connectionString: postgresURL), size: 1)
@@ -245,8 +247,17 @@ struct ChaosChecks {
             try await Task.sleep(for: .milliseconds(500))
             state = try await unsettled()
         }
-        let deadLetters = try await postgres.query("SELECT count(*) FROM dead_letters").single().decode(
-            Int64.self, at: 0)
+        var deadLettered = Set<String>()
+        for row in try await postgres.query(
+            "SELECT DISTINCT message_key FROM dead_letters WHERE dead_lettered_at >= to_timestamp(\(since.timeIntervalSince1970))"
+        ) {
+            deadLettered.insert(try row.decode(String.self, at: 0))
+        }
+        let unexpected = deadLettered.subtracting(poison).sorted()
+        let missed = poison.subtracting(deadLettered).sorted()
+        func sample(_ keys: [String]) -> String {
+            keys.prefix(5).joined(separator: ", ") + (keys.count > 5 ? ", …" : "")
+        }
         return [
             Check(
                 name: "nothing pending or undelivered in the streams", passed: state.pending == 0 && state.lag == 0,
@@ -255,8 +266,11 @@ struct ChaosChecks {
                 name: "nothing left in the retry schedule", passed: state.retries == 0,
                 detail: "\(state.retries) scheduled"),
             Check(
-                name: "no dead letters (the run sends no poison message)", passed: deadLetters == 0,
-                detail: "\(deadLetters) dead-lettered"),
+                name: "the dead letters are exactly the poison messages sent",
+                passed: unexpected.isEmpty && missed.isEmpty,
+                detail: "\(poison.count) poison messages sent, \(deadLettered.count) keys dead-lettered"
+                    + (unexpected.isEmpty ? "" : "; not poison: \(sample(unexpected))")
+                    + (missed.isEmpty ? "" : "; poison not dead-lettered: \(sample(missed))")),
         ]
     }
 }
@@ -366,5 +380,50 @@ struct ReplyCheck {
                         : "; \(explained) sent twice because a notifier was killed after Telegram accepted the call (the documented window)")
             ),
         ]
+    }
+}
+
+/// Messages no worker can ever process, sent on purpose during a chaos run: each must end as a
+/// dead letter (once), whatever the faults, and be the only dead letters.
+///
+/// They go straight onto the bookings stream, as a producer with a bug would put them (ingress
+/// validates what it accepts, so it cannot be made to enqueue one): kind `booking` with a payload
+/// that is not a booking request, key `poison:<seed>-<n>`.
+struct PoisonMessages: Sendable {
+    let count: Int
+    let seed: UInt64
+    let redisURL: String
+    let prefix: String
+
+    /// Sends one message every `duration / count`, each retried until Redis takes it (Redis may be
+    /// down for a fault); returns the keys sent. An XADD whose answer was lost may have added its
+    /// entry, and the retry then adds a second one under the same key: both end as dead letters
+    /// of the one key.
+    func send(over duration: Duration) async -> Set<String> {
+        let client: RedisClient
+        do {
+            client = RedisClient(configuration: try RedisConfiguration(url: redisURL), size: 1)
+        } catch {
+            return []
+        }
+        let stream = RedisKeys(prefix: prefix).stream("bookings")
+        var sent = Set<String>()
+        let spacing = duration / max(1, count + 1)
+        for index in 1...max(1, count) {
+            try? await Task.sleep(for: spacing)
+            let entry = StreamEntry(
+                stream: stream, key: "poison:\(seed)-\(index)", kind: "booking",
+                payload: Array(#"{"poison":"not a booking request"}"#.utf8))
+            let deadline = ContinuousClock.now + .seconds(60)
+            while ContinuousClock.now < deadline {
+                if (try? await client.send(RedisCommand(["XADD", stream, "*"] + entry.fields))) != nil {
+                    sent.insert(entry.key)
+                    break
+                }
+                try? await Task.sleep(for: .milliseconds(500))
+            }
+        }
+        await client.close()
+        return sent
     }
 }

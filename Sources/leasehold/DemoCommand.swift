@@ -182,6 +182,8 @@ struct DemoCommand: AsyncParsableCommand {
             let redisPrefix = environment["LEASEHOLD_REDIS_PREFIX"].flatMap { $0.isEmpty ? nil : $0 } ?? "lh:"
             var chaosRun: Task<[FaultRecord], Never>?
             var paymentRun: (load: PaymentChaosLoad, sending: Task<PaymentChaosLoad.Sent, Never>)?
+            var poisonRun: Task<Set<String>, Never>?
+            let chaosStart = Date()
             if chaos {
                 if load.requests == nil && load.duration == nil { load.duration = 120 }
                 if load.rate == nil { load.rate = 100 }
@@ -201,11 +203,14 @@ struct DemoCommand: AsyncParsableCommand {
                 try await payments.prepare()
                 Self.say(
                     "chaos: seed \(seed) (repeat the run with --seed \(seed)); \(payments.payments) payments, "
-                        + "3 YooKassa notifications each, beside the bookings")
+                        + "3 YooKassa notifications each, and 5 poison messages, beside the bookings")
                 chaosRun = Task { await schedule.run(until: until) }
                 paymentRun = (
                     payments, Task { await payments.send(over: .seconds(seconds), giveUpAfter: .seconds(90)) }
                 )
+                let poison = PoisonMessages(
+                    count: 5, seed: seed, redisURL: stack.redisURL, prefix: redisPrefix)
+                poisonRun = Task { await poison.send(over: .seconds(seconds)) }
             }
             var report: LoadTestReport
             do {
@@ -236,9 +241,10 @@ struct DemoCommand: AsyncParsableCommand {
                 let faults = await chaosRun.value
                 // The notifications still being retried settle first, so the checks run once.
                 let sent = await paymentRun?.sending.value
+                let poison = await poisonRun?.value ?? []
                 var checks = try await ChaosChecks.run(
-                    redisURL: stack.redisURL, prefix: redisPrefix, postgresURL: stack.postgresURL,
-                    timeout: .seconds(60))
+                    redisURL: stack.redisURL, prefix: redisPrefix, postgresURL: stack.postgresURL, poison: poison,
+                    since: chaosStart, timeout: .seconds(60))
                 if let payments = paymentRun?.load, let sent {
                     print(
                         "payments: \(payments.payments), notifications delivered \(sent.delivered), "

@@ -279,6 +279,7 @@ extension SystemTests {
                 "each payment.succeeded applied once", "subscription days equal the sum of succeeded payments",
                 "every processed request queued one reply", "every reply delivered",
                 "every Telegram user got exactly one reply per request",
+                "the dead letters are exactly the poison messages sent",
             ] {
                 #expect(result.output.contains("ok   \(check)"), "\(check):\n\(result.output.suffix(4_000))")
             }
