@@ -132,6 +132,7 @@ let package = Package(
                 "LeaseholdQueue", "LeaseholdDomain", "LeaseholdSupervisor", "LeaseholdPostgres", "LeaseholdRedis",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import LeaseholdDomain
 import LeaseholdPostgres
@@ -284,7 +285,8 @@ public struct ConsoleApplication: Sendable {
                 "at": ConsoleRenderer.time(action.at), "actor": action.actor, "action": action.action,
                 "scope": action.scope,
                 "ids": action.deadLetterIDs.isEmpty
-                    ? "none" : action.deadLetterIDs.prefix(20).map(String.init).joined(separator: ", ")
+                    ? "none"
+                    : action.deadLetterIDs.prefix(20).map(String.init).joined(separator: ", ")
                         + (action.deadLetterIDs.count > 20 ? ", …" : ""),
             ]
         }
@@ -294,7 +296,8 @@ public struct ConsoleApplication: Sendable {
     static func filter(_ form: ConsoleForm) throws -> DeadLetterQuery.Filter {
         let status = form["status"] ?? "dead"
         return DeadLetterQuery.Filter(
-            kind: form["kind"], stream: form["stream"], since: try form["since"].map { try DeadLetterQuery.parseTime($0) },
+            kind: form["kind"], stream: form["stream"],
+            since: try form["since"].map { try DeadLetterQuery.parseTime($0) },
             errorContains: form["error"], status: status == "all" ? nil : status)
     }
 

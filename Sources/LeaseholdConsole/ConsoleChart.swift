@@ -46,7 +46,9 @@ public enum ConsoleChart {
                 No samples in the last hour: the supervisor leader records one per sample interval.</text>
                 """
         } else {
-            let backlogPoints = samples.map { "\(Self.format(x($0))),\(Self.format(y(Double($0.backlog), maxBacklog)))" }
+            let backlogPoints = samples.map {
+                "\(Self.format(x($0))),\(Self.format(y(Double($0.backlog), maxBacklog)))"
+            }
             let baseline = Self.format(top + plotHeight)
             let area =
                 "\(Self.format(x(samples[0]))),\(baseline) " + backlogPoints.joined(separator: " ")

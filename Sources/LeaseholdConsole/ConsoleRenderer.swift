@@ -22,7 +22,8 @@ public struct ConsoleRenderer: Sendable {
 
     /// `template` rendered with `context`, inside the layout.
     public func page(_ template: String, title: String, viewer: Viewer?, _ context: [String: Any]) -> String {
-        var context = context
+        // A nil optional wrapped in `Any` would count as a value in a section: leave it out.
+        var context = context.filter { !Self.isNil($0.value) }
         if let viewer { context["csrf"] = viewer.csrf }
         let body = library.render(context, withTemplate: template) ?? ""
         var layout: [String: Any] = ["title": title, "css": ConsoleTemplates.css, "body": body]
@@ -32,6 +33,11 @@ public struct ConsoleRenderer: Sendable {
             layout["readOnly"] = viewer.readOnly
         }
         return library.render(layout, withTemplate: "layout") ?? ""
+    }
+
+    static func isNil(_ value: Any) -> Bool {
+        let mirror = Mirror(reflecting: value)
+        return mirror.displayStyle == .optional && mirror.children.isEmpty
     }
 
     /// A time as people read it in a table: `2026-01-02 10:00:00 UTC`.

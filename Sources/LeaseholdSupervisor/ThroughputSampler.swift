@@ -56,7 +56,8 @@ public struct ThroughputSampler: Sendable {
     /// Takes a sample now and records it.
     @discardableResult
     public func record(redis: RedisClient, postgres: PostgresClient, now: Date = Date()) async throws -> Sample {
-        let status = try await QueueStatus.read(keys: keys, sources: sources, now: now, redis: redis, postgres: postgres)
+        let status = try await QueueStatus.read(
+            keys: keys, sources: sources, now: now, redis: redis, postgres: postgres)
         let backlog = status.streams.reduce(status.retryBacklog) { $0 + $1.pending + ($1.undelivered ?? 0) }
         let seconds = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
         let processed = try await postgres.query(
@@ -69,7 +70,8 @@ public struct ThroughputSampler: Sendable {
         let key = keys.samples
         let capacity = capacity
         _ = try await redis.pipeline([
-            RedisCommand("MULTI"), RedisCommand("LPUSH", key, json), RedisCommand("LTRIM", key, "0", String(capacity - 1)),
+            RedisCommand("MULTI"), RedisCommand("LPUSH", key, json),
+            RedisCommand("LTRIM", key, "0", String(capacity - 1)),
             RedisCommand("EXEC"),
         ])
         return sample

@@ -3,6 +3,7 @@ import Foundation
 import LeaseholdConsole
 import LeaseholdOps
 import LeaseholdPostgres
+import LeaseholdSupervisor
 import LeaseholdTesting
 import NIOCore
 import Testing
@@ -36,6 +37,18 @@ struct ConsoleBrowserTests {
             error: "undecodable payload <script>alert(1)</script>")
         try await Self.deadLetter(
             stack, key: "api:console-other", payload: #"{"action":"book","user_id":11}"#, error: "slot_id missing")
+
+        // An hour of earlier samples, as a leader running all along would have recorded them, so the
+        // chart (and the README's screenshot) shows a shape; the supervisor's own samples follow.
+        let now = Date().timeIntervalSince1970
+        for step in 0..<110 {
+            let wave = sin(Double(step) / 9)
+            let sample = ThroughputSampler.Sample(
+                at: Int64((now - 3300 + Double(step) * 30) * 1000), backlog: Int64(40 + 35 * wave + Double(step % 7)),
+                processed: Int64(600 + 180 * cos(Double(step) / 11)), intervalSeconds: 30)
+            let json = String(decoding: try JSONEncoder().encode(sample), as: UTF8.self)
+            _ = try await stack.redis.send("LPUSH", "\(stack.prefix)samples", json)
+        }
 
         let port = try freeLoopbackPort()
         let console = try LeaseholdExecutable.start(
@@ -86,7 +99,7 @@ struct ConsoleBrowserTests {
         // Log in: back to the page asked for; then the overview.
         try await browser.element("#name").type("Ann Operator")
         try await browser.element("#token").type(token)
-        try await browser.element("form.login button").click()
+        try await browser.clickAndWait("form.login button")
         #expect(try await browser.currentURL == "\(url)/dead-letters")
         try await browser.open("\(url)/")
         // Wait for a few samples after the traffic so the chart has a line.
@@ -102,7 +115,7 @@ struct ConsoleBrowserTests {
         // Filter the dead letters by error text.
         try await browser.open("\(url)/dead-letters")
         try await browser.element("input[name=error]").type("lock timeout")
-        try await browser.element("form.filters button").click()
+        try await browser.clickAndWait("form.filters button")
         let filtered = try await browser.text
         #expect(filtered.contains("1 matching"))
         #expect(filtered.contains("api:console-replay") && !filtered.contains("api:console-other"))
@@ -114,8 +127,8 @@ struct ConsoleBrowserTests {
         try await shot("04-dead-letter-escaped")
 
         // A bad CSRF token is refused and changes nothing.
-        try await browser.execute("document.querySelector('input[name=csrf]').value = 'forged'")
-        try await browser.element("form.actions button").click()
+        try await browser.execute("document.querySelector('form.actions input[name=csrf]').value = 'forged'")
+        try await browser.clickAndWait("form.actions button")
         let refused = try await browser.text
         #expect(refused.contains("Refused") && refused.contains("CSRF token does not match"))
         try await shot("05-refused-bad-csrf")
@@ -123,14 +136,14 @@ struct ConsoleBrowserTests {
 
         // Open the replayable letter from the filtered list, replay it: a dry run, then the replay.
         try await browser.open("\(url)/dead-letters?error=lock+timeout")
-        try await browser.element("a[href='/dead-letters/\(replayable)']").click()
+        try await browser.clickAndWait("a[href='/dead-letters/\(replayable)']")
         let detail = try await browser.text
         #expect(detail.contains("Dead letter \(replayable)") && detail.contains("worker-a"))
         try await shot("06-dead-letter")
-        try await browser.element("form.actions button").click()
+        try await browser.clickAndWait("form.actions button")
         #expect(try await browser.text.contains("Replay 1 dead letter?"))
         try await shot("07-replay-dry-run")
-        try await browser.element("form.actions button").click()
+        try await browser.clickAndWait("form.actions button")
         let after = try await browser.text
         #expect(after.contains("Ann Operator replayed 1 dead letter"))
         #expect(!after.contains("api:console-replay"), "gone from the list of dead letters")

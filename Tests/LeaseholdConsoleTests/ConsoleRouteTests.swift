@@ -25,7 +25,8 @@ struct ConsoleRouteTests {
             "/login", [("csrf", csrf), ("name", "Eve"), ("token", "guess")], cookie: loginCookie)
         #expect(wrong.status == 401)
         #expect(wrong.body.contains("Wrong token."))
-        let noNonce = try await server.post("/login", [("csrf", csrf), ("name", "Eve"), ("token", ConsoleTestServer.token)])
+        let noNonce = try await server.post(
+            "/login", [("csrf", csrf), ("name", "Eve"), ("token", ConsoleTestServer.token)])
         #expect(noNonce.status == 403)
 
         let good = try await server.post(
@@ -79,8 +80,10 @@ struct ConsoleRouteTests {
         let cookie = try await server.login(as: "Ann")
         let page = try await server.get("/", cookie: cookie)
         let csrf = try ConsoleTestServer.hiddenValue("csrf", in: page.body)
-        let first = try await server.insertDeadLetter(key: "api:r1", payload: #"{"a":1}"#, error: "slot 7 does not exist")
-        let second = try await server.insertDeadLetter(key: "api:r2", payload: #"{"a":2}"#, error: "slot 8 does not exist")
+        let first = try await server.insertDeadLetter(
+            key: "api:r1", payload: #"{"a":1}"#, error: "slot 7 does not exist")
+        let second = try await server.insertDeadLetter(
+            key: "api:r2", payload: #"{"a":2}"#, error: "slot 8 does not exist")
         let other = try await server.insertDeadLetter(key: "api:r3", payload: #"{"a":3}"#, error: "timeout")
 
         // Replay all matching "does not exist": a dry run lists two, nothing changes yet.
@@ -102,8 +105,10 @@ struct ConsoleRouteTests {
 
         // Purge one selected letter; its page shows who did it.
         let purge = [("scope", "selected"), ("id", "\(other)"), ("csrf", csrf)]
-        #expect(try await server.post("/dead-letters/purge", purge, cookie: cookie).body.contains("Purge 1 dead letter?"))
-        #expect(try await server.post("/dead-letters/purge", purge + [("confirm", "yes")], cookie: cookie).status == 303)
+        #expect(
+            try await server.post("/dead-letters/purge", purge, cookie: cookie).body.contains("Purge 1 dead letter?"))
+        #expect(
+            try await server.post("/dead-letters/purge", purge + [("confirm", "yes")], cookie: cookie).status == 303)
         let detail = try await server.get("/dead-letters/\(other)", cookie: cookie)
         #expect(detail.body.contains("purged"))
         #expect(detail.body.contains("selected: \(other)"))
@@ -140,7 +145,8 @@ struct ConsoleRouteTests {
         let cookie = try await server.login()
         try await server.postgres.withConnection { connection in
             let ledger = PaymentLedger()
-            _ = try ledger.upsertPlan(code: "month", title: "Month", price: "1990.10", currency: "RUB", days: 30, on: connection)
+            _ = try ledger.upsertPlan(
+                code: "month", title: "Month", price: "1990.10", currency: "RUB", days: 30, on: connection)
             _ = try ledger.createPending(
                 paymentID: "pay-1", userID: 42, chatID: 4200, planCode: "month", amount: nil, on: connection)
             _ = try connection.execute(

@@ -54,10 +54,10 @@ struct ConsoleUnitTests {
         let now = Date()
         let empty = ConsoleChart.svg([], now: now)
         #expect(empty.contains("No samples in the last hour"))
-        let samples = (0..<10).map { index in
-            ThroughputSampler.Sample(
-                at: Int64((now.timeIntervalSince1970 - Double(600 - index * 60)) * 1000), backlog: Int64(index * 10),
-                processed: Int64(index), intervalSeconds: 30)
+        let samples = (0..<10).map { (index: Int) -> ThroughputSampler.Sample in
+            let seconds: Double = now.timeIntervalSince1970 - Double(600 - index * 60)
+            return ThroughputSampler.Sample(
+                at: Int64(seconds * 1000), backlog: Int64(index * 10), processed: Int64(index), intervalSeconds: 30)
         }
         let chart = ConsoleChart.svg(samples, now: now)
         #expect(chart.hasPrefix("<svg"))

@@ -19,9 +19,11 @@ final class WebDriverSession: Sendable {
 
     /// Starts chromedriver and a headless Chromium session (`--no-sandbox`: CI runs as root).
     static func start(in directory: URL, width: Int = 1280, height: Int = 1000) async throws -> WebDriverSession {
-        guard let chromedriver = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"].first(where: {
-            FileManager.default.isExecutableFile(atPath: $0)
-        }) else {
+        guard
+            let chromedriver = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"].first(where: {
+                FileManager.default.isExecutableFile(atPath: $0)
+            })
+        else {
             throw TestSetupError("chromedriver is missing: run .ci/setup (Debian packages chromium, chromium-driver)")
         }
         let port = try freeLoopbackPort()
@@ -120,6 +122,21 @@ final class WebDriverSession: Sendable {
             throw Failure(description: "no element \(selector)")
         }
         return Element(session: self, id: reference)
+    }
+
+    /// Clicks the element matching `selector` and waits until the browser has left the current
+    /// page (every click the test makes submits a form or follows a link) and loaded the next.
+    func clickAndWait(_ selector: String, timeout: Duration = .seconds(10)) async throws {
+        let before = try await currentURL
+        try await element(selector).click()
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let state = try? await command(
+                .POST, "/execute/sync", ["script": "return document.readyState", "args": [Any]()])
+            if let url = try? await currentURL, url != before, state as? String == "complete" { return }
+            guard ContinuousClock.now < deadline else { throw Failure(description: "no navigation after \(selector)") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
     }
 
     /// Runs a script in the page (test set-up only: the console itself needs no JavaScript).
