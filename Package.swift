@@ -27,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         // Tests only: reads Compose/compose.yaml (anchors, merge keys) in LeaseholdDeploymentTests.
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // The ops console's server-rendered pages (leasehold console).
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
     ],
     targets: [
         // MARK: C modules (Debian: libpq-dev, libhiredis-dev)
@@ -124,6 +126,19 @@ let package = Package(
             ]
         ),
 
+        // MARK: Ops console (leasehold console)
+        .target(
+            name: "LeaseholdConsole",
+            dependencies: [
+                "LeaseholdQueue", "LeaseholdDomain", "LeaseholdSupervisor", "LeaseholdPostgres", "LeaseholdRedis",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         .target(
             name: "LeaseholdLoadTest",
             dependencies: [
@@ -142,7 +157,7 @@ let package = Package(
             name: "leasehold",
             dependencies: [
                 "LeaseholdOps", "LeaseholdIngress", "LeaseholdWorker", "LeaseholdSupervisor", "LeaseholdNotifier",
-                "LeaseholdLoadTest",
+                "LeaseholdLoadTest", "LeaseholdConsole",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -208,6 +223,19 @@ let package = Package(
             dependencies: [
                 "LeaseholdTesting", "LeaseholdWorker", "LeaseholdQueue", "LeaseholdDomain", "LeaseholdPostgres",
                 "LeaseholdRedis", "LeaseholdOps",
+            ]
+        ),
+        .testTarget(
+            name: "LeaseholdConsoleTests",
+            dependencies: [
+                "LeaseholdConsole", "LeaseholdTesting", "LeaseholdOps", "LeaseholdQueue", "LeaseholdSupervisor",
+                "LeaseholdPostgres", "LeaseholdRedis", "LeaseholdDomain",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         .testTarget(

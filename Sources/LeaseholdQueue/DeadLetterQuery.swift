@@ -76,14 +76,76 @@ public struct DeadLetterQuery: Sendable {
             replayedAt: try row.decode(Date?.self, at: 10), replayEntryID: try row.decode(String?.self, at: 11))
     }
 
-    /// Letters matching `filter`, newest first.
-    public func list(_ filter: Filter, limit: Int = 100, postgres: PostgresClient) async throws -> [Letter] {
+    /// Letters matching `filter`, newest first; `offset` skips that many (paging).
+    public func list(_ filter: Filter, limit: Int = 100, offset: Int = 0, postgres: PostgresClient) async throws
+        -> [Letter]
+    {
         try await postgres.query(
             """
             SELECT \(unescaped: Self.columns) FROM dead_letters WHERE \(filter)
-            ORDER BY dead_lettered_at DESC, id DESC LIMIT \(limit)
+            ORDER BY dead_lettered_at DESC, id DESC LIMIT \(limit) OFFSET \(offset)
             """
         ).map(Self.letter)
+    }
+
+    /// The letters with these ids (any status), by id.
+    public func letters(ids: [Int64], postgres: PostgresClient) async throws -> [Letter] {
+        try await postgres.query(
+            """
+            SELECT \(unescaped: Self.columns) FROM dead_letters WHERE id = ANY(\(PostgresInt8Array(ids))) ORDER BY id
+            """
+        ).map(Self.letter)
+    }
+
+    /// How many letters match `filter`.
+    public func count(_ filter: Filter, postgres: PostgresClient) async throws -> Int64 {
+        try await postgres.query("SELECT count(*) FROM dead_letters WHERE \(filter)").single().decode(Int64.self, at: 0)
+    }
+
+    /// Letters still `dead`, grouped by `column` (`kind` or `last_error`), largest group first.
+    public func deadCounts(by column: GroupColumn, limit: Int = 20, postgres: PostgresClient) async throws -> [(
+        value: String, count: Int64
+    )] {
+        try await postgres.query(
+            """
+            SELECT \(unescaped: column.rawValue), count(*) FROM dead_letters WHERE status = 'dead'
+            GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT \(limit)
+            """
+        ).map { row in try row.decode(String.self, Int64.self) }
+    }
+
+    /// What ``deadCounts(by:limit:postgres:)`` groups by.
+    public enum GroupColumn: String, Sendable {
+        case kind
+        case lastError = "last_error"
+    }
+
+    /// ISO 8601, or a duration back from `now`: `90s`, `30m`, `2h`, `7d` (the `--since` and
+    /// `--older-than` of `leasehold dlq`, the console's "since" field).
+    public static func parseTime(_ text: String, now: Date = Date()) throws(TimeParseError) -> Date {
+        if let date = ISO8601DateFormatter().date(from: text) { return date }
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+        if let unit = text.last.flatMap({ units[$0] }), let value = Double(text.dropLast()), value >= 0 {
+            return now.addingTimeInterval(-value * unit)
+        }
+        throw TimeParseError(text: text)
+    }
+
+    /// A time that is neither ISO 8601 nor a duration.
+    public struct TimeParseError: Error, Sendable, CustomStringConvertible {
+        public var text: String
+        public var description: String {
+            "\(text) is neither ISO 8601 (2026-11-22T10:00:00Z) nor a duration (90s, 30m, 2h, 7d)"
+        }
+    }
+
+    /// A payload pretty-printed when it is JSON (keys sorted), else as it is.
+    public static func prettyPrinted(_ text: String?) -> String {
+        guard let text, let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)),
+            let data = try? JSONSerialization.data(
+                withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        else { return text ?? "" }
+        return String(decoding: data, as: UTF8.self)
     }
 
     /// One letter with its payload (as text when it is UTF-8, else hex) and error history.

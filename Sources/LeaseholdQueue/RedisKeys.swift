@@ -19,4 +19,6 @@ public struct RedisKeys: Sendable, Equatable {
     public func requestDigest(_ requestID: String) -> String { "\(prefix)digest:\(requestID)" }
     public var retrySchedule: String { "\(prefix)retry" }
     public var leader: String { "\(prefix)leader" }
+    /// The supervisor leader's backlog and throughput samples (a capped list, newest first).
+    public var samples: String { "\(prefix)samples" }
 }

@@ -25,13 +25,16 @@ public struct SupervisorConfiguration: Sendable {
     /// (`LEASEHOLD_CONSUMER_IDLE_MS`): every worker restart adds a consumer, and nothing else
     /// removes it. Keep it well above the visibility timeout and the workers' read block.
     public var consumerIdleTimeout: Duration
+    /// How often the leader records a backlog and throughput sample for the ops console's chart
+    /// (``ThroughputSampler``, `LEASEHOLD_SAMPLE_INTERVAL_MS`); 120 are kept.
+    public var sampleInterval: Duration
 
     public init(
         keys: RedisKeys = RedisKeys(), sources: [String] = ["telegram", "yookassa", "bookings"],
         consumerName: String = "supervisor", visibilityTimeout: Duration = .seconds(60),
         interval: Duration = .seconds(1), batchSize: Int = 200, retryPolicy: RetryPolicy = RetryPolicy(),
         inboxRetention: Duration = .seconds(7 * 86_400), leader: LeaderElector.Configuration = .init(),
-        consumerIdleTimeout: Duration = .seconds(3600)
+        consumerIdleTimeout: Duration = .seconds(3600), sampleInterval: Duration = .seconds(30)
     ) {
         self.keys = keys
         self.sources = sources
@@ -43,6 +46,7 @@ public struct SupervisorConfiguration: Sendable {
         self.inboxRetention = inboxRetention
         self.leader = leader
         self.consumerIdleTimeout = consumerIdleTimeout
+        self.sampleInterval = sampleInterval
     }
 
     public var streams: [String] { sources.map(keys.stream) }

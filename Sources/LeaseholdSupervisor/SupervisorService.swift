@@ -15,7 +15,8 @@ import ServiceLifecycle
 /// 4. remove consumers idle past ``SupervisorConfiguration/consumerIdleTimeout`` that own no
 ///    pending entry (``ConsumerReaper``);
 ///
-/// and prune inbox rows older than the retention. Every step is idempotent, so a pass cut short
+/// and prune inbox rows older than the retention, and every ``SupervisorConfiguration/sampleInterval``
+/// record a backlog and throughput sample (``ThroughputSampler``). Every step is idempotent, so a pass cut short
 /// (leadership lost, crash) is simply done again by the next leader.
 public struct SupervisorService: Service {
     public let configuration: SupervisorConfiguration
@@ -43,6 +44,9 @@ public struct SupervisorService: Service {
         let trimmer = StreamTrimmer(redis: redis)
         let reaper = ConsumerReaper(redis: redis, idleTimeout: configuration.consumerIdleTimeout, logger: logger)
         var lastPrune = ContinuousClock.now - .seconds(3600)
+        let sampler = ThroughputSampler(
+            keys: configuration.keys, sources: configuration.sources, interval: configuration.sampleInterval)
+        var lastSample: ContinuousClock.Instant?
         let isLeaderGauge = Gauge(label: "leasehold_supervisor_is_leader")
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             isLeaderGauge.record(elector.isLeader ? 1 : 0)
@@ -52,6 +56,10 @@ public struct SupervisorService: Service {
                     if ContinuousClock.now - lastPrune > .seconds(60) {
                         try await pruneInbox()
                         lastPrune = ContinuousClock.now
+                    }
+                    if lastSample.map({ ContinuousClock.now - $0 >= configuration.sampleInterval }) ?? true {
+                        lastSample = ContinuousClock.now
+                        try await sampler.record(redis: redis, postgres: postgres)
                     }
                 } catch {
                     logger.error("maintenance pass failed; next pass retries", metadata: ["error": "\(error)"])

@@ -36,12 +36,11 @@ struct DLQFilterOptions: ParsableArguments {
 
 /// ISO 8601, or a duration back from now: `90s`, `30m`, `2h`, `7d`.
 func parseTime(_ text: String) throws -> Date {
-    if let date = ISO8601DateFormatter().date(from: text) { return date }
-    let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
-    if let unit = text.last.flatMap({ units[$0] }), let value = Double(text.dropLast()), value >= 0 {
-        return Date().addingTimeInterval(-value * unit)
+    do {
+        return try DeadLetterQuery.parseTime(text)
+    } catch {
+        throw ValidationError(error.description)
     }
-    throw ValidationError("\(text) is neither ISO 8601 (2026-11-22T10:00:00Z) nor a duration (90s, 30m, 2h, 7d)")
 }
 
 private func withClients<T>(
@@ -147,12 +146,6 @@ struct DLQShow: AsyncParsableCommand {
             try printJSON(letter)
             return
         }
-        func pretty(_ text: String?) -> String {
-            guard let text, let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)),
-                let data = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
-            else { return text ?? "" }
-            return String(decoding: data, as: UTF8.self)
-        }
         print(
             """
             ID               \(letter.id)
@@ -165,7 +158,7 @@ struct DLQShow: AsyncParsableCommand {
             dead-lettered    \(letter.deadLetteredAt.formatted(.iso8601))
             last error       \(letter.lastError)
             payload:
-            \(pretty(letter.payload))
+            \(DeadLetterQuery.prettyPrinted(letter.payload))
             attempts (oldest first):
             \(Self.history(letter.errorHistory ?? []))
             """)

@@ -15,6 +15,7 @@ struct Leasehold: AsyncParsableCommand {
             DLQCommand.self, StatusCommand.self, LocalCommand.self,
             NotifierCommand.self,
             LoadTestCommand.self, DemoCommand.self,
+            ConsoleCommand.self,
         ]
     )
 }

@@ -160,21 +160,11 @@ struct ShowPaymentCommand: AsyncParsableCommand {
     @Flag(help: "Print as JSON.")
     var json = false
 
-    struct Report: Encodable {
-        var payment: PaymentLedger.Payment
-        var subscription: PaymentLedger.Subscription?
-        var notifications: [PaymentLedger.LogEntry]
-    }
-
     func run() async throws {
         _ = common.bootstrapLogging(label: "leasehold.payments")
         let id = paymentId
-        let report = try await PaymentsCommand.inTransaction(common) { connection -> Report? in
-            let ledger = PaymentLedger()
-            guard let payment = try ledger.find(id, on: connection) else { return nil }
-            return Report(
-                payment: payment, subscription: try ledger.subscription(ofUser: payment.userID, on: connection),
-                notifications: try ledger.log(of: id, on: connection))
+        let report = try await PaymentsCommand.inTransaction(common) { connection in
+            try PaymentReport.load(id, on: connection)
         }
         guard let report else {
             FileHandle.standardError.write(Data("error: no payment \(id)\n".utf8))

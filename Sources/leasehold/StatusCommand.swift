@@ -16,41 +16,14 @@ struct StatusCommand: AsyncParsableCommand {
     @Flag(help: "JSON for scripts.")
     var json = false
 
-    struct StreamStatus: Codable {
-        var stream: String
-        var length: Int64
-        var pending: Int64
-        var oldestPendingAgeSeconds: Double?
-        var undelivered: Int64?
-        var consumers: Int64
-
-        enum CodingKeys: String, CodingKey {
-            case stream, length, pending, undelivered, consumers
-            case oldestPendingAgeSeconds = "oldest_pending_age_seconds"
-        }
-    }
-
-    struct Status: Codable {
-        var streams: [StreamStatus]
-        var retryBacklog: Int64
-        var deadLetters: Int64
-        var leader: String?
-
-        enum CodingKeys: String, CodingKey {
-            case streams, leader
-            case retryBacklog = "retry_backlog"
-            case deadLetters = "dead_letters"
-        }
-    }
-
     func run() async throws {
         _ = common.bootstrapLogging(label: "leasehold.status")
         let keys = common.redisKeys
         let redis = RedisClient(configuration: try common.redisConfiguration(), size: 1)
         let postgres = PostgresClient(configuration: common.postgresConfiguration(role: "status"), size: 1)
-        let status: Status
+        let status: QueueStatus
         do {
-            status = try await collect(keys: keys, redis: redis, postgres: postgres)
+            status = try await QueueStatus.read(keys: keys, redis: redis, postgres: postgres)
         } catch {
             await redis.close()
             await postgres.close()
@@ -76,36 +49,6 @@ struct StatusCommand: AsyncParsableCommand {
         print(
             "retry backlog: \(status.retryBacklog)   dead letters: \(status.deadLetters)   leader: \(status.leader ?? "none")"
         )
-    }
-
-    private func collect(keys: RedisKeys, redis: RedisClient, postgres: PostgresClient) async throws -> Status {
-        var streams: [StreamStatus] = []
-        for source in ["telegram", "bookings", "yookassa"] {
-            let stream = keys.stream(source)
-            let length = try await redis.send("XLEN", stream).int ?? 0
-            var pending: Int64 = 0
-            var oldestAge: Double?
-            var undelivered: Int64?
-            var consumers: Int64 = 0
-            if let group = try await ConsumerGroupInfo.read(stream: stream, redis: redis) {
-                pending = group.pending
-                consumers = group.consumers
-                undelivered = group.lag
-                let summary = try await redis.send("XPENDING", stream, RedisKeys.consumerGroup)
-                if let oldest = summary.array?[1].string, let ms = Double(oldest.split(separator: "-").first ?? "") {
-                    oldestAge = Date().timeIntervalSince1970 - ms / 1000
-                }
-            }
-            streams.append(
-                StreamStatus(
-                    stream: stream, length: length, pending: pending, oldestPendingAgeSeconds: oldestAge,
-                    undelivered: undelivered, consumers: consumers))
-        }
-        let backlog = try await redis.send("ZCARD", keys.retrySchedule).int ?? 0
-        let leader = try await redis.withConnection { try LeaderElector.currentLeader(keys: keys, on: $0) }
-        let dead = try await postgres.query("SELECT count(*) FROM dead_letters WHERE status = 'dead'")
-            .single().decode(Int64.self, at: 0)
-        return Status(streams: streams, retryBacklog: backlog, deadLetters: dead, leader: leader)
     }
 }
 

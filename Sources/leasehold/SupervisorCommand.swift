@@ -23,7 +23,8 @@ struct SupervisorCommand: AsyncParsableCommand {
             or dead-letters them after the retry policy's maximum attempts; moves due retries back to their \
             streams; trims streams never past the oldest pending or undelivered entry; removes consumers of the \
             group idle past the consumer idle time that own no pending entry (each worker restart adds one); \
-            prunes inbox rows past the retention. Every failed attempt, a reclaimed one included ("worker … \
+            prunes inbox rows past the retention; records a backlog and throughput sample every sample interval. \
+            Every failed attempt, a reclaimed one included ("worker … \
             stopped responding"), is kept with the message through its retries and in its dead letter. \
             SIGTERM or SIGINT: finish the pass, release the leader lease, exit 0.
             """ + "\n\n" + CommonOptions.retryPolicyHelp + "\n\n" + CommonOptions.metricsEndpointHelp
@@ -51,6 +52,13 @@ struct SupervisorCommand: AsyncParsableCommand {
             """)
     var consumerIdleMs: Int?
 
+    @Option(
+        help: """
+            Record a backlog and throughput sample (the ops console's chart; the last 120 are kept in \
+            lh:samples) this often, in ms (env: LEASEHOLD_SAMPLE_INTERVAL_MS; default 30000).
+            """)
+    var sampleIntervalMs: Int?
+
     func run() async throws {
         let logger = common.bootstrapLogging(label: "leasehold.supervisor")
         let registry = PrometheusCollectorRegistry()
@@ -72,7 +80,9 @@ struct SupervisorCommand: AsyncParsableCommand {
                 ttl: try Setting.milliseconds(
                     leaderTTLMs, "LEASEHOLD_LEADER_TTL_MS", default: 10_000, range: 300...600_000)),
             consumerIdleTimeout: try Setting.milliseconds(
-                consumerIdleMs, "LEASEHOLD_CONSUMER_IDLE_MS", default: 3_600_000, range: 1_000...2_592_000_000))
+                consumerIdleMs, "LEASEHOLD_CONSUMER_IDLE_MS", default: 3_600_000, range: 1_000...2_592_000_000),
+            sampleInterval: try Setting.milliseconds(
+                sampleIntervalMs, "LEASEHOLD_SAMPLE_INTERVAL_MS", default: 30_000, range: 100...3_600_000))
 
         let redis = RedisClient(configuration: try common.redisConfiguration(), size: 4)
         let postgres = PostgresClient(configuration: common.postgresConfiguration(role: "supervisor"), size: 2)

@@ -1,0 +1,41 @@
+import LeaseholdQueue
+
+/// How `leasehold console` runs. Every field but the token has a default; the command fills them
+/// from flags and the environment.
+public struct ConsoleConfiguration: Sendable {
+    /// Listen address (`LEASEHOLD_CONSOLE_HOST`).
+    public var host: String
+    /// Listen port (`LEASEHOLD_CONSOLE_PORT`).
+    public var port: Int
+    /// The shared secret operators log in with (`LEASEHOLD_CONSOLE_TOKEN`); it also keys the
+    /// session cookies' and CSRF tokens' HMACs, so every replica accepts every other's sessions
+    /// and changing it logs everyone out.
+    public var token: String
+    /// No replay and no purge: the action forms are not shown and their routes answer 403.
+    public var readOnly: Bool
+    public var keys: RedisKeys
+    /// The streams shown, by source name.
+    public var sources: [String]
+    /// How long a login lasts.
+    public var sessionLifetime: Duration
+    /// Mark the cookies `Secure` (only sent over HTTPS): set it when the console is served over TLS.
+    public var secureCookies: Bool
+    /// Dead letters per page.
+    public var pageSize: Int
+
+    public init(
+        host: String = "0.0.0.0", port: Int = 8090, token: String, readOnly: Bool = false,
+        keys: RedisKeys = RedisKeys(), sources: [String] = ["telegram", "bookings", "yookassa"],
+        sessionLifetime: Duration = .seconds(12 * 3600), secureCookies: Bool = false, pageSize: Int = 50
+    ) {
+        self.host = host
+        self.port = port
+        self.token = token
+        self.readOnly = readOnly
+        self.keys = keys
+        self.sources = sources
+        self.sessionLifetime = sessionLifetime
+        self.secureCookies = secureCookies
+        self.pageSize = pageSize
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+import LeaseholdPostgres
+import LeaseholdQueue
+import LeaseholdRedis
+
+/// The queue at a glance: what `leasehold status` prints and the ops console's overview shows.
+///
+/// Per stream its length, pending (delivered, unacknowledged) entries, the oldest pending entry's
+/// age, undelivered entries and the consumer group's consumers; the retry schedule; the number of
+/// dead letters still `dead`; the supervisor leader.
+public struct QueueStatus: Sendable, Codable, Equatable {
+    /// One stream's state.
+    public struct Stream: Sendable, Codable, Equatable {
+        public var stream: String
+        public var length: Int64
+        public var pending: Int64
+        public var oldestPendingAgeSeconds: Double?
+        /// `nil` when Redis cannot tell (entries were deleted past the group's position).
+        public var undelivered: Int64?
+        public var consumers: Int64
+
+        enum CodingKeys: String, CodingKey {
+            case stream, length, pending, undelivered, consumers
+            case oldestPendingAgeSeconds = "oldest_pending_age_seconds"
+        }
+    }
+
+    /// A consumer of the `workers` group, as `XINFO CONSUMERS` describes it.
+    public struct Consumer: Sendable, Codable, Equatable {
+        public var name: String
+        public var pending: Int64
+        /// Milliseconds since the consumer last read or claimed.
+        public var idleMilliseconds: Int64
+    }
+
+    public var streams: [Stream]
+    public var retryBacklog: Int64
+    public var deadLetters: Int64
+    public var leader: String?
+
+    enum CodingKeys: String, CodingKey {
+        case streams, leader
+        case retryBacklog = "retry_backlog"
+        case deadLetters = "dead_letters"
+    }
+
+    /// The default sources, in the order `leasehold status` lists them.
+    public static let defaultSources = ["telegram", "bookings", "yookassa"]
+
+    /// Reads the status of `sources`' streams under `keys` from Redis, and the dead letters from
+    /// PostgreSQL.
+    public static func read(
+        keys: RedisKeys, sources: [String] = defaultSources, now: Date = Date(), redis: RedisClient,
+        postgres: PostgresClient
+    ) async throws -> QueueStatus {
+        var streams: [Stream] = []
+        for source in sources {
+            let stream = keys.stream(source)
+            let length = try await redis.send("XLEN", stream).int ?? 0
+            var status = Stream(
+                stream: stream, length: length, pending: 0, oldestPendingAgeSeconds: nil, undelivered: nil,
+                consumers: 0)
+            if let group = try await ConsumerGroupInfo.read(stream: stream, redis: redis) {
+                status.pending = group.pending
+                status.consumers = group.consumers
+                status.undelivered = group.lag
+                let summary = try await redis.send("XPENDING", stream, RedisKeys.consumerGroup)
+                if let oldest = summary.array?[1].string, let ms = Double(oldest.split(separator: "-").first ?? "") {
+                    status.oldestPendingAgeSeconds = max(0, now.timeIntervalSince1970 - ms / 1000)
+                }
+            }
+            streams.append(status)
+        }
+        let backlog = try await redis.send("ZCARD", keys.retrySchedule).int ?? 0
+        let leader = try await redis.withConnection { try LeaderElector.currentLeader(keys: keys, on: $0) }
+        let dead = try await postgres.query("SELECT count(*) FROM dead_letters WHERE status = 'dead'")
+            .single().decode(Int64.self, at: 0)
+        return QueueStatus(streams: streams, retryBacklog: backlog, deadLetters: dead, leader: leader)
+    }
+
+    /// The consumers of the `workers` group on `stream` (none when the stream or group is missing).
+    public static func consumers(of stream: String, redis: RedisClient) async throws -> [Consumer] {
+        try await redis.withConnection { connection in
+            try ConsumerReaper.consumers(of: stream, on: connection).map {
+                Consumer(name: $0.name, pending: $0.pending, idleMilliseconds: $0.idle)
+            }
+        }
+    }
+}

@@ -1,0 +1,191 @@
+import Foundation
+import LeaseholdConsole
+import LeaseholdDomain
+import LeaseholdPostgres
+import LeaseholdTesting
+import Testing
+
+/// The console's routes in process, over HTTP, against the real servers: login, refusals,
+/// escaping, the dry-run-then-confirm actions and their audit records, the lookups.
+@Suite("Console: routes", .enabled(if: IntegrationEnvironment.isAvailable))
+struct ConsoleRouteTests {
+    @Test func everyPageNeedsALoginAndFormsNeedASessionAndItsCSRFToken() async throws {
+        let server = try await ConsoleTestServer.start()
+        let anonymous = try await server.get("/dead-letters?kind=booking")
+        #expect(anonymous.status == 303)
+        #expect(anonymous.location == "/login?next=%2Fdead-letters%3Fkind%3Dbooking")
+        #expect(try await server.post("/dead-letters/replay", [("scope", "all")]).status == 403)
+        #expect(try await server.get("/healthz").status == 200)
+
+        // The wrong token, then a login form without its nonce cookie: refused.
+        let page = try await server.get("/login")
+        let loginCookie = try ConsoleTestServer.cookie(page.headers, ConsoleSession.loginCookieName)
+        let csrf = try ConsoleTestServer.hiddenValue("csrf", in: page.body)
+        let wrong = try await server.post(
+            "/login", [("csrf", csrf), ("name", "Eve"), ("token", "guess")], cookie: loginCookie)
+        #expect(wrong.status == 401)
+        #expect(wrong.body.contains("Wrong token."))
+        let noNonce = try await server.post(
+            "/login", [("csrf", csrf), ("name", "Eve"), ("token", ConsoleTestServer.token)])
+        #expect(noNonce.status == 403)
+
+        let good = try await server.post(
+            "/login", [("csrf", csrf), ("name", "Ann"), ("token", ConsoleTestServer.token), ("next", "/dead-letters")],
+            cookie: loginCookie)
+        #expect(good.status == 303)
+        #expect(good.location == "/dead-letters")
+        let setCookie = try #require(good.headers["Set-Cookie"].first { $0.hasPrefix("\(ConsoleSession.cookieName)=") })
+        #expect(setCookie.contains("HttpOnly"))
+        #expect(setCookie.contains("SameSite=Strict"))
+        let cookie = try ConsoleTestServer.cookie(good.headers, ConsoleSession.cookieName)
+
+        let overview = try await server.get("/", cookie: cookie)
+        #expect(overview.status == 200)
+        #expect(overview.body.contains("Streams") && overview.body.contains("\(server.keys.prefix)stream:bookings"))
+        #expect(overview.headers.first(name: "Content-Security-Policy")?.contains("default-src 'none'") == true)
+
+        let id = try await server.insertDeadLetter(key: "api:csrf-1", payload: #"{"action":"book"}"#)
+        let refused = try await server.post(
+            "/dead-letters/replay", [("csrf", "forged"), ("scope", "selected"), ("id", "\(id)"), ("confirm", "yes")],
+            cookie: cookie)
+        #expect(refused.status == 403)
+        #expect(refused.body.contains("CSRF token does not match"))
+        let status = try await server.postgres.query("SELECT status FROM dead_letters WHERE id = \(id)").single()
+            .decode(String.self, at: 0)
+        #expect(status == "dead")
+        await server.shutdown()
+    }
+
+    @Test func payloadsAreShownAsTextNeverAsMarkup() async throws {
+        let server = try await ConsoleTestServer.start()
+        let cookie = try await server.login(as: "<b>Bob</b>")
+        let id = try await server.insertDeadLetter(
+            key: "api:<script>x</script>", payload: #"{"note":"<script>alert(1)</script>","user_id":1}"#,
+            error: "bad <img src=x onerror=alert(1)>")
+        let detail = try await server.get("/dead-letters/\(id)", cookie: cookie)
+        #expect(detail.status == 200)
+        #expect(!detail.body.contains("<script>alert(1)</script>"))
+        #expect(!detail.body.contains("<img src=x"))
+        #expect(detail.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"))
+        #expect(detail.body.contains("&lt;b&gt;Bob&lt;/b&gt;"), "the operator's name is escaped too")
+        #expect(detail.body.contains("&quot;user_id&quot; : 1"), "the payload pretty-printed")
+        let list = try await server.get("/dead-letters?error=onerror", cookie: cookie)
+        #expect(list.body.contains("1 matching"))
+        #expect(!list.body.contains("<img src=x"))
+        await server.shutdown()
+    }
+
+    @Test func replayAndPurgeShowADryRunFirstThenActAndAreRecorded() async throws {
+        let server = try await ConsoleTestServer.start()
+        let cookie = try await server.login(as: "Ann")
+        let page = try await server.get("/", cookie: cookie)
+        let csrf = try ConsoleTestServer.hiddenValue("csrf", in: page.body)
+        let first = try await server.insertDeadLetter(
+            key: "api:r1", payload: #"{"a":1}"#, error: "slot 7 does not exist")
+        let second = try await server.insertDeadLetter(
+            key: "api:r2", payload: #"{"a":2}"#, error: "slot 8 does not exist")
+        let other = try await server.insertDeadLetter(key: "api:r3", payload: #"{"a":3}"#, error: "timeout")
+
+        // Replay all matching "does not exist": a dry run lists two, nothing changes yet.
+        let filter = [("scope", "all"), ("error", "does not exist"), ("csrf", csrf)]
+        let dryRun = try await server.post("/dead-letters/replay", filter, cookie: cookie)
+        #expect(dryRun.status == 200)
+        #expect(dryRun.body.contains("Replay 2 dead letters?"))
+        #expect(try await server.redis.send("XLEN", server.keys.stream("bookings")).int == 0)
+        let done = try await server.post("/dead-letters/replay", filter + [("confirm", "yes")], cookie: cookie)
+        #expect(done.status == 303)
+        #expect(try await server.redis.send("XLEN", server.keys.stream("bookings")).int == 2)
+        let notice = try await server.get(try #require(done.location), cookie: cookie)
+        #expect(notice.body.contains("Ann replayed 2 dead letters"))
+        #expect(notice.body.contains("1 matching"), "only the timeout is still dead")
+        // Idempotent: the same post again replays nothing.
+        let again = try await server.post("/dead-letters/replay", filter + [("confirm", "yes")], cookie: cookie)
+        #expect(again.status == 303)
+        #expect(try await server.redis.send("XLEN", server.keys.stream("bookings")).int == 2)
+
+        // Purge one selected letter; its page shows who did it.
+        let purge = [("scope", "selected"), ("id", "\(other)"), ("csrf", csrf)]
+        #expect(
+            try await server.post("/dead-letters/purge", purge, cookie: cookie).body.contains("Purge 1 dead letter?"))
+        #expect(
+            try await server.post("/dead-letters/purge", purge + [("confirm", "yes")], cookie: cookie).status == 303)
+        let detail = try await server.get("/dead-letters/\(other)", cookie: cookie)
+        #expect(detail.body.contains("purged"))
+        #expect(detail.body.contains("selected: \(other)"))
+        let replayed = try await server.get("/dead-letters/\(first)", cookie: cookie)
+        #expect(replayed.body.contains("replayed as"))
+        #expect(replayed.body.contains("all matching error=does not exist"))
+        let overview = try await server.get("/", cookie: cookie)
+        #expect(overview.body.contains("<td>Ann</td><td>purge</td>"))
+        #expect(overview.body.contains("<td>Ann</td><td>replay</td>"))
+        let actions = try await server.postgres.query("SELECT count(*) FROM console_actions").single()
+            .decode(Int64.self, at: 0)
+        #expect(actions == 3)
+        _ = second
+        await server.shutdown()
+    }
+
+    @Test func readOnlyShowsNoActionsAndRefusesThem() async throws {
+        let server = try await ConsoleTestServer.start(readOnly: true)
+        let cookie = try await server.login()
+        let id = try await server.insertDeadLetter(key: "api:ro", payload: "{}")
+        let detail = try await server.get("/dead-letters/\(id)", cookie: cookie)
+        #expect(!detail.body.contains("Replay…"))
+        let csrf = try ConsoleTestServer.hiddenValue("csrf", in: detail.body)
+        let refused = try await server.post(
+            "/dead-letters/replay", [("csrf", csrf), ("scope", "selected"), ("id", "\(id)"), ("confirm", "yes")],
+            cookie: cookie)
+        #expect(refused.status == 403)
+        #expect(refused.body.contains("read-only"))
+        await server.shutdown()
+    }
+
+    @Test func paymentsAndMessagesAreFoundByIdUserAndKey() async throws {
+        let server = try await ConsoleTestServer.start()
+        let cookie = try await server.login()
+        try await server.postgres.withConnection { connection in
+            let ledger = PaymentLedger()
+            _ = try ledger.upsertPlan(
+                code: "month", title: "Month", price: "1990.10", currency: "RUB", days: 30, on: connection)
+            _ = try ledger.createPending(
+                paymentID: "pay-1", userID: 42, chatID: 4200, planCode: "month", amount: nil, on: connection)
+            _ = try connection.execute(
+                """
+                INSERT INTO webhook_log (message_key, event, object_id, status, payload, processed_at)
+                VALUES ('yk:payment.succeeded:pay-1', 'payment.succeeded', 'pay-1', 'FAILED', '{"object":{"id":"pay-1"}}', now())
+                """)
+            _ = try connection.execute(
+                """
+                INSERT INTO inbox (message_key, kind, outcome, stream, entry_id)
+                VALUES ('tg:77', 'booking', 'booked', 's', '1-0')
+                """)
+            _ = try connection.execute(
+                """
+                INSERT INTO outbox (message_key, chat_id, payload, status, attempts, telegram_message_id, sent_at)
+                VALUES ('tg:77', 4200, '{"chat_id":4200,"text":"Booked <b>10:00</b>"}', 'sent', 1, 555, now())
+                """)
+        }
+        let payment = try await server.get("/payments/pay-1", cookie: cookie)
+        #expect(payment.status == 200)
+        #expect(payment.body.contains("1990.10 RUB") && payment.body.contains("payment.succeeded"))
+        let byUser = try await server.get("/lookup?by=user&q=42", cookie: cookie)
+        #expect(byUser.location == "/payments?user=42")
+        #expect(try await server.get("/payments?user=42", cookie: cookie).body.contains("/payments/pay-1"))
+        #expect(try await server.get("/payments/none", cookie: cookie).status == 404)
+
+        #expect(try await server.get("/lookup?by=message&q=77", cookie: cookie).location == "/messages/tg:77")
+        let message = try await server.get("/messages/tg:77", cookie: cookie)
+        #expect(message.body.contains("<b>booked</b>"))
+        #expect(message.body.contains("Booked &lt;b&gt;10:00&lt;/b&gt;") && message.body.contains("555"))
+        #expect(try await server.get("/messages/r9", cookie: cookie).location == "/messages/api:r9")
+        #expect(try await server.get("/messages/api:r9", cookie: cookie).body.contains("Not processed"))
+
+        // A payment's dead letter shows the payment's webhook_log rows.
+        let letter = try await server.insertDeadLetter(
+            key: "yk:payment.succeeded:pay-1", kind: "payment", source: "yookassa", payload: #"{"event":"x"}"#)
+        let detail = try await server.get("/dead-letters/\(letter)", cookie: cookie)
+        #expect(detail.body.contains("Notifications about this payment"))
+        #expect(detail.body.contains("/payments/pay-1"))
+        await server.shutdown()
+    }
+}
