@@ -20,11 +20,11 @@ public struct ConsoleSession: Sendable, Equatable {
 /// Signs and checks ``ConsoleSession`` cookies and CSRF tokens.
 public struct ConsoleSigner: Sendable {
     private let key: SymmetricKey
-    private let tokenDigest: [UInt8]
+    private let tokenCode: HashedAuthenticationCode<SHA256>
 
     public init(token: String) {
         key = SymmetricKey(data: SHA256.hash(data: Data("leasehold-console-session|\(token)".utf8)))
-        tokenDigest = Self.mac(key, "token|\(token)")
+        tokenCode = HMAC<SHA256>.authenticationCode(for: Data("token|\(token)".utf8), using: key)
     }
 
     private static func mac(_ key: SymmetricKey, _ text: String) -> [UInt8] {
@@ -33,17 +33,18 @@ public struct ConsoleSigner: Sendable {
 
     private static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
 
-    /// Compares in time independent of where the inputs differ.
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        var difference: UInt8 = 0
-        for index in a.indices { difference |= a[index] ^ b[index] }
-        return difference == 0
+    /// Whether two strings are equal, in time independent of where they differ: each is reduced
+    /// to its HMAC under the session key and the codes are compared by swift-crypto
+    /// (`isValidAuthenticationCode`, constant time), as ingress compares its secrets.
+    func constantTimeEqual(_ candidate: String, _ expected: String) -> Bool {
+        HMAC<SHA256>.isValidAuthenticationCode(
+            HMAC<SHA256>.authenticationCode(for: Data("compare|\(expected)".utf8), using: key),
+            authenticating: Data("compare|\(candidate)".utf8), using: key)
     }
 
     /// Whether `candidate` is the console token (compared as HMACs, in constant time).
     public func isToken(_ candidate: String) -> Bool {
-        Self.constantTimeEqual(Self.mac(key, "token|\(candidate)"), tokenDigest)
+        HMAC<SHA256>.isValidAuthenticationCode(tokenCode, authenticating: Data("token|\(candidate)".utf8), using: key)
     }
 
     /// A random 128-bit nonce, hex.
@@ -71,8 +72,7 @@ public struct ConsoleSigner: Sendable {
         let parts = value.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 4, let expiry = Int64(parts[0]) else { return nil }
         let body = parts[0..<3].joined(separator: ".")
-        guard Self.constantTimeEqual(Array(Self.hex(Self.mac(key, "session|\(body)")).utf8), Array(parts[3].utf8))
-        else { return nil }
+        guard constantTimeEqual(parts[3], Self.hex(Self.mac(key, "session|\(body)"))) else { return nil }
         let expires = Date(timeIntervalSince1970: Double(expiry))
         guard expires > now else { return nil }
         var base64 = parts[2].replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
@@ -94,6 +94,6 @@ public struct ConsoleSigner: Sendable {
     /// Whether `candidate` equals `expected`, in constant time.
     public func matches(_ candidate: String?, _ expected: String) -> Bool {
         guard let candidate else { return false }
-        return Self.constantTimeEqual(Array(candidate.utf8), Array(expected.utf8))
+        return constantTimeEqual(candidate, expected)
     }
 }
