@@ -64,6 +64,14 @@ let package = Package(
             ]
         ),
 
+        // An epoll loop that is also a Swift task executor: non-blocking C clients and the tasks
+        // awaiting them on one thread (see Reactor.swift for why).
+        .systemLibrary(name: "CEpoll"),
+        .target(
+            name: "LeaseholdReactor",
+            dependencies: ["CEpoll", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]
+        ),
+
         // MARK: Queue machinery and domain
         .target(name: "LeaseholdQueue", dependencies: ["LeaseholdRedis", "LeaseholdPostgres"]),
         .target(name: "LeaseholdDomain", dependencies: ["LeaseholdPostgres"]),
@@ -184,6 +192,10 @@ let package = Package(
         ),
 
         // MARK: Tests
+        .testTarget(
+            name: "LeaseholdReactorTests",
+            dependencies: ["LeaseholdReactor", "LeaseholdPostgres", "LeaseholdTesting", "CLibPQ"]
+        ),
         .testTarget(
             name: "LeaseholdPostgresTests",
             dependencies: ["LeaseholdPostgres", "LeaseholdTesting"]

@@ -1,0 +1,192 @@
+import CLibPQ
+import Foundation
+import LeaseholdReactor
+import LeaseholdTesting
+import Testing
+
+/// The reactor's contract: tasks that prefer it run on its thread, readiness waits end on
+/// readiness, cancellation or shutdown, and a non-blocking libpq connection can be driven from it
+/// without a task ever leaving that thread.
+@Suite("Reactor", .timeLimit(.minutes(1)))
+struct ReactorTests {
+    /// A pipe whose ends are closed when the test is done.
+    final class Pipe: Sendable {
+        let read: Int32
+        let write: Int32
+        init() throws {
+            var ends: [Int32] = [0, 0]
+            guard pipe(&ends) == 0 else { throw ReactorError(operation: "pipe", errno: errno) }
+            read = ends[0]
+            write = ends[1]
+        }
+        func send(_ byte: UInt8) {
+            var byte = byte
+            _ = Foundation.write(write, &byte, 1)
+        }
+        func receive() -> UInt8? {
+            var byte: UInt8 = 0
+            return Foundation.read(read, &byte, 1) == 1 ? byte : nil
+        }
+        deinit {
+            close(read)
+            close(write)
+        }
+    }
+
+    @Test func tasksThatPreferTheReactorRunOnItsThreadAcrossSuspensions() async throws {
+        let reactor = Reactor(label: "test.reactor")
+        defer { reactor.shutDown() }
+        #expect(!reactor.isCurrent)
+        let onReactor = await withTaskExecutorPreference(reactor) {
+            var seen: [Bool] = [reactor.isCurrent]
+            await Task.yield()
+            seen.append(reactor.isCurrent)
+            try? await Task.sleep(for: .milliseconds(10))
+            seen.append(reactor.isCurrent)
+            // Children inherit the preference.
+            let children = await withTaskGroup(of: Bool.self) { group in
+                for _ in 0..<8 { group.addTask { reactor.isCurrent } }
+                return await group.reduce(into: [Bool]()) { $0.append($1) }
+            }
+            return seen + children
+        }
+        #expect(onReactor.count == 11)
+        #expect(onReactor.allSatisfy { $0 }, "\(onReactor)")
+    }
+
+    @Test func aWaitEndsWhenAnotherThreadMakesTheDescriptorReadable() async throws {
+        let reactor = Reactor()
+        defer { reactor.shutDown() }
+        let pipe = try Pipe()
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(50)) { pipe.send(42) }
+        let received = try await withTaskExecutorPreference(reactor) {
+            try await reactor.readable(pipe.read)
+            return pipe.receive()
+        }
+        #expect(received == 42)
+    }
+
+    @Test func waitsOnManyDescriptorsEndInTheOrderTheyBecomeReady() async throws {
+        let reactor = Reactor()
+        defer { reactor.shutDown() }
+        let pipes = try (0..<64).map { _ in try Pipe() }
+        let order = try await withTaskExecutorPreference(reactor) {
+            try await withThrowingTaskGroup(of: Int.self) { group in
+                for (index, pipe) in pipes.enumerated() {
+                    group.addTask {
+                        try await reactor.readable(pipe.read)
+                        #expect(pipe.receive() == UInt8(index))
+                        return index
+                    }
+                }
+                // Let every child register its wait, then write, last pipe first, one at a time.
+                try await Task.sleep(for: .milliseconds(50))
+                var order: [Int] = []
+                for (index, pipe) in pipes.enumerated().reversed() {
+                    pipe.send(UInt8(index))
+                    if let done = try await group.next() { order.append(done) }
+                }
+                return order
+            }
+        }
+        #expect(order == Array((0..<64).reversed()))
+    }
+
+    @Test func aCancelledWaitThrowsAndTheDescriptorCanBeWaitedOnAgain() async throws {
+        let reactor = Reactor()
+        defer { reactor.shutDown() }
+        let pipe = try Pipe()
+        let waiting = Task(executorPreference: reactor) { try await reactor.readable(pipe.read) }
+        try await Task.sleep(for: .milliseconds(50))
+        waiting.cancel()
+        await #expect(throws: CancellationError.self) { try await waiting.value }
+
+        pipe.send(7)
+        let received = try await withTaskExecutorPreference(reactor) {
+            try await reactor.readable(pipe.read)
+            return pipe.receive()
+        }
+        #expect(received == 7)
+    }
+
+    @Test func shuttingDownFailsThePendingWaits() async throws {
+        let reactor = Reactor()
+        let pipe = try Pipe()
+        let waiting = Task(executorPreference: reactor) { try await reactor.readable(pipe.read) }
+        try await Task.sleep(for: .milliseconds(50))
+        reactor.shutDown()
+        await #expect(throws: ReactorShutDownError.self) { try await waiting.value }
+    }
+
+    /// The pattern the roles' connections will use: libpq in non-blocking mode, the query sent
+    /// with `PQsendQuery`, its result read as the socket becomes readable. Sixteen connections run
+    /// their queries at once and every step, before and after each wait, is on the reactor's
+    /// thread.
+    @Test(.enabled(if: IntegrationEnvironment.isAvailable))
+    func nonBlockingLibpqQueriesOnSixteenConnectionsStayOnTheReactorsThread() async throws {
+        let reactor = Reactor()
+        defer { reactor.shutDown() }
+        final class Connection: @unchecked Sendable {
+            // @unchecked: used by one task at a time, on the reactor's thread.
+            let handle: OpaquePointer
+            init(_ conninfo: String) throws {
+                handle = PQconnectdb(conninfo)
+                guard PQstatus(handle) == CONNECTION_OK, PQsetnonblocking(handle, 1) == 0 else {
+                    let message = String(cString: PQerrorMessage(handle))
+                    PQfinish(handle)
+                    throw TestSetupError("cannot connect: \(message)")
+                }
+            }
+            deinit { PQfinish(handle) }
+
+            func query(_ sql: String, on reactor: Reactor) async throws -> [String] {
+                guard PQsendQuery(handle, sql) == 1 else {
+                    throw TestSetupError(String(cString: PQerrorMessage(handle)))
+                }
+                while PQflush(handle) == 1 { try await reactor.writable(PQsocket(handle)) }
+                var values: [String] = []
+                while true {
+                    while PQisBusy(handle) == 1 {
+                        try await reactor.readable(PQsocket(handle))
+                        guard PQconsumeInput(handle) == 1 else {
+                            throw TestSetupError(String(cString: PQerrorMessage(handle)))
+                        }
+                    }
+                    guard let result = PQgetResult(handle) else { return values }
+                    defer { PQclear(result) }
+                    guard PQresultStatus(result) == PGRES_TUPLES_OK else {
+                        throw TestSetupError(String(cString: PQresultErrorMessage(result)))
+                    }
+                    for row in 0..<PQntuples(result) { values.append(String(cString: PQgetvalue(result, row, 0))) }
+                }
+            }
+        }
+        let connections = try (0..<16).map { _ in try Connection(IntegrationEnvironment.postgresURL) }
+        let results = try await withTaskExecutorPreference(reactor) {
+            try await withThrowingTaskGroup(of: (Bool, [String]).self) { group in
+                for (index, connection) in connections.enumerated() {
+                    group.addTask {
+                        var onReactor = reactor.isCurrent
+                        var last: [String] = []
+                        for round in 0..<25 {
+                            last = try await connection.query(
+                                "SELECT generate_series(1, 3) * \(index * 100 + round)", on: reactor)
+                            onReactor = onReactor && reactor.isCurrent
+                        }
+                        return (onReactor, last)
+                    }
+                }
+                return try await group.reduce(into: [(Bool, [String])]()) { $0.append($1) }
+            }
+        }
+        #expect(results.count == 16)
+        let allOnReactor = results.allSatisfy { $0.0 }
+        #expect(allOnReactor, "a task left the reactor's thread")
+        let expected: Set<[String]> = Set(
+            (0..<16).map { (index: Int) -> [String] in
+                let factor = index * 100 + 24
+                return [String(factor), String(2 * factor), String(3 * factor)]
+            })
+        #expect(Set(results.map(\.1)) == expected)
+    }
+}
