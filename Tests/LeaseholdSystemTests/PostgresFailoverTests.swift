@@ -53,12 +53,13 @@ extension SystemTests {
             let pair = try await ReplicatedPostgres.start()
             let prefix = "\(IntegrationEnvironment.uniqueName("lhf")):"
             let keys = RedisKeys(prefix: prefix)
-            let (directory, redis, port): (URL, RedisClient, Int)
+            let directory: URL
+            let redis: RedisClient
+            let port: Int
             do {
-                (directory, redis, port) = (
-                    try makeTemporaryDirectory("failover"), try IntegrationEnvironment.redisClient(size: 4),
-                    try freeLoopbackPort()
-                )
+                directory = try makeTemporaryDirectory("failover")
+                redis = try IntegrationEnvironment.redisClient(size: 4)
+                port = try freeLoopbackPort()
             } catch {
                 await pair.stop()
                 throw error
@@ -147,7 +148,7 @@ extension SystemTests {
                 }
 
                 // Outcomes published so far (a result is published only after its COMMIT returned).
-                @Sendable func published(_ ids: [String]) async throws -> [String: [String: Any]] {
+                func published(_ ids: [String]) async throws -> [String: [String: Any]] {
                     var outcomes: [String: [String: Any]] = [:]
                     for chunk in stride(from: 0, to: ids.count, by: 500).map({ ids[$0..<min($0 + 500, ids.count)] }) {
                         let reply = try await redis.send(RedisCommand(["MGET"] + chunk.map { keys.result($0) }))
@@ -219,7 +220,8 @@ extension SystemTests {
                 for (id, _) in all {
                     let published = outcomes[id]?["status"] as? String
                     if inboxByKey["api:\(id)"] != published {
-                        mismatched.append("\(id): inbox \(inboxByKey["api:\(id)"] ?? "missing"), published \(published ?? "none")")
+                        mismatched.append(
+                            "\(id): inbox \(inboxByKey["api:\(id)"] ?? "missing"), published \(published ?? "none")")
                     }
                 }
                 #expect(mismatched.isEmpty, "\(mismatched.prefix(20))")
@@ -260,7 +262,9 @@ extension SystemTests {
                         + "test took \(ContinuousClock.now - began)")
 
                 for process in processes { await process.stop(signal: SIGTERM, timeout: .seconds(30)) }
-                for worker in workers { #expect(worker.exitStatus == 0, "\(worker.name):\n\(worker.output.suffix(2000))") }
+                for worker in workers {
+                    #expect(worker.exitStatus == 0, "\(worker.name):\n\(worker.output.suffix(2000))")
+                }
             } catch {
                 Issue.record("\(error)\n\(logs())")
             }
@@ -287,7 +291,8 @@ extension SystemTests {
                 try await admin.query(
                     "ALTER DATABASE \(unescaped: stack.database.name) SET default_transaction_read_only = on")
                 // target_session_attrs=any: libpq would refuse the read-only server otherwise.
-                let url = stack.database.url + (stack.database.url.contains("?") ? "&" : "?") + "target_session_attrs=any"
+                let url =
+                    stack.database.url + (stack.database.url.contains("?") ? "&" : "?") + "target_session_attrs=any"
                 let worker = try stack.startWorker(
                     name: "worker-0",
                     environment: [
@@ -308,7 +313,8 @@ extension SystemTests {
                 #expect(try await stack.redis.send("ZCARD", keys.retrySchedule).int == 0, "no attempt spent")
                 #expect(try await stack.pendingCount("bookings") == 1, "the entry stays with the worker")
 
-                try await admin.query("ALTER DATABASE \(unescaped: stack.database.name) RESET default_transaction_read_only")
+                try await admin.query(
+                    "ALTER DATABASE \(unescaped: stack.database.name) RESET default_transaction_read_only")
                 #expect(try await stack.outcome(of: "ro-1", timeout: .seconds(30)) == "booked")
                 let output = worker.output
                 #expect(output.contains("server reachable again"), "\(output)")
