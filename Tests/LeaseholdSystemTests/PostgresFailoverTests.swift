@@ -79,6 +79,7 @@ extension SystemTests {
                 // Migrated and seeded through the multi-host URL, whose first host is the standby.
                 let migrated = try await LeaseholdExecutable.run(["migrate"], in: directory, environment: environment)
                 try #require(migrated.status == 0, "\(migrated.output)")
+                #expect(migrated.output.contains("(on 127.0.0.1:\(pair.primaryPort))"), "\(migrated.output)")
                 let seeded = try await LeaseholdExecutable.run(
                     [
                         "slots", "sync", "--generate", String(Self.slots), "--users", String(Self.users), "--json",
