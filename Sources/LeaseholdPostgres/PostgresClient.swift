@@ -9,7 +9,9 @@ import Logging
 /// statement (`PQcancel`), which then fails with SQLSTATE 57014.
 ///
 /// A connection lost to a server restart is replaced the next time it is lent out: the call in
-/// flight fails with a retryable class-08 error, the calls after it reconnect.
+/// flight fails with a retryable class-08 error, the calls after it reconnect. So is one whose
+/// server turned out read-only (SQLSTATE 25006): with several hosts in the connection string, the
+/// new connection goes to whichever node accepts writes (``PostgresConfiguration``).
 public final class PostgresClient: Sendable {
     public let configuration: PostgresConfiguration
     private let pool: BlockingConnectionPool<PostgresConnection>

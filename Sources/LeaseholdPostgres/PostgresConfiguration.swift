@@ -1,12 +1,27 @@
 /// How to reach PostgreSQL. Every field has a default; `POSTGRES_URL` is the usual source.
+///
+/// The connection string goes to libpq as it is, so every form libpq accepts works, including a
+/// list of servers for failover: `postgres://user@db1:5432,db2:5432/leasehold` or
+/// `host=db1,db2 port=5432,5432 dbname=leasehold`. libpq tries the hosts in order and keeps the
+/// first that accepts the connection and matches `target_session_attrs`, which is `read-write`
+/// unless the string says otherwise (see ``targetSessionAttributes``): a standby is skipped, so
+/// after a failover every new connection lands on the promoted node.
 public struct PostgresConfiguration: Sendable {
-    /// A libpq connection URL (`postgres://user:password@host:5432/db?sslmode=disable`) or a
-    /// `key=value` conninfo string. Whatever it says wins over the fields below.
+    /// A libpq connection URL (`postgres://user:password@host:5432/db?sslmode=disable`, several
+    /// `host:port` pairs separated by commas for failover) or a `key=value` conninfo string.
+    /// Whatever it says wins over the fields below.
     public var connectionString: String
     /// Seconds to wait for a connection to open.
     public var connectTimeoutSeconds: Int
     /// Shown in `pg_stat_activity.application_name`.
     public var applicationName: String
+    /// libpq's `target_session_attrs` unless the connection string sets it: `read-write` by
+    /// default, since every Leasehold role writes. libpq then refuses a server in recovery (a hot
+    /// standby) or with `default_transaction_read_only = on`, and with several hosts moves on to
+    /// the next, so a write never lands on a read-only node. PostgreSQL 14 and later report both
+    /// settings when the connection opens, so this costs no round trip; older servers get one
+    /// `SHOW transaction_read_only`. `nil` leaves libpq's default (`any`).
+    public var targetSessionAttributes: String?
     /// libpq parameters applied unless the connection string sets them itself:
     /// ``defaultNetworkParameters`` by default.
     public var defaultParameters: [(keyword: String, value: String)]
@@ -24,12 +39,13 @@ public struct PostgresConfiguration: Sendable {
     public init(
         connectionString: String = "postgres://postgres@127.0.0.1:5432/leasehold",
         connectTimeoutSeconds: Int = 5,
-        applicationName: String = "leasehold",
+        applicationName: String = "leasehold", targetSessionAttributes: String? = "read-write",
         defaultParameters: [(keyword: String, value: String)] = PostgresConfiguration.defaultNetworkParameters
     ) {
         self.connectionString = connectionString
         self.connectTimeoutSeconds = connectTimeoutSeconds
         self.applicationName = applicationName
+        self.targetSessionAttributes = targetSessionAttributes
         self.defaultParameters = defaultParameters
     }
 
@@ -37,12 +53,15 @@ public struct PostgresConfiguration: Sendable {
     /// then the connection string as `dbname`. libpq uses the last value given for a keyword, and
     /// the parameters of an expanded `dbname` (URL or `key=value` conninfo) count as given at its
     /// position, so whatever the connection string sets wins over every default.
+    ///
+    /// `connect_timeout` applies to each host of a multi-host string in turn, so the worst case is
+    /// that many times the timeout; a host that refuses the connection is passed over at once.
     var connectParameters: (keywords: [String], values: [String]) {
         let defaults: [(keyword: String, value: String)] =
             [
                 ("connect_timeout", String(connectTimeoutSeconds)), ("application_name", applicationName),
                 ("client_encoding", "UTF8"),
-            ] + defaultParameters
+            ] + (targetSessionAttributes.map { [("target_session_attrs", $0)] } ?? []) + defaultParameters
         return (defaults.map(\.keyword) + ["dbname"], defaults.map(\.value) + [connectionString])
     }
 

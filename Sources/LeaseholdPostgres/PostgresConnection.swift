@@ -21,6 +21,13 @@ import NIOConcurrencyHelpers
 public final class PostgresConnection: BlockingConnection {
     private var handle: OpaquePointer?
     private let canceller: PostgresCanceller
+    /// Set when a statement failed with SQLSTATE 25006 (read_only_sql_transaction): the server
+    /// turned read-only under this session (a primary demoted, `default_transaction_read_only`
+    /// switched on) or the session reached a standby. ``isReusable()`` then answers `false`, so the
+    /// pool opens a new connection, which `target_session_attrs=read-write` sends to whichever
+    /// node is primary now. (A write in a transaction begun `READ ONLY` gets the same SQLSTATE;
+    /// replacing that connection costs a reconnect and nothing else.)
+    private var landedOnReadOnlyServer = false
     public let configuration: PostgresConfiguration
 
     /// Opens a connection (blocking, bounded by `connectTimeoutSeconds`).
@@ -36,7 +43,9 @@ public final class PostgresConnection: BlockingConnection {
             throw PostgresError(source: .connection, sqlState: SQLState.unableToConnect, message: "out of memory")
         }
         guard PQstatus(connection) == CONNECTION_OK else {
-            let message = Self.trimmed(PQerrorMessage(connection))
+            // With several hosts libpq reports each one's failure on a line of its own.
+            let message = Self.trimmed(PQerrorMessage(connection)).split(separator: "\n")
+                .map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: "; ")
             PQfinish(connection)
             throw PostgresError(
                 source: .connection, sqlState: SQLState.unableToConnect,
@@ -64,9 +73,11 @@ public final class PostgresConnection: BlockingConnection {
 
     /// Reads whatever the server sent while the connection sat idle (a server that restarted sends
     /// a FATAL and closes the socket), rolls back a transaction a caller left open, and answers
-    /// whether the connection can be lent out again.
+    /// whether the connection can be lent out again: not when it is broken, nor when a statement
+    /// on it was refused because the server is read-only (SQLSTATE 25006, see
+    /// ``landedOnReadOnlyServer``).
     public func isReusable() -> Bool {
-        guard let handle, PQstatus(handle) == CONNECTION_OK else { return false }
+        guard let handle, PQstatus(handle) == CONNECTION_OK, !landedOnReadOnlyServer else { return false }
         // libpq's socket is non-blocking, so this never waits.
         guard PQconsumeInput(handle) == 1, PQstatus(handle) == CONNECTION_OK else { return false }
         switch PQtransactionStatus(handle) {
@@ -100,6 +111,15 @@ public final class PostgresConnection: BlockingConnection {
             option += 1
         }
         return parameters
+    }
+
+    /// The server this connection reached, `host:port` as libpq resolved it: with several hosts
+    /// in the connection string, the one that was chosen.
+    public var server: String {
+        guard let handle else { return "" }
+        let host = PQhost(handle).map { String(cString: $0) } ?? ""
+        let port = PQport(handle).map { String(cString: $0) } ?? ""
+        return "\(host):\(port)"
     }
 
     /// The backend process ID (`pg_backend_pid()`), for logs and tests.
@@ -253,6 +273,7 @@ public final class PostgresConnection: BlockingConnection {
         }
         let message = field(lh_pg_diag_message_primary()) ?? Self.trimmed(PQresultErrorMessage(result))
         if let sqlState = field(lh_pg_diag_sqlstate()) {
+            if sqlState == SQLState.readOnlySQLTransaction { landedOnReadOnlyServer = true }
             let lost = handle.map { PQstatus($0) != CONNECTION_OK } ?? true
             return PostgresError(
                 source: lost ? .connection : .server, sqlState: sqlState, message: message,

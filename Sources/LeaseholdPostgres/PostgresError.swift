@@ -95,6 +95,9 @@ public enum SQLState {
     public static let lockNotAvailable = "55P03"
     public static let queryCanceled = "57014"
     public static let adminShutdown = "57P01"
+    /// A write on a read-only server or session: a hot standby, or a primary that was demoted
+    /// or had `default_transaction_read_only` switched on.
+    public static let readOnlySQLTransaction = "25006"
     public static let featureNotSupported = "0A000"
     public static let characterNotInRepertoire = "22021"
     public static let connectionFailure = "08006"

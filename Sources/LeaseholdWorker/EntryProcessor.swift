@@ -182,8 +182,9 @@ struct EntryProcessor: Sendable {
 
     /// Whether `error` says the server could not be reached rather than that the message is wrong:
     /// SQLSTATE class 08 (connection exception), 57P01/57P02/57P03 (the server is shutting down,
-    /// crashed, or not accepting connections yet), a connection libpq lost or could not open, a
-    /// Redis connection that failed or timed out.
+    /// crashed, or not accepting connections yet), 25006 (the server is read-only: a session left
+    /// on a node demoted or not yet promoted in a failover; the pool replaces that connection), a
+    /// connection libpq lost or could not open, a Redis connection that failed or timed out.
     static func isConnectionFailure(_ error: any Error) -> Bool {
         switch error {
         case let error as PostgresTransactionError:
@@ -199,7 +200,7 @@ struct EntryProcessor: Sendable {
 
     private static func isConnectionFailure(postgres error: PostgresError) -> Bool {
         error.source == .connection || error.sqlState.hasPrefix("08")
-            || ["57P01", "57P02", "57P03"].contains(error.sqlState)
+            || ["57P01", "57P02", "57P03", SQLState.readOnlySQLTransaction].contains(error.sqlState)
     }
 
     /// The transaction failed: schedule the next attempt (acknowledging this one atomically) or,

@@ -43,7 +43,8 @@ public struct WorkerConfiguration: Sendable {
     public var statementTimeout: Duration
     /// How long an entry rides out a PostgreSQL or Redis outage (`LEASEHOLD_OUTAGE_WINDOW_MS`):
     /// while its work fails with a connection-class error (SQLSTATE class 08, 57P01/57P02/57P03,
-    /// a lost or refused connection), the worker keeps the entry and its lease (heartbeat) and
+    /// a lost or refused connection) or finds the server read-only (25006, during a failover),
+    /// the worker keeps the entry and its lease (heartbeat) and
     /// tries again with backoff, spending no attempt. Past the window the failure takes the
     /// normal path (retry schedule, dead letters).
     public var outageWindow: Duration

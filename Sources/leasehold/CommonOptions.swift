@@ -10,7 +10,9 @@ import ServiceLifecycle
 
 /// Flags every role shares; each falls back to an environment variable, then to a default.
 struct CommonOptions: ParsableArguments {
-    @Option(name: .customLong("postgres-url"), help: "PostgreSQL URL or conninfo (env: POSTGRES_URL).")
+    @Option(
+        name: .customLong("postgres-url"),
+        help: "PostgreSQL URL or conninfo; several hosts (db1:5432,db2:5432) for failover (env: POSTGRES_URL).")
     var postgresURLFlag: String?
 
     @Option(name: .customLong("redis-url"), help: "Redis URL redis://[[user]:password@]host:port/db (env: REDIS_URL).")

@@ -39,7 +39,11 @@ struct MigrateCommand: AsyncParsableCommand {
                 }
             } else {
                 let report = try await migrator.migrate(files)
-                print("migrations: \(report.applied.count) applied, \(report.alreadyApplied) already applied")
+                // With several hosts in POSTGRES_URL, the one that took the migrations.
+                let server = try await client.withConnection { $0.server }
+                print(
+                    "migrations: \(report.applied.count) applied, \(report.alreadyApplied) already applied (on \(server))"
+                )
                 for file in report.applied { print("  applied \(file)") }
             }
         } catch {

@@ -44,6 +44,12 @@ struct PostgresConfigurationTests {
         Redaction(
             input: "host=db.internal\tpassword=s3cret\nuser=app", secrets: ["s3cret"],
             kept: ["host=db.internal", "user=app"]),
+        Redaction(
+            input: "postgres://app:s3cret@db1:5432,db2:5433/leasehold?target_session_attrs=read-write",
+            secrets: ["s3cret"], kept: ["postgres://app:", "@db1:5432,db2:5433/leasehold", "target_session_attrs"]),
+        Redaction(
+            input: "host=db1,db2 port=5432,5433 password=s3cret dbname=leasehold", secrets: ["s3cret"],
+            kept: ["host=db1,db2", "port=5432,5433", "dbname=leasehold"]),
     ]
 
     @Test("redactedConnectionString hides the password and keeps the rest", arguments: redactions)
@@ -88,5 +94,18 @@ struct PostgresConfigurationTests {
         #expect(configuration.connectTimeoutSeconds > 0)
         #expect(configuration.connectionString.hasPrefix("postgres://"))
         #expect(configuration.applicationName == "leasehold")
+        #expect(configuration.targetSessionAttributes == "read-write")
+    }
+
+    @Test("when every host of a multi-host string fails, the error names each on one line")
+    func multiHostConnectionError() throws {
+        let configuration = PostgresConfiguration(
+            connectionString: "postgres://app:s3cret@127.0.0.1:1,127.0.0.1:2/leasehold", connectTimeoutSeconds: 2)
+        let error = try #require(throws: PostgresError.self) { try PostgresConnection(configuration: configuration) }
+        #expect(error.source == .connection)
+        #expect(error.sqlState == SQLState.unableToConnect)
+        #expect(error.description.contains("s3cret") == false)
+        #expect(!error.message.contains("\n"), "\(error.message)")
+        #expect(error.message.contains("port 1 failed") && error.message.contains("port 2 failed"), "\(error.message)")
     }
 }

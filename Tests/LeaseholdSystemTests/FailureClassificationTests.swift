@@ -22,7 +22,7 @@ struct FailureClassificationTests {
         (postgres("57P01", source: .connection), true), (postgres("57P02"), true), (postgres("57P03"), true),
         (postgres("08P01"), true), (postgres("40001"), false), (postgres("40P01"), false),
         (postgres("55P03"), false), (postgres("23505"), false), (postgres("57014"), false),
-        (postgres("25P02", source: .client), false),
+        (postgres("25P02", source: .client), false), (postgres(SQLState.readOnlySQLTransaction), true),
     ]
 
     @Test("connection-class failures", arguments: postgresCases)

@@ -1,0 +1,45 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// Sends `POST /v1/bookings` to one `leasehold ingress` started outside a ``ProcessStack`` (whose
+/// own ``ProcessStack/book(requestID:userID:slotID:ingress:)`` needs the stack's database), with
+/// ``ProcessStack/apiToken``. Call ``shutdown()`` when done.
+public final class BookingClient: Sendable {
+    public let baseURL: String
+    private let http: HTTPClient
+
+    public init(baseURL: String) {
+        self.baseURL = baseURL
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+        configuration.timeout = .init(connect: .seconds(5), read: .seconds(30))
+        self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    /// Books `slotID` for `userID`; returns the HTTP status (202 once the request is in Redis).
+    public func book(requestID: String, userID: Int64, slotID: Int64) async throws -> Int {
+        var request = HTTPClientRequest(url: baseURL + "/v1/bookings")
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: "Bearer \(ProcessStack.apiToken)")
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(
+            ByteBuffer(string: #"{"request_id":"\#(requestID)","user_id":\#(userID),"slot_id":\#(slotID)}"#))
+        let response = try await http.execute(request, timeout: .seconds(30))
+        _ = try await response.body.collect(upTo: 1 << 16)
+        return Int(response.status.code)
+    }
+
+    /// Whether `GET /healthz` answers 200.
+    public func isHealthy() async -> Bool {
+        guard let response = try? await http.execute(HTTPClientRequest(url: baseURL + "/healthz"), timeout: .seconds(5))
+        else { return false }
+        _ = try? await response.body.collect(upTo: 1 << 16)
+        return response.status == .ok
+    }
+
+    public func shutdown() async {
+        try? await http.shutdown()
+    }
+}
