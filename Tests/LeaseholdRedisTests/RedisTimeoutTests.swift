@@ -17,10 +17,12 @@ struct RedisTimeoutTests {
                 RedisCommand("XREADGROUP", "GROUP", "workers", "w1", "COUNT", 1, "BLOCK", 200, "STREAMS", stream, ">"),
                 timeout: .seconds(2))
             let elapsed = clock.now - start
+            // `.null` is the server ending the block; the client's 2 s timeout would have thrown
+            // instead. No upper bound on the time: on a loaded machine the thread hand-offs alone
+            // can take longer than the block, and the reply already tells which side ended it.
             #expect(reply == .null)
             #expect(reply.isNull)
             #expect(elapsed >= .milliseconds(150))
-            #expect(elapsed < .seconds(2))
 
             // With an entry waiting, the same call returns it.
             let id = try await client.send("XADD", stream, "*", "slot", "134")
@@ -53,7 +55,8 @@ struct RedisTimeoutTests {
             #expect(error.command == "BLPOP")
             #expect(error.isRetryable)
             #expect(elapsed >= .milliseconds(250))
-            #expect(elapsed < .seconds(3))
+            // Before the server's 5 s block would have ended it (that would be `.null`, not a throw).
+            #expect(elapsed < .seconds(5))
 
             // The timed-out context was discarded: the next call gets a fresh connection, in step.
             #expect(try await client.send("ECHO", "after timeout").string == "after timeout")
@@ -73,7 +76,7 @@ struct RedisTimeoutTests {
                 try await client.send("BLPOP", prefix + "empty", 5)
             }
             #expect(error.code == .timeout)
-            #expect(clock.now - start < .seconds(4))
+            #expect(clock.now - start < .seconds(5))
 
             // A per-call timeout longer than the block applies to that call only...
             let reply = try await client.send(RedisCommand("BLPOP", prefix + "empty", 2), timeout: .seconds(4))

@@ -35,6 +35,9 @@ struct ConsumerReaperTests {
                 return ids
             }
             try await Task.sleep(for: .milliseconds(2_000))
+            // Taken before the busy ones act, so however long their calls take on a loaded machine,
+            // they have been idle for less than `now - actedAt`.
+            let actedAt = ContinuousClock.now
             // The busy ones act again: busy-empty reads an entry and acknowledges it (on Redis 7.0 a read
             // that returns nothing is not activity), busy-pending's heartbeat XCLAIMs its entry (JUSTID).
             _ = try await client.withConnection { connection in
@@ -47,7 +50,6 @@ struct ConsumerReaperTests {
                 }
             }
             _ = try await client.send("XCLAIM", stream, "workers", "busy-pending", 0, ids[1], "JUSTID")
-            let actedAt = ContinuousClock.now
 
             // The script re-checks on its own: pending entries or recent activity keep a consumer.
             let refused = try await client.withConnection { connection in
@@ -60,8 +62,9 @@ struct ConsumerReaperTests {
             }
             #expect(refused == (false, false))
 
-            // The threshold follows the clock, whatever the machine's load: a second more than the
-            // busy ones have been idle, a second less than the idle ones (2 s more than the busy).
+            // The threshold follows the clock, whatever the machine's load: at least a second more
+            // than the busy ones have been idle, at least a second less than the idle ones (idle
+            // since before the 2 s sleep).
             let threshold = ContinuousClock.now - actedAt + .milliseconds(1_000)
             let reaper = ConsumerReaper(redis: client, idleTimeout: threshold, logger: .init(label: "test"))
             let removed = try await reaper.reap(stream: stream)
