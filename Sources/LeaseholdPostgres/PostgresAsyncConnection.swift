@@ -78,7 +78,10 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
     /// parameters as ``PostgresConnection``, then `PQconnectPoll`, awaiting the socket as libpq
     /// asks. `connect_timeout` (``PostgresConfiguration/connectTimeoutSeconds``) bounds each
     /// attempt, as it does in libpq: the deadline starts again whenever libpq moves on to the next
-    /// host or address (a new socket).
+    /// host or address (a new socket). One difference remains: with several hosts, libpq's blocking
+    /// connect moves on to the next host when one attempt times out, while here a timeout ends the
+    /// connect (libpq offers no public call to abandon one address from outside `PQconnectPoll`).
+    /// A host that refuses the connection or is unreachable is still passed over at once.
     ///
     /// On the reactor's thread only. Throws ``PostgresError`` (class 08) when no server accepts the
     /// connection, `CancellationError` when the task is cancelled meanwhile.
