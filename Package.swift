@@ -52,7 +52,8 @@ let package = Package(
         .target(
             name: "LeaseholdPostgres",
             dependencies: [
-                "CLibPQ", "ConnectionPool", .product(name: "Logging", package: "swift-log"),
+                // LeaseholdReactor: PostgresAsyncConnection drives non-blocking libpq from a Reactor.
+                "CLibPQ", "ConnectionPool", "LeaseholdReactor", .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
@@ -198,7 +199,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LeaseholdPostgresTests",
-            dependencies: ["LeaseholdPostgres", "LeaseholdTesting"]
+            dependencies: ["LeaseholdPostgres", "LeaseholdReactor", "LeaseholdTesting"]
         ),
         .testTarget(
             name: "LeaseholdRedisTests",

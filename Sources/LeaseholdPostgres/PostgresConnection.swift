@@ -43,13 +43,9 @@ public final class PostgresConnection: BlockingConnection {
             throw PostgresError(source: .connection, sqlState: SQLState.unableToConnect, message: "out of memory")
         }
         guard PQstatus(connection) == CONNECTION_OK else {
-            // With several hosts libpq reports each one's failure on a line of its own.
-            let message = Self.trimmed(PQerrorMessage(connection)).split(separator: "\n")
-                .map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: "; ")
+            let error = Libpq.connectError(connection, configuration: configuration)
             PQfinish(connection)
-            throw PostgresError(
-                source: .connection, sqlState: SQLState.unableToConnect,
-                message: "cannot connect to \(configuration.redactedConnectionString): \(message)")
+            throw error
         }
         lh_pg_silence_notices(connection)
         self.handle = connection
@@ -134,31 +130,8 @@ public final class PostgresConnection: BlockingConnection {
     @discardableResult
     public func query(_ query: PostgresQuery) throws(PostgresError) -> PostgresRows {
         let handle = try requireHandle(query.sql)
-        let count = query.binds.count
-        let types = query.binds.map { Oid($0.type.rawValue) }
-        let formats = query.binds.map { $0.format.rawValue }
-        let lengths = query.binds.map { Int32($0.bytes?.count ?? 0) }
-        // One contiguous buffer for all parameter bytes, so every pointer stays valid for the call.
-        // Each value is followed by a NUL: libpq ignores `paramLengths` for text-format parameters
-        // (NUMERIC) and reads them as C strings, so without it a text value would run on into the
-        // next parameter's bytes. Binary values are read by length, so the NUL does not reach them.
-        var offsets: [Int] = []
-        var storage: [UInt8] = []
-        for bind in query.binds {
-            offsets.append(storage.count)
-            storage.append(contentsOf: bind.bytes ?? [])
-            storage.append(0)
-        }
-        storage.append(0)  // never empty, so baseAddress is never nil
-
-        let result: OpaquePointer? = storage.withUnsafeBufferPointer { buffer in
-            let base = UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: CChar.self)
-            let values: [UnsafePointer<CChar>?] = query.binds.indices.map { index in
-                query.binds[index].bytes == nil ? nil : base + offsets[index]
-            }
-            return query.sql.withCString { sql in
-                PQexecParams(handle, sql, Int32(count), types, values, lengths, formats, 1)
-            }
+        let result = Libpq.withParameters(of: query) { count, types, values, lengths, formats in
+            query.sql.withCString { sql in PQexecParams(handle, sql, count, types, values, lengths, formats, 1) }
         }
         return try consume(result, sql: query.sql)
     }
@@ -192,15 +165,8 @@ public final class PostgresConnection: BlockingConnection {
         _ body: (PostgresConnection) throws -> T
     ) throws(PostgresTransactionError) -> T {
         do throws(PostgresError) {
-            // One round trip for BEGIN and both timeouts. The only text spliced in is the isolation
-            // level (from an enum) and two integers the wrapper formats itself: no caller value
-            // reaches this SQL.
-            try simpleQuery(
-                """
-                BEGIN ISOLATION LEVEL \(options.isolation.sql)\(options.readOnly ? " READ ONLY" : "");
-                SET LOCAL lock_timeout = \(options.lockTimeoutSetting);
-                SET LOCAL statement_timeout = \(options.statementTimeoutSetting)
-                """)
+            // One round trip for BEGIN and both timeouts.
+            try simpleQuery(options.beginScript)
         } catch {
             // BEGIN may have succeeded before the SET failed: leave the connection clean.
             if let handle, PQtransactionStatus(handle) != PQTRANS_IDLE { _ = try? simpleQuery("ROLLBACK") }
@@ -222,17 +188,10 @@ public final class PostgresConnection: BlockingConnection {
 
         if let handle, PQtransactionStatus(handle) == PQTRANS_INERROR {
             _ = try? simpleQuery("ROLLBACK")
-            throw PostgresTransactionError(
-                commitError: PostgresError(
-                    source: .client, sqlState: "25P02",
-                    message: "transaction was aborted by an earlier error that the body caught; rolled back"))
+            throw PostgresTransactionError.abortedByCaughtError
         }
         do throws(PostgresError) {
-            let commit = try simpleQuery("COMMIT")
-            guard commit.commandTag == "COMMIT" else {
-                throw PostgresError(
-                    source: .server, sqlState: "25P02", message: "COMMIT answered \(commit.commandTag); rolled back")
-            }
+            try PostgresTransactionError.checkCommitted(try simpleQuery("COMMIT"))
         } catch {
             throw PostgresTransactionError(commitError: error)
         }
@@ -242,89 +201,18 @@ public final class PostgresConnection: BlockingConnection {
     // MARK: Private
 
     private func requireHandle(_ sql: String) throws(PostgresError) -> OpaquePointer {
-        guard let handle, PQstatus(handle) == CONNECTION_OK else {
-            throw PostgresError(
-                source: .connection, sqlState: SQLState.connectionFailure, message: "connection is closed",
-                query: sql)
-        }
+        guard let handle, PQstatus(handle) == CONNECTION_OK else { throw Libpq.closedError(sql) }
         return handle
     }
 
-    /// Turns a `PGresult` into rows or an error, then frees it.
+    /// Turns a `PGresult` into rows or an error (then frees it), noting a read-only server.
     private func consume(_ result: OpaquePointer?, sql: String) throws(PostgresError) -> PostgresRows {
-        guard let result else {
-            throw PostgresError(
-                source: .connection, sqlState: SQLState.connectionFailure,
-                message: handle.map { Self.trimmed(PQerrorMessage($0)) } ?? "no connection", query: sql)
+        do {
+            return try Libpq.consume(result, connection: handle, sql: sql)
+        } catch {
+            if error.sqlState == SQLState.readOnlySQLTransaction { landedOnReadOnlyServer = true }
+            throw error
         }
-        defer { PQclear(result) }
-        switch PQresultStatus(result) {
-        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
-            return Self.copyRows(result)
-        default:
-            throw error(from: result, sql: sql)
-        }
-    }
-
-    private func error(from result: OpaquePointer, sql: String) -> PostgresError {
-        func field(_ code: Int32) -> String? {
-            guard let value = PQresultErrorField(result, code) else { return nil }
-            return String(cString: value)
-        }
-        let message = field(lh_pg_diag_message_primary()) ?? Self.trimmed(PQresultErrorMessage(result))
-        if let sqlState = field(lh_pg_diag_sqlstate()) {
-            if sqlState == SQLState.readOnlySQLTransaction { landedOnReadOnlyServer = true }
-            let lost = handle.map { PQstatus($0) != CONNECTION_OK } ?? true
-            return PostgresError(
-                source: lost ? .connection : .server, sqlState: sqlState, message: message,
-                severity: field(lh_pg_diag_severity()), detail: field(lh_pg_diag_message_detail()),
-                hint: field(lh_pg_diag_message_hint()), constraint: field(lh_pg_diag_constraint_name()),
-                table: field(lh_pg_diag_table_name()), query: sql)
-        }
-        // libpq's own errors carry no SQLSTATE; a lost connection is the usual one.
-        return PostgresError(
-            source: .connection, sqlState: SQLState.connectionFailure,
-            message: message.isEmpty ? "connection lost" : message, query: sql)
-    }
-
-    private static func copyRows(_ result: OpaquePointer) -> PostgresRows {
-        let rowCount = Int(PQntuples(result))
-        let columnCount = Int(PQnfields(result))
-        let names = (0..<columnCount).map { String(cString: PQfname(result, Int32($0))) }
-        let types = (0..<columnCount).map { PostgresType(rawValue: UInt32(PQftype(result, Int32($0)))) }
-        let formats = (0..<columnCount).map { PQfformat(result, Int32($0)) == 1 ? PostgresBind.Format.binary : .text }
-        var rows: [PostgresRow] = []
-        rows.reserveCapacity(rowCount)
-        for row in 0..<Int32(rowCount) {
-            var cells: [PostgresCell] = []
-            cells.reserveCapacity(columnCount)
-            for column in 0..<Int32(columnCount) {
-                var bytes: [UInt8]?
-                if PQgetisnull(result, row, column) == 0 {
-                    let length = Int(PQgetlength(result, row, column))
-                    if let value = PQgetvalue(result, row, column) {
-                        bytes = value.withMemoryRebound(to: UInt8.self, capacity: length) {
-                            Array(UnsafeBufferPointer(start: $0, count: length))
-                        }
-                    } else {
-                        bytes = []
-                    }
-                }
-                cells.append(
-                    PostgresCell(
-                        type: types[Int(column)], columnName: names[Int(column)], bytes: bytes,
-                        format: formats[Int(column)]))
-            }
-            rows.append(PostgresRow(cells: cells))
-        }
-        let tag = PQcmdStatus(result).map { String(cString: $0) } ?? ""
-        let affected = PQcmdTuples(result).flatMap { Int(String(cString: $0)) } ?? 0
-        return PostgresRows(columns: names, rows: rows, affectedRows: affected, commandTag: tag)
-    }
-
-    static func trimmed(_ message: UnsafePointer<CChar>?) -> String {
-        guard let message else { return "" }
-        return String(cString: message).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }
 

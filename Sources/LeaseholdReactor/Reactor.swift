@@ -128,7 +128,13 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
                 event.events = events | EPOLLONESHOT.rawValue
                 event.data.fd = descriptor
                 let operation = registered.contains(descriptor) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD
-                guard epoll_ctl(epoll, operation, descriptor, &event) == 0 else {
+                var outcome = epoll_ctl(epoll, operation, descriptor, &event)
+                if outcome != 0 && errno == ENOENT && operation == EPOLL_CTL_MOD {
+                    // The descriptor was closed without forget(_:) (closing removes it from the
+                    // epoll set) and its number now names a new one: add that.
+                    outcome = epoll_ctl(epoll, EPOLL_CTL_ADD, descriptor, &event)
+                }
+                guard outcome == 0 else {
                     continuation.resume(throwing: ReactorError(operation: "epoll_ctl", errno: errno))
                     return
                 }

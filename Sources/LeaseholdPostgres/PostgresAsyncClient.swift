@@ -1,0 +1,188 @@
+import ConnectionPool
+import LeaseholdReactor
+
+/// A pool of ``PostgresAsyncConnection``s on one ``Reactor``: the async counterpart of
+/// ``PostgresClient``, with the same guarantees.
+///
+/// ## Threading: no locks, by construction
+///
+/// Every method must be called from a task running on the pool's reactor
+/// (`withTaskExecutorPreference(reactor)`), and checks it with a precondition. The reactor runs
+/// one job at a time on one thread, so the pool's state (idle connections, waiters) is only ever
+/// touched by that thread, between suspension points, and needs no lock. The only code that runs
+/// elsewhere is a waiter's cancellation handler, which hands its work to the reactor as a task.
+///
+/// ## Connections
+///
+/// At most ``size`` connections, opened lazily (non-blocking, on the reactor) when a borrower finds
+/// a slot without one. A connection is lent to one task at a time; a task that finds none free
+/// waits, first come first served, and is handed the next one returned. Before a connection is
+/// lent it is checked (``PostgresAsyncConnection/isReusable()``): a connection lost to a server
+/// restart or a `pg_terminate_backend`, or whose server turned out read-only (SQLSTATE 25006), is
+/// closed and replaced, so such a failure costs the statement in flight, never the pool.
+///
+/// ## Cancellation
+///
+/// A task cancelled while waiting for a connection throws `CancellationError`; one cancelled while
+/// a statement runs has the statement cancelled on the server (SQLSTATE 57014), and the
+/// connection stays in the pool.
+public final class PostgresAsyncClient: @unchecked Sendable {
+    // @unchecked Sendable: the mutable state below is touched only on `reactor`'s thread (every
+    // entry point preconditions it; cancellation handlers hop there in a task).
+
+    public let configuration: PostgresConfiguration
+    public let reactor: Reactor
+    /// The maximum number of connections.
+    public let size: Int
+
+    /// One connection per slot, `nil` until opened (or after it was found broken).
+    private var connections: [PostgresAsyncConnection?]
+    /// Slots not lent out, the most recently returned last (reused first, so a light load keeps
+    /// few connections busy and the rest are never opened).
+    private var idle: [Int]
+    private var waiters: [Waiter] = []
+    private var nextWaiterID: UInt64 = 0
+    private var lent = 0
+    private var closed = false
+    /// ``close()`` calls waiting for the lent connections to come back.
+    private var closeWaiters: [CheckedContinuation<Void, Never>] = []
+
+    private struct Waiter {
+        let id: UInt64
+        let continuation: CheckedContinuation<Int, any Error>
+    }
+
+    /// - Parameters:
+    ///   - size: the maximum number of connections (opened lazily); at least 1.
+    ///   - reactor: the reactor every call of this client runs on.
+    public init(configuration: PostgresConfiguration, reactor: Reactor, size: Int = 4) {
+        precondition(size >= 1, "a pool needs at least one connection")
+        self.configuration = configuration
+        self.reactor = reactor
+        self.size = size
+        self.connections = Array(repeating: nil, count: size)
+        self.idle = Array((0..<size).reversed())
+    }
+
+    // MARK: Borrowing
+
+    /// Runs `body` with one connection, lent to this task alone until `body` returns.
+    ///
+    /// Throws `CancellationError` when the task is cancelled before a connection is lent,
+    /// `ConnectionPoolClosedError` after ``close()``, a ``PostgresError`` when no connection can be
+    /// opened, or what `body` throws.
+    public func withConnection<T>(_ body: (PostgresAsyncConnection) async throws -> T) async throws -> T {
+        precondition(reactor.isCurrent, "PostgresAsyncClient used off its reactor's thread")
+        let index = try await checkout()
+        defer { checkin(index) }
+        let connection = try await lend(index)
+        try Task.checkCancellation()
+        return try await body(connection)
+    }
+
+    /// Runs one statement.
+    @discardableResult
+    public func query(_ query: PostgresQuery) async throws -> PostgresRows {
+        try await withConnection { try await $0.query(query) }
+    }
+
+    /// Runs one statement and returns the number of rows it affected.
+    @discardableResult
+    public func execute(_ query: PostgresQuery) async throws -> Int {
+        try await withConnection { try await $0.execute(query) }
+    }
+
+    /// Runs `body` in one transaction on one connection (see
+    /// ``PostgresAsyncConnection/withTransaction(_:_:)``). Throws ``PostgresTransactionError`` for
+    /// everything after a connection was lent.
+    public func withTransaction<T>(
+        _ options: PostgresTransactionOptions = PostgresTransactionOptions(),
+        _ body: (PostgresAsyncConnection) async throws -> T
+    ) async throws -> T {
+        try await withConnection { connection in try await connection.withTransaction(options, body) }
+    }
+
+    /// Stops lending connections, fails every waiter, waits for the lent connections to come back
+    /// and closes every connection. Calls after this throw `ConnectionPoolClosedError`.
+    public func close() async {
+        precondition(reactor.isCurrent, "PostgresAsyncClient.close() off its reactor's thread")
+        closed = true
+        let failed = waiters
+        waiters.removeAll()
+        for waiter in failed { waiter.continuation.resume(throwing: ConnectionPoolClosedError()) }
+        if lent > 0 {
+            await withCheckedContinuation { closeWaiters.append($0) }
+        }
+        for index in connections.indices {
+            connections[index]?.close()
+            connections[index] = nil
+        }
+    }
+
+    // MARK: Slots
+
+    private func checkout() async throws -> Int {
+        if closed { throw ConnectionPoolClosedError() }
+        try Task.checkCancellation()
+        if let index = idle.popLast() {
+            lent += 1
+            return index
+        }
+        nextWaiterID += 1
+        let id = nextWaiterID
+        let index = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int, any Error>) in
+                waiters.append(Waiter(id: id, continuation: continuation))
+            }
+        } onCancel: {
+            // Any thread (the one that cancels the task): the waiter list belongs to the reactor.
+            Task(executorPreference: reactor) { self.cancelWaiter(id) }
+        }
+        // `checkin` counted the slot as lent when it handed it over.
+        return index
+    }
+
+    /// Reactor thread. A waiter that was handed a slot already is not in the list any more.
+    private func cancelWaiter(_ id: UInt64) {
+        precondition(reactor.isCurrent)
+        guard let position = waiters.firstIndex(where: { $0.id == id }) else { return }
+        waiters.remove(at: position).continuation.resume(throwing: CancellationError())
+    }
+
+    /// Returns a slot: straight to the first waiter if there is one (it stays lent), else idle.
+    private func checkin(_ index: Int) {
+        precondition(reactor.isCurrent)
+        if closed {
+            connections[index]?.close()
+            connections[index] = nil
+        }
+        if !waiters.isEmpty {
+            waiters.removeFirst().continuation.resume(returning: index)
+            return
+        }
+        idle.append(index)
+        lent -= 1
+        if lent == 0 && closed {
+            let waiting = closeWaiters
+            closeWaiters.removeAll()
+            for waiter in waiting { waiter.resume() }
+        }
+    }
+
+    /// The slot's connection, checked, replaced or opened as needed.
+    private func lend(_ index: Int) async throws -> PostgresAsyncConnection {
+        if let existing = connections[index] {
+            if await existing.isReusable() { return existing }
+            existing.close()
+            connections[index] = nil
+        }
+        let connection = try await PostgresAsyncConnection.connect(configuration: configuration, reactor: reactor)
+        if closed {
+            // The pool closed while this connection was opening: it must not outlive the pool.
+            connection.close()
+            throw ConnectionPoolClosedError()
+        }
+        connections[index] = connection
+        return connection
+    }
+}

@@ -1,0 +1,481 @@
+import CLibPQ
+import Dispatch
+import LeaseholdReactor
+
+/// One libpq connection in non-blocking mode, driven by a ``Reactor``: the async counterpart of
+/// ``PostgresConnection``, with the same statements, results and errors.
+///
+/// ## Why non-blocking
+///
+/// A blocking `PQexecParams` has to run off Swift's cooperative pool, so every statement on a
+/// ``PostgresConnection`` costs two thread hand-offs (pool → the connection's queue → pool). Here
+/// the statement is sent with `PQsendQueryParams`, and the task awaits the socket on the reactor
+/// (``Reactor/writable(_:)`` until `PQflush` is done, ``Reactor/readable(_:)`` until `PQisBusy`
+/// says a result is complete), so sending, waiting and reading the result all happen on the
+/// reactor's one thread: no hand-off at all, and one reactor wake-up serves every connection
+/// whose answer arrived.
+///
+/// ## Thread and ownership rules
+///
+/// - Every method must be called on the connection's reactor (from a task that prefers it:
+///   `withTaskExecutorPreference(reactor)`); each checks it with a precondition. That is what
+///   makes the type safe to share (`Sendable`): its state is only ever touched on one thread.
+/// - One statement at a time: a second statement while one is in flight (two tasks sharing the
+///   connection) is a programming error and stops the process. ``PostgresAsyncClient`` lends a
+///   connection to one task at a time.
+/// - The connection owns its `PGconn` and frees it exactly once, in ``close()`` (or `deinit`),
+///   after removing its socket from the reactor (``Reactor/forget(_:)``). Result memory is
+///   copied into ``PostgresRows`` and freed before a statement returns.
+///
+/// ## Cancellation
+///
+/// If the awaiting task is cancelled while a statement runs, the connection asks the server to
+/// cancel it (`PQcancel`, which blocks, so it runs on a dispatch queue of its own, never on the
+/// reactor) and keeps reading until the statement has ended: the statement then fails with
+/// SQLSTATE 57014 and the connection stays usable. A statement is not sent at all from a task
+/// that is already cancelled (57014, source `.client`). The statement does not return until the
+/// cancel request is done, so a late cancel can never hit the connection's next statement.
+public final class PostgresAsyncConnection: @unchecked Sendable {
+    // @unchecked Sendable: every stored property is read and written only on `reactor`'s thread
+    // (each entry point preconditions `reactor.isCurrent`); `canceller` is thread-safe.
+
+    public let configuration: PostgresConfiguration
+    public let reactor: Reactor
+    private var handle: OpaquePointer?
+    /// The socket, fixed once the connection is open (libpq may switch sockets while connecting).
+    private let socket: Int32
+    private let canceller: PostgresCanceller
+    /// Set when a statement failed with SQLSTATE 25006: see ``isReusable()``.
+    private var landedOnReadOnlyServer = false
+    /// Set when the protocol state can no longer be trusted (the reactor shut down mid-statement,
+    /// input could not be read, a COPY began): the connection refuses statements from then on.
+    private var broken = false
+    /// A statement is in flight.
+    private var busy = false
+
+    private init(configuration: PostgresConfiguration, reactor: Reactor, handle: OpaquePointer, socket: Int32) {
+        self.configuration = configuration
+        self.reactor = reactor
+        self.handle = handle
+        self.socket = socket
+        self.canceller = PostgresCanceller(PQgetCancel(handle))
+    }
+
+    deinit {
+        if handle != nil {
+            // Never closed. Off the reactor's thread the socket cannot be forgotten first; closing it
+            // removes it from the epoll set all the same, and the reactor copes with its number
+            // being reused (see Reactor's wait).
+            if reactor.isCurrent { reactor.forget(socket) }
+            canceller.invalidate()
+            PQfinish(handle)
+        }
+    }
+
+    // MARK: Connecting
+
+    /// Opens a connection without blocking the reactor: `PQconnectStartParams` with the same
+    /// parameters as ``PostgresConnection``, then `PQconnectPoll`, awaiting the socket as libpq
+    /// asks. `connect_timeout` (``PostgresConfiguration/connectTimeoutSeconds``) bounds each
+    /// attempt, as it does in libpq: the deadline starts again whenever libpq moves on to the next
+    /// host or address (a new socket). One difference remains: with several hosts, libpq's blocking
+    /// connect moves on to the next host when one attempt times out, while here a timeout ends the
+    /// connect (libpq offers no public call to abandon one address from outside `PQconnectPoll`).
+    /// A host that refuses the connection or is unreachable is still passed over at once.
+    ///
+    /// On the reactor's thread only. Throws ``PostgresError`` (class 08) when no server accepts the
+    /// connection, `CancellationError` when the task is cancelled meanwhile.
+    public static func connect(
+        configuration: PostgresConfiguration, reactor: Reactor
+    ) async throws -> PostgresAsyncConnection {
+        precondition(reactor.isCurrent, "PostgresAsyncConnection.connect off its reactor's thread")
+        let (keywords, values) = configuration.connectParameters
+        let started = withCStringArray(keywords) { keywordPointers in
+            withCStringArray(values) { valuePointers in PQconnectStartParams(keywordPointers, valuePointers, 1) }
+        }
+        guard let connection = started else {
+            throw PostgresError(source: .connection, sqlState: SQLState.unableToConnect, message: "out of memory")
+        }
+        do {
+            try await poll(connection, configuration: configuration, reactor: reactor)
+        } catch {
+            PQfinish(connection)
+            throw error
+        }
+        let socket = PQsocket(connection)
+        guard PQsetnonblocking(connection, 1) == 0, socket >= 0 else {
+            let error = Libpq.connectError(connection, configuration: configuration)
+            PQfinish(connection)
+            throw error
+        }
+        lh_pg_silence_notices(connection)
+        return PostgresAsyncConnection(
+            configuration: configuration, reactor: reactor, handle: connection, socket: socket)
+    }
+
+    /// Drives `PQconnectPoll` to the end. The socket leaves the reactor's epoll set after every
+    /// wait, because libpq may close it and open another (next address, next host, SSL retry)
+    /// with the same descriptor number.
+    private static func poll(
+        _ connection: OpaquePointer, configuration: PostgresConfiguration, reactor: Reactor
+    ) async throws {
+        let timeout = Duration.seconds(configuration.connectTimeoutSeconds)
+        let clock = ContinuousClock()
+        var socket: Int32 = -1
+        var deadline = clock.now + timeout
+        var status = PGRES_POLLING_WRITING  // what libpq documents for the state after connectStart
+        while true {
+            if PQstatus(connection) == CONNECTION_BAD { status = PGRES_POLLING_FAILED }
+            switch status {
+            case PGRES_POLLING_OK:
+                return
+            case PGRES_POLLING_FAILED:
+                throw Libpq.connectError(connection, configuration: configuration)
+            default:
+                break
+            }
+            let current = PQsocket(connection)
+            guard current >= 0 else { throw Libpq.connectError(connection, configuration: configuration) }
+            if current != socket {
+                socket = current
+                deadline = clock.now + timeout
+            }
+            let ready: Bool
+            do {
+                ready = try await wait(
+                    status == PGRES_POLLING_READING ? .readable : .writable, socket: socket,
+                    until: configuration.connectTimeoutSeconds > 0 ? deadline : nil, reactor: reactor)
+            } catch {
+                reactor.forget(socket)
+                throw error
+            }
+            reactor.forget(socket)
+            guard ready else {
+                throw PostgresError(
+                    source: .connection, sqlState: SQLState.unableToConnect,
+                    message:
+                        "cannot connect to \(configuration.redactedConnectionString): timeout expired after \(configuration.connectTimeoutSeconds) s"
+                )
+            }
+            status = PQconnectPoll(connection)
+        }
+    }
+
+    private enum Readiness { case readable, writable }
+
+    /// Waits for `socket`, or for `deadline`: `false` when the deadline came first.
+    private static func wait(
+        _ readiness: Readiness, socket: Int32, until deadline: ContinuousClock.Instant?, reactor: Reactor
+    ) async throws -> Bool {
+        func ready() async throws {
+            switch readiness {
+            case .readable: try await reactor.readable(socket)
+            case .writable: try await reactor.writable(socket)
+            }
+        }
+        guard let deadline else {
+            try await ready()
+            return true
+        }
+        // Both children run on the reactor (they inherit the preference). Whichever ends first
+        // cancels the other, and the group waits for it, so no wait on `socket` outlives this call.
+        return try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                try await ready()
+                return true
+            }
+            group.addTask {
+                try await Task.sleep(until: deadline, clock: .continuous)
+                return false
+            }
+            defer { group.cancelAll() }
+            return try await group.next() ?? false
+        }
+    }
+
+    // MARK: State
+
+    /// Closes the connection (removing its socket from the reactor first); safe to call twice.
+    /// Reactor thread only, with no statement in flight.
+    public func close() {
+        precondition(reactor.isCurrent, "PostgresAsyncConnection.close() off its reactor's thread")
+        precondition(!busy, "PostgresAsyncConnection.close() while a statement is in flight")
+        canceller.invalidate()
+        if let handle {
+            reactor.forget(socket)
+            PQfinish(handle)
+            self.handle = nil
+        }
+    }
+
+    /// Whether the last statement left the connection usable.
+    public var isOpen: Bool {
+        precondition(reactor.isCurrent, "PostgresAsyncConnection.isOpen off its reactor's thread")
+        guard let handle, !broken else { return false }
+        return PQstatus(handle) == CONNECTION_OK
+    }
+
+    /// Reads whatever the server sent while the connection sat idle (a server that restarted
+    /// sends a FATAL and closes the socket), rolls back a transaction a caller left open, and
+    /// answers whether the connection can be lent out again: not when it is broken, nor when a
+    /// statement on it was refused because the server is read-only (SQLSTATE 25006: the server
+    /// was demoted or the session reached a standby, so a new connection, which
+    /// `target_session_attrs=read-write` sends to whichever node is primary now, is needed).
+    public func isReusable() async -> Bool {
+        precondition(reactor.isCurrent, "PostgresAsyncConnection.isReusable() off its reactor's thread")
+        guard let handle, !broken, !busy, !landedOnReadOnlyServer, PQstatus(handle) == CONNECTION_OK else {
+            return false
+        }
+        guard PQconsumeInput(handle) == 1, PQstatus(handle) == CONNECTION_OK else { return false }
+        switch PQtransactionStatus(handle) {
+        case PQTRANS_IDLE:
+            return true
+        case PQTRANS_INTRANS, PQTRANS_INERROR:
+            return (try? await run("ROLLBACK", cancellable: false)) != nil
+        default:
+            return false
+        }
+    }
+
+    /// The server this connection reached, `host:port` as libpq resolved it.
+    public var server: String {
+        precondition(reactor.isCurrent, "PostgresAsyncConnection.server off its reactor's thread")
+        guard let handle else { return "" }
+        let host = PQhost(handle).map { String(cString: $0) } ?? ""
+        let port = PQport(handle).map { String(cString: $0) } ?? ""
+        return "\(host):\(port)"
+    }
+
+    /// The backend process ID (`pg_backend_pid()`), for logs and tests.
+    public var backendPID: Int32 {
+        precondition(reactor.isCurrent, "PostgresAsyncConnection.backendPID off its reactor's thread")
+        return handle.map { PQbackendPID($0) } ?? 0
+    }
+
+    // MARK: Statements
+
+    /// Runs one statement with its binds as parameters (`PQsendQueryParams`, results in binary).
+    @discardableResult
+    public func query(_ query: PostgresQuery) async throws(PostgresError) -> PostgresRows {
+        try await run(query.sql, cancellable: true) { handle in
+            Libpq.withParameters(of: query) { count, types, values, lengths, formats in
+                query.sql.withCString { sql in
+                    PQsendQueryParams(handle, sql, count, types, values, lengths, formats, 1)
+                }
+            }
+        }
+    }
+
+    /// Runs one statement and returns the rows affected.
+    @discardableResult
+    public func execute(_ query: PostgresQuery) async throws(PostgresError) -> Int {
+        try await self.query(query).affectedRows
+    }
+
+    /// Runs SQL text with no parameters through the simple-query protocol (`PQsendQuery`), which
+    /// allows several statements in one string. For fixed commands only. The rows are the last
+    /// statement's, in text format, as with ``PostgresConnection/simpleQuery(_:)``.
+    @discardableResult
+    public func simpleQuery(_ sql: String) async throws(PostgresError) -> PostgresRows {
+        try await run(sql, cancellable: true)
+    }
+
+    // MARK: Transactions
+
+    /// Runs `body` inside `BEGIN … COMMIT`, with this transaction's `lock_timeout` and
+    /// `statement_timeout`; rolls back when `body` throws. The same contract as
+    /// ``PostgresConnection/withTransaction(_:_:)``: begin, body, rollback and commit failures are
+    /// kept apart in ``PostgresTransactionError``, and a body that swallowed a server error gets a
+    /// commit error 25P02, never a silent rollback.
+    ///
+    /// `ROLLBACK` and `COMMIT` are not cancelled with the task: once the body has ended, its
+    /// outcome is settled on the server and the connection is left idle.
+    public func withTransaction<T>(
+        _ options: PostgresTransactionOptions = PostgresTransactionOptions(),
+        _ body: (PostgresAsyncConnection) async throws -> T
+    ) async throws(PostgresTransactionError) -> T {
+        do throws(PostgresError) {
+            try await simpleQuery(options.beginScript)
+        } catch {
+            // BEGIN may have succeeded before the SET failed: leave the connection clean.
+            if let handle, PQtransactionStatus(handle) != PQTRANS_IDLE {
+                _ = try? await run("ROLLBACK", cancellable: false)
+            }
+            throw PostgresTransactionError(beginError: error)
+        }
+
+        let value: T
+        do {
+            value = try await body(self)
+        } catch {
+            var failure = PostgresTransactionError(bodyError: error)
+            do throws(PostgresError) {
+                try await run("ROLLBACK", cancellable: false)
+            } catch let rollbackError {
+                failure.rollbackError = rollbackError
+            }
+            throw failure
+        }
+
+        if let handle, PQtransactionStatus(handle) == PQTRANS_INERROR {
+            _ = try? await run("ROLLBACK", cancellable: false)
+            throw PostgresTransactionError.abortedByCaughtError
+        }
+        do throws(PostgresError) {
+            try PostgresTransactionError.checkCommitted(try await run("COMMIT", cancellable: false))
+        } catch {
+            throw PostgresTransactionError(commitError: error)
+        }
+        return value
+    }
+
+    // MARK: The statement loop
+
+    /// Sends one statement (`send`, `PQsendQuery` by default), flushes it, and reads every result
+    /// until `PQgetResult` says the statement is over, keeping the one `PQexec` would return: the
+    /// last, or the first error.
+    ///
+    /// - Parameter cancellable: whether cancelling the task cancels the statement (and refuses to
+    ///   send it from a task already cancelled). `ROLLBACK` and `COMMIT` are not.
+    @discardableResult
+    private func run(
+        _ sql: String, cancellable: Bool, send: ((OpaquePointer) -> Int32)? = nil
+    ) async throws(PostgresError) -> PostgresRows {
+        precondition(reactor.isCurrent, "a PostgresAsyncConnection statement off its reactor's thread")
+        precondition(!busy, "two statements at once on one PostgresAsyncConnection")
+        guard let handle, !broken, PQstatus(handle) == CONNECTION_OK else { throw Libpq.closedError(sql) }
+        if cancellable && Task.isCancelled {
+            throw PostgresError(
+                source: .client, sqlState: SQLState.queryCanceled,
+                message: "the task was cancelled before the statement was sent", query: sql)
+        }
+        busy = true
+        defer { busy = false }
+
+        let sent = send.map { $0(handle) } ?? sql.withCString { PQsendQuery(handle, $0) }
+        guard sent == 1 else { throw Libpq.failure(handle, sql: sql) }
+
+        var waiter = StatementWaiter(reactor: reactor, socket: socket, cancellable: cancellable, canceller: canceller)
+        var kept: OpaquePointer?
+        defer { if let kept { PQclear(kept) } }
+        do throws(PostgresError) {
+            // Send everything. A failed flush (-1) lost the connection: the results say so.
+            while PQflush(handle) == 1 {
+                try await waiter.wait(.writable)
+                // Keep the input drained meanwhile, as libpq asks.
+                guard PQconsumeInput(handle) == 1 else { break }
+            }
+            // Read results until there are none.
+            while true {
+                while PQisBusy(handle) == 1 {
+                    try await waiter.wait(.readable)
+                    if PQconsumeInput(handle) == 0 && PQstatus(handle) == CONNECTION_OK {
+                        // Input failed with the connection nominally open: PQgetResult would block.
+                        broken = true
+                        throw Libpq.failure(handle, sql: sql)
+                    }
+                }
+                guard let result = PQgetResult(handle) else { break }
+                let status = PQresultStatus(result)
+                if let previous = kept, PQresultStatus(previous) == PGRES_FATAL_ERROR, status == PGRES_FATAL_ERROR {
+                    PQclear(result)  // PQexec keeps the first error
+                } else {
+                    if let previous = kept { PQclear(previous) }
+                    kept = result
+                }
+                if status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH {
+                    broken = true  // COPY is not supported here; the protocol state is unusable
+                    break
+                }
+                if PQstatus(handle) == CONNECTION_BAD { break }
+            }
+        } catch {
+            // A wait failed (the reactor shut down) or input could not be read: the statement's
+            // end was never seen, so the protocol state cannot be trusted any more.
+            broken = true
+            await waiter.finish()
+            throw error
+        }
+        await waiter.finish()
+        let result = kept
+        kept = nil
+        do {
+            return try Libpq.consume(result, connection: handle, sql: sql)
+        } catch {
+            if error.sqlState == SQLState.readOnlySQLTransaction { landedOnReadOnlyServer = true }
+            throw error
+        }
+    }
+
+    /// The socket waits of one statement, and what the task's cancellation does to them.
+    ///
+    /// Once a task is cancelled, every ``Reactor`` wait it starts throws at once, so after the
+    /// first `CancellationError` the rest of the statement's waits run in an unstructured task on
+    /// the same reactor, which the cancellation does not reach: the statement is read to its end
+    /// either way.
+    private struct StatementWaiter {
+        let reactor: Reactor
+        let socket: Int32
+        let cancellable: Bool
+        let canceller: PostgresCanceller
+        private var sawCancellation = false
+        /// The `PQcancel` in progress on ``cancelQueue``.
+        private var cancelRequest: Task<Void, Never>?
+
+        init(reactor: Reactor, socket: Int32, cancellable: Bool, canceller: PostgresCanceller) {
+            self.reactor = reactor
+            self.socket = socket
+            self.cancellable = cancellable
+            self.canceller = canceller
+        }
+
+        mutating func wait(_ readiness: Readiness) async throws(PostgresError) {
+            while true {
+                do {
+                    if sawCancellation {
+                        let (reactor, socket) = (reactor, socket)
+                        _ = try await Task(executorPreference: reactor) {
+                            try await PostgresAsyncConnection.wait(
+                                readiness, socket: socket, until: nil, reactor: reactor)
+                        }.value
+                    } else {
+                        _ = try await PostgresAsyncConnection.wait(
+                            readiness, socket: socket, until: nil, reactor: reactor)
+                    }
+                    return
+                } catch is CancellationError {
+                    sawCancellation = true
+                    if cancellable && cancelRequest == nil { requestCancel() }
+                } catch {
+                    // The reactor shut down, or epoll refused the descriptor.
+                    throw PostgresError(
+                        source: .connection, sqlState: SQLState.connectionFailure,
+                        message: "waiting for the server failed: \(error)")
+                }
+            }
+        }
+
+        /// Asks the server to cancel the statement, off the reactor: `PQcancel` opens a
+        /// connection to the server and waits for its answer.
+        private mutating func requestCancel() {
+            let canceller = canceller
+            cancelRequest = Task(executorPreference: reactor) {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    cancelQueue.async {
+                        canceller.interrupt()
+                        continuation.resume()
+                    }
+                }
+            }
+        }
+
+        /// Waits for a cancel request in progress, so it cannot reach the next statement.
+        func finish() async {
+            await cancelRequest?.value
+        }
+    }
+}
+
+/// Where `PQcancel` runs for ``PostgresAsyncConnection``s, off every reactor: concurrent, so one
+/// slow cancel does not hold up the others.
+private let cancelQueue = DispatchQueue(label: "leasehold.postgres.async-cancel", attributes: .concurrent)
