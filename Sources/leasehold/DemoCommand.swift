@@ -257,8 +257,7 @@ struct DemoCommand: AsyncParsableCommand {
                 }
                 if let botAPI {
                     checks += try await ReplyCheck.run(
-                        report: report, api: botAPI, postgresURL: stack.postgresURL, faults: faults,
-                        timeout: .seconds(60))
+                        report: report, api: botAPI, postgresURL: stack.postgresURL, timeout: .seconds(60))
                 }
                 chaosPassed = checks.allSatisfy(\.passed)
                 print("faults (\(faults.count)):")
