@@ -180,7 +180,7 @@ struct PostgresAsyncClientTests {
     func deferredConstraintFailsCommit() async throws {
         try await PostgresAsyncFixture.withClient(size: 1) { client, _ in
             try await PostgresAsyncFixture.withTable(
-                client, columns: "id bigint, CONSTRAINT deferred_id UNIQUE (id) DEFERRABLE INITIALLY DEFERRED"
+                client, columns: "id bigint, CONSTRAINT async_deferred_id UNIQUE (id) DEFERRABLE INITIALLY DEFERRED"
             ) { table in
                 let error = try await #require(throws: PostgresTransactionError.self) {
                     try await client.withTransaction { connection in
@@ -189,7 +189,7 @@ struct PostgresAsyncClientTests {
                 }
                 let commitError = try #require(error.commitError)
                 #expect(commitError.sqlState == SQLState.uniqueViolation)
-                #expect(commitError.constraint == "deferred_id")
+                #expect(commitError.constraint == "async_deferred_id")
                 #expect(commitError.source == .server)
                 #expect(error.bodyError == nil)
             }
