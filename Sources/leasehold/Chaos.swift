@@ -314,7 +314,7 @@ struct ReplyCheck {
             FROM inbox i WHERE i.message_key ~ \(keys)
             """
         ).single().decode(Int.self, Int.self)
-        /// Per chat: rows queued, and claims beyond the first (each a chance of a second send).
+        // Per chat: rows queued, and claims beyond the first (each a chance of a second send).
         var queued: [Int64: (rows: Int, reclaims: Int)] = [:]
         var statuses: [String: Int] = [:]
         for row in try await postgres.query(
