@@ -98,7 +98,8 @@ let package = Package(
         .target(
             name: "LeaseholdWorker",
             dependencies: [
-                "LeaseholdQueue", "LeaseholdDomain", .product(name: "Logging", package: "swift-log"),
+                "LeaseholdQueue", "LeaseholdDomain", "LeaseholdReactor",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
@@ -166,7 +167,7 @@ let package = Package(
             name: "leasehold",
             dependencies: [
                 "LeaseholdOps", "LeaseholdIngress", "LeaseholdWorker", "LeaseholdSupervisor", "LeaseholdNotifier",
-                "LeaseholdLoadTest", "LeaseholdConsole",
+                "LeaseholdLoadTest", "LeaseholdConsole", "LeaseholdReactor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -183,7 +184,7 @@ let package = Package(
         .target(
             name: "LeaseholdTesting",
             dependencies: [
-                "LeaseholdOps", "LeaseholdPostgres", "LeaseholdRedis",
+                "LeaseholdOps", "LeaseholdPostgres", "LeaseholdRedis", "LeaseholdReactor",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -74,15 +74,30 @@ public struct BookingTransaction: Sendable {
         _ request: BookingRequest, key: String, stream: String? = nil, entryID: String? = nil,
         on connection: PostgresConnection
     ) throws -> BookingResult {
-        let row = try connection.query(
-            """
-            SELECT o_outcome, o_interview_id, o_duplicate FROM leasehold_book(
-                \(key), \(request.action.rawValue), \(request.userID), \(request.slotID), \(request.interviewID),
-                \(request.chatID), \(request.canonicalForm), \(stream), \(entryID), \(rules.onePerUser),
-                \(rules.createTelegramUsers), \(Self.replies)::jsonb)
-            """
-        ).single()
-        let (outcome, interviewID, duplicate) = try row.decode(String.self, Int64?.self, Bool.self)
+        try Self.result(of: connection.query(statement(request, key: key, stream: stream, entryID: entryID)))
+    }
+
+    /// ``run(_:key:stream:entryID:on:)-(_,_,_,_,PostgresConnection)`` on a non-blocking connection
+    /// (the worker's, on its reactor).
+    public func run(
+        _ request: BookingRequest, key: String, stream: String? = nil, entryID: String? = nil,
+        on connection: PostgresAsyncConnection
+    ) async throws -> BookingResult {
+        try Self.result(of: await connection.query(statement(request, key: key, stream: stream, entryID: entryID)))
+    }
+
+    /// The one statement: `leasehold_book` with the request, the key and the rules.
+    func statement(_ request: BookingRequest, key: String, stream: String?, entryID: String?) -> PostgresQuery {
+        """
+        SELECT o_outcome, o_interview_id, o_duplicate FROM leasehold_book(
+            \(key), \(request.action.rawValue), \(request.userID), \(request.slotID), \(request.interviewID),
+            \(request.chatID), \(request.canonicalForm), \(stream), \(entryID), \(rules.onePerUser),
+            \(rules.createTelegramUsers), \(Self.replies)::jsonb)
+        """
+    }
+
+    static func result(of rows: PostgresRows) throws -> BookingResult {
+        let (outcome, interviewID, duplicate) = try rows.single().decode(String.self, Int64?.self, Bool.self)
         return BookingResult(
             outcome: BookingOutcome(rawValue: outcome) ?? .rejected, interviewID: interviewID, duplicate: duplicate)
     }

@@ -103,22 +103,54 @@ public struct PaymentTransaction: Sendable {
         _ notification: YooKassaNotification.Valid, key: String, logID: Int64?, stream: String? = nil,
         entryID: String? = nil, on connection: PostgresConnection
     ) throws -> PaymentResult {
-        let row: PostgresRow
+        let rows: PostgresRows
         do {
-            row = try connection.query(
-                """
-                SELECT o_outcome, o_note, o_duplicate FROM leasehold_apply_payment(
-                    \(key), \(notification.event.rawValue), \(notification.paymentID), \(notification.amount),
-                    \(notification.currency), \(notification.cancellationReason), \(logID), \(stream), \(entryID),
-                    \(Self.replies(to: notification))::jsonb)
-                """
-            ).single()
+            rows = try connection.query(
+                statement(notification, key: key, logID: logID, stream: stream, entryID: entryID))
         } catch {
-            // Not `catch … where`: that crashes the Swift 6.3.1 compiler (SIL ownership verifier).
-            guard error.sqlState == Self.notYetApplicableSQLState else { throw error }
-            throw PaymentNotYetApplicableError(paymentID: notification.paymentID, reason: error.message)
+            throw Self.translate(error, notification)
         }
-        let (outcome, note, duplicate) = try row.decode(String.self, String?.self, Bool.self)
+        return try Self.result(of: rows)
+    }
+
+    /// ``run(_:key:logID:stream:entryID:on:)-(_,_,_,_,_,PostgresConnection)`` on a non-blocking
+    /// connection (the worker's, on its reactor).
+    public func run(
+        _ notification: YooKassaNotification.Valid, key: String, logID: Int64?, stream: String? = nil,
+        entryID: String? = nil, on connection: PostgresAsyncConnection
+    ) async throws -> PaymentResult {
+        let rows: PostgresRows
+        do {
+            rows = try await connection.query(
+                statement(notification, key: key, logID: logID, stream: stream, entryID: entryID))
+        } catch {
+            throw Self.translate(error, notification)
+        }
+        return try Self.result(of: rows)
+    }
+
+    /// The one statement: `leasehold_apply_payment` with the notification and its replies.
+    func statement(
+        _ notification: YooKassaNotification.Valid, key: String, logID: Int64?, stream: String?, entryID: String?
+    ) -> PostgresQuery {
+        """
+        SELECT o_outcome, o_note, o_duplicate FROM leasehold_apply_payment(
+            \(key), \(notification.event.rawValue), \(notification.paymentID), \(notification.amount),
+            \(notification.currency), \(notification.cancellationReason), \(logID), \(stream), \(entryID),
+            \(Self.replies(to: notification))::jsonb)
+        """
+    }
+
+    /// The function's "not yet" SQLSTATE as ``PaymentNotYetApplicableError``; any other error as it is.
+    private static func translate(_ error: PostgresError, _ notification: YooKassaNotification.Valid) -> any Error {
+        // Not `catch … where` at the call sites: that crashes the Swift 6.3.1 compiler (SIL
+        // ownership verifier).
+        guard error.sqlState == notYetApplicableSQLState else { return error }
+        return PaymentNotYetApplicableError(paymentID: notification.paymentID, reason: error.message)
+    }
+
+    static func result(of rows: PostgresRows) throws -> PaymentResult {
+        let (outcome, note, duplicate) = try rows.single().decode(String.self, String?.self, Bool.self)
         return PaymentResult(outcome: PaymentOutcome(rawValue: outcome) ?? .ignored, note: note, duplicate: duplicate)
     }
 }

@@ -22,13 +22,33 @@ public enum WebhookLog {
         entryID: String?, on connection: PostgresConnection
     ) throws -> Int64 {
         try connection.query(
-            """
-            INSERT INTO webhook_log (message_key, event, object_id, payload, attempt, stream, entry_id)
-            VALUES (\(key), \(notification.event.rawValue), \(notification.objectID),
-                    \(PostgresJSONB(String(decoding: payload, as: UTF8.self))), \(Int32(clamping: attempt)), \(stream), \(entryID))
-            RETURNING id
-            """
+            receivedStatement(
+                notification, key: key, payload: payload, attempt: attempt, stream: stream, entryID: entryID)
         ).single().decode(Int64.self, at: 0)
+    }
+
+    /// ``received(_:key:payload:attempt:stream:entryID:on:)-(_,_,_,_,_,_,PostgresConnection)`` on a
+    /// non-blocking connection (the worker's, on its reactor).
+    public static func received(
+        _ notification: YooKassaNotification.Valid, key: String, payload: [UInt8], attempt: Int, stream: String?,
+        entryID: String?, on connection: PostgresAsyncConnection
+    ) async throws -> Int64 {
+        try await connection.query(
+            receivedStatement(
+                notification, key: key, payload: payload, attempt: attempt, stream: stream, entryID: entryID)
+        ).single().decode(Int64.self, at: 0)
+    }
+
+    private static func receivedStatement(
+        _ notification: YooKassaNotification.Valid, key: String, payload: [UInt8], attempt: Int, stream: String?,
+        entryID: String?
+    ) -> PostgresQuery {
+        """
+        INSERT INTO webhook_log (message_key, event, object_id, payload, attempt, stream, entry_id)
+        VALUES (\(key), \(notification.event.rawValue), \(notification.objectID),
+                \(PostgresJSONB(String(decoding: payload, as: UTF8.self))), \(Int32(clamping: attempt)), \(stream), \(entryID))
+        RETURNING id
+        """
     }
 
     /// Sets the final status of row `id` (no-op when `id` is nil).
@@ -36,15 +56,23 @@ public enum WebhookLog {
         throws
     {
         guard let id else { return }
-        try connection.execute(
-            """
-            UPDATE webhook_log SET status = \(status.rawValue), error = \(note), processed_at = clock_timestamp()
-            WHERE id = \(id)
-            """)
+        try connection.execute(finishStatement(id, status, note: note))
     }
 
     /// Marks row `id` FAILED with `error` (after the business transaction rolled back).
     public static func failed(_ id: Int64, error: String, on connection: PostgresConnection) throws {
         try finish(id, .failed, note: String(error.prefix(2_000)), on: connection)
+    }
+
+    /// ``failed(_:error:on:)-(_,_,PostgresConnection)`` on a non-blocking connection.
+    public static func failed(_ id: Int64, error: String, on connection: PostgresAsyncConnection) async throws {
+        try await connection.execute(finishStatement(id, .failed, note: String(error.prefix(2_000))))
+    }
+
+    private static func finishStatement(_ id: Int64, _ status: Status, note: String?) -> PostgresQuery {
+        """
+        UPDATE webhook_log SET status = \(status.rawValue), error = \(note), processed_at = clock_timestamp()
+        WHERE id = \(id)
+        """
     }
 }

@@ -43,7 +43,7 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
     public let reactor: Reactor
     private var handle: OpaquePointer?
     /// The socket, fixed once the connection is open (libpq may switch sockets while connecting).
-    private let socket: Int32
+    let socket: Int32
     private let canceller: PostgresCanceller
     /// Set when a statement failed with SQLSTATE 25006: see ``isReusable()``.
     private var landedOnReadOnlyServer = false
@@ -66,7 +66,7 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
             // Never closed. Off the reactor's thread the socket cannot be forgotten first; closing it
             // removes it from the epoll set all the same, and the reactor copes with its number
             // being reused (see Reactor's wait).
-            if reactor.isCurrent { reactor.forget(socket) }
+            if reactor.isCurrent && ownsSocket { reactor.forget(socket) }
             canceller.invalidate()
             PQfinish(handle)
         }
@@ -202,10 +202,19 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
         precondition(!busy, "PostgresAsyncConnection.close() while a statement is in flight")
         canceller.invalidate()
         if let handle {
-            reactor.forget(socket)
+            if ownsSocket { reactor.forget(socket) }
             PQfinish(handle)
             self.handle = nil
         }
+    }
+
+    /// Whether libpq still has `socket` open. When it finds the connection lost it closes the
+    /// socket itself, and the descriptor's number may then be reused at once by another
+    /// connection's socket (one being opened during a failover, say) that may be waiting on the
+    /// reactor: forgetting the number then would take that socket out of the reactor.
+    private var ownsSocket: Bool {
+        guard let handle else { return false }
+        return PQsocket(handle) == socket
     }
 
     /// Whether the last statement left the connection usable.

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import LeaseholdOps
 import LeaseholdPostgres
+import LeaseholdReactor
 import LeaseholdRedis
 import NIOCore
 import NIOHTTP1
@@ -23,6 +24,9 @@ public final class ProcessStack: Sendable {
     private let ports: Mutex<[Int]>
     public var ingressPorts: [Int] { ports.withLock { $0 } }
     public let postgres: PostgresClient
+    /// The same database through the non-blocking pool a worker's handlers use, on a reactor of
+    /// the stack's own (for tests that run an entry processor in the test process).
+    public let asyncPostgres: PostgresAsyncClient
     public let redis: RedisClient
     public let http: HTTPClient
     private let processes: ProcessList
@@ -72,6 +76,8 @@ public final class ProcessStack: Sendable {
         self.directory = directory
         self.ports = Mutex(ingressPorts)
         self.postgres = postgres
+        self.asyncPostgres = PostgresAsyncClient(
+            configuration: postgres.configuration, reactor: Reactor(label: "leasehold.test-stack"), size: 16)
         self.redis = redis
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
@@ -334,6 +340,8 @@ public final class ProcessStack: Sendable {
         }
         try? await http.shutdown()
         await postgres.close()
+        await withTaskExecutorPreference(asyncPostgres.reactor) { [asyncPostgres] in await asyncPostgres.close() }
+        asyncPostgres.reactor.shutDown()
         try? await database.drop()
         await redis.deleteKeys(withPrefix: prefix)
         await redis.close()

@@ -18,8 +18,8 @@ struct BookingHandler: MessageHandler {
     }
 
     func handle(_ request: BookingRequest, entry: StreamEntry, context: HandlerContext) async throws -> HandledMessage {
-        let result = try await context.withConnection("the transaction") { [transaction] connection in
-            try transaction.run(request, key: entry.key, stream: entry.stream, entryID: entry.id, on: connection)
+        let result = try await context.withConnection("the transaction") { connection in
+            try await transaction.run(request, key: entry.key, stream: entry.stream, entryID: entry.id, on: connection)
         }
         return HandledMessage(
             outcome: result.outcome.rawValue, duplicate: result.duplicate,

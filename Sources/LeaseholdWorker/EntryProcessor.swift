@@ -2,12 +2,17 @@ import Foundation
 import LeaseholdDomain
 import LeaseholdPostgres
 import LeaseholdQueue
+import LeaseholdReactor
 import LeaseholdRedis
 import Logging
 import Metrics
 import Synchronization
 
 /// Processes stream entries: lease → the kind's transaction (``MessageHandler``) → completion.
+///
+/// An entry is processed on the reactor of ``database`` (its task prefers that executor): the
+/// handler's statements are sent and their results read on the reactor's thread, so a message's
+/// PostgreSQL round trip costs no thread hand-off.
 ///
 /// Redis work is per read batch, not per entry: the leases of a whole batch are taken by the
 /// script call that reads it (``StreamConsumer/read(count:block:first:leasing:on:)``, or
@@ -17,7 +22,10 @@ import Synchronization
 /// trip and Redis a fraction of one.
 struct EntryProcessor: Sendable {
     let configuration: WorkerConfiguration
+    /// For what is not on the hot path (dead letters).
     let postgres: PostgresClient
+    /// The handlers' pool, non-blocking, on its reactor.
+    let database: PostgresAsyncClient
     let redis: RedisClient
     let logger: Logger
     let handlers: [String: any MessageHandler]
@@ -30,14 +38,17 @@ struct EntryProcessor: Sendable {
     private let counters = ProcessedCounters()
 
     /// - Parameters:
+    ///   - postgres: a blocking pool for the dead letters.
+    ///   - database: the handlers' pool; give it ``WorkerConfiguration/concurrency`` connections.
     ///   - handlers: one per message kind (default: ``WorkerService/defaultHandlers(configuration:)``).
     ///   - keeper: the leases to renew; the caller runs its heartbeat (``LeaseKeeper/run(every:consumer:redis:logger:)``).
     init(
-        configuration: WorkerConfiguration, postgres: PostgresClient, redis: RedisClient, logger: Logger,
-        handlers: [any MessageHandler]? = nil, keeper: LeaseKeeper = LeaseKeeper()
+        configuration: WorkerConfiguration, postgres: PostgresClient, database: PostgresAsyncClient,
+        redis: RedisClient, logger: Logger, handlers: [any MessageHandler]? = nil, keeper: LeaseKeeper = LeaseKeeper()
     ) {
         self.configuration = configuration
         self.postgres = postgres
+        self.database = database
         self.redis = redis
         self.logger = logger
         let handlers = handlers ?? WorkerService.defaultHandlers(configuration: configuration)
@@ -91,14 +102,19 @@ struct EntryProcessor: Sendable {
 
     /// Processes a claimed entry: waits for its lease if another worker held it, runs its kind's
     /// handler, then acknowledges (or schedules a retry, or dead-letters) and releases the lease.
+    /// Runs on ``database``'s reactor (a caller already there, as the worker's tasks are, stays).
     func process(_ claimed: Claimed) async {
+        await withTaskExecutorPreference(database.reactor) { await processOnReactor(claimed) }
+    }
+
+    private func processOnReactor(_ claimed: Claimed) async {
         let entry = claimed.entry
         let lease = claimed.lease
         var logger = self.logger
         logger[metadataKey: "key"] = "\(entry.key)"
         logger[metadataKey: "entry"] = "\(entry.id)"
         logger[metadataKey: "attempt"] = "\(entry.attempt)"
-        let context = HandlerContext(postgres: postgres, logger: logger, configuration: configuration)
+        let context = HandlerContext(database: database, logger: logger, configuration: configuration)
 
         if !claimed.held {
             do {

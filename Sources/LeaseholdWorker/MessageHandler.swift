@@ -72,43 +72,44 @@ public struct PublishedResult: Sendable {
 
 /// What a handler may use: PostgreSQL, with the worker's rules for failures, and a logger that
 /// already names the entry.
+///
+/// A handler runs on the worker's reactor (``WorkerService``), and so do the connections lent
+/// here: a statement is sent, awaited and its result read on that one thread, with no hand-off to
+/// another thread and back (see ``PostgresAsyncClient``).
 public struct HandlerContext: Sendable {
-    public let postgres: PostgresClient
+    /// The worker's non-blocking pool, on its reactor.
+    public let database: PostgresAsyncClient
     public let logger: Logger
     let configuration: WorkerConfiguration
 
     /// Runs `body` on a connection in autocommit (a single statement, e.g. a function call that
     /// is the whole transaction; its timeouts are the session's, see
     /// ``WorkerConfiguration/postgresSessionOptions``).
-    public func withConnection<T: Sendable>(
-        _ what: String, _ body: @escaping @Sendable (PostgresConnection) throws -> T
-    ) async throws -> T {
-        try await retryingInProcess(what) { [postgres] in try await postgres.withConnection(body) }
+    public func withConnection<T>(_ what: String, _ body: (PostgresAsyncConnection) async throws -> T)
+        async throws -> T
+    {
+        try await retryingInProcess(what) { try await database.withConnection(body) }
     }
 
     /// Runs `body` in a transaction with the worker's lock and statement timeouts.
-    public func withTransaction<T: Sendable>(
-        _ what: String, _ body: @escaping @Sendable (PostgresConnection) throws -> T
-    ) async throws -> T {
+    public func withTransaction<T>(_ what: String, _ body: (PostgresAsyncConnection) async throws -> T)
+        async throws -> T
+    {
         let options = PostgresTransactionOptions(
             lockTimeout: configuration.lockTimeout, statementTimeout: configuration.statementTimeout)
-        return try await retryingInProcess(what) { [postgres] in try await postgres.withTransaction(options, body) }
+        return try await retryingInProcess(what) { try await database.withTransaction(options, body) }
     }
 
     /// Runs `body` once, waiting out an outage (``ridingOutOutages(_:_:)``) but not retrying
     /// any other failure: for writes that must not run twice.
-    public func once<T: Sendable>(_ what: String, _ body: @escaping @Sendable (PostgresConnection) throws -> T)
-        async throws -> T
-    {
-        try await ridingOutOutages(what) { [postgres] in try await postgres.withConnection(body) }
+    public func once<T>(_ what: String, _ body: (PostgresAsyncConnection) async throws -> T) async throws -> T {
+        try await ridingOutOutages(what) { try await database.withConnection(body) }
     }
 
     /// Runs `body`, again while it fails with a retryable SQLSTATE (deadlock, serialization
     /// failure, lock timeout) up to ``WorkerConfiguration/transactionAttempts`` times with a short
     /// backoff; connection failures are waited out by ``ridingOutOutages(_:_:)`` instead.
-    private func retryingInProcess<T: Sendable>(_ what: String, _ body: @escaping @Sendable () async throws -> T)
-        async throws -> T
-    {
+    private func retryingInProcess<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
         var attempt = 1
         while true {
             do {
@@ -137,9 +138,7 @@ public struct HandlerContext: Sendable {
     /// ``WorkerConfiguration/outageWindow`` from the first such failure. Then, or on any other
     /// error, it throws. The worker's heartbeat keeps the lease renewed meanwhile, so the
     /// supervisor leaves the entry with this worker; cancellation (a drain) ends the wait at once.
-    public func ridingOutOutages<T: Sendable>(_ what: String, _ body: @Sendable () async throws -> T) async throws
-        -> T
-    {
+    public func ridingOutOutages<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
         var outageStart: ContinuousClock.Instant?
         var pause = configuration.outageBackoff.lowerBound
         var tries = 0

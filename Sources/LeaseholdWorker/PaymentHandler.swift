@@ -1,6 +1,7 @@
 import Foundation
 import LeaseholdDomain
 import LeaseholdQueue
+import LeaseholdReactor
 
 /// `yookassa.notification`: a payment or refund event, applied by ``PaymentTransaction``.
 ///
@@ -36,13 +37,13 @@ struct PaymentHandler: MessageHandler {
         -> HandledMessage
     {
         let logID = try await context.once("recording the notification") { connection in
-            try WebhookLog.received(
+            try await WebhookLog.received(
                 notification, key: entry.key, payload: entry.payload, attempt: entry.attempt, stream: entry.stream,
                 entryID: entry.id, on: connection)
         }
         do {
-            let result = try await context.withTransaction("the transaction") { [transaction] connection in
-                try transaction.run(
+            let result = try await context.withTransaction("the transaction") { connection in
+                try await transaction.run(
                     notification, key: entry.key, logID: logID, stream: entry.stream, entryID: entry.id,
                     on: connection)
             }
@@ -57,12 +58,12 @@ struct PaymentHandler: MessageHandler {
     }
 
     /// Marks the webhook_log row FAILED after its transaction rolled back (best effort, in a task
-    /// of its own so a cancelled caller still records it).
+    /// of its own, on the reactor, so a cancelled caller still records it).
     private func markFailed(_ logID: Int64, _ note: String, context: HandlerContext) async {
-        let postgres = context.postgres
+        let database = context.database
         do {
-            _ = try await Task {
-                try await postgres.withConnection { try WebhookLog.failed(logID, error: note, on: $0) }
+            _ = try await Task(executorPreference: database.reactor) {
+                try await database.withConnection { try await WebhookLog.failed(logID, error: note, on: $0) }
             }.value
         } catch {
             context.logger.warning("could not mark the webhook_log row FAILED", metadata: ["error": "\(error)"])

@@ -3,6 +3,7 @@ import Foundation
 import LeaseholdDomain
 import LeaseholdOps
 import LeaseholdPostgres
+import LeaseholdReactor
 import LeaseholdRedis
 import LeaseholdWorker
 import Metrics
@@ -86,12 +87,18 @@ struct WorkerCommand: AsyncParsableCommand {
 
         var postgresConfiguration = common.postgresConfiguration(role: "worker")
         postgresConfiguration.defaultParameters.append(configuration.postgresSessionOptions)
-        let postgres = PostgresClient(configuration: postgresConfiguration, size: configuration.concurrency)
+        // The dead letters' pool (blocking, rarely used) and the handlers' pool on the worker's
+        // reactor thread, one connection per slot.
+        let postgres = PostgresClient(configuration: postgresConfiguration, size: 2)
+        let reactor = Reactor(label: "leasehold.worker")
+        let database = PostgresAsyncClient(
+            configuration: postgresConfiguration, reactor: reactor, size: configuration.concurrency)
         let redisConfiguration = try common.redisConfiguration()
         let redis = RedisClient(configuration: redisConfiguration, size: configuration.concurrency)
         let reader = RedisClient(configuration: redisConfiguration, size: 1)
         let worker = WorkerService(
-            configuration: configuration, postgres: postgres, redis: redis, reader: reader, logger: logger)
+            configuration: configuration, postgres: postgres, database: database, redis: redis, reader: reader,
+            logger: logger)
         var services: [any Service] = [worker]
         if let endpoint = try common.metricsEndpoint(
             registry: registry, role: "worker", logger: logger,
@@ -105,6 +112,8 @@ struct WorkerCommand: AsyncParsableCommand {
             await reader.close()
             await redis.close()
             await postgres.close()
+            await withTaskExecutorPreference(reactor) { await database.close() }
+            reactor.shutDown()
         }
     }
 }

@@ -67,7 +67,8 @@ extension SystemTests {
             func processor(_ consumer: String) -> EntryProcessor {
                 EntryProcessor(
                     configuration: WorkerConfiguration(keys: keys, consumerName: consumer),
-                    postgres: stack.postgres, redis: stack.redis, logger: Logger(label: "test.\(consumer)"))
+                    postgres: stack.postgres, database: stack.asyncPostgres, redis: stack.redis,
+                    logger: Logger(label: "test.\(consumer)"))
             }
             await processor("consumer-a").process(received)
             // The same entry is claimed by consumer B (what the supervisor's reclaim does) and processed again.

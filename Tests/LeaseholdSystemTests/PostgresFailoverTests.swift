@@ -67,7 +67,13 @@ extension SystemTests {
             let client = BookingClient(baseURL: "http://127.0.0.1:\(port)")
             var processes: [ChildProcess] = []
             func logs() -> String {
-                processes.map { "--- \($0.name)\n\($0.output.suffix(3000))" }.joined(separator: "\n")
+                processes.map { process in
+                    // A crash report's first lines say what crashed; the end says what came last.
+                    let crash = process.output.range(of: "crashed").map {
+                        String(process.output[$0.lowerBound...].prefix(4000)) + "\n…\n"
+                    }
+                    return "--- \(process.name)\n\(crash ?? "")\(process.output.suffix(3000))"
+                }.joined(separator: "\n")
                     + "\n" + pair.logs
             }
             do {

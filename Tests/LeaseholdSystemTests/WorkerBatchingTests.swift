@@ -49,7 +49,8 @@ extension SystemTests {
 
             let processor = EntryProcessor(
                 configuration: WorkerConfiguration(keys: keys, consumerName: "worker-a", leaseWait: .milliseconds(300)),
-                postgres: stack.postgres, redis: stack.redis, logger: Logger(label: "test.batch"))
+                postgres: stack.postgres, database: stack.asyncPostgres, redis: stack.redis,
+                logger: Logger(label: "test.batch"))
             let claimed = await processor.lease(delivered)
             #expect(claimed.map(\.held) == [true, true, false, true])
             for item in claimed where item.held {
@@ -176,7 +177,7 @@ extension SystemTests {
 
             func handle(_ note: String, entry: StreamEntry, context: HandlerContext) async throws -> HandledMessage {
                 let length = try await context.withConnection("the note") { connection in
-                    try connection.query("SELECT length(\(note))").single().decode(Int64.self, at: 0)
+                    try await connection.query("SELECT length(\(note))").single().decode(Int64.self, at: 0)
                 }
                 return HandledMessage(
                     outcome: "noted", duplicate: false,
@@ -196,7 +197,8 @@ extension SystemTests {
             let delivered = try await Self.deliver(entries, stack: stack, consumer: "worker-a")
             let processor = EntryProcessor(
                 configuration: WorkerConfiguration(keys: keys, consumerName: "worker-a"), postgres: stack.postgres,
-                redis: stack.redis, logger: Logger(label: "test.kinds"), handlers: [NoteHandler()])
+                database: stack.asyncPostgres, redis: stack.redis, logger: Logger(label: "test.kinds"),
+                handlers: [NoteHandler()])
             for claimed in await processor.lease(delivered) { await processor.process(claimed) }
 
             #expect(try await stack.redis.send("GET", keys.result("note-1")).string == #"{"length":5}"#)
