@@ -44,6 +44,17 @@ public struct Completion: Sendable {
         try connection.evaluate(Self.script, keys: keys, arguments: arguments)
     }
 
+    /// ``complete(_:lease:requestID:result:resultTTL:keepExisting:on:)`` through any runner.
+    public func complete(
+        _ entry: StreamEntry, lease: Lease, requestID: String?, result: [UInt8]?, resultTTL: Duration,
+        keepExisting: Bool = false, via runner: some RedisCommandRunner
+    ) async throws {
+        let (keys, arguments) = Self.call(
+            entry, lease: lease, resultKey: keys.result(requestID ?? "-"), result: requestID == nil ? nil : result,
+            resultTTL: resultTTL, keepExisting: keepExisting)
+        _ = try await runner.evaluate(Self.script, keys: keys, arguments: arguments)
+    }
+
     /// ``complete(_:lease:requestID:result:resultTTL:keepExisting:on:)`` in a pipeline shared
     /// with other callers (the worker's completions travel together under load).
     public func complete(

@@ -99,16 +99,33 @@ public struct Lease: Sendable, Equatable {
         _ held: [(lease: Lease, entry: StreamEntry)], consumer: String, group: String = RedisKeys.consumerGroup,
         on connection: RedisConnection
     ) throws(RedisError) -> [Bool] {
-        guard let first = held.first else { return [] }
+        guard !held.isEmpty else { return [] }
+        let (keys, arguments) = renewCall(held, consumer: consumer, group: group)
+        return try connection.evaluate(renewScript, keys: keys, arguments: arguments).flags(count: held.count)
+    }
+
+    /// ``renew(_:consumer:group:on:)`` through any runner.
+    public static func renew(
+        _ held: [(lease: Lease, entry: StreamEntry)], consumer: String, group: String = RedisKeys.consumerGroup,
+        via runner: some RedisCommandRunner
+    ) async throws -> [Bool] {
+        guard !held.isEmpty else { return [] }
+        let (keys, arguments) = renewCall(held, consumer: consumer, group: group)
+        return try await runner.evaluate(renewScript, keys: keys, arguments: arguments).flags(count: held.count)
+    }
+
+    private static func renewCall(_ held: [(lease: Lease, entry: StreamEntry)], consumer: String, group: String)
+        -> (keys: [any RedisArgument], arguments: [any RedisArgument])
+    {
         var keys: [any RedisArgument] = []
-        var arguments: [any RedisArgument] = [first.lease.ttlMilliseconds, group, consumer]
+        var arguments: [any RedisArgument] = [held[0].lease.ttlMilliseconds, group, consumer]
         keys.reserveCapacity(held.count * 2)
         arguments.reserveCapacity(3 + held.count * 2)
         for (lease, entry) in held {
             keys += [lease.key, entry.stream]
             arguments += [lease.owner, entry.id]
         }
-        return try connection.evaluate(renewScript, keys: keys, arguments: arguments).flags(count: held.count)
+        return (keys, arguments)
     }
 
     /// Takes every lease nobody holds, in one script call: one `Bool` per lease, `false` where
@@ -120,10 +137,29 @@ public struct Lease: Sendable, Equatable {
         return try connection.evaluate(acquireScript, keys: keys, arguments: arguments).flags(count: leases.count)
     }
 
+    /// ``acquire(_:on:)`` through any runner.
+    public static func acquire(_ leases: [Lease], via runner: some RedisCommandRunner) async throws -> [Bool] {
+        guard let first = leases.first else { return [] }
+        let keys: [any RedisArgument] = leases.map(\.key)
+        let arguments: [any RedisArgument] = [first.ttlMilliseconds] + leases.map(\.owner)
+        return try await runner.evaluate(acquireScript, keys: keys, arguments: arguments).flags(count: leases.count)
+    }
+
     /// Drops the lease if this owner still holds it; never deletes someone else's.
     @discardableResult
     public func release(on connection: RedisConnection) throws(RedisError) -> Bool {
         try connection.evaluate(Self.releaseScript, keys: [key], arguments: [owner]).int == 1
+    }
+
+    /// ``release(on:)`` through any runner.
+    @discardableResult
+    public func release(via runner: some RedisCommandRunner) async throws -> Bool {
+        try await runner.evaluate(Self.releaseScript, keys: [key], arguments: [owner]).int == 1
+    }
+
+    /// ``acquire(on:)`` through any runner.
+    public func acquire(via runner: some RedisCommandRunner) async throws -> Bool {
+        try await runner.send(RedisCommand(["SET", key, owner, "NX", "PX", ttlMilliseconds]), timeout: nil) != .null
     }
 
     /// Who holds `key` now, if anyone.

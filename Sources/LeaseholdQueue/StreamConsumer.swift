@@ -25,6 +25,17 @@ public struct StreamConsumer: Sendable {
         }
     }
 
+    /// ``ensureGroups(on:)`` through any runner.
+    public func ensureGroups(via runner: some RedisCommandRunner) async throws {
+        for stream in streams {
+            do {
+                try await runner.send("XGROUP", "CREATE", stream, group, "0", "MKSTREAM")
+            } catch let error as RedisError where error.code == .busyGroup {
+                // Exists already: fine.
+            }
+        }
+    }
+
     /// What one read returned: entries to process, and entries that could not be decoded (to be
     /// dead-lettered, never silently dropped).
     public struct Batch: Sendable {
@@ -87,7 +98,7 @@ public struct StreamConsumer: Sendable {
         return batch
     }
 
-    /// How ``read(count:block:first:leasing:on:)`` names and times the leases it takes.
+    /// How ``read(count:block:first:leasing:via:)`` names and times the leases it takes.
     public struct LeaseTerms: Sendable {
         /// Lease keys are this followed by the entry's message key (``RedisKeys/lease(_:)`` of "").
         public var keyPrefix: String
@@ -115,7 +126,7 @@ public struct StreamConsumer: Sendable {
         }
     }
 
-    /// What ``read(count:block:first:leasing:on:)`` returns.
+    /// What ``read(count:block:first:leasing:via:)`` returns.
     public struct LeasedBatch: Sendable {
         public var entries: [LeasedEntry] = []
         public var undecodable: [StreamEntryDecodingError] = []
@@ -170,23 +181,27 @@ public struct StreamConsumer: Sendable {
     /// (one round trip for the reads of every stream and the leases of the whole batch). An
     /// entry whose lease someone else holds comes back with `held == false`. The lease of an
     /// entry that cannot be decoded (if it had a key at all) is left to expire.
+    ///
+    /// When nothing is there, it waits up to `block` as ``read(count:block:first:on:)`` does
+    /// (without claiming anything) and reads once more. Give it a runner of its own: the wait
+    /// holds a connection for up to `block`.
     public func read(
-        count: Int, block: Duration, first: Int = 0, leasing terms: LeaseTerms, on connection: RedisConnection
-    ) throws(RedisError) -> LeasedBatch {
+        count: Int, block: Duration, first: Int = 0, leasing terms: LeaseTerms, via runner: some RedisCommandRunner
+    ) async throws -> LeasedBatch {
         precondition(count > 0, "never fetch more entries than there are free slots")
-        let batch = try readAndLease(count: count, first: first, terms: terms, on: connection)
+        let batch = try await readAndLease(count: count, first: first, terms: terms, via: runner)
         guard batch.isEmpty, block > .zero, !streams.isEmpty else { return batch }
-        guard try waitForUndelivered(block: block, on: connection) else { return batch }
-        return try readAndLease(count: count, first: first, terms: terms, on: connection)
+        guard try await waitForUndelivered(block: block, via: runner) else { return batch }
+        return try await readAndLease(count: count, first: first, terms: terms, via: runner)
     }
 
-    private func readAndLease(count: Int, first: Int, terms: LeaseTerms, on connection: RedisConnection)
-        throws(RedisError) -> LeasedBatch
+    private func readAndLease(count: Int, first: Int, terms: LeaseTerms, via runner: some RedisCommandRunner)
+        async throws -> LeasedBatch
     {
         guard !streams.isEmpty else { return LeasedBatch() }
         let start = ((first % streams.count) + streams.count) % streams.count
         let ordered: [any RedisArgument] = streams.indices.map { streams[(start + $0) % streams.count] }
-        let reply = try connection.evaluate(
+        let reply = try await runner.evaluate(
             Self.readAndLeaseScript, keys: ordered,
             arguments: [group, consumer, count, terms.keyPrefix, terms.ttl.redisMilliseconds, terms.ownerPrefix])
         var batch = LeasedBatch()
@@ -212,9 +227,45 @@ public struct StreamConsumer: Sendable {
         }
         if missingGroup {
             // The stream or the group vanished: recreate them; the next read finds its entries.
-            try ensureGroups(on: connection)
+            try await ensureGroups(via: runner)
         }
         return batch
+    }
+
+    /// ``waitForUndelivered(block:on:)`` through any runner.
+    private func waitForUndelivered(block: Duration, via runner: some RedisCommandRunner) async throws -> Bool {
+        var lastDelivered: [String] = []
+        for stream in streams {
+            let groups: RedisValue
+            do {
+                groups = try await runner.send("XINFO", "GROUPS", stream)
+            } catch let error as RedisError where error.source == .server {
+                groups = .null  // no such stream
+            }
+            guard let id = Self.lastDeliveredID(in: groups, group: group) else {
+                // The stream or the group vanished: recreate them and read again at once.
+                try await ensureGroups(via: runner)
+                return true
+            }
+            lastDelivered.append(id)
+        }
+        let reply = try await runner.send(waitCommand(block: block, after: lastDelivered), timeout: block + .seconds(5))
+        return !reply.isNull
+    }
+
+    /// `XREAD COUNT 1 BLOCK <block> STREAMS <streams> <ids>`: returns when some stream has an
+    /// entry after `ids`.
+    private func waitCommand(block: Duration, after ids: [String]) -> RedisCommand {
+        RedisCommand(["XREAD", "COUNT", 1, "BLOCK", block.redisMilliseconds, "STREAMS"] + streams + ids)
+    }
+
+    /// `group`'s `last-delivered-id` in an `XINFO GROUPS` reply.
+    private static func lastDeliveredID(in groups: RedisValue, group: String) -> String? {
+        for entry in groups.array ?? [] {
+            guard let fields = entry.fieldMap else { continue }
+            if fields["name"]?.string == group { return fields["last-delivered-id"]?.string }
+        }
+        return nil
     }
 
     /// Blocks up to `block` until some stream holds an entry the group has not delivered yet.
@@ -229,26 +280,18 @@ public struct StreamConsumer: Sendable {
             }
             lastDelivered.append(id)
         }
-        let command = RedisCommand(
-            ["XREAD", "COUNT", 1, "BLOCK", block.redisMilliseconds, "STREAMS"] + streams + lastDelivered)
-        let reply = try connection.send(command, timeout: block + .seconds(5))
+        let reply = try connection.send(waitCommand(block: block, after: lastDelivered), timeout: block + .seconds(5))
         return !reply.isNull
     }
 
     /// The group's `last-delivered-id` on `stream` (`XINFO GROUPS`), or `nil` when the stream or
     /// the group does not exist.
     private func lastDeliveredID(of stream: String, on connection: RedisConnection) throws(RedisError) -> String? {
-        let groups: RedisValue
         do {
-            groups = try connection.send("XINFO", "GROUPS", stream)
+            return Self.lastDeliveredID(in: try connection.send("XINFO", "GROUPS", stream), group: group)
         } catch  where error.source == .server {
             return nil  // no such stream
         }
-        for entry in groups.array ?? [] {
-            guard let fields = entry.fieldMap else { continue }
-            if fields["name"]?.string == group { return fields["last-delivered-id"]?.string }
-        }
-        return nil
     }
 
     /// Decodes `[[stream, [[id, fields], …]], …]`.

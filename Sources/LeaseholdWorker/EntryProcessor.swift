@@ -15,7 +15,7 @@ import Synchronization
 /// PostgreSQL round trip costs no thread hand-off.
 ///
 /// Redis work is per read batch, not per entry: the leases of a whole batch are taken by the
-/// script call that reads it (``StreamConsumer/read(count:block:first:leasing:on:)``, or
+/// script call that reads it (``StreamConsumer/read(count:block:first:leasing:via:)``, or
 /// ``lease(_:)`` for entries read otherwise), one heartbeat renews every lease the worker holds
 /// (``LeaseKeeper``), and completions (XACK + publish + release, one script each) travel together
 /// in shared pipelines (``RedisBatcher``). So under load a message costs PostgreSQL one round
@@ -75,7 +75,7 @@ struct EntryProcessor: Sendable {
     }
 
     /// Takes the leases of entries already read, in one script call (the worker's read takes
-    /// them as it reads, see ``StreamConsumer/read(count:block:first:leasing:on:)``).
+    /// them as it reads, see ``StreamConsumer/read(count:block:first:leasing:via:)``).
     func lease(_ entries: [StreamEntry]) async -> [Claimed] {
         guard !entries.isEmpty else { return [] }
         let terms = leaseTerms()
@@ -84,7 +84,7 @@ struct EntryProcessor: Sendable {
         }
         let taken: [Bool]
         do {
-            taken = try await redis.withConnection { try Lease.acquire(leases, on: $0) }
+            taken = try await Lease.acquire(leases, via: redis)
         } catch {
             // Each entry tries again on its own (riding out an outage) in process(_:).
             logger.warning("could not take the batch's leases; trying one by one", metadata: ["error": "\(error)"])
@@ -269,7 +269,7 @@ struct EntryProcessor: Sendable {
         let deadline = ContinuousClock.now + configuration.leaseWait
         while true {
             let acquired = try await context.ridingOutOutages("taking the lease") { [redis] in
-                try await redis.withConnection { try lease.acquire(on: $0) }
+                try await lease.acquire(via: redis)
             }
             if acquired { return true }
             if ContinuousClock.now >= deadline { return false }
@@ -283,7 +283,7 @@ struct EntryProcessor: Sendable {
     private func release(_ lease: Lease, logger: Logger) async {
         let redis = self.redis
         do {
-            _ = try await Task { try await redis.withConnection { try lease.release(on: $0) } }.value
+            _ = try await Task { try await lease.release(via: redis) }.value
         } catch {
             logger.warning("could not release the lease; it expires by itself", metadata: ["error": "\(error)"])
         }

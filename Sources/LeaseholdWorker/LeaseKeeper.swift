@@ -58,9 +58,7 @@ final class LeaseKeeper: Sendable {
             let chunk = Array(snapshot[start..<min(start + Self.renewalBatch, snapshot.endIndex)])
             start += chunk.count
             calls.add(1, ordering: .relaxed)
-            let stillHeld = try await redis.withConnection { connection in
-                try Lease.renew(chunk.map { ($0.lease, $0.entry) }, consumer: consumer, on: connection)
-            }
+            let stillHeld = try await Lease.renew(chunk.map { ($0.lease, $0.entry) }, consumer: consumer, via: redis)
             for (item, isHeld) in zip(chunk, stillHeld) where !isHeld {
                 let working = held.withLock { held -> Bool in
                     guard let current = held[item.lease.owner], !current.completing else { return false }

@@ -13,7 +13,7 @@ import Synchronization
 /// One loop reads from the consumer group, taking at most as many entries as it has free slots
 /// (``WorkerConfiguration/concurrency``) in total over all streams and taking the leases
 /// `lh:lease:<key>` of the whole batch in the same script call (see
-/// ``StreamConsumer/read(count:block:first:leasing:on:)``), and hands each entry to a child task that:
+/// ``StreamConsumer/read(count:block:first:leasing:via:)``), and hands each entry to a child task that:
 ///
 /// 1. waits briefly for its lease if another worker held it;
 /// 2. runs its kind's ``MessageHandler`` — **one** PostgreSQL transaction (for a booking, one
@@ -141,11 +141,8 @@ public struct WorkerService: Service {
                     let batch: StreamConsumer.LeasedBatch
                     do {
                         let terms = processor.leaseTerms()
-                        batch = try await reader.withConnection { [configuration, rotation] connection in
-                            try consumer.read(
-                                count: free, block: configuration.readBlock, first: rotation, leasing: terms,
-                                on: connection)
-                        }
+                        batch = try await consumer.read(
+                            count: free, block: configuration.readBlock, first: rotation, leasing: terms, via: reader)
                         rotation &+= 1
                         failures = 0
                     } catch {

@@ -97,9 +97,7 @@ extension SystemTests {
 
             let terms = StreamConsumer.LeaseTerms(
                 keyPrefix: keys.lease(""), ownerPrefix: "worker-a:1:", ttl: .seconds(30))
-            let read = try await stack.redis.withConnection { connection in
-                try consumer.read(count: 3, block: .zero, first: 0, leasing: terms, on: connection)
-            }
+            let read = try await consumer.read(count: 3, block: .zero, first: 0, leasing: terms, via: stack.redis)
             #expect(read.entries.map(\.entry.key) == ["k1-0", "k1-1", "k2-0"], "at most the budget, in stream order")
             #expect(read.entries.map(\.held) == [true, true, false])
             for leased in read.entries where leased.held {
@@ -109,9 +107,7 @@ extension SystemTests {
             #expect(try await stack.redis.send("GET", keys.lease("k2-0")).string == "someone-else")
             let recreated = try await stack.redis.send("XINFO", "GROUPS", streams[0])
             #expect(recreated.array?.count == 1, "the missing group was created again")
-            let next = try await stack.redis.withConnection { connection in
-                try consumer.read(count: 10, block: .zero, first: 0, leasing: terms, on: connection)
-            }
+            let next = try await consumer.read(count: 10, block: .zero, first: 0, leasing: terms, via: stack.redis)
             #expect(Set(next.entries.map(\.entry.key)) == ["k0-0", "k0-1", "k2-1"])
             await stack.shutdown()
         }
