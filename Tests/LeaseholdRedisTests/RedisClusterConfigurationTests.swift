@@ -94,4 +94,13 @@ struct RedisClusterConfigurationTests {
         #expect(single.nodes == Self.nodes(("b", 7001)))
         #expect(single.database == 0)
     }
+
+    @Test("the cluster client refuses a database other than 0")
+    func clusterClientDatabase() {
+        let error = #expect(throws: RedisError.self) {
+            try RedisClusterClient(configuration: RedisConfiguration(host: "a", database: 2))
+        }
+        #expect(error?.code == .invalidInput)
+        #expect(error?.message.contains("only database 0") == true)
+    }
 }
