@@ -31,7 +31,8 @@ struct RedisClusterClientTests {
     @Test("every command reaches the master serving its key's slot")
     func routing() async throws {
         try await LocalRedisCluster.run { cluster in
-            let client = try RedisClusterClient(configuration: cluster.configuration, poolSize: 2)
+            // Every node in REDIS_URL's form, as a role would get it.
+            let client = try RedisClusterClient(configuration: try RedisConfiguration(url: cluster.url), poolSize: 2)
             let keys = (0..<120).map { "route:\($0)" }
             for key in keys { try await client.send("SET", key, "v-\(key)") }
             for key in keys { #expect(try await client.send("GET", key).string == "v-\(key)") }
