@@ -33,22 +33,42 @@ struct BookingHandler: MessageHandler {
     }
 
     /// `{"interview_id":…,"request_id":"…","status":"…"}`: `GET /v1/bookings/<request_id>`'s
-    /// body (`interview_id` left out when there is none).
+    /// body (`interview_id` left out when there is none), keys sorted. Written out by hand, not
+    /// with `JSONEncoder`: it is built once per message on the worker's hot path, and the encoder
+    /// was about 3% of a busy worker's CPU in a profile.
     static func outcomeJSON(requestID: String, status: String, interviewID: Int64?) -> [UInt8] {
-        struct Outcome: Encodable {
-            var requestID: String
-            var status: String
-            var interviewID: Int64?
+        var json: [UInt8] = []
+        json.reserveCapacity(48 + requestID.utf8.count + status.utf8.count)
+        json += Array("{".utf8)
+        if let interviewID { json += Array("\"interview_id\":\(interviewID),".utf8) }
+        json += Array("\"request_id\":".utf8)
+        appendJSONString(requestID, to: &json)
+        json += Array(",\"status\":".utf8)
+        appendJSONString(status, to: &json)
+        json.append(UInt8(ascii: "}"))
+        return json
+    }
 
-            enum CodingKeys: String, CodingKey {
-                case requestID = "request_id"
-                case status
-                case interviewID = "interview_id"
+    /// `text` as a JSON string (RFC 8259), escaped as `JSONEncoder` does: quotes and backslashes,
+    /// `\b \t \n \f \r` by name, the other control characters as `\u00XX`, everything else as UTF-8.
+    static func appendJSONString(_ text: String, to json: inout [UInt8]) {
+        json.append(UInt8(ascii: "\""))
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
+                json += [UInt8(ascii: "\\"), byte]
+            case 0x08: json += Array("\\b".utf8)
+            case 0x09: json += Array("\\t".utf8)
+            case 0x0A: json += Array("\\n".utf8)
+            case 0x0C: json += Array("\\f".utf8)
+            case 0x0D: json += Array("\\r".utf8)
+            case 0x00..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                json += Array("\\u00".utf8) + [hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]]
+            default:
+                json.append(byte)
             }
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        let data = (try? encoder.encode(Outcome(requestID: requestID, status: status, interviewID: interviewID)))
-        return data.map(Array.init) ?? Array(#"{"status":"\#(status)"}"#.utf8)
+        json.append(UInt8(ascii: "\""))
     }
 }
