@@ -60,7 +60,8 @@ let package = Package(
         .target(
             name: "LeaseholdRedis",
             dependencies: [
-                "CHiredis", "ConnectionPool", .product(name: "Logging", package: "swift-log"),
+                // LeaseholdReactor: RedisAsyncConnection drives non-blocking hiredis from a Reactor.
+                "CHiredis", "ConnectionPool", "LeaseholdReactor", .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
@@ -152,7 +153,9 @@ let package = Package(
         .target(
             name: "LeaseholdLoadTest",
             dependencies: [
-                "LeaseholdOps", "LeaseholdDomain", "LeaseholdPostgres", "LeaseholdQueue", "LeaseholdRedis",
+                // LeaseholdReactor: the sending clients' HTTP connections run on one (LoadHTTPConnection).
+                "LeaseholdOps", "LeaseholdDomain", "LeaseholdPostgres", "LeaseholdQueue", "LeaseholdReactor",
+                "LeaseholdRedis",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -204,7 +207,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LeaseholdRedisTests",
-            dependencies: ["LeaseholdRedis", "LeaseholdTesting", "LeaseholdOps"]
+            dependencies: ["LeaseholdRedis", "LeaseholdReactor", "LeaseholdTesting", "LeaseholdOps"]
         ),
         .testTarget(
             name: "LeaseholdOpsTests",

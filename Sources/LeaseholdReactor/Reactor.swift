@@ -23,7 +23,10 @@ import NIOConcurrencyHelpers
 ///   open until the wait ends.
 /// - A wait ends when the descriptor is ready, or has an error or hang-up (the caller's next read
 ///   or write then reports it), or throws `CancellationError` when its task is cancelled, or
-///   ``ReactorShutDownError`` once the reactor shuts down.
+///   ``ReactorShutDownError`` once the reactor shuts down. A wait given a deadline
+///   (``readable(_:deadline:)``, ``writable(_:deadline:)``) also ends when the deadline passes,
+///   returning `false`: the loop sleeps no longer than until the nearest deadline, so a bounded
+///   wait costs no timer and no extra task.
 /// - Shut it down (``shutDown()``) only after every task that prefers it has ended: a job
 ///   enqueued after the loop stopped never runs.
 public final class Reactor: TaskExecutor, @unchecked Sendable {
@@ -55,8 +58,14 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
     private struct Wait {
         var id: UInt64
         var continuation: CheckedContinuation<Void, any Error>
+        var deadline: ContinuousClock.Instant?
     }
     private var nextWaitID: UInt64 = 0
+    /// Pending waits with a deadline (reactor thread only): when 0, the loop skips the deadline scan.
+    private var timedWaits = 0
+
+    /// Ends a wait whose deadline passed; turned into `false` by the bounded waits.
+    private struct DeadlinePassed: Error {}
 
     /// Starts the reactor's thread.
     public init(label: String = "leasehold.reactor") {
@@ -102,6 +111,34 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
         try await wait(for: descriptor, events: EPOLLOUT.rawValue)
     }
 
+    /// Waits until `descriptor` can be read (or has an error or hang-up), or until `deadline`:
+    /// `true` when it is ready, `false` when the deadline came first (`nil`: no deadline).
+    public func readable(_ descriptor: Int32, deadline: ContinuousClock.Instant?) async throws -> Bool {
+        try await bounded(descriptor, events: EPOLLIN.rawValue, deadline: deadline)
+    }
+
+    /// Waits until `descriptor` can be written (or has an error or hang-up), or until `deadline`:
+    /// `true` when it is ready, `false` when the deadline came first (`nil`: no deadline).
+    public func writable(_ descriptor: Int32, deadline: ContinuousClock.Instant?) async throws -> Bool {
+        try await bounded(descriptor, events: EPOLLOUT.rawValue, deadline: deadline)
+    }
+
+    private func bounded(_ descriptor: Int32, events: UInt32, deadline: ContinuousClock.Instant?) async throws -> Bool {
+        do {
+            try await wait(for: descriptor, events: events, deadline: deadline)
+            return true
+        } catch is DeadlinePassed {
+            return false
+        }
+    }
+
+    /// Runs `body` on the reactor's thread after the jobs enqueued so far (and those they enqueue
+    /// before the loop next sleeps): a place to do once what several of those jobs asked for, such
+    /// as one `write` for every command they queued on a connection. Any thread.
+    public func execute(afterPendingJobs body: @escaping @Sendable () -> Void) {
+        call(body)
+    }
+
     /// Forgets `descriptor` before its owner closes it (a closed descriptor leaves the epoll set by
     /// itself, but its number may be reused at once). Reactor thread only, with no wait pending.
     public func forget(_ descriptor: Int32) {
@@ -112,10 +149,11 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
         }
     }
 
-    private func wait(for descriptor: Int32, events: UInt32) async throws {
+    private func wait(for descriptor: Int32, events: UInt32, deadline: ContinuousClock.Instant? = nil) async throws {
         precondition(isCurrent, "a readiness wait must run on its reactor (withTaskExecutorPreference)")
         precondition(waits[descriptor] == nil, "two waits on descriptor \(descriptor)")
         try Task.checkCancellation()
+        if let deadline, deadline <= .now { throw DeadlinePassed() }
         nextWaitID += 1
         let id = nextWaitID
         try await withTaskCancellationHandler {
@@ -139,7 +177,8 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
                     return
                 }
                 registered.insert(descriptor)
-                waits[descriptor] = Wait(id: id, continuation: continuation)
+                waits[descriptor] = Wait(id: id, continuation: continuation, deadline: deadline)
+                if deadline != nil { timedWaits += 1 }
             }
         } onCancel: {
             // Any thread: the wait is ended on the loop, unless readiness ended it first.
@@ -151,6 +190,7 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
     private func end(_ descriptor: Int32, id: UInt64? = nil, with error: (any Error)? = nil) {
         guard let wait = waits[descriptor], id == nil || wait.id == id else { return }
         waits[descriptor] = nil
+        if wait.deadline != nil { timedWaits -= 1 }
         if let error {
             // Disarm it, so a late readiness does not wake nobody.
             var event = epoll_event()
@@ -175,6 +215,31 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
     }
 
     // MARK: The loop
+
+    /// How long the idle loop may sleep: until the nearest deadline (rounded up, so it never
+    /// wakes just before it), or for ever (-1).
+    private func sleepMilliseconds() -> Int32 {
+        guard timedWaits > 0 else { return -1 }
+        var nearest: ContinuousClock.Instant?
+        for wait in waits.values {
+            if let deadline = wait.deadline, nearest.map({ deadline < $0 }) ?? true { nearest = deadline }
+        }
+        guard let nearest else { return -1 }
+        let (seconds, attoseconds) = ContinuousClock.now.duration(to: nearest).components
+        guard seconds >= 0, seconds > 0 || attoseconds > 0 else { return 0 }
+        let milliseconds = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+        return Int32(clamping: milliseconds)
+    }
+
+    /// Ends every wait whose deadline has passed (they return `false`).
+    private func endPassedDeadlines() {
+        let now = ContinuousClock.now
+        var passed: [(Int32, UInt64)] = []
+        for (descriptor, wait) in waits {
+            if let deadline = wait.deadline, deadline <= now { passed.append((descriptor, wait.id)) }
+        }
+        for (descriptor, id) in passed { end(descriptor, id: id, with: DeadlinePassed()) }
+    }
 
     private func call(_ body: @escaping @Sendable () -> Void) {
         let wake = state.withLockedValue { state -> Bool in
@@ -212,10 +277,9 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
                 return (idle, state.shutDown)
             }
             if shutDown && idle { break }
-            let count = epoll_wait(epoll, &events, Int32(events.count), idle ? -1 : 0)
+            let count = epoll_wait(epoll, &events, Int32(events.count), idle ? sleepMilliseconds() : 0)
             state.withLockedValue { $0.sleeping = false }
-            guard count > 0 else { continue }  // EINTR, or nothing ready with work waiting
-            for index in 0..<Int(count) {
+            for index in 0..<max(0, Int(count)) {
                 let descriptor = events[index].data.fd
                 if descriptor == wakeup {
                     var value: UInt64 = 0
@@ -224,6 +288,7 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
                     end(descriptor)
                 }
             }
+            if timedWaits > 0 { endPassedDeadlines() }
         }
         for descriptor in Array(waits.keys) { end(descriptor, with: ReactorShutDownError()) }
         // Jobs that the failed waits resumed run before the thread goes.

@@ -240,32 +240,6 @@ public final class RedisConnection: BlockingConnection {
     }
 }
 
-/// Calls `body` with argc, `const char **argv` and `const size_t *argvlen` for binary-safe
-/// arguments; every pointer is valid only during the call.
-private func withArgv<R>(
-    _ arguments: [[UInt8]],
-    _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R
-) -> R {
-    var storage: [UInt8] = []
-    var offsets: [Int] = []
-    var lengths: [Int] = []
-    for argument in arguments {
-        offsets.append(storage.count)
-        lengths.append(argument.count)
-        storage.append(contentsOf: argument)
-    }
-    storage.append(0)  // never empty, so baseAddress is never nil
-    return storage.withUnsafeBufferPointer { buffer in
-        let base = UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: CChar.self)
-        var argv: [UnsafePointer<CChar>?] = offsets.map { base + $0 }
-        return argv.withUnsafeMutableBufferPointer { argvBuffer in
-            lengths.withUnsafeBufferPointer { lengthBuffer in
-                body(Int32(arguments.count), argvBuffer.baseAddress!, lengthBuffer.baseAddress!)
-            }
-        }
-    }
-}
-
 /// A Lua script, run by SHA with a `NOSCRIPT` fallback; share one instance per script.
 public final class RedisScript: Sendable {
     public let source: String

@@ -109,6 +109,80 @@ struct ReactorTests {
         #expect(received == 7)
     }
 
+    @Test func aWaitWithADeadlineReturnsFalseWhenItPassesAndTrueWhenReady() async throws {
+        let reactor = Reactor()
+        defer { reactor.shutDown() }
+        let pipe = try Pipe()
+        let clock = ContinuousClock()
+        let (timedOut, elapsed, ready, passed) = try await withTaskExecutorPreference(reactor) {
+            let start = clock.now
+            let timedOut = try await reactor.readable(pipe.read, deadline: start + .milliseconds(100))
+            let elapsed = clock.now - start
+            // The same descriptor can be waited on again, and readiness wins over a far deadline.
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(20)) { pipe.send(9) }
+            let ready = try await reactor.readable(pipe.read, deadline: clock.now + .seconds(10))
+            // A deadline already past returns at once.
+            let passed = try await reactor.writable(pipe.write, deadline: clock.now - .seconds(1))
+            return (timedOut, elapsed, ready, passed)
+        }
+        #expect(!timedOut)
+        #expect(elapsed >= .milliseconds(100))
+        #expect(elapsed < .seconds(5))
+        #expect(ready)
+        #expect(pipe.receive() == 9)
+        #expect(!passed)
+    }
+
+    @Test func manyDeadlinesEndInTheirOwnTime() async throws {
+        let reactor = Reactor()
+        defer { reactor.shutDown() }
+        let pipes = try (0..<8).map { _ in try Pipe() }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let ended = try await withTaskExecutorPreference(reactor) {
+            try await withThrowingTaskGroup(of: (Int, Duration).self) { group in
+                for (index, pipe) in pipes.enumerated() {
+                    group.addTask {
+                        let ready = try await reactor.readable(
+                            pipe.read, deadline: start + .milliseconds(40 * (index + 1)))
+                        #expect(!ready)
+                        return (index, clock.now - start)
+                    }
+                }
+                return try await group.reduce(into: [(Int, Duration)]()) { $0.append($1) }
+            }
+        }
+        #expect(ended.map(\.0) == Array(0..<8))
+        for (index, elapsed) in ended { #expect(elapsed >= .milliseconds(40 * (index + 1))) }
+    }
+
+    @Test func workAfterPendingJobsRunsOnTheReactorAfterThem() async throws {
+        let reactor = Reactor()
+        defer { reactor.shutDown() }
+        final class Log: @unchecked Sendable {
+            // @unchecked: touched only on the reactor's thread.
+            var entries: [String] = []
+        }
+        let log = Log()
+        await withTaskExecutorPreference(reactor) {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    reactor.execute(afterPendingJobs: {
+                        #expect(reactor.isCurrent)
+                        log.entries.append("after")
+                    })
+                    log.entries.append("first")
+                }
+                group.addTask { log.entries.append("second") }
+            }
+            // Let the loop reach the call.
+            await Task.yield()
+            await Task.yield()
+        }
+        #expect(log.entries.prefix(2).sorted() == ["first", "second"])
+        #expect(log.entries.last == "after")
+    }
+
     @Test func shuttingDownFailsThePendingWaits() async throws {
         let reactor = Reactor()
         let pipe = try Pipe()

@@ -1,0 +1,41 @@
+/// Something that runs Lua scripts by SHA with a `NOSCRIPT` fallback: ``RedisClient``,
+/// ``RedisBatcher``, ``RedisAsyncClient``. Code that only runs scripts (a stream producer) can take
+/// any of them.
+public protocol RedisScriptEvaluating: Sendable {
+    /// Runs `script` with `keys` and `arguments` and returns its reply; an error reply throws.
+    func evaluate(_ script: RedisScript, keys: [any RedisArgument], arguments: [any RedisArgument]) async throws
+        -> RedisValue
+}
+
+extension RedisClient: RedisScriptEvaluating {}
+extension RedisBatcher: RedisScriptEvaluating {}
+
+/// `EVALSHA`, then on `NOSCRIPT` (first use, a restart, `SCRIPT FLUSH`) `SCRIPT LOAD` and
+/// `EVALSHA` again, then, if the script was flushed once more in between, `EVAL` with the source:
+/// the blocking connection's order, over any async `send`.
+enum RedisScriptRunner {
+    static func evaluate(
+        _ script: RedisScript, keys: [any RedisArgument], arguments: [any RedisArgument],
+        send: (RedisCommand) async throws -> RedisValue
+    ) async throws -> RedisValue {
+        let tail: [any RedisArgument] = [keys.count] + keys + arguments
+        if let sha = script.sha {
+            do {
+                return try await send(RedisCommand(["EVALSHA", sha] + tail))
+            } catch let error as RedisError where error.code == .noScript {
+                // fall through to load it
+            }
+        }
+        let loaded = try await send(RedisCommand("SCRIPT", "LOAD", script.source))
+        guard let sha = loaded.string else {
+            throw RedisError(
+                source: .server, code: .proto, message: "SCRIPT LOAD returned \(loaded)", command: "SCRIPT")
+        }
+        script.sha = sha
+        do {
+            return try await send(RedisCommand(["EVALSHA", sha] + tail))
+        } catch let error as RedisError where error.code == .noScript {
+            return try await send(RedisCommand(["EVAL", script.source] + tail))
+        }
+    }
+}
