@@ -26,3 +26,4 @@ extension RedisCommandRunner {
 
 extension RedisConnection: RedisCommandRunner {}
 extension RedisClient: RedisCommandRunner {}
+extension RedisAsyncClient: RedisCommandRunner {}

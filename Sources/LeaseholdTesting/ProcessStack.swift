@@ -27,6 +27,8 @@ public final class ProcessStack: Sendable {
     /// The same database through the non-blocking pool a worker's handlers use, on a reactor of
     /// the stack's own (for tests that run an entry processor in the test process).
     public let asyncPostgres: PostgresAsyncClient
+    /// Redis through the non-blocking client a worker's leases and completions use, on the same reactor.
+    public let asyncRedis: RedisAsyncClient
     public let redis: RedisClient
     public let http: HTTPClient
     private let processes: ProcessList
@@ -76,8 +78,9 @@ public final class ProcessStack: Sendable {
         self.directory = directory
         self.ports = Mutex(ingressPorts)
         self.postgres = postgres
-        self.asyncPostgres = PostgresAsyncClient(
-            configuration: postgres.configuration, reactor: Reactor(label: "leasehold.test-stack"), size: 16)
+        let reactor = Reactor(label: "leasehold.test-stack")
+        self.asyncPostgres = PostgresAsyncClient(configuration: postgres.configuration, reactor: reactor, size: 16)
+        self.asyncRedis = RedisAsyncClient(configuration: redis.configuration, reactor: reactor)
         self.redis = redis
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
@@ -340,7 +343,10 @@ public final class ProcessStack: Sendable {
         }
         try? await http.shutdown()
         await postgres.close()
-        await withTaskExecutorPreference(asyncPostgres.reactor) { [asyncPostgres] in await asyncPostgres.close() }
+        await withTaskExecutorPreference(asyncPostgres.reactor) { [asyncPostgres, asyncRedis] in
+            asyncRedis.close()
+            await asyncPostgres.close()
+        }
         asyncPostgres.reactor.shutDown()
         try? await database.drop()
         await redis.deleteKeys(withPrefix: prefix)

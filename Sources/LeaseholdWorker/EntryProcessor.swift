@@ -17,8 +17,9 @@ import Synchronization
 /// Redis work is per read batch, not per entry: the leases of a whole batch are taken by the
 /// script call that reads it (``StreamConsumer/read(count:block:first:leasing:via:)``, or
 /// ``lease(_:)`` for entries read otherwise), one heartbeat renews every lease the worker holds
-/// (``LeaseKeeper``), and completions (XACK + publish + release, one script each) travel together
-/// in shared pipelines (``RedisBatcher``). So under load a message costs PostgreSQL one round
+/// (``LeaseKeeper``), and completions (XACK + publish + release, one script each) travel together:
+/// they go through one non-blocking connection (``RedisAsyncClient``), where every command queued
+/// in one reactor turn leaves in one write. So under load a message costs PostgreSQL one round
 /// trip and Redis a fraction of one.
 struct EntryProcessor: Sendable {
     let configuration: WorkerConfiguration
@@ -26,6 +27,10 @@ struct EntryProcessor: Sendable {
     let postgres: PostgresClient
     /// The handlers' pool, non-blocking, on its reactor.
     let database: PostgresAsyncClient
+    /// Leases and completions: non-blocking, on the same reactor; concurrent callers share its
+    /// round trips (every command queued in one reactor turn leaves in one write).
+    let reactorRedis: RedisAsyncClient
+    /// For what is not on the hot path (retries, dead letters).
     let redis: RedisClient
     let logger: Logger
     let handlers: [String: any MessageHandler]
@@ -33,22 +38,26 @@ struct EntryProcessor: Sendable {
     let completion: Completion
     let scheduler: RetryScheduler
     let deadLetters: DeadLetterStore
-    private let batcher: RedisBatcher
     private let tokens = LeaseTokens()
     private let counters = ProcessedCounters()
 
     /// - Parameters:
     ///   - postgres: a blocking pool for the dead letters.
     ///   - database: the handlers' pool; give it ``WorkerConfiguration/concurrency`` connections.
+    ///   - reactorRedis: for leases and completions, on `database`'s reactor.
+    ///   - redis: a blocking client for retries and dead letters.
     ///   - handlers: one per message kind (default: ``WorkerService/defaultHandlers(configuration:)``).
     ///   - keeper: the leases to renew; the caller runs its heartbeat (``LeaseKeeper/run(every:consumer:redis:logger:)``).
     init(
         configuration: WorkerConfiguration, postgres: PostgresClient, database: PostgresAsyncClient,
-        redis: RedisClient, logger: Logger, handlers: [any MessageHandler]? = nil, keeper: LeaseKeeper = LeaseKeeper()
+        reactorRedis: RedisAsyncClient, redis: RedisClient, logger: Logger, handlers: [any MessageHandler]? = nil,
+        keeper: LeaseKeeper = LeaseKeeper()
     ) {
+        precondition(reactorRedis.reactor === database.reactor, "one reactor for the worker's connections")
         self.configuration = configuration
         self.postgres = postgres
         self.database = database
+        self.reactorRedis = reactorRedis
         self.redis = redis
         self.logger = logger
         let handlers = handlers ?? WorkerService.defaultHandlers(configuration: configuration)
@@ -57,9 +66,6 @@ struct EntryProcessor: Sendable {
         self.completion = Completion(keys: configuration.keys)
         self.scheduler = RetryScheduler(keys: configuration.keys)
         self.deadLetters = DeadLetterStore(keys: configuration.keys)
-        // Two pipelines in flight at most: under load the completions that arrive meanwhile pile
-        // up and leave together, one round trip for many.
-        self.batcher = RedisBatcher(client: redis, flushers: min(2, redis.size))
     }
 
     /// An entry and its lease, taken or not yet (`held == false`: another worker held it, or Redis
@@ -77,6 +83,10 @@ struct EntryProcessor: Sendable {
     /// Takes the leases of entries already read, in one script call (the worker's read takes
     /// them as it reads, see ``StreamConsumer/read(count:block:first:leasing:via:)``).
     func lease(_ entries: [StreamEntry]) async -> [Claimed] {
+        await withTaskExecutorPreference(database.reactor) { await leaseOnReactor(entries) }
+    }
+
+    private func leaseOnReactor(_ entries: [StreamEntry]) async -> [Claimed] {
         guard !entries.isEmpty else { return [] }
         let terms = leaseTerms()
         let leases = entries.map { entry in
@@ -84,7 +94,7 @@ struct EntryProcessor: Sendable {
         }
         let taken: [Bool]
         do {
-            taken = try await Lease.acquire(leases, via: redis)
+            taken = try await Lease.acquire(leases, via: reactorRedis)
         } catch {
             // Each entry tries again on its own (riding out an outage) in process(_:).
             logger.warning("could not take the batch's leases; trying one by one", metadata: ["error": "\(error)"])
@@ -168,11 +178,11 @@ struct EntryProcessor: Sendable {
         // COMMIT happened: acknowledge, publish, release — atomically, in a shared pipeline.
         keeper.completing(lease)
         do {
-            try await context.ridingOutOutages("acknowledging") { [completion, batcher, configuration] in
+            try await context.ridingOutOutages("acknowledging") {
                 try await completion.complete(
                     entry, lease: lease, requestID: handled.published?.requestID, result: handled.published?.body,
                     resultTTL: configuration.resultTTL, keepExisting: handled.published?.keepExisting ?? false,
-                    via: batcher)
+                    via: reactorRedis)
             }
             counters.increment(kind: entry.kind, outcome: handled.outcome, duplicate: handled.duplicate)
             logger.debug(
@@ -268,8 +278,8 @@ struct EntryProcessor: Sendable {
     private func acquire(_ lease: Lease, context: HandlerContext) async throws -> Bool {
         let deadline = ContinuousClock.now + configuration.leaseWait
         while true {
-            let acquired = try await context.ridingOutOutages("taking the lease") { [redis] in
-                try await lease.acquire(via: redis)
+            let acquired = try await context.ridingOutOutages("taking the lease") {
+                try await lease.acquire(via: reactorRedis)
             }
             if acquired { return true }
             if ContinuousClock.now >= deadline { return false }
@@ -278,12 +288,12 @@ struct EntryProcessor: Sendable {
     }
 
     /// Releases the lease even when the calling task is cancelled (a SIGTERM drain that timed
-    /// out): the release runs in a task of its own, which does not inherit the cancellation, and
-    /// is awaited at once.
+    /// out): the release runs in a task of its own (on the reactor), which does not inherit the
+    /// cancellation, and is awaited at once.
     private func release(_ lease: Lease, logger: Logger) async {
-        let redis = self.redis
+        let redis = reactorRedis
         do {
-            _ = try await Task { try await lease.release(via: redis) }.value
+            _ = try await Task(executorPreference: redis.reactor) { try await lease.release(via: redis) }.value
         } catch {
             logger.warning("could not release the lease; it expires by itself", metadata: ["error": "\(error)"])
         }

@@ -50,7 +50,7 @@ final class LeaseKeeper: Sendable {
     /// Renews every lease held, and returns those found lost (expired, perhaps taken by another
     /// worker) that are still being worked on. A lost lease is safe — the inbox keeps the work
     /// exactly-once — but worth a warning; it is not renewed again.
-    func renewAll(consumer: String, redis: RedisClient) async throws -> [Lease] {
+    func renewAll(consumer: String, redis: some RedisCommandRunner) async throws -> [Lease] {
         let snapshot = held.withLock { Array($0.values) }
         var lost: [Lease] = []
         var start = snapshot.startIndex
@@ -72,7 +72,7 @@ final class LeaseKeeper: Sendable {
     }
 
     /// The heartbeat: renews every held lease each `interval` until cancelled.
-    func run(every interval: Duration, consumer: String, redis: RedisClient, logger: Logger) async {
+    func run(every interval: Duration, consumer: String, redis: some RedisCommandRunner, logger: Logger) async {
         while !Task.isCancelled {
             do {
                 try await Task.sleep(for: interval)

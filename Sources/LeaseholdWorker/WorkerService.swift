@@ -42,8 +42,9 @@ public struct WorkerService: Service {
     public let configuration: WorkerConfiguration
     private let postgres: PostgresClient
     private let database: PostgresAsyncClient
+    private let reactorRedis: RedisAsyncClient
     private let redis: RedisClient
-    private let reader: RedisClient
+    private let reader: RedisAsyncClient
     private let logger: Logger
     private let processor: EntryProcessor
 
@@ -51,21 +52,25 @@ public struct WorkerService: Service {
     ///   - postgres: a blocking pool for the dead letters (a couple of connections is enough).
     ///   - database: the handlers' pool, on the worker's reactor: at least
     ///     ``WorkerConfiguration/concurrency`` connections, so no entry waits for one.
-    ///   - redis: for leases, heartbeats and completions.
-    ///   - reader: a separate client for the blocking XREADGROUP, so reads never hold a connection
-    ///     the processing tasks need.
+    ///   - reactorRedis: for leases, heartbeats and completions, on `database`'s reactor.
+    ///   - redis: a blocking client for retries and dead letters.
+    ///   - reader: a separate client, on the same reactor, for the read's blocking wait, so that it
+    ///     never holds up the commands of the processing tasks.
     public init(
         configuration: WorkerConfiguration, postgres: PostgresClient, database: PostgresAsyncClient,
-        redis: RedisClient, reader: RedisClient, logger: Logger
+        reactorRedis: RedisAsyncClient, redis: RedisClient, reader: RedisAsyncClient, logger: Logger
     ) {
+        precondition(reader.reactor === database.reactor, "one reactor for the worker's connections")
         self.configuration = configuration
         self.postgres = postgres
         self.database = database
+        self.reactorRedis = reactorRedis
         self.redis = redis
         self.reader = reader
         self.logger = logger
         self.processor = EntryProcessor(
-            configuration: configuration, postgres: postgres, database: database, redis: redis, logger: logger)
+            configuration: configuration, postgres: postgres, database: database, reactorRedis: reactorRedis,
+            redis: redis, logger: logger)
     }
 
     /// The longest a busy worker's read waits for more free slots, so that it carries several
@@ -101,9 +106,9 @@ public struct WorkerService: Service {
 
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
-                group.addTask { [processor, configuration, redis, logger] in
+                group.addTask { [processor, configuration, reactorRedis, logger] in
                     await processor.keeper.run(
-                        every: configuration.heartbeat, consumer: configuration.consumerName, redis: redis,
+                        every: configuration.heartbeat, consumer: configuration.consumerName, redis: reactorRedis,
                         logger: logger)
                 }
                 var failures = 0
@@ -215,7 +220,7 @@ public struct WorkerService: Service {
         var attempt = 0
         while true {
             do {
-                try await reader.withConnection { try consumer.ensureGroups(on: $0) }
+                try await consumer.ensureGroups(via: reader)
                 return
             } catch let error as RedisError where error.isRetryable && !Task.isShuttingDownGracefully {
                 attempt += 1

@@ -94,11 +94,14 @@ struct WorkerCommand: AsyncParsableCommand {
         let database = PostgresAsyncClient(
             configuration: postgresConfiguration, reactor: reactor, size: configuration.concurrency)
         let redisConfiguration = try common.redisConfiguration()
-        let redis = RedisClient(configuration: redisConfiguration, size: configuration.concurrency)
-        let reader = RedisClient(configuration: redisConfiguration, size: 1)
+        // Leases, heartbeats and completions on one non-blocking connection, the read's blocking
+        // wait on another, both on the reactor; a small blocking pool for retries and dead letters.
+        let reactorRedis = RedisAsyncClient(configuration: redisConfiguration, reactor: reactor, size: 1)
+        let reader = RedisAsyncClient(configuration: redisConfiguration, reactor: reactor, size: 1)
+        let redis = RedisClient(configuration: redisConfiguration, size: 2)
         let worker = WorkerService(
-            configuration: configuration, postgres: postgres, database: database, redis: redis, reader: reader,
-            logger: logger)
+            configuration: configuration, postgres: postgres, database: database, reactorRedis: reactorRedis,
+            redis: redis, reader: reader, logger: logger)
         var services: [any Service] = [worker]
         if let endpoint = try common.metricsEndpoint(
             registry: registry, role: "worker", logger: logger,
@@ -109,10 +112,13 @@ struct WorkerCommand: AsyncParsableCommand {
             services.append(endpoint)
         }
         try await runServices(services, logger: logger) {
-            await reader.close()
             await redis.close()
             await postgres.close()
-            await withTaskExecutorPreference(reactor) { await database.close() }
+            await withTaskExecutorPreference(reactor) {
+                reader.close()
+                reactorRedis.close()
+                await database.close()
+            }
             reactor.shutDown()
         }
     }

@@ -67,7 +67,8 @@ extension SystemTests {
             func processor(_ consumer: String) -> EntryProcessor {
                 EntryProcessor(
                     configuration: WorkerConfiguration(keys: keys, consumerName: consumer),
-                    postgres: stack.postgres, database: stack.asyncPostgres, redis: stack.redis,
+                    postgres: stack.postgres, database: stack.asyncPostgres, reactorRedis: stack.asyncRedis,
+                    redis: stack.redis,
                     logger: Logger(label: "test.\(consumer)"))
             }
             await processor("consumer-a").process(received)

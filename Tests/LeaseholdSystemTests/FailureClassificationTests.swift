@@ -79,7 +79,8 @@ extension SystemTests {
             let processor = EntryProcessor(
                 configuration: WorkerConfiguration(
                     keys: keys, consumerName: "consumer-a", lockTimeout: .seconds(60)),
-                postgres: stack.postgres, database: stack.asyncPostgres, redis: stack.redis,
+                postgres: stack.postgres, database: stack.asyncPostgres, reactorRedis: stack.asyncRedis,
+                redis: stack.redis,
                 logger: Logger(label: "test.cancel") { _ in RecordingLogHandler(records: records) })
 
             let task = Task { await processor.process(entry) }

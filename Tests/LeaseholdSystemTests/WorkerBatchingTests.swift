@@ -49,7 +49,8 @@ extension SystemTests {
 
             let processor = EntryProcessor(
                 configuration: WorkerConfiguration(keys: keys, consumerName: "worker-a", leaseWait: .milliseconds(300)),
-                postgres: stack.postgres, database: stack.asyncPostgres, redis: stack.redis,
+                postgres: stack.postgres, database: stack.asyncPostgres, reactorRedis: stack.asyncRedis,
+                redis: stack.redis,
                 logger: Logger(label: "test.batch"))
             let claimed = await processor.lease(delivered)
             #expect(claimed.map(\.held) == [true, true, false, true])
@@ -193,7 +194,8 @@ extension SystemTests {
             let delivered = try await Self.deliver(entries, stack: stack, consumer: "worker-a")
             let processor = EntryProcessor(
                 configuration: WorkerConfiguration(keys: keys, consumerName: "worker-a"), postgres: stack.postgres,
-                database: stack.asyncPostgres, redis: stack.redis, logger: Logger(label: "test.kinds"),
+                database: stack.asyncPostgres, reactorRedis: stack.asyncRedis, redis: stack.redis,
+                logger: Logger(label: "test.kinds"),
                 handlers: [NoteHandler()])
             for claimed in await processor.lease(delivered) { await processor.process(claimed) }
 
