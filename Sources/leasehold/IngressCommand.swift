@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import LeaseholdIngress
+import LeaseholdReactor
 import LeaseholdRedis
 import Metrics
 import Prometheus
@@ -112,11 +113,18 @@ struct IngressCommand: AsyncParsableCommand {
             logger.warning("LEASEHOLD_API_TOKEN is not set: /v1/bookings answers 401 to everything")
         }
 
-        let redis = RedisClient(configuration: try common.redisConfiguration(), size: configuration.redisConnections)
+        // One reactor thread runs the request handlers and the non-blocking Redis connection they
+        // share (see buildIngressApplication); the event loops only move bytes.
+        let reactor = Reactor(label: "leasehold.ingress")
+        defer { reactor.shutDown() }
+        let redis = RedisAsyncClient(
+            configuration: try common.redisConfiguration(), reactor: reactor, size: configuration.redisConnections)
         let app = buildIngressApplication(
             configuration: configuration, redis: redis, registry: registry, logger: logger)
-        try await runServices([app], logger: logger) {
-            await redis.close()
+        try await withTaskExecutorPreference(reactor) {
+            try await runServices([app], logger: logger) {
+                redis.close()
+            }
         }
     }
 }
