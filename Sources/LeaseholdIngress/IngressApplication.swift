@@ -5,6 +5,7 @@ import LeaseholdReactor
 import LeaseholdRedis
 import Logging
 import NIOCore
+import NIOPosix
 import Prometheus
 
 /// Builds the ingress HTTP application; `leasehold ingress` and the tests share it.
@@ -55,5 +56,9 @@ public func buildIngressApplication(
                 idleTimeout: TimeAmount.seconds(Int64(configuration.idleTimeoutSeconds)))),
         configuration: ApplicationConfiguration(
             address: .hostname(configuration.host, port: configuration.port), serverName: "leasehold-ingress"),
+        eventLoopGroupProvider: configuration.eventLoopThreads.map {
+            // Lives as long as the process (an ingress replica builds one application).
+            .shared(MultiThreadedEventLoopGroup(numberOfThreads: $0))
+        } ?? .singleton,
         logger: logger)
 }

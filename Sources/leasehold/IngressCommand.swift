@@ -8,6 +8,11 @@ import Metrics
 import Prometheus
 import ServiceLifecycle
 
+extension Int {
+    /// `nil` for 0 (a setting's "use the default").
+    fileprivate var nonZero: Int? { self == 0 ? nil : self }
+}
+
 /// `leasehold ingress`: the HTTP edge.
 struct IngressCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -66,6 +71,12 @@ struct IngressCommand: AsyncParsableCommand {
     )
     var bodyTimeoutSeconds: Int?
 
+    @Option(
+        help:
+            "Event loop threads that read and write the HTTP connections (env: LEASEHOLD_INGRESS_EVENT_LOOP_THREADS; default: one per CPU core). The request handlers and Redis run on one thread of their own."
+    )
+    var eventLoopThreads: Int?
+
     /// The YooKassa source policy; a malformed CIDR is a startup error naming the variable.
     func sourcePolicy() throws -> SourceAddressPolicy {
         func parse(_ flag: String?, _ variable: String) throws -> [CIDRBlock]? {
@@ -105,7 +116,10 @@ struct IngressCommand: AsyncParsableCommand {
             idleTimeoutSeconds: try Setting.int(
                 idleTimeoutSeconds, "LEASEHOLD_INGRESS_IDLE_TIMEOUT_SECONDS", default: 75, range: 1...86_400),
             bodyTimeoutSeconds: try Setting.int(
-                bodyTimeoutSeconds, "LEASEHOLD_INGRESS_BODY_TIMEOUT_SECONDS", default: 10, range: 1...3_600))
+                bodyTimeoutSeconds, "LEASEHOLD_INGRESS_BODY_TIMEOUT_SECONDS", default: 10, range: 1...3_600),
+            eventLoopThreads: try Setting.int(
+                eventLoopThreads, "LEASEHOLD_INGRESS_EVENT_LOOP_THREADS", default: 0, range: 0...256
+            ).nonZero)
         if configuration.telegramSecret.isEmpty {
             logger.warning("TELEGRAM_WEBHOOK_SECRET is not set: /telegram/webhook answers 401 to everything")
         }
