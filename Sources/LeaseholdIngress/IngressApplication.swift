@@ -22,6 +22,9 @@ public func buildIngressApplication(
     configuration: IngressConfiguration, redis: RedisAsyncClient, registry: PrometheusCollectorRegistry,
     logger: Logger
 ) -> some ApplicationProtocol {
+    // Per-request loggers derive from this one: see DeferredMetadataLogHandler for why it wraps.
+    var requestLogger = logger
+    requestLogger.handler = DeferredMetadataLogHandler(wrapping: logger.handler)
     let router = Router(context: IngressRequestContext.self)
     router.add(middleware: MetricsMiddleware())
     let enqueuer = Enqueuer(
@@ -60,5 +63,5 @@ public func buildIngressApplication(
             // Lives as long as the process (an ingress replica builds one application).
             .shared(MultiThreadedEventLoopGroup(numberOfThreads: $0))
         } ?? .singleton,
-        logger: logger)
+        logger: requestLogger)
 }
