@@ -85,13 +85,14 @@ let package = Package(
         .target(
             name: "LeaseholdIngress",
             dependencies: [
-                "LeaseholdQueue", "LeaseholdDomain", "LeaseholdIngressDecoding",
+                "LeaseholdQueue", "LeaseholdDomain", "LeaseholdIngressDecoding", "LeaseholdReactor", "LeaseholdRedis",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
@@ -170,7 +171,7 @@ let package = Package(
             name: "leasehold",
             dependencies: [
                 "LeaseholdOps", "LeaseholdIngress", "LeaseholdWorker", "LeaseholdSupervisor", "LeaseholdNotifier",
-                "LeaseholdLoadTest", "LeaseholdConsole", "LeaseholdReactor",
+                "LeaseholdLoadTest", "LeaseholdConsole", "LeaseholdReactor", "LeaseholdRedis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -225,7 +226,14 @@ let package = Package(
         ),
         .testTarget(
             name: "LeaseholdIngressTests",
-            dependencies: ["LeaseholdIngress", "LeaseholdIngressDecoding"]
+            dependencies: [
+                "LeaseholdIngress", "LeaseholdIngressDecoding", "LeaseholdQueue", "LeaseholdReactor", "LeaseholdRedis",
+                "LeaseholdTesting", "LeaseholdOps",
+                // IngressEnqueueTests runs the application in the test process.
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "LeaseholdNotifierTests",

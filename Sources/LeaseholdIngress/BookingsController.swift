@@ -4,6 +4,7 @@ import Hummingbird
 import LeaseholdDomain
 import LeaseholdIngressDecoding
 import LeaseholdQueue
+import LeaseholdReactor
 import LeaseholdRedis
 
 /// The direct API for other clients and load tests.
@@ -20,10 +21,10 @@ import LeaseholdRedis
 struct BookingsController: Sendable {
     let configuration: IngressConfiguration
     let enqueuer: Enqueuer
-    let redis: RedisClient
+    let redis: RedisAsyncClient
     private let token: SecretMatcher
 
-    init(configuration: IngressConfiguration, enqueuer: Enqueuer, redis: RedisClient) {
+    init(configuration: IngressConfiguration, enqueuer: Enqueuer, redis: RedisAsyncClient) {
         self.configuration = configuration
         self.enqueuer = enqueuer
         self.redis = redis
@@ -107,7 +108,8 @@ struct BookingsController: Sendable {
         }
         let stored: RedisValue
         do {
-            stored = try await redis.send("GET", configuration.keys.result(requestID))
+            let (redis, key) = (redis, configuration.keys.result(requestID))
+            stored = try await withTaskExecutorPreference(redis.reactor) { try await redis.send("GET", key) }
         } catch {
             throw enqueuer.unavailable("the result store is unavailable; retry later")
         }

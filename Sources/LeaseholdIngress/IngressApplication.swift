@@ -1,9 +1,11 @@
 import Hummingbird
 import HummingbirdCore
 import LeaseholdQueue
+import LeaseholdReactor
 import LeaseholdRedis
 import Logging
 import NIOCore
+import NIOPosix
 import Prometheus
 
 /// Builds the ingress HTTP application; `leasehold ingress` and the tests share it.
@@ -11,9 +13,18 @@ import Prometheus
 /// Routes: `POST /telegram/webhook`, `POST /yookassa/webhook`, `POST /v1/bookings`, `GET /v1/bookings/<request_id>`,
 /// `GET /healthz` (the process is up), `GET /readyz` (Redis answers), `GET /metrics`
 /// (Prometheus text from `registry`).
+///
+/// Every Redis call goes through `redis`, on its reactor. Run the application from a task that
+/// prefers the same reactor (`withTaskExecutorPreference(redis.reactor)`, as `leasehold ingress`
+/// does) and the request handlers run there too: a request is then decoded, enqueued and answered
+/// on one thread, with hand-offs only to and from the event loop that owns its socket.
 public func buildIngressApplication(
-    configuration: IngressConfiguration, redis: RedisClient, registry: PrometheusCollectorRegistry, logger: Logger
+    configuration: IngressConfiguration, redis: RedisAsyncClient, registry: PrometheusCollectorRegistry,
+    logger: Logger
 ) -> some ApplicationProtocol {
+    // Per-request loggers derive from this one: see DeferredMetadataLogHandler for why it wraps.
+    var requestLogger = logger
+    requestLogger.handler = DeferredMetadataLogHandler(wrapping: logger.handler)
     let router = Router(context: IngressRequestContext.self)
     router.add(middleware: MetricsMiddleware())
     let enqueuer = Enqueuer(
@@ -23,7 +34,7 @@ public func buildIngressApplication(
     router.get("healthz") { _, _ in "ok\n" }
     router.get("readyz") { _, context -> String in
         do {
-            _ = try await redis.send("PING")
+            _ = try await withTaskExecutorPreference(redis.reactor) { try await redis.send("PING") }
             return "ready\n"
         } catch {
             context.logger.warning("not ready: Redis does not answer", metadata: ["error": "\(error)"])
@@ -48,5 +59,9 @@ public func buildIngressApplication(
                 idleTimeout: TimeAmount.seconds(Int64(configuration.idleTimeoutSeconds)))),
         configuration: ApplicationConfiguration(
             address: .hostname(configuration.host, port: configuration.port), serverName: "leasehold-ingress"),
-        logger: logger)
+        eventLoopGroupProvider: configuration.eventLoopThreads.map {
+            // Lives as long as the process (an ingress replica builds one application).
+            .shared(MultiThreadedEventLoopGroup(numberOfThreads: $0))
+        } ?? .singleton,
+        logger: requestLogger)
 }

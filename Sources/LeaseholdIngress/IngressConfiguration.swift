@@ -22,7 +22,8 @@ public struct IngressConfiguration: Sendable {
     public var retryAfterSeconds: Int
     /// How long a `pending` marker for an API request lives before it is answered.
     public var resultTTLSeconds: Int
-    /// Redis connections per replica.
+    /// Redis connections per replica. Concurrent requests pipeline their scripts on a shared
+    /// connection, so one is usually fastest (the most scripts per write and per read).
     public var redisConnections: Int
     /// Who may post to `/yookassa/webhook` (`LEASEHOLD_YOOKASSA_ALLOWED_CIDRS`,
     /// `LEASEHOLD_TRUSTED_PROXIES`); by default YooKassa's published ranges and no proxies.
@@ -34,14 +35,21 @@ public struct IngressConfiguration: Sendable {
     /// A request body must be complete this long after its head, or the connection is answered
     /// 408 and closed (`LEASEHOLD_INGRESS_BODY_TIMEOUT_SECONDS`): the slow-loris bound.
     public var bodyTimeoutSeconds: Int
+    /// Event loop threads for the HTTP connections (`LEASEHOLD_INGRESS_EVENT_LOOP_THREADS`); `nil`
+    /// shares SwiftNIO's process-wide group (one thread per core). Their only work is moving
+    /// bytes and parsing HTTP: the handlers run on the caller's reactor (see
+    /// ``buildIngressApplication(configuration:redis:registry:logger:)``), so when several
+    /// replicas share a machine, one each is usually cheapest.
+    public var eventLoopThreads: Int?
 
     public init(
         host: String = "0.0.0.0", port: Int = 8080, keys: RedisKeys = RedisKeys(), telegramSecret: String = "",
         apiToken: String = "", maxBodyBytes: Int = 64 * 1024, highWaterMark: Int = 100_000,
-        retryAfterSeconds: Int = 2, resultTTLSeconds: Int = 86_400, redisConnections: Int = 16,
+        retryAfterSeconds: Int = 2, resultTTLSeconds: Int = 86_400, redisConnections: Int = 1,
         yookassaSources: SourceAddressPolicy = SourceAddressPolicy(), idleTimeoutSeconds: Int = 75,
-        bodyTimeoutSeconds: Int = 10
+        bodyTimeoutSeconds: Int = 10, eventLoopThreads: Int? = nil
     ) {
+        self.eventLoopThreads = eventLoopThreads
         self.idleTimeoutSeconds = idleTimeoutSeconds
         self.bodyTimeoutSeconds = bodyTimeoutSeconds
         self.yookassaSources = yookassaSources

@@ -32,11 +32,24 @@ struct JSONBody {
         }
     }
 
+    /// A header parameter without the spaces and tabs around it (HTTP's optional whitespace), in
+    /// plain Swift: Foundation's `trimmingCharacters` bridges through `NSString` on every request.
+    static func trimmingWhitespace(_ text: Substring) -> String {
+        String(trimming(text) { $0 == " " || $0 == "\t" })
+    }
+
+    static func trimming(_ text: Substring, where drop: (Character) -> Bool) -> Substring {
+        var text = text
+        while let first = text.first, drop(first) { text.removeFirst() }
+        while let last = text.last, drop(last) { text.removeLast() }
+        return text
+    }
+
     /// The body's bytes, after the content type and size checks.
     func read(_ request: Request) async throws -> Data {
         let contentTypes = request.headers[values: .contentType]
         let contentType = contentTypes.first?.lowercased() ?? ""
-        let parameters = contentType.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+        let parameters = contentType.split(separator: ";").map(Self.trimmingWhitespace)
         guard contentTypes.count <= 1, parameters.first == "application/json" else {
             throw HTTPError(
                 .unsupportedMediaType,
@@ -47,7 +60,7 @@ struct JSONBody {
         // JSON is UTF-8 (RFC 8259 §8.1). A sender declaring another charset means its bytes to be
         // read in it, which ingress does not do: refused rather than misread. No charset, or utf-8.
         for parameter in parameters.dropFirst() where parameter.hasPrefix("charset=") {
-            let charset = parameter.dropFirst("charset=".count).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+            let charset = String(Self.trimming(parameter.dropFirst("charset=".count)) { $0 == "\"" })
             guard charset == "utf-8" || charset == "utf8" else {
                 throw HTTPError(.unsupportedMediaType, message: "JSON must be UTF-8, got charset=\(charset)")
             }

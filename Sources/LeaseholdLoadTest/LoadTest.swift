@@ -4,6 +4,7 @@ import Histogram
 import LeaseholdDomain
 import LeaseholdPostgres
 import LeaseholdQueue
+import LeaseholdReactor
 import LeaseholdRedis
 
 /// Why a load test could not run (as opposed to an invariant that failed, which is a result).
@@ -149,12 +150,30 @@ public struct LoadTest: Sendable {
                 }
             }
             phases.addTask {
-                await withTaskGroup(of: Void.self) { senders in
-                    for _ in 0..<configuration.concurrency {
-                        senders.addTask {
-                            await drive(
-                                plan: plan, stats: stats, tracker: tracker, http: http, started: started,
-                                deadline: sendDeadline)
+                if let targets = LoadTarget.plainHTTP(configuration.ingressURLs) {
+                    // Every client on one reactor thread, each with its own keep-alive connection
+                    // per ingress URL (see LoadHTTPConnection for why).
+                    let reactor = Reactor(label: "leasehold.loadtest")
+                    await withTaskExecutorPreference(reactor) {
+                        await withTaskGroup(of: Void.self) { senders in
+                            for _ in 0..<configuration.concurrency {
+                                senders.addTask {
+                                    await drive(
+                                        plan: plan, stats: stats, tracker: tracker, targets: targets,
+                                        reactor: reactor, started: started, deadline: sendDeadline)
+                                }
+                            }
+                        }
+                    }
+                    reactor.shutDown()
+                } else {
+                    await withTaskGroup(of: Void.self) { senders in
+                        for _ in 0..<configuration.concurrency {
+                            senders.addTask {
+                                await drive(
+                                    plan: plan, stats: stats, tracker: tracker, http: http, started: started,
+                                    deadline: sendDeadline)
+                            }
                         }
                     }
                 }
@@ -439,6 +458,44 @@ public struct LoadTest: Sendable {
                 let ambiguous = status == 503 && response.headers.first(name: "Leasehold-Outcome") == "unknown"
                 stats.record(
                     index: index, status: status, accepted: accepted, ambiguous: ambiguous,
+                    sentAt: started.duration(to: sent), latency: sent.duration(to: .now))
+            } catch {
+                stats.recordError(index: index)
+            }
+        }
+    }
+
+    /// The same client loop over ``LoadHTTPConnection``s on `reactor` (plain `http://` ingress
+    /// URLs): request `index` goes to `targets[index % targets.count]`, as above.
+    private func drive(
+        plan: RequestPlan, stats: SendStatistics, tracker: CompletionTracker, targets: [LoadTarget], reactor: Reactor,
+        started: ContinuousClock.Instant, deadline: ContinuousClock.Instant?
+    ) async {
+        let configuration = self.configuration
+        let connections = targets.map { LoadHTTPConnection(reactor: reactor, address: $0.address) }
+        defer { for connection in connections { connection.close() } }
+        while true {
+            if configuration.rate == nil, let deadline, ContinuousClock.now >= deadline { return }
+            guard let index = stats.claim() else { return }
+            var due = ContinuousClock.now
+            if let rate = configuration.rate {
+                due = started + .microseconds(Int64(Double(index) / rate * 1_000_000))
+                if let deadline, due >= deadline {
+                    stats.stop(at: index)
+                    return
+                }
+                if due > .now { try? await Task.sleep(until: due) }
+            }
+            let sent = configuration.rate == nil ? ContinuousClock.now : due
+            let target = index % targets.count
+            let request = plan.requestBytes(index, host: targets[target].host)
+            do {
+                let answer = try await connections[target].exchange(request, deadline: .now + .seconds(30))
+                let accepted = answer.status == configuration.input.acceptedStatus(ofRequest: index)
+                if accepted { tracker.accepted(index) }
+                let ambiguous = answer.status == 503 && answer.outcome == "unknown"
+                stats.record(
+                    index: index, status: answer.status, accepted: accepted, ambiguous: ambiguous,
                     sentAt: started.duration(to: sent), latency: sent.duration(to: .now))
             } catch {
                 stats.recordError(index: index)

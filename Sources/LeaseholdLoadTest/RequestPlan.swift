@@ -108,6 +108,30 @@ public struct RequestPlan: Sendable {
         return request
     }
 
+    /// The same request as complete HTTP/1.1 bytes for ``LoadHTTPConnection``, addressed to
+    /// `host` (the `Host` header: `host:port` of the ingress URL).
+    func requestBytes(_ index: Int, host: String) -> [UInt8] {
+        let slot = slot(index)
+        let user = user(index)
+        let body: String
+        let credential: String
+        if input.shape(ofRequest: index) == .api {
+            credential = "Authorization: Bearer \(apiToken)"
+            body = #"{"request_id":"lt-\#(run)-\#(index)","user_id":\#(user),"slot_id":\#(slot)}"#
+        } else {
+            credential = "X-Telegram-Bot-Api-Secret-Token: \(telegramSecret)"
+            body = telegramUpdate(index, user: user, slot: slot)
+        }
+        let head =
+            "POST \(input.path(ofRequest: index)) HTTP/1.1\r\nHost: \(host)\r\nContent-Type: application/json\r\n"
+            + "\(credential)\r\nContent-Length: \(body.utf8.count)\r\n\r\n"
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(head.utf8.count + body.utf8.count)
+        bytes.append(contentsOf: head.utf8)
+        bytes.append(contentsOf: body.utf8)
+        return bytes
+    }
+
     /// A Telegram `Update` as the Bot API delivers it when a user presses the "book" button under
     /// the bot's schedule message (https://core.telegram.org/bots/api#callbackquery).
     func telegramUpdate(_ index: Int, user: Int64, slot: Int64) -> String {

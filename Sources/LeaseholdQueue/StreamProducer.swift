@@ -99,6 +99,15 @@ public struct StreamProducer: Sendable {
         return try Self.entryID(await batcher.evaluate(Self.enqueueScript, keys: keys, arguments: arguments))
     }
 
+    /// The same through any script runner, e.g. a ``RedisAsyncClient``, whose callers share one
+    /// connection's pipeline (ingress: every request in flight rides the same round trips).
+    public func enqueue(
+        _ entry: StreamEntry, marker: Marker? = nil, via scripts: some RedisScriptEvaluating
+    ) async throws -> String {
+        let (keys, arguments) = Self.scriptArguments(entry, marker: marker, highWaterMark: highWaterMark)
+        return try Self.entryID(await scripts.evaluate(Self.enqueueScript, keys: keys, arguments: arguments))
+    }
+
     private static func scriptArguments(_ entry: StreamEntry, marker: Marker?, highWaterMark: Int)
         -> (keys: [any RedisArgument], arguments: [any RedisArgument])
     {

@@ -2,10 +2,16 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import LeaseholdIngress
+import LeaseholdReactor
 import LeaseholdRedis
 import Metrics
 import Prometheus
 import ServiceLifecycle
+
+extension Int {
+    /// `nil` for 0 (a setting's "use the default").
+    fileprivate var nonZero: Int? { self == 0 ? nil : self }
+}
 
 /// `leasehold ingress`: the HTTP edge.
 struct IngressCommand: AsyncParsableCommand {
@@ -65,6 +71,12 @@ struct IngressCommand: AsyncParsableCommand {
     )
     var bodyTimeoutSeconds: Int?
 
+    @Option(
+        help:
+            "Event loop threads that read and write the HTTP connections (env: LEASEHOLD_INGRESS_EVENT_LOOP_THREADS; default: one per CPU core). The request handlers and Redis run on one thread of their own."
+    )
+    var eventLoopThreads: Int?
+
     /// The YooKassa source policy; a malformed CIDR is a startup error naming the variable.
     func sourcePolicy() throws -> SourceAddressPolicy {
         func parse(_ flag: String?, _ variable: String) throws -> [CIDRBlock]? {
@@ -104,7 +116,10 @@ struct IngressCommand: AsyncParsableCommand {
             idleTimeoutSeconds: try Setting.int(
                 idleTimeoutSeconds, "LEASEHOLD_INGRESS_IDLE_TIMEOUT_SECONDS", default: 75, range: 1...86_400),
             bodyTimeoutSeconds: try Setting.int(
-                bodyTimeoutSeconds, "LEASEHOLD_INGRESS_BODY_TIMEOUT_SECONDS", default: 10, range: 1...3_600))
+                bodyTimeoutSeconds, "LEASEHOLD_INGRESS_BODY_TIMEOUT_SECONDS", default: 10, range: 1...3_600),
+            eventLoopThreads: try Setting.int(
+                eventLoopThreads, "LEASEHOLD_INGRESS_EVENT_LOOP_THREADS", default: 0, range: 0...256
+            ).nonZero)
         if configuration.telegramSecret.isEmpty {
             logger.warning("TELEGRAM_WEBHOOK_SECRET is not set: /telegram/webhook answers 401 to everything")
         }
@@ -112,11 +127,18 @@ struct IngressCommand: AsyncParsableCommand {
             logger.warning("LEASEHOLD_API_TOKEN is not set: /v1/bookings answers 401 to everything")
         }
 
-        let redis = RedisClient(configuration: try common.redisConfiguration(), size: configuration.redisConnections)
+        // One reactor thread runs the request handlers and the non-blocking Redis connection they
+        // share (see buildIngressApplication); the event loops only move bytes.
+        let reactor = Reactor(label: "leasehold.ingress")
+        defer { reactor.shutDown() }
+        let redis = RedisAsyncClient(
+            configuration: try common.redisConfiguration(), reactor: reactor, size: configuration.redisConnections)
         let app = buildIngressApplication(
             configuration: configuration, redis: redis, registry: registry, logger: logger)
-        try await runServices([app], logger: logger) {
-            await redis.close()
+        try await withTaskExecutorPreference(reactor) {
+            try await runServices([app], logger: logger) {
+                redis.close()
+            }
         }
     }
 }
