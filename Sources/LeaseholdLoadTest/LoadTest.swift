@@ -431,21 +431,7 @@ public struct LoadTest: Sendable {
         started: ContinuousClock.Instant, deadline: ContinuousClock.Instant?
     ) async {
         let configuration = self.configuration
-        while true {
-            // Closed loop: nothing new after the deadline. Fixed rate: the schedule decides (a
-            // request due before the deadline still goes out, however late).
-            if configuration.rate == nil, let deadline, ContinuousClock.now >= deadline { return }
-            guard let index = stats.claim() else { return }
-            var due = ContinuousClock.now
-            if let rate = configuration.rate {
-                due = started + .microseconds(Int64(Double(index) / rate * 1_000_000))
-                if let deadline, due >= deadline {
-                    stats.stop(at: index)
-                    return
-                }
-                if due > .now { try? await Task.sleep(until: due) }
-            }
-            let sent = configuration.rate == nil ? ContinuousClock.now : due
+        while let (index, sent) = await nextRequest(stats: stats, started: started, deadline: deadline) {
             let request = plan.request(
                 index, baseURL: configuration.ingressURLs[index % configuration.ingressURLs.count])
             do {
@@ -474,19 +460,7 @@ public struct LoadTest: Sendable {
         let configuration = self.configuration
         let connections = targets.map { LoadHTTPConnection(reactor: reactor, address: $0.address) }
         defer { for connection in connections { connection.close() } }
-        while true {
-            if configuration.rate == nil, let deadline, ContinuousClock.now >= deadline { return }
-            guard let index = stats.claim() else { return }
-            var due = ContinuousClock.now
-            if let rate = configuration.rate {
-                due = started + .microseconds(Int64(Double(index) / rate * 1_000_000))
-                if let deadline, due >= deadline {
-                    stats.stop(at: index)
-                    return
-                }
-                if due > .now { try? await Task.sleep(until: due) }
-            }
-            let sent = configuration.rate == nil ? ContinuousClock.now : due
+        while let (index, sent) = await nextRequest(stats: stats, started: started, deadline: deadline) {
             let target = index % targets.count
             let request = plan.requestBytes(index, host: targets[target].host)
             do {
@@ -501,6 +475,27 @@ public struct LoadTest: Sendable {
                 stats.recordError(index: index)
             }
         }
+    }
+
+    /// The next request a client loop sends, and when it counts as sent; `nil` when the run is
+    /// over. Closed loop: the next index at once, nothing new after the deadline. Fixed rate: the
+    /// schedule decides, waiting until the index is due (a request due before the deadline still
+    /// goes out, however late, and counts from its due time).
+    private func nextRequest(
+        stats: SendStatistics, started: ContinuousClock.Instant, deadline: ContinuousClock.Instant?
+    ) async -> (index: Int, sent: ContinuousClock.Instant)? {
+        guard let rate = configuration.rate else {
+            if let deadline, ContinuousClock.now >= deadline { return nil }
+            return stats.claim().map { ($0, ContinuousClock.now) }
+        }
+        guard let index = stats.claim() else { return nil }
+        let due = started + .microseconds(Int64(Double(index) / rate * 1_000_000))
+        if let deadline, due >= deadline {
+            stats.stop(at: index)
+            return nil
+        }
+        if due > .now { try? await Task.sleep(until: due) }
+        return (index, due)
     }
 
     // MARK: Verification

@@ -79,7 +79,7 @@ public final class LocalRedisCluster: Sendable {
         masters: Int, replicasPerMaster: Int, nodeTimeout: Duration
     ) async throws -> LocalRedisCluster {
         let count = masters * (1 + replicasPerMaster)
-        let ports = try freeLowPorts(2 * count)
+        let ports = try LowPorts.free(2 * count)
         let nodes = ports.prefix(count).map { RedisNodeAddress(host: "127.0.0.1", port: $0) }
         let directory = try makeTemporaryDirectory("redis-cluster")
         let watchdog = try ChildProcess(
@@ -421,45 +421,5 @@ public final class LocalRedisCluster: Sendable {
     /// Whether a server that is not running was stopped by ``kill(_:)`` (SIGKILL, status 137).
     private func killedOnPurpose(_ server: ChildProcess) -> Bool {
         server.exitStatus == 128 + SIGKILL
-    }
-
-    /// Every port handed out in this process: clusters started at once by parallel tests must not
-    /// pick the same port before either has bound it (a node would then answer for another
-    /// cluster).
-    private static let handedOut = NIOLockedValueBox<Set<Int>>([])
-
-    /// `count` distinct ports nothing is bound to, below the kernel's ephemeral range (a port in
-    /// that range may be the local end of an outgoing connection by the time a server binds it).
-    private static func freeLowPorts(_ count: Int) throws -> [Int] {
-        let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
-        let low = range.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } ?? 32768
-        let upper = low > 20000 ? low : 32768
-        return try handedOut.withLockedValue { handedOut in
-            var ports: [Int] = []
-            for _ in 0..<(200 * count) where ports.count < count {
-                let port = Int.random(in: 10000..<upper)
-                if !handedOut.contains(port), canBind(port) {
-                    handedOut.insert(port)
-                    ports.append(port)
-                }
-            }
-            guard ports.count == count else { throw TestSetupError("no \(count) free ports below \(upper)") }
-            return ports
-        }
-    }
-
-    private static func canBind(_ port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-            }
-        }
     }
 }

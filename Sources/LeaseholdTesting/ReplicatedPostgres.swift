@@ -32,9 +32,8 @@ public final class ReplicatedPostgres: Sendable {
     /// synchronous standby.
     public static func start(database: String = "leasehold") async throws -> ReplicatedPostgres {
         let directory = try makeTemporaryDirectory("pg-failover")
-        let primaryPort = try freeLowPort()
-        var standbyPort = try freeLowPort()
-        while standbyPort == primaryPort { standbyPort = try freeLowPort() }
+        let ports = try LowPorts.free(2)
+        let (primaryPort, standbyPort) = (ports[0], ports[1])
         let pair = ReplicatedPostgres(
             directory: directory, primaryPort: primaryPort, standbyPort: standbyPort, database: database)
         do {
@@ -246,33 +245,6 @@ public final class ReplicatedPostgres: Sendable {
         }
     }
 
-    /// A port nothing is bound to, below the kernel's ephemeral range (a port in that range may be
-    /// the local end of an outgoing connection by the time the server binds it).
-    private static func freeLowPort() throws -> Int {
-        let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
-        let low = range.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } ?? 32768
-        let upper = low > 20000 ? low : 32768
-        for _ in 0..<200 {
-            let port = Int.random(in: 10000..<upper)
-            if canBind(port) { return port }
-        }
-        return try freeLoopbackPort()
-    }
-
-    private static func canBind(_ port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-            }
-        }
-    }
 }
 
 /// Runs a blocking closure on a Dispatch queue and awaits its result.
