@@ -25,11 +25,12 @@ import Synchronization
 /// One heartbeat (``LeaseKeeper``) renews every lease the worker holds, in one call per interval.
 ///
 /// Everything runs on one thread, the reactor of the handlers' PostgreSQL pool: the read loop,
-/// the heartbeat and every entry's task prefer it as their executor, and the pool's connections
-/// are non-blocking, with their sockets on that reactor. So an entry is read, its transaction
-/// sent and answered, and its completion queued without any thread hand-off, and one wake-up
-/// serves every connection that is ready (a blocking client on a thread per connection cost about
-/// 6.7 context switches per message).
+/// the heartbeat and every entry's task prefer it as their executor, and the hot path's
+/// connections (PostgreSQL, and the two Redis clients) are non-blocking, with their sockets on
+/// that reactor. So an entry is read, its transaction sent and answered, and its completion sent
+/// without any thread hand-off, and one wake-up serves every connection that is ready (blocking
+/// clients on a thread per connection cost about 6.7 context switches per message). Only retries
+/// and dead letters use the blocking pools.
 ///
 /// A transaction that fails is never acknowledged as done: the entry goes to the retry schedule
 /// (XACK + ZADD in one script) or, past the retry policy's limit, to the dead letters.
