@@ -36,35 +36,12 @@ public struct Completion: Sendable {
     /// the request that used it first, but its own caller must learn it was refused).
     public func complete(
         _ entry: StreamEntry, lease: Lease, requestID: String?, result: [UInt8]?, resultTTL: Duration,
-        keepExisting: Bool = false, on connection: RedisConnection
-    ) throws(RedisError) {
-        let (keys, arguments) = Self.call(
-            entry, lease: lease, resultKey: keys.result(requestID ?? "-"), result: requestID == nil ? nil : result,
-            resultTTL: resultTTL, keepExisting: keepExisting)
-        try connection.evaluate(Self.script, keys: keys, arguments: arguments)
-    }
-
-    /// ``complete(_:lease:requestID:result:resultTTL:keepExisting:on:)`` through any runner.
-    public func complete(
-        _ entry: StreamEntry, lease: Lease, requestID: String?, result: [UInt8]?, resultTTL: Duration,
         keepExisting: Bool = false, via runner: some RedisCommandRunner
     ) async throws {
         let (keys, arguments) = Self.call(
             entry, lease: lease, resultKey: keys.result(requestID ?? "-"), result: requestID == nil ? nil : result,
             resultTTL: resultTTL, keepExisting: keepExisting)
         _ = try await runner.evaluate(Self.script, keys: keys, arguments: arguments)
-    }
-
-    /// ``complete(_:lease:requestID:result:resultTTL:keepExisting:on:)`` in a pipeline shared
-    /// with other callers (the worker's completions travel together under load).
-    public func complete(
-        _ entry: StreamEntry, lease: Lease, requestID: String?, result: [UInt8]?, resultTTL: Duration,
-        keepExisting: Bool = false, via batcher: RedisBatcher
-    ) async throws {
-        let (keys, arguments) = Self.call(
-            entry, lease: lease, resultKey: keys.result(requestID ?? "-"), result: requestID == nil ? nil : result,
-            resultTTL: resultTTL, keepExisting: keepExisting)
-        try await batcher.evaluate(Self.script, keys: keys, arguments: arguments)
     }
 
     private static func call(

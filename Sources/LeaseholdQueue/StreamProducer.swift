@@ -92,20 +92,13 @@ public struct StreamProducer: Sendable {
         return try Self.entryID(connection.evaluate(Self.enqueueScript, keys: keys, arguments: arguments))
     }
 
-    /// The same, in a pipeline shared with concurrent callers (ingress: one round trip carries
-    /// every request that arrived while the previous one was on the wire).
-    public func enqueue(_ entry: StreamEntry, marker: Marker? = nil, via batcher: RedisBatcher) async throws -> String {
-        let (keys, arguments) = Self.scriptArguments(entry, marker: marker, highWaterMark: highWaterMark)
-        return try Self.entryID(await batcher.evaluate(Self.enqueueScript, keys: keys, arguments: arguments))
-    }
-
-    /// The same through any script runner, e.g. a ``RedisAsyncClient``, whose callers share one
+    /// The same through any runner, e.g. a ``RedisAsyncClient``, whose callers share one
     /// connection's pipeline (ingress: every request in flight rides the same round trips).
     public func enqueue(
-        _ entry: StreamEntry, marker: Marker? = nil, via scripts: some RedisScriptEvaluating
+        _ entry: StreamEntry, marker: Marker? = nil, via runner: some RedisCommandRunner
     ) async throws -> String {
         let (keys, arguments) = Self.scriptArguments(entry, marker: marker, highWaterMark: highWaterMark)
-        return try Self.entryID(await scripts.evaluate(Self.enqueueScript, keys: keys, arguments: arguments))
+        return try Self.entryID(await runner.evaluate(Self.enqueueScript, keys: keys, arguments: arguments))
     }
 
     private static func scriptArguments(_ entry: StreamEntry, marker: Marker?, highWaterMark: Int)

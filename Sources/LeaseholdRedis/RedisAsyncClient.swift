@@ -30,7 +30,7 @@ import LeaseholdReactor
 /// A task cancelled before its command is queued gets `CancellationError` and sends nothing
 /// (also while it waits for a connection to open). Once queued, the command runs its course: the
 /// call returns its reply or error within its timeout (see ``RedisAsyncConnection``).
-public final class RedisAsyncClient: RedisScriptEvaluating, @unchecked Sendable {
+public final class RedisAsyncClient: @unchecked Sendable {
     // @unchecked Sendable: the mutable state below is touched only on `reactor`'s thread (every
     // entry point preconditions it).
 

@@ -1,15 +1,3 @@
-/// Something that runs Lua scripts by SHA with a `NOSCRIPT` fallback: ``RedisClient``,
-/// ``RedisBatcher``, ``RedisAsyncClient``. Code that only runs scripts (a stream producer) can take
-/// any of them.
-public protocol RedisScriptEvaluating: Sendable {
-    /// Runs `script` with `keys` and `arguments` and returns its reply; an error reply throws.
-    func evaluate(_ script: RedisScript, keys: [any RedisArgument], arguments: [any RedisArgument]) async throws
-        -> RedisValue
-}
-
-extension RedisClient: RedisScriptEvaluating {}
-extension RedisBatcher: RedisScriptEvaluating {}
-
 /// `EVALSHA`, then on `NOSCRIPT` (first use, a restart, `SCRIPT FLUSH`) `SCRIPT LOAD` and
 /// `EVALSHA` again, then, if the script was flushed once more in between, `EVAL` with the source:
 /// the blocking connection's order, over any async `send`.
