@@ -65,6 +65,8 @@ extension SystemTests {
                 let interviews = try await stack.postgres.query("SELECT count(*) FROM interviews").single()
                 return try interviews.decode(Int64.self, at: 0) == 12
             }
+            // The acknowledgement follows each COMMIT: wait for the last one too.
+            try await waitUntil { try await Self.pending(stack, consumer: "worker-0") == 0 }
             #expect(try await Self.pending(stack, consumer: "worker-0") == 0)
             await stack.shutdown()
         }
