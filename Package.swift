@@ -188,7 +188,7 @@ let package = Package(
         .target(
             name: "LeaseholdTesting",
             dependencies: [
-                "LeaseholdOps", "LeaseholdPostgres", "LeaseholdRedis", "LeaseholdReactor",
+                "LeaseholdOps", "LeaseholdPostgres", "LeaseholdQueue", "LeaseholdRedis", "LeaseholdReactor",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

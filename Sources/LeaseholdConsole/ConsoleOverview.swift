@@ -33,7 +33,8 @@ public struct ConsoleOverview: Sendable {
         for stream in status.streams {
             consumers[stream.stream] = try await QueueStatus.consumers(of: stream.stream, redis: redis)
         }
-        let nextDue = try await redis.withConnection { try RetryScheduler(keys: keys).oldestDue(on: $0) }
+        let nextDue = try await RetryScheduler(keys: keys, streams: keys.streams(configuration.sources)).oldestDue(
+            via: redis)
         let query = DeadLetterQuery()
         let outbox = try await postgres.query(
             """

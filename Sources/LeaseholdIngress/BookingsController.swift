@@ -77,7 +77,9 @@ struct BookingsController: Sendable {
         let body = try await JSONBody(configuration).decode(IngressBodies.booking, from: request)
         let booking = body.booking
         let entry = StreamEntry(
-            stream: configuration.keys.stream("bookings"), key: "api:\(body.requestID)", kind: BookingRequest.kind,
+            // Sharded by the request ID: its result, digest and lease sit beside the entry.
+            stream: configuration.keys.bookingStream(requestID: body.requestID), key: "api:\(body.requestID)",
+            kind: BookingRequest.kind,
             payload: Array(try JSONEncoder().encode(booking)))
         let pending = #"{"request_id":"\#(body.requestID)","status":"pending"}"#
         // The pending marker is written by the same script as the entry (NX: never over a

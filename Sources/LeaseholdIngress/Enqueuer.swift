@@ -26,9 +26,8 @@ struct Enqueuer: Sendable {
         self.producer = producer
         self.retryAfterSeconds = retryAfterSeconds
         self.enqueued = Dictionary(
-            uniqueKeysWithValues: ["telegram", "yookassa", "bookings"].map { source in
-                let stream = producer.keys.stream(source)
-                return (stream, Counter(label: Self.enqueuedLabel, dimensions: [("stream", stream)]))
+            uniqueKeysWithValues: producer.keys.streams(RedisKeys.sources).map { stream in
+                (stream, Counter(label: Self.enqueuedLabel, dimensions: [("stream", stream)]))
             })
     }
 

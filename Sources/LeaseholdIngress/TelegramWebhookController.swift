@@ -46,7 +46,9 @@ struct TelegramWebhookController: Sendable {
             return try answer(callbackQueryID, "🤔 Неизвестная команда.")
         case .enqueue(let updateID, let callbackQueryID, let booking):
             let entry = StreamEntry(
-                stream: configuration.keys.stream("telegram"), key: "tg:\(updateID)", kind: BookingRequest.kind,
+                // Sharded by the user, so one user's updates stay in order on one stream.
+                stream: configuration.keys.stream("telegram", shardKey: String(booking.userID)), key: "tg:\(updateID)",
+                kind: BookingRequest.kind,
                 payload: Array(try JSONEncoder().encode(booking)))
             _ = try await enqueuer.enqueue(entry, logger: context.logger)
             return try answer(callbackQueryID, BookingOutcome.pending.reply)

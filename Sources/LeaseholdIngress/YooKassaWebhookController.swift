@@ -38,7 +38,9 @@ struct YooKassaWebhookController: Sendable {
         let body = try await JSONBody(configuration).read(request)
         let valid = try JSONBody.check(IngressBodies.yookassa, body)
         let entry = StreamEntry(
-            stream: configuration.keys.stream("yookassa"), key: valid.messageKey, kind: YooKassaNotification.kind,
+            // Sharded by the payment, so a payment's events meet on one stream.
+            stream: configuration.keys.stream("yookassa", shardKey: valid.paymentID), key: valid.messageKey,
+            kind: YooKassaNotification.kind,
             payload: Array(body))
         _ = try await enqueuer.enqueue(entry, logger: context.logger)
         return Response(

@@ -98,11 +98,13 @@ public struct LoadTest: Sendable {
         let plan = try await seedRun(postgres: postgres)
         // Ingress only: where the stream ends now, so the clean-up finds the run's entries after it.
         let backlog = redis.map {
-            RunBacklog(redis: $0, keys: RedisKeys(prefix: configuration.redisPrefix), plan: plan)
+            RunBacklog(
+                redis: $0, keys: RedisKeys(prefix: configuration.redisPrefix, shards: configuration.redisShards),
+                plan: plan)
         }
-        let backlogStart: String
+        let backlogStart: RunBacklog.Marks
         do {
-            backlogStart = try await backlog?.lastEntryID() ?? "0-0"
+            backlogStart = try await backlog?.lastEntryIDs() ?? [:]
         } catch {
             throw LoadTestError.setup("Redis (--redis-url) is unreachable: \(error)")
         }
@@ -295,14 +297,14 @@ public struct LoadTest: Sendable {
     /// The end of an `--ingress-only` run: remove what it left in Redis, check that nothing of it
     /// is left and that no worker processed any of it, and report the sending figures.
     private func finishIngressOnly(
-        plan: RequestPlan, stats: SendStatistics, backlog: RunBacklog, after: String, sendDuration: Duration,
+        plan: RequestPlan, stats: SendStatistics, backlog: RunBacklog, after: RunBacklog.Marks, sendDuration: Duration,
         lineBox: ProgressLineBox, postgres: PostgresClient
     ) async throws -> LoadTestReport {
         let (sent, accepted, failed) = stats.counts
         progress?.update(lineBox.next(phase: "done", sent: sent, accepted: accepted, completed: 0, failed: failed))
         progress?.finish()
         progress?.note(
-            "sending done after \(Self.number(sendDuration.seconds)) s; removing the run's entries from \(backlog.stream)"
+            "sending done after \(Self.number(sendDuration.seconds)) s; removing the run's entries from \(backlog.streams.joined(separator: ", "))"
         )
         let removed: RunBacklog.Removal
         let left: (streamEntries: Int, keys: Int)
@@ -333,7 +335,7 @@ public struct LoadTest: Sendable {
                 name: "no worker processed the run's requests", passed: processed == 0,
                 detail: processed == 0
                     ? "0 inbox rows for the run"
-                    : "\(processed) inbox rows for the run: a worker consumes \(backlog.stream), so the figure is "
+                    : "\(processed) inbox rows for the run: a worker consumes \(backlog.streams.joined(separator: ", ")), so the figure is "
                         + "not ingress alone"),
         ]
         var report = LoadTestReport(

@@ -51,6 +51,9 @@ public struct LoadTestConfiguration: Sendable {
     public var redisURL: String?
     /// The prefix of every Redis key the ingress writes (`LEASEHOLD_REDIS_PREFIX`).
     public var redisPrefix: String
+    /// Streams per source when the system runs the sharded key layout (`LEASEHOLD_REDIS_SHARDS`);
+    /// `nil` for the one-node layout.
+    public var redisShards: Int?
 
     public init(
         ingressURLs: [String] = ["http://127.0.0.1:8080"], input: LoadTestInput = .api, apiToken: String = "",
@@ -58,7 +61,7 @@ public struct LoadTestConfiguration: Sendable {
         users: Int? = nil, requestCount: Int? = nil, duration: Duration? = nil, concurrency: Int = 32,
         rate: Double? = nil, completionTimeout: Duration = .seconds(120), postgresLog: String? = nil,
         pgbench: Bool = true, recordTimeline: Bool = false, ingressOnly: Bool = false, redisURL: String? = nil,
-        redisPrefix: String = "lh:"
+        redisPrefix: String = "lh:", redisShards: Int? = nil
     ) {
         self.ingressURLs = ingressURLs
         self.input = input
@@ -79,6 +82,7 @@ public struct LoadTestConfiguration: Sendable {
         self.ingressOnly = ingressOnly
         self.redisURL = redisURL
         self.redisPrefix = redisPrefix
+        self.redisShards = redisShards
     }
 
     /// The most requests one run may send (Telegram update IDs reserve 7 digits for the index).

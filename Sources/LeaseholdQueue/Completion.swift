@@ -30,7 +30,8 @@ public struct Completion: Sendable {
         return 1
         """)
 
-    /// Acknowledges `entry`, publishes `result` under `lh:result:<requestID>` for `resultTTL`, and
+    /// Acknowledges `entry`, publishes `result` under its request ID's result key
+    /// (``RedisKeys/result(_:in:)``, beside the entry's stream) for `resultTTL`, and
     /// releases `lease`. With `keepExisting`, an outcome already published for the ID stays and
     /// only a `pending` marker is replaced (a reused request ID must not overwrite the outcome of
     /// the request that used it first, but its own caller must learn it was refused).
@@ -39,7 +40,8 @@ public struct Completion: Sendable {
         keepExisting: Bool = false, via runner: some RedisCommandRunner
     ) async throws {
         let (keys, arguments) = Self.call(
-            entry, lease: lease, resultKey: keys.result(requestID ?? "-"), result: requestID == nil ? nil : result,
+            entry, lease: lease, resultKey: keys.result(requestID ?? "-", in: entry.stream),
+            result: requestID == nil ? nil : result,
             resultTTL: resultTTL, keepExisting: keepExisting)
         _ = try await runner.evaluate(Self.script, keys: keys, arguments: arguments)
     }

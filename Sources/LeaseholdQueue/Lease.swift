@@ -12,7 +12,8 @@ import LeaseholdRedis
 /// ``renew(resetting:consumer:group:on:)``), so an entry whose transaction runs longer than the
 /// supervisor's visibility timeout never even looks stalled.
 public struct Lease: Sendable, Equatable {
-    /// The Redis key, `lh:lease:<message key>`.
+    /// The Redis key, ``RedisKeys/lease(_:in:)``: `lh:lease:<message key>`, or under the
+    /// stream's hash tag in the sharded layout.
     public let key: String
     /// Who holds it: consumer name and a random token, unique per acquisition.
     public let owner: String
@@ -31,8 +32,8 @@ public struct Lease: Sendable, Equatable {
     // XCLAIM it to the same consumer with min-idle-time 0 and JUSTID, which sets its idle time to
     // 0 without counting a delivery. An entry the supervisor claimed (possible only while the
     // lease was not held) or that was acknowledged is left alone; pcall keeps a vanished group
-    // from failing the renewal. The keys hash to different slots: fine on one Redis node (the
-    // supported set-up); a Redis Cluster would need each pair under one hash tag.
+    // from failing the renewal. On a Redis Cluster each call names the leases of one hash slot
+    // (the sharded layout keeps a lease beside its stream), see ``RedisCommandRunner/perSlot``.
     static let renewScript = RedisScript(
         """
         local held = {}
@@ -109,9 +110,11 @@ public struct Lease: Sendable, Equatable {
         _ held: [(lease: Lease, entry: StreamEntry)], consumer: String, group: String = RedisKeys.consumerGroup,
         via runner: some RedisCommandRunner
     ) async throws -> [Bool] {
-        guard !held.isEmpty else { return [] }
-        let (keys, arguments) = renewCall(held, consumer: consumer, group: group)
-        return try await runner.evaluate(renewScript, keys: keys, arguments: arguments).flags(count: held.count)
+        try await runner.perSlot(held, key: \.lease.key) { held in
+            guard !held.isEmpty else { return [] }
+            let (keys, arguments) = renewCall(held, consumer: consumer, group: group)
+            return try await runner.evaluate(renewScript, keys: keys, arguments: arguments).flags(count: held.count)
+        }
     }
 
     private static func renewCall(_ held: [(lease: Lease, entry: StreamEntry)], consumer: String, group: String)
@@ -139,10 +142,13 @@ public struct Lease: Sendable, Equatable {
 
     /// ``acquire(_:on:)`` through any runner.
     public static func acquire(_ leases: [Lease], via runner: some RedisCommandRunner) async throws -> [Bool] {
-        guard let first = leases.first else { return [] }
-        let keys: [any RedisArgument] = leases.map(\.key)
-        let arguments: [any RedisArgument] = [first.ttlMilliseconds] + leases.map(\.owner)
-        return try await runner.evaluate(acquireScript, keys: keys, arguments: arguments).flags(count: leases.count)
+        try await runner.perSlot(leases, key: \.key) { leases in
+            guard let first = leases.first else { return [] }
+            let keys: [any RedisArgument] = leases.map(\.key)
+            let arguments: [any RedisArgument] = [first.ttlMilliseconds] + leases.map(\.owner)
+            return try await runner.evaluate(acquireScript, keys: keys, arguments: arguments).flags(
+                count: leases.count)
+        }
     }
 
     /// Drops the lease if this owner still holds it; never deletes someone else's.

@@ -7,10 +7,11 @@ import LeaseholdRedis
 ///
 /// ## Layout: a ZSET of small members, a hash per retry
 ///
-/// The schedule is the ZSET ``RedisKeys/retrySchedule`` (`lh:retry`), scored by due time in
-/// milliseconds since 1970. Its member is the *retry ID*, `<stream>/<entry id>` of the failed
-/// entry (see ``member(for:)``), and everything needed to re-enqueue it lives in a hash beside it,
-/// `lh:retry:<retry ID>` (``bodyKey(member:)``): `stream`, `key`, `kind`, `payload`, `attempt`
+/// The schedule is the ZSET ``RedisKeys/retrySchedule(for:)`` of the entry's stream (`lh:retry` for
+/// every stream on one node; `lh:{bookings:3}:retry` per stream in the sharded layout), scored by
+/// due time in milliseconds since 1970. Its member is the *retry ID*, `<stream>/<entry id>` of the
+/// failed entry (see ``member(for:)``), and everything needed to re-enqueue it lives in a hash
+/// beside it, `<schedule>:<retry ID>` (``bodyKey(member:)``): `stream`, `key`, `kind`, `payload`, `attempt`
 /// (the *next* attempt number), `enqueued_at`, `errors` (every failed attempt so far, see
 /// ``AttemptFailure``), plus `last_error` and `failed_entry` for operators. When the retry is due,
 /// `errors` goes back onto the stream with the message, so the next failure appends to it and a
@@ -25,7 +26,7 @@ import LeaseholdRedis
 ///
 /// ## Idempotency
 ///
-/// ``schedule(entry:at:lastError:worker:failedAt:on:)`` is gated on `XACK` returning 1: only the call that
+/// ``schedule(entry:at:lastError:worker:failedAt:via:)`` is gated on `XACK` returning 1: only the call that
 /// actually acknowledges the pending entry parks it. A second call for the same entry (a retried
 /// call whose first reply was lost, a reclaimer racing a worker) finds nothing pending and changes
 /// nothing; so does a call for an entry that a worker completed meanwhile.
@@ -33,19 +34,25 @@ import LeaseholdRedis
 /// ## Keys the scripts touch
 ///
 /// `moveDue` XADDs to the streams named in the hashes and reads hashes named after members, keys
-/// it cannot declare in `KEYS` up front. That is fine on one Redis (the supported set-up);
-/// a Redis Cluster would need one schedule per stream shard under the shard's hash tag.
+/// it cannot declare in `KEYS` up front. In the sharded layout a schedule, its hashes and its
+/// stream share the stream's hash tag, so each script stays in one slot, as a Redis Cluster needs.
 public struct RetryScheduler: Sendable {
     public let keys: RedisKeys
-    /// The consumer group whose pending entry ``schedule(entry:at:lastError:worker:failedAt:on:)`` acknowledges.
+    /// The schedules ``moveDue(now:limit:via:)``, ``backlog(via:)`` and ``oldestDue(via:)`` cover:
+    /// those of the streams given at init (one on one node, one per stream when sharded).
+    public let schedules: [String]
+    /// The consumer group whose pending entry ``schedule(entry:at:lastError:worker:failedAt:via:)`` acknowledges.
     public let group: String
 
-    public init(keys: RedisKeys, group: String = RedisKeys.consumerGroup) {
+    /// - Parameter streams: the streams whose retries this scheduler moves and counts; every
+    ///   stream of every source by default.
+    public init(keys: RedisKeys, streams: [String]? = nil, group: String = RedisKeys.consumerGroup) {
         self.keys = keys
+        self.schedules = keys.retrySchedules(for: streams ?? keys.streams(RedisKeys.sources))
         self.group = group
     }
 
-    /// What ``schedule(entry:at:lastError:worker:failedAt:on:)`` did.
+    /// What ``schedule(entry:at:lastError:worker:failedAt:via:)`` did.
     public enum ScheduleOutcome: Sendable, Equatable {
         /// The entry was acknowledged and parked until its due time.
         case scheduled
@@ -61,9 +68,11 @@ public struct RetryScheduler: Sendable {
         "\(entry.stream)/\(entry.id)"
     }
 
-    /// The hash holding the body of the retry `member`.
+    /// The hash holding the body of the retry `member` (`<stream>/<entry id>`): beside the
+    /// schedule of the member's stream.
     public func bodyKey(member: String) -> String {
-        "\(keys.retrySchedule):\(member)"
+        let stream = member.lastIndex(of: "/").map { String(member[..<$0]) } ?? member
+        return "\(keys.retrySchedule(for: stream)):\(member)"
     }
 
     // KEYS: stream, schedule, body. ARGV: group, entry id, member, due (ms), field/value pairs.
@@ -111,15 +120,15 @@ public struct RetryScheduler: Sendable {
     ///
     /// - Parameters:
     ///   - entry: a pending entry of ``group``, as read (its ``StreamEntry/id`` must be set).
-    ///   - at: when it is due; ``moveDue(now:limit:on:)`` moves it back once `now` reaches it.
+    ///   - at: when it is due; ``moveDue(now:limit:via:)`` moves it back once `now` reaches it.
     ///   - lastError: why this attempt failed, kept with the retry for operators and dead letters.
     ///   - worker: who made the failed attempt (a worker's consumer name), recorded with the error.
     ///   - failedAt: when the attempt failed.
     @discardableResult
     public func schedule(
         entry: StreamEntry, at: Date, lastError: String, worker: String, failedAt: Date = Date(),
-        on connection: RedisConnection
-    ) throws(RedisError) -> ScheduleOutcome {
+        via runner: some RedisCommandRunner
+    ) async throws -> ScheduleOutcome {
         guard !entry.id.isEmpty else {
             throw RedisError(source: .client, code: .invalidInput, message: "cannot schedule an entry without an ID")
         }
@@ -133,8 +142,9 @@ public struct RetryScheduler: Sendable {
             "attempt", entry.attempt + 1, "enqueued_at", entry.enqueuedAtMilliseconds,
             "errors", AttemptFailure.encode(failures), "last_error", lastError, "failed_entry", entry.id,
         ]
-        let reply = try connection.evaluate(
-            Self.scheduleScript, keys: [entry.stream, keys.retrySchedule, bodyKey(member: member)],
+        let reply = try await runner.evaluate(
+            Self.scheduleScript,
+            keys: [entry.stream, keys.retrySchedule(for: entry.stream), bodyKey(member: member)],
             arguments: [group, entry.id, member, Self.milliseconds(at)] + fields)
         switch reply.int {
         case 1: return .scheduled
@@ -145,34 +155,53 @@ public struct RetryScheduler: Sendable {
         }
     }
 
-    /// Moves up to `limit` retries due at `now` (score ≤ now) back to their streams, in one
-    /// script: each is XADDed with the fields ``StreamEntry/fields`` writes (`key`, `kind`,
-    /// `payload`, `attempt`, `enqueued_at`, `errors`), then removed from the schedule.
+    /// Moves up to `limit` retries due at `now` (score ≤ now) back to their streams, one script
+    /// per schedule (while the limit lasts): each is XADDed with the fields
+    /// ``StreamEntry/fields`` writes (`key`, `kind`, `payload`, `attempt`, `enqueued_at`,
+    /// `errors`), then removed from the schedule.
     ///
     /// - Returns: how many entries went back. Call again while it returns `limit`.
     @discardableResult
-    public func moveDue(now: Date, limit: Int, on connection: RedisConnection) throws(RedisError) -> Int {
+    public func moveDue(now: Date, limit: Int, via runner: some RedisCommandRunner) async throws -> Int {
+        var moved = 0
+        for schedule in schedules where moved < limit {
+            moved += try await moveDue(from: schedule, now: now, limit: limit - moved, via: runner)
+        }
+        return moved
+    }
+
+    /// ``moveDue(now:limit:via:)`` for one schedule.
+    public func moveDue(from schedule: String, now: Date, limit: Int, via runner: some RedisCommandRunner)
+        async throws -> Int
+    {
         guard limit > 0 else { return 0 }
-        let reply = try connection.evaluate(
-            Self.moveScript, keys: [keys.retrySchedule], arguments: [Self.milliseconds(now), limit])
+        let reply = try await runner.evaluate(
+            Self.moveScript, keys: [schedule], arguments: [Self.milliseconds(now), limit])
         guard let moved = reply.int else {
             throw RedisError(source: .server, code: .proto, message: "retry move script returned \(reply)")
         }
         return Int(moved)
     }
 
-    /// How many retries are parked (`ZCARD`), due or not.
-    public func backlog(on connection: RedisConnection) throws(RedisError) -> Int {
-        Int(try connection.send("ZCARD", keys.retrySchedule).int ?? 0)
+    /// How many retries are parked (`ZCARD` of every schedule), due or not.
+    public func backlog(via runner: some RedisCommandRunner) async throws -> Int {
+        var total = 0
+        for schedule in schedules { total += Int(try await runner.send("ZCARD", schedule).int ?? 0) }
+        return total
     }
 
-    /// The due time of the earliest parked retry, `nil` when none is parked.
-    public func oldestDue(on connection: RedisConnection) throws(RedisError) -> Date? {
-        let reply = try connection.send("ZRANGE", keys.retrySchedule, 0, 0, "WITHSCORES")
-        guard let pair = reply.array, pair.count == 2, let score = pair[1].string.flatMap(Double.init) else {
-            return nil
+    /// The due time of the earliest parked retry over every schedule, `nil` when none is parked.
+    public func oldestDue(via runner: some RedisCommandRunner) async throws -> Date? {
+        var oldest: Date?
+        for schedule in schedules {
+            let reply = try await runner.send("ZRANGE", schedule, 0, 0, "WITHSCORES")
+            guard let pair = reply.array, pair.count == 2, let score = pair[1].string.flatMap(Double.init) else {
+                continue
+            }
+            let due = Date(timeIntervalSince1970: score / 1000)
+            oldest = min(oldest ?? due, due)
         }
-        return Date(timeIntervalSince1970: score / 1000)
+        return oldest
     }
 
     /// Milliseconds since 1970, rounded down, as the schedule's scores are.

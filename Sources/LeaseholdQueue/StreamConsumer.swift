@@ -6,7 +6,6 @@ public struct StreamConsumer: Sendable {
     public let group: String
     /// Unique per process (`<host>-<pid>-<random>`): the consumer group tracks pending entries by it.
     public let consumer: String
-
     public init(streams: [String], group: String = RedisKeys.consumerGroup, consumer: String) {
         self.streams = streams
         self.group = group
@@ -100,16 +99,21 @@ public struct StreamConsumer: Sendable {
 
     /// How ``read(count:block:first:leasing:via:)`` names and times the leases it takes.
     public struct LeaseTerms: Sendable {
-        /// Lease keys are this followed by the entry's message key (``RedisKeys/lease(_:)`` of "").
-        public var keyPrefix: String
+        /// Lease keys are ``RedisKeys/lease(_:in:)`` of the entry's message key and stream.
+        public var keys: RedisKeys
         /// A lease's owner is this followed by its entry's ID; make it unique per call.
         public var ownerPrefix: String
         public var ttl: Duration
 
-        public init(keyPrefix: String, ownerPrefix: String, ttl: Duration) {
-            self.keyPrefix = keyPrefix
+        public init(keys: RedisKeys, ownerPrefix: String, ttl: Duration) {
+            self.keys = keys
             self.ownerPrefix = ownerPrefix
             self.ttl = ttl
+        }
+
+        /// The lease of `entry` under these terms.
+        public func lease(of entry: StreamEntry) -> Lease {
+            Lease(key: keys.lease(entry.key, in: entry.stream), owner: ownerPrefix + entry.id, ttl: ttl)
         }
     }
 
@@ -133,19 +137,21 @@ public struct StreamConsumer: Sendable {
         public var isEmpty: Bool { entries.isEmpty && undecodable.isEmpty }
     }
 
-    // KEYS: the streams, in the order to read them. ARGV: group, consumer, count, lease key
-    // prefix, lease TTL (ms), lease owner prefix. For each stream while the budget lasts:
-    // XREADGROUP … COUNT <budget left> … '>', then SET NX PX the lease of each entry read
-    // (`<prefix><key field>`, owner `<owner prefix><entry id>`). Returns one
-    // {stream, entries, taken flags} per stream read, or {stream, error text, {}} for a stream
-    // whose read failed (e.g. NOGROUP) — what the other streams delivered is still returned, so
-    // nothing delivered is ever lost in a failed reply. The lease keys are not declared in KEYS:
-    // fine on one Redis node (the supported set-up); a Redis Cluster would need one hash tag.
+    // KEYS: the streams, in the order to read them. ARGV: group, consumer, count, lease TTL (ms),
+    // lease owner prefix, then the lease key prefix of each stream (ARGV[5 + i] for KEYS[i]).
+    // For each stream while the budget lasts: XREADGROUP … COUNT <budget left> … '>', then SET NX
+    // PX the lease of each entry read (`<stream's lease prefix><key field>`, owner `<owner
+    // prefix><entry id>`). Returns one {stream, entries, taken flags} per stream read, or
+    // {stream, error text, {}} for a stream whose read failed (e.g. NOGROUP) — what the other
+    // streams delivered is still returned, so nothing delivered is ever lost in a failed reply.
+    // The lease keys cannot be declared in KEYS (they depend on what is read), but each lies in
+    // its stream's hash slot in the sharded layout (`lh:{bookings:3}:lease:…` beside
+    // `lh:{bookings:3}:stream`), which a Redis Cluster allows; on a cluster each call names one stream.
     static let readAndLeaseScript = RedisScript(
         """
         local budget = tonumber(ARGV[3])
         local result = {}
-        for _, stream in ipairs(KEYS) do
+        for streamIndex, stream in ipairs(KEYS) do
             if budget <= 0 then break end
             local reply = redis.pcall('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', budget, 'STREAMS', stream, '>')
             if type(reply) == 'table' and reply.err then
@@ -164,7 +170,7 @@ public struct StreamConsumer: Sendable {
                             end
                         end
                     end
-                    if key and redis.call('SET', ARGV[4] .. key, ARGV[6] .. entry[1], 'NX', 'PX', ARGV[5]) then
+                    if key and redis.call('SET', ARGV[5 + streamIndex] .. key, ARGV[5] .. entry[1], 'NX', 'PX', ARGV[4]) then
                         taken[i] = 1
                     else
                         taken[i] = 0
@@ -200,11 +206,29 @@ public struct StreamConsumer: Sendable {
     {
         guard !streams.isEmpty else { return LeasedBatch() }
         let start = ((first % streams.count) + streams.count) % streams.count
-        let ordered: [any RedisArgument] = streams.indices.map { streams[(start + $0) % streams.count] }
-        let reply = try await runner.evaluate(
-            Self.readAndLeaseScript, keys: ordered,
-            arguments: [group, consumer, count, terms.keyPrefix, terms.ttl.redisMilliseconds, terms.ownerPrefix])
+        let ordered = streams.indices.map { streams[(start + $0) % streams.count] }
         var batch = LeasedBatch()
+        var missingGroup = false
+        // On one node, one script call reads every stream; on a cluster, one call per stream
+        // (each its own hash slot), while the budget lasts.
+        for calls in runner.isCluster ? ordered.map({ [$0] }) : [ordered] {
+            let remaining = count - batch.entries.count - batch.undecodable.count
+            guard remaining > 0 else { break }
+            let reply = try await runner.evaluate(
+                Self.readAndLeaseScript, keys: calls,
+                arguments: [group, consumer, remaining, terms.ttl.redisMilliseconds, terms.ownerPrefix]
+                    + calls.map { terms.keys.scope(of: $0) + "lease:" })
+            missingGroup = Self.collect(reply, terms: terms, into: &batch) || missingGroup
+        }
+        if missingGroup {
+            // The stream or the group vanished: recreate them; the next read finds its entries.
+            try await ensureGroups(via: runner)
+        }
+        return batch
+    }
+
+    /// Adds the entries of a read-and-lease reply to `batch`; `true` when a stream's group is missing.
+    private static func collect(_ reply: RedisValue, terms: LeaseTerms, into batch: inout LeasedBatch) -> Bool {
         var missingGroup = false
         for part in reply.array ?? [] {
             guard case .array(let triple) = part, triple.count == 3, let stream = triple[0].string else { continue }
@@ -216,23 +240,21 @@ public struct StreamConsumer: Sendable {
             for (index, reply) in entries.enumerated() {
                 do {
                     let entry = try StreamEntry(stream: stream, reply: reply)
-                    let lease = Lease(
-                        key: terms.keyPrefix + entry.key, owner: terms.ownerPrefix + entry.id, ttl: terms.ttl)
                     let held = index < taken.count && taken[index].int == 1
-                    batch.entries.append(LeasedEntry(entry: entry, lease: lease, held: held))
+                    batch.entries.append(LeasedEntry(entry: entry, lease: terms.lease(of: entry), held: held))
                 } catch {
                     batch.undecodable.append(error)
                 }
             }
         }
-        if missingGroup {
-            // The stream or the group vanished: recreate them; the next read finds its entries.
-            try await ensureGroups(via: runner)
-        }
-        return batch
+        return missingGroup
     }
 
-    /// ``waitForUndelivered(block:on:)`` through any runner.
+    /// ``waitForUndelivered(block:on:)`` through any runner. On a cluster, where one `XREAD` may
+    /// name only streams of one hash slot, it goes round the streams, waiting on each in turn for
+    /// a short while (``clusterWaitSlice`` shared among them, at least 10 ms each) until one has
+    /// something or `block` is over: an idle worker then costs one `XREAD` per stream per slice,
+    /// and an entry waits at most about one slice before it is seen.
     private func waitForUndelivered(block: Duration, via runner: some RedisCommandRunner) async throws -> Bool {
         var lastDelivered: [String] = []
         for stream in streams {
@@ -249,13 +271,29 @@ public struct StreamConsumer: Sendable {
             }
             lastDelivered.append(id)
         }
-        let reply = try await runner.send(waitCommand(block: block, after: lastDelivered), timeout: block + .seconds(5))
-        return !reply.isNull
+        guard runner.isCluster, streams.count > 1 else {
+            let command = Self.waitCommand(block: block, streams: streams, after: lastDelivered)
+            return !(try await runner.send(command, timeout: block + .seconds(5))).isNull
+        }
+        let slice = max(.milliseconds(10), Self.clusterWaitSlice / streams.count)
+        let deadline = ContinuousClock.now + block
+        while ContinuousClock.now < deadline {
+            for (stream, id) in zip(streams, lastDelivered) {
+                let wait = min(slice, max(.milliseconds(1), deadline - ContinuousClock.now))
+                let command = Self.waitCommand(block: wait, streams: [stream], after: [id])
+                if !(try await runner.send(command, timeout: wait + .seconds(5))).isNull { return true }
+                try Task.checkCancellation()
+            }
+        }
+        return false
     }
+
+    /// On a cluster, how long one round of per-stream waits lasts (see ``waitForUndelivered(block:via:)``).
+    static let clusterWaitSlice: Duration = .milliseconds(100)
 
     /// `XREAD COUNT 1 BLOCK <block> STREAMS <streams> <ids>`: returns when some stream has an
     /// entry after `ids`.
-    private func waitCommand(block: Duration, after ids: [String]) -> RedisCommand {
+    private static func waitCommand(block: Duration, streams: [String], after ids: [String]) -> RedisCommand {
         RedisCommand(["XREAD", "COUNT", 1, "BLOCK", block.redisMilliseconds, "STREAMS"] + streams + ids)
     }
 
@@ -280,7 +318,8 @@ public struct StreamConsumer: Sendable {
             }
             lastDelivered.append(id)
         }
-        let reply = try connection.send(waitCommand(block: block, after: lastDelivered), timeout: block + .seconds(5))
+        let reply = try connection.send(
+            Self.waitCommand(block: block, streams: streams, after: lastDelivered), timeout: block + .seconds(5))
         return !reply.isNull
     }
 

@@ -47,15 +47,14 @@ public struct QueueStatus: Sendable, Codable, Equatable {
     /// The default sources, in the order `leasehold status` lists them.
     public static let defaultSources = ["telegram", "bookings", "yookassa"]
 
-    /// Reads the status of `sources`' streams under `keys` from Redis, and the dead letters from
-    /// PostgreSQL.
+    /// Reads the status of `sources`' streams under `keys` (every shard's, when sharded) from
+    /// Redis, and the dead letters from PostgreSQL.
     public static func read(
         keys: RedisKeys, sources: [String] = defaultSources, now: Date = Date(), redis: RedisClient,
         postgres: PostgresClient
     ) async throws -> QueueStatus {
         var streams: [Stream] = []
-        for source in sources {
-            let stream = keys.stream(source)
+        for stream in keys.streams(sources) {
             let length = try await redis.send("XLEN", stream).int ?? 0
             var status = Stream(
                 stream: stream, length: length, pending: 0, oldestPendingAgeSeconds: nil, undelivered: nil,
@@ -71,7 +70,7 @@ public struct QueueStatus: Sendable, Codable, Equatable {
             }
             streams.append(status)
         }
-        let backlog = try await redis.send("ZCARD", keys.retrySchedule).int ?? 0
+        let backlog = Int64(try await RetryScheduler(keys: keys, streams: keys.streams(sources)).backlog(via: redis))
         let leader = try await redis.withConnection { try LeaderElector.currentLeader(keys: keys, on: $0) }
         let dead = try await postgres.query("SELECT count(*) FROM dead_letters WHERE status = 'dead'")
             .single().decode(Int64.self, at: 0)

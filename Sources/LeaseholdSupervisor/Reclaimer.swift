@@ -167,7 +167,8 @@ struct Reclaimer: Sendable {
         }
         let claim = try await redis.withConnection { connection in
             try Self.claim(
-                id: id, stream: stream, leaseKey: keys.lease(entry.key), consumer: supervisor, minIdle: minIdle,
+                id: id, stream: stream, leaseKey: keys.lease(entry.key, in: stream), consumer: supervisor,
+                minIdle: minIdle,
                 on: connection)
         }
         let consumer: String
@@ -189,9 +190,7 @@ struct Reclaimer: Sendable {
             + "reclaimed after \(Self.seconds(idle)) idle (\(delivered))"
         switch configuration.retryPolicy.decide(attempt: entry.attempt, now: Date(), kind: entry.kind) {
         case .retry(let at, _):
-            _ = try await redis.withConnection { [scheduler] connection in
-                try scheduler.schedule(entry: entry, at: at, lastError: reason, worker: consumer, on: connection)
-            }
+            _ = try await scheduler.schedule(entry: entry, at: at, lastError: reason, worker: consumer, via: redis)
             Counter(label: "leasehold_supervisor_retries_scheduled_total", dimensions: [("stream", stream)]).increment()
             pass.retried += 1
             logger.notice(

@@ -49,5 +49,6 @@ public struct SupervisorConfiguration: Sendable {
         self.sampleInterval = sampleInterval
     }
 
-    public var streams: [String] { sources.map(keys.stream) }
+    /// Every stream of every source (``RedisKeys/streams(_:)-([String])``: one per source on one node, ``RedisKeys/shards`` per source when sharded).
+    public var streams: [String] { keys.streams(sources) }
 }

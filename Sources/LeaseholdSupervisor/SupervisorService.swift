@@ -39,7 +39,8 @@ public struct SupervisorService: Service {
     public func run() async throws {
         let reclaimer = Reclaimer(
             configuration: configuration, redis: redis, postgres: postgres,
-            scheduler: RetryScheduler(keys: configuration.keys), deadLetters: DeadLetterStore(keys: configuration.keys),
+            scheduler: RetryScheduler(keys: configuration.keys, streams: configuration.streams),
+            deadLetters: DeadLetterStore(keys: configuration.keys),
             logger: logger)
         let trimmer = StreamTrimmer(redis: redis)
         let reaper = ConsumerReaper(redis: redis, idleTimeout: configuration.consumerIdleTimeout, logger: logger)
@@ -71,15 +72,13 @@ public struct SupervisorService: Service {
 
     /// One maintenance pass over every stream.
     func pass(reclaimer: Reclaimer, trimmer: StreamTrimmer, reaper: ConsumerReaper) async throws {
-        let scheduler = RetryScheduler(keys: configuration.keys)
+        let scheduler = RetryScheduler(keys: configuration.keys, streams: configuration.streams)
         for stream in configuration.streams {
             guard elector.isLeader else { return }
             _ = try await reclaimer.reclaim(stream: stream)
         }
         while elector.isLeader {
-            let moved = try await redis.withConnection { connection in
-                try scheduler.moveDue(now: Date(), limit: 500, on: connection)
-            }
+            let moved = try await scheduler.moveDue(now: Date(), limit: 500, via: redis)
             if moved > 0 { logger.info("due retries back on their streams", metadata: ["count": "\(moved)"]) }
             if moved < 500 { break }
         }
@@ -109,7 +108,7 @@ public struct SupervisorService: Service {
             oldestAge = max(0, Date().timeIntervalSince1970 - milliseconds / 1000)
         }
         Gauge(label: "leasehold_stream_oldest_pending_age_seconds", dimensions: [("stream", stream)]).record(oldestAge)
-        let backlog = try await redis.withConnection { try scheduler.backlog(on: $0) }
+        let backlog = try await scheduler.backlog(via: redis)
         Gauge(label: "leasehold_retry_backlog").record(backlog)
     }
 

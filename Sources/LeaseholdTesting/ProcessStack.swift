@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import LeaseholdOps
 import LeaseholdPostgres
+import LeaseholdQueue
 import LeaseholdReactor
 import LeaseholdRedis
 import NIOCore
@@ -20,6 +21,10 @@ public final class ProcessStack: Sendable {
 
     public let database: TemporaryDatabase
     public let prefix: String
+    /// Streams per source when the stack runs the sharded key layout (`LEASEHOLD_REDIS_SHARDS`).
+    public let shards: Int?
+    /// The stack's key layout.
+    public var keys: RedisKeys { RedisKeys(prefix: prefix, shards: shards) }
     public let directory: URL
     private let ports: Mutex<[Int]>
     public var ingressPorts: [Int] { ports.withLock { $0 } }
@@ -36,18 +41,20 @@ public final class ProcessStack: Sendable {
 
     /// Starts the stack and waits until every ingress answers `/healthz`.
     ///
-    /// - Parameter workerEnvironment: extra environment for the workers (e.g. a short lease TTL).
+    /// - Parameters:
+    ///   - workerEnvironment: extra environment for the workers (e.g. a short lease TTL).
+    ///   - shards: run every role with the sharded key layout, this many streams per source.
     public static func start(
         ingress: Int = 1, workers: Int = 1, workerEnvironment: [String: String] = [:],
         ingressEnvironment: [String: String] = [:], supervisors: Int = 0,
-        supervisorEnvironment: [String: String] = [:]
+        supervisorEnvironment: [String: String] = [:], shards: Int? = nil
     ) async throws -> ProcessStack {
         let database = try await TemporaryDatabase.create()
         let postgres = database.client(size: 8)
         _ = try await Migrator(client: postgres).migrate(
             try Migration.load(from: LeaseholdExecutable.migrationsDirectory))
         let stack = ProcessStack(
-            database: database, prefix: "\(IntegrationEnvironment.uniqueName("lht")):",
+            database: database, prefix: "\(IntegrationEnvironment.uniqueName("lht")):", shards: shards,
             directory: try makeTemporaryDirectory("stack"),
             ingressPorts: try (0..<ingress).map { _ in try freeLoopbackPort() }, postgres: postgres,
             redis: try IntegrationEnvironment.redisClient(size: 8))
@@ -70,11 +77,12 @@ public final class ProcessStack: Sendable {
     }
 
     private init(
-        database: TemporaryDatabase, prefix: String, directory: URL, ingressPorts: [Int], postgres: PostgresClient,
-        redis: RedisClient
+        database: TemporaryDatabase, prefix: String, shards: Int?, directory: URL, ingressPorts: [Int],
+        postgres: PostgresClient, redis: RedisClient
     ) {
         self.database = database
         self.prefix = prefix
+        self.shards = shards
         self.directory = directory
         self.ports = Mutex(ingressPorts)
         self.postgres = postgres
@@ -100,14 +108,17 @@ public final class ProcessStack: Sendable {
 
     /// The environment every role gets.
     public var environment: [String: String] {
-        [
+        var environment = [
             "POSTGRES_URL": database.url, "REDIS_URL": IntegrationEnvironment.redisURL,
             "LEASEHOLD_REDIS_PREFIX": prefix, "LEASEHOLD_API_TOKEN": Self.apiToken,
             "TELEGRAM_WEBHOOK_SECRET": Self.telegramSecret, "LOG_LEVEL": "info",
         ]
+        if let shards { environment["LEASEHOLD_REDIS_SHARDS"] = String(shards) }
+        return environment
     }
 
-    public func stream(_ source: String) -> String { "\(prefix)stream:\(source)" }
+    /// The (first) stream of `source`.
+    public func stream(_ source: String) -> String { keys.stream(source) }
 
     public func ingressURL(_ index: Int = 0) -> String {
         let ports = ingressPorts
@@ -301,9 +312,11 @@ public final class ProcessStack: Sendable {
         return (report?["slotIDs"] as? [NSNumber])?.map(\.int64Value) ?? []
     }
 
-    /// Entries on a stream (`XLEN`).
+    /// Entries on the streams of `source` (`XLEN`, added up over the shards).
     public func streamLength(_ source: String) async throws -> Int {
-        Int(try await redis.send("XLEN", stream(source)).int ?? 0)
+        var total = 0
+        for stream in keys.streams(source) { total += Int(try await redis.send("XLEN", stream).int ?? 0) }
+        return total
     }
 
     /// Lines of the PostgreSQL server log containing `text`; `nil` when `POSTGRES_LOG` is not set.
@@ -314,21 +327,31 @@ public final class ProcessStack: Sendable {
         return log.split(separator: "\n").filter { $0.contains(text) }.map(String.init)
     }
 
-    /// Entries delivered but not acknowledged, on `stream`.
+    /// Entries delivered but not acknowledged, on the streams of `source`.
     public func pendingCount(_ source: String) async throws -> Int {
-        let reply = try await redis.send("XPENDING", stream(source), "workers")
-        return Int(reply.array?.first?.int ?? 0)
+        var total = 0
+        for stream in keys.streams(source) {
+            let reply = try await redis.send("XPENDING", stream, "workers")
+            total += Int(reply.array?.first?.int ?? 0)
+        }
+        return total
     }
 
-    /// Entries not yet handled on `stream`: delivered and not acknowledged, plus not yet delivered
-    /// to the `workers` group (its lag). Zero once every entry written so far is done with.
+    /// Entries not yet handled on the streams of `source`: delivered and not acknowledged, plus
+    /// not yet delivered to the `workers` group (its lag). Zero once every entry written so far
+    /// is done with.
     public func unhandledCount(_ source: String) async throws -> Int {
-        let groups = try await redis.send("XINFO", "GROUPS", stream(source))
-        for group in groups.array ?? [] {
-            guard let fields = group.fieldMap, fields["name"]?.string == "workers" else { continue }
-            return Int((fields["pending"]?.int ?? 0) + (fields["lag"]?.int ?? 0))
+        var total = 0
+        streams: for stream in keys.streams(source) {
+            let groups = try await redis.send("XINFO", "GROUPS", stream)
+            for group in groups.array ?? [] {
+                guard let fields = group.fieldMap, fields["name"]?.string == "workers" else { continue }
+                total += Int((fields["pending"]?.int ?? 0) + (fields["lag"]?.int ?? 0))
+                continue streams
+            }
+            total += Int(try await redis.send("XLEN", stream).int ?? 0)  // no group yet: nothing was delivered
         }
-        return try await streamLength(source)  // no group yet: nothing was delivered
+        return total
     }
 
     /// Stops every process (SIGTERM, then SIGKILL after 30 s), drops the database and deletes the

@@ -76,7 +76,7 @@ struct EntryProcessor: Sendable {
     /// `<consumer>:<token>:<entry id>`, the token new for every call.
     func leaseTerms() -> StreamConsumer.LeaseTerms {
         StreamConsumer.LeaseTerms(
-            keyPrefix: configuration.keys.lease(""), ownerPrefix: "\(configuration.consumerName):\(tokens.next()):",
+            keys: configuration.keys, ownerPrefix: "\(configuration.consumerName):\(tokens.next()):",
             ttl: configuration.leaseTTL)
     }
 
@@ -89,9 +89,7 @@ struct EntryProcessor: Sendable {
     private func leaseOnReactor(_ entries: [StreamEntry]) async -> [Claimed] {
         guard !entries.isEmpty else { return [] }
         let terms = leaseTerms()
-        let leases = entries.map { entry in
-            Lease(key: terms.keyPrefix + entry.key, owner: terms.ownerPrefix + entry.id, ttl: terms.ttl)
-        }
+        let leases = entries.map(terms.lease(of:))
         let taken: [Bool]
         do {
             taken = try await Lease.acquire(leases, via: reactorRedis)
@@ -237,10 +235,8 @@ struct EntryProcessor: Sendable {
         switch configuration.retryPolicy.decide(attempt: entry.attempt, now: Date(), kind: entry.kind) {
         case .retry(let at, let delay):
             do {
-                _ = try await redis.withConnection { [scheduler] connection in
-                    try scheduler.schedule(
-                        entry: entry, at: at, lastError: message, worker: configuration.consumerName, on: connection)
-                }
+                _ = try await scheduler.schedule(
+                    entry: entry, at: at, lastError: message, worker: configuration.consumerName, via: redis)
                 Counter(label: "leasehold_worker_retries_scheduled_total").increment()
                 logger.warning(
                     "transaction failed; retry scheduled", metadata: ["error": "\(message)", "in": "\(delay)"])

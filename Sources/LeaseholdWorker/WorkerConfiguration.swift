@@ -85,7 +85,8 @@ public struct WorkerConfiguration: Sendable {
         return "\(host)-\(getpid())-\(UUID().uuidString.prefix(6).lowercased())"
     }
 
-    public var streams: [String] { sources.map(keys.stream) }
+    /// Every stream of every source (``RedisKeys/streams(_:)-([String])``: one per source on one node, ``RedisKeys/shards`` per source when sharded).
+    public var streams: [String] { keys.streams(sources) }
 }
 
 extension WorkerConfiguration {

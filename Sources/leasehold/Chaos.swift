@@ -220,7 +220,8 @@ struct ChaosChecks {
                 await postgres.close()
             }
         }
-        let streams = ["telegram", "yookassa", "bookings"].map { "\(prefix)stream:\($0)" }
+        let keys = RedisKeys(prefix: prefix)
+        let streams = keys.streams(RedisKeys.sources)
         func unsettled() async throws -> (pending: Int, lag: Int, retries: Int) {
             var pending = 0
             var lag = 0
@@ -232,7 +233,7 @@ struct ChaosChecks {
                     lag += Int(fields["lag"]?.int ?? 0)
                 }
             }
-            let retries = Int(try await redis.send("ZCARD", prefix + "retry").int ?? 0)
+            let retries = try await RetryScheduler(keys: keys, streams: streams).backlog(via: redis)
             return (pending, lag, retries)
         }
         let deadline = ContinuousClock.now + timeout

@@ -28,6 +28,15 @@ struct CommonOptions: ParsableArguments {
     )
     var redisPrefixFlag: String?
 
+    @Option(
+        name: .customLong("redis-shards"),
+        help: """
+            Streams per source, every key of a message under its stream's hash tag (lh:{bookings:3}:stream); \
+            needed on a Redis Cluster, and every role must agree (env: LEASEHOLD_REDIS_SHARDS; 1...1024; \
+            unset: the one-node layout, lh:stream:bookings).
+            """)
+    var redisShardsFlag: Int?
+
     private var environment: [String: String] { ProcessInfo.processInfo.environment }
 
     /// `--help` text for the roles that read ``retryPolicy()`` (worker, supervisor).
@@ -46,7 +55,16 @@ struct CommonOptions: ParsableArguments {
         """
 
     var redisKeys: RedisKeys {
-        RedisKeys(prefix: Setting.string(redisPrefixFlag, "LEASEHOLD_REDIS_PREFIX", default: "lh:"))
+        RedisKeys(
+            prefix: Setting.string(redisPrefixFlag, "LEASEHOLD_REDIS_PREFIX", default: "lh:"),
+            shards: (try? redisShards()) ?? nil)
+    }
+
+    /// `--redis-shards` or `LEASEHOLD_REDIS_SHARDS`: `nil` (the one-node layout) when neither is
+    /// given; checked by ``validate()``.
+    func redisShards() throws -> Int? {
+        if redisShardsFlag == nil, (environment["LEASEHOLD_REDIS_SHARDS"] ?? "").isEmpty { return nil }
+        return try Setting.int(redisShardsFlag, "LEASEHOLD_REDIS_SHARDS", default: 1, range: 1...1024)
     }
 
     var postgresURL: String {
@@ -75,6 +93,7 @@ struct CommonOptions: ParsableArguments {
     }
 
     func validate() throws {
+        _ = try redisShards()
         let level = logLevelFlag ?? environment["LOG_LEVEL"] ?? "info"
         guard Logger.Level(rawValue: level.lowercased()) != nil else {
             throw ValidationError(

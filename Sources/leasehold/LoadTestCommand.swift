@@ -61,7 +61,8 @@ struct LoadTestCommand: AsyncParsableCommand {
             telegramSecret: environment["TELEGRAM_WEBHOOK_SECRET"] ?? "", postgresURL: common.postgresURL,
             postgresLog: postgresLog ?? environment["POSTGRES_LOG"],
             // No default here: --ingress-only deletes entries, so it must be told which Redis.
-            redisURL: common.redisURLFlag ?? environment["REDIS_URL"], redisPrefix: common.redisKeys.prefix)
+            redisURL: common.redisURLFlag ?? environment["REDIS_URL"], redisPrefix: common.redisKeys.prefix,
+            redisShards: common.redisKeys.shards)
     }
 
     func run() async throws {

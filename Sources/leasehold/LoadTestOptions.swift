@@ -82,14 +82,15 @@ struct LoadTestOptions: ParsableArguments {
     /// The load test these flags describe.
     func configuration(
         urls: [String], apiToken: String, telegramSecret: String, postgresURL: String, postgresLog: String? = nil,
-        redisURL: String? = nil, redisPrefix: String = "lh:"
+        redisURL: String? = nil, redisPrefix: String = "lh:", redisShards: Int? = nil
     ) -> LoadTestConfiguration {
         LoadTestConfiguration(
             ingressURLs: urls, input: input ?? .api, apiToken: apiToken, telegramSecret: telegramSecret,
             postgresURL: postgresURL, slots: slots, requestsPerSlot: perSlot, users: users, requestCount: requests,
             duration: duration.map { .seconds($0) }, concurrency: concurrency, rate: rate,
             completionTimeout: .seconds(waitTimeout), postgresLog: postgresLog, pgbench: !noPgbench,
-            recordTimeline: plot != nil, ingressOnly: ingressOnly, redisURL: redisURL, redisPrefix: redisPrefix)
+            recordTimeline: plot != nil, ingressOnly: ingressOnly, redisURL: redisURL, redisPrefix: redisPrefix,
+            redisShards: redisShards)
     }
 
     /// Writes the plot when `--plot` asked for one; a failure is reported, not fatal (the report

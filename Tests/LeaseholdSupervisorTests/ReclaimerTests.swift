@@ -42,7 +42,7 @@ struct ReclaimerTests {
             try await Task.sleep(for: .milliseconds(2_000))
             // A worker holds k1's lease: taken "between the check and the claim" is the same thing
             // for a script, which runs with nothing in between.
-            _ = try await client.send("SET", keys.lease("k1"), "c1:token", "PX", 60_000)
+            _ = try await client.send("SET", keys.lease("k1", in: keys.stream("bookings")), "c1:token", "PX", 60_000)
             // k3 was touched by its worker's heartbeat just now (XCLAIM to itself, JUSTID).
             _ = try await client.send("XCLAIM", stream, "workers", "c1", 0, entries[2].id, "JUSTID")
             let touchedAt = ContinuousClock.now
@@ -54,7 +54,8 @@ struct ReclaimerTests {
             let claims = try await client.withConnection { connection in
                 try entries.map { entry in
                     try Reclaimer.claim(
-                        id: entry.id, stream: stream, leaseKey: keys.lease(entry.key), consumer: "supervisor",
+                        id: entry.id, stream: stream, leaseKey: keys.lease(entry.key, in: keys.stream("bookings")),
+                        consumer: "supervisor",
                         minIdle: minIdle, on: connection)
                 }
             }
@@ -79,7 +80,8 @@ struct ReclaimerTests {
             let sinceClaim = ContinuousClock.now - claimedAt
             let again = try await client.withConnection { connection in
                 try Reclaimer.claim(
-                    id: entries[1].id, stream: stream, leaseKey: keys.lease("k2"), consumer: "other",
+                    id: entries[1].id, stream: stream, leaseKey: keys.lease("k2", in: keys.stream("bookings")),
+                    consumer: "other",
                     minIdle: sinceClaim + .milliseconds(300), on: connection)
             }
             #expect(again == .notIdle)
@@ -92,7 +94,7 @@ struct ReclaimerTests {
             let entries = try await Self.pending(keys: ["k1", "k2"], stream: stream, keys: keys, client: client)
             try #require(entries.count == 2)
             // A TTL far above the test's own pauses, so a loaded machine cannot let it expire.
-            let lease = Lease(key: keys.lease("k1"), owner: "c1:abc", ttl: .seconds(60))
+            let lease = Lease(key: keys.lease("k1", in: keys.stream("bookings")), owner: "c1:abc", ttl: .seconds(60))
             #expect(try await client.withConnection { try lease.acquire(on: $0) })
             try await Task.sleep(for: .milliseconds(600))
 
@@ -112,7 +114,7 @@ struct ReclaimerTests {
             #expect(ttl >= 60_000 - elapsedMs, "the lease was extended: \(ttl) ms left after \(elapsedMs) ms")
 
             // A lease this owner does not hold renews nothing and touches nothing.
-            let stranger = Lease(key: keys.lease("k2"), owner: "c1:def", ttl: .seconds(60))
+            let stranger = Lease(key: keys.lease("k2", in: keys.stream("bookings")), owner: "c1:def", ttl: .seconds(60))
             let lost = try await client.withConnection {
                 try stranger.renew(resetting: entries[1], consumer: "c1", on: $0)
             }
@@ -137,7 +139,7 @@ struct ReclaimerTests {
             try #require(entries.count == 251)
             // The first 250 belong to live workers (their leases are held); the last one's worker died.
             for key in messageKeys.dropLast() {
-                _ = try await client.send("SET", keys.lease(key), "c1:live", "PX", 60_000)
+                _ = try await client.send("SET", keys.lease(key, in: keys.stream("bookings")), "c1:live", "PX", 60_000)
             }
             try await Task.sleep(for: .milliseconds(100))
 
@@ -155,8 +157,11 @@ struct ReclaimerTests {
             #expect(reclaimer.cursor(of: stream) == entries[199].id)
             let second = try await reclaimer.reclaim(stream: stream)
             #expect(second.examined == 51 && second.leftToLiveWorkers == 50 && second.retried == 1, "\(second)")
-            #expect(try await client.send("ZSCORE", keys.retrySchedule, stalled) != .null, "the stalled one is parked")
-            let body = try await client.send("HGET", "\(keys.retrySchedule):\(stalled)", "errors")
+            #expect(
+                try await client.send("ZSCORE", keys.retrySchedule(for: keys.stream("bookings")), stalled) != .null,
+                "the stalled one is parked")
+            let body = try await client.send(
+                "HGET", "\(keys.retrySchedule(for: keys.stream("bookings"))):\(stalled)", "errors")
             let history = AttemptFailure.decode(body.bytes ?? [])
             #expect(history.count == 1 && history.first?.worker == "c1", "\(history)")
             #expect(history.first?.error.contains("worker c1 stopped responding") == true, "\(history)")

@@ -53,20 +53,16 @@ struct RetrySchedulerTests {
             #expect(try await Self.pendingCount(stream: stream, client: client) == 1)
 
             let due = Date().addingTimeInterval(60)
-            let first = try await client.withConnection {
-                try scheduler.schedule(
-                    entry: entry, at: due, lastError: "SQLSTATE 40P01 deadlock", worker: "c1", on: $0)
-            }
+            let first = try await scheduler.schedule(
+                entry: entry, at: due, lastError: "SQLSTATE 40P01 deadlock", worker: "c1", via: client)
             #expect(first == .scheduled)
             #expect(try await Self.pendingCount(stream: stream, client: client) == 0)
 
-            let second = try await client.withConnection {
-                try scheduler.schedule(
-                    entry: entry, at: due.addingTimeInterval(30), lastError: "again", worker: "c1", on: $0)
-            }
+            let second = try await scheduler.schedule(
+                entry: entry, at: due.addingTimeInterval(30), lastError: "again", worker: "c1", via: client)
             #expect(second == .alreadyScheduled)
-            #expect(try await client.withConnection { try scheduler.backlog(on: $0) } == 1)
-            let members = try await client.send("ZRANGE", keys.retrySchedule, 0, -1, "WITHSCORES")
+            #expect(try await scheduler.backlog(via: client) == 1)
+            let members = try await client.send("ZRANGE", keys.retrySchedule(for: stream), 0, -1, "WITHSCORES")
             #expect(
                 members
                     == .array([
@@ -80,7 +76,7 @@ struct RetrySchedulerTests {
             #expect(try await client.send("HGET", body, "last_error").string == "SQLSTATE 40P01 deadlock")
             #expect(try await client.send("HGET", body, "payload").bytes == Self.binaryPayload)
 
-            let oldest = try #require(try await client.withConnection { try scheduler.oldestDue(on: $0) })
+            let oldest = try #require(try await scheduler.oldestDue(via: client))
             #expect(abs(oldest.timeIntervalSince(due)) < 0.002)
         }
     }
@@ -97,12 +93,11 @@ struct RetrySchedulerTests {
                 ).first)
             try await client.send("XACK", stream, RedisKeys.consumerGroup, entry.id)
 
-            let outcome = try await client.withConnection {
-                try scheduler.schedule(entry: entry, at: Date(), lastError: "late", worker: "c1", on: $0)
-            }
+            let outcome = try await scheduler.schedule(
+                entry: entry, at: Date(), lastError: "late", worker: "c1", via: client)
             #expect(outcome == .notPending)
-            #expect(try await client.withConnection { try scheduler.backlog(on: $0) } == 0)
-            #expect(try await client.withConnection { try scheduler.oldestDue(on: $0) } == nil)
+            #expect(try await scheduler.backlog(via: client) == 0)
+            #expect(try await scheduler.oldestDue(via: client) == nil)
         }
     }
 
@@ -123,15 +118,13 @@ struct RetrySchedulerTests {
             #expect(pending.count == 2)
             let now = Date()
             let later = now.addingTimeInterval(3_600)
-            try await client.withConnection { connection in
-                try scheduler.schedule(
-                    entry: pending[0], at: now.addingTimeInterval(-1), lastError: "e1", worker: "c1", on: connection)
-                try scheduler.schedule(entry: pending[1], at: later, lastError: "e2", worker: "c1", on: connection)
-            }
+            try await scheduler.schedule(
+                entry: pending[0], at: now.addingTimeInterval(-1), lastError: "e1", worker: "c1", via: client)
+            try await scheduler.schedule(entry: pending[1], at: later, lastError: "e2", worker: "c1", via: client)
 
-            #expect(try await client.withConnection { try scheduler.moveDue(now: now, limit: 10, on: $0) } == 1)
-            #expect(try await client.withConnection { try scheduler.backlog(on: $0) } == 1)
-            let oldest = try #require(try await client.withConnection { try scheduler.oldestDue(on: $0) })
+            #expect(try await scheduler.moveDue(now: now, limit: 10, via: client) == 1)
+            #expect(try await scheduler.backlog(via: client) == 1)
+            let oldest = try #require(try await scheduler.oldestDue(via: client))
             #expect(abs(oldest.timeIntervalSince(later)) < 0.002)
             // Its body is gone with it; the other's stays.
             #expect(
@@ -152,17 +145,15 @@ struct RetrySchedulerTests {
             #expect(retry.enqueuedAtMilliseconds == 1_700_000_000_123)
 
             // Nothing else is due now; the other one is due in an hour.
-            #expect(try await client.withConnection { try scheduler.moveDue(now: now, limit: 10, on: $0) } == 0)
+            #expect(try await scheduler.moveDue(now: now, limit: 10, via: client) == 0)
             #expect(
-                try await client.withConnection {
-                    try scheduler.moveDue(now: later.addingTimeInterval(1), limit: 10, on: $0)
-                } == 1)
+                try await scheduler.moveDue(now: later.addingTimeInterval(1), limit: 10, via: client) == 1)
             let second = try #require(try await Self.readNew(stream: stream, client: client).first)
             #expect(second.key == "tg:2")
             #expect(second.payload == [0, 1, 2, 0])
             #expect(second.attempt == 6)
             #expect(second.enqueuedAtMilliseconds == 1_700_000_000_456)
-            #expect(try await client.withConnection { try scheduler.backlog(on: $0) } == 0)
+            #expect(try await scheduler.backlog(via: client) == 0)
         }
     }
 
@@ -176,17 +167,15 @@ struct RetrySchedulerTests {
             }
             let pending = try await Self.pendingEntries(originals, stream: stream, keys: keys, client: client)
             let base = Date().addingTimeInterval(-10)
-            try await client.withConnection { connection in
-                // Scheduled in reverse, so due order differs from stream order.
-                for (index, entry) in pending.enumerated() {
-                    try scheduler.schedule(
-                        entry: entry, at: base.addingTimeInterval(Double(pending.count - index)), lastError: "x",
-                        worker: "c1", on: connection)
-                }
+            // Scheduled in reverse, so due order differs from stream order.
+            for (index, entry) in pending.enumerated() {
+                try await scheduler.schedule(
+                    entry: entry, at: base.addingTimeInterval(Double(pending.count - index)), lastError: "x",
+                    worker: "c1", via: client)
             }
             var order: [String] = []
             while true {
-                let moved = try await client.withConnection { try scheduler.moveDue(now: Date(), limit: limit, on: $0) }
+                let moved = try await scheduler.moveDue(now: Date(), limit: limit, via: client)
                 #expect(moved <= limit)
                 let entries = try await Self.readNew(stream: stream, client: client)
                 #expect(entries.count == moved)
@@ -194,7 +183,7 @@ struct RetrySchedulerTests {
                 if moved == 0 { break }
             }
             #expect(order == ["bk:4", "bk:3", "bk:2", "bk:1", "bk:0"])
-            #expect(try await client.withConnection { try scheduler.backlog(on: $0) } == 0)
+            #expect(try await scheduler.backlog(via: client) == 0)
         }
     }
 
@@ -212,14 +201,12 @@ struct RetrySchedulerTests {
             let consumer = StreamConsumer(streams: [stream], consumer: "c2")
             for attempt in 1...3 {
                 let failedAt = Date(timeIntervalSince1970: 1_700_000_000 + Double(attempt))
-                _ = try await client.withConnection { [entry] connection in
-                    try scheduler.schedule(
-                        entry: entry, at: Date().addingTimeInterval(-1), lastError: "failure \(attempt)",
-                        worker: "worker-\(attempt)", failedAt: failedAt, on: connection)
-                }
+                _ = try await scheduler.schedule(
+                    entry: entry, at: Date().addingTimeInterval(-1), lastError: "failure \(attempt)",
+                    worker: "worker-\(attempt)", failedAt: failedAt, via: client)
                 let body = scheduler.bodyKey(member: RetryScheduler.member(for: entry))
                 #expect(try await client.send("HGET", body, "last_error").string == "failure \(attempt)")
-                #expect(try await client.withConnection { try scheduler.moveDue(now: Date(), limit: 10, on: $0) } == 1)
+                #expect(try await scheduler.moveDue(now: Date(), limit: 10, via: client) == 1)
                 entry = try #require(
                     try await client.withConnection { connection in
                         try consumer.read(count: 1, block: .milliseconds(50), on: connection).entries

@@ -6,8 +6,11 @@ import Testing
 extension SystemTests {
     @Suite("Booking races through real processes")
     struct BookingRaceTests {
-        @Test func fiveHundredConcurrentBookingsOfOneSlotBookItExactlyOnce() async throws {
-            let stack = try await ProcessStack.start(ingress: 2, workers: 3)
+        /// In both key layouts: one stream per source, and three shards per source (every role
+        /// reading and writing `lh:{bookings:N}:…`).
+        @Test(arguments: [nil, 3] as [Int?])
+        func fiveHundredConcurrentBookingsOfOneSlotBookItExactlyOnce(shards: Int?) async throws {
+            let stack = try await ProcessStack.start(ingress: 2, workers: 3, shards: shards)
             let slot = try #require(try await stack.seed(slots: 1, users: 500).first)
             // Make the race as hard as it gets: hold the slot's row lock while the requests arrive,
             // so every worker slot (3 × 16) has a booking transaction in flight for this one slot,
@@ -46,6 +49,14 @@ extension SystemTests {
             let inbox = try await stack.postgres.query("SELECT count(*) FROM inbox").single().decode(Int64.self, at: 0)
             #expect(inbox == 500)
             #expect(try await stack.pendingCount("bookings") == 0, "every entry acknowledged")
+            for stream in stack.keys.streams("bookings") {
+                // Sharded, the 500 request IDs spread over every stream: each carried part of the race.
+                #expect(try await stack.redis.send("XLEN", stream).int ?? 0 > 0, "\(stream) got entries")
+            }
+            if shards != nil {
+                #expect(
+                    try await stack.redis.send("EXISTS", "\(stack.prefix)stream:bookings").int == 0, "no one-node key")
+            }
             if let duplicates = ProcessStack.duplicateKeyErrorsInPostgresLog() {
                 #expect(
                     duplicates.isEmpty,

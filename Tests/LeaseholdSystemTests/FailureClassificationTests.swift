@@ -96,9 +96,13 @@ extension SystemTests {
             await task.value
             try lock.release()
 
-            #expect(try await stack.redis.send("ZCARD", keys.retrySchedule).int == 0, "no retry scheduled")
+            #expect(
+                try await stack.redis.send("ZCARD", keys.retrySchedule(for: keys.stream("bookings"))).int == 0,
+                "no retry scheduled")
             #expect(try await stack.pendingCount("bookings") == 1, "left pending")
-            #expect(try await stack.redis.send("EXISTS", keys.lease("api:cancel-1")).int == 0, "lease released")
+            #expect(
+                try await stack.redis.send("EXISTS", keys.lease("api:cancel-1", in: keys.stream("bookings"))).int == 0,
+                "lease released")
             let inbox = try await stack.postgres.query("SELECT count(*) FROM inbox").single().decode(Int64.self, at: 0)
             #expect(inbox == 0, "rolled back")
             let logged = records.lines

@@ -205,8 +205,9 @@ extension SystemTests {
             await stack.shutdown()
         }
 
-        @Test func ingressOnlyCountsAcceptedRequestsAndLeavesNothingOfTheRunInRedis() async throws {
-            let stack = try await ProcessStack.start(ingress: 2, workers: 0)
+        @Test(arguments: [nil, 3] as [Int?])
+        func ingressOnlyCountsAcceptedRequestsAndLeavesNothingOfTheRunInRedis(shards: Int?) async throws {
+            let stack = try await ProcessStack.start(ingress: 2, workers: 0, shards: shards)
             // An entry another producer added before the run: the clean-up must leave it alone.
             try await stack.redis.send(
                 "XADD", stack.stream("bookings"), "*", "key", "api:not-the-load-test", "kind", "booking", "payload",
@@ -239,7 +240,7 @@ extension SystemTests {
             #expect(remaining.array?.first?.array?.last?.fieldMap?["key"]?.string == "api:not-the-load-test")
             for kind in ["result", "digest"] {
                 let scan = try await stack.redis.send(
-                    "SCAN", "0", "MATCH", "\(stack.prefix)\(kind):*", "COUNT", 100_000)
+                    "SCAN", "0", "MATCH", "\(stack.prefix)*\(kind):*", "COUNT", 100_000)
                 #expect(scan.array?.last?.array?.isEmpty == true, "\(kind) keys left: \(scan)")
             }
             // So a worker started now finds nothing of the runs to process.

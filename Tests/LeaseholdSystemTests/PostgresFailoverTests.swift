@@ -254,7 +254,7 @@ extension SystemTests {
                 #expect(active.count == Self.booked(outcomes))
                 // The failover spent no attempt: nothing dead-lettered, nothing scheduled for a retry.
                 #expect(deadLetters == 0)
-                #expect(try await redis.send("ZCARD", keys.retrySchedule).int == 0)
+                #expect(try await redis.send("ZCARD", keys.retrySchedule(for: keys.stream("bookings"))).int == 0)
                 #expect(load.refusals.isEmpty, "ingress refused: \(load.refusals.prefix(10))")
                 // The same worker processes carried on, connected to the promoted node.
                 let stopped = workers.filter { !$0.isRunning }.map { "\($0.name):\n\($0.output.suffix(3000))" }
@@ -318,7 +318,9 @@ extension SystemTests {
                 // Several tries, far past the retry budget (two attempts 50–100 ms apart).
                 try await Task.sleep(for: .seconds(2))
                 let keys = RedisKeys(prefix: stack.prefix)
-                #expect(try await stack.redis.send("ZCARD", keys.retrySchedule).int == 0, "no attempt spent")
+                #expect(
+                    try await stack.redis.send("ZCARD", keys.retrySchedule(for: keys.stream("bookings"))).int == 0,
+                    "no attempt spent")
                 #expect(try await stack.pendingCount("bookings") == 1, "the entry stays with the worker")
 
                 try await admin.query(

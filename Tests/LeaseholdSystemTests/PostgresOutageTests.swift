@@ -80,11 +80,11 @@ extension SystemTests {
                 // Far longer than the retry budget (two attempts, 50–100 ms apart) and than the lease TTL.
                 try await Task.sleep(for: .seconds(4))
                 #expect(started.isRunning)
-                let retries = try await redis.send("ZCARD", keys.retrySchedule)
+                let retries = try await redis.send("ZCARD", keys.retrySchedule(for: keys.stream("bookings")))
                 #expect(retries.int == 0, "no attempt spent during the outage")
                 let pending = try await redis.send("XPENDING", keys.stream("bookings"), "workers")
                 #expect(pending.array?.first?.int == 4, "every entry stays with the worker")
-                let lease = try await redis.send("GET", keys.lease("api:outage-1")).string
+                let lease = try await redis.send("GET", keys.lease("api:outage-1", in: keys.stream("bookings"))).string
                 #expect(lease?.hasPrefix("worker-0:") == true, "the heartbeat keeps the lease: \(lease ?? "nil")")
 
                 try await server.startPostgres()
@@ -105,7 +105,9 @@ extension SystemTests {
                 let deadLetters = try await postgres.query("SELECT count(*) FROM dead_letters").single()
                     .decode(Int64.self, at: 0)
                 #expect(deadLetters == 0)
-                #expect(try await redis.send("ZCARD", keys.retrySchedule).int == 0, "nothing in the retry schedule")
+                #expect(
+                    try await redis.send("ZCARD", keys.retrySchedule(for: keys.stream("bookings"))).int == 0,
+                    "nothing in the retry schedule")
                 for user in 1...4 {
                     let outcome = try await redis.send("GET", keys.result("outage-\(user)")).string ?? ""
                     #expect(outcome.contains("\"booked\""), "outage-\(user): \(outcome)")

@@ -117,7 +117,9 @@ extension SystemTests {
 
             // Cancelled, rolled back, left pending under the worker: no attempt spent.
             #expect(try await Self.pending(stack, consumer: "worker-0") == 2)
-            let retries = try await stack.redis.send("ZCARD", RedisKeys(prefix: stack.prefix).retrySchedule)
+            let retries = try await stack.redis.send(
+                "ZCARD",
+                RedisKeys(prefix: stack.prefix).retrySchedule(for: RedisKeys(prefix: stack.prefix).stream("bookings")))
             #expect(retries.int == 0, "nothing in the retry schedule")
             let deadLetters = try await stack.postgres.query("SELECT count(*) FROM dead_letters").single()
                 .decode(Int64.self, at: 0)

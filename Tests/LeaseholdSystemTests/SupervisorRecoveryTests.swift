@@ -1,6 +1,7 @@
 import Foundation
 import LeaseholdOps
 import LeaseholdPostgres
+import LeaseholdQueue
 import LeaseholdTesting
 import Testing
 
@@ -21,12 +22,13 @@ extension SystemTests {
             try await stack.postgres.query(sql).single().decode(Int64.self, at: 0)
         }
 
-        @Test func killDashNineOfAWorkerHoldingFiftyEntriesLosesNothingAndDoublesNothing() async throws {
+        @Test(arguments: [nil, 3] as [Int?])
+        func killDashNineOfAWorkerHoldingFiftyEntriesLosesNothingAndDoublesNothing(shards: Int?) async throws {
             var workerEnvironment = Self.fast
             workerEnvironment["LEASEHOLD_WORKER_CONCURRENCY"] = "64"
             let stack = try await ProcessStack.start(
                 ingress: 1, workers: 1, workerEnvironment: workerEnvironment, supervisors: 1,
-                supervisorEnvironment: Self.fast)
+                supervisorEnvironment: Self.fast, shards: shards)
             let slot = try #require(try await stack.seed(slots: 1, users: 50).first)
             // Hold the slot's row lock: all 50 transactions block inside the worker, unacknowledged.
             let lock = try PostgresConnection(configuration: stack.database.configuration)
@@ -63,11 +65,13 @@ extension SystemTests {
             await stack.shutdown()
         }
 
-        @Test func aPoisonMessageIsRetriedThenDeadLetteredWithItsLastError() async throws {
+        @Test(arguments: [nil, 3] as [Int?])
+        func aPoisonMessageIsRetriedThenDeadLetteredWithItsLastError(shards: Int?) async throws {
             let metricsPort = try freeLoopbackPort()
             let stack = try await ProcessStack.start(
                 ingress: 1, workers: 1, workerEnvironment: Self.fast, supervisors: 1,
-                supervisorEnvironment: Self.fast.merging(["LEASEHOLD_METRICS_PORT": String(metricsPort)]) { $1 })
+                supervisorEnvironment: Self.fast.merging(["LEASEHOLD_METRICS_PORT": String(metricsPort)]) { $1 },
+                shards: shards)
             let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
             // Every transaction for this key fails (as if a row it needs were missing).
             try await stack.postgres.query(
@@ -97,13 +101,16 @@ extension SystemTests {
             #expect(attempts == 4, "dead-lettered after the policy's 4 attempts")
             #expect(lastError.contains("poisoned: the row this message needs is missing"))
             #expect(status == "dead")
-            #expect(stream == stack.stream("bookings"))
+            #expect(stream == stack.keys.bookingStream(requestID: "poison-1"))
             // Three retries at 50–100, 100–200, 200–400 ms (equal jitter): at least 350 ms in all.
             #expect(elapsed >= .milliseconds(350))
             #expect(try await count(stack, "SELECT count(*) FROM inbox") == 0)
             try await waitUntil { try await stack.pendingCount("bookings") == 0 }
-            let retries = try await stack.redis.send("ZCARD", "\(stack.prefix)retry").int
-            #expect(retries == 0, "nothing left in the retry schedule")
+            let schedules = stack.keys.retrySchedules(for: stack.keys.streams(RedisKeys.sources))
+            #expect(schedules.count == (shards.map { $0 * 3 } ?? 1), "one per stream, or one for all")
+            for schedule in schedules {
+                #expect(try await stack.redis.send("ZCARD", schedule).int == 0, "nothing left in \(schedule)")
+            }
 
             // Ops: the letter shows up in `leasehold dlq list --json`.
             let listed = try await LeaseholdExecutable.run(

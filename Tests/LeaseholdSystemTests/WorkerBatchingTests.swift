@@ -45,7 +45,8 @@ extension SystemTests {
                 try Self.bookingEntries(stack, slots: slots), stack: stack, consumer: "worker-a")
             #expect(delivered.count == 4)
             // Another worker holds the third entry's lease.
-            try await stack.redis.send("SET", keys.lease("api:b2"), "worker-b:other", "PX", 60_000)
+            try await stack.redis.send(
+                "SET", keys.lease("api:b2", in: keys.stream("bookings")), "worker-b:other", "PX", 60_000)
 
             let processor = EntryProcessor(
                 configuration: WorkerConfiguration(keys: keys, consumerName: "worker-a", leaseWait: .milliseconds(300)),
@@ -67,9 +68,13 @@ extension SystemTests {
                 Int64.self, at: 0)
             #expect(booked == 3)
             #expect(try await stack.pendingCount("bookings") == 1, "the entry whose lease was held stays pending")
-            #expect(try await stack.redis.send("GET", keys.lease("api:b2")).string == "worker-b:other")
+            #expect(
+                try await stack.redis.send("GET", keys.lease("api:b2", in: keys.stream("bookings"))).string
+                    == "worker-b:other")
             for index in [0, 1, 3] {
-                #expect(try await stack.redis.send("EXISTS", keys.lease("api:b\(index)")).int == 0, "released")
+                #expect(
+                    try await stack.redis.send("EXISTS", keys.lease("api:b\(index)", in: keys.stream("bookings"))).int
+                        == 0, "released")
                 let published = try await stack.redis.send("GET", keys.result("b\(index)")).string ?? ""
                 #expect(published.contains("\"status\":\"booked\""), "\(published)")
             }
@@ -92,12 +97,13 @@ extension SystemTests {
                     }
                 }
             }
-            try await stack.redis.send("SET", keys.lease("k2-0"), "someone-else", "PX", 60_000)
+            try await stack.redis.send(
+                "SET", keys.lease("k2-0", in: keys.stream("bookings")), "someone-else", "PX", 60_000)
             // The first stream's group vanished: what the others deliver still comes back.
             try await stack.redis.send("XGROUP", "DESTROY", streams[0], "workers")
 
             let terms = StreamConsumer.LeaseTerms(
-                keyPrefix: keys.lease(""), ownerPrefix: "worker-a:1:", ttl: .seconds(30))
+                keys: keys, ownerPrefix: "worker-a:1:", ttl: .seconds(30))
             let read = try await consumer.read(count: 3, block: .zero, first: 0, leasing: terms, via: stack.redis)
             #expect(read.entries.map(\.entry.key) == ["k1-0", "k1-1", "k2-0"], "at most the budget, in stream order")
             #expect(read.entries.map(\.held) == [true, true, false])
@@ -105,7 +111,9 @@ extension SystemTests {
                 #expect(leased.lease.owner == "worker-a:1:\(leased.entry.id)")
                 #expect(try await stack.redis.send("GET", leased.lease.key).string == leased.lease.owner)
             }
-            #expect(try await stack.redis.send("GET", keys.lease("k2-0")).string == "someone-else")
+            #expect(
+                try await stack.redis.send("GET", keys.lease("k2-0", in: keys.stream("bookings"))).string
+                    == "someone-else")
             let recreated = try await stack.redis.send("XINFO", "GROUPS", streams[0])
             #expect(recreated.array?.count == 1, "the missing group was created again")
             let next = try await consumer.read(count: 10, block: .zero, first: 0, leasing: terms, via: stack.redis)
@@ -119,7 +127,9 @@ extension SystemTests {
             let stream = stack.stream("bookings")
             let count = 300  // more than one renewal batch (256)
             let ttl = Duration.milliseconds(900)
-            let leases = (0..<count).map { Lease(key: keys.lease("k\($0)"), owner: "worker-a:\($0)", ttl: ttl) }
+            let leases = (0..<count).map {
+                Lease(key: keys.lease("k\($0)", in: keys.stream("bookings")), owner: "worker-a:\($0)", ttl: ttl)
+            }
             let entries = (0..<count).map {
                 StreamEntry(id: "1-\($0)", stream: stream, key: "k\($0)", kind: "booking", payload: [])
             }
