@@ -52,12 +52,12 @@ struct ConsumerReaper: Sendable {
 
     /// The group's consumers on `stream`; none when the stream or the group does not exist.
     static func consumers(
-        of stream: String, group: String = RedisKeys.consumerGroup, on connection: RedisConnection
-    ) throws(RedisError) -> [Consumer] {
+        of stream: String, group: String = RedisKeys.consumerGroup, via runner: some RedisCommandRunner
+    ) async throws -> [Consumer] {
         let reply: RedisValue
         do {
-            reply = try connection.send("XINFO", "CONSUMERS", stream, group)
-        } catch  where error.source == .server {
+            reply = try await runner.send(RedisCommand(["XINFO", "CONSUMERS", stream, group]), timeout: nil)
+        } catch let error as RedisError where error.source == .server {
             return []  // no such stream or group
         }
         return (reply.array ?? []).compactMap { info in
@@ -70,9 +70,9 @@ struct ConsumerReaper: Sendable {
     /// been idle at least `minIdle`. Returns whether it was deleted.
     static func deleteIfIdleAndEmpty(
         _ consumer: String, stream: String, group: String = RedisKeys.consumerGroup, minIdle: Duration,
-        on connection: RedisConnection
-    ) throws(RedisError) -> Bool {
-        try connection.evaluate(
+        via runner: some RedisCommandRunner
+    ) async throws -> Bool {
+        try await runner.evaluate(
             deleteScript, keys: [stream], arguments: [group, consumer, minIdle.redisMilliseconds]
         ).int == 1
     }
@@ -81,15 +81,12 @@ struct ConsumerReaper: Sendable {
     /// their names.
     func reap(stream: String) async throws -> [String] {
         let minIdle = idleTimeout
-        let removed = try await redis.withConnection { connection -> [String] in
-            var removed: [String] = []
-            for consumer in try Self.consumers(of: stream, on: connection)
-            where consumer.pending == 0 && consumer.idle >= minIdle.redisMilliseconds {
-                if try Self.deleteIfIdleAndEmpty(consumer.name, stream: stream, minIdle: minIdle, on: connection) {
-                    removed.append(consumer.name)
-                }
+        var removed: [String] = []
+        for consumer in try await Self.consumers(of: stream, via: redis)
+        where consumer.pending == 0 && consumer.idle >= minIdle.redisMilliseconds {
+            if try await Self.deleteIfIdleAndEmpty(consumer.name, stream: stream, minIdle: minIdle, via: redis) {
+                removed.append(consumer.name)
             }
-            return removed
         }
         if !removed.isEmpty {
             Counter(label: "leasehold_supervisor_consumers_removed_total", dimensions: [("stream", stream)])

@@ -176,8 +176,8 @@ public final class LeaderElector: Service {
     }
 
     /// The candidate ID holding the leader lease under `keys`, if any (for `leasehold status`).
-    public static func currentLeader(keys: RedisKeys, on connection: RedisConnection) throws(RedisError) -> String? {
-        try connection.send("GET", keys.leader).string
+    public static func currentLeader(keys: RedisKeys, via runner: some RedisCommandRunner) async throws -> String? {
+        try await runner.send(RedisCommand(["GET", keys.leader]), timeout: nil).string
     }
 
     // MARK: - Election loop
@@ -225,10 +225,8 @@ public final class LeaderElector: Service {
                 let sent = clock.now
                 var wait = configuration.renewInterval
                 do {
-                    let reply = try await redis.withConnection { [keys, candidateID, configuration] connection in
-                        try Self.acquire(
-                            key: keys.leader, candidate: candidateID, ttl: configuration.ttl, on: connection)
-                    }
+                    let reply = try await Self.acquire(
+                        key: keys.leader, candidate: candidateID, ttl: configuration.ttl, via: redis)
                     failures = 0
                     switch reply {
                     case .acquired:
@@ -282,9 +280,8 @@ public final class LeaderElector: Service {
         await withTaskGroup(of: RenewOutcome.self) { group in
             group.addTask { [self] in
                 do {
-                    let reply = try await redis.withConnection { [keys, candidateID, configuration] connection in
-                        try Self.renew(key: keys.leader, candidate: candidateID, ttl: configuration.ttl, on: connection)
-                    }
+                    let reply = try await Self.renew(
+                        key: keys.leader, candidate: candidateID, ttl: configuration.ttl, via: redis)
                     switch reply {
                     case .renewed: return .renewed
                     case .lost(let holder): return .lost(holder: holder)
@@ -339,9 +336,7 @@ public final class LeaderElector: Service {
         // In a task of its own: the caller may be cancelled, and the pool refuses work to a
         // cancelled task. Awaited at once, so nothing outlives `run`.
         let release = Task { [redis, keys, candidateID] in
-            try await redis.withConnection { connection in
-                try Self.release(key: keys.leader, candidate: candidateID, on: connection)
-            }
+            try await Self.release(key: keys.leader, candidate: candidateID, via: redis)
         }
         switch await release.result {
         case .success(true): logger.info("released the leader lease")
@@ -406,9 +401,10 @@ public final class LeaderElector: Service {
         """)
 
     static func acquire(
-        key: String, candidate: String, ttl: Duration, on connection: RedisConnection
-    ) throws(RedisError) -> AcquireReply {
-        let reply = try connection.evaluate(acquireScript, keys: [key], arguments: [candidate, ttl.redisMilliseconds])
+        key: String, candidate: String, ttl: Duration, via runner: some RedisCommandRunner
+    ) async throws -> AcquireReply {
+        let reply = try await runner.evaluate(
+            acquireScript, keys: [key], arguments: [candidate, ttl.redisMilliseconds])
         guard let parts = reply.array, let first = parts.first?.int else {
             throw RedisError(source: .server, code: .proto, message: "leader acquire script returned \(reply)")
         }
@@ -420,9 +416,9 @@ public final class LeaderElector: Service {
     }
 
     static func renew(
-        key: String, candidate: String, ttl: Duration, on connection: RedisConnection
-    ) throws(RedisError) -> RenewReply {
-        let reply = try connection.evaluate(renewScript, keys: [key], arguments: [candidate, ttl.redisMilliseconds])
+        key: String, candidate: String, ttl: Duration, via runner: some RedisCommandRunner
+    ) async throws -> RenewReply {
+        let reply = try await runner.evaluate(renewScript, keys: [key], arguments: [candidate, ttl.redisMilliseconds])
         switch reply {
         case .integer(1): return .renewed
         case .null: return .lost(holder: nil)
@@ -431,7 +427,7 @@ public final class LeaderElector: Service {
         }
     }
 
-    static func release(key: String, candidate: String, on connection: RedisConnection) throws(RedisError) -> Bool {
-        try connection.evaluate(releaseScript, keys: [key], arguments: [candidate]).int == 1
+    static func release(key: String, candidate: String, via runner: some RedisCommandRunner) async throws -> Bool {
+        try await runner.evaluate(releaseScript, keys: [key], arguments: [candidate]).int == 1
     }
 }

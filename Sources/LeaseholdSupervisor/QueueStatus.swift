@@ -71,7 +71,7 @@ public struct QueueStatus: Sendable, Codable, Equatable {
             streams.append(status)
         }
         let backlog = Int64(try await RetryScheduler(keys: keys, streams: keys.streams(sources)).backlog(via: redis))
-        let leader = try await redis.withConnection { try LeaderElector.currentLeader(keys: keys, on: $0) }
+        let leader = try await LeaderElector.currentLeader(keys: keys, via: redis)
         let dead = try await postgres.query("SELECT count(*) FROM dead_letters WHERE status = 'dead'")
             .single().decode(Int64.self, at: 0)
         return QueueStatus(streams: streams, retryBacklog: backlog, deadLetters: dead, leader: leader)
@@ -79,10 +79,8 @@ public struct QueueStatus: Sendable, Codable, Equatable {
 
     /// The consumers of the `workers` group on `stream` (none when the stream or group is missing).
     public static func consumers(of stream: String, redis: RedisClient) async throws -> [Consumer] {
-        try await redis.withConnection { connection in
-            try ConsumerReaper.consumers(of: stream, on: connection).map {
-                Consumer(name: $0.name, pending: $0.pending, idleMilliseconds: $0.idle)
-            }
+        try await ConsumerReaper.consumers(of: stream, via: redis).map {
+            Consumer(name: $0.name, pending: $0.pending, idleMilliseconds: $0.idle)
         }
     }
 }

@@ -120,9 +120,9 @@ struct Reclaimer: Sendable {
     /// `leaseKey` (when given) does not exist, atomically (``claimScript``).
     static func claim(
         id: String, stream: String, leaseKey: String?, group: String = RedisKeys.consumerGroup, consumer: String,
-        minIdle: Duration, on connection: RedisConnection
-    ) throws(RedisError) -> Claim {
-        let reply = try connection.evaluate(
+        minIdle: Duration, via runner: some RedisCommandRunner
+    ) async throws -> Claim {
+        let reply = try await runner.evaluate(
             claimScript, keys: [stream] + (leaseKey.map { [$0] } ?? []),
             arguments: [group, consumer, minIdle.redisMilliseconds, id])
         guard let parts = reply.array, let status = parts.first?.int else {
@@ -156,21 +156,16 @@ struct Reclaimer: Sendable {
         do {
             entry = try StreamEntry(stream: stream, reply: raw)
         } catch {
-            let claim = try await redis.withConnection { connection in
-                try Self.claim(
-                    id: id, stream: stream, leaseKey: nil, consumer: supervisor, minIdle: minIdle, on: connection)
-            }
+            let claim = try await Self.claim(
+                id: id, stream: stream, leaseKey: nil, consumer: supervisor, minIdle: minIdle, via: redis)
             guard case .claimed(let consumer, _, _) = claim else { return }
             try await deadLetters.deadLetterUndecodable(error, worker: consumer, postgres: postgres, redis: redis)
             pass.deadLettered += 1
             return
         }
-        let claim = try await redis.withConnection { connection in
-            try Self.claim(
-                id: id, stream: stream, leaseKey: keys.lease(entry.key, in: stream), consumer: supervisor,
-                minIdle: minIdle,
-                on: connection)
-        }
+        let claim = try await Self.claim(
+            id: id, stream: stream, leaseKey: keys.lease(entry.key, in: stream), consumer: supervisor,
+            minIdle: minIdle, via: redis)
         let consumer: String
         let idle: Int64
         let deliveries: Int64

@@ -52,14 +52,12 @@ struct ConsumerReaperTests {
             _ = try await client.send("XCLAIM", stream, "workers", "busy-pending", 0, ids[1], "JUSTID")
 
             // The script re-checks on its own: pending entries or recent activity keep a consumer.
-            let refused = try await client.withConnection { connection in
-                (
-                    try ConsumerReaper.deleteIfIdleAndEmpty(
-                        "idle-pending", stream: stream, minIdle: .zero, on: connection),
-                    try ConsumerReaper.deleteIfIdleAndEmpty(
-                        "busy-empty", stream: stream, minIdle: .seconds(60), on: connection)
-                )
-            }
+            let refused = (
+                try await ConsumerReaper.deleteIfIdleAndEmpty(
+                    "idle-pending", stream: stream, minIdle: .zero, via: client),
+                try await ConsumerReaper.deleteIfIdleAndEmpty(
+                    "busy-empty", stream: stream, minIdle: .seconds(60), via: client)
+            )
             #expect(refused == (false, false))
 
             // The threshold follows the clock, whatever the machine's load: at least a second more
@@ -69,7 +67,7 @@ struct ConsumerReaperTests {
             let reaper = ConsumerReaper(redis: client, idleTimeout: threshold, logger: .init(label: "test"))
             let removed = try await reaper.reap(stream: stream)
             #expect(removed == ["idle-empty"])
-            let left = try await client.withConnection { try ConsumerReaper.consumers(of: stream, on: $0) }
+            let left = try await ConsumerReaper.consumers(of: stream, via: client)
             #expect(Set(left.map(\.name)) == ["idle-pending", "busy-pending", "busy-empty"], "\(left)")
             #expect(left.first { $0.name == "idle-pending" }?.pending == 1, "its pending entry is still there")
             let summary = try await client.send("XPENDING", stream, "workers")

@@ -51,13 +51,12 @@ struct ReclaimerTests {
             // has been idle since its touch, a second less than k2 (idle 2 s longer).
             let minIdle = ContinuousClock.now - touchedAt + .milliseconds(1_000)
             let claimedAt = ContinuousClock.now
-            let claims = try await client.withConnection { connection in
-                try entries.map { entry in
-                    try Reclaimer.claim(
-                        id: entry.id, stream: stream, leaseKey: keys.lease(entry.key, in: keys.stream("bookings")),
-                        consumer: "supervisor",
-                        minIdle: minIdle, on: connection)
-                }
+            var claims: [Reclaimer.Claim] = []
+            for entry in entries {
+                claims.append(
+                    try await Reclaimer.claim(
+                        id: entry.id, stream: stream, leaseKey: keys.lease(entry.key, in: stream),
+                        consumer: "supervisor", minIdle: minIdle, via: client))
             }
             #expect(claims[0] == .leased)
             guard case .claimed(let consumer, let idle, let deliveries) = claims[1] else {
@@ -78,12 +77,9 @@ struct ReclaimerTests {
             // the time since the claim plus a margin, whatever the machine's load: below what the
             // entry's idle time would be had the claim not reset it (2 s more), above what it is.
             let sinceClaim = ContinuousClock.now - claimedAt
-            let again = try await client.withConnection { connection in
-                try Reclaimer.claim(
-                    id: entries[1].id, stream: stream, leaseKey: keys.lease("k2", in: keys.stream("bookings")),
-                    consumer: "other",
-                    minIdle: sinceClaim + .milliseconds(300), on: connection)
-            }
+            let again = try await Reclaimer.claim(
+                id: entries[1].id, stream: stream, leaseKey: keys.lease("k2", in: stream), consumer: "other",
+                minIdle: sinceClaim + .milliseconds(300), via: client)
             #expect(again == .notIdle)
         }
     }
