@@ -17,14 +17,20 @@ struct Enqueuer: Sendable {
     let redis: RedisAsyncClient
     let producer: StreamProducer
     let retryAfterSeconds: Int
+    /// With `LEASEHOLD_REDIS_MIN_REPLICAS`: every entry is confirmed by replicas before the 2xx.
+    let replicas: ReplicaAcknowledgement?
     /// `leasehold_ingress_enqueued_total` per stream, made once: a counter looked up in the
     /// metrics factory on every request (a lock and a dictionary) showed in the profile.
     private let enqueued: [String: Counter]
 
-    init(redis: RedisAsyncClient, producer: StreamProducer, retryAfterSeconds: Int) {
+    init(
+        redis: RedisAsyncClient, producer: StreamProducer, retryAfterSeconds: Int,
+        replicas: ReplicaAcknowledgement? = nil
+    ) {
         self.redis = redis
         self.producer = producer
         self.retryAfterSeconds = retryAfterSeconds
+        self.replicas = replicas
         self.enqueued = Dictionary(
             uniqueKeysWithValues: producer.keys.streams(RedisKeys.sources).map { stream in
                 (stream, Counter(label: Self.enqueuedLabel, dimensions: [("stream", stream)]))
@@ -36,9 +42,11 @@ struct Enqueuer: Sendable {
     /// Appends `entry` (and `marker`, atomically) and returns its stream ID.
     func enqueue(_ entry: StreamEntry, marker: StreamProducer.Marker? = nil, logger: Logger) async throws -> String {
         do {
-            let (redis, producer) = (redis, producer)
+            let (redis, producer, replicas) = (redis, producer, replicas)
             let id = try await withTaskExecutorPreference(redis.reactor) {
-                try await producer.enqueue(entry, marker: marker, via: redis)
+                guard let replicas else { return try await producer.enqueue(entry, marker: marker, via: redis) }
+                return try await Self.enqueue(
+                    entry, marker: marker, producer: producer, redis: redis, replicas: replicas)
             }
             (enqueued[entry.stream] ?? Counter(label: Self.enqueuedLabel, dimensions: [("stream", entry.stream)]))
                 .increment()
@@ -52,6 +60,15 @@ struct Enqueuer: Sendable {
             Counter(label: "leasehold_ingress_refused_total", dimensions: [("reason", "high_water_mark")]).increment()
             logger.warning("stream over its high-water mark; answering 503", metadata: ["stream": "\(entry.stream)"])
             throw unavailable("the queue is over its high-water mark; retry later")
+        } catch let error as ReplicaAcknowledgement.Unconfirmed {
+            // On the master, not (known to be) on enough replicas: a master failure now could lose
+            // it, so no 2xx. It will most likely be processed; a retry is processed at most once.
+            Counter(label: "leasehold_ingress_refused_total", dimensions: [("reason", "replicas_unconfirmed")])
+                .increment()
+            logger.warning("entry not confirmed by Redis replicas; answering 503", metadata: ["error": "\(error)"])
+            throw unavailable(
+                "outcome_unknown: \(error); retry with the same request_id or update_id, it is processed at most once",
+                outcome: "unknown")
         } catch let error as RedisError where error.outcomeUnknown {
             // The script was sent and no reply came (Redis died or stalled mid-call): it may have
             // run. Say so, so the client retries with the same key instead of counting it lost;
@@ -66,6 +83,38 @@ struct Enqueuer: Sendable {
             logger.error("could not enqueue; answering 503", metadata: ["error": "\(error)"])
             throw unavailable("the queue is unavailable; retry later")
         }
+    }
+
+    /// Enqueues and confirms with replicas: the script pipelined with `CLIENT ID` (the connection
+    /// the write went over), then ``ReplicaAcknowledgement/confirm(clientID:)``. Until the script
+    /// is loaded on this client (its first call, or after a `SCRIPT FLUSH`), the two go separately.
+    private static func enqueue(
+        _ entry: StreamEntry, marker: StreamProducer.Marker?, producer: StreamProducer, redis: RedisAsyncClient,
+        replicas: ReplicaAcknowledgement
+    ) async throws -> String {
+        let call = producer.enqueueCall(entry, marker: marker)
+        if let sha = call.script.sha {
+            let replies = try await redis.pipeline([
+                RedisCommand(["EVALSHA", sha, call.keys.count] + call.keys + call.arguments),
+                RedisCommand(["CLIENT", "ID"]),
+            ])
+            if case .error(let error) = replies.first, error.code == .noScript {
+                // Flushed meanwhile: load it below.
+            } else if replies.count == 2, let clientID = replies[1].int {
+                let id = try StreamProducer.entryID(in: replies[0])
+                try await replicas.confirm(clientID: clientID)
+                return id
+            } else {
+                throw RedisError(source: .server, code: .proto, message: "EVALSHA + CLIENT ID returned \(replies)")
+            }
+        }
+        let id = try StreamProducer.entryID(
+            in: try await redis.evaluate(call.script, keys: call.keys, arguments: call.arguments))
+        guard let clientID = try await redis.send("CLIENT", "ID").int else {
+            throw RedisError(source: .server, code: .proto, message: "CLIENT ID returned no integer")
+        }
+        try await replicas.confirm(clientID: clientID)
+        return id
     }
 
     /// The header that tells a 503's client whether the request might have been accepted:

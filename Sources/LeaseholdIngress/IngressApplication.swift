@@ -27,9 +27,19 @@ public func buildIngressApplication(
     requestLogger.handler = DeferredMetadataLogHandler(wrapping: logger.handler)
     let router = Router(context: IngressRequestContext.self)
     router.add(middleware: MetricsMiddleware())
+    // A WAIT vouches for its own connection's writes only: replica acknowledgement needs the one
+    // connection every enqueue and WAIT share.
+    precondition(
+        configuration.redisMinReplicas == 0 || redis.size == 1,
+        "LEASEHOLD_REDIS_MIN_REPLICAS needs a Redis client with one connection")
     let enqueuer = Enqueuer(
         redis: redis, producer: StreamProducer(keys: configuration.keys, highWaterMark: configuration.highWaterMark),
-        retryAfterSeconds: configuration.retryAfterSeconds)
+        retryAfterSeconds: configuration.retryAfterSeconds,
+        replicas: configuration.redisMinReplicas > 0
+            ? ReplicaAcknowledgement(
+                redis: redis, minReplicas: configuration.redisMinReplicas,
+                timeout: configuration.redisReplicaTimeout)
+            : nil)
 
     router.get("healthz") { _, _ in "ok\n" }
     router.get("readyz") { _, context -> String in

@@ -41,14 +41,23 @@ public struct IngressConfiguration: Sendable {
     /// ``buildIngressApplication(configuration:redis:registry:logger:)``), so when several
     /// replicas share a machine, one each is usually cheapest.
     public var eventLoopThreads: Int?
+    /// Answer 2xx only once this many Redis replicas have the entry (`WAIT`;
+    /// `LEASEHOLD_REDIS_MIN_REPLICAS`); 0 answers once the master has it.
+    public var redisMinReplicas: Int
+    /// How long to wait for those replicas before answering 503 with `Leasehold-Outcome: unknown`
+    /// (`LEASEHOLD_REDIS_REPLICA_TIMEOUT_MS`).
+    public var redisReplicaTimeout: Duration
 
     public init(
         host: String = "0.0.0.0", port: Int = 8080, keys: RedisKeys = RedisKeys(), telegramSecret: String = "",
         apiToken: String = "", maxBodyBytes: Int = 64 * 1024, highWaterMark: Int = 100_000,
         retryAfterSeconds: Int = 2, resultTTLSeconds: Int = 86_400, redisConnections: Int = 1,
         yookassaSources: SourceAddressPolicy = SourceAddressPolicy(), idleTimeoutSeconds: Int = 75,
-        bodyTimeoutSeconds: Int = 10, eventLoopThreads: Int? = nil
+        bodyTimeoutSeconds: Int = 10, eventLoopThreads: Int? = nil, redisMinReplicas: Int = 0,
+        redisReplicaTimeout: Duration = .milliseconds(1_000)
     ) {
+        self.redisMinReplicas = redisMinReplicas
+        self.redisReplicaTimeout = redisReplicaTimeout
         self.eventLoopThreads = eventLoopThreads
         self.idleTimeoutSeconds = idleTimeoutSeconds
         self.bodyTimeoutSeconds = bodyTimeoutSeconds

@@ -101,6 +101,21 @@ public struct StreamProducer: Sendable {
         return try Self.entryID(await runner.evaluate(Self.enqueueScript, keys: keys, arguments: arguments))
     }
 
+    /// The script call ``enqueue(_:marker:via:)`` makes, for a caller that sends it in a pipeline
+    /// with other commands (read the entry ID from its reply with ``entryID(in:)``).
+    public func enqueueCall(_ entry: StreamEntry, marker: Marker? = nil)
+        -> (script: RedisScript, keys: [any RedisArgument], arguments: [any RedisArgument])
+    {
+        let (keys, arguments) = Self.scriptArguments(entry, marker: marker, highWaterMark: highWaterMark)
+        return (Self.enqueueScript, keys, arguments)
+    }
+
+    /// The entry ID in the enqueue script's reply; its error reply (``overloaded``, ``reused``) thrown.
+    public static func entryID(in reply: RedisValue) throws(RedisError) -> String {
+        if case .error(let error) = reply { throw error }
+        return try entryID(reply)
+    }
+
     private static func scriptArguments(_ entry: StreamEntry, marker: Marker?, highWaterMark: Int)
         -> (keys: [any RedisArgument], arguments: [any RedisArgument])
     {

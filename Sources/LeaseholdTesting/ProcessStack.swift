@@ -183,19 +183,26 @@ public final class ProcessStack: Sendable {
     public var supervisors: [ChildProcess] { processes.all.filter { $0.name.hasPrefix("supervisor") } }
     public var ingresses: [ChildProcess] { processes.all.filter { $0.name.hasPrefix("ingress") } }
 
+    /// Waits until ingress `index` answers `/healthz` (e.g. one started with ``addIngress(environment:)``).
+    public func waitForIngress(_ index: Int, until deadline: ContinuousClock.Instant = .now + .seconds(60))
+        async throws
+    {
+        while true {
+            if let response = try? await request(.GET, "/healthz", ingress: index), response.status == 200 { return }
+            for process in processes.all where !process.isRunning {
+                throw TestSetupError("\(process.name) exited early:\n\(process.output)")
+            }
+            guard ContinuousClock.now < deadline else {
+                throw TestSetupError("ingress \(index) never became healthy")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
     private func waitUntilHealthy(expectGroup: Bool) async throws {
         let deadline = ContinuousClock.now + .seconds(60)
         for index in ingressPorts.indices {
-            while true {
-                if let response = try? await request(.GET, "/healthz", ingress: index), response.status == 200 { break }
-                for process in processes.all where !process.isRunning {
-                    throw TestSetupError("\(process.name) exited early:\n\(process.output)")
-                }
-                guard ContinuousClock.now < deadline else {
-                    throw TestSetupError("ingress \(index) never became healthy")
-                }
-                try await Task.sleep(for: .milliseconds(50))
-            }
+            try await waitForIngress(index, until: deadline)
         }
         // Workers create the consumer group; wait for it so XPENDING-based checks see it.
         while expectGroup {

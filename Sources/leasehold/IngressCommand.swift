@@ -77,6 +77,18 @@ struct IngressCommand: AsyncParsableCommand {
     )
     var eventLoopThreads: Int?
 
+    @Option(
+        help:
+            "Answer 2xx only once this many Redis replicas acknowledged the entry (WAIT), so a master dying right after the answer cannot lose it; 0: once the master has it (env: LEASEHOLD_REDIS_MIN_REPLICAS; default 0)."
+    )
+    var redisMinReplicas: Int?
+
+    @Option(
+        help:
+            "How long to wait for those replicas before answering 503 with Leasehold-Outcome: unknown (env: LEASEHOLD_REDIS_REPLICA_TIMEOUT_MS; default 1000)."
+    )
+    var redisReplicaTimeoutMs: Int?
+
     /// The YooKassa source policy; a malformed CIDR is a startup error naming the variable.
     func sourcePolicy() throws -> SourceAddressPolicy {
         func parse(_ flag: String?, _ variable: String) throws -> [CIDRBlock]? {
@@ -119,7 +131,11 @@ struct IngressCommand: AsyncParsableCommand {
                 bodyTimeoutSeconds, "LEASEHOLD_INGRESS_BODY_TIMEOUT_SECONDS", default: 10, range: 1...3_600),
             eventLoopThreads: try Setting.int(
                 eventLoopThreads, "LEASEHOLD_INGRESS_EVENT_LOOP_THREADS", default: 0, range: 0...256
-            ).nonZero)
+            ).nonZero,
+            redisMinReplicas: try Setting.int(
+                redisMinReplicas, "LEASEHOLD_REDIS_MIN_REPLICAS", default: 0, range: 0...16),
+            redisReplicaTimeout: try Setting.milliseconds(
+                redisReplicaTimeoutMs, "LEASEHOLD_REDIS_REPLICA_TIMEOUT_MS", default: 1_000, range: 1...60_000))
         if configuration.telegramSecret.isEmpty {
             logger.warning("TELEGRAM_WEBHOOK_SECRET is not set: /telegram/webhook answers 401 to everything")
         }
