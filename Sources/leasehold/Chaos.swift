@@ -210,7 +210,7 @@ struct ChaosChecks {
     /// checks that, and that the dead letters since `since` (the run's start: an earlier run in the
     /// same data directory may have left its own) are exactly the `poison` messages the run sent.
     static func run(
-        redisURL: String, prefix: String, postgresURL: String, poison: Set<String>, since: Date, timeout: Duration
+        redisURL: String, keys: RedisKeys, postgresURL: String, poison: Set<String>, since: Date, timeout: Duration
     ) async throws -> [Check] {
         let redis = RedisClient(configuration: try RedisConfiguration(url: redisURL), size: 1)
         let postgres = PostgresClient(configuration: PostgresConfiguration(connectionString: postgresURL), size: 1)
@@ -220,7 +220,6 @@ struct ChaosChecks {
                 await postgres.close()
             }
         }
-        let keys = RedisKeys(prefix: prefix)
         let streams = keys.streams(RedisKeys.sources)
         func unsettled() async throws -> (pending: Int, lag: Int, retries: Int) {
             var pending = 0
@@ -384,7 +383,7 @@ struct PoisonMessages: Sendable {
     let count: Int
     let seed: UInt64
     let redisURL: String
-    let prefix: String
+    let keys: RedisKeys
 
     /// Sends one message every `duration / count`, each retried until Redis takes it (Redis may be
     /// down for a fault); returns the keys sent. An XADD whose answer was lost may have added its
@@ -397,7 +396,7 @@ struct PoisonMessages: Sendable {
         } catch {
             return []
         }
-        let stream = RedisKeys(prefix: prefix).stream("bookings")
+        let stream = keys.stream("bookings")
         var sent = Set<String>()
         let spacing = duration / max(1, count + 1)
         for index in 1...max(1, count) {

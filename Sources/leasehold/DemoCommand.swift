@@ -3,6 +3,7 @@ import Foundation
 import LeaseholdLoadTest
 import LeaseholdOps
 import LeaseholdPostgres
+import LeaseholdQueue
 import Logging
 import Synchronization
 
@@ -186,6 +187,12 @@ struct DemoCommand: AsyncParsableCommand {
             let progress = ProgressPrinter()
             var load = self.load
             let redisPrefix = environment["LEASEHOLD_REDIS_PREFIX"].flatMap { $0.isEmpty ? nil : $0 } ?? "lh:"
+            // The roles read LEASEHOLD_REDIS_SHARDS from the environment they inherit; so do the
+            // checks and the clean-up here.
+            let redisShards =
+                (environment["LEASEHOLD_REDIS_SHARDS"] ?? "").isEmpty
+                ? nil : try Setting.int(nil, "LEASEHOLD_REDIS_SHARDS", default: 1, range: 1...1024)
+            let redisKeys = RedisKeys(prefix: redisPrefix, shards: redisShards)
             var chaosRun: Task<[FaultRecord], Never>?
             var paymentRun: (load: PaymentChaosLoad, sending: Task<PaymentChaosLoad.Sent, Never>)?
             var poisonRun: Task<Set<String>, Never>?
@@ -215,7 +222,7 @@ struct DemoCommand: AsyncParsableCommand {
                     payments, Task { await payments.send(over: .seconds(seconds), giveUpAfter: .seconds(90)) }
                 )
                 let poison = PoisonMessages(
-                    count: 5, seed: seed, redisURL: stack.redisURL, prefix: redisPrefix)
+                    count: 5, seed: seed, redisURL: stack.redisURL, keys: redisKeys)
                 poisonRun = Task { await poison.send(over: .seconds(seconds)) }
             }
             var report: LoadTestReport
@@ -223,7 +230,8 @@ struct DemoCommand: AsyncParsableCommand {
                 report = try await LoadTest(
                     configuration: load.configuration(
                         urls: urls, apiToken: token, telegramSecret: telegramSecret, postgresURL: stack.postgresURL,
-                        postgresLog: stack.postgresLog.path, redisURL: stack.redisURL, redisPrefix: redisPrefix),
+                        postgresLog: stack.postgresLog.path, redisURL: stack.redisURL, redisPrefix: redisPrefix,
+                        redisShards: redisShards),
                     progress: progress, measurement: accounting
                 ).run()
             } catch {
@@ -249,7 +257,7 @@ struct DemoCommand: AsyncParsableCommand {
                 let sent = await paymentRun?.sending.value
                 let poison = await poisonRun?.value ?? []
                 var checks = try await ChaosChecks.run(
-                    redisURL: stack.redisURL, prefix: redisPrefix, postgresURL: stack.postgresURL, poison: poison,
+                    redisURL: stack.redisURL, keys: redisKeys, postgresURL: stack.postgresURL, poison: poison,
                     since: chaosStart, timeout: .seconds(60))
                 if let payments = paymentRun?.load, let sent {
                     print(
