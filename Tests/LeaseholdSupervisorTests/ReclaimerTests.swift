@@ -47,16 +47,17 @@ struct ReclaimerTests {
             _ = try await client.send("XCLAIM", stream, "workers", "c1", 0, entries[2].id, "JUSTID")
             let touchedAt = ContinuousClock.now
 
-            // The threshold follows the clock, whatever the machine's load: a second more than k3
-            // has been idle since its touch, a second less than k2 (idle 2 s longer).
-            let minIdle = ContinuousClock.now - touchedAt + .milliseconds(1_000)
+            // The threshold follows the clock, whatever the machine's load: taken right before each
+            // claim, a second more than k3 has been idle since its touch, a second less than k2
+            // (idle 2 s longer).
             let claimedAt = ContinuousClock.now
             var claims: [Reclaimer.Claim] = []
             for entry in entries {
                 claims.append(
                     try await Reclaimer.claim(
                         id: entry.id, stream: stream, leaseKey: keys.lease(entry.key, in: stream),
-                        consumer: "supervisor", minIdle: minIdle, via: client))
+                        consumer: "supervisor", minIdle: ContinuousClock.now - touchedAt + .milliseconds(1_000),
+                        via: client))
             }
             #expect(claims[0] == .leased)
             guard case .claimed(let consumer, let idle, let deliveries) = claims[1] else {
