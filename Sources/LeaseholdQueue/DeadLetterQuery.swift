@@ -194,12 +194,15 @@ public struct DeadLetterQuery: Sendable {
             guard let payload = try row.first?.decode([UInt8].self, at: 0) else { continue }
             let entry = StreamEntry(
                 stream: letter.stream, key: letter.messageKey, kind: letter.kind, payload: payload, attempt: 1)
+            // The node of the letter's stream (a cluster's master for its slot), looked up first:
+            // the transaction's body cannot wait.
+            let node = try await redis.configuration(forKey: letter.stream)
             let newID: String? = try await postgres.withTransaction { connection in
                 let locked = try connection.query(
                     "SELECT id FROM dead_letters WHERE id = \(letter.id) AND status = 'dead' FOR UPDATE")
                 guard !locked.isEmpty else { return nil }
                 // XADD inside the transaction: the mark commits only once the entry is on the stream.
-                let id = try Self.blockingXADD(entry, redis: redis)
+                let id = try Self.blockingXADD(entry, node: node)
                 try connection.execute(
                     """
                     UPDATE dead_letters SET status = 'replayed', replayed_at = now(), replay_entry_id = \(id)
@@ -218,10 +221,11 @@ public struct DeadLetterQuery: Sendable {
     }
 
     /// XADD from inside a PostgreSQL transaction body (which is synchronous, on the Postgres
-    /// connection's thread): a short-lived Redis connection of its own, so no pooled connection is
-    /// used from a foreign thread.
-    private static func blockingXADD(_ entry: StreamEntry, redis: RedisClient) throws -> String {
-        let connection = try RedisConnection(configuration: redis.configuration)
+    /// connection's thread): a short-lived Redis connection of its own to `node`, so no pooled
+    /// connection is used from a foreign thread. (Should the stream's slot move to another master
+    /// in between, the XADD is refused with MOVED, the letter stays `dead`, and a replay retries it.)
+    private static func blockingXADD(_ entry: StreamEntry, node: RedisConfiguration) throws -> String {
+        let connection = try RedisConnection(configuration: node)
         defer { connection.close() }
         let reply = try connection.send(RedisCommand(["XADD", entry.stream, "*"] + entry.fields))
         guard let id = reply.string else {

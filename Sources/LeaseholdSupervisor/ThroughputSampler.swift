@@ -67,15 +67,18 @@ public struct ThroughputSampler: Sendable {
             at: Int64(now.timeIntervalSince1970 * 1000), backlog: backlog, processed: processed,
             intervalSeconds: seconds)
         let json = String(decoding: try JSONEncoder().encode(sample), as: UTF8.self)
-        let key = keys.samples
-        let capacity = capacity
-        _ = try await redis.pipeline([
-            RedisCommand("MULTI"), RedisCommand("LPUSH", key, json),
-            RedisCommand("LTRIM", key, "0", String(capacity - 1)),
-            RedisCommand("EXEC"),
-        ])
+        _ = try await redis.evaluate(Self.recordScript, keys: [keys.samples], arguments: [json, capacity])
         return sample
     }
+
+    // KEYS: the samples list. ARGV: the sample, the capacity. Push and cap in one step (a script
+    // of one key: on a Redis Cluster a MULTI block could not be sent to one node with its keys).
+    static let recordScript = RedisScript(
+        """
+        redis.call('LPUSH', KEYS[1], ARGV[1])
+        redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+        return 1
+        """)
 
     /// The recorded samples, oldest first (unreadable ones skipped).
     public static func samples(keys: RedisKeys, redis: RedisClient) async throws -> [Sample] {

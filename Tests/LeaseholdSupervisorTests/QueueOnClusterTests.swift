@@ -1,0 +1,145 @@
+import Foundation
+import LeaseholdQueue
+import LeaseholdRedis
+import LeaseholdTesting
+import Testing
+
+@testable import LeaseholdSupervisor
+
+/// The queue's operations through a ``RedisClient`` given every node of a real cluster (3 masters),
+/// on the sharded layout: each script stays in one hash slot, the batch ones split per slot, and
+/// every key lands on the master serving its stream.
+@Suite("Queue operations on a Redis Cluster", .enabled(if: LocalRedisCluster.isAvailable))
+struct QueueOnClusterTests {
+    static let payload = Array(#"{"action":"book","user_id":1,"slot_id":1}"#.utf8)
+
+    @Test func aMessageGoesThroughEveryStepOnItsShardsMaster() async throws {
+        try await LocalRedisCluster.run { cluster in
+            let client = RedisClient(configuration: try RedisConfiguration(url: cluster.url), size: 2)
+            defer { Task { await client.close() } }
+            #expect(client.isCluster)
+            let keys = RedisKeys(prefix: "lhq:", shards: 3)
+            let streams = keys.streams("bookings")
+            let consumer = StreamConsumer(streams: streams, consumer: "w1")
+            try await consumer.ensureGroups(via: client)
+
+            // Ingress: 30 API bookings, each with its pending marker and digest, on its shard.
+            let producer = StreamProducer(keys: keys, highWaterMark: 1_000)
+            for index in 0..<30 {
+                let requestID = "r\(index)"
+                _ = try await producer.enqueue(
+                    StreamEntry(
+                        stream: keys.bookingStream(requestID: requestID), key: "api:\(requestID)", kind: "booking",
+                        payload: Self.payload),
+                    marker: .init(
+                        key: keys.result(requestID), value: "pending", ttl: .seconds(60),
+                        digestKey: keys.requestDigest(requestID), digest: "digest-\(index)"),
+                    via: client)
+            }
+            // A reused ID is refused by the script on the ID's shard, before anything is written.
+            await #expect(throws: RedisError.self) {
+                try await producer.enqueue(
+                    StreamEntry(
+                        stream: keys.bookingStream(requestID: "r0"), key: "api:r0", kind: "booking",
+                        payload: Self.payload),
+                    marker: .init(
+                        key: keys.result("r0"), value: "pending", ttl: .seconds(60),
+                        digestKey: keys.requestDigest("r0"), digest: "another"),
+                    via: client)
+            }
+            var lengths: [Int64] = []
+            for stream in streams { lengths.append(try await client.send("XLEN", stream).int ?? 0) }
+            #expect(lengths.reduce(0, +) == 30 && lengths.allSatisfy { $0 > 0 }, "spread over the shards: \(lengths)")
+
+            // Worker: one read takes every entry with its lease (a script per stream), then one
+            // heartbeat renews them all (a script per slot).
+            let terms = StreamConsumer.LeaseTerms(keys: keys, ownerPrefix: "w1:1:", ttl: .seconds(30))
+            let batch = try await consumer.read(count: 100, block: .milliseconds(200), leasing: terms, via: client)
+            #expect(batch.entries.count == 30 && batch.entries.allSatisfy(\.held))
+            let renewed = try await Lease.renew(batch.entries.map { ($0.lease, $0.entry) }, consumer: "w1", via: client)
+            #expect(renewed == Array(repeating: true, count: 30))
+            // A lease sits on the master of its stream's slot (and nowhere else).
+            let map = try await cluster.map()
+            for leased in batch.entries.prefix(5) {
+                let master = try #require(map.master(forSlot: RedisClusterSlot.slot(for: leased.entry.stream)))
+                #expect(try await cluster.send(to: master, "EXISTS", leased.lease.key).int == 1)
+            }
+
+            // 20 complete (acknowledged, outcome published, lease released); 10 fail and are parked.
+            let completion = Completion(keys: keys)
+            for leased in batch.entries.prefix(20) {
+                let requestID = String(leased.entry.key.dropFirst("api:".count))
+                try await completion.complete(
+                    leased.entry, lease: leased.lease, requestID: requestID,
+                    result: Array(#"{"status":"booked"}"#.utf8),
+                    resultTTL: .seconds(60), via: client)
+                #expect(try await client.send("GET", keys.result(requestID)).string == #"{"status":"booked"}"#)
+                #expect(try await client.send("EXISTS", leased.lease.key).int == 0)
+            }
+            let scheduler = RetryScheduler(keys: keys, streams: keys.streams(RedisKeys.sources))
+            for leased in batch.entries.suffix(10) {
+                let outcome = try await scheduler.schedule(
+                    entry: leased.entry, at: Date().addingTimeInterval(-1), lastError: "deadlock", worker: "w1",
+                    via: client)
+                #expect(outcome == .scheduled)
+                #expect(try await leased.lease.release(via: client), "released, as the worker does after parking")
+            }
+            #expect(try await scheduler.backlog(via: client) == 10)
+            #expect(try await scheduler.oldestDue(via: client) != nil)
+            // Supervisor: the due retries go back, each to its own stream, from its shard's schedule.
+            #expect(try await scheduler.moveDue(now: Date(), limit: 100, via: client) == 10)
+            #expect(try await scheduler.backlog(via: client) == 0)
+            let again = try await consumer.read(count: 100, block: .milliseconds(200), leasing: terms, via: client)
+            #expect(again.entries.count == 10 && again.entries.allSatisfy { $0.entry.attempt == 2 && $0.held })
+            #expect(
+                Set(again.entries.map(\.entry.key)) == Set(batch.entries.suffix(10).map(\.entry.key)),
+                "the same messages came back")
+
+            // Reclaim: an entry whose lease is gone is claimed for the supervisor.
+            let stalled = try #require(again.entries.first)
+            try await stalled.lease.release(via: client)
+            let claim = try await Reclaimer.claim(
+                id: stalled.entry.id, stream: stalled.entry.stream,
+                leaseKey: keys.lease(stalled.entry.key, in: stalled.entry.stream), consumer: "supervisor",
+                minIdle: .zero, via: client)
+            guard case .claimed(let from, _, _) = claim else {
+                Issue.record("expected a claim, got \(claim)")
+                return
+            }
+            #expect(from == "w1")
+            #expect(
+                try await ConsumerReaper.consumers(of: stalled.entry.stream, via: client).map(\.name).contains("w1"))
+            #expect(try await LeaderElector.currentLeader(keys: keys, via: client) == nil)
+        }
+    }
+
+    @Test func anIdleReadWaitsRoundTheStreamsAndSeesANewEntryQuickly() async throws {
+        try await LocalRedisCluster.run { cluster in
+            let client = RedisClient(configuration: try RedisConfiguration(url: cluster.url), size: 4)
+            defer { Task { await client.close() } }
+            let keys = RedisKeys(prefix: "lhw:", shards: 3)
+            let consumer = StreamConsumer(streams: keys.streams(RedisKeys.sources), consumer: "w1")
+            try await consumer.ensureGroups(via: client)
+            let terms = StreamConsumer.LeaseTerms(keys: keys, ownerPrefix: "w1:1:", ttl: .seconds(30))
+
+            // Nothing there: the read waits its whole block, going round nine streams.
+            let started = ContinuousClock.now
+            let empty = try await consumer.read(count: 10, block: .milliseconds(600), leasing: terms, via: client)
+            #expect(empty.isEmpty)
+            #expect(ContinuousClock.now - started >= .milliseconds(550))
+
+            // An entry added to the last stream 300 ms into a 10-s wait is read well before the end.
+            let last = try #require(keys.streams(RedisKeys.sources).last)
+            let adding = Task {
+                try await Task.sleep(for: .milliseconds(300))
+                try await StreamProducer(keys: keys, highWaterMark: 0).enqueue(
+                    StreamEntry(stream: last, key: "api:late", kind: "booking", payload: Self.payload), via: client)
+            }
+            let waitStarted = ContinuousClock.now
+            let late = try await consumer.read(count: 10, block: .seconds(10), leasing: terms, via: client)
+            try await adding.value
+            #expect(late.entries.map(\.entry.key) == ["api:late"])
+            #expect(ContinuousClock.now - waitStarted < .seconds(3), "seen within about one round of waits")
+        }
+    }
+}
