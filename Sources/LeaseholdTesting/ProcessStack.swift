@@ -35,6 +35,8 @@ public final class ProcessStack: Sendable {
     /// Redis through the non-blocking client a worker's leases and completions use, on the same reactor.
     public let asyncRedis: RedisAsyncClient
     public let redis: RedisClient
+    /// What every role gets as `REDIS_URL`.
+    public let redisURL: String
     public let http: HTTPClient
     private let processes: ProcessList
     private let stopped = Mutex(false)
@@ -44,10 +46,12 @@ public final class ProcessStack: Sendable {
     /// - Parameters:
     ///   - workerEnvironment: extra environment for the workers (e.g. a short lease TTL).
     ///   - shards: run every role with the sharded key layout, this many streams per source.
+    ///   - redisURL: the Redis every role and ``redis`` use (several nodes: a cluster); the
+    ///     integration Redis by default.
     public static func start(
         ingress: Int = 1, workers: Int = 1, workerEnvironment: [String: String] = [:],
         ingressEnvironment: [String: String] = [:], supervisors: Int = 0,
-        supervisorEnvironment: [String: String] = [:], shards: Int? = nil
+        supervisorEnvironment: [String: String] = [:], shards: Int? = nil, redisURL: String? = nil
     ) async throws -> ProcessStack {
         let database = try await TemporaryDatabase.create()
         let postgres = database.client(size: 8)
@@ -57,7 +61,9 @@ public final class ProcessStack: Sendable {
             database: database, prefix: "\(IntegrationEnvironment.uniqueName("lht")):", shards: shards,
             directory: try makeTemporaryDirectory("stack"),
             ingressPorts: try (0..<ingress).map { _ in try freeLoopbackPort() }, postgres: postgres,
-            redis: try IntegrationEnvironment.redisClient(size: 8))
+            redisURL: redisURL ?? IntegrationEnvironment.redisURL,
+            redis: try redisURL.map { RedisClient(configuration: try RedisConfiguration(url: $0), size: 8) }
+                ?? IntegrationEnvironment.redisClient(size: 8))
         do {
             for (index, port) in stack.ingressPorts.enumerated() {
                 try stack.startIngress(index: index, port: port, environment: ingressEnvironment)
@@ -78,8 +84,9 @@ public final class ProcessStack: Sendable {
 
     private init(
         database: TemporaryDatabase, prefix: String, shards: Int?, directory: URL, ingressPorts: [Int],
-        postgres: PostgresClient, redis: RedisClient
+        postgres: PostgresClient, redisURL: String, redis: RedisClient
     ) {
+        self.redisURL = redisURL
         self.database = database
         self.prefix = prefix
         self.shards = shards
@@ -109,7 +116,7 @@ public final class ProcessStack: Sendable {
     /// The environment every role gets.
     public var environment: [String: String] {
         var environment = [
-            "POSTGRES_URL": database.url, "REDIS_URL": IntegrationEnvironment.redisURL,
+            "POSTGRES_URL": database.url, "REDIS_URL": redisURL,
             "LEASEHOLD_REDIS_PREFIX": prefix, "LEASEHOLD_API_TOKEN": Self.apiToken,
             "TELEGRAM_WEBHOOK_SECRET": Self.telegramSecret, "LOG_LEVEL": "info",
         ]
