@@ -1,7 +1,8 @@
 import LeaseholdRedis
 
 /// Where a queue operation sends its Redis commands: one blocking ``RedisConnection`` (on its pool
-/// slot's thread), a pooled ``RedisClient``, or a non-blocking connection on a reactor.
+/// slot's thread), a pooled ``RedisClient``, a non-blocking connection on a reactor, or a Redis
+/// Cluster client (blocking pools, or on a reactor).
 ///
 /// The worker's hot-path operations (the read that takes the leases, the heartbeat's renewal, the
 /// completion, a release) are written once against this protocol, so the same code runs
@@ -59,3 +60,5 @@ extension RedisCommandRunner {
 extension RedisConnection: RedisCommandRunner {}
 extension RedisClient: RedisCommandRunner {}
 extension RedisAsyncClient: RedisCommandRunner {}
+extension RedisClusterClient: RedisCommandRunner {}
+extension RedisAsyncClusterClient: RedisCommandRunner {}

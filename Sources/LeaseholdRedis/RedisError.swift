@@ -85,13 +85,15 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Whether trying again later may succeed: connection failures and timeouts, a server that is
-    /// loading or busy with a script, or a failover in progress.
+    /// loading or busy with a script, or a failover in progress (`READONLY`, `MASTERDOWN`; in a
+    /// Redis Cluster `CLUSTERDOWN` until a replica takes over, and `TRYAGAIN` while a slot's keys
+    /// are split by a migration).
     public var isRetryable: Bool {
         switch source {
         case .connection: return true
         case .client: return false
         case .server:
-            return [.loading, .busy, .readOnly, Code(rawValue: "TRYAGAIN"), Code(rawValue: "MASTERDOWN")]
+            return [.loading, .busy, .readOnly, .tryAgain, .clusterDown, Code(rawValue: "MASTERDOWN")]
                 .contains(code)
         }
     }

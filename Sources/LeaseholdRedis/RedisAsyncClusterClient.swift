@@ -1,0 +1,162 @@
+import LeaseholdReactor
+
+/// ``RedisClusterClient`` on a ``Reactor``: the same routing, redirects, retries and slot map
+/// (one implementation serves both), with one ``RedisAsyncClient`` per node instead of a pool of
+/// blocking connections, so a Redis Cluster deployment keeps its hot paths (enqueues, leases,
+/// completions) off thread pools.
+///
+/// Everything ``RedisClusterClient`` documents holds here: commands go to the master serving
+/// their keys' slot; keys across slots are refused with ``RedisError/Code/crossSlot`` before
+/// anything is sent; `MOVED` patches the map (and refreshes it when the last read is older than
+/// ``mapRefreshInterval``); `ASK` sends the command once to the named node right behind `ASKING`
+/// and leaves the map alone; `TRYAGAIN`, `CLUSTERDOWN` and a connection that could not be opened
+/// are retried after a pause (50 ms doubling, at most 1 s), at most ``maxRedirects`` redirects and
+/// retries in all; any other connection failure refreshes the map and is thrown, never resent,
+/// because the command may have run.
+///
+/// ## Threading: no locks, by construction
+///
+/// As with ``RedisAsyncClient``: every method must be called from a task running on the client's
+/// reactor (`withTaskExecutorPreference(reactor)`), and checks it with a precondition. The slot
+/// map, the per-node clients and the map read in progress are touched only on that thread, so
+/// they need no lock. The client may be created on any thread.
+///
+/// ## Pipelining
+///
+/// Each node's ``RedisAsyncClient`` sends every caller's command on a shared connection, and the
+/// commands queued during one reactor turn leave in one write: concurrent callers whose keys are
+/// on the same node share round trips, with no batching of their own. `ASKING` and the command it
+/// is for are queued back to back (a two-command pipeline), so nothing comes between them.
+///
+/// Blocking commands (`XREADGROUP … BLOCK`, `BLPOP`) hold up every command behind them on their
+/// node's connection: give them a client of their own.
+public final class RedisAsyncClusterClient: Sendable {
+    /// The reactor every call of this client runs on.
+    public let reactor: Reactor
+    /// Connections per node (``RedisAsyncClient/size``).
+    public let connectionsPerNode: Int
+    /// The nodes to read the first slot map from, credentials and timeouts.
+    public var configuration: RedisConfiguration { router.configuration }
+    /// How many redirects and retries one call may take in all.
+    public var maxRedirects: Int { router.maxRedirects }
+    /// After a `MOVED`, the whole map is read again only if it is at least this old.
+    public var mapRefreshInterval: Duration { router.mapRefreshInterval }
+
+    private let router: RedisClusterRouter<ReactorClusterState<RedisAsyncClient>>
+
+    /// - Parameters:
+    ///   - configuration: every node listed is a place to read the slot map from; the database
+    ///     must be 0 (a cluster has no other).
+    ///   - reactor: the reactor every call of this client runs on.
+    ///   - connectionsPerNode: connections per node (opened lazily); one is usually the cheapest
+    ///     (see ``RedisAsyncClient``).
+    ///   - maxRedirects: redirects and retries per call.
+    public init(
+        configuration: RedisConfiguration, reactor: Reactor, connectionsPerNode: Int = 1, maxRedirects: Int = 5,
+        mapRefreshInterval: Duration = .seconds(1)
+    ) throws(RedisError) {
+        try RedisClusterRouter<ReactorClusterState<RedisAsyncClient>>.validate(
+            configuration: configuration, connections: connectionsPerNode, maxRedirects: maxRedirects)
+        self.reactor = reactor
+        self.connectionsPerNode = connectionsPerNode
+        self.router = RedisClusterRouter(
+            configuration: configuration, maxRedirects: maxRedirects, mapRefreshInterval: mapRefreshInterval,
+            storage: ReactorClusterState(reactor: reactor)
+        ) { node in
+            RedisAsyncClient(configuration: node, reactor: reactor, size: connectionsPerNode)
+        }
+    }
+
+    // MARK: Commands
+
+    /// Sends one command to the master serving its keys (see ``RedisClusterKeys``).
+    ///
+    /// - Throws: a client error before sending anything when the command is unknown to
+    ///   ``RedisClusterKeys`` or its keys span slots; otherwise what
+    ///   ``RedisAsyncClient/send(_:timeout:)`` throws, after redirects and retries.
+    @discardableResult
+    public func send(_ command: RedisCommand, timeout: Duration? = nil) async throws -> RedisValue {
+        precondition(reactor.isCurrent, "RedisAsyncClusterClient used off its reactor's thread")
+        return try await router.send(command, timeout: timeout)
+    }
+
+    /// Sends one command given as arguments.
+    @discardableResult
+    public func send(_ arguments: any RedisArgument...) async throws -> RedisValue {
+        try await send(RedisCommand(arguments))
+    }
+
+    /// Sends one command whose keys the caller names (for a command ``RedisClusterKeys`` does not
+    /// know); no keys means any master.
+    @discardableResult
+    public func send(_ command: RedisCommand, keys: [any RedisArgument], timeout: Duration? = nil) async throws
+        -> RedisValue
+    {
+        precondition(reactor.isCurrent, "RedisAsyncClusterClient used off its reactor's thread")
+        return try await router.send(command, keys: keys, timeout: timeout)
+    }
+
+    /// Runs a Lua script by SHA (loading it on `NOSCRIPT`, per node) on the master serving its keys.
+    ///
+    /// - Throws: a ``RedisError/Code/crossSlot`` client error, before sending, when the keys hash
+    ///   to different slots.
+    @discardableResult
+    public func evaluate(
+        _ script: RedisScript, keys: [any RedisArgument] = [], arguments: [any RedisArgument] = []
+    ) async throws -> RedisValue {
+        precondition(reactor.isCurrent, "RedisAsyncClusterClient used off its reactor's thread")
+        return try await router.evaluate(script, keys: keys, arguments: arguments)
+    }
+
+    /// Sends the commands split per node, one pipeline per node, the nodes' pipelines queued in
+    /// the same reactor turn; replies in the order of `commands`, error replies in place.
+    ///
+    /// The commands may span slots and nodes (each command's own keys must share a slot).
+    /// Commands for one node go back to back on one connection, in their order; commands for
+    /// different nodes run concurrently, in no order relative to each other. A command redirected
+    /// (`MOVED`, `ASK`) or told to try again is sent again on its own after its batch, as
+    /// ``send(_:timeout:)`` would.
+    ///
+    /// - Parameter timeout: bound on each node's last reply; `nil` uses the configured
+    ///   `commandTimeout`.
+    /// - Throws: a client error, before sending anything, for a command whose keys are unknown or
+    ///   span slots; a connection error if a node's batch failed after it was sent (the replies of
+    ///   the other nodes are then lost, and that batch's outcome is unknown).
+    public func pipeline(_ commands: [RedisCommand], timeout: Duration? = nil) async throws -> [RedisValue] {
+        precondition(reactor.isCurrent, "RedisAsyncClusterClient used off its reactor's thread")
+        return try await router.pipeline(commands, timeout: timeout)
+    }
+
+    // MARK: Slot map
+
+    /// The slot map in use; `nil` until the first call (or ``refreshMap()``) has read one.
+    /// On the reactor's thread only.
+    public var map: RedisClusterMap? { router.map }
+
+    /// How many times a whole slot map has been read (for metrics and tests). On the reactor's
+    /// thread only.
+    public var mapRefreshes: Int { router.mapRefreshes }
+
+    /// The master serving `slot`, reading the map first if there is none yet.
+    public func master(forSlot slot: Int) async throws -> RedisNodeAddress {
+        precondition(reactor.isCurrent, "RedisAsyncClusterClient used off its reactor's thread")
+        return try await router.master(forSlot: slot)
+    }
+
+    /// Reads the slot map again (`CLUSTER SLOTS`) from the first node that answers: the current
+    /// map's nodes, then the configured ones. Concurrent calls share one read.
+    ///
+    /// - Throws: ``RedisError/Code/connect`` when no node answers; a client error when a node
+    ///   answers that it is not in cluster mode.
+    public func refreshMap() async throws {
+        precondition(reactor.isCurrent, "RedisAsyncClusterClient used off its reactor's thread")
+        try await router.refreshMap()
+    }
+
+    /// Closes every node's connections (callers still waiting get a connection error, their
+    /// commands' outcome unknown); calls after this fail.
+    public func close() {
+        precondition(reactor.isCurrent, "RedisAsyncClusterClient.close() off its reactor's thread")
+        for node in router.detachNodes() { node.close() }
+    }
+}
