@@ -127,6 +127,16 @@ struct RedisClusterSlotTests {
         #expect(RedisClusterRedirect(connection, from: from) == nil)
     }
 
+    @Test("CLUSTERDOWN and TRYAGAIN are retryable; MOVED, ASK and CROSSSLOT are not")
+    func retryableClusterErrors() {
+        #expect(RedisError(reply: "CLUSTERDOWN The cluster is down").isRetryable)
+        #expect(RedisError(reply: "CLUSTERDOWN Hash slot not served").code == .clusterDown)
+        #expect(RedisError(reply: "TRYAGAIN Multiple keys request during rehashing of slot").isRetryable)
+        #expect(!RedisError(reply: "MOVED 3999 127.0.0.1:6381").isRetryable)
+        #expect(!RedisError(reply: "ASK 3999 127.0.0.1:6381").isRetryable)
+        #expect(!RedisError(reply: "CROSSSLOT Keys in request don't hash to the same slot").isRetryable)
+    }
+
     @Test("CLUSTER SLOTS replies become a slot map; NULL and empty hosts are the queried node's, ? is left out")
     func clusterSlotsMap() throws {
         func node(_ host: RedisValue, _ port: Int64, _ id: String) -> RedisValue {
