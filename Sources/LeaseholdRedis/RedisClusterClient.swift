@@ -72,6 +72,10 @@ public final class RedisClusterClient: Sendable {
         }
     }
 
+    /// Always `true`: one command or script may only touch keys of one hash slot, so batch
+    /// operations written for both kinds of server make one call per slot.
+    public var isCluster: Bool { true }
+
     // MARK: Commands
 
     /// Sends one command to the master serving its keys (see ``RedisClusterKeys``).

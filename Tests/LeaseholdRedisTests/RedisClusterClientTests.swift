@@ -56,6 +56,7 @@ struct RedisClusterClientTests {
                 }
                 #expect(try await client.send("PING") == .status("PONG"))
                 #expect(client.mapRefreshes == 1, "one map read, no redirects")
+                #expect(client.isCluster, "batch operations split per hash slot")
             }
         }
     }

@@ -27,6 +27,7 @@ protocol ClusterClientUnderTest: Sendable {
     func master(forSlot slot: Int) async throws -> RedisNodeAddress
     var map: RedisClusterMap? { get }
     var mapRefreshes: Int { get }
+    var isCluster: Bool { get }
 }
 
 extension ClusterClientUnderTest {
