@@ -78,7 +78,7 @@ struct BookingsController: Sendable {
         let booking = body.booking
         let entry = StreamEntry(
             stream: configuration.keys.stream("bookings"), key: "api:\(body.requestID)", kind: BookingRequest.kind,
-            payload: Array(try JSONEncoder().encode(booking)))
+            payload: booking.payload)
         let pending = #"{"request_id":"\#(body.requestID)","status":"pending"}"#
         // The pending marker is written by the same script as the entry (NX: never over a
         // published outcome), so a GET right after the 202 finds the request, and a refused

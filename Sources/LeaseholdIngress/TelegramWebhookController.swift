@@ -47,7 +47,7 @@ struct TelegramWebhookController: Sendable {
         case .enqueue(let updateID, let callbackQueryID, let booking):
             let entry = StreamEntry(
                 stream: configuration.keys.stream("telegram"), key: "tg:\(updateID)", kind: BookingRequest.kind,
-                payload: Array(try JSONEncoder().encode(booking)))
+                payload: booking.payload)
             _ = try await enqueuer.enqueue(entry, logger: context.logger)
             return try answer(callbackQueryID, BookingOutcome.pending.reply)
         }
