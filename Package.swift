@@ -231,6 +231,8 @@ let package = Package(
                 "LeaseholdTesting", "LeaseholdOps",
                 // IngressEnqueueTests runs the application in the test process.
                 .product(name: "Hummingbird", package: "hummingbird"),
+                // SecretMatcherCodeTests compares the matcher's codes with HMAC<SHA256>.
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -80,7 +80,7 @@ struct BookingsController: Sendable {
             // Sharded by the request ID: its result, digest and lease sit beside the entry.
             stream: configuration.keys.bookingStream(requestID: body.requestID), key: "api:\(body.requestID)",
             kind: BookingRequest.kind,
-            payload: Array(try JSONEncoder().encode(booking)))
+            payload: booking.payload)
         let pending = #"{"request_id":"\#(body.requestID)","status":"pending"}"#
         // The pending marker is written by the same script as the entry (NX: never over a
         // published outcome), so a GET right after the 202 finds the request, and a refused

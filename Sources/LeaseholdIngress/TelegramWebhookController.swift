@@ -49,7 +49,7 @@ struct TelegramWebhookController: Sendable {
                 // Sharded by the user, so one user's updates stay in order on one stream.
                 stream: configuration.keys.stream("telegram", shardKey: String(booking.userID)), key: "tg:\(updateID)",
                 kind: BookingRequest.kind,
-                payload: Array(try JSONEncoder().encode(booking)))
+                payload: booking.payload)
             _ = try await enqueuer.enqueue(entry, logger: context.logger)
             return try answer(callbackQueryID, BookingOutcome.pending.reply)
         }

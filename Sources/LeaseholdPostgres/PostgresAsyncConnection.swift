@@ -109,6 +109,8 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
             throw error
         }
         lh_pg_silence_notices(connection)
+        // Statements wait for their results with readableAgain: see Reactor's registrations.
+        reactor.adopt(socket)
         return PostgresAsyncConnection(
             configuration: configuration, reactor: reactor, handle: connection, socket: socket)
     }
@@ -163,12 +165,18 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
 
     private enum Readiness { case readable, writable }
 
-    /// Waits for `socket`, or for `deadline`: `false` when the deadline came first.
+    /// Waits for `socket`, or for `deadline`: `false` when the deadline came first. `again`: the
+    /// socket is the open connection's, which waits for input over and over, so a read wait
+    /// leaves it registered with the reactor (``Reactor/readableAgain(_:deadline:)``); libpq
+    /// never waits again on a socket it closed after losing the connection (`PQisBusy` is false
+    /// then), and ``close()`` forgets the socket first when it is still libpq's.
     private static func wait(
-        _ readiness: Readiness, socket: Int32, until deadline: ContinuousClock.Instant?, reactor: Reactor
+        _ readiness: Readiness, socket: Int32, until deadline: ContinuousClock.Instant?, reactor: Reactor,
+        again: Bool = false
     ) async throws -> Bool {
         func ready() async throws {
             switch readiness {
+            case .readable where again: _ = try await reactor.readableAgain(socket)
             case .readable: try await reactor.readable(socket)
             case .writable: try await reactor.writable(socket)
             }
@@ -445,11 +453,11 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
                         let (reactor, socket) = (reactor, socket)
                         _ = try await Task(executorPreference: reactor) {
                             try await PostgresAsyncConnection.wait(
-                                readiness, socket: socket, until: nil, reactor: reactor)
+                                readiness, socket: socket, until: nil, reactor: reactor, again: true)
                         }.value
                     } else {
                         _ = try await PostgresAsyncConnection.wait(
-                            readiness, socket: socket, until: nil, reactor: reactor)
+                            readiness, socket: socket, until: nil, reactor: reactor, again: true)
                     }
                     return
                 } catch is CancellationError {

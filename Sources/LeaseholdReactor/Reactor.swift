@@ -29,6 +29,17 @@ import NIOConcurrencyHelpers
 ///   wait costs no timer and no extra task.
 /// - Shut it down (``shutDown()``) only after every task that prefers it has ended: a job
 ///   enqueued after the loop stopped never runs.
+///
+/// Registrations. A plain wait arms its descriptor for one event (`EPOLLONESHOT`), one
+/// `epoll_ctl` per wait, which copes with anything: a descriptor closed behind the reactor's back
+/// and its number reused is simply added again. A connection that waits for input over and over
+/// on a socket it owns (a statement's result, the next replies) uses ``readableAgain(_:deadline:)``
+/// instead: the socket stays registered for input (level-triggered) between waits, so a wait
+/// that finds it so costs no system call. The owner's promises: ``adopt(_:)`` the socket once
+/// it is open, ``forget(_:)`` it before closing it, and never wait on it once something else
+/// (libpq, after a lost connection) has closed it. An input event that finds nobody waiting
+/// removes the registration (one `epoll_ctl`; the next wait adds it again), so unread input
+/// or a hang-up never makes the loop spin.
 public final class Reactor: TaskExecutor, @unchecked Sendable {
     // @unchecked Sendable: `waits` and `registered` are touched only on the reactor's thread;
     // everything other threads touch is behind `state`'s lock or is immutable.
@@ -52,8 +63,10 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
 
     /// Pending waits by descriptor (reactor thread only).
     private var waits: [Int32: Wait] = [:]
-    /// Descriptors added to the epoll set (reactor thread only).
-    private var registered: Set<Int32> = []
+    /// Descriptors added to the epoll set (reactor thread only), and how: `true` when they stay
+    /// registered for input between waits (``readableAgain(_:deadline:)``), `false` when armed
+    /// one event at a time.
+    private var registered: [Int32: Bool] = [:]
 
     private struct Wait {
         var id: UInt64
@@ -123,9 +136,29 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
         try await bounded(descriptor, events: EPOLLOUT.rawValue, deadline: deadline)
     }
 
-    private func bounded(_ descriptor: Int32, events: UInt32, deadline: ContinuousClock.Instant?) async throws -> Bool {
+    /// Waits until `descriptor` can be read (or has an error or hang-up), or until `deadline`,
+    /// as ``readable(_:deadline:)`` does, leaving the descriptor registered for input afterwards
+    /// so that the next such wait needs no system call (see "Registrations" above for the
+    /// owner's promises).
+    public func readableAgain(_ descriptor: Int32, deadline: ContinuousClock.Instant? = nil) async throws -> Bool {
+        try await bounded(descriptor, events: EPOLLIN.rawValue, deadline: deadline, staysRegistered: true)
+    }
+
+    /// Takes `descriptor`, newly opened, for ``readableAgain(_:deadline:)``: drops what the
+    /// reactor remembers under its number from an earlier descriptor that was closed without
+    /// ``forget(_:)`` (closing removed that one from the epoll set, so its registration would
+    /// otherwise be taken for this one's). Reactor thread only, with no wait pending.
+    public func adopt(_ descriptor: Int32) {
+        precondition(isCurrent, "Reactor.adopt(_:) off the reactor's thread")
+        precondition(waits[descriptor] == nil, "Reactor.adopt(_:) with a wait pending on \(descriptor)")
+        if registered[descriptor] == true { registered[descriptor] = nil }
+    }
+
+    private func bounded(
+        _ descriptor: Int32, events: UInt32, deadline: ContinuousClock.Instant?, staysRegistered: Bool = false
+    ) async throws -> Bool {
         do {
-            try await wait(for: descriptor, events: events, deadline: deadline)
+            try await wait(for: descriptor, events: events, deadline: deadline, staysRegistered: staysRegistered)
             return true
         } catch is DeadlinePassed {
             return false
@@ -144,12 +177,33 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
     public func forget(_ descriptor: Int32) {
         precondition(isCurrent, "Reactor.forget(_:) off the reactor's thread")
         precondition(waits[descriptor] == nil, "Reactor.forget(_:) with a wait pending on \(descriptor)")
-        if registered.remove(descriptor) != nil {
+        if registered.removeValue(forKey: descriptor) != nil {
             epoll_ctl(epoll, EPOLL_CTL_DEL, descriptor, nil)
         }
     }
 
-    private func wait(for descriptor: Int32, events: UInt32, deadline: ContinuousClock.Instant? = nil) async throws {
+    /// Registers `descriptor` for `events` (`EPOLLONESHOT` unless it stays registered), adding
+    /// or modifying as the epoll set turns out to hold it: a number the reactor remembers may
+    /// have been closed behind its back (closing removes it from the set) and now name a new
+    /// descriptor, and one it does not remember may still be in the set.
+    private func register(_ descriptor: Int32, events: UInt32, staysRegistered: Bool) -> Int32 {
+        var event = epoll_event()
+        event.events = staysRegistered ? events : events | EPOLLONESHOT.rawValue
+        event.data.fd = descriptor
+        let operation = registered[descriptor] != nil ? EPOLL_CTL_MOD : EPOLL_CTL_ADD
+        var outcome = epoll_ctl(epoll, operation, descriptor, &event)
+        if outcome != 0 && errno == ENOENT && operation == EPOLL_CTL_MOD {
+            outcome = epoll_ctl(epoll, EPOLL_CTL_ADD, descriptor, &event)
+        } else if outcome != 0 && errno == EEXIST && operation == EPOLL_CTL_ADD {
+            outcome = epoll_ctl(epoll, EPOLL_CTL_MOD, descriptor, &event)
+        }
+        if outcome == 0 { registered[descriptor] = staysRegistered }
+        return outcome
+    }
+
+    private func wait(
+        for descriptor: Int32, events: UInt32, deadline: ContinuousClock.Instant? = nil, staysRegistered: Bool = false
+    ) async throws {
         precondition(isCurrent, "a readiness wait must run on its reactor (withTaskExecutorPreference)")
         precondition(waits[descriptor] == nil, "two waits on descriptor \(descriptor)")
         try Task.checkCancellation()
@@ -162,21 +216,13 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
                     continuation.resume(throwing: ReactorShutDownError())
                     return
                 }
-                var event = epoll_event()
-                event.events = events | EPOLLONESHOT.rawValue
-                event.data.fd = descriptor
-                let operation = registered.contains(descriptor) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD
-                var outcome = epoll_ctl(epoll, operation, descriptor, &event)
-                if outcome != 0 && errno == ENOENT && operation == EPOLL_CTL_MOD {
-                    // The descriptor was closed without forget(_:) (closing removes it from the
-                    // epoll set) and its number now names a new one: add that.
-                    outcome = epoll_ctl(epoll, EPOLL_CTL_ADD, descriptor, &event)
+                // Already registered for input between waits: nothing to ask the kernel.
+                if !(staysRegistered && registered[descriptor] == true) {
+                    guard register(descriptor, events: events, staysRegistered: staysRegistered) == 0 else {
+                        continuation.resume(throwing: ReactorError(operation: "epoll_ctl", errno: errno))
+                        return
+                    }
                 }
-                guard outcome == 0 else {
-                    continuation.resume(throwing: ReactorError(operation: "epoll_ctl", errno: errno))
-                    return
-                }
-                registered.insert(descriptor)
                 waits[descriptor] = Wait(id: id, continuation: continuation, deadline: deadline)
                 if deadline != nil { timedWaits += 1 }
             }
@@ -192,13 +238,28 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
         waits[descriptor] = nil
         if wait.deadline != nil { timedWaits -= 1 }
         if let error {
-            // Disarm it, so a late readiness does not wake nobody.
-            var event = epoll_event()
-            event.data.fd = descriptor
-            epoll_ctl(epoll, EPOLL_CTL_MOD, descriptor, &event)
+            // Disarm it, so a late readiness does not wake nobody. (One that stays registered is
+            // left: an event with nobody waiting removes it, see `readiness(of:)`.)
+            if registered[descriptor] != true {
+                var event = epoll_event()
+                event.data.fd = descriptor
+                epoll_ctl(epoll, EPOLL_CTL_MOD, descriptor, &event)
+            }
             wait.continuation.resume(throwing: error)
         } else {
             wait.continuation.resume()
+        }
+    }
+
+    /// An event on `descriptor`: ends its wait; with none pending, a descriptor that stays
+    /// registered leaves the epoll set (level-triggered, it would be reported again and again
+    /// until read). Reactor thread only.
+    private func readiness(of descriptor: Int32) {
+        if waits[descriptor] != nil {
+            end(descriptor)
+        } else if registered[descriptor] == true {
+            registered[descriptor] = nil
+            epoll_ctl(epoll, EPOLL_CTL_DEL, descriptor, nil)
         }
     }
 
@@ -285,7 +346,7 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
                     var value: UInt64 = 0
                     _ = read(wakeup, &value, 8)
                 } else {
-                    end(descriptor)
+                    readiness(of: descriptor)
                 }
             }
             if timedWaits > 0 { endPassedDeadlines() }

@@ -163,6 +163,8 @@ public final class RedisAsyncConnection: @unchecked Sendable {
                     ? String(cString: strerror(problem == 0 ? errno : problem))
                     : "timeout expired after \(configuration.connectTimeout)")
         }
+        // Replies are awaited with readableAgain: see Reactor's registrations.
+        reactor.adopt(socket)
         let connection = RedisAsyncConnection(configuration: configuration, reactor: reactor, context: context)
         guard connection.writeSocket >= 0 else {
             let error = failed("dup: \(String(cString: strerror(errno)))")
@@ -393,7 +395,7 @@ public final class RedisAsyncConnection: @unchecked Sendable {
             let deadline = nearestDeadline()
             let ready: Bool
             do {
-                ready = try await reactor.readable(socket, deadline: deadline)
+                ready = try await reactor.readableAgain(socket, deadline: deadline)
             } catch {
                 // Cancelled because the connection failed or closed, or the reactor shut down.
                 fail(RedisError(source: .connection, code: .io, message: "waiting for replies failed: \(error)"))

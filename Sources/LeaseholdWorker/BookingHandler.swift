@@ -11,8 +11,7 @@ struct BookingHandler: MessageHandler {
     var kind: String { BookingRequest.kind }
 
     func decode(_ entry: StreamEntry) throws(UnprocessableMessage) -> BookingRequest {
-        guard let request = try? JSONDecoder().decode(BookingRequest.self, from: Data(entry.payload)),
-            request.isComplete
+        guard let request = BookingRequest(payload: entry.payload), request.isComplete
         else { throw UnprocessableMessage("undecodable \(entry.kind) payload") }
         return request
     }

@@ -59,7 +59,12 @@ struct EntryProcessor: Sendable {
         self.database = database
         self.reactorRedis = reactorRedis
         self.redis = redis
-        self.logger = logger
+        // Each entry's logger sets three metadata keys: see DeferredMetadataLogHandler.
+        var entryLogger = logger
+        if !(logger.handler is DeferredMetadataLogHandler) {
+            entryLogger.handler = DeferredMetadataLogHandler(wrapping: logger.handler)
+        }
+        self.logger = entryLogger
         let handlers = handlers ?? WorkerService.defaultHandlers(configuration: configuration)
         self.handlers = Dictionary(handlers.map { ($0.kind, $0) }, uniquingKeysWith: { first, _ in first })
         self.keeper = keeper
