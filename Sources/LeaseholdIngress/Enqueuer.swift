@@ -86,35 +86,38 @@ struct Enqueuer: Sendable {
     }
 
     /// Enqueues and confirms with replicas: the script pipelined with `CLIENT ID` (the connection
-    /// the write went over), then ``ReplicaAcknowledgement/confirm(clientID:)``. Until the script
-    /// is loaded on this client (its first call, or after a `SCRIPT FLUSH`), the two go separately.
+    /// the write went over), both on the connection serving the entry's stream, then
+    /// ``ReplicaAcknowledgement/confirm(clientID:stream:)``. Until the script is loaded on that
+    /// node (its first call, or after a `SCRIPT FLUSH`), or when a cluster redirects it, the two go
+    /// separately, the script through the client's own loading and redirects.
     private static func enqueue(
         _ entry: StreamEntry, marker: StreamProducer.Marker?, producer: StreamProducer, redis: RedisAsyncClient,
         replicas: ReplicaAcknowledgement
     ) async throws -> String {
         let call = producer.enqueueCall(entry, marker: marker)
+        let clientID = RedisCommand(["CLIENT", "ID"])
         if let sha = call.script.sha {
-            let replies = try await redis.pipeline([
-                RedisCommand(["EVALSHA", sha, call.keys.count] + call.keys + call.arguments),
-                RedisCommand(["CLIENT", "ID"]),
-            ])
-            if case .error(let error) = replies.first, error.code == .noScript {
-                // Flushed meanwhile: load it below.
-            } else if replies.count == 2, let clientID = replies[1].int {
-                let id = try StreamProducer.entryID(in: replies[0])
-                try await replicas.confirm(clientID: clientID)
-                return id
+            let replies = try await redis.pipeline(
+                [RedisCommand(["EVALSHA", sha, call.keys.count] + call.keys + call.arguments), clientID],
+                routedBy: [entry.stream])
+            let notRun: Set<RedisError.Code> = [.noScript, .moved, .ask, .tryAgain, .clusterDown]
+            if case .error(let error) = replies.first, notRun.contains(error.code) {
+                // The script did not run there: run it below.
+            } else if replies.count == 2, let id = replies[1].int {
+                let entryID = try StreamProducer.entryID(in: replies[0])
+                try await replicas.confirm(clientID: id, stream: entry.stream)
+                return entryID
             } else {
                 throw RedisError(source: .server, code: .proto, message: "EVALSHA + CLIENT ID returned \(replies)")
             }
         }
-        let id = try StreamProducer.entryID(
+        let entryID = try StreamProducer.entryID(
             in: try await redis.evaluate(call.script, keys: call.keys, arguments: call.arguments))
-        guard let clientID = try await redis.send("CLIENT", "ID").int else {
+        guard let id = try await redis.pipeline([clientID], routedBy: [entry.stream]).first?.int else {
             throw RedisError(source: .server, code: .proto, message: "CLIENT ID returned no integer")
         }
-        try await replicas.confirm(clientID: clientID)
-        return id
+        try await replicas.confirm(clientID: id, stream: entry.stream)
+        return entryID
     }
 
     /// The header that tells a 503's client whether the request might have been accepted:

@@ -25,6 +25,10 @@ import LeaseholdRedis
 /// nothing. So each enqueue is pipelined with `CLIENT ID`, the WAIT with another, and a request
 /// whose IDs differ is answered as unconfirmed.
 ///
+/// On a Redis Cluster the WAIT must reach the master that took the write: both pipelines are
+/// routed by the entry's stream (``RedisAsyncClient/pipeline(_:routedBy:timeout:)``), and batches
+/// are kept per stream slot, so one WAIT per slot and turn.
+///
 /// Every method runs on the Redis client's reactor, whose one thread is the only one touching the
 /// state (the same contract as ``RedisAsyncClient``).
 final class ReplicaAcknowledgement: @unchecked Sendable {
@@ -56,7 +60,8 @@ final class ReplicaAcknowledgement: @unchecked Sendable {
         var waiters: [CheckedContinuation<Result, any Error>] = []
     }
 
-    private var open: Batch?
+    /// The batch not yet sent, per routing slot (0 for every stream on one node).
+    private var open: [Int: Batch] = [:]
 
     init(redis: RedisAsyncClient, minReplicas: Int, timeout: Duration) {
         precondition(minReplicas >= 1 && timeout > .zero, "a replica acknowledgement needs replicas and a timeout")
@@ -65,21 +70,22 @@ final class ReplicaAcknowledgement: @unchecked Sendable {
         self.timeout = timeout
     }
 
-    /// Waits until ``minReplicas`` replicas have every write of the connection `clientID` made so
-    /// far, or throws ``Unconfirmed`` (or the Redis error of the WAIT).
-    func confirm(clientID: Int64) async throws {
+    /// Waits until ``minReplicas`` replicas have every write of the connection `clientID` (the
+    /// one serving `stream`) made so far, or throws ``Unconfirmed`` (or the Redis error of the WAIT).
+    func confirm(clientID: Int64, stream: String) async throws {
         precondition(redis.reactor.isCurrent, "ReplicaAcknowledgement used off its reactor's thread")
+        let slot = redis.isCluster ? RedisClusterSlot.slot(for: stream) : 0
         let result: Result
-        if let batch = open {
+        if let batch = open[slot] {
             result = try await withCheckedThrowingContinuation { batch.waiters.append($0) }
         } else {
             let batch = Batch()
-            open = batch
+            open[slot] = batch
             // Let the requests whose replies came in this turn join before the WAIT goes out.
             await Task.yield()
-            open = nil
+            open[slot] = nil
             do {
-                result = try await wait()
+                result = try await wait(routedBy: stream)
             } catch {
                 for waiter in batch.waiters { waiter.resume(throwing: error) }
                 throw error
@@ -93,10 +99,10 @@ final class ReplicaAcknowledgement: @unchecked Sendable {
         }
     }
 
-    private func wait() async throws -> Result {
+    private func wait(routedBy stream: String) async throws -> Result {
         let replies = try await redis.pipeline(
             [RedisCommand(["CLIENT", "ID"]), RedisCommand(["WAIT", minReplicas, timeout.redisMilliseconds])],
-            timeout: timeout + .seconds(5))
+            routedBy: [stream], timeout: timeout + .seconds(5))
         for reply in replies { if case .error(let error) = reply { throw error } }
         guard replies.count == 2, let clientID = replies[0].int, let acknowledged = replies[1].int else {
             throw RedisError(source: .server, code: .proto, message: "CLIENT ID + WAIT returned \(replies)")

@@ -25,6 +25,14 @@ import LeaseholdReactor
 /// Blocking commands (`XREADGROUP … BLOCK`, `BLPOP`) hold up every command behind them on their
 /// connection: give them a client of their own.
 ///
+/// ## A Redis Cluster
+///
+/// Given a configuration that lists several nodes (``RedisConfiguration/listsSeveralNodes``), the
+/// client is a ``RedisAsyncClusterClient`` underneath, on the same reactor: every call goes to the
+/// master of its keys' slot, with `size` connections per node (the pipelining above holds per
+/// node), and ``isCluster`` is `true`. Code written against this client runs unchanged on one node
+/// or a cluster, as long as each command or script keeps to one hash slot.
+///
 /// ## Cancellation
 ///
 /// A task cancelled before its command is queued gets `CancellationError` and sends nothing
@@ -44,10 +52,13 @@ public final class RedisAsyncClient: @unchecked Sendable {
     private var opening: [[CheckedContinuation<RedisAsyncConnection, any Error>]?]
     private var next = 0
     private var closed = false
+    /// Set when the configuration lists several nodes: every call goes through it instead.
+    private let cluster: RedisAsyncClusterClient?
 
     /// - Parameters:
+    ///   - configuration: one node; or the nodes of a Redis Cluster (see "A Redis Cluster").
     ///   - reactor: the reactor every call of this client runs on.
-    ///   - size: the number of connections (opened lazily); at least 1.
+    ///   - size: the number of connections (opened lazily; per node on a cluster); at least 1.
     public init(configuration: RedisConfiguration, reactor: Reactor, size: Int = 1) {
         precondition(size >= 1, "a client needs at least one connection")
         self.configuration = configuration
@@ -55,14 +66,32 @@ public final class RedisAsyncClient: @unchecked Sendable {
         self.size = size
         self.connections = Array(repeating: nil, count: size)
         self.opening = Array(repeating: nil, count: size)
+        if configuration.listsSeveralNodes {
+            do {
+                self.cluster = try RedisAsyncClusterClient(
+                    configuration: configuration, reactor: reactor, connectionsPerNode: size)
+            } catch {
+                // `RedisConfiguration(url:)` refuses what the cluster client would (a database other
+                // than 0 with several nodes); only a configuration built by hand can get here.
+                preconditionFailure("a cluster configuration the cluster client refuses: \(error)")
+            }
+        } else {
+            self.cluster = nil
+        }
     }
+
+    /// Whether the configuration lists the nodes of a Redis Cluster: then every call is routed
+    /// by its keys' hash slot through a ``RedisAsyncClusterClient`` (with `size` connections per
+    /// node), and a command or script may only touch keys of one slot.
+    public var isCluster: Bool { cluster != nil }
 
     // MARK: Commands
 
     /// Sends one command; see ``RedisAsyncConnection/send(_:timeout:)``.
     @discardableResult
     public func send(_ command: RedisCommand, timeout: Duration? = nil) async throws -> RedisValue {
-        try await connection().send(command, timeout: timeout)
+        if let cluster { return try await cluster.send(command, timeout: timeout) }
+        return try await connection().send(command, timeout: timeout)
     }
 
     /// Sends one command given as arguments.
@@ -75,6 +104,20 @@ public final class RedisAsyncClient: @unchecked Sendable {
     /// place. See ``RedisAsyncConnection/pipeline(_:timeout:)``.
     public func pipeline(_ commands: [RedisCommand], timeout: Duration? = nil) async throws -> [RedisValue] {
         guard !commands.isEmpty else { return [] }
+        // On a cluster: split per node, replies in the order of `commands`.
+        if let cluster { return try await cluster.pipeline(commands, timeout: timeout) }
+        return try await connection().pipeline(commands, timeout: timeout)
+    }
+
+    /// ``pipeline(_:timeout:)`` on the connection that serves `keys`: on a cluster, every command
+    /// goes to the master of `keys`' slot, on one connection, whatever keys the commands name (see
+    /// ``RedisAsyncClusterClient/pipeline(_:routedBy:timeout:)``); on one node, the same as
+    /// ``pipeline(_:timeout:)``.
+    public func pipeline(_ commands: [RedisCommand], routedBy keys: [any RedisArgument], timeout: Duration? = nil)
+        async throws -> [RedisValue]
+    {
+        guard !commands.isEmpty else { return [] }
+        if let cluster { return try await cluster.pipeline(commands, routedBy: keys, timeout: timeout) }
         return try await connection().pipeline(commands, timeout: timeout)
     }
 
@@ -84,7 +127,8 @@ public final class RedisAsyncClient: @unchecked Sendable {
     public func evaluate(
         _ script: RedisScript, keys: [any RedisArgument] = [], arguments: [any RedisArgument] = []
     ) async throws -> RedisValue {
-        try await RedisScriptRunner.evaluate(script, keys: keys, arguments: arguments) { command in
+        if let cluster { return try await cluster.evaluate(script, keys: keys, arguments: arguments) }
+        return try await RedisScriptRunner.evaluate(script, keys: keys, arguments: arguments) { command in
             try await self.send(command)
         }
     }
@@ -93,6 +137,7 @@ public final class RedisAsyncClient: @unchecked Sendable {
     /// outcome unknown). Calls after this throw ``RedisError/Code/connect``.
     public func close() {
         precondition(reactor.isCurrent, "RedisAsyncClient.close() off its reactor's thread")
+        cluster?.close()
         closed = true
         for index in connections.indices {
             connections[index]?.close()

@@ -131,6 +131,17 @@ public final class RedisAsyncClusterClient: Sendable {
         return try await router.pipeline(commands, timeout: timeout)
     }
 
+    /// Sends every command back to back on one connection of the master serving `keys`' slot,
+    /// whatever keys the commands name (or none: `CLIENT ID`, `WAIT`, which must reach the node
+    /// that took a write). Replies in order, error replies in place; a redirect among them comes
+    /// back as its error reply, not followed.
+    public func pipeline(_ commands: [RedisCommand], routedBy keys: [any RedisArgument], timeout: Duration? = nil)
+        async throws -> [RedisValue]
+    {
+        precondition(reactor.isCurrent, "RedisAsyncClusterClient used off its reactor's thread")
+        return try await router.pipeline(commands, routedBy: keys, timeout: timeout)
+    }
+
     // MARK: Slot map
 
     /// The slot map in use; `nil` until the first call (or ``refreshMap()``) has read one.

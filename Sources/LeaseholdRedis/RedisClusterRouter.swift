@@ -159,6 +159,20 @@ final class RedisClusterRouter<Storage: RedisClusterStateStorage>: Sendable {
         }
     }
 
+    /// Every command back to back on one connection of the master serving `keys`' slot, whatever
+    /// the commands' own keys; replies in place, redirects among them not followed.
+    func pipeline(_ commands: [RedisCommand], routedBy keys: [any RedisArgument], timeout: Duration?) async throws
+        -> [RedisValue]
+    {
+        guard !commands.isEmpty else { return [] }
+        let slot = try RedisClusterKeys.slot(of: keys.map(\.redisBytes), command: commands[0].name)
+        return try await run(slot: slot, command: commands[0].name) { node, _ in
+            // `run` sees an ASK only as a thrown error, and a pipeline returns error replies in
+            // place: `asking` is never true here.
+            try await node.pipeline(commands, timeout: timeout)
+        }
+    }
+
     func pipeline(_ commands: [RedisCommand], timeout: Duration?) async throws -> [RedisValue] {
         guard !commands.isEmpty else { return [] }
         var slots: [Int?] = []
