@@ -4,8 +4,9 @@ import LeaseholdRedis
 ///
 /// The check and the XADD run in one Lua script, so the mark holds under any number of ingress
 /// replicas. The backlog is what workers have not finished: entries not yet delivered to the
-/// consumer group (`lag`) plus those delivered but not acknowledged (`pending`); without a group
-/// yet, the stream's length.
+/// consumer group (`lag`, at most the stream's length: entries deleted unread can stay in the lag
+/// counter) plus those delivered but not acknowledged (`pending`); without a group yet, the
+/// stream's length.
 ///
 /// The same script can also write a marker key (the API's `pending` outcome) with `SET NX`, so
 /// the marker exists exactly when the entry does: one round trip, nothing to undo on refusal.
@@ -60,7 +61,11 @@ public struct StreamProducer: Sendable {
                 local fields = {}
                 for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
                 if fields['name'] == group and type(fields['lag']) == 'number' then
-                    backlog = fields['lag'] + fields['pending']
+                    -- Undelivered entries are on the stream, so never more than its length: the
+                    -- group's lag counts entries added minus entries read, and entries deleted
+                    -- before any consumer read them (XDEL, emptying the stream) would otherwise
+                    -- count forever.
+                    backlog = math.min(fields['lag'], backlog) + fields['pending']
                 end
             end
             if backlog >= limit then
