@@ -93,7 +93,15 @@ struct CommonOptions: ParsableArguments {
     }
 
     func validate() throws {
-        _ = try redisShards()
+        // A cluster refuses the one-node layout's scripts (their keys are in different slots):
+        // say so at startup rather than with CROSSSLOT on the first message.
+        if try redisShards() == nil, let configuration = try? RedisConfiguration(url: redisURL),
+            configuration.listsSeveralNodes
+        {
+            throw ValidationError(
+                "REDIS_URL lists several nodes (a Redis Cluster): set LEASEHOLD_REDIS_SHARDS (or --redis-shards), "
+                    + "at least the number of masters, so every key of a message shares its stream's hash slot")
+        }
         let level = logLevelFlag ?? environment["LOG_LEVEL"] ?? "info"
         guard Logger.Level(rawValue: level.lowercased()) != nil else {
             throw ValidationError(
