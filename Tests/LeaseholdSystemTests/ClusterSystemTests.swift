@@ -51,6 +51,35 @@ extension SystemTests {
             }
         }
 
+        /// `leasehold loadtest` (20,000 bookings, 1,000 slots × 20, 32 clients) through a stack on
+        /// the cluster: every load-test invariant holds (one booking per slot, every 2xx one outcome
+        /// in the inbox, no booking told but not kept), and every shard's stream took part.
+        @Test func twentyThousandBookingsOverTheShardsPassEveryLoadTestInvariant() async throws {
+            try await LocalRedisCluster.run(masters: 3) { cluster in
+                let stack = try await ProcessStack.start(
+                    ingress: 2, workers: 2, supervisors: 1, shards: 3, redisURL: cluster.url)
+                let result = try await LeaseholdExecutable.run(
+                    [
+                        "loadtest", "--url", stack.ingressURL(0), "--url", stack.ingressURL(1), "--json", "--slots",
+                        "1000", "--per-slot", "20", "--concurrency", "32", "--no-pgbench",
+                    ],
+                    in: stack.directory, environment: stack.environment, timeout: .seconds(900))
+                #expect(result.status == 0, "\(result.output.suffix(3_000))")
+                let lines = result.output.split(separator: "\n", omittingEmptySubsequences: false)
+                let start = try #require(lines.firstIndex(of: "{"), "no JSON in:\n\(result.output.suffix(3_000))")
+                let report = try #require(
+                    try JSONSerialization.jsonObject(with: Data(lines[start...].joined(separator: "\n").utf8))
+                        as? [String: Any])
+                #expect(report["passed"] as? Bool == true, "\(report["invariants"] ?? "")")
+                #expect(report["completed"] as? Int == 20_000)
+                for stream in stack.keys.streams("bookings") {
+                    let info = try await stack.redis.send("XINFO", "STREAM", stream)
+                    #expect(info.fieldMap?["entries-added"]?.int ?? 0 > 1_000, "\(stream) carried its share")
+                }
+                await stack.shutdown()
+            }
+        }
+
         /// A master is killed with `kill -9` while bookings arrive; a replica takes over. With
         /// `LEASEHOLD_REDIS_MIN_REPLICAS=1` every 2xx was on a replica first, so every accepted
         /// booking gets exactly one outcome; requests refused meanwhile (503) are retried with the
