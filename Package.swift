@@ -75,7 +75,10 @@ let package = Package(
         ),
 
         // MARK: Queue machinery and domain
-        .target(name: "LeaseholdQueue", dependencies: ["LeaseholdRedis", "LeaseholdPostgres"]),
+        .target(
+            name: "LeaseholdQueue",
+            dependencies: ["LeaseholdRedis", "LeaseholdPostgres", .product(name: "Logging", package: "swift-log")]
+        ),
         .target(name: "LeaseholdDomain", dependencies: ["LeaseholdPostgres"]),
 
         // MARK: Roles
