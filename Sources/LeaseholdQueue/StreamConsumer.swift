@@ -6,6 +6,7 @@ public struct StreamConsumer: Sendable {
     public let group: String
     /// Unique per process (`<host>-<pid>-<random>`): the consumer group tracks pending entries by it.
     public let consumer: String
+
     public init(streams: [String], group: String = RedisKeys.consumerGroup, consumer: String) {
         self.streams = streams
         self.group = group
@@ -210,7 +211,9 @@ public struct StreamConsumer: Sendable {
         var batch = LeasedBatch()
         var missingGroup = false
         // On one node, one script call reads every stream; on a cluster, one call per stream
-        // (each its own hash slot), while the budget lasts.
+        // (each its own hash slot), while the budget lasts. Should a later call fail (its master
+        // failing over), the entries earlier calls delivered stay pending on this consumer and
+        // the supervisor reclaims them after the visibility timeout: late, never lost.
         for calls in runner.isCluster ? ordered.map({ [$0] }) : [ordered] {
             let remaining = count - batch.entries.count - batch.undecodable.count
             guard remaining > 0 else { break }
