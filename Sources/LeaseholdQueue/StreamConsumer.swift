@@ -213,7 +213,8 @@ public struct StreamConsumer: Sendable {
         // On one node, one script call reads every stream; on a cluster, one call per stream
         // (each its own hash slot), while the budget lasts. Should a later call fail (its master
         // failing over), the entries earlier calls delivered stay pending on this consumer and
-        // the supervisor reclaims them after the visibility timeout: late, never lost.
+        // the supervisor reclaims them once their leases expire and the visibility timeout has
+        // passed: late, never lost.
         for calls in runner.isCluster ? ordered.map({ [$0] }) : [ordered] {
             let remaining = count - batch.entries.count - batch.undecodable.count
             guard remaining > 0 else { break }
