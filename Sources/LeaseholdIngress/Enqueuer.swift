@@ -100,8 +100,7 @@ struct Enqueuer: Sendable {
             let replies = try await redis.pipeline(
                 [RedisCommand(["EVALSHA", sha, call.keys.count] + call.keys + call.arguments), clientID],
                 routedBy: [entry.stream])
-            let notRun: Set<RedisError.Code> = [.noScript, .moved, .ask, .tryAgain, .clusterDown]
-            if case .error(let error) = replies.first, notRun.contains(error.code) {
+            if case .error(let error) = replies.first, Self.notRun.contains(error.code) {
                 // The script did not run there: run it below.
             } else if replies.count == 2, let id = replies[1].int {
                 let entryID = try StreamProducer.entryID(in: replies[0])
@@ -119,6 +118,9 @@ struct Enqueuer: Sendable {
         try await replicas.confirm(clientID: id, stream: entry.stream)
         return entryID
     }
+
+    /// Error replies meaning the pipelined script did not run where it was sent.
+    private static let notRun: Set<RedisError.Code> = [.noScript, .moved, .ask, .tryAgain, .clusterDown]
 
     /// The header that tells a 503's client whether the request might have been accepted:
     /// `unknown` (it may have been enqueued; retry with the same key) or `refused` (it was not).

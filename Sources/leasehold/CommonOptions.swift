@@ -15,7 +15,11 @@ struct CommonOptions: ParsableArguments {
         help: "PostgreSQL URL or conninfo; several hosts (db1:5432,db2:5432) for failover (env: POSTGRES_URL).")
     var postgresURLFlag: String?
 
-    @Option(name: .customLong("redis-url"), help: "Redis URL redis://[[user]:password@]host:port/db (env: REDIS_URL).")
+    @Option(
+        name: .customLong("redis-url"),
+        help:
+            "Redis URL redis://[[user]:password@]host:port/db; several nodes (host1:port1,host2:port2,…/0) for a Redis Cluster, which needs --redis-shards (env: REDIS_URL)."
+    )
     var redisURLFlag: String?
 
     @Option(
