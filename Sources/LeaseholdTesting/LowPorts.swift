@@ -6,16 +6,16 @@ import NIOConcurrencyHelpers
 /// the local end of an outgoing connection by the time the server binds it, and never one handed
 /// out before in this process, because servers started at once by parallel tests must not pick
 /// the same port before either has bound it.
-enum LowPorts {
+public enum LowPorts {
     private static let handedOut = NIOLockedValueBox<Set<Int>>([])
 
     /// One port nothing is bound to.
-    static func free() throws -> Int {
+    public static func free() throws -> Int {
         try free(1)[0]
     }
 
     /// `count` distinct ports nothing is bound to.
-    static func free(_ count: Int) throws -> [Int] {
+    public static func free(_ count: Int) throws -> [Int] {
         let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
         let low = range.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } ?? 32768
         let upper = low > 20000 ? low : 32768

@@ -14,31 +14,46 @@ final class PrivateRedisServer: Sendable {
     let port: Int
     private let process: ChildProcess
 
+    /// Starts on a free port below the ephemeral range (``LowPorts``); should another process
+    /// bind that port between the check and the server's own bind, tries once more on another.
     init() async throws {
-        let port = try Self.freePort()
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("lh-private-redis-\(port).log")
-        let process = try ChildProcess(
-            name: "redis-\(port)", executable: URL(fileURLWithPath: "/usr/bin/redis-server"),
-            arguments: [
-                "--bind", "127.0.0.1", "--port", String(port), "--save", "", "--appendonly", "no",
-                "--daemonize", "no", "--logfile", "",
-            ],
-            log: log)
-        self.port = port
-        self.process = process
+        var attempt = 0
+        while true {
+            attempt += 1
+            let port = try LowPorts.free()
+            let log = FileManager.default.temporaryDirectory.appendingPathComponent("lh-private-redis-\(port).log")
+            let process = try ChildProcess(
+                name: "redis-\(port)", executable: URL(fileURLWithPath: "/usr/bin/redis-server"),
+                arguments: [
+                    "--bind", "127.0.0.1", "--port", String(port), "--save", "", "--appendonly", "no",
+                    "--daemonize", "no", "--logfile", "",
+                ],
+                log: log)
+            if try await Self.answers(port: port, process: process) {
+                self.port = port
+                self.process = process
+                return
+            }
+            let output = process.output.suffix(1000)
+            process.send(SIGKILL)
+            _ = await process.waitForExit(timeout: .seconds(10))
+            guard attempt < 2, output.contains("Address already in use") else {
+                throw TestSetupError("redis-server on port \(port) did not start:\n\(output)")
+            }
+        }
+    }
 
+    /// Whether the server on `port` answers PING within 10 s; false as soon as it has exited.
+    private static func answers(port: Int, process: ChildProcess) async throws -> Bool {
         let configuration = RedisConfiguration(port: port, connectTimeout: .seconds(1), commandTimeout: .seconds(1))
         let deadline = ContinuousClock.now + .seconds(10)
         while true {
-            if let connection = try? RedisConnection(configuration: configuration),
+            if process.isRunning, let connection = try? RedisConnection(configuration: configuration),
                 (try? connection.send("PING")) != nil
             {
-                return
+                return true
             }
-            guard ContinuousClock.now < deadline, process.isRunning else {
-                await kill()
-                throw TestSetupError("redis-server on port \(port) did not start:\n\(process.output.suffix(1000))")
-            }
+            guard ContinuousClock.now < deadline, process.isRunning else { return false }
             try await Task.sleep(for: .milliseconds(20))
         }
     }
@@ -57,24 +72,5 @@ final class PrivateRedisServer: Sendable {
         process.send(SIGKILL)
         _ = await process.waitForExit(timeout: .seconds(10))
         try? FileManager.default.removeItem(at: process.log)
-    }
-
-    /// A port on 127.0.0.1 that nothing listens on now (the kernel picks it).
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestSetupError("socket: errno \(errno)") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
-            }
-        }
-        guard bound else { throw TestSetupError("bind: errno \(errno)") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }

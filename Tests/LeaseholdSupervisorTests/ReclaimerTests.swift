@@ -39,32 +39,31 @@ struct ReclaimerTests {
             let stream = keys.stream("bookings")
             let entries = try await Self.pending(keys: ["k1", "k2", "k3"], stream: stream, keys: keys, client: client)
             try #require(entries.count == 3)
-            try await Task.sleep(for: .milliseconds(2_000))
+            // Idle times are set, not slept for, so no stall of a loaded machine can blur them:
+            // k1 and k2 idle for ten minutes (XCLAIM to their own consumer with IDLE, JUSTID so no
+            // delivery is counted), k3 touched by its worker's heartbeat just now (idle 0).
+            for entry in entries.prefix(2) {
+                _ = try await client.send("XCLAIM", stream, "workers", "c1", 0, entry.id, "IDLE", 600_000, "JUSTID")
+            }
+            _ = try await client.send("XCLAIM", stream, "workers", "c1", 0, entries[2].id, "JUSTID")
             // A worker holds k1's lease: taken "between the check and the claim" is the same thing
             // for a script, which runs with nothing in between.
             _ = try await client.send("SET", keys.lease("k1", in: keys.stream("bookings")), "c1:token", "PX", 60_000)
-            // k3 was touched by its worker's heartbeat just now (XCLAIM to itself, JUSTID).
-            _ = try await client.send("XCLAIM", stream, "workers", "c1", 0, entries[2].id, "JUSTID")
-            let touchedAt = ContinuousClock.now
 
-            // The threshold follows the clock, whatever the machine's load: taken right before each
-            // claim, a second more than k3 has been idle since its touch, a second less than k2
-            // (idle 2 s longer).
-            let claimedAt = ContinuousClock.now
+            // One minute: far above k3's idle time, far below k1's and k2's.
             var claims: [Reclaimer.Claim] = []
             for entry in entries {
                 claims.append(
                     try await Reclaimer.claim(
                         id: entry.id, stream: stream, leaseKey: keys.lease(entry.key, in: stream),
-                        consumer: "supervisor", minIdle: ContinuousClock.now - touchedAt + .milliseconds(1_000),
-                        via: client))
+                        consumer: "supervisor", minIdle: .seconds(60), via: client))
             }
             #expect(claims[0] == .leased)
             guard case .claimed(let consumer, let idle, let deliveries) = claims[1] else {
                 Issue.record("k2 has no lease and is idle: claimed, got \(claims[1])")
                 return
             }
-            #expect(consumer == "c1" && idle >= 2_000 && deliveries == 1, "\(consumer) \(idle) \(deliveries)")
+            #expect(consumer == "c1" && idle >= 600_000 && deliveries == 1, "\(consumer) \(idle) \(deliveries)")
             #expect(claims[2] == .notIdle)
 
             let leased = try #require(try await Self.state(of: entries[0].id, stream: stream, client: client))
@@ -74,13 +73,11 @@ struct ReclaimerTests {
             let touched = try #require(try await Self.state(of: entries[2].id, stream: stream, client: client))
             #expect(touched.0 == "c1", "\(touched)")
 
-            // Claiming again finds it owned and recently claimed: nothing happens. The threshold is
-            // the time since the claim plus a margin, whatever the machine's load: below what the
-            // entry's idle time would be had the claim not reset it (2 s more), above what it is.
-            let sinceClaim = ContinuousClock.now - claimedAt
+            // Claiming again finds it owned and recently claimed (the claim reset its idle time
+            // from ten minutes to zero): nothing happens.
             let again = try await Reclaimer.claim(
                 id: entries[1].id, stream: stream, leaseKey: keys.lease("k2", in: stream), consumer: "other",
-                minIdle: sinceClaim + .milliseconds(300), via: client)
+                minIdle: .seconds(60), via: client)
             #expect(again == .notIdle)
         }
     }
