@@ -15,7 +15,8 @@ public struct QueueStatus: Sendable, Codable, Equatable {
         public var length: Int64
         public var pending: Int64
         public var oldestPendingAgeSeconds: Double?
-        /// `nil` when Redis cannot tell (entries were deleted past the group's position).
+        /// `nil` when Redis cannot tell (entries were deleted past the group's position); the
+        /// length when no consumer group exists yet.
         public var undelivered: Int64?
         public var consumers: Int64
 
@@ -56,8 +57,10 @@ public struct QueueStatus: Sendable, Codable, Equatable {
         var streams: [Stream] = []
         for stream in keys.streams(sources) {
             let length = try await redis.send("XLEN", stream).int ?? 0
+            // No group yet (no worker has started): every entry is undelivered, as the group is
+            // created at the stream's start.
             var status = Stream(
-                stream: stream, length: length, pending: 0, oldestPendingAgeSeconds: nil, undelivered: nil,
+                stream: stream, length: length, pending: 0, oldestPendingAgeSeconds: nil, undelivered: length,
                 consumers: 0)
             if let group = try await ConsumerGroupInfo.read(stream: stream, redis: redis) {
                 status.pending = group.pending

@@ -34,13 +34,17 @@ final class ConsoleTestServer: Sendable {
         var location: String? { headers.first(name: "Location") }
     }
 
-    static func start(readOnly: Bool = false) async throws -> ConsoleTestServer {
+    /// A console on the shared test Redis, or on `redis` (which it then owns and closes) with
+    /// `shards` streams per source.
+    static func start(readOnly: Bool = false, redis given: RedisClient? = nil, shards: Int? = nil) async throws
+        -> ConsoleTestServer
+    {
         let database = try await TemporaryDatabase.create()
         let postgres = database.client(size: 4)
         _ = try await Migrator(client: postgres).migrate(
             try Migration.load(from: LeaseholdExecutable.migrationsDirectory))
-        let keys = RedisKeys(prefix: "\(IntegrationEnvironment.uniqueName("lhc")):")
-        let redis = try IntegrationEnvironment.redisClient(size: 4)
+        let keys = RedisKeys(prefix: "\(IntegrationEnvironment.uniqueName("lhc")):", shards: shards)
+        let redis = try given ?? IntegrationEnvironment.redisClient(size: 4)
         let port = try freeLoopbackPort()
         let console = try ConsoleApplication(
             configuration: ConsoleConfiguration(
@@ -136,7 +140,7 @@ final class ConsoleTestServer: Sendable {
     /// Inserts a dead letter as a worker would and returns its id.
     @discardableResult
     func insertDeadLetter(
-        key: String, kind: String = "booking", source: String = "bookings", payload: String,
+        key: String, kind: String = "booking", source: String = "bookings", stream: String? = nil, payload: String,
         error: String = "slot 7 does not exist"
     ) async throws -> Int64 {
         let history = #"[{"at":"2026-01-02T10:00:00Z","attempt":1,"worker":"worker-a","error":"\#(error)"}]"#
@@ -144,7 +148,7 @@ final class ConsoleTestServer: Sendable {
             """
             INSERT INTO dead_letters (message_key, stream, entry_id, kind, payload, attempts, last_error,
                                       error_history, first_seen_at)
-            VALUES (\(key), \(keys.stream(source)), \(UUID().uuidString), \(kind), \(Array(payload.utf8)), 1,
+            VALUES (\(key), \(stream ?? keys.stream(source)), \(UUID().uuidString), \(kind), \(Array(payload.utf8)), 1,
                     \(error), \(PostgresJSONB(history)), now())
             RETURNING id
             """

@@ -51,6 +51,69 @@ extension SystemTests {
             }
         }
 
+        /// `leasehold status` given every node: each shard's stream read from the master serving
+        /// it, with its own length, backlog and consumers, and the leader found on the cluster.
+        @Test func statusShowsEveryShardOfTheCluster() async throws {
+            try await LocalRedisCluster.run(masters: 3) { cluster in
+                let stack = try await ProcessStack.start(
+                    ingress: 1, workers: 0, supervisors: 1, shards: 3, redisURL: cluster.url)
+                let slots = try await stack.seed(slots: 30, users: 30)
+                var expected: [String: Int] = [:]
+                for (index, slot) in slots.enumerated() {
+                    let requestID = "st-\(index)"
+                    #expect(
+                        try await stack.book(requestID: requestID, userID: Int64(index + 1), slotID: slot).status == 202
+                    )
+                    expected[stack.keys.bookingStream(requestID: requestID), default: 0] += 1
+                }
+                #expect(expected.count == 3, "30 request IDs over the 3 shards: \(expected)")
+
+                // Without a worker: every entry is on its shard, unread.
+                let before = try await Self.status(stack)
+                for stream in stack.keys.streams("bookings") {
+                    let row = try #require(before.streams[stream], "status lists \(stream)")
+                    #expect(row["length"] as? Int == expected[stream], "\(stream): \(row)")
+                    #expect(row["undelivered"] as? Int == expected[stream], "\(stream): \(row)")
+                    #expect(row["pending"] as? Int == 0)
+                }
+                #expect(before.leader?.isEmpty == false, "the supervisor leads on the cluster: \(before)")
+
+                // A worker drains every shard; status then shows it as a consumer of each.
+                try stack.startWorker(name: "worker-st")
+                for index in 0..<slots.count { _ = try await stack.outcome(of: "st-\(index)") }
+                try await waitUntil {
+                    let after = try await Self.status(stack)
+                    return stack.keys.streams("bookings").allSatisfy { stream in
+                        let row = after.streams[stream]
+                        return row?["pending"] as? Int == 0 && row?["undelivered"] as? Int == 0
+                            && (row?["consumers"] as? Int ?? 0) >= 1
+                    }
+                }
+                let statuses = await stack.shutdown()
+                #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
+            }
+        }
+
+        /// `leasehold status --json` run as a process with the stack's environment: its streams by
+        /// name, and the leader.
+        static func status(_ stack: ProcessStack) async throws -> (streams: [String: [String: Any]], leader: String?) {
+            let result = try await LeaseholdExecutable.run(
+                ["status", "--json"], in: stack.directory, environment: stack.environment, timeout: .seconds(60))
+            #expect(result.status == 0, "\(result.output.suffix(2_000))")
+            let lines = result.output.split(separator: "\n", omittingEmptySubsequences: false)
+            let start = try #require(lines.firstIndex(of: "{"), "no JSON in \(result.output.suffix(2_000))")
+            let end = try #require(
+                lines[start...].firstIndex(of: "}"), "unfinished JSON in \(result.output.suffix(2_000))")
+            let json = try #require(
+                try JSONSerialization.jsonObject(with: Data(lines[start...end].joined(separator: "\n").utf8))
+                    as? [String: Any])
+            var streams: [String: [String: Any]] = [:]
+            for row in json["streams"] as? [[String: Any]] ?? [] {
+                if let name = row["stream"] as? String { streams[name] = row }
+            }
+            return (streams, json["leader"] as? String)
+        }
+
         /// `leasehold loadtest` (20,000 bookings, 1,000 slots × 20, 32 clients) through a stack on
         /// the cluster: every load-test invariant holds (one booking per slot, every 2xx one outcome
         /// in the inbox, no booking told but not kept), and every shard's stream took part.
