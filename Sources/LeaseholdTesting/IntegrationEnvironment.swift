@@ -1,4 +1,5 @@
 import Foundation
+import LeaseholdOps
 import LeaseholdPostgres
 import LeaseholdRedis
 
@@ -60,4 +61,14 @@ public enum IntegrationEnvironment {
     public static func uniqueName(_ prefix: String = "t") -> String {
         "\(prefix)_\(UUID().uuidString.prefix(8).lowercased())"
     }
+}
+
+extension LocalRedisCluster {
+    /// Whether cluster tests can run: always under `REQUIRE_INTEGRATION=1` (missing binaries then
+    /// fail the test), otherwise when `redis-server` and `redis-cli` are installed. For
+    /// `@Suite(.enabled(if: …))`.
+    public static let isAvailable: Bool =
+        IntegrationEnvironment.isRequired
+        || (FileManager.default.isExecutableFile(atPath: redisServer.path)
+            && FileManager.default.isExecutableFile(atPath: redisCLI.path))
 }

@@ -21,7 +21,10 @@ struct DemoCommand: AsyncParsableCommand {
             or --duration, --rate, --plot, ...; the demo supplies the URLs, the API token and the Telegram \
             secret), prints the report (with the pgbench comparison), then stops everything (SIGTERM, in order). \
             --ingress-only starts no worker and no supervisor and measures ingress alone (accepted requests per \
-            second; the run's entries are removed from Redis afterwards). The report adds, for the measured \
+            second; the run's entries are removed from Redis afterwards). --redis-cluster N runs Redis as a local \
+            Redis Cluster of N masters (and --redis-cluster-replicas per master) instead of one node: every role \
+            gets every node in REDIS_URL and LEASEHOLD_REDIS_SHARDS (N unless set), as on a cluster in \
+            production. The report adds, for the measured \
             interval (first request sent to last outcome committed; with --ingress-only to the last answer), the \
             CPU seconds of each role from /proc (ingress, worker, supervisor, PostgreSQL = the postmaster and \
             its backends, Redis, the demo itself as load generator) and per committed outcome (with \
@@ -45,6 +48,16 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Worker processes, 1...64 (default: 2; --ingress-only starts none).")
     var workers: Int?
 
+    @Option(
+        help: """
+            Run Redis as a local Redis Cluster of this many masters, 3...16, instead of one node (roles get \
+            every node, and LEASEHOLD_REDIS_SHARDS = the masters unless set).
+            """)
+    var redisCluster: Int?
+
+    @Option(help: "Replicas per master with --redis-cluster, 0...2 (default 0).")
+    var redisClusterReplicas: Int?
+
     @OptionGroup var load: LoadTestOptions
 
     /// Worker processes to start.
@@ -60,6 +73,16 @@ struct DemoCommand: AsyncParsableCommand {
         guard (1...64).contains(ingresses) else { throw ValidationError("--ingresses must be 1...64") }
         if chaos && load.ingressOnly { throw ValidationError("--chaos needs workers; leave out --ingress-only") }
         if seed != nil && !chaos { throw ValidationError("--seed is for --chaos") }
+        if let redisCluster {
+            guard (3...16).contains(redisCluster) else { throw ValidationError("--redis-cluster must be 3...16") }
+            if chaos { throw ValidationError("--chaos kills the one Redis node; leave out --redis-cluster") }
+        }
+        if let redisClusterReplicas {
+            guard redisCluster != nil else { throw ValidationError("--redis-cluster-replicas needs --redis-cluster") }
+            guard (0...2).contains(redisClusterReplicas) else {
+                throw ValidationError("--redis-cluster-replicas must be 0...2")
+            }
+        }
         if let workers {
             if load.ingressOnly {
                 throw ValidationError("--ingress-only starts no worker; leave out --workers")
@@ -118,12 +141,30 @@ struct DemoCommand: AsyncParsableCommand {
             Foundation.exit(128 + signal)
         }
         try await stack.start()
+        // A cluster's nodes die with this process (its watchdog), so a signal needs no more.
+        var cluster: LocalRedisCluster?
+        if let masters = redisCluster {
+            let replicas = redisClusterReplicas ?? 0
+            Self.say("starting a Redis Cluster: \(masters) masters, \(replicas) replicas each")
+            do {
+                cluster = try await LocalRedisCluster.start(
+                    masters: masters, replicasPerMaster: replicas,
+                    directory: root.appendingPathComponent("local/redis-cluster"))
+            } catch {
+                await stack.stop()
+                throw error
+            }
+        }
+        let redisURL = cluster?.url ?? stack.redisURL
         let self_ = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         let token = UUID().uuidString
         let telegramSecret = UUID().uuidString
         var environment = ProcessInfo.processInfo.environment
         environment["POSTGRES_URL"] = stack.postgresURL
-        environment["REDIS_URL"] = stack.redisURL
+        environment["REDIS_URL"] = redisURL
+        if let masters = redisCluster, (environment["LEASEHOLD_REDIS_SHARDS"] ?? "").isEmpty {
+            environment["LEASEHOLD_REDIS_SHARDS"] = String(masters)
+        }
         environment["LEASEHOLD_API_TOKEN"] = token
         environment["TELEGRAM_WEBHOOK_SECRET"] = telegramSecret
         environment["LOG_LEVEL"] = "info"
@@ -183,7 +224,8 @@ struct DemoCommand: AsyncParsableCommand {
                         ? ", notifier ×\(notifierCount) (to a fake Bot API at \(botAPI?.url ?? ""))" : "")
                     + "; logs in \(logs.path)")
 
-            let accounting = ProcessAccounting(roles: await accountedRoles(roles.all, stack: stack))
+            let accounting = ProcessAccounting(
+                roles: await accountedRoles(roles.all, stack: stack, cluster: cluster))
             let progress = ProgressPrinter()
             var load = self.load
             let redisPrefix = environment["LEASEHOLD_REDIS_PREFIX"].flatMap { $0.isEmpty ? nil : $0 } ?? "lh:"
@@ -204,7 +246,7 @@ struct DemoCommand: AsyncParsableCommand {
                 load.noPgbench = true
                 let seed = self.seed ?? UInt64.random(in: 1...UInt64(UInt32.max))
                 let schedule = ChaosSchedule(
-                    seed: seed, spacing: 5...12, roles: roles, stack: stack, redisURL: stack.redisURL,
+                    seed: seed, spacing: 5...12, roles: roles, stack: stack, redisURL: redisURL,
                     redisPrefix: redisPrefix, say: { Self.say($0) })
                 let seconds = load.duration ?? 120
                 let until = ContinuousClock.now + .seconds(seconds)
@@ -222,7 +264,7 @@ struct DemoCommand: AsyncParsableCommand {
                     payments, Task { await payments.send(over: .seconds(seconds), giveUpAfter: .seconds(90)) }
                 )
                 let poison = PoisonMessages(
-                    count: 5, seed: seed, redisURL: stack.redisURL, keys: redisKeys)
+                    count: 5, seed: seed, redisURL: redisURL, keys: redisKeys)
                 poisonRun = Task { await poison.send(over: .seconds(seconds)) }
             }
             var report: LoadTestReport
@@ -230,7 +272,7 @@ struct DemoCommand: AsyncParsableCommand {
                 report = try await LoadTest(
                     configuration: load.configuration(
                         urls: urls, apiToken: token, telegramSecret: telegramSecret, postgresURL: stack.postgresURL,
-                        postgresLog: stack.postgresLog.path, redisURL: stack.redisURL, redisPrefix: redisPrefix,
+                        postgresLog: stack.postgresLog.path, redisURL: redisURL, redisPrefix: redisPrefix,
                         redisShards: redisShards),
                     progress: progress, measurement: accounting
                 ).run()
@@ -257,7 +299,7 @@ struct DemoCommand: AsyncParsableCommand {
                 let sent = await paymentRun?.sending.value
                 let poison = await poisonRun?.value ?? []
                 var checks = try await ChaosChecks.run(
-                    redisURL: stack.redisURL, keys: redisKeys, postgresURL: stack.postgresURL, poison: poison,
+                    redisURL: redisURL, keys: redisKeys, postgresURL: stack.postgresURL, poison: poison,
                     since: chaosStart, timeout: .seconds(60))
                 if let payments = paymentRun?.load, let sent {
                     print(
@@ -290,24 +332,26 @@ struct DemoCommand: AsyncParsableCommand {
                     """
                     still running; Ctrl-C or SIGTERM stops everything
                     POSTGRES_URL=\(stack.postgresURL)
-                    REDIS_URL=\(stack.redisURL)
+                    REDIS_URL=\(redisURL)\(cluster == nil ? "" : "\nLEASEHOLD_REDIS_SHARDS=\(redisShards ?? 1)")
                     LEASEHOLD_API_TOKEN=\(token)
                     TELEGRAM_WEBHOOK_SECRET=\(telegramSecret)
                     ingress: \(urls.joined(separator: " "))
                     """)
                 await signals.next()
             }
-            await Self.stopAll(roles.all, stack: stack)
+            await Self.stopAll(roles.all, stack: stack, cluster: cluster)
             if !report.passed || !chaosPassed { throw ExitCode(1) }
         } catch {
-            await Self.stopAll(roles.all, stack: stack)
+            await Self.stopAll(roles.all, stack: stack, cluster: cluster)
             throw error
         }
     }
 
     /// The processes to account for, by role: every child this demo started, PostgreSQL with its
     /// backends, and this process (the load generator).
-    private func accountedRoles(_ roles: [ChildProcess], stack: LocalStack) async -> [ProcessAccounting.Role] {
+    private func accountedRoles(
+        _ roles: [ChildProcess], stack: LocalStack, cluster: LocalRedisCluster?
+    ) async -> [ProcessAccounting.Role] {
         func pids(_ prefix: String) -> [Int32] { roles.filter { $0.name.hasPrefix(prefix) }.map(\.pid) }
         var accounted = [
             ProcessAccounting.Role(name: "ingress", pids: pids("ingress-")),
@@ -318,7 +362,11 @@ struct DemoCommand: AsyncParsableCommand {
             accounted.append(
                 .init(name: "postgresql", pids: [postmaster], includesChildren: true, sampleMemory: false))
         }
-        if let redis = await stack.redisProcessID { accounted.append(.init(name: "redis", pids: [redis])) }
+        if let cluster {
+            accounted.append(.init(name: "redis", pids: cluster.processIDs))
+        } else if let redis = await stack.redisProcessID {
+            accounted.append(.init(name: "redis", pids: [redis]))
+        }
         accounted.append(.init(name: "loadgen", pids: [getpid()]))
         return accounted
     }
@@ -342,10 +390,11 @@ struct DemoCommand: AsyncParsableCommand {
         }
     }
 
-    private static func stopAll(_ roles: [ChildProcess], stack: LocalStack) async {
+    private static func stopAll(_ roles: [ChildProcess], stack: LocalStack, cluster: LocalRedisCluster? = nil) async {
         Self.say("stopping \(roles.map(\.name).joined(separator: ", ")) (SIGTERM), then Redis and PostgreSQL")
         for role in roles { role.send(SIGTERM) }
         for role in roles { await role.stop(signal: SIGTERM, timeout: .seconds(30)) }
+        await cluster?.stop()
         await stack.stop()
     }
 }

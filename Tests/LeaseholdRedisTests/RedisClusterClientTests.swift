@@ -1,3 +1,4 @@
+import LeaseholdOps
 import LeaseholdRedis
 import LeaseholdTesting
 import Testing

@@ -1,4 +1,5 @@
 import Foundation
+import LeaseholdOps
 import LeaseholdQueue
 import LeaseholdRedis
 import LeaseholdTesting

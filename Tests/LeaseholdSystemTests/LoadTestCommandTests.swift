@@ -399,6 +399,58 @@ extension SystemTests {
             #expect((roles(only)["ingress"]?["cpuSeconds"] as? Double ?? 0) > 0)
         }
 
+        /// `--redis-cluster 3`: the demo starts a local Redis Cluster, every role runs on it in the
+        /// sharded layout, the run passes every invariant, the three nodes are accounted as Redis,
+        /// and none of them outlives the demo.
+        @Test func theDemoRunsOnALocalRedisClusterAndStopsItAfterwards() async throws {
+            let directory = try makeTemporaryDirectory("demo-cluster")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            for (arguments, message) in [
+                (["--redis-cluster", "2"], "--redis-cluster must be 3...16"),
+                (["--redis-cluster-replicas", "1"], "--redis-cluster-replicas needs --redis-cluster"),
+                (["--redis-cluster", "3", "--redis-cluster-replicas", "3"], "--redis-cluster-replicas must be 0...2"),
+                (["--redis-cluster", "3", "--chaos"], "leave out --redis-cluster"),
+            ] {
+                let result = try await LeaseholdExecutable.run(
+                    ["demo", "--dir", directory.path] + arguments, in: directory)
+                #expect(result.status == 64, "\(arguments): \(result.output)")
+                #expect(result.output.contains(message), "\(arguments): \(result.output)")
+            }
+
+            let data = directory.appendingPathComponent("data")
+            let result = try await LeaseholdExecutable.run(
+                [
+                    "demo", "--dir", data.path, "--json", "--no-pgbench", "--concurrency", "8", "--redis-cluster", "3",
+                    "--ingresses", "1", "--workers", "1", "--slots", "10", "--per-slot", "10",
+                ],
+                in: directory, environment: ["LEASEHOLD_MIGRATIONS_DIR": LeaseholdExecutable.migrationsDirectory.path],
+                timeout: .seconds(300))
+            #expect(result.status == 0, "\(result.output.suffix(3_000))")
+            #expect(result.output.contains("starting a Redis Cluster: 3 masters"), "\(result.output.suffix(3_000))")
+            let lines = result.output.split(separator: "\n", omittingEmptySubsequences: false)
+            let start = try #require(lines.firstIndex(of: "{"), "no JSON in:\n\(result.output.suffix(3_000))")
+            let json = lines[start...].prefix { $0 != "}" }.joined(separator: "\n") + "\n}"
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+            #expect(report["passed"] as? Bool == true, "\(report["invariants"] ?? "")")
+            #expect(report["completed"] as? Int == 100)
+            let roles = (report["processes"] as? [String: Any])?["roles"] as? [String: [String: Any]] ?? [:]
+            #expect(roles["redis"]?["processes"] as? Int == 3, "the three nodes are accounted as Redis: \(roles)")
+            // The workers' logs name the sharded streams they read.
+            let workerLog = try String(
+                contentsOf: data.appendingPathComponent("logs/worker-0.log"), encoding: .utf8)
+            #expect(workerLog.contains("{bookings:2}"), "\(workerLog.suffix(2_000))")
+
+            let clusterDirectory = data.appendingPathComponent("local/redis-cluster").path
+            let left = (try FileManager.default.contentsOfDirectory(atPath: "/proc")).compactMap { pid -> String? in
+                guard Int32(pid) != nil,
+                    let line = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8),
+                    line.contains(clusterDirectory)
+                else { return nil }
+                return pid
+            }
+            #expect(left.isEmpty, "cluster nodes still running after the demo: \(left)")
+        }
+
         @Test func aDoubleBookingMakesTheRunFailWithANonZeroExit() async throws {
             let stack = try await ProcessStack.start(ingress: 2, workers: 2)
             // Break the database the way the incident did: no unique index, two active interviews

@@ -1,8 +1,8 @@
 import Foundation
 import NIOConcurrencyHelpers
 
-/// Free loopback ports for the servers tests start themselves (Redis Cluster nodes, a PostgreSQL
-/// primary and standby): below the kernel's ephemeral range, because a port in that range may be
+/// Free loopback ports for servers started on this machine (the demo's and tests' Redis Cluster
+/// nodes, the tests' PostgreSQL primary and standby): below the kernel's ephemeral range, because a port in that range may be
 /// the local end of an outgoing connection by the time the server binds it, and never one handed
 /// out before in this process, because servers started at once by parallel tests must not pick
 /// the same port before either has bound it.
@@ -28,7 +28,7 @@ public enum LowPorts {
                     ports.append(port)
                 }
             }
-            guard ports.count == count else { throw TestSetupError("no \(count) free ports below \(upper)") }
+            guard ports.count == count else { throw LocalRedisClusterError("no \(count) free ports below \(upper)") }
             return ports
         }
     }

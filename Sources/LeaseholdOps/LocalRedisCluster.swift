@@ -1,10 +1,10 @@
 import Foundation
-import LeaseholdOps
 import LeaseholdRedis
 import NIOConcurrencyHelpers
 
-/// A Redis Cluster of this test's own on loopback: `redis-server --cluster-enabled yes` per node,
-/// joined with `redis-cli --cluster create … --cluster-replicas N`, in a temporary directory.
+/// A Redis Cluster of its own on loopback, for tests and `leasehold demo --redis-cluster`:
+/// `redis-server --cluster-enabled yes` per node, joined with `redis-cli --cluster create …
+/// --cluster-replicas N`, in a directory of its own (a temporary one unless given).
 ///
 /// Every node gets two free ports below the kernel's ephemeral range (its client port and, through
 /// `cluster-port`, its cluster bus port). Nodes keep nothing on disk (`save ""`, no AOF), and
@@ -12,8 +12,8 @@ import NIOConcurrencyHelpers
 ///
 /// Cleanup: ``stop()`` kills every node (SIGKILL: the data is thrown away) and removes the
 /// directory; ``run(masters:replicasPerMaster:nodeTimeout:_:)`` calls it whatever the body does.
-/// If the test process itself dies, a small shell watchdog started with the cluster notices
-/// within a second and kills the nodes, so no `redis-server` outlives the test run.
+/// If the process that started it dies, a small shell watchdog started with the cluster notices
+/// within a second and kills the nodes, so no `redis-server` outlives it.
 public final class LocalRedisCluster: Sendable {
     public let directory: URL
     /// Every node's client address, in the order `redis-cli --cluster create` got them (it makes
@@ -27,16 +27,8 @@ public final class LocalRedisCluster: Sendable {
     private let admins: NIOLockedValueBox<[RedisNodeAddress: RedisClient]>
     private let watchdog: ChildProcess
 
-    /// Whether cluster tests can run: always under `REQUIRE_INTEGRATION=1` (missing binaries then
-    /// fail the test), otherwise when `redis-server` and `redis-cli` are installed. For
-    /// `@Suite(.enabled(if: …))`.
-    public static let isAvailable: Bool =
-        IntegrationEnvironment.isRequired
-        || (FileManager.default.isExecutableFile(atPath: redisServer.path)
-            && FileManager.default.isExecutableFile(atPath: redisCLI.path))
-
-    static let redisServer = URL(fileURLWithPath: "/usr/bin/redis-server")
-    static let redisCLI = URL(fileURLWithPath: "/usr/bin/redis-cli")
+    public static let redisServer = URL(fileURLWithPath: "/usr/bin/redis-server")
+    public static let redisCLI = URL(fileURLWithPath: "/usr/bin/redis-cli")
 
     /// Starts a cluster, runs `body`, and stops the cluster whether `body` throws or not.
     public static func run<T>(
@@ -60,28 +52,34 @@ public final class LocalRedisCluster: Sendable {
     /// - Parameter nodeTimeout: a small value (1–2 s) makes failover quick; leave larger values
     ///   for tests that must not see a failover when the machine is busy.
     public static func start(
-        masters: Int = 3, replicasPerMaster: Int = 0, nodeTimeout: Duration = .seconds(5)
+        masters: Int = 3, replicasPerMaster: Int = 0, nodeTimeout: Duration = .seconds(5), directory: URL? = nil
     ) async throws -> LocalRedisCluster {
-        guard masters >= 3 else { throw TestSetupError("a Redis Cluster needs at least 3 masters") }
+        guard masters >= 3 else { throw LocalRedisClusterError("a Redis Cluster needs at least 3 masters") }
         for binary in [redisServer, redisCLI] where !FileManager.default.isExecutableFile(atPath: binary.path) {
-            throw TestSetupError("\(binary.path) is not installed (Debian package redis-server)")
+            throw LocalRedisClusterError("\(binary.path) is not installed (Debian package redis-server)")
         }
         // A port found free may be taken by another process before the node binds it: that node
         // exits, and one more try with other ports gets past it.
         do {
-            return try await startOnce(masters: masters, replicasPerMaster: replicasPerMaster, nodeTimeout: nodeTimeout)
+            return try await startOnce(
+                masters: masters, replicasPerMaster: replicasPerMaster, nodeTimeout: nodeTimeout, directory: directory)
         } catch {
-            return try await startOnce(masters: masters, replicasPerMaster: replicasPerMaster, nodeTimeout: nodeTimeout)
+            return try await startOnce(
+                masters: masters, replicasPerMaster: replicasPerMaster, nodeTimeout: nodeTimeout, directory: directory)
         }
     }
 
     private static func startOnce(
-        masters: Int, replicasPerMaster: Int, nodeTimeout: Duration
+        masters: Int, replicasPerMaster: Int, nodeTimeout: Duration, directory: URL?
     ) async throws -> LocalRedisCluster {
         let count = masters * (1 + replicasPerMaster)
         let ports = try LowPorts.free(2 * count)
         let nodes = ports.prefix(count).map { RedisNodeAddress(host: "127.0.0.1", port: $0) }
-        let directory = try makeTemporaryDirectory("redis-cluster")
+        let directory =
+            directory
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent(
+                "redis-cluster-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let watchdog = try ChildProcess(
             name: "cluster-watchdog", executable: URL(fileURLWithPath: "/bin/sh"),
             arguments: [
@@ -102,7 +100,7 @@ public final class LocalRedisCluster: Sendable {
         } catch {
             let logs = cluster.logs
             await cluster.stop()
-            throw TestSetupError("\(error)\n\(logs)")
+            throw LocalRedisClusterError("\(error)\n\(logs)")
         }
         return cluster
     }
@@ -118,6 +116,11 @@ public final class LocalRedisCluster: Sendable {
         self.watchdog = watchdog
         self.servers = NIOLockedValueBox([:])
         self.admins = NIOLockedValueBox([:])
+    }
+
+    /// The pids of the nodes running now.
+    public var processIDs: [Int32] {
+        servers.withLockedValue { servers in servers.values.filter(\.isRunning).map(\.pid) }
     }
 
     /// `redis://127.0.0.1:p1,127.0.0.1:p2,…/0`: every node.
@@ -157,7 +160,7 @@ public final class LocalRedisCluster: Sendable {
     /// `CLUSTER MYID`.
     public func nodeID(of node: RedisNodeAddress) async throws -> String {
         guard let id = try await send(to: node, "CLUSTER", "MYID").string else {
-            throw TestSetupError("CLUSTER MYID of \(node) answered no ID")
+            throw LocalRedisClusterError("CLUSTER MYID of \(node) answered no ID")
         }
         return id
     }
@@ -169,7 +172,7 @@ public final class LocalRedisCluster: Sendable {
 
     /// The slot map as the first running node sees it.
     public func map() async throws -> RedisClusterMap {
-        guard let node = runningNodes.first else { throw TestSetupError("no node of the cluster is running") }
+        guard let node = runningNodes.first else { throw LocalRedisClusterError("no node of the cluster is running") }
         return try await map(from: node)
     }
 
@@ -205,7 +208,7 @@ public final class LocalRedisCluster: Sendable {
             result = last
             return last != nil
         }
-        guard let result else { throw TestSetupError("no running node") }
+        guard let result else { throw LocalRedisClusterError("no running node") }
         return result
     }
 
@@ -311,17 +314,17 @@ public final class LocalRedisCluster: Sendable {
             log: directory.appendingPathComponent("create.log"))
         guard await create.waitForExit(timeout: .seconds(120)) else {
             await create.stop(signal: SIGKILL, timeout: .seconds(5))
-            throw TestSetupError("redis-cli --cluster create did not finish in 120 s")
+            throw LocalRedisClusterError("redis-cli --cluster create did not finish in 120 s")
         }
         guard create.exitStatus == 0 else {
-            throw TestSetupError("redis-cli --cluster create failed (status \(create.exitStatus ?? -1))")
+            throw LocalRedisClusterError("redis-cli --cluster create failed (status \(create.exitStatus ?? -1))")
         }
     }
 
     private func startServer(_ node: RedisNodeAddress) throws {
         let data = directory.appendingPathComponent("node-\(node.port)")
         try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
-        guard let busPort = busPorts[node] else { throw TestSetupError("\(node) has no cluster bus port") }
+        guard let busPort = busPorts[node] else { throw LocalRedisClusterError("\(node) has no cluster bus port") }
         let server = try ChildProcess(
             name: "redis-\(node.port)", executable: Self.redisServer,
             arguments: [
@@ -367,7 +370,7 @@ public final class LocalRedisCluster: Sendable {
     private func admin(_ node: RedisNodeAddress) throws -> RedisClient {
         try admins.withLockedValue { admins in
             if let admin = admins[node] { return admin }
-            guard nodes.contains(node) else { throw TestSetupError("\(node) is not a node of this cluster") }
+            guard nodes.contains(node) else { throw LocalRedisClusterError("\(node) is not a node of this cluster") }
             let admin = RedisClient(
                 configuration: RedisConfiguration(
                     host: node.host, port: node.port, connectTimeout: .seconds(2), commandTimeout: .seconds(10)),
@@ -409,10 +412,10 @@ public final class LocalRedisCluster: Sendable {
             }
             let exited = servers.withLockedValue { $0 }.filter { !$0.value.isRunning && nodes.contains($0.key) }
             for (node, server) in exited where !killedOnPurpose(server) {
-                throw TestSetupError("redis-server \(node) exited while waiting until \(what)")
+                throw LocalRedisClusterError("redis-server \(node) exited while waiting until \(what)")
             }
             guard ContinuousClock.now < deadline else {
-                throw TestSetupError("not true after \(timeout): \(what) (last error: \(lastError))")
+                throw LocalRedisClusterError("not true after \(timeout): \(what) (last error: \(lastError))")
             }
             try await Task.sleep(for: .milliseconds(100))
         }
@@ -422,4 +425,11 @@ public final class LocalRedisCluster: Sendable {
     private func killedOnPurpose(_ server: ChildProcess) -> Bool {
         server.exitStatus == 128 + SIGKILL
     }
+}
+
+/// A local Redis Cluster could not be started or driven (missing binary, a node that exited, a
+/// state not reached in time).
+public struct LocalRedisClusterError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }
