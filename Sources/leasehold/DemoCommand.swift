@@ -162,8 +162,11 @@ struct DemoCommand: AsyncParsableCommand {
         var environment = ProcessInfo.processInfo.environment
         environment["POSTGRES_URL"] = stack.postgresURL
         environment["REDIS_URL"] = redisURL
+        // The shard count the demo picks itself (a cluster, nothing set), for its own checks below.
+        var shardsSetHere: Int?
         if let masters = redisCluster, (environment["LEASEHOLD_REDIS_SHARDS"] ?? "").isEmpty {
             environment["LEASEHOLD_REDIS_SHARDS"] = String(masters)
+            shardsSetHere = masters
         }
         environment["LEASEHOLD_API_TOKEN"] = token
         environment["TELEGRAM_WEBHOOK_SECRET"] = telegramSecret
@@ -233,7 +236,7 @@ struct DemoCommand: AsyncParsableCommand {
             // checks and the clean-up here.
             let redisShards =
                 (environment["LEASEHOLD_REDIS_SHARDS"] ?? "").isEmpty
-                ? nil : try Setting.int(nil, "LEASEHOLD_REDIS_SHARDS", default: 1, range: 1...1024)
+                ? nil : try Setting.int(shardsSetHere, "LEASEHOLD_REDIS_SHARDS", default: 1, range: 1...1024)
             let redisKeys = RedisKeys(prefix: redisPrefix, shards: redisShards)
             var chaosRun: Task<[FaultRecord], Never>?
             var paymentRun: (load: PaymentChaosLoad, sending: Task<PaymentChaosLoad.Sent, Never>)?

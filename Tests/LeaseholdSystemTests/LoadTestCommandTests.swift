@@ -440,6 +440,26 @@ extension SystemTests {
                 contentsOf: data.appendingPathComponent("logs/worker-0.log"), encoding: .utf8)
             #expect(workerLog.contains("{bookings:2}"), "\(workerLog.suffix(2_000))")
 
+            // Ingress only on a cluster: the clean-up finds every accepted entry on whichever
+            // shard's master it landed (the demo's own checks use the shard count it gave the roles).
+            let only = try await LeaseholdExecutable.run(
+                [
+                    "demo", "--dir", directory.appendingPathComponent("only").path, "--json", "--no-pgbench",
+                    "--redis-cluster", "3", "--ingress-only", "--ingresses", "1", "--slots", "10", "--per-slot", "10",
+                ],
+                in: directory, environment: ["LEASEHOLD_MIGRATIONS_DIR": LeaseholdExecutable.migrationsDirectory.path],
+                timeout: .seconds(300))
+            #expect(only.status == 0, "\(only.output.suffix(3_000))")
+            let onlyLines = only.output.split(separator: "\n", omittingEmptySubsequences: false)
+            let onlyStart = try #require(onlyLines.firstIndex(of: "{"), "no JSON in:\n\(only.output.suffix(3_000))")
+            let onlyJSON = onlyLines[onlyStart...].prefix { $0 != "}" }.joined(separator: "\n") + "\n}"
+            let onlyReport = try #require(
+                try JSONSerialization.jsonObject(with: Data(onlyJSON.utf8)) as? [String: Any])
+            #expect(onlyReport["accepted"] as? Int == 100)
+            let removed = onlyReport["backlogRemoved"] as? [String: Any]
+            #expect(removed?["streamEntries"] as? Int == 100, "every shard cleaned: \(removed ?? [:])")
+            #expect(removed?["keys"] as? Int == 200, "\(removed ?? [:])")
+
             let clusterDirectory = data.appendingPathComponent("local/redis-cluster").path
             let left = (try FileManager.default.contentsOfDirectory(atPath: "/proc")).compactMap { pid -> String? in
                 guard Int32(pid) != nil,
