@@ -78,12 +78,15 @@ public struct BookingTransaction: Sendable {
     }
 
     /// ``run(_:key:stream:entryID:on:)-(_,_,_,_,PostgresConnection)`` on a non-blocking connection
-    /// (the worker's, on its reactor).
+    /// (the worker's, on its reactor), as the session's prepared statement `leasehold_book`: the
+    /// server parses and plans the call once per connection, not once per booking.
     public func run(
         _ request: BookingRequest, key: String, stream: String? = nil, entryID: String? = nil,
         on connection: PostgresAsyncConnection
     ) async throws -> BookingResult {
-        try Self.result(of: await connection.query(statement(request, key: key, stream: stream, entryID: entryID)))
+        try Self.result(
+            of: await connection.query(
+                statement(request, key: key, stream: stream, entryID: entryID), preparedAs: "leasehold_book"))
     }
 
     /// The one statement: `leasehold_book` with the request, the key and the rules. Its text never

@@ -114,7 +114,8 @@ public struct PaymentTransaction: Sendable {
     }
 
     /// ``run(_:key:logID:stream:entryID:on:)-(_,_,_,_,_,PostgresConnection)`` on a non-blocking
-    /// connection (the worker's, on its reactor).
+    /// connection (the worker's, on its reactor), as the session's prepared statement
+    /// `leasehold_apply_payment`, parsed and planned once per connection.
     public func run(
         _ notification: YooKassaNotification.Valid, key: String, logID: Int64?, stream: String? = nil,
         entryID: String? = nil, on connection: PostgresAsyncConnection
@@ -122,7 +123,8 @@ public struct PaymentTransaction: Sendable {
         let rows: PostgresRows
         do {
             rows = try await connection.query(
-                statement(notification, key: key, logID: logID, stream: stream, entryID: entryID))
+                statement(notification, key: key, logID: logID, stream: stream, entryID: entryID),
+                preparedAs: "leasehold_apply_payment")
         } catch {
             throw Self.translate(error, notification)
         }

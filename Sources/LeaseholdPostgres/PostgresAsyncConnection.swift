@@ -52,6 +52,8 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
     private var broken = false
     /// A statement is in flight.
     private var busy = false
+    /// The statements prepared on this session by ``query(_:preparedAs:)``: name → text.
+    private var prepared: [String: String] = [:]
 
     private init(configuration: PostgresConfiguration, reactor: Reactor, handle: OpaquePointer, socket: Int32) {
         self.configuration = configuration
@@ -279,6 +281,41 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
                 query.sql.withCString { sql in
                     PQsendQueryParams(handle, sql, count, types, values, lengths, formats, 1)
                 }
+            }
+        }
+    }
+
+    /// Runs `query` as the prepared statement `name` of this session: the first call prepares it
+    /// (`PQsendPrepare`, one extra round trip per connection), every call runs it with its binds
+    /// (`PQsendQueryPrepared`), so the server parses and plans the text once per connection
+    /// instead of on every call. For the hot path's fixed statements; every call with one name must
+    /// pass the same text (a precondition), and the parameter types of the first.
+    ///
+    /// A new connection starts with nothing prepared, so a reconnect or a failover prepares anew.
+    /// Behind a transaction-mode pooler the server session is not this connection's own: such a
+    /// pooler must track protocol-level prepared statements (PgBouncer 1.21+,
+    /// `max_prepared_statements`).
+    @discardableResult
+    public func query(_ query: PostgresQuery, preparedAs name: String) async throws(PostgresError) -> PostgresRows {
+        if let text = prepared[name] {
+            precondition(text == query.sql, "prepared statement \(name) reused with another text")
+        } else {
+            do throws(PostgresError) {
+                try await run(query.sql, cancellable: true) { handle in
+                    Libpq.withParameters(of: query) { count, types, _, _, _ in
+                        name.withCString { name in
+                            query.sql.withCString { sql in PQsendPrepare(handle, name, sql, count, types) }
+                        }
+                    }
+                }
+            } catch where error.sqlState == SQLState.duplicatePreparedStatement {
+                // Prepared by an earlier call whose reply was never read (its task was cancelled).
+            }
+            prepared[name] = query.sql
+        }
+        return try await run(query.sql, cancellable: true) { handle in
+            Libpq.withParameters(of: query) { count, _, values, lengths, formats in
+                name.withCString { name in PQsendQueryPrepared(handle, name, count, values, lengths, formats, 1) }
             }
         }
     }

@@ -94,6 +94,8 @@ public enum SQLState {
     public static let deadlockDetected = "40P01"
     public static let lockNotAvailable = "55P03"
     public static let queryCanceled = "57014"
+    /// A prepared statement of that name already exists in the session.
+    public static let duplicatePreparedStatement = "42P05"
     public static let adminShutdown = "57P01"
     /// A write on a read-only server or session: a hot standby, or a primary that was demoted
     /// or had `default_transaction_read_only` switched on.
