@@ -308,7 +308,7 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
                         }
                     }
                 }
-            } catch  where error.sqlState == SQLState.duplicatePreparedStatement {
+            } catch let error where error.sqlState == SQLState.duplicatePreparedStatement {
                 // Prepared by an earlier call whose reply was never read (its task was cancelled).
             }
             prepared[name] = query.sql
