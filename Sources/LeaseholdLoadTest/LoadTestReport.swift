@@ -53,8 +53,8 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
     /// pgbench running the booking statement by statement (what an application issuing each
     /// statement from its code can reach).
     public var pgbench: Pgbench.Result?
-    /// pgbench running the booking in one round trip, `leasehold_book` (the database's limit for
-    /// what Leasehold ships).
+    /// pgbench running the booking in one round trip, `leasehold_book` as a prepared statement (the
+    /// database's limit for what Leasehold ships).
     public var pgbenchFunction: Pgbench.Result?
     /// Accepted requests per second while sending: what ingress took in (`accepted / sendSeconds`).
     public var acceptedPerSecond: Double = 0
@@ -178,7 +178,10 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
         ] {
             guard let result else { continue }
             lines.append(
-                row(name, "\(result.tps) tps (\(result.transactions) transactions, \(result.clients) clients)"))
+                row(
+                    name,
+                    "\(result.tps) tps (\(result.transactions) transactions, \(result.clients) clients, "
+                        + "\(result.queryMode) protocol)"))
             if let ratio {
                 lines.append(row("  Leasehold / that", "\(ratio) (\(Int((ratio * 100).rounded()))%)"))
             }

@@ -13,7 +13,10 @@ import LeaseholdPostgres
 ///   active-interview checks, the conditional interview insert, the inbox outcome, the outbox
 ///   reply — one round trip each, with the slot's lock held across all of them.
 /// - ``Form/function``: what Leasehold ships, one `SELECT … FROM leasehold_book(…)` per booking
-///   (one round trip, the same locks taken inside the server).
+///   (one round trip, the same locks taken inside the server), sent as a prepared statement
+///   (`pgbench -M prepared`) as the worker sends it: parsed and planned once per connection.
+///   The statement form runs in pgbench's default simple protocol, parsed and planned every time,
+///   as an application interpolating its statements does.
 ///
 /// Transaction `i` (numbered by a sequence shared by every pgbench client, taken in the first
 /// statement so it costs no extra round trip) books slot `(i / per_slot) % slots` for user
@@ -23,6 +26,8 @@ public enum Pgbench {
         public var transactions: Int
         public var tps: Double
         public var clients: Int
+        /// pgbench's `-M`: `simple` (parsed and planned per statement) or `prepared`.
+        public var queryMode: String
     }
 
     /// Which script pgbench runs.
@@ -32,6 +37,9 @@ public enum Pgbench {
 
         /// The message key prefix of this form's inbox rows (never an application's: `api:`, `tg:`, `yk:`).
         var keyPrefix: String { self == .statements ? "pgb" : "pgf" }
+
+        /// pgbench's `-M`: how the form's statements reach the server.
+        var queryMode: String { self == .statements ? "simple" : "prepared" }
     }
 
     static func script(_ form: Form, sequence: String, run: Int64) -> String {
@@ -89,6 +97,7 @@ public enum Pgbench {
         do {
             let result = try await runPgbench(
                 binary: binary, postgresURL: postgresURL, script: script(form, sequence: sequence, run: run),
+                queryMode: form.queryMode,
                 clients: clients, transactions: transactions, slots: low...high, users: users,
                 requestsPerSlot: requestsPerSlot, directory: directory)
             _ = try? await postgres.execute(PostgresQuery(unsafeSQL: "DROP SEQUENCE IF EXISTS \(sequence)"))
@@ -101,7 +110,8 @@ public enum Pgbench {
     }
 
     private static func runPgbench(
-        binary: URL, postgresURL: String, script: String, clients: Int, transactions: Int, slots: ClosedRange<Int64>,
+        binary: URL, postgresURL: String, script: String, queryMode: String, clients: Int, transactions: Int,
+        slots: ClosedRange<Int64>,
         users: ClosedRange<Int64>, requestsPerSlot: Int, directory: URL
     ) async throws -> Result {
         let scriptFile = directory.appendingPathComponent("booking.pgbench.sql")
@@ -111,7 +121,8 @@ public enum Pgbench {
         let process = try ChildProcess(
             name: "pgbench", executable: binary,
             arguments: [
-                "-n", "-f", scriptFile.path, "-c", String(clients), "-j", String(threads), "-t", String(perClient),
+                "-n", "-M", queryMode, "-f", scriptFile.path, "-c", String(clients), "-j", String(threads), "-t",
+                String(perClient),
                 "-D", "slot_lo=\(slots.lowerBound)", "-D", "slot_count=\(slots.count)",
                 "-D", "per_slot=\(requestsPerSlot)",
                 "-D", "user_lo=\(users.lowerBound)", "-D", "user_count=\(users.count)", postgresURL,
@@ -126,6 +137,7 @@ public enum Pgbench {
         else {
             throw LoadTestError.pgbench("no tps line in pgbench output:\n\(output.suffix(2000))")
         }
-        return Result(transactions: perClient * clients, tps: (tps * 10).rounded() / 10, clients: clients)
+        return Result(
+            transactions: perClient * clients, tps: (tps * 10).rounded() / 10, clients: clients, queryMode: queryMode)
     }
 }

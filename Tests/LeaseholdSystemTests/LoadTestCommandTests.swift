@@ -55,12 +55,14 @@ extension SystemTests {
             let pgbench = report["pgbench"] as? [String: Any]
             #expect((pgbench?["tps"] as? Double ?? 0) > 0, "pgbench ran the same transaction in the same run")
             #expect((report["ratioToPgbench"] as? Double ?? 0) > 0)
+            #expect(pgbench?["queryMode"] as? String == "simple", "statement by statement, as an application sends it")
             // pgbench booked its own 20 slots once each, like Leasehold did (same contention).
             #expect(try await count(stack, "SELECT count(*) FROM interviews WHERE message_key LIKE 'pgb:%'") == 20)
             // And in one round trip (leasehold_book), on 20 slots of its own, with the same outcomes.
             let function = report["pgbenchFunction"] as? [String: Any]
             #expect((function?["tps"] as? Double ?? 0) > 0, "pgbench ran the one-round-trip form in the same run")
             #expect((report["ratioToPgbenchFunction"] as? Double ?? 0) > 0)
+            #expect(function?["queryMode"] as? String == "prepared", "prepared, as the worker sends it")
             #expect(try await count(stack, "SELECT count(*) FROM interviews WHERE message_key LIKE 'pgf:%'") == 20)
             let functionTransactions = Int64(function?["transactions"] as? Int ?? -1)
             #expect(
