@@ -21,7 +21,9 @@ struct LoadTestCommand: AsyncParsableCommand {
             inbox and checks against PostgreSQL: no slot with two active interviews, each contended slot booked \
             once by the request told booked, inbox count equals accepted requests, every accepted request one \
             final outcome, and (with --postgres-log) zero duplicate key errors. Then it runs the same booking \
-            transaction with pgbench at the same concurrency and contention and prints both figures. --plot \
+            transaction with pgbench at the same concurrency and contention, statement by statement (simple \
+            protocol) and as one prepared call of leasehold_book (as the worker sends it), and prints both \
+            figures. --plot \
             FILE.svg draws latency and throughput per second. --ingress-only measures ingress alone, for a system \
             with no worker consuming: it sends the same requests and reports accepted requests per second and HTTP \
             latency, waits for no outcome, checks no booking and runs no pgbench; afterwards it removes the run's \
