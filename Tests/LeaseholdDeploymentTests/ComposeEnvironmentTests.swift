@@ -37,6 +37,20 @@ struct ComposeEnvironmentTests {
         #expect(unknown.isEmpty, "set in compose.yaml but not read (no `env: NAME` in the role's --help): \(unknown)")
     }
 
+    @Test("compose.yaml with its override files sets no variable a role does not read")
+    func overrideVariablesAreRead() async throws {
+        let variables = try ComposeFile.exampleVariables()
+        let services = try ComposeFile.load(variables: variables).leaseholdServices.map(\.name)
+        for overrides in [
+            ["postgres-standby.yaml"], ["redis-cluster.yaml"], ["postgres-standby.yaml", "redis-cluster.yaml"],
+        ] {
+            let compose = try ComposeFile.load(overrides: overrides, variables: variables)
+            #expect(compose.leaseholdServices.map(\.name) == services, "\(overrides)")
+            let unknown = try await Self.unknownVariables(in: compose)
+            #expect(unknown.isEmpty, "set with \(overrides) but not read: \(unknown)")
+        }
+    }
+
     @Test("the check flags a variable no role reads")
     func checkCatchesUnknownVariable() async throws {
         let text = try String(contentsOf: ComposeFile.url, encoding: .utf8)

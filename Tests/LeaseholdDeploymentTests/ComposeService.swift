@@ -19,6 +19,19 @@ struct ComposeService: @unchecked Sendable {
         return definition["command"].map { Self.scalar($0).split(separator: " ").map(String.init) } ?? []
     }
 
+    /// `entrypoint` as an argument list (empty: the image's).
+    var entrypoint: [String] {
+        if let list = definition["entrypoint"] as? [Any] { return list.map(Self.scalar) }
+        return definition["entrypoint"].map { Self.scalar($0).split(separator: " ").map(String.init) } ?? []
+    }
+
+    /// The value following `flag` in `command` (`--appendfsync always` → `always`).
+    func commandValue(after flag: String) -> String? {
+        let command = self.command
+        guard let index = command.firstIndex(of: flag), index + 1 < command.count else { return nil }
+        return command[index + 1]
+    }
+
     /// The subcommand words of `leasehold` (`["slots", "sync"]`): the command up to its first option.
     var role: [String] { Array(command.prefix { !$0.hasPrefix("-") }) }
 

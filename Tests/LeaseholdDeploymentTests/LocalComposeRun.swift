@@ -10,7 +10,9 @@ import Synchronization
 /// host differs from one container per replica:
 ///
 /// - `POSTGRES_URL` and `REDIS_URL` point at the test servers (a fresh database) instead of the
-///   `postgres` and `redis` services — the URLs must name those services;
+///   `postgres` and `redis` services — the URLs must name those services; given `redisNodes`
+///   (a Redis Cluster's node services and where each runs here), `REDIS_URL` must list exactly
+///   those services' nodes, and each is replaced by its local address, in the URL's order;
 /// - listen addresses become 127.0.0.1 and listen ports free ones (replicas share one host here);
 /// - `LEASEHOLD_REDIS_PREFIX` is unique to the run (other tests share the Redis server);
 /// - the image's `ENV` is applied, with `LEASEHOLD_MIGRATIONS_DIR` at the repository's Migrations/.
@@ -34,12 +36,15 @@ final class LocalComposeRun: Sendable {
     let database: TemporaryDatabase
     let prefix: String
     let directory: URL
+    /// Compose service name → the local address of that Redis Cluster node, or `nil` for one Redis.
+    let redisNodes: [String: RedisNodeAddress]?
     private let running = Mutex<[Replica]>([])
 
     var replicas: [Replica] { running.withLock { $0 } }
 
-    init(compose: ComposeFile) async throws {
+    init(compose: ComposeFile, redisNodes: [String: RedisNodeAddress]? = nil) async throws {
         self.compose = compose
+        self.redisNodes = redisNodes
         self.database = try await TemporaryDatabase.create()
         self.prefix = IntegrationEnvironment.uniqueName("lhc") + ":"
         self.directory = try makeTemporaryDirectory("compose")
@@ -50,9 +55,13 @@ final class LocalComposeRun: Sendable {
         var environment = try Dockerfile.load().environment
         environment["LEASEHOLD_MIGRATIONS_DIR"] = LeaseholdExecutable.migrationsDirectory.path
         environment.merge(service.environment) { $1 }
-        for (variable, host, replacement) in [
-            ("POSTGRES_URL", "postgres", database.url), ("REDIS_URL", "redis", IntegrationEnvironment.redisURL),
-        ] {
+        var replacements = [("POSTGRES_URL", "postgres", database.url)]
+        if let redisNodes, let url = environment["REDIS_URL"] {
+            environment["REDIS_URL"] = try Self.localClusterURL(url, nodes: redisNodes, service: service.name)
+        } else {
+            replacements.append(("REDIS_URL", "redis", IntegrationEnvironment.redisURL))
+        }
+        for (variable, host, replacement) in replacements {
             guard let url = environment[variable] else { continue }
             guard URLComponents(string: url)?.host == host, compose[host] != nil else {
                 throw TestSetupError("\(service.name): \(variable) should name the compose service \(host), is \(url)")
@@ -68,6 +77,23 @@ final class LocalComposeRun: Sendable {
         }
         environment["PATH"] = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
         return environment
+    }
+
+    /// A cluster `REDIS_URL` (`redis://redis:6379,redis-2:6379,…/0`) with every node replaced by
+    /// its local address; throws unless it lists exactly the services of `nodes`, on the port
+    /// Redis listens on in its container (6379).
+    static func localClusterURL(_ url: String, nodes: [String: RedisNodeAddress], service: String) throws -> String {
+        let configuration = try RedisConfiguration(url: url)
+        guard configuration.database == 0, configuration.password == nil, configuration.username == nil else {
+            throw TestSetupError("\(service): unexpected database or credentials in REDIS_URL \(url)")
+        }
+        guard Set(configuration.nodes.map(\.host)) == Set(nodes.keys),
+            configuration.nodes.allSatisfy({ $0.port == 6379 })
+        else {
+            throw TestSetupError("\(service): REDIS_URL should list \(nodes.keys.sorted()) on 6379, is \(url)")
+        }
+        let local = configuration.nodes.compactMap { nodes[$0.host] }
+        return "redis://" + local.map(\.description).joined(separator: ",") + "/0"
     }
 
     /// Runs a one-shot service (migrate) to completion.

@@ -127,6 +127,36 @@ struct RedisClusterSlotTests {
         #expect(RedisClusterRedirect(connection, from: from) == nil)
     }
 
+    /// What nodes started with `cluster-announce-hostname` and `cluster-preferred-endpoint-type
+    /// hostname` (Redis 7; Compose/redis-cluster.yaml) answer: the host name first, the address
+    /// only in the metadata, which is not used.
+    @Test("CLUSTER SLOTS and MOVED in host-name form name nodes by host name")
+    func hostNames() throws {
+        func node(_ host: String, _ id: String, ip: String) -> RedisValue {
+            .array([
+                .bulk(Array(host.utf8)), .integer(6379), .bulk(Array(id.utf8)),
+                .array([.bulk(Array("ip".utf8)), .bulk(Array(ip.utf8))]),
+            ])
+        }
+        let reply = RedisValue.array([
+            .array([
+                .integer(0), .integer(8191), node("redis", "a", ip: "172.28.0.11"),
+                node("redis-4", "d", ip: "172.28.0.14"),
+            ]),
+            .array([.integer(8192), .integer(16383), node("redis-2", "b", ip: "172.28.0.12")]),
+        ])
+        let map = try RedisClusterMap(
+            clusterSlotsReply: reply, queried: RedisNodeAddress(host: "172.28.0.13", port: 6379))
+        #expect(map.master(forSlot: 0) == RedisNodeAddress(host: "redis", port: 6379))
+        #expect(map.ranges[0].replicas == [RedisNodeAddress(host: "redis-4", port: 6379)])
+        #expect(map.master(forSlot: 16383) == RedisNodeAddress(host: "redis-2", port: 6379))
+        #expect(map.coversEverySlot)
+        let from = RedisNodeAddress(host: "redis", port: 6379)
+        #expect(
+            RedisClusterRedirect(RedisError(reply: "MOVED 8192 redis-2:6379"), from: from)
+                == RedisClusterRedirect(kind: .moved, slot: 8192, node: RedisNodeAddress(host: "redis-2", port: 6379)))
+    }
+
     @Test("CLUSTERDOWN and TRYAGAIN are retryable; MOVED, ASK and CROSSSLOT are not")
     func retryableClusterErrors() {
         #expect(RedisError(reply: "CLUSTERDOWN The cluster is down").isRetryable)
