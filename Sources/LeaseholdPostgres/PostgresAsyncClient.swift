@@ -102,6 +102,31 @@ public final class PostgresAsyncClient: @unchecked Sendable {
         try await withConnection { connection in try await connection.withTransaction(options, body) }
     }
 
+    /// Opens connections now, all at once, until `count` slots (at most ``size``) have one, instead
+    /// of one by one on first use: a service about to take work calls it at startup, so its first
+    /// burst does not wait for backends to start (a cold pool put 200 ms on the first second of a
+    /// paced load test). Slots lent out meanwhile are left alone; a connection that cannot be
+    /// opened now is opened on first use, as always. Returns how many connections are open.
+    @discardableResult
+    public func open(_ count: Int) async -> Int {
+        precondition(reactor.isCurrent, "PostgresAsyncClient.open(_:) off its reactor's thread")
+        guard !closed else { return 0 }
+        var taken: [Int] = []
+        while taken.count < min(count, size), let index = idle.popLast() {
+            lent += 1
+            taken.append(index)
+        }
+        // Child tasks keep this task's preference for the reactor: the connections open side by
+        // side on its thread.
+        await withTaskGroup(of: Void.self) { group in
+            for index in taken where connections[index] == nil {
+                group.addTask { _ = try? await self.lend(index) }
+            }
+        }
+        for index in taken.reversed() { checkin(index) }
+        return connections.lazy.compactMap { $0 }.count
+    }
+
     /// Stops lending connections, fails every waiter, waits for the lent connections to come back
     /// and closes every connection. Calls after this throw `ConnectionPoolClosedError`.
     public func close() async {

@@ -91,11 +91,13 @@ public struct WorkerService: Service {
     private func runOnReactor() async throws {
         let consumer = StreamConsumer(streams: configuration.streams, consumer: configuration.consumerName)
         try await ensureGroups(consumer)
+        // One connection per slot, opened before the first read rather than by the first burst.
+        let connections = await database.open(configuration.concurrency)
         logger.info(
             "worker started",
             metadata: [
                 "consumer": "\(configuration.consumerName)", "streams": "\(configuration.streams)",
-                "concurrency": "\(configuration.concurrency)",
+                "concurrency": "\(configuration.concurrency)", "postgres_connections": "\(connections)",
             ])
 
         let inFlight = InFlightCount()

@@ -49,6 +49,37 @@ struct PostgresAsyncClientTests {
         }
     }
 
+    @Test("open(_:) opens connections up front, at most the pool's size, and they are the ones lent")
+    func openUpFront() async throws {
+        try await PostgresAsyncFixture.withClient(size: 4) { client, reactor in
+            #expect(await client.open(3) == 3)
+            #expect(await client.open(10) == 4, "never more than the pool's size")
+            // Server time now: every backend lent below must have started before it.
+            let openedAt = try await client.query("SELECT now()::text").single().decode(String.self, at: 0)
+            // Four tasks holding a connection at once get the four opened ones: no new backend.
+            let pids = ReactorLocal(Set<Int32>(), on: reactor)
+            let held = ReactorLocal(0, on: reactor)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<4 {
+                    group.addTask { () async throws -> Void in
+                        try await client.withConnection { (connection: PostgresAsyncConnection) async throws -> Void in
+                            pids.value.insert(connection.backendPID)
+                            held.value += 1
+                            while held.value < 4 { try await Task.sleep(for: .milliseconds(5)) }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(pids.value.count == 4)
+            let list = pids.value.map(String.init).joined(separator: ",")
+            let backends = try await client.query(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid IN (\(unescaped: list)) AND backend_start <= \(openedAt)::timestamptz"
+            ).single().decode(Int64.self, at: 0)
+            #expect(backends == 4, "the four connections lent were the ones opened up front")
+        }
+    }
+
     @Test("a connection terminated by the server fails its statement with .connection; the pool reconnects")
     func reconnectsAfterTerminate() async throws {
         try await PostgresAsyncFixture.withClient(size: 1) { client, _ in
