@@ -6,6 +6,17 @@ import Yams
 /// then every string interpolated from a `.env`'s variables — what `docker compose config` prints.
 /// Immutable once loaded (hence `@unchecked Sendable` over Yams' `Any` values).
 struct ComposeFile: @unchecked Sendable {
+    /// The `./…` files this file's services mount that do not exist, as `service mounts path`.
+    var missingMounts: [String] {
+        services.values.flatMap { service in
+            service.volumes.filter { $0.hasPrefix("./") }.compactMap { volume -> String? in
+                let source = String(volume.split(separator: ":").first ?? "")
+                let path = Self.directory.appendingPathComponent(source).path
+                return FileManager.default.fileExists(atPath: path) ? nil : "\(service.name) mounts \(source)"
+            }
+        }
+    }
+
     static let directory = LeaseholdExecutable.packageRoot.appendingPathComponent("Compose")
     static let url = directory.appendingPathComponent("compose.yaml")
 

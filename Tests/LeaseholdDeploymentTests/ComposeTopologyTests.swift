@@ -150,20 +150,7 @@ struct ComposeTopologyTests {
         // Every outcome, read back through the proxy.
         var outcomes: [String: Int] = [:]
         for request in requests {
-            let deadline = ContinuousClock.now + .seconds(60)
-            while true {
-                let result = try await Self.send(
-                    http, .GET, base + "/v1/bookings/\(request.id)",
-                    headers: [("Authorization", "Bearer \(Self.apiToken)")])
-                let status =
-                    ((try? JSONSerialization.jsonObject(with: Data(result.body.utf8))) as? [String: Any])?["status"]
-                    as? String ?? "http \(result.status)"
-                if status != "pending" || ContinuousClock.now > deadline {
-                    outcomes[status, default: 0] += 1
-                    break
-                }
-                try await Task.sleep(for: .milliseconds(100))
-            }
+            outcomes[try await Self.outcome(of: request.id, at: base, http: http), default: 0] += 1
         }
         #expect(outcomes == ["booked": 12, "slot_taken": 12])
 
@@ -215,6 +202,23 @@ struct ComposeTopologyTests {
     static func sum(_ metric: String, in text: String) -> Double {
         text.split(separator: "\n").filter { $0.hasPrefix(metric + " ") || $0.hasPrefix(metric + "{") }
             .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }.reduce(0, +)
+    }
+
+    /// The outcome `GET /v1/bookings/<requestID>` reports once it is not `pending` any more (or,
+    /// after 60 s, whatever it says then; `http <status>` when the body has none).
+    static func outcome(
+        of requestID: String, at base: String, token: String = apiToken, http: HTTPClient
+    ) async throws -> String {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while true {
+            let result = try await send(
+                http, .GET, base + "/v1/bookings/\(requestID)", headers: [("Authorization", "Bearer \(token)")])
+            let status =
+                ((try? JSONSerialization.jsonObject(with: Data(result.body.utf8))) as? [String: Any])?["status"]
+                as? String ?? "http \(result.status)"
+            if status != "pending" || ContinuousClock.now > deadline { return status }
+            try await Task.sleep(for: .milliseconds(100))
+        }
     }
 
     static func send(

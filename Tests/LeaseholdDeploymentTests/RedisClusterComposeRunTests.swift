@@ -295,20 +295,9 @@ struct RedisClusterComposeRunTests {
         var outcomes: [String: Int] = [:]
         for (index, request) in requests.enumerated() {
             let base = ingress[(index + 1) % ingress.count]  // read back through the other replica
-            let deadline = ContinuousClock.now + .seconds(60)
-            while true {
-                let result = try await ComposeTopologyTests.send(
-                    http, .GET, base + "/v1/bookings/\(request.id)",
-                    headers: [("Authorization", "Bearer \(Self.apiToken)")])
-                let status =
-                    ((try? JSONSerialization.jsonObject(with: Data(result.body.utf8))) as? [String: Any])?["status"]
-                    as? String ?? "http \(result.status)"
-                if status != "pending" || ContinuousClock.now > deadline {
-                    outcomes[status, default: 0] += 1
-                    break
-                }
-                try await Task.sleep(for: .milliseconds(100))
-            }
+            let status = try await ComposeTopologyTests.outcome(
+                of: request.id, at: base, token: Self.apiToken, http: http)
+            outcomes[status, default: 0] += 1
         }
         #expect(outcomes == ["booked": 8, "slot_taken": 8])
 
