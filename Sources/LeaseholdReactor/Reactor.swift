@@ -292,14 +292,16 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
         return Int32(clamping: milliseconds)
     }
 
-    /// Ends every wait whose deadline has passed (they return `false`).
+    /// Ends every wait whose deadline has passed (they return `false`), the earliest deadline
+    /// first: waits whose deadlines passed in one turn (the thread was late) resume in order.
     private func endPassedDeadlines() {
         let now = ContinuousClock.now
-        var passed: [(Int32, UInt64)] = []
+        var passed: [(deadline: ContinuousClock.Instant, descriptor: Int32, id: UInt64)] = []
         for (descriptor, wait) in waits {
-            if let deadline = wait.deadline, deadline <= now { passed.append((descriptor, wait.id)) }
+            if let deadline = wait.deadline, deadline <= now { passed.append((deadline, descriptor, wait.id)) }
         }
-        for (descriptor, id) in passed { end(descriptor, id: id, with: DeadlinePassed()) }
+        passed.sort { $0.deadline < $1.deadline }
+        for wait in passed { end(wait.descriptor, id: wait.id, with: DeadlinePassed()) }
     }
 
     private func call(_ body: @escaping @Sendable () -> Void) {

@@ -139,21 +139,33 @@ struct ReactorTests {
         let pipes = try (0..<8).map { _ in try Pipe() }
         let clock = ContinuousClock()
         let start = clock.now
+        // (index, when its wait began, when it ended), in the order the waits ended.
         let ended = try await withTaskExecutorPreference(reactor) {
-            try await withThrowingTaskGroup(of: (Int, Duration).self) { group in
+            try await withThrowingTaskGroup(of: (Int, Duration, Duration).self) { group in
                 for (index, pipe) in pipes.enumerated() {
                     group.addTask {
+                        let began = clock.now - start
                         let ready = try await reactor.readable(
                             pipe.read, deadline: start + .milliseconds(40 * (index + 1)))
                         #expect(!ready)
-                        return (index, clock.now - start)
+                        return (index, began, clock.now - start)
                     }
                 }
-                return try await group.reduce(into: [(Int, Duration)]()) { $0.append($1) }
+                return try await group.reduce(into: [(Int, Duration, Duration)]()) { $0.append($1) }
             }
         }
-        #expect(ended.map(\.0) == Array(0..<8))
-        for (index, elapsed) in ended { #expect(elapsed >= .milliseconds(40 * (index + 1))) }
+        #expect(Set(ended.map(\.0)) == Set(0..<8))
+        for (index, _, elapsed) in ended { #expect(elapsed >= .milliseconds(40 * (index + 1))) }
+        // Whenever two waits were both pending at the earlier one's deadline, the earlier one ended
+        // first, even when a late reactor turn found both deadlines passed. (On a stalled machine a
+        // task may begin its wait after an earlier deadline has passed; such pairs are not compared.)
+        let position = Dictionary(uniqueKeysWithValues: ended.enumerated().map { ($1.0, $0) })
+        let began = Dictionary(uniqueKeysWithValues: ended.map { ($0.0, $0.1) })
+        for earlier in 0..<8 where began[earlier]! < .milliseconds(40 * (earlier + 1)) {
+            for later in (earlier + 1)..<8 where began[later]! < .milliseconds(40 * (earlier + 1)) {
+                #expect(position[earlier]! < position[later]!, "deadline \(earlier) ended after \(later)")
+            }
+        }
     }
 
     @Test func workAfterPendingJobsRunsOnTheReactorAfterThem() async throws {
