@@ -124,11 +124,7 @@ struct ComposeTopologyTests {
         let accepted = try await withThrowingTaskGroup(of: Int.self) { group in
             for request in requests {
                 group.addTask {
-                    try await Self.send(
-                        http, .POST, base + "/v1/bookings",
-                        headers: [("Authorization", "Bearer \(Self.apiToken)"), ("Content-Type", "application/json")],
-                        body: #"{"request_id":"\#(request.id)","user_id":\#(request.user),"slot_id":\#(request.slot)}"#
-                    ).status
+                    try await Self.book(request.id, user: request.user, slot: request.slot, at: base, http: http)
                 }
             }
             return try await group.reduce(into: [Int]()) { $0.append($1) }
@@ -202,6 +198,17 @@ struct ComposeTopologyTests {
     static func sum(_ metric: String, in text: String) -> Double {
         text.split(separator: "\n").filter { $0.hasPrefix(metric + " ") || $0.hasPrefix(metric + "{") }
             .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }.reduce(0, +)
+    }
+
+    /// `POST /v1/bookings` of one request; the HTTP status.
+    static func book(
+        _ requestID: String, user: Int, slot: Int64, at base: String, token: String = apiToken, http: HTTPClient
+    ) async throws -> Int {
+        try await send(
+            http, .POST, base + "/v1/bookings",
+            headers: [("Authorization", "Bearer \(token)"), ("Content-Type", "application/json")],
+            body: #"{"request_id":"\#(requestID)","user_id":\#(user),"slot_id":\#(slot)}"#
+        ).status
     }
 
     /// The outcome `GET /v1/bookings/<requestID>` reports once it is not `pending` any more (or,

@@ -281,11 +281,8 @@ struct RedisClusterComposeRunTests {
             for (index, request) in requests.enumerated() {
                 let base = ingress[index % ingress.count]
                 group.addTask {
-                    try await ComposeTopologyTests.send(
-                        http, .POST, base + "/v1/bookings",
-                        headers: [("Authorization", "Bearer \(Self.apiToken)"), ("Content-Type", "application/json")],
-                        body: #"{"request_id":"\#(request.id)","user_id":\#(request.user),"slot_id":\#(request.slot)}"#
-                    ).status
+                    try await ComposeTopologyTests.book(
+                        request.id, user: request.user, slot: request.slot, at: base, token: Self.apiToken, http: http)
                 }
             }
             return try await group.reduce(into: [Int]()) { $0.append($1) }
