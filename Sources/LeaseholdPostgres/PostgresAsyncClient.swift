@@ -107,8 +107,15 @@ public final class PostgresAsyncClient: @unchecked Sendable {
     /// burst does not wait for backends to start (a cold pool put 200 ms on the first second of a
     /// paced load test). Slots lent out meanwhile are left alone; a connection that cannot be
     /// opened now is opened on first use, as always. Returns how many connections are open.
+    ///
+    /// `warmUp`, when given, runs on each connection this call opens, before any is lent: the
+    /// place for work every connection would otherwise do on its first use under load (the
+    /// worker compiles and plans its PL/pgSQL functions there). Its errors are its own business:
+    /// the connection is kept either way (``lend(_:)`` checks it before lending it).
     @discardableResult
-    public func open(_ count: Int) async -> Int {
+    public func open(
+        _ count: Int, warmingUp warmUp: (@Sendable (PostgresAsyncConnection) async -> Void)? = nil
+    ) async -> Int {
         precondition(reactor.isCurrent, "PostgresAsyncClient.open(_:) off its reactor's thread")
         guard !closed else { return 0 }
         var taken: [Int] = []
@@ -120,7 +127,10 @@ public final class PostgresAsyncClient: @unchecked Sendable {
         // side on its thread.
         await withTaskGroup(of: Void.self) { group in
             for index in taken where connections[index] == nil {
-                group.addTask { _ = try? await self.lend(index) }
+                group.addTask {
+                    guard let connection = try? await self.lend(index) else { return }
+                    await warmUp?(connection)
+                }
             }
         }
         for index in taken.reversed() { checkin(index) }

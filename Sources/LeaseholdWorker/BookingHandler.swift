@@ -1,5 +1,6 @@
 import Foundation
 import LeaseholdDomain
+import LeaseholdPostgres
 import LeaseholdQueue
 
 /// `booking`: a booking, cancellation or reschedule (a Telegram callback or `POST /v1/bookings`),
@@ -29,6 +30,12 @@ struct BookingHandler: MessageHandler {
                         requestID: requestID, status: result.outcome.rawValue, interviewID: result.interviewID),
                     keepExisting: result.outcome == .requestIDReused)
             })
+    }
+
+    /// Compiles `leasehold_book` and plans its statements on the connection
+    /// (``BookingTransaction/warmUp(on:)``: a booking of a throwaway user and slot, rolled back).
+    func warmUp(on connection: PostgresAsyncConnection) async throws {
+        try await transaction.warmUp(on: connection)
     }
 
     /// `{"interview_id":…,"request_id":"…","status":"…"}`: `GET /v1/bookings/<request_id>`'s

@@ -26,6 +26,17 @@ public protocol MessageHandler: Sendable {
     /// dead-lettered. Use `context` to reach PostgreSQL: it retries deadlocks and serialization
     /// failures in process and waits out an outage without spending an attempt.
     func handle(_ message: Message, entry: StreamEntry, context: HandlerContext) async throws -> HandledMessage
+
+    /// Prepares a freshly opened connection for this kind's transaction, leaving no change behind
+    /// (e.g. compiles its function and plans its statements in a transaction it rolls back), so
+    /// that the first messages after a start do not pay for it under load. The worker calls it on
+    /// each connection it opens at startup, before its first read; a failure is logged and
+    /// otherwise ignored. The default does nothing.
+    func warmUp(on connection: PostgresAsyncConnection) async throws
+}
+
+extension MessageHandler {
+    public func warmUp(on connection: PostgresAsyncConnection) async throws {}
 }
 
 /// Why an entry can never be processed (its dead-letter reason).

@@ -91,8 +91,20 @@ public struct WorkerService: Service {
     private func runOnReactor() async throws {
         let consumer = StreamConsumer(streams: configuration.streams, consumer: configuration.consumerName)
         try await ensureGroups(consumer)
-        // One connection per slot, opened before the first read rather than by the first burst.
-        let connections = await database.open(configuration.concurrency)
+        // One connection per slot, opened and warmed up for every kind before the first read
+        // rather than by the first burst.
+        let handlers = processor.handlers.values.sorted { $0.kind < $1.kind }
+        let connections = await database.open(configuration.concurrency) { [logger] connection in
+            for handler in handlers {
+                do {
+                    try await handler.warmUp(on: connection)
+                } catch {
+                    logger.warning(
+                        "warming up a connection failed; its first message pays for it instead",
+                        metadata: ["kind": "\(handler.kind)", "error": "\(error)"])
+                }
+            }
+        }
         logger.info(
             "worker started",
             metadata: [

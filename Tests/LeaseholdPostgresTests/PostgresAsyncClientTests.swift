@@ -80,6 +80,40 @@ struct PostgresAsyncClientTests {
         }
     }
 
+    @Test("open(_:warmingUp:) warms each connection it opens, once, before any is lent")
+    func openWarmsUpEachNewConnection() async throws {
+        try await PostgresAsyncFixture.withClient(size: 4) { client, reactor in
+            let warmed = ReactorLocal([Int32](), on: reactor)
+            let warmUp: @Sendable (PostgresAsyncConnection) async -> Void = { connection in
+                warmed.value.append(connection.backendPID)
+                _ = try? await connection.query("SELECT set_config('leasehold.test_warmed', 'yes', false)")
+            }
+            #expect(await client.open(3, warmingUp: warmUp) == 3)
+            #expect(Set(warmed.value).count == 3)
+            // The connections already open are not warmed again; the fourth is.
+            #expect(await client.open(4, warmingUp: warmUp) == 4)
+            #expect(warmed.value.count == 4 && Set(warmed.value).count == 4)
+            // Every connection lent is one that was warmed up.
+            let held = ReactorLocal(0, on: reactor)
+            let settings = ReactorLocal([String](), on: reactor)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<4 {
+                    group.addTask { () async throws -> Void in
+                        try await client.withConnection { (connection: PostgresAsyncConnection) async throws -> Void in
+                            held.value += 1
+                            settings.value.append(
+                                try await connection.query("SELECT current_setting('leasehold.test_warmed', true)")
+                                    .single().decode(String?.self, at: 0) ?? "unset")
+                            while held.value < 4 { try await Task.sleep(for: .milliseconds(5)) }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(settings.value == ["yes", "yes", "yes", "yes"])
+        }
+    }
+
     @Test("a connection terminated by the server fails its statement with .connection; the pool reconnects")
     func reconnectsAfterTerminate() async throws {
         try await PostgresAsyncFixture.withClient(size: 1) { client, _ in

@@ -50,6 +50,36 @@ extension SystemTests {
             await stack.shutdown()
         }
 
+        /// Before its first read the worker opens its connections and, on each, books a throwaway
+        /// slot for a throwaway user in a transaction it rolls back: the backend compiles
+        /// `leasehold_book` and plans its statements then, not under the first burst.
+        @Test func theWorkerWarmsEachConnectionUpBeforeItsFirstReadAndLeavesNothingBehind() async throws {
+            let stack = try await ProcessStack.start(
+                ingress: 1, workers: 1, workerEnvironment: ["LEASEHOLD_WORKER_CONCURRENCY": "4"])
+            let worker = try #require(stack.workers.first)
+            try await waitUntil { worker.output.contains("worker started") }
+            #expect(!worker.output.contains("warming up a connection failed"), "\(worker.output)")
+
+            func count(_ table: String) async throws -> Int64 {
+                try await stack.postgres.query("SELECT count(*) FROM \(unescaped: table)").single().decode(
+                    Int64.self, at: 0)
+            }
+            // Four bookings ran (each spent one value of the interviews' identity) and none stayed.
+            let spent = try await stack.postgres.query(
+                "SELECT pg_sequence_last_value('interviews_id_seq')"
+            ).single().decode(Int64?.self, at: 0)
+            #expect(spent == 4, "one warm-up booking per connection")
+            for table in ["users", "time_slots", "interviews", "inbox", "outbox"] {
+                #expect(try await count(table) == 0, "\(table) is empty again")
+            }
+
+            // The first real booking after it goes through as usual.
+            let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
+            #expect(try await stack.book(requestID: "after-warm-up", userID: 1, slotID: slot).status == 202)
+            #expect(try await stack.outcome(of: "after-warm-up") == "booked")
+            await stack.shutdown()
+        }
+
         @Test func sigtermDrainsInFlightWorkWithinTheTimeoutAndExitsZero() async throws {
             let stack = try await ProcessStack.start(
                 ingress: 1, workers: 1, workerEnvironment: ["LEASEHOLD_DRAIN_TIMEOUT_MS": "15000"])
