@@ -18,6 +18,14 @@ public func fuzzOneInput(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
 
 func checkAllDecoders(_ body: Data) {
     var accepted = false
+    // Telegram bodies are read without JSONDecoder when the plain reader can: its answer, or the
+    // decoder's when it gives up, must be the decoder's own, rejection reasons included.
+    func telegram(_ decode: (Data) throws(BodyRejection) -> IngressBodies.TelegramDecision)
+        -> Result<IngressBodies.TelegramDecision, BodyRejection>
+    {
+        do throws(BodyRejection) { return .success(try decode(body)) } catch { return .failure(error) }
+    }
+    precondition(telegram(IngressBodies.telegram) == telegram(IngressBodies.telegramDecodedFully))
     do {
         if case .enqueue(_, _, let booking) = try IngressBodies.telegram(body) {
             precondition((booking.slotID ?? 1) > 0 && (booking.interviewID ?? 1) > 0)

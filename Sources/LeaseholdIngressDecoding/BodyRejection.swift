@@ -34,6 +34,11 @@ public struct BodyRejection: Error, Sendable, Equatable, CustomStringConvertible
 public enum IngressJSON {
     public static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws(BodyRejection) -> T {
         try StrictJSON.check(Array(data))
+        return try decodeChecked(type, from: data)
+    }
+
+    /// ``decode(_:from:)`` of a body that has passed ``StrictJSON`` already.
+    static func decodeChecked<T: Decodable>(_ type: T.Type, from data: Data) throws(BodyRejection) -> T {
         do {
             return try JSONDecoder().decode(T.self, from: data)
         } catch let DecodingError.keyNotFound(key, context) {

@@ -16,7 +16,19 @@ public enum IngressBodies {
     }
 
     public static func telegram(_ body: Data) throws(BodyRejection) -> TelegramDecision {
-        let update = try IngressJSON.decode(TelegramUpdate.self, from: body)
+        let bytes = Array(body)
+        try StrictJSON.check(bytes)
+        if let update = TelegramUpdate(plain: bytes) { return decision(update) }
+        return decision(try IngressJSON.decodeChecked(TelegramUpdate.self, from: body))
+    }
+
+    /// ``telegram(_:)`` always the full way, `JSONDecoder` included: the reference the plain
+    /// reader (``TelegramUpdate/init(plain:)``) is tested against, here and by the fuzz target.
+    public static func telegramDecodedFully(_ body: Data) throws(BodyRejection) -> TelegramDecision {
+        decision(try IngressJSON.decode(TelegramUpdate.self, from: body))
+    }
+
+    static func decision(_ update: TelegramUpdate) -> TelegramDecision {
         guard let callback = update.callbackQuery else { return .ignore }
         guard let data = callback.data,
             let booking = BookingRequest(
