@@ -176,5 +176,6 @@ public struct BookingTransaction: Sendable {
     }
 }
 
-/// Ends ``BookingTransaction/warmUp(on:)``'s transaction with a rollback.
-private struct WarmUpRollBack: Error {}
+/// Ends a warm-up's transaction (``BookingTransaction/warmUp(on:)``,
+/// ``PaymentTransaction/warmUp(on:)``) with a rollback.
+struct WarmUpRollBack: Error {}

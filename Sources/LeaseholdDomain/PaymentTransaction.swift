@@ -131,6 +131,44 @@ public struct PaymentTransaction: Sendable {
         return try Self.result(of: rows)
     }
 
+    /// Applies a `payment.succeeded` of a throwaway payment (with its user and plan) on
+    /// `connection`, then rolls everything back, as ``BookingTransaction/warmUp(on:)`` does for
+    /// bookings: what stays is the prepared statement `leasehold_apply_payment`, the function
+    /// compiled and its statements planned in that backend, so the first notifications after a
+    /// worker starts do not pay for them. The rows get random negative ids or a `leasehold-warm-up`
+    /// name; the rolled-back inserts spend one value each of the `payments`, `subscriptions` and
+    /// `outbox` identities.
+    public func warmUp(on connection: PostgresAsyncConnection) async throws {
+        let id = Int64.random(in: Int64.min / 2 ... -1)
+        do throws(PostgresTransactionError) {
+            try await connection.withTransaction { connection in
+                try await payThrowaway(id: id, on: connection)
+                throw WarmUpRollBack()
+            }
+        } catch {
+            guard error.bodyError is WarmUpRollBack, error.rollbackError == nil else { throw error }
+        }
+    }
+
+    /// ``warmUp(on:)``'s transaction, up to its rollback.
+    private func payThrowaway(id: Int64, on connection: PostgresAsyncConnection) async throws {
+        let name = "leasehold-warm-up-\(-id)"
+        try await connection.execute(
+            "INSERT INTO users (id, telegram_chat_id, name) VALUES (\(id), \(id), 'leasehold warm-up')")
+        try await connection.execute(
+            "INSERT INTO plans (id, code, price, duration_days) VALUES (\(id), \(name), 1, 1)")
+        try await connection.execute(
+            """
+            INSERT INTO payments (provider_payment_id, user_id, plan_id, amount, currency)
+            VALUES (\(name), \(id), \(id), 1, 'RUB')
+            """)
+        let notification = YooKassaNotification.Valid(
+            event: .paymentSucceeded, objectID: name, paymentID: name, amount: "1.00", currency: "RUB",
+            cancellationReason: nil)
+        _ = try await run(notification, key: notification.messageKey, logID: nil, on: connection)
+        _ = try await run(notification, key: notification.messageKey, logID: nil, on: connection)
+    }
+
     /// The one statement: `leasehold_apply_payment` with the notification and its replies.
     func statement(
         _ notification: YooKassaNotification.Valid, key: String, logID: Int64?, stream: String?, entryID: String?

@@ -30,8 +30,8 @@ public protocol MessageHandler: Sendable {
     /// Prepares a freshly opened connection for this kind's transaction, leaving no change behind
     /// (e.g. compiles its function and plans its statements in a transaction it rolls back), so
     /// that the first messages after a start do not pay for it under load. The worker calls it on
-    /// each connection it opens at startup, before its first read; a failure is logged and
-    /// otherwise ignored. The default does nothing.
+    /// each connection it opens at startup, before its first read; a failure is logged (once per
+    /// kind) and otherwise ignored. The default does nothing.
     func warmUp(on connection: PostgresAsyncConnection) async throws
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import LeaseholdDomain
+import LeaseholdPostgres
 import LeaseholdQueue
 import LeaseholdReactor
 
@@ -55,6 +56,12 @@ struct PaymentHandler: MessageHandler {
             await markFailed(logID, note, context: context)
             throw error
         }
+    }
+
+    /// Compiles `leasehold_apply_payment` and plans its statements on the connection
+    /// (``PaymentTransaction/warmUp(on:)``: a throwaway payment's success, rolled back).
+    func warmUp(on connection: PostgresAsyncConnection) async throws {
+        try await transaction.warmUp(on: connection)
     }
 
     /// Marks the webhook_log row FAILED after its transaction rolled back (best effort, in a task

@@ -94,16 +94,22 @@ public struct WorkerService: Service {
         // One connection per slot, opened and warmed up for every kind before the first read
         // rather than by the first burst.
         let handlers = processor.handlers.values.sorted { $0.kind < $1.kind }
-        let connections = await database.open(configuration.concurrency) { [logger] connection in
+        // A warm-up that fails (say, the schema is behind) fails on every connection: one line per
+        // kind, with the first error.
+        let failures = Mutex<[String: (connections: Int, error: String)]>([:])
+        let connections = await database.open(configuration.concurrency) { connection in
             for handler in handlers {
                 do {
                     try await handler.warmUp(on: connection)
                 } catch {
-                    logger.warning(
-                        "warming up a connection failed; its first message pays for it instead",
-                        metadata: ["kind": "\(handler.kind)", "error": "\(error)"])
+                    failures.withLock { $0[handler.kind, default: (0, "\(error)")].connections += 1 }
                 }
             }
+        }
+        for (kind, failure) in failures.withLock({ $0 }).sorted(by: { $0.key < $1.key }) {
+            logger.warning(
+                "warming up connections failed; their first messages pay for it instead",
+                metadata: ["kind": "\(kind)", "connections": "\(failure.connections)", "error": "\(failure.error)"])
         }
         logger.info(
             "worker started",

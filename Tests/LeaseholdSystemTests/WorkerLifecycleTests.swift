@@ -51,25 +51,35 @@ extension SystemTests {
         }
 
         /// Before its first read the worker opens its connections and, on each, books a throwaway
-        /// slot for a throwaway user in a transaction it rolls back: the backend compiles
-        /// `leasehold_book` and plans its statements then, not under the first burst.
+        /// slot for a throwaway user and applies a throwaway payment's success, in transactions it
+        /// rolls back: the backend compiles `leasehold_book` and `leasehold_apply_payment` and plans
+        /// their statements then, not under the first burst.
         @Test func theWorkerWarmsEachConnectionUpBeforeItsFirstReadAndLeavesNothingBehind() async throws {
             let stack = try await ProcessStack.start(
                 ingress: 1, workers: 1, workerEnvironment: ["LEASEHOLD_WORKER_CONCURRENCY": "4"])
             let worker = try #require(stack.workers.first)
             try await waitUntil { worker.output.contains("worker started") }
-            #expect(!worker.output.contains("warming up a connection failed"), "\(worker.output)")
+            #expect(!worker.output.contains("warming up connections failed"), "\(worker.output)")
 
             func count(_ table: String) async throws -> Int64 {
                 try await stack.postgres.query("SELECT count(*) FROM \(unescaped: table)").single().decode(
                     Int64.self, at: 0)
             }
-            // Four bookings ran (each spent one value of the interviews' identity) and none stayed.
-            let spent = try await stack.postgres.query(
-                "SELECT pg_sequence_last_value('interviews_id_seq')"
-            ).single().decode(Int64?.self, at: 0)
-            #expect(spent == 4, "one warm-up booking per connection")
-            for table in ["users", "time_slots", "interviews", "inbox", "outbox"] {
+            // Four bookings and four payments ran, to the end (each spent one value of the
+            // identities of the rows it inserted: the interview, the subscription it created, the
+            // bot's replies), and none of their rows stayed.
+            for (sequence, spent) in [
+                ("interviews_id_seq", 4), ("payments_id_seq", 4), ("subscriptions_id_seq", 4), ("outbox_id_seq", 8),
+            ] {
+                let last = try await stack.postgres.query(
+                    "SELECT pg_sequence_last_value(\(sequence))"
+                ).single().decode(Int64?.self, at: 0)
+                #expect(last == Int64(spent), "\(sequence): one warm-up per connection")
+            }
+            for table in [
+                "users", "time_slots", "interviews", "inbox", "outbox", "plans", "payments", "subscriptions",
+                "webhook_log",
+            ] {
                 #expect(try await count(table) == 0, "\(table) is empty again")
             }
 
@@ -77,6 +87,27 @@ extension SystemTests {
             let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
             #expect(try await stack.book(requestID: "after-warm-up", userID: 1, slotID: slot).status == 202)
             #expect(try await stack.outcome(of: "after-warm-up") == "booked")
+            await stack.shutdown()
+        }
+
+        /// A warm-up that cannot run (here the payment function is missing, as with a schema
+        /// behind the binary) costs one warning line per kind, and the worker starts and works.
+        @Test func aFailingWarmUpIsOneWarningAndTheWorkerStartsAnyway() async throws {
+            let stack = try await ProcessStack.start(ingress: 1, workers: 0)
+            try await stack.postgres.execute("DROP FUNCTION leasehold_apply_payment")
+            let worker = try stack.startWorker(name: "worker-0", environment: ["LEASEHOLD_WORKER_CONCURRENCY": "4"])
+            try await waitUntil { worker.output.contains("worker started") }
+            let warnings = worker.output.split(separator: "\n").filter {
+                $0.contains("warming up connections failed")
+            }
+            #expect(warnings.count == 1, "\(worker.output)")
+            #expect(warnings.first?.contains("kind=yookassa.notification") == true)
+            #expect(warnings.first?.contains("connections=4") == true)
+            #expect(warnings.first?.contains("leasehold_apply_payment") == true, "the error names what failed")
+
+            let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
+            #expect(try await stack.book(requestID: "despite-warm-up", userID: 1, slotID: slot).status == 202)
+            #expect(try await stack.outcome(of: "despite-warm-up") == "booked")
             await stack.shutdown()
         }
 
