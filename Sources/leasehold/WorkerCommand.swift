@@ -18,6 +18,9 @@ struct WorkerCommand: AsyncParsableCommand {
         discussion: """
             Joins consumer group "workers" on the telegram, yookassa and bookings streams (creating it if \
             missing) and takes no more entries than it has free slots, over all streams together. \
+            Before its first read it opens one PostgreSQL connection per slot and warms each up (a booking \
+            and a payment of throwaway rows, rolled back, so the server has compiled the functions and \
+            planned their statements before the first burst; a failure is one warning per kind). \
             An entry is acknowledged only after its transaction committed. A failed transaction \
             is never acknowledged as done: its entry is parked in the retry schedule (with the next attempt, \
             atomically) or, after LEASEHOLD_RETRY_MAX_ATTEMPTS, dead-lettered; a payload that can never succeed \
