@@ -35,7 +35,9 @@ public enum StrictJSON {
 
     private enum Container {
         case array
-        case object(keys: Set<[UInt8]>)
+        /// The keys seen so far: slices of the body (a key without escapes) or of its decoded
+        /// copy, so most keys cost no allocation of their own.
+        case object(keys: Set<ArraySlice<UInt8>>)
     }
 
     private struct Scanner {
@@ -138,16 +140,23 @@ public enum StrictJSON {
             index += expected.count
         }
 
-        /// A string from its opening quote; its decoded UTF-8 when `collect` (for keys).
-        mutating func string(collect: Bool) throws(BodyRejection) -> [UInt8] {
+        /// A string from its opening quote; its decoded UTF-8 when `collect` (for keys): a slice of
+        /// the body while it has no escape, a decoded copy from its first escape on.
+        mutating func string(collect: Bool) throws(BodyRejection) -> ArraySlice<UInt8> {
             index += 1
+            let start = index
+            var escaped = false
             var decoded: [UInt8] = []
             while true {
                 guard let byte = current else { throw malformed("unterminated string") }
                 index += 1
+                if collect && !escaped && byte == UInt8(ascii: "\\") {
+                    escaped = true
+                    decoded = Array(bytes[start..<index - 1])
+                }
                 switch byte {
                 case UInt8(ascii: "\""):
-                    return decoded
+                    return escaped ? decoded[...] : bytes[start..<index - 1]
                 case 0x00..<0x20:
                     index -= 1
                     throw malformed("control character in a string")
@@ -160,7 +169,7 @@ public enum StrictJSON {
                         UInt8(ascii: "r"): 0x0D, UInt8(ascii: "t"): 0x09,
                     ]
                     if let replacement = simple[escape] {
-                        if collect { decoded.append(replacement) }
+                        if escaped { decoded.append(replacement) }
                         continue
                     }
                     guard escape == UInt8(ascii: "u") else { throw malformed("invalid escape") }
@@ -181,12 +190,12 @@ public enum StrictJSON {
                     } else if (0xDC00...0xDFFF).contains(scalar) {
                         throw BodyRejection(.malformed, "JSON string contains an unpaired surrogate escape")
                     }
-                    if collect, let unicode = Unicode.Scalar(scalar) {
+                    if escaped, let unicode = Unicode.Scalar(scalar) {
                         decoded.append(contentsOf: Array(String(unicode).utf8))
                     }
                 default:
                     // UTF-8 was validated for the whole body up front.
-                    if collect { decoded.append(byte) }
+                    if escaped { decoded.append(byte) }
                 }
             }
         }
@@ -237,6 +246,13 @@ public enum StrictJSON {
                 if current == UInt8(ascii: "+") || current == UInt8(ascii: "-") { index += 1 }
                 guard isDigit(current) else { throw malformed("invalid number") }
                 while isDigit(current) { index += 1 }
+            }
+            // An integer of up to 18 digits (ids, dates: most numbers in a webhook) is finite, and
+            // zero only when written as zero: no need to parse it as a Double.
+            if index - start <= 18,
+                !bytes[start..<index].contains(where: { $0 == UInt8(ascii: ".") || $0 | 0x20 == UInt8(ascii: "e") })
+            {
+                return
             }
             let token = String(decoding: bytes[start..<index], as: UTF8.self)
             guard token.utf8.count <= StrictJSON.maxNumberLength, let value = Double(token), value.isFinite,

@@ -12,6 +12,8 @@ struct StrictJSONTests {
         " \t\r\n{ \"a\" : 1 } \n",
         // The same key in different objects is no duplicate.
         #"{"a":{"id":1},"b":{"id":2}}"#,
+        // Integers up to 18 characters skip the Double parse; longer ones take it.
+        "[123456789012345678, -12345678901234567, 1234567890123456789012345]",
         // Zero written with a fraction or exponent is zero, not an underflow.
         "[0.0, 0e10, -0.000]",
         String(repeating: "[", count: StrictJSON.maxDepth) + String(repeating: "]", count: StrictJSON.maxDepth),
@@ -29,6 +31,8 @@ struct StrictJSONTests {
         (Array(#"{"event":"payment.canceled","event":"payment.succeeded"}"#.utf8), #"duplicate key "event""#),
         // Escapes that decode to the same key are the same key.
         (Array(#"{"id":1,"\u0069d":2}"#.utf8), #"duplicate key "id""#),
+        (Array(#"{"i\u0064":1,"id":2}"#.utf8), #"duplicate key "id""#),
+        (Array(#"{"a\nb":1,"a\u000ab":2}"#.utf8), "duplicate key"),
         (Array(#"{"a":"x\u0000y"}"#.utf8), #"\u0000"#),
         (Array(#"{"a":"\ud800"}"#.utf8), "unpaired surrogate"),
         (Array(#"{"a":"\udc00\ud800"}"#.utf8), "unpaired surrogate"),
