@@ -232,6 +232,8 @@ let package = Package(
             dependencies: [
                 "LeaseholdIngress", "LeaseholdIngressDecoding", "LeaseholdQueue", "LeaseholdReactor", "LeaseholdRedis",
                 "LeaseholdTesting", "LeaseholdOps",
+                // TelegramBodyTests damages updates with the load test's seeded generator.
+                "LeaseholdLoadTest",
                 // IngressEnqueueTests runs the application in the test process.
                 .product(name: "Hummingbird", package: "hummingbird"),
                 // SecretMatcherCodeTests compares the matcher's codes with HMAC<SHA256>.

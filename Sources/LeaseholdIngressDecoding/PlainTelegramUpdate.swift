@@ -23,12 +23,8 @@ extension TelegramUpdate {
                 updateID = reader.integer()
                 return updateID != nil
             case "callback_query":
-                if reader.null() {
-                    callbackQuery = .some(nil)
-                    return true
-                }
-                guard let query = CallbackQuery(plain: &reader) else { return false }
-                callbackQuery = .some(query)
+                guard let query = reader.nullable({ CallbackQuery(plain: &$0) }) else { return false }
+                callbackQuery = query
                 return true
             default:
                 return reader.skipValue()
@@ -54,20 +50,12 @@ extension TelegramUpdate.CallbackQuery {
                 fromID = reader.objectID()
                 return fromID != nil
             case "message":
-                if reader.null() {
-                    message = .some(nil)
-                    return true
-                }
-                guard let read = TelegramUpdate.Message(plain: &reader) else { return false }
-                message = .some(read)
+                guard let read = reader.nullable({ TelegramUpdate.Message(plain: &$0) }) else { return false }
+                message = read
                 return true
             case "data":
-                if reader.null() {
-                    data = .some(nil)
-                    return true
-                }
-                guard let text = reader.string() else { return false }
-                data = .some(text)
+                guard let text = reader.nullable({ $0.string() }) else { return false }
+                data = text
                 return true
             default:
                 return reader.skipValue()
@@ -161,6 +149,14 @@ struct PlainJSONReader {
             return id != nil
         }
         return read ? id : nil
+    }
+
+    /// A member that may be `null`: `.some(nil)` for `null`, `.some(value)` when `read` reads
+    /// one, `nil` (give up) otherwise.
+    mutating func nullable<Value>(_ read: (inout PlainJSONReader) -> Value?) -> Value?? {
+        if null() { return .some(nil) }
+        guard let value = read(&self) else { return nil }
+        return .some(value)
     }
 
     /// `null`, consumed; `false` (nothing consumed) for any other value.

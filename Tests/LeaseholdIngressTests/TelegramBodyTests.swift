@@ -1,4 +1,5 @@
 import Foundation
+import LeaseholdLoadTest
 import Testing
 
 @testable import LeaseholdIngressDecoding
@@ -135,7 +136,7 @@ struct TelegramBodyTests {
     /// punctuation, digits and letters, or duplicated. Whatever each becomes, both ways agree.
     @Test("damaged updates get the same answer both ways")
     func damagedUpdatesAgree() {
-        var generator = SplitMix64(seed: 0x7e1e_67a4)
+        var generator = SeededGenerator(seed: 0x7e1e_67a4)
         let alphabet = Array(#"{}[]:,"\.-+eE0123456789 nultrfabcdkoi_"#.utf8)
         let originals = Self.plainBodies.map { Array($0.utf8) }
         var plainAnswers = 0
@@ -156,18 +157,5 @@ struct TelegramBodyTests {
             #expect(fast == full, "\(body)")
         }
         #expect(plainAnswers > 100, "the damage left many bodies the plain reader answers")
-    }
-}
-
-/// A small seeded generator (SplitMix64), so the damaged bodies are the same on every run.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
