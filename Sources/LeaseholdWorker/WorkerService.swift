@@ -48,6 +48,12 @@ public struct WorkerService: Service {
     private let reader: RedisAsyncClient
     private let logger: Logger
     private let processor: EntryProcessor
+    private let reading = ReadingFlag()
+
+    /// Whether the worker takes entries: its connections are open and warmed up and its read loop
+    /// runs, until a shutdown signal stops it. `leasehold worker`'s `/readyz` answers 503 while it
+    /// is not, so a replica starting under load is not counted on before it can work.
+    public var isReading: Bool { reading.value.load(ordering: .acquiring) }
 
     /// - Parameters:
     ///   - postgres: a blocking pool for the dead letters (a couple of connections is enough).
@@ -118,6 +124,7 @@ public struct WorkerService: Service {
                 "concurrency": "\(configuration.concurrency)", "postgres_connections": "\(connections)",
             ])
 
+        reading.value.store(true, ordering: .releasing)
         let inFlight = InFlightCount()
         let shutdown = ShutdownRequest()
         // Wakes the loop to look again: an entry finished, the shutdown signal came, the drain
@@ -214,9 +221,11 @@ public struct WorkerService: Service {
                 group.cancelAll()  // the abandoned entries, the deadline timer, the heartbeat
             }
         } onGracefulShutdown: {
+            reading.value.store(false, ordering: .releasing)
             shutdown.request()
             wake.yield()
         }
+        reading.value.store(false, ordering: .releasing)
         wake.finish()
         logger.info("worker stopped", metadata: ["consumer": "\(configuration.consumerName)"])
     }
@@ -265,4 +274,9 @@ final class InFlightCount: Sendable {
     private let count = Mutex(0)
     var value: Int { count.withLock { $0 } }
     func add(_ delta: Int) { count.withLock { $0 += delta } }
+}
+
+/// ``WorkerService/isReading``'s storage, shared by the copies of the service value.
+private final class ReadingFlag: Sendable {
+    let value = Atomic<Bool>(false)
 }

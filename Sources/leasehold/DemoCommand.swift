@@ -16,7 +16,8 @@ struct DemoCommand: AsyncParsableCommand {
         discussion: """
             Starts PostgreSQL and Redis as child processes (the embedded default, data in --dir), migrates, \
             starts `leasehold ingress` ×--ingresses (default 2), `leasehold worker` ×--workers (default 2) and \
-            `leasehold supervisor` as separate processes of this binary, drives a load test of concurrent \
+            `leasehold supervisor` as separate processes of this binary, waits until every ingress answers \
+            and every worker has warmed up its connections and reads, drives a load test of concurrent \
             bookings with a progress line (the load flags are those of `leasehold loadtest`: --input, --requests \
             or --duration, --rate, --plot, ...; the demo supplies the URLs, the API token and the Telegram \
             secret), prints the report (with the pgbench comparison), then stops everything (SIGTERM, in order). \
@@ -218,6 +219,7 @@ struct DemoCommand: AsyncParsableCommand {
             }
             let urls = ports.map { "http://127.0.0.1:\($0)" }
             try await waitForHealth(urls, roles: roles.all)
+            try await waitForWorkers(roles.named("worker-"), roles: roles.all)
             Self.say(
                 "running: ingress ×\(ingresses) (\(urls.joined(separator: ", "))), "
                     + (load.ingressOnly
@@ -389,6 +391,25 @@ struct DemoCommand: AsyncParsableCommand {
                 if (try? await IngressProbe.status(of: url + "/healthz")) == 200 { break }
                 guard ContinuousClock.now < deadline else { throw ValidationError("\(url) never became healthy") }
                 try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+
+    /// Waits until every worker has opened and warmed up its connections and reads (its
+    /// `worker started` line), so the load does not begin while the workers are still starting:
+    /// the first second's latencies would measure the demo's start, not the system.
+    private func waitForWorkers(_ workers: [ChildProcess], roles: [ChildProcess]) async throws {
+        let deadline = ContinuousClock.now + .seconds(60)
+        for worker in workers {
+            while !worker.output.contains("worker started") {
+                if let failed = roles.first(where: { !$0.isRunning }) {
+                    throw ValidationError(
+                        "\(failed.name) exited early; see \(failed.log.path):\n\(failed.output.suffix(2000))")
+                }
+                guard ContinuousClock.now < deadline else {
+                    throw ValidationError("\(worker.name) did not start reading within 60 s; see \(worker.log.path)")
+                }
+                try await Task.sleep(for: .milliseconds(50))
             }
         }
     }

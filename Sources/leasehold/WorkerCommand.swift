@@ -20,7 +20,8 @@ struct WorkerCommand: AsyncParsableCommand {
             missing) and takes no more entries than it has free slots, over all streams together. \
             Before its first read it opens one PostgreSQL connection per slot and warms each up (a booking \
             and a payment of throwaway rows, rolled back, so the server has compiled the functions and \
-            planned their statements before the first burst; a failure is one warning per kind). \
+            planned their statements before the first burst; a failure is one warning per kind); \
+            /readyz answers 503 until then. \
             An entry is acknowledged only after its transaction committed. A failed transaction \
             is never acknowledged as done: its entry is parked in the retry schedule (with the next attempt, \
             atomically) or, after LEASEHOLD_RETRY_MAX_ATTEMPTS, dead-lettered; a payload that can never succeed \
@@ -109,7 +110,8 @@ struct WorkerCommand: AsyncParsableCommand {
         if let endpoint = try common.metricsEndpoint(
             registry: registry, role: "worker", logger: logger,
             ready: {
-                (try? await redis.send("PING")) != nil
+                guard worker.isReading else { return false }
+                return (try? await redis.send("PING")) != nil
             })
         {
             services.append(endpoint)

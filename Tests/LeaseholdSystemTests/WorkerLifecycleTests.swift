@@ -111,6 +111,33 @@ extension SystemTests {
             await stack.shutdown()
         }
 
+        /// `/readyz` says whether the worker can take work: 503 while its warm-up waits (here on a
+        /// lock the test holds on `time_slots`), 200 once it reads.
+        @Test func readyzAnswersOnlyOnceTheWorkerIsWarmAndReads() async throws {
+            let stack = try await ProcessStack.start(ingress: 1, workers: 0)
+            let lock = try PostgresConnection(configuration: stack.database.configuration)
+            try lock.simpleQuery("BEGIN")
+            try lock.simpleQuery("LOCK TABLE time_slots IN ACCESS EXCLUSIVE MODE")
+            let port = try freeLoopbackPort()
+            let worker = try stack.startWorker(
+                name: "worker-0",
+                environment: [
+                    "LEASEHOLD_WORKER_CONCURRENCY": "2", "LEASEHOLD_LOCK_TIMEOUT_MS": "120000",
+                    "LEASEHOLD_METRICS_PORT": String(port), "LEASEHOLD_METRICS_HOST": "127.0.0.1",
+                ])
+            let base = "http://127.0.0.1:\(port)"
+            try await waitUntil { (try? await stack.fetch(base + "/healthz"))?.status == 200 }
+            // Up, but not ready: the warm-up waits for the lock.
+            try await waitUntil { try await SystemTests.blockedWorkerTransactions(stack) >= 1 }
+            #expect(try await stack.fetch(base + "/readyz").status == 503)
+            #expect(!worker.output.contains("worker started"))
+
+            try lock.simpleQuery("ROLLBACK")
+            try await waitUntil { (try? await stack.fetch(base + "/readyz"))?.status == 200 }
+            #expect(worker.output.contains("worker started"))
+            await stack.shutdown()
+        }
+
         @Test func sigtermDrainsInFlightWorkWithinTheTimeoutAndExitsZero() async throws {
             let stack = try await ProcessStack.start(
                 ingress: 1, workers: 1, workerEnvironment: ["LEASEHOLD_DRAIN_TIMEOUT_MS": "15000"])
