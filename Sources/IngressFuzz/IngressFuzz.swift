@@ -18,7 +18,7 @@ public func fuzzOneInput(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
 
 func checkAllDecoders(_ body: Data) {
     var accepted = false
-    // Telegram bodies are read without JSONDecoder when the plain reader can: its answer, or the
+    // Telegram and YooKassa bodies are read without JSONDecoder when the plain reader can: its answer, or the
     // decoder's when it gives up, must be the decoder's own, rejection reasons included.
     func telegram(_ decode: (Data) throws(BodyRejection) -> IngressBodies.TelegramDecision)
         -> Result<IngressBodies.TelegramDecision, BodyRejection>
@@ -26,6 +26,13 @@ func checkAllDecoders(_ body: Data) {
         do throws(BodyRejection) { return .success(try decode(body)) } catch { return .failure(error) }
     }
     precondition(telegram(IngressBodies.telegram) == telegram(IngressBodies.telegramDecodedFully))
+    // The same for YooKassa notifications.
+    func yookassa(_ decode: (Data) throws(BodyRejection) -> YooKassaNotification.Valid)
+        -> Result<YooKassaNotification.Valid, BodyRejection>
+    {
+        do throws(BodyRejection) { return .success(try decode(body)) } catch { return .failure(error) }
+    }
+    precondition(yookassa(IngressBodies.yookassa) == yookassa(IngressBodies.yookassaDecodedFully))
     do {
         if case .enqueue(_, _, let booking) = try IngressBodies.telegram(body) {
             precondition((booking.slotID ?? 1) > 0 && (booking.interviewID ?? 1) > 0)

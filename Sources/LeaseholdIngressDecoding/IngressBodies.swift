@@ -106,7 +106,19 @@ public enum IngressBodies {
 
     /// `POST /yookassa/webhook`: the notification, checked; the body itself is what gets enqueued.
     public static func yookassa(_ body: Data) throws(BodyRejection) -> YooKassaNotification.Valid {
-        let notification = try IngressJSON.decode(YooKassaNotification.self, from: body)
+        let bytes = Array(body)
+        try StrictJSON.check(bytes)
+        if let notification = YooKassaNotification(plain: bytes) { return try validated(notification) }
+        return try validated(try IngressJSON.decodeChecked(YooKassaNotification.self, from: body))
+    }
+
+    /// ``yookassa(_:)`` always the full way, `JSONDecoder` included: the reference the plain
+    /// reader (``YooKassaNotification/init(plain:)``) is tested against, here and by the fuzz target.
+    public static func yookassaDecodedFully(_ body: Data) throws(BodyRejection) -> YooKassaNotification.Valid {
+        try validated(try IngressJSON.decode(YooKassaNotification.self, from: body))
+    }
+
+    static func validated(_ notification: YooKassaNotification) throws(BodyRejection) -> YooKassaNotification.Valid {
         do {
             return try notification.validated()
         } catch {

@@ -1,5 +1,4 @@
 import Foundation
-import LeaseholdLoadTest
 import Testing
 
 @testable import LeaseholdIngressDecoding
@@ -9,16 +8,6 @@ import Testing
 /// one the full way gives, for every body.
 @Suite("Telegram body")
 struct TelegramBodyTests {
-    static func result(_ decode: (Data) throws(BodyRejection) -> IngressBodies.TelegramDecision, _ body: String)
-        -> Result<IngressBodies.TelegramDecision, BodyRejection>
-    {
-        do throws(BodyRejection) {
-            return .success(try decode(Data(body.utf8)))
-        } catch {
-            return .failure(error)
-        }
-    }
-
     /// A callback update as Telegram sends it: the message the button was under, with its
     /// keyboard, entities and text, and the user's details.
     static func update(
@@ -101,19 +90,23 @@ struct TelegramBodyTests {
     @Test("a plain body is read without JSONDecoder, with the decoder's answer", arguments: plainBodies)
     func plainBodyAnswersAsTheDecoder(_ body: String) throws {
         #expect(TelegramUpdate(plain: Array(body.utf8)) != nil, "the plain reader answers")
-        #expect(Self.result(IngressBodies.telegram, body) == Self.result(IngressBodies.telegramDecodedFully, body))
+        #expect(
+            BodyDamage.result(IngressBodies.telegram, body)
+                == BodyDamage.result(IngressBodies.telegramDecodedFully, body))
     }
 
     @Test("any other body goes to JSONDecoder and gets its answer or error", arguments: otherBodies)
     func otherBodyGetsTheDecodersAnswer(_ body: String) throws {
         #expect(TelegramUpdate(plain: Array(body.utf8)) == nil, "the plain reader gives up")
-        #expect(Self.result(IngressBodies.telegram, body) == Self.result(IngressBodies.telegramDecodedFully, body))
+        #expect(
+            BodyDamage.result(IngressBodies.telegram, body)
+                == BodyDamage.result(IngressBodies.telegramDecodedFully, body))
     }
 
     @Test("a body the strict check refuses gets its rejection either way", arguments: refusedBodies)
     func refusedBodyGetsTheStrictRejection(_ body: String) throws {
-        let fast = Self.result(IngressBodies.telegram, body)
-        #expect(fast == Self.result(IngressBodies.telegramDecodedFully, body))
+        let fast = BodyDamage.result(IngressBodies.telegram, body)
+        #expect(fast == BodyDamage.result(IngressBodies.telegramDecodedFully, body))
         guard case .failure(let rejection) = fast else {
             Issue.record("accepted: \(fast)")
             return
@@ -136,24 +129,11 @@ struct TelegramBodyTests {
     /// punctuation, digits and letters, or duplicated. Whatever each becomes, both ways agree.
     @Test("damaged updates get the same answer both ways")
     func damagedUpdatesAgree() {
-        var generator = SeededGenerator(seed: 0x7e1e_67a4)
-        let alphabet = Array(#"{}[]:,"\.-+eE0123456789 nultrfabcdkoi_"#.utf8)
-        let originals = Self.plainBodies.map { Array($0.utf8) }
         var plainAnswers = 0
-        for round in 0..<4_000 {
-            var bytes = originals[round % originals.count]
-            for _ in 0...Int(generator.next() % 3) {
-                let position = Int(generator.next() % UInt64(bytes.count))
-                switch generator.next() % 3 {
-                case 0: bytes.remove(at: position)
-                case 1: bytes[position] = alphabet[Int(generator.next() % UInt64(alphabet.count))]
-                default: bytes.insert(bytes[position], at: position)
-                }
-            }
-            let body = String(decoding: bytes, as: UTF8.self)
+        for body in BodyDamage.damaged(Self.plainBodies, seed: 0x7e1e_67a4) {
             if TelegramUpdate(plain: Array(body.utf8)) != nil { plainAnswers += 1 }
-            let fast = Self.result(IngressBodies.telegram, body)
-            let full = Self.result(IngressBodies.telegramDecodedFully, body)
+            let fast = BodyDamage.result(IngressBodies.telegram, body)
+            let full = BodyDamage.result(IngressBodies.telegramDecodedFully, body)
             #expect(fast == full, "\(body)")
         }
         #expect(plainAnswers > 100, "the damage left many bodies the plain reader answers")
