@@ -150,23 +150,11 @@ func tail(of log: URL, lines: Int = 15) -> String {
     return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on right now (the kernel picks it).
+/// A TCP port on 127.0.0.1 that nothing listens on right now, for a server about to start:
+/// one of ``LowPorts``, below the kernel's ephemeral range. A port the kernel picks from that
+/// range (bind to port 0) can become the local end of an outgoing connection before the server
+/// binds it — a Compose-topology test's worker lost its metrics port that way to one of the
+/// connections the processes around it were opening.
 public func freeLoopbackPort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw LocalStackError.noFreePort(errno: errno) }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = 0
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let bound = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard bound == 0 else { throw LocalStackError.noFreePort(errno: errno) }
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let named = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-    }
-    guard named == 0 else { throw LocalStackError.noFreePort(errno: errno) }
-    return Int(UInt16(bigEndian: address.sin_port))
+    try LowPorts.free()
 }

@@ -38,7 +38,6 @@ public enum LocalStackError: Error, CustomStringConvertible {
     case commandFailed(command: String, status: Int32, logTail: String)
     case exitedEarly(server: String, status: Int32, logTail: String)
     case notReady(server: String, after: Duration, lastError: String, logTail: String)
-    case noFreePort(errno: Int32)
     case invalidDatabaseName(String)
     case userMissing(String)
 
@@ -50,7 +49,6 @@ public enum LocalStackError: Error, CustomStringConvertible {
             "\(server) exited with status \(status) while starting:\n\(log)"
         case .notReady(let server, let after, let lastError, let log):
             "\(server) did not accept connections within \(after) (last error: \(lastError)):\n\(log)"
-        case .noFreePort(let errno): "no free port on 127.0.0.1 (errno \(errno))"
         case .invalidDatabaseName(let name): "database name \(name) must be lower-case letters, digits and _"
         case .userMissing(let user): "running as root needs the \(user) system user (installed by Debian's postgresql)"
         }
