@@ -104,13 +104,8 @@ public struct BookingTransaction: Sendable {
     public func warmUp(on connection: PostgresAsyncConnection) async throws {
         let user = Int64.random(in: Int64.min / 2 ... -1)
         let slot = Int64.random(in: Int64.min / 2 ... -1)
-        do throws(PostgresTransactionError) {
-            try await connection.withTransaction { connection in
-                try await bookThrowaway(user: user, slot: slot, on: connection)
-                throw WarmUpRollBack()
-            }
-        } catch {
-            guard error.bodyError is WarmUpRollBack, error.rollbackError == nil else { throw error }
+        try await inRolledBackTransaction(on: connection) { connection in
+            try await bookThrowaway(user: user, slot: slot, on: connection)
         }
     }
 
@@ -176,6 +171,22 @@ public struct BookingTransaction: Sendable {
     }
 }
 
-/// Ends a warm-up's transaction (``BookingTransaction/warmUp(on:)``,
-/// ``PaymentTransaction/warmUp(on:)``) with a rollback.
-struct WarmUpRollBack: Error {}
+/// Runs `body` in a transaction on `connection` and always rolls it back: a warm-up
+/// (``BookingTransaction/warmUp(on:)``, ``PaymentTransaction/warmUp(on:)``) leaves only what a
+/// rollback keeps — the session's prepared statements and the backend's compiled functions and
+/// plans. Throws what `body`, BEGIN or the rollback threw.
+func inRolledBackTransaction(
+    on connection: PostgresAsyncConnection, _ body: (PostgresAsyncConnection) async throws -> Void
+) async throws {
+    do throws(PostgresTransactionError) {
+        try await connection.withTransaction { connection in
+            try await body(connection)
+            throw RollBack()
+        }
+    } catch {
+        guard error.bodyError is RollBack, error.rollbackError == nil else { throw error }
+    }
+}
+
+/// Ends ``inRolledBackTransaction(on:_:)``'s body with a rollback.
+private struct RollBack: Error {}

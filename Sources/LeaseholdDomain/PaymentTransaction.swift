@@ -140,13 +140,8 @@ public struct PaymentTransaction: Sendable {
     /// `outbox` identities.
     public func warmUp(on connection: PostgresAsyncConnection) async throws {
         let id = Int64.random(in: Int64.min / 2 ... -1)
-        do throws(PostgresTransactionError) {
-            try await connection.withTransaction { connection in
-                try await payThrowaway(id: id, on: connection)
-                throw WarmUpRollBack()
-            }
-        } catch {
-            guard error.bodyError is WarmUpRollBack, error.rollbackError == nil else { throw error }
+        try await inRolledBackTransaction(on: connection) { connection in
+            try await payThrowaway(id: id, on: connection)
         }
     }
 

@@ -233,6 +233,8 @@ public enum StrictJSON {
                     index += 1
                 }
             }
+            let fractionOrExponent =
+                current == UInt8(ascii: ".") || current == UInt8(ascii: "e") || current == UInt8(ascii: "E")
             if current == UInt8(ascii: ".") {
                 index += 1
                 guard isDigit(current) else { throw malformed("invalid number") }
@@ -247,13 +249,9 @@ public enum StrictJSON {
                 guard isDigit(current) else { throw malformed("invalid number") }
                 while isDigit(current) { index += 1 }
             }
-            // An integer of up to 18 digits (ids, dates: most numbers in a webhook) is finite, and
-            // zero only when written as zero: no need to parse it as a Double.
-            if index - start <= 18,
-                !bytes[start..<index].contains(where: { $0 == UInt8(ascii: ".") || $0 | 0x20 == UInt8(ascii: "e") })
-            {
-                return
-            }
+            // An integer of up to 18 characters (ids, dates: most numbers in a webhook) is finite,
+            // and zero only when written as zero: no need to parse it as a Double.
+            if !fractionOrExponent && index - start <= 18 { return }
             let token = String(decoding: bytes[start..<index], as: UTF8.self)
             guard token.utf8.count <= StrictJSON.maxNumberLength, let value = Double(token), value.isFinite,
                 value != 0 || !significant

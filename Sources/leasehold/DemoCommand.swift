@@ -384,10 +384,7 @@ struct DemoCommand: AsyncParsableCommand {
         let deadline = ContinuousClock.now + .seconds(60)
         for url in urls {
             while true {
-                if let failed = roles.first(where: { !$0.isRunning }) {
-                    throw ValidationError(
-                        "\(failed.name) exited early; see \(failed.log.path):\n\(failed.output.suffix(2000))")
-                }
+                try Self.failIfAnyExited(roles)
                 if (try? await IngressProbe.status(of: url + "/healthz")) == 200 { break }
                 guard ContinuousClock.now < deadline else { throw ValidationError("\(url) never became healthy") }
                 try await Task.sleep(for: .milliseconds(100))
@@ -402,15 +399,20 @@ struct DemoCommand: AsyncParsableCommand {
         let deadline = ContinuousClock.now + .seconds(60)
         for worker in workers {
             while !worker.output.contains("worker started") {
-                if let failed = roles.first(where: { !$0.isRunning }) {
-                    throw ValidationError(
-                        "\(failed.name) exited early; see \(failed.log.path):\n\(failed.output.suffix(2000))")
-                }
+                try Self.failIfAnyExited(roles)
                 guard ContinuousClock.now < deadline else {
                     throw ValidationError("\(worker.name) did not start reading within 60 s; see \(worker.log.path)")
                 }
                 try await Task.sleep(for: .milliseconds(50))
             }
+        }
+    }
+
+    /// Throws, with the end of its log, when one of `roles` has exited while the demo waits for them.
+    private static func failIfAnyExited(_ roles: [ChildProcess]) throws {
+        if let failed = roles.first(where: { !$0.isRunning }) {
+            throw ValidationError(
+                "\(failed.name) exited early; see \(failed.log.path):\n\(failed.output.suffix(2000))")
         }
     }
 
