@@ -6,7 +6,9 @@ import LeaseholdRedis
 /// replicas. The backlog is what workers have not finished: entries not yet delivered to the
 /// consumer group (`lag`, at most the stream's length: entries deleted unread can stay in the lag
 /// counter) plus those delivered but not acknowledged (`pending`); without a group yet, the
-/// stream's length.
+/// stream's length. Every entry of the backlog is on the stream (the supervisor's trimmer never trims a
+/// pending entry), so the group is only looked at (`XINFO GROUPS`, half the script's cost) once
+/// the stream is as long as the mark.
 ///
 /// The same script can also write a marker key (the API's `pending` outcome) with `SET NX`, so
 /// the marker exists exactly when the entry does: one round trip, nothing to undo on refusal.
@@ -54,22 +56,26 @@ public struct StreamProducer: Sendable {
                 return redis.error_reply('REUSED the key was first used for a different request')
             end
         end
-        if limit > 0 and redis.call('EXISTS', KEYS[1]) == 1 then
-            local backlog = redis.call('XLEN', KEYS[1])
-            local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
-            for _, info in ipairs(groups) do
-                local fields = {}
-                for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
-                if fields['name'] == group and type(fields['lag']) == 'number' then
-                    -- Undelivered entries are on the stream, so never more than its length: the
-                    -- group's lag counts entries added minus entries read, and entries deleted
-                    -- before any consumer read them (XDEL, emptying the stream) would otherwise
-                    -- count forever.
-                    backlog = math.min(fields['lag'], backlog) + fields['pending']
+        if limit > 0 then
+            -- A stream shorter than the mark cannot hold a backlog at it (see the type's comment).
+            local length = redis.call('XLEN', KEYS[1])
+            if length >= limit then
+                local backlog = length
+                local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
+                for _, info in ipairs(groups) do
+                    local fields = {}
+                    for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
+                    if fields['name'] == group and type(fields['lag']) == 'number' then
+                        -- Undelivered entries are on the stream, so never more than its length:
+                        -- the group's lag counts entries added minus entries read, and entries
+                        -- deleted before any consumer read them (XDEL, emptying the stream)
+                        -- would otherwise count forever.
+                        backlog = math.min(fields['lag'], length) + fields['pending']
+                    end
                 end
-            end
-            if backlog >= limit then
-                return redis.error_reply('OVERLOADED backlog ' .. backlog .. ' is at the high-water mark ' .. limit)
+                if backlog >= limit then
+                    return redis.error_reply('OVERLOADED backlog ' .. backlog .. ' is at the high-water mark ' .. limit)
+                end
             end
         end
         local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 6))

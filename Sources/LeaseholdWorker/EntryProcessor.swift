@@ -17,10 +17,10 @@ import Synchronization
 /// Redis work is per read batch, not per entry: the leases of a whole batch are taken by the
 /// script call that reads it (``StreamConsumer/read(count:block:first:leasing:via:)``, or
 /// ``lease(_:)`` for entries read otherwise), one heartbeat renews every lease the worker holds
-/// (``LeaseKeeper``), and completions (XACK + publish + release, one script each) travel together:
-/// they go through one non-blocking connection (``RedisAsyncClient``), where every command queued
-/// in one reactor turn leaves in one write. So under load a message costs PostgreSQL one round
-/// trip and Redis a fraction of one.
+/// (``LeaseKeeper``), and the completions (XACK + publish + release) asked for in one reactor turn
+/// go as one script call (``CompletionBatcher``) on a non-blocking connection
+/// (``RedisAsyncClient``), where every command queued in one reactor turn leaves in one write. So
+/// under load a message costs PostgreSQL one round trip and Redis a fraction of one.
 struct EntryProcessor: Sendable {
     let configuration: WorkerConfiguration
     /// For what is not on the hot path (dead letters).
@@ -35,7 +35,8 @@ struct EntryProcessor: Sendable {
     let logger: Logger
     let handlers: [String: any MessageHandler]
     let keeper: LeaseKeeper
-    let completion: Completion
+    /// Completions of one reactor turn, in one script call.
+    let completions: CompletionBatcher
     let scheduler: RetryScheduler
     let deadLetters: DeadLetterStore
     private let tokens = LeaseTokens()
@@ -68,7 +69,7 @@ struct EntryProcessor: Sendable {
         let handlers = handlers ?? WorkerService.defaultHandlers(configuration: configuration)
         self.handlers = Dictionary(handlers.map { ($0.kind, $0) }, uniquingKeysWith: { first, _ in first })
         self.keeper = keeper
-        self.completion = Completion(keys: configuration.keys)
+        self.completions = CompletionBatcher(completion: Completion(keys: configuration.keys), client: reactorRedis)
         self.scheduler = RetryScheduler(keys: configuration.keys)
         self.deadLetters = DeadLetterStore(keys: configuration.keys)
     }
@@ -182,10 +183,10 @@ struct EntryProcessor: Sendable {
         keeper.completing(lease)
         do {
             try await context.ridingOutOutages("acknowledging") {
-                try await completion.complete(
-                    entry, lease: lease, requestID: handled.published?.requestID, result: handled.published?.body,
-                    resultTTL: configuration.resultTTL, keepExisting: handled.published?.keepExisting ?? false,
-                    via: reactorRedis)
+                try await completions.complete(
+                    completions.completion.item(
+                        entry, lease: lease, requestID: handled.published?.requestID, result: handled.published?.body,
+                        resultTTL: configuration.resultTTL, keepExisting: handled.published?.keepExisting ?? false))
             }
             counters.increment(kind: entry.kind, outcome: handled.outcome, duplicate: handled.duplicate)
             logger.debug(

@@ -20,7 +20,8 @@ import Synchronization
 ///    statement: the function `leasehold_book`), retrying retryable SQLSTATEs a few times in
 ///    process;
 /// 3. after COMMIT, and only then, acknowledges the entry, publishes the outcome and releases the
-///    lease, atomically (``Completion``), in a pipeline shared with other completions.
+///    lease, atomically (``Completion``), in one script call with the other completions of the
+///    same reactor turn (``CompletionBatcher``).
 ///
 /// One heartbeat (``LeaseKeeper``) renews every lease the worker holds, in one call per interval.
 ///

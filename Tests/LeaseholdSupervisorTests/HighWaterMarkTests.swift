@@ -39,4 +39,28 @@ struct HighWaterMarkTests {
             }
         }
     }
+
+    @Test func deliveredButUnacknowledgedEntriesCountAndAcknowledgedOnesDoNot() async throws {
+        try await SupervisorRedisFixture.withKeys { client, keys in
+            let stream = keys.stream("bookings")
+            let consumer = StreamConsumer(streams: [stream], consumer: "c1")
+            try await consumer.ensureGroups(via: client)
+            let producer = StreamProducer(keys: keys, highWaterMark: 5)
+            var ids: [String] = []
+            for index in 0..<5 { ids.append(try await producer.enqueue(Self.entry(stream, index), via: client)) }
+            // A worker holds all five (read, not acknowledged): five unfinished, at the mark.
+            let read = try await client.withConnection { try consumer.read(count: 5, block: .zero, on: $0) }
+            #expect(read.entries.map(\.id) == ids)
+            await #expect(throws: RedisError.self, "five pending: at the mark") {
+                try await producer.enqueue(Self.entry(stream, 5), via: client)
+            }
+            // Four acknowledged and not yet trimmed: the stream is still five long, one unfinished.
+            try await client.send(RedisCommand(["XACK", stream, RedisKeys.consumerGroup] + ids.prefix(4)))
+            #expect(try await client.send("XLEN", stream).int == 5)
+            for index in 5..<9 { _ = try await producer.enqueue(Self.entry(stream, index), via: client) }
+            await #expect(throws: RedisError.self, "one pending and four undelivered: at the mark again") {
+                try await producer.enqueue(Self.entry(stream, 9), via: client)
+            }
+        }
+    }
 }

@@ -81,6 +81,65 @@ extension SystemTests {
             await stack.shutdown()
         }
 
+        @Test func completionsAskedForInOneReactorTurnAreOneScriptCallAndEachGetsItsOwnAnswer() async throws {
+            let stack = try await ProcessStack.start(ingress: 0, workers: 0)
+            let keys = RedisKeys(prefix: stack.prefix)
+            let count = 20
+            let delivered = try await Self.deliver(
+                try Self.bookingEntries(stack, slots: (1...count).map(Int64.init)), stack: stack, consumer: "worker-a")
+            #expect(delivered.count == count)
+            let terms = StreamConsumer.LeaseTerms(keys: keys, ownerPrefix: "worker-a:1:", ttl: .seconds(30))
+            let leases = delivered.map(terms.lease(of:))
+            #expect(try await Lease.acquire(leases, via: stack.redis) == Array(repeating: true, count: count))
+            // Entry 3's lease passed to another worker meanwhile; entry 5's result key holds a list,
+            // so its part of the script fails (WRONGTYPE) where it reads the key.
+            try await stack.redis.send("SET", leases[3].key, "worker-b:other", "PX", 60_000)
+            try await stack.redis.send("RPUSH", keys.result("b5", in: stack.stream("bookings")), "not a result")
+
+            let completion = Completion(keys: keys)
+            let batcher = CompletionBatcher(completion: completion, client: stack.asyncRedis)
+            let answers = await withTaskExecutorPreference(stack.asyncRedis.reactor) {
+                await withTaskGroup(of: (Int, String?).self) { group in
+                    for (index, entry) in delivered.enumerated() {
+                        let item = completion.item(
+                            entry, lease: leases[index], requestID: "b\(index)",
+                            result: Array(#"{"status":"booked"}"#.utf8), resultTTL: .seconds(60), keepExisting: true)
+                        group.addTask {
+                            do {
+                                try await batcher.complete(item)
+                                return (index, nil)
+                            } catch {
+                                return (index, "\(error)")
+                            }
+                        }
+                    }
+                    return await group.reduce(into: [Int: String?]()) { $0[$1.0] = $1.1 }
+                }
+            }
+            let (calls, completed) = await withTaskExecutorPreference(stack.asyncRedis.reactor) {
+                (batcher.calls, batcher.completed)
+            }
+            #expect(calls == 1, "twenty completions asked for in one turn: one script call")
+            #expect(completed == count)
+
+            for index in 0..<count {
+                let answer = try #require(answers[index])
+                let lease = try await stack.redis.send("GET", leases[index].key).string
+                if index == 5 {
+                    #expect(answer?.contains("WRONGTYPE") == true, "its own error: \(answer ?? "none")")
+                    #expect(lease == leases[index].owner, "its lease stays until it expires")
+                } else {
+                    #expect(answer == nil, "entry \(index): \(answer ?? "")")
+                    let published = try await stack.redis.send(
+                        "GET", keys.result("b\(index)", in: stack.stream("bookings")))
+                    #expect(published.string == #"{"status":"booked"}"#, "entry \(index) published")
+                    #expect(lease == (index == 3 ? "worker-b:other" : nil), "entry \(index)'s lease")
+                }
+            }
+            #expect(try await stack.pendingCount("bookings") == 0, "every entry acknowledged (XACK comes first)")
+            await stack.shutdown()
+        }
+
         @Test func oneScriptCallReadsWithinTheBudgetAndTakesTheLeasesOfWhatItDelivered() async throws {
             let stack = try await ProcessStack.start(ingress: 0, workers: 0)
             let keys = RedisKeys(prefix: stack.prefix)
