@@ -9,12 +9,20 @@ struct HighWaterMarkTests {
         StreamEntry(stream: stream, key: "hw:\(index)", kind: "booking", payload: Array("{}".utf8))
     }
 
-    @Test func entriesDeletedBeforeAnyWorkerReadThemNoLongerCount() async throws {
+    /// A bookings stream with its group, one consumer and a producer whose mark is 5.
+    static func withMarkOfFive(
+        _ body: (RedisClient, String, StreamConsumer, StreamProducer) async throws -> Void
+    ) async throws {
         try await SupervisorRedisFixture.withKeys { client, keys in
             let stream = keys.stream("bookings")
             let consumer = StreamConsumer(streams: [stream], consumer: "c1")
             try await consumer.ensureGroups(via: client)
-            let producer = StreamProducer(keys: keys, highWaterMark: 5)
+            try await body(client, stream, consumer, StreamProducer(keys: keys, highWaterMark: 5))
+        }
+    }
+
+    @Test func entriesDeletedBeforeAnyWorkerReadThemNoLongerCount() async throws {
+        try await Self.withMarkOfFive { client, stream, consumer, producer in
             // A worker read and acknowledged an entry, and the supervisor trimmed it away.
             let done = try await producer.enqueue(Self.entry(stream, -1), via: client)
             let read = try await client.withConnection { try consumer.read(count: 1, block: .zero, on: $0) }
@@ -41,11 +49,7 @@ struct HighWaterMarkTests {
     }
 
     @Test func deliveredButUnacknowledgedEntriesCountAndAcknowledgedOnesDoNot() async throws {
-        try await SupervisorRedisFixture.withKeys { client, keys in
-            let stream = keys.stream("bookings")
-            let consumer = StreamConsumer(streams: [stream], consumer: "c1")
-            try await consumer.ensureGroups(via: client)
-            let producer = StreamProducer(keys: keys, highWaterMark: 5)
+        try await Self.withMarkOfFive { client, stream, consumer, producer in
             var ids: [String] = []
             for index in 0..<5 { ids.append(try await producer.enqueue(Self.entry(stream, index), via: client)) }
             // A worker holds all five (read, not acknowledged): five unfinished, at the mark.
