@@ -30,6 +30,8 @@ final class UnreadRequestHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private var responseHeads = 0
     private var responseEnds = 0
     private var closeAfterResponse = false
+    /// When the head of a request whose end has not been read yet arrived.
+    private var headArrived: NIODeadline?
     private var deadline: Scheduled<Void>?
 
     init(bodyTimeout: TimeAmount) {
@@ -40,19 +42,30 @@ final class UnreadRequestHandler: ChannelDuplexHandler, RemovableChannelHandler 
         switch unwrapInboundIn(data) {
         case .head:
             requestHeads += 1
-            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            deadline = context.eventLoop.scheduleTask(in: bodyTimeout) {
-                let (handler, context) = loopBound.value
-                handler.bodyTimedOut(context: context)
-            }
+            headArrived = .now()
         case .body:
             break
         case .end:
             requestEnds += 1
+            headArrived = nil
             deadline?.cancel()
             deadline = nil
         }
         context.fireChannelRead(data)
+    }
+
+    /// The clock starts when a head arrives, but the timer is only set once a read ends with
+    /// that request still incomplete: a request that arrives whole (nearly every one) costs no
+    /// timer at all.
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if let headArrived, deadline == nil {
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            deadline = context.eventLoop.scheduleTask(deadline: headArrived + bodyTimeout) {
+                let (handler, context) = loopBound.value
+                handler.bodyTimedOut(context: context)
+            }
+        }
+        context.fireChannelReadComplete()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
