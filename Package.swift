@@ -221,6 +221,7 @@ let package = Package(
             name: "LeaseholdSupervisorTests",
             dependencies: [
                 "LeaseholdSupervisor", "LeaseholdQueue", "LeaseholdRedis", "LeaseholdTesting", "LeaseholdOps",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

@@ -33,14 +33,11 @@ public struct DeferredMetadataLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    public func log(
-        level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String,
-        function: String, line: UInt
-    ) {
-        var merged = self.metadata
-        if let metadata { merged.merge(metadata) { _, explicit in explicit } }
-        wrapped.log(
-            level: level, message: message, metadata: merged.isEmpty ? nil : merged, source: source, file: file,
-            function: function, line: line)
+    public func log(event: LogEvent) {
+        var event = event
+        var merged = metadata
+        if let explicit = event.metadata { merged.merge(explicit) { _, explicit in explicit } }
+        event.metadata = merged.isEmpty ? nil : merged
+        wrapped.log(event: event)
     }
 }
