@@ -5,7 +5,7 @@ import LeaseholdRedis
 
 /// Backlog and throughput over time, for the ops console's chart: the supervisor leader records
 /// one ``Sample`` every ``interval`` into the Redis list ``RedisKeys/samples`` (`lh:samples`),
-/// newest first, capped at ``capacity`` entries (`LPUSH` + `LTRIM` in one `MULTI`), so the list
+/// newest first, capped at ``capacity`` entries (`LPUSH` + `LTRIM` in one Lua script), so the list
 /// never grows and holds the last `capacity × interval` (an hour by default).
 ///
 /// Only the leader samples, so there is one series however many supervisors run; a leader change

@@ -54,7 +54,7 @@ struct CommonOptions: ParsableArguments {
 
     /// `--help` text for the roles that serve ``metricsEndpoint(registry:role:logger:ready:)``.
     static let metricsEndpointHelp = """
-        GET /metrics, /healthz and /readyz (Redis answers) on a port of their own \
+        GET /metrics, /healthz and /readyz (Redis answers; a worker also only once it is warm and reads) on a port of their own \
         (env: LEASEHOLD_METRICS_PORT; unset: off), listening on (env: LEASEHOLD_METRICS_HOST; default 0.0.0.0).
         """
 
