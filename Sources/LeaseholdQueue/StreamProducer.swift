@@ -6,9 +6,9 @@ import LeaseholdRedis
 /// replicas. The backlog is what workers have not finished: entries not yet delivered to the
 /// consumer group (`lag`, at most the stream's length: entries deleted unread can stay in the lag
 /// counter) plus those delivered but not acknowledged (`pending`); without a group yet, the
-/// stream's length. Every entry of the backlog is on the stream (the supervisor's trimmer never trims a
-/// pending entry), so the group is only looked at (`XINFO GROUPS`, half the script's cost) once
-/// the stream is as long as the mark.
+/// stream's length. Every entry of the backlog is on the stream (the supervisor's trimmer never
+/// trims a pending entry), so the group is only looked at (`XINFO GROUPS`, half the script's
+/// cost) once the stream is as long as the mark.
 ///
 /// The same script can also write a marker key (the API's `pending` outcome) with `SET NX`, so
 /// the marker exists exactly when the entry does: one round trip, nothing to undo on refusal.
