@@ -442,8 +442,8 @@ public struct LoadTest: Sendable {
                 let status = Int(response.status.code)
                 let accepted = status == configuration.input.acceptedStatus(ofRequest: index)
                 if accepted { tracker.accepted(index) }
-                // Ingress lost Redis mid-enqueue: the request may be queued (see README, "Retries").
-                let ambiguous = status == 503 && response.headers.first(name: "Leasehold-Outcome") == "unknown"
+                let ambiguous = Self.outcomeUnknown(
+                    status: status, outcome: response.headers.first(name: "Leasehold-Outcome"))
                 stats.record(
                     index: index, status: status, accepted: accepted, ambiguous: ambiguous,
                     sentAt: started.duration(to: sent), latency: sent.duration(to: .now))
@@ -469,13 +469,25 @@ public struct LoadTest: Sendable {
                 let answer = try await connections[target].exchange(request, deadline: .now + .seconds(30))
                 let accepted = answer.status == configuration.input.acceptedStatus(ofRequest: index)
                 if accepted { tracker.accepted(index) }
-                let ambiguous = answer.status == 503 && answer.outcome == "unknown"
+                let ambiguous = Self.outcomeUnknown(status: answer.status, outcome: answer.outcome)
                 stats.record(
                     index: index, status: answer.status, accepted: accepted, ambiguous: ambiguous,
                     sentAt: started.duration(to: sent), latency: sent.duration(to: .now))
             } catch {
                 stats.recordError(index: index)
             }
+        }
+    }
+
+    /// Whether an answer leaves the request's fate open, so that it counts with the unanswered ones
+    /// (it may have reached the stream): a 503 from ingress with `Leasehold-Outcome: unknown`
+    /// (Redis stopped answering mid-enqueue), or a 502 or 504 from a reverse proxy in front of
+    /// ingress (the replica died or stalled after the request reached it; its answer was lost).
+    public static func outcomeUnknown(status: Int, outcome: String?) -> Bool {
+        switch status {
+        case 503: outcome == "unknown"
+        case 502, 504: true
+        default: false
         }
     }
 

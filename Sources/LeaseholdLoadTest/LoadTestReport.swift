@@ -145,7 +145,7 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
         if !ingressOnly { lines.append(row("completed (committed outcomes)", "\(completed)")) }
         lines.append(row("sending took", "\(sendSeconds) s"))
         if ambiguous > 0 {
-            lines.append(row("outcome unknown (503, may be queued)", "\(ambiguous)"))
+            lines.append(row("outcome unknown (503 unknown, proxy 502/504; may be queued)", "\(ambiguous)"))
         }
         if unansweredButProcessed > 0 {
             lines.append(row("unanswered or unknown, yet processed", "\(unansweredButProcessed)"))

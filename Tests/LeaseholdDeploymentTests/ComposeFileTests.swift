@@ -214,13 +214,18 @@ struct ComposeFileTests {
         let dockerfile = try Dockerfile.load()
         #expect(dockerfile.baseImage(stage: 0)?.hasPrefix("swift:6") == true)
         #expect(dockerfile.baseImage(stage: dockerfile.lastStage) == "debian:bookworm-slim")
-        for path in dockerfile.copiedPaths {
+        // `${LEASEHOLD_BINARY:-…}`: a binary built on the host, present only when that argument is used.
+        for path in dockerfile.copiedPaths where !path.hasPrefix("${") {
             let url = LeaseholdExecutable.packageRoot.appendingPathComponent(path)
             #expect(FileManager.default.fileExists(atPath: url.path), "COPY \(path): missing")
         }
         #expect(dockerfile.copiedPaths.contains("Migrations"))
+        // ca-certificates: the notifier's HTTPS calls to the Bot API verify the server's certificate
+        // against the system bundle (/etc/ssl/certs/ca-certificates.crt), which only that package brings.
         #expect(
-            dockerfile.argument("RUNTIME_PACKAGES")?.split(separator: " ").sorted() == ["libhiredis0.14", "libpq5"])
+            dockerfile.argument("RUNTIME_PACKAGES")?.split(separator: " ").sorted() == [
+                "ca-certificates", "libhiredis0.14", "libpq5",
+            ])
         let user = try #require(dockerfile.final("USER"))
         #expect(!user.hasPrefix("root") && !user.hasPrefix("0"))
         #expect(dockerfile.final("ENTRYPOINT") == #"["leasehold"]"#)

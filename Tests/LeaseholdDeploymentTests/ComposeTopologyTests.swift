@@ -85,6 +85,10 @@ struct ComposeTopologyTests {
         proxyEnvironment["NGINX_UPSTREAM_SERVERS"] = ingress.map { replica in
             "server 127.0.0.1:\(replica.port ?? 0) \(parameters.hasSuffix(";") ? parameters : parameters + ";")"
         }.joined(separator: " ")
+        // The console's virtual host is rendered too (profile `console`, not run here): a port
+        // nothing listens on, so its host name answers 502 and every other request must still
+        // reach ingress, whichever server nginx reads first.
+        proxyEnvironment["NGINX_CONSOLE_SERVERS"] = "server 127.0.0.1:\(try freeLoopbackPort());"
         let proxyPort = try freeLoopbackPort()
         proxyEnvironment["NGINX_PORT"] = "127.0.0.1:\(proxyPort)"
         let proxy = try await NginxProxy.start(

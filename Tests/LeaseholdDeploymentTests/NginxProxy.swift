@@ -2,11 +2,13 @@ import Foundation
 import LeaseholdOps
 import LeaseholdTesting
 
-/// Debian's nginx serving Compose/nginx/leasehold.conf.template — the file compose.yaml mounts —
-/// rendered as the nginx image's entrypoint renders it (envsubst of the given variables only),
-/// inside a minimal main configuration like the image's /etc/nginx/nginx.conf.
+/// Debian's nginx serving the templates compose.yaml mounts (Compose/nginx/*.conf.template: the
+/// ingress proxy and the console's virtual host), rendered as the nginx image's entrypoint renders
+/// them (envsubst of the given variables only, each into conf.d/<name>) and included as its
+/// /etc/nginx/nginx.conf includes them (`conf.d/*.conf`, in name order, so console.conf first),
+/// inside a minimal main configuration like the image's.
 final class NginxProxy: Sendable {
-    static let template = ComposeFile.directory.appendingPathComponent("nginx/leasehold.conf.template")
+    static let templates = ComposeFile.directory.appendingPathComponent("nginx")
 
     /// `$LEASEHOLD_NGINX`, else /usr/sbin/nginx (`.ci/setup` installs Debian's `nginx`).
     static var executable: URL? {
@@ -46,9 +48,17 @@ final class NginxProxy: Sendable {
             throw TestSetupError(
                 "nginx is not installed (apt-get install nginx, as .ci/setup does), or set LEASEHOLD_NGINX")
         }
-        let text = try String(contentsOf: template, encoding: .utf8)
-        try render(text, variables: variables).write(
-            to: directory.appendingPathComponent("default.conf"), atomically: true, encoding: .utf8)
+        let included = directory.appendingPathComponent("conf.d")
+        try FileManager.default.createDirectory(at: included, withIntermediateDirectories: true)
+        let names = try FileManager.default.contentsOfDirectory(atPath: templates.path).filter {
+            $0.hasSuffix(".conf.template")
+        }
+        for name in names {
+            let text = try String(contentsOf: templates.appendingPathComponent(name), encoding: .utf8)
+            try render(text, variables: variables).write(
+                to: included.appendingPathComponent(String(name.dropLast(".template".count))), atomically: true,
+                encoding: .utf8)
+        }
         let paths = directory.path
         let main = """
             \(getuid() == 0 ? "user root;" : "")
@@ -67,7 +77,7 @@ final class NginxProxy: Sendable {
                 fastcgi_temp_path \(paths)/fastcgi;
                 uwsgi_temp_path \(paths)/uwsgi;
                 scgi_temp_path \(paths)/scgi;
-                include \(paths)/default.conf;
+                include \(paths)/conf.d/*.conf;
             }
             """
         let configuration = directory.appendingPathComponent("nginx.conf")
