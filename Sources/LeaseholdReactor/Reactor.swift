@@ -60,7 +60,8 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
 
     private let state = NIOLockedValueBox(State())
     private let epoll: Int32
-    private let wakeup: Int32
+    /// The eventfd other threads write to wake the loop (internal: the tests look at its number).
+    let wakeup: Int32
     private let label: String
     /// Set once by the thread itself before it runs anything.
     private let threadID = NIOLockedValueBox<pthread_t?>(nil)
@@ -254,12 +255,14 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
         waits[descriptor] = nil
         if wait.deadline != nil { timedWaits -= 1 }
         if let error {
-            // Disarm it, so a late readiness does not wake nobody. (One that stays registered is
-            // left: an event with nobody waiting removes it, see `readiness(of:)`.)
-            if registered[descriptor] != true {
-                var event = epoll_event()
-                event.data.fd = descriptor
-                epoll_ctl(epoll, EPOLL_CTL_MOD, descriptor, &event)
+            // Disarm it, so a late readiness does not wake nobody: remove it from the set (the
+            // next wait adds it again). Modifying it to no events would not do: the kernel
+            // reports an error or hang-up whatever the mask, level-triggered, and a hung-up
+            // descriptor left so would make the loop spin. (One that stays registered is left: an
+            // event with nobody waiting removes it, see `readiness(of:)`.)
+            if registered[descriptor] == false {
+                registered[descriptor] = nil
+                epoll_ctl(epoll, EPOLL_CTL_DEL, descriptor, nil)
             }
             wait.continuation.resume(throwing: error)
         } else {
@@ -282,11 +285,19 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
     // MARK: Shutdown
 
     /// Stops the loop: pending waits throw ``ReactorShutDownError``, jobs already enqueued run,
-    /// and the thread exits. Returns once it has; must not be called on the reactor itself.
+    /// and the thread exits. Returns once it has; must not be called on the reactor itself. Safe
+    /// to call more than once, from any threads: only the first call wakes the loop, the others
+    /// wait for the thread to exit (the wake-up descriptor is closed by then, and its number may
+    /// name someone else's file).
     public func shutDown() {
         precondition(!isCurrent, "Reactor.shutDown() on its own thread would wait for itself")
-        state.withLockedValue { $0.shutDown = true }
-        signal()
+        state.withLockedValue { state in
+            guard !state.shutDown else { return }
+            state.shutDown = true
+            // Under the lock: the thread closes the descriptor only after it has seen `shutDown`,
+            // that is after this.
+            signal()
+        }
         stopped.lock(whenValue: true)
         stopped.unlock()
     }

@@ -4,7 +4,8 @@ import Testing
 
 @testable import LeaseholdReactor
 
-/// Issue 25: a busy loop still polls I/O and ends deadlines.
+/// Issue 25: a busy loop still polls I/O and ends deadlines, a disarmed descriptor that hangs up
+/// does not keep the loop busy, and shutting down twice is harmless.
 @Suite("Reactor hardening", .timeLimit(.minutes(1)))
 struct ReactorHardeningTests {
     /// A flag other threads set and read.
@@ -32,6 +33,13 @@ struct ReactorHardeningTests {
             close(read)
             closeWrite()
         }
+    }
+
+    /// CPU time of the calling thread.
+    static func threadCPUTime() -> Duration {
+        var time = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+        return .seconds(time.tv_sec) + .nanoseconds(time.tv_nsec)
     }
 
     @Test func aTaskThatYieldsForeverDoesNotKeepReadinessOrDeadlinesFromEndingWaits() async throws {
@@ -83,5 +91,59 @@ struct ReactorHardeningTests {
         #expect(readAfter < .seconds(4), "the readable wait ended \(readAfter) after the start")
         #expect(!ready)
         #expect(deadlineAfter < .seconds(4), "the 100 ms deadline ended its wait after \(deadlineAfter)")
+    }
+
+    @Test func aDescriptorThatHangsUpAfterItsWaitTimedOutDoesNotKeepTheLoopBusy() async throws {
+        let reactor = Reactor(label: "test.hang-up")
+        defer { reactor.shutDown() }
+        let ends = try Ends()
+        // A one-shot wait that ends by its deadline: the reactor disarms the descriptor.
+        let timedOut = try await withTaskExecutorPreference(reactor) {
+            try await reactor.readable(ends.read, deadline: .now + .milliseconds(20))
+        }
+        #expect(!timedOut)
+        // The read end hangs up; nobody waits on it. A hang-up is reported whatever events the
+        // descriptor is armed for, so one left in the epoll set would be reported every turn.
+        ends.closeWrite()
+        let busy = try await withTaskExecutorPreference(reactor) {
+            let before = Self.threadCPUTime()
+            try await Task.sleep(for: .seconds(1))
+            return Self.threadCPUTime() - before
+        }
+        // Idle, it uses microseconds; spinning, as much of the second as it gets a core for.
+        #expect(busy < .milliseconds(50), "the reactor's thread used \(busy) of CPU in 1 s with nothing to do")
+
+        // The descriptor can still be waited on: the hang-up ends the wait at once.
+        let ready = try await withTaskExecutorPreference(reactor) {
+            try await reactor.readable(ends.read, deadline: .now + .seconds(5))
+        }
+        #expect(ready)
+    }
+
+    @Test func aSecondShutDownWritesToNoDescriptor() throws {
+        // The wake-up descriptor is closed by the first shutDown; its number is free for the next
+        // file the process opens. Open one there, a pipe's write end, whose read end shows what a
+        // second shutDown writes. Other tests open files meanwhile and may take the number first:
+        // then try again with a new reactor.
+        for _ in 0..<100 {
+            let reactor = Reactor(label: "test.shut-down-twice")
+            let number = reactor.wakeup
+            let ends = try Ends()
+            reactor.shutDown()
+            let reused = fcntl(ends.write, F_DUPFD_CLOEXEC, number)
+            guard reused == number else {
+                if reused >= 0 { close(reused) }
+                continue
+            }
+            defer { close(reused) }
+            reactor.shutDown()
+            reactor.shutDown()
+            _ = fcntl(ends.read, F_SETFL, O_NONBLOCK)
+            var buffer = [UInt8](repeating: 0, count: 64)
+            let count = read(ends.read, &buffer, buffer.count)
+            #expect(count == -1 && errno == EAGAIN, "a later shutDown wrote \(count) bytes to descriptor \(number)")
+            return
+        }
+        Issue.record("other files took the wake-up descriptor's number first 100 times; nothing was checked")
     }
 }
