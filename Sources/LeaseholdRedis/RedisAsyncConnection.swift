@@ -59,9 +59,9 @@ public final class RedisAsyncConnection: @unchecked Sendable {
     public let reactor: Reactor
     private var context: UnsafeMutablePointer<redisContext>?
     /// The socket hiredis reads and writes; readability waits use it.
-    private let socket: Int32
-    /// `dup(socket)`: writability waits use it (see the type's documentation).
-    private let writeSocket: Int32
+    let socket: Int32
+    /// `dup(socket)` (close-on-exec): writability waits use it (see the type's documentation).
+    let writeSocket: Int32
     /// Callers waiting for replies, in the order their commands were queued.
     private var line = Line<Waiter>()
     /// Queued commands whose timeout is not the default: deadlines are then not in line order.
@@ -97,7 +97,9 @@ public final class RedisAsyncConnection: @unchecked Sendable {
         self.reactor = reactor
         self.context = context
         self.socket = lh_redis_fd(context)
-        self.writeSocket = dup(lh_redis_fd(context))
+        // Close-on-exec, as the socket itself (see `connect`): a child process (`leasehold local`
+        // and `demo` start several) must not inherit the connection.
+        self.writeSocket = fcntl(lh_redis_fd(context), F_DUPFD_CLOEXEC, 0)
     }
 
     deinit {
@@ -145,6 +147,9 @@ public final class RedisAsyncConnection: @unchecked Sendable {
             throw error
         }
         let socket = lh_redis_fd(context)
+        // hiredis opens the socket without close-on-exec; set it before anything is sent, so
+        // child processes started later do not inherit the connection.
+        _ = fcntl(socket, F_SETFD, fcntl(socket, F_GETFD) | FD_CLOEXEC)
         let ready: Bool
         do {
             ready = try await reactor.writable(socket, deadline: .now + configuration.connectTimeout)

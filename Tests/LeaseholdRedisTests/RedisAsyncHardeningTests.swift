@@ -1,11 +1,13 @@
 import Foundation
 import LeaseholdReactor
-import LeaseholdRedis
 import LeaseholdTesting
 import Testing
 
+@testable import LeaseholdRedis
+
 /// Issue 25 on the non-blocking client: replies that arrived while the reactor was held up are
-/// read before any deadline is declared passed.
+/// read before any deadline is declared passed, and a child process inherits none of the
+/// connection's descriptors.
 @Suite(.enabled(if: IntegrationEnvironment.isAvailable), .timeLimit(.minutes(1)))
 struct RedisAsyncHardeningTests {
     @Test("200 pipelined commands whose replies arrived while the reactor stalled past their timeout all get them")
@@ -35,5 +37,29 @@ struct RedisAsyncHardeningTests {
             }
             #expect(replies.map(\.string) == (0..<200).map { "\($0)-\(padding)" })
         }
+    }
+
+    @Test("the socket and its dup are closed on exec, so child processes do not inherit them")
+    func descriptorsAreClosedOnExec() async throws {
+        let configuration = try IntegrationEnvironment.redisConfiguration()
+        let reactor = Reactor(label: "test.redis-cloexec")
+        defer { reactor.shutDown() }
+        let flags = try await withTaskExecutorPreference(reactor) {
+            let connection = try await RedisAsyncConnection.connect(configuration: configuration, reactor: reactor)
+            defer { connection.close() }
+            #expect(try await connection.send("PING") == .status("PONG"))
+            return (fcntl(connection.socket, F_GETFD), fcntl(connection.writeSocket, F_GETFD))
+        }
+        #expect(flags.0 >= 0 && flags.0 & FD_CLOEXEC != 0, "the socket's descriptor flags are \(flags.0)")
+        #expect(flags.1 >= 0 && flags.1 & FD_CLOEXEC != 0, "the dup's descriptor flags are \(flags.1)")
+    }
+
+    @Test("the blocking connection's socket is closed on exec too")
+    func blockingSocketIsClosedOnExec() throws {
+        let connection = try RedisConnection(configuration: IntegrationEnvironment.redisConfiguration())
+        #expect(try connection.send("PING") == .status("PONG"))
+        let socket = try #require(connection.socket)
+        let flags = fcntl(socket, F_GETFD)
+        #expect(flags >= 0 && flags & FD_CLOEXEC != 0, "the socket's descriptor flags are \(flags)")
     }
 }
