@@ -136,6 +136,13 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
         try await wait(for: descriptor, events: EPOLLOUT.rawValue)
     }
 
+    /// Waits until `descriptor` can be read or written (or has an error or hang-up), whichever
+    /// comes first: what libpq asks for while `PQflush` cannot send everything (the server may be
+    /// waiting for its own output to be read before it reads more).
+    public func readableOrWritable(_ descriptor: Int32) async throws {
+        try await wait(for: descriptor, events: EPOLLIN.rawValue | EPOLLOUT.rawValue)
+    }
+
     /// Waits until `descriptor` can be read (or has an error or hang-up), or until `deadline`:
     /// `true` when it is ready, `false` when the deadline came first (`nil`: no deadline).
     public func readable(_ descriptor: Int32, deadline: ContinuousClock.Instant?) async throws -> Bool {
