@@ -60,6 +60,11 @@ struct Enqueuer: Sendable {
             Counter(label: "leasehold_ingress_refused_total", dimensions: [("reason", "high_water_mark")]).increment()
             logger.warning("stream over its high-water mark; answering 503", metadata: ["stream": "\(entry.stream)"])
             throw unavailable("the queue is over its high-water mark; retry later")
+        } catch let error as RedisError where error.code == .backlog {
+            // Redis is slow or stalled and this connection's line is full: nothing was sent.
+            Counter(label: "leasehold_ingress_refused_total", dimensions: [("reason", "redis_backlog")]).increment()
+            logger.warning("Redis connection backlogged; answering 503", metadata: ["error": "\(error)"])
+            throw unavailable("the queue is busy (Redis is slow to answer); retry later")
         } catch let error as ReplicaAcknowledgement.Unconfirmed {
             // On the master, not (known to be) on enough replicas: a master failure now could lose
             // it, so no 2xx. It will most likely be processed; a retry is processed at most once.
@@ -104,7 +109,7 @@ struct Enqueuer: Sendable {
                 // The script did not run there: run it below.
             } else if replies.count == 2, let id = replies[1].int {
                 let entryID = try StreamProducer.entryID(in: replies[0])
-                try await replicas.confirm(clientID: id, stream: entry.stream)
+                try await confirm(replicas, clientID: id, stream: entry.stream)
                 return entryID
             } else {
                 throw RedisError(source: .server, code: .proto, message: "EVALSHA + CLIENT ID returned \(replies)")
@@ -115,8 +120,22 @@ struct Enqueuer: Sendable {
         guard let id = try await redis.pipeline([clientID], routedBy: [entry.stream]).first?.int else {
             throw RedisError(source: .server, code: .proto, message: "CLIENT ID returned no integer")
         }
-        try await replicas.confirm(clientID: id, stream: entry.stream)
+        try await confirm(replicas, clientID: id, stream: entry.stream)
         return entryID
+    }
+
+    /// ``ReplicaAcknowledgement/confirm(clientID:stream:)`` of an entry the script has appended:
+    /// whatever fails now (the `WAIT` refused for a backlog, a connection that cannot be opened),
+    /// the entry is in the stream, so the answer must say "unknown", never "refused".
+    private static func confirm(_ replicas: ReplicaAcknowledgement, clientID: Int64, stream: String) async throws {
+        do {
+            try await replicas.confirm(clientID: clientID, stream: stream)
+        } catch var error as RedisError where !error.outcomeUnknown {
+            error.source = .connection
+            error.code = .io
+            error.message = "the entry was appended, its replication could not be confirmed: \(error.message)"
+            throw error
+        }
     }
 
     /// Error replies meaning the pipelined script did not run where it was sent.

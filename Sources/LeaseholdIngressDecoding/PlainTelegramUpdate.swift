@@ -10,7 +10,8 @@
 /// It gives up (`nil`) on anything out of the ordinary in the members it reads, and the body then
 /// goes to `JSONDecoder`, which gives the exact answer or the exact error: a key or string
 /// written with escapes, a number with a fraction or an exponent or of more than 18 digits, a
-/// member of another type than expected, a required member missing. So whenever it answers, the
+/// member of another type than expected, a required member missing, a negative `update_id` (which
+/// the decoder refuses). So whenever it answers, the
 /// answer is the decoder's (the tests and the fuzz target compare the two).
 extension TelegramUpdate {
     init?(plain bytes: [UInt8]) {
@@ -30,7 +31,7 @@ extension TelegramUpdate {
                 return reader.skipValue()
             }
         }
-        guard read, reader.atEnd, let updateID else { return nil }
+        guard read, reader.atEnd, let updateID, updateID >= 0 else { return nil }
         self.init(updateID: updateID, callbackQuery: callbackQuery ?? nil)
     }
 }

@@ -38,3 +38,21 @@ struct TelegramUpdate: Decodable {
         case callbackQuery = "callback_query"
     }
 }
+
+extension TelegramUpdate {
+    /// The synthesized decoding, and one check: Telegram's update ids are positive and
+    /// increasing, so a negative `update_id` is no update of Telegram's and is refused (422) like
+    /// any other malformed one, rather than enqueued under `tg:-…`. (Written in an extension so
+    /// the memberwise initializer stays.)
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let updateID = try container.decode(Int64.self, forKey: .updateID)
+        guard updateID >= 0 else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .updateID, in: container, debugDescription: "must not be negative")
+        }
+        self.init(
+            updateID: updateID,
+            callbackQuery: try container.decodeIfPresent(CallbackQuery.self, forKey: .callbackQuery))
+    }
+}

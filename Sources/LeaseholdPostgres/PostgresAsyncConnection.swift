@@ -165,7 +165,7 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
         }
     }
 
-    private enum Readiness { case readable, writable }
+    private enum Readiness { case readable, writable, readableOrWritable }
 
     /// Waits for `socket`, or for `deadline`: `false` when the deadline came first. `again`: the
     /// socket is the open connection's, which waits for input over and over, so a read wait
@@ -181,6 +181,7 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
             case .readable where again: _ = try await reactor.readableAgain(socket)
             case .readable: try await reactor.readable(socket)
             case .writable: try await reactor.writable(socket)
+            case .readableOrWritable: try await reactor.readableOrWritable(socket)
             }
         }
         guard let deadline else {
@@ -414,9 +415,12 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
         defer { if let kept { PQclear(kept) } }
         do throws(PostgresError) {
             // Send everything. A failed flush (-1) lost the connection: the results say so.
+            // While PQflush cannot send it all, wait for the socket to be readable or writable, as
+            // libpq documents, and drain the input either way: a server blocked writing to us
+            // (notices, notifications) reads no more of our statement until we read, so waiting
+            // for writability alone could wait for ever.
             while PQflush(handle) == 1 {
-                try await waiter.wait(.writable)
-                // Keep the input drained meanwhile, as libpq asks.
+                try await waiter.wait(.readableOrWritable)
                 guard PQconsumeInput(handle) == 1 else { break }
             }
             // Read results until there are none.

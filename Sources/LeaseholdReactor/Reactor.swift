@@ -18,6 +18,9 @@ import NIOConcurrencyHelpers
 /// Rules:
 /// - Jobs run in the order they were enqueued, one at a time, on the reactor's thread. A job must
 ///   not block: a blocking call here stalls every task and every socket of this reactor.
+/// - A turn of the loop runs at most ``jobsPerTurn`` jobs, then polls the descriptors (without
+///   sleeping when more jobs wait) and ends the waits whose deadline passed: jobs that keep coming
+///   (a flood from other threads, a task that yields in a loop) delay I/O, never stop it.
 /// - ``readable(_:)`` and ``writable(_:)`` may be awaited only by a task running on this reactor
 ///   (one that prefers it), and one wait per file descriptor at a time; the descriptor must stay
 ///   open until the wait ends.
@@ -26,7 +29,9 @@ import NIOConcurrencyHelpers
 ///   ``ReactorShutDownError`` once the reactor shuts down. A wait given a deadline
 ///   (``readable(_:deadline:)``, ``writable(_:deadline:)``) also ends when the deadline passes,
 ///   returning `false`: the loop sleeps no longer than until the nearest deadline, so a bounded
-///   wait costs no timer and no extra task.
+///   wait costs no timer and no extra task. A descriptor that is ready when its deadline is found
+///   passed counts as ready (`true`): after a stall of the thread longer than the deadline, what
+///   arrived meanwhile is read, not timed out.
 /// - Shut it down (``shutDown()``) only after every task that prefers it has ended: a job
 ///   enqueued after the loop stopped never runs.
 ///
@@ -55,7 +60,8 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
 
     private let state = NIOLockedValueBox(State())
     private let epoll: Int32
-    private let wakeup: Int32
+    /// The eventfd other threads write to wake the loop (internal: the tests look at its number).
+    let wakeup: Int32
     private let label: String
     /// Set once by the thread itself before it runs anything.
     private let threadID = NIOLockedValueBox<pthread_t?>(nil)
@@ -72,10 +78,16 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
         var id: UInt64
         var continuation: CheckedContinuation<Void, any Error>
         var deadline: ContinuousClock.Instant?
+        var events: UInt32
     }
     private var nextWaitID: UInt64 = 0
     /// Pending waits with a deadline (reactor thread only): when 0, the loop skips the deadline scan.
     private var timedWaits = 0
+
+    /// Jobs a turn runs at most before it polls I/O and ends passed deadlines (with more jobs
+    /// waiting, the poll does not sleep). SwiftNIO's event loop takes its tasks in batches of the
+    /// same size (`SelectableEventLoop.tasksCopyBatchSize`) and then selects without waiting.
+    public static let jobsPerTurn = 4_096
 
     /// Ends a wait whose deadline passed; turned into `false` by the bounded waits.
     private struct DeadlinePassed: Error {}
@@ -124,6 +136,13 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
         try await wait(for: descriptor, events: EPOLLOUT.rawValue)
     }
 
+    /// Waits until `descriptor` can be read or written (or has an error or hang-up), whichever
+    /// comes first: what libpq asks for while `PQflush` cannot send everything (the server may be
+    /// waiting for its own output to be read before it reads more).
+    public func readableOrWritable(_ descriptor: Int32) async throws {
+        try await wait(for: descriptor, events: EPOLLIN.rawValue | EPOLLOUT.rawValue)
+    }
+
     /// Waits until `descriptor` can be read (or has an error or hang-up), or until `deadline`:
     /// `true` when it is ready, `false` when the deadline came first (`nil`: no deadline).
     public func readable(_ descriptor: Int32, deadline: ContinuousClock.Instant?) async throws -> Bool {
@@ -166,8 +185,9 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
     }
 
     /// Runs `body` on the reactor's thread after the jobs enqueued so far (and those they enqueue
-    /// before the loop next sleeps): a place to do once what several of those jobs asked for, such
-    /// as one `write` for every command they queued on a connection. Any thread.
+    /// before the loop next sleeps; with more than ``jobsPerTurn`` of them waiting, after the
+    /// turn's share of them): a place to do once what several of those jobs asked for, such as one
+    /// `write` for every command they queued on a connection. Any thread.
     public func execute(afterPendingJobs body: @escaping @Sendable () -> Void) {
         call(body)
     }
@@ -207,7 +227,11 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
         precondition(isCurrent, "a readiness wait must run on its reactor (withTaskExecutorPreference)")
         precondition(waits[descriptor] == nil, "two waits on descriptor \(descriptor)")
         try Task.checkCancellation()
-        if let deadline, deadline <= .now { throw DeadlinePassed() }
+        if let deadline, deadline <= .now {
+            // Late (the thread was held up), but what is there counts: see the type's rules.
+            if Self.isReady(descriptor, events: events) { return }
+            throw DeadlinePassed()
+        }
         nextWaitID += 1
         let id = nextWaitID
         try await withTaskCancellationHandler {
@@ -223,7 +247,7 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
                         return
                     }
                 }
-                waits[descriptor] = Wait(id: id, continuation: continuation, deadline: deadline)
+                waits[descriptor] = Wait(id: id, continuation: continuation, deadline: deadline, events: events)
                 if deadline != nil { timedWaits += 1 }
             }
         } onCancel: {
@@ -238,12 +262,14 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
         waits[descriptor] = nil
         if wait.deadline != nil { timedWaits -= 1 }
         if let error {
-            // Disarm it, so a late readiness does not wake nobody. (One that stays registered is
-            // left: an event with nobody waiting removes it, see `readiness(of:)`.)
-            if registered[descriptor] != true {
-                var event = epoll_event()
-                event.data.fd = descriptor
-                epoll_ctl(epoll, EPOLL_CTL_MOD, descriptor, &event)
+            // Disarm it, so a late readiness does not wake nobody: remove it from the set (the
+            // next wait adds it again). Modifying it to no events would not do: the kernel
+            // reports an error or hang-up whatever the mask, level-triggered, and a hung-up
+            // descriptor left so would make the loop spin. (One that stays registered is left: an
+            // event with nobody waiting removes it, see `readiness(of:)`.)
+            if registered[descriptor] == false {
+                registered[descriptor] = nil
+                epoll_ctl(epoll, EPOLL_CTL_DEL, descriptor, nil)
             }
             wait.continuation.resume(throwing: error)
         } else {
@@ -266,11 +292,19 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
     // MARK: Shutdown
 
     /// Stops the loop: pending waits throw ``ReactorShutDownError``, jobs already enqueued run,
-    /// and the thread exits. Returns once it has; must not be called on the reactor itself.
+    /// and the thread exits. Returns once it has; must not be called on the reactor itself. Safe
+    /// to call more than once, from any threads: only the first call wakes the loop, the others
+    /// wait for the thread to exit (the wake-up descriptor is closed by then, and its number may
+    /// name someone else's file).
     public func shutDown() {
         precondition(!isCurrent, "Reactor.shutDown() on its own thread would wait for itself")
-        state.withLockedValue { $0.shutDown = true }
-        signal()
+        state.withLockedValue { state in
+            guard !state.shutDown else { return }
+            state.shutDown = true
+            // Under the lock: the thread closes the descriptor only after it has seen `shutDown`,
+            // that is after this.
+            signal()
+        }
         stopped.lock(whenValue: true)
         stopped.unlock()
     }
@@ -292,16 +326,33 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
         return Int32(clamping: milliseconds)
     }
 
-    /// Ends every wait whose deadline has passed (they return `false`), the earliest deadline
-    /// first: waits whose deadlines passed in one turn (the thread was late) resume in order.
+    /// Ends every wait whose deadline has passed (they return `false`, or `true` when the
+    /// descriptor turns out ready after all), the earliest deadline first: waits whose deadlines
+    /// passed in one turn (the thread was late) resume in order.
     private func endPassedDeadlines() {
         let now = ContinuousClock.now
-        var passed: [(deadline: ContinuousClock.Instant, descriptor: Int32, id: UInt64)] = []
+        var passed: [(deadline: ContinuousClock.Instant, descriptor: Int32, id: UInt64, events: UInt32)] = []
         for (descriptor, wait) in waits {
-            if let deadline = wait.deadline, deadline <= now { passed.append((deadline, descriptor, wait.id)) }
+            if let deadline = wait.deadline, deadline <= now {
+                passed.append((deadline, descriptor, wait.id, wait.events))
+            }
         }
         passed.sort { $0.deadline < $1.deadline }
-        for wait in passed { end(wait.descriptor, id: wait.id, with: DeadlinePassed()) }
+        for wait in passed {
+            // Readiness that came after this turn's epoll_wait still counts.
+            let ready = Self.isReady(wait.descriptor, events: wait.events)
+            end(wait.descriptor, id: wait.id, with: ready ? nil : DeadlinePassed())
+        }
+    }
+
+    /// Whether `descriptor` is ready now for `events` (`EPOLLIN`, `EPOLLOUT`), or has an error
+    /// or hang-up: one `poll` that does not wait.
+    private static func isReady(_ descriptor: Int32, events: UInt32) -> Bool {
+        var interest: Int16 = 0
+        if events & EPOLLIN.rawValue != 0 { interest |= Int16(POLLIN) }
+        if events & EPOLLOUT.rawValue != 0 { interest |= Int16(POLLOUT) }
+        var entry = pollfd(fd: descriptor, events: interest, revents: 0)
+        return poll(&entry, 1, 0) > 0
     }
 
     private func call(_ body: @escaping @Sendable () -> Void) {
@@ -321,18 +372,26 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
         threadID.withLockedValue { $0 = pthread_self() }
         var events = [epoll_event](repeating: epoll_event(), count: 256)
         while true {
-            // Everything handed over so far, jobs first (they are what waits on the rest).
-            while true {
+            // What was handed over, jobs first (they are what waits on the rest), up to
+            // `jobsPerTurn` jobs: then I/O and deadlines get their turn even if jobs keep coming.
+            var ran = 0
+            while ran < Self.jobsPerTurn {
                 let (jobs, calls) = state.withLockedValue { state in
-                    defer {
+                    let jobs: [UnownedJob]
+                    if state.jobs.count <= Self.jobsPerTurn - ran {
+                        jobs = state.jobs
                         state.jobs.removeAll(keepingCapacity: true)
-                        state.calls.removeAll(keepingCapacity: true)
+                    } else {
+                        jobs = Array(state.jobs.prefix(Self.jobsPerTurn - ran))
+                        state.jobs.removeFirst(jobs.count)
                     }
-                    return (state.jobs, state.calls)
+                    defer { state.calls.removeAll(keepingCapacity: true) }
+                    return (jobs, state.calls)
                 }
                 if jobs.isEmpty && calls.isEmpty { break }
                 for job in jobs { job.runSynchronously(on: asUnownedTaskExecutor()) }
                 for call in calls { call() }
+                ran += jobs.count
             }
             let (idle, shutDown) = state.withLockedValue { state -> (Bool, Bool) in
                 let idle = state.jobs.isEmpty && state.calls.isEmpty

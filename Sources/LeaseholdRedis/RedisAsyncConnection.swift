@@ -59,13 +59,17 @@ public final class RedisAsyncConnection: @unchecked Sendable {
     public let reactor: Reactor
     private var context: UnsafeMutablePointer<redisContext>?
     /// The socket hiredis reads and writes; readability waits use it.
-    private let socket: Int32
-    /// `dup(socket)`: writability waits use it (see the type's documentation).
-    private let writeSocket: Int32
+    let socket: Int32
+    /// `dup(socket)` (close-on-exec): writability waits use it (see the type's documentation).
+    let writeSocket: Int32
     /// Callers waiting for replies, in the order their commands were queued.
     private var line = Line<Waiter>()
     /// Queued commands whose timeout is not the default: deadlines are then not in line order.
     private var customDeadlines = 0
+    /// Commands in line (a pipeline counts each) and the bytes of their arguments: bounded by
+    /// the configuration's `maxQueuedCommands` and `maxQueuedBytes` (backpressure).
+    private var queuedCommands = 0
+    private var queuedBytes = 0
     /// The reader task runs.
     private var reading = false
     private var reader: Task<Void, Never>?
@@ -84,6 +88,8 @@ public final class RedisAsyncConnection: @unchecked Sendable {
         let deadline: ContinuousClock.Instant
         let customDeadline: Bool
         let receiver: Receiver
+        let commands: Int
+        let bytes: Int
     }
 
     private enum Receiver {
@@ -97,7 +103,9 @@ public final class RedisAsyncConnection: @unchecked Sendable {
         self.reactor = reactor
         self.context = context
         self.socket = lh_redis_fd(context)
-        self.writeSocket = dup(lh_redis_fd(context))
+        // Close-on-exec, as the socket itself (see `connect`): a child process (`leasehold local`
+        // and `demo` start several) must not inherit the connection.
+        self.writeSocket = fcntl(lh_redis_fd(context), F_DUPFD_CLOEXEC, 0)
     }
 
     deinit {
@@ -145,6 +153,9 @@ public final class RedisAsyncConnection: @unchecked Sendable {
             throw error
         }
         let socket = lh_redis_fd(context)
+        // hiredis opens the socket without close-on-exec; set it before anything is sent, so
+        // child processes started later do not inherit the connection.
+        _ = fcntl(socket, F_SETFD, fcntl(socket, F_GETFD) | FD_CLOEXEC)
         let ready: Bool
         do {
             ready = try await reactor.writable(socket, deadline: .now + configuration.connectTimeout)
@@ -312,6 +323,21 @@ public final class RedisAsyncConnection: @unchecked Sendable {
             error.command = commands.first?.name
             return error
         }
+        // Backpressure: refuse at once, nothing sent, rather than queue without limit. One
+        // command (or pipeline) is always taken when the line is empty, whatever its size.
+        let bytes = commands.reduce(0) { total, command in
+            command.arguments.reduce(total) { $0 + $1.count + 16 }
+        }
+        if queuedCommands > 0
+            && (queuedCommands + commands.count > configuration.maxQueuedCommands
+                || queuedBytes + bytes > configuration.maxQueuedBytes)
+        {
+            return RedisError(
+                source: .connection, code: .backlog,
+                message:
+                    "\(queuedCommands) commands (\(queuedBytes) bytes) already wait for replies on this connection; refused, nothing sent",
+                command: commands.first?.name)
+        }
         for command in commands {
             let status = withArgv(command.arguments) { argc, argv, lengths in
                 redisAppendCommandArgv(context, argc, argv, lengths)
@@ -328,10 +354,12 @@ public final class RedisAsyncConnection: @unchecked Sendable {
         }
         let custom = timeout != nil && timeout != configuration.commandTimeout
         if custom { customDeadlines += 1 }
+        queuedCommands += commands.count
+        queuedBytes += bytes
         line.append(
             Waiter(
                 command: commands[0].name, deadline: .now + (timeout ?? configuration.commandTimeout),
-                customDeadline: custom, receiver: receiver))
+                customDeadline: custom, receiver: receiver, commands: commands.count, bytes: bytes))
         if !flushScheduled && writer == nil {
             flushScheduled = true
             reactor.execute(afterPendingJobs: { [self] in flush() })
@@ -448,6 +476,8 @@ public final class RedisAsyncConnection: @unchecked Sendable {
 
     private func finish(_ waiter: Waiter) {
         if waiter.customDeadline { customDeadlines -= 1 }
+        queuedCommands -= waiter.commands
+        queuedBytes -= waiter.bytes
     }
 
     /// The earliest deadline of the callers in line: the first one's, unless some have their own
@@ -486,6 +516,8 @@ public final class RedisAsyncConnection: @unchecked Sendable {
         failure = error
         let waiting = line.removeAll()
         customDeadlines = 0
+        queuedCommands = 0
+        queuedBytes = 0
         headReplies = []
         for (position, waiter) in waiting.enumerated() {
             var error = error

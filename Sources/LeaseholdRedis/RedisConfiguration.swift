@@ -18,6 +18,14 @@ public struct RedisConfiguration: Sendable, Equatable {
     public var connectTimeout: Duration
     /// Bound on every call that is not given its own timeout (socket send and receive timeout).
     public var commandTimeout: Duration
+    /// Backpressure of the non-blocking connection (``RedisAsyncConnection``): at most this many
+    /// commands waiting for their replies on one connection, and at most this many bytes of their
+    /// arguments. A command past either bound is refused at once, nothing sent
+    /// (``RedisError/Code/backlog``), instead of queueing without limit while Redis stalls — memory
+    /// growing by arrival rate × timeout, then every caller failing at once. A healthy Redis keeps
+    /// a connection's line to a round trip's worth of commands, far below both.
+    public var maxQueuedCommands = 16_384
+    public var maxQueuedBytes = 64 << 20
 
     public init(
         host: String = "127.0.0.1", port: Int = 6379, username: String? = nil, password: String? = nil,

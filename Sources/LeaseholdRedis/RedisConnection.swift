@@ -31,6 +31,9 @@ public final class RedisConnection: BlockingConnection {
         close()
     }
 
+    /// The open connection's socket (internal: the tests look at its flags).
+    var socket: Int32? { context.map { lh_redis_fd($0) } }
+
     // MARK: BlockingConnection
 
     public func close() {
@@ -164,6 +167,10 @@ public final class RedisConnection: BlockingConnection {
                 source: .connection, code: .connect,
                 message: "cannot connect to \(configuration.redactedURL): \(message)")
         }
+        // hiredis opens the socket without close-on-exec: child processes (`leasehold local` and
+        // `demo` start several) must not inherit the connection.
+        let socket = lh_redis_fd(context)
+        _ = fcntl(socket, F_SETFD, fcntl(socket, F_GETFD) | FD_CLOEXEC)
         setTimeout(context, configuration.commandTimeout)
         self.context = context
         do {

@@ -52,6 +52,10 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         /// No connection could be opened (refused, unreachable, set-up failed): nothing was sent
         /// (client-side code).
         public static let connect = Code(rawValue: "CONNECT")
+        /// Too many commands already wait for replies on the connection (Redis is slow or
+        /// stalled): refused before sending, nothing sent (client-side code; see
+        /// ``RedisConfiguration/maxQueuedCommands``).
+        public static let backlog = Code(rawValue: "BACKLOG")
     }
 
     public var source: Source
@@ -81,7 +85,7 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
     /// and for error replies, which say the command was refused. A caller that must report the
     /// outcome (ingress answering a webhook) says "unknown" for these, not "refused".
     public var outcomeUnknown: Bool {
-        source == .connection && code != .connect
+        source == .connection && code != .connect && code != .backlog
     }
 
     /// Whether trying again later may succeed: connection failures and timeouts, a server that is

@@ -31,6 +31,24 @@ public final class BookingClient: Sendable {
         return Int(response.status.code)
     }
 
+    /// ``book(requestID:userID:slotID:)``, with the answer's `Leasehold-Outcome` and `Retry-After`.
+    public func bookAnswer(requestID: String, userID: Int64, slotID: Int64) async throws -> (
+        status: Int, outcome: String?, retryAfter: String?
+    ) {
+        var request = HTTPClientRequest(url: baseURL + "/v1/bookings")
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: "Bearer \(ProcessStack.apiToken)")
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(
+            ByteBuffer(string: #"{"request_id":"\#(requestID)","user_id":\#(userID),"slot_id":\#(slotID)}"#))
+        let response = try await http.execute(request, timeout: .seconds(30))
+        _ = try await response.body.collect(upTo: 1 << 16)
+        return (
+            Int(response.status.code), response.headers.first(name: "Leasehold-Outcome"),
+            response.headers.first(name: "Retry-After")
+        )
+    }
+
     /// Whether `GET /healthz` answers 200.
     public func isHealthy() async -> Bool {
         guard let response = try? await http.execute(HTTPClientRequest(url: baseURL + "/healthz"), timeout: .seconds(5))

@@ -37,7 +37,6 @@ struct TelegramBodyTests {
         update(data: #""cancel:7""#),
         update(data: #""reschedule:7:43""#),
         update(from: "-17", chat: "-1001234567890"),
-        update(updateID: "-5"),
         update(updateID: "999999999999999999"),
         update(message: "null"),
         update(message: #"{"message_id": 3, "chat": {"id": 12}, "date": 1.5e9, "text": null}"#),
@@ -63,7 +62,7 @@ struct TelegramBodyTests {
     static let otherBodies: [String] = [
         update(updateID: "1.0"), update(updateID: "1e3"), update(updateID: "9223372036854775807"),
         update(updateID: "9223372036854775808"), update(updateID: #""1""#), update(updateID: "null"),
-        update(updateID: "-0.0"),
+        update(updateID: "-0.0"), update(updateID: "-5"), update(updateID: "-9223372036854775808"),
         update(queryID: "5"), update(queryID: #""a\u0062""#), update(queryID: "null"),
         update(from: #""1""#), update(from: "1.5"), update(from: "null"),
         update(chat: "1e2"), update(chat: #""12""#),
@@ -112,6 +111,25 @@ struct TelegramBodyTests {
             return
         }
         #expect(rejection.status == 400)
+    }
+
+    @Test(
+        "a negative update_id is refused (422) both ways, as Telegram's ids are positive",
+        arguments: ["-1", "-5", "-918273645", "-9223372036854775808"])
+    func negativeUpdateIDIsRefused(_ updateID: String) {
+        for body in [Self.update(updateID: updateID), #"{"update_id": \#(updateID)}"#] {
+            for result in [
+                BodyDamage.result(IngressBodies.telegram, body),
+                BodyDamage.result(IngressBodies.telegramDecodedFully, body),
+            ] {
+                guard case .failure(let rejection) = result else {
+                    Issue.record("accepted: \(result)")
+                    continue
+                }
+                #expect(rejection.status == 422)
+                #expect(rejection.reason.contains("update_id"), "\(rejection.reason)")
+            }
+        }
     }
 
     @Test("the plain reader reads the fields the decoder reads")

@@ -70,6 +70,9 @@ extension SystemTests {
             telegram("update_id as a fraction", #"{"update_id":1.5}"#, 422),
             telegram("update_id beyond Int64", #"{"update_id":9223372036854775808}"#, 422),
             telegram("update_id 1e400", #"{"update_id":1e400}"#, 400),
+            telegram(
+                "negative update_id",
+                #"{"update_id":-1,"callback_query":{"id":"c","from":{"id":7},"data":"book:1"}}"#, 422),
             telegram("callback_query as an array", #"{"update_id":1,"callback_query":[]}"#, 422),
             telegram("from is null", #"{"update_id":1,"callback_query":{"id":"c","from":null,"data":"book:1"}}"#, 422),
             telegram("body is null", "null", 422),
