@@ -54,6 +54,9 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
     private var busy = false
     /// The statements prepared on this session by ``query(_:preparedAs:)``: name → text.
     private var prepared: [String: String] = [:]
+    /// Statements the server called stale whose session still has them (see
+    /// ``query(_:preparedAs:)``): deallocated before they are prepared again.
+    private var stalePrepared: Set<String> = []
 
     private init(configuration: PostgresConfiguration, reactor: Reactor, handle: OpaquePointer, socket: Int32) {
         self.configuration = configuration
@@ -295,11 +298,44 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
     /// Behind a transaction-mode pooler the server session is not this connection's own: such a
     /// pooler must track protocol-level prepared statements (PgBouncer 1.21+,
     /// `max_prepared_statements`).
+    ///
+    /// When the server says the statement is stale (``PostgresError/isStalePreparedStatement``:
+    /// 26000, it no longer exists, e.g. a pooler without prepared statements or a `DEALLOCATE`;
+    /// 0A000 "cached plan must not change result type", e.g. a migration changed a function's
+    /// result), the statement is forgotten and, outside a transaction, deallocated, prepared again
+    /// and run once more. Inside a transaction (now aborted) the error is thrown: the statement is
+    /// deallocated and prepared anew on its next call, so the caller's retry of the transaction
+    /// (the error ``PostgresError/isRetryable``) succeeds.
     @discardableResult
     public func query(_ query: PostgresQuery, preparedAs name: String) async throws(PostgresError) -> PostgresRows {
+        do {
+            return try await runPrepared(query, as: name)
+        } catch let error where error.isStalePreparedStatement && error.source == .server {
+            prepared[name] = nil
+            // 0A000: the session still has the statement, and preparing the name again would
+            // fail (42P05) until it is deallocated. 26000: there is nothing to deallocate (and a
+            // DEALLOCATE that fails would abort the transaction it runs in).
+            if error.sqlState != SQLState.invalidSQLStatementName { stalePrepared.insert(name) }
+            guard let handle, PQtransactionStatus(handle) == PQTRANS_IDLE else { throw error }
+            return try await runPrepared(query, as: name)
+        }
+    }
+
+    /// ``query(_:preparedAs:)`` without the retry: prepares `name` unless this session has it
+    /// (deallocating a stale one first), then runs it.
+    private func runPrepared(_ query: PostgresQuery, as name: String) async throws(PostgresError) -> PostgresRows {
         if let text = prepared[name] {
             precondition(text == query.sql, "prepared statement \(name) reused with another text")
         } else {
+            if stalePrepared.contains(name) {
+                do throws(PostgresError) {
+                    let quoted = String(name.flatMap { $0 == "\"" ? ["\"", "\""] : [$0] })
+                    try await run("DEALLOCATE \"\(quoted)\"", cancellable: true)
+                } catch let error where error.sqlState == SQLState.invalidSQLStatementName {
+                    // Already gone (26000: the server never had it, or lost it with its session).
+                }
+                stalePrepared.remove(name)
+            }
             do throws(PostgresError) {
                 try await run(query.sql, cancellable: true) { handle in
                     Libpq.withParameters(of: query) { count, types, _, _, _ in
