@@ -1,6 +1,7 @@
 import CLibPQ
 import Dispatch
 import LeaseholdReactor
+import Synchronization
 
 /// One libpq connection in non-blocking mode, driven by a ``Reactor``: the async counterpart of
 /// ``PostgresConnection``, with the same statements, results and errors.
@@ -34,7 +35,10 @@ import LeaseholdReactor
 /// reactor) and keeps reading until the statement has ended: the statement then fails with
 /// SQLSTATE 57014 and the connection stays usable. A statement is not sent at all from a task
 /// that is already cancelled (57014, source `.client`). The statement does not return until the
-/// cancel request is done, so a late cancel can never hit the connection's next statement.
+/// cancel request is done, so a late cancel can never hit the connection's next statement. Both
+/// waits are bounded by ``cancelledStatementGrace``: a statement that has not ended by then (a
+/// stopped backend, a server out of reach), or a cancel request still under way, fails the
+/// statement with a connection error and costs the connection, which is not used again.
 public final class PostgresAsyncConnection: @unchecked Sendable {
     // @unchecked Sendable: every stored property is read and written only on `reactor`'s thread
     // (each entry point preconditions `reactor.isCurrent`); `canceller` is thread-safe.
@@ -483,10 +487,10 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
             // A wait failed (the reactor shut down) or input could not be read: the statement's
             // end was never seen, so the protocol state cannot be trusted any more.
             broken = true
-            await waiter.finish()
+            _ = await waiter.finish()
             throw error
         }
-        await waiter.finish()
+        if await !waiter.finish() { broken = true }
         let result = kept
         kept = nil
         do {
@@ -501,16 +505,20 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
     ///
     /// Once a task is cancelled, every ``Reactor`` wait it starts throws at once, so after the
     /// first `CancellationError` the rest of the statement's waits run in an unstructured task on
-    /// the same reactor, which the cancellation does not reach: the statement is read to its end
-    /// either way.
+    /// the same reactor, which the cancellation does not reach: the statement is read to its end,
+    /// but for no longer than ``cancelledStatementGrace`` after the cancel was asked for. A server
+    /// that does not end the statement by then (a stopped or unreachable backend) costs the
+    /// connection instead: the wait throws a connection error and the connection is marked broken.
     private struct StatementWaiter {
         let reactor: Reactor
         let socket: Int32
         let cancellable: Bool
         let canceller: PostgresCanceller
         private var sawCancellation = false
-        /// The `PQcancel` in progress on ``cancelQueue``.
-        private var cancelRequest: Task<Void, Never>?
+        /// When a cancelled statement's waits give up: set with the cancel request.
+        private var cancelDeadline: ContinuousClock.Instant?
+        /// The `PQcancel` in progress on ``cancelQueue``: set when it has returned.
+        private var cancelRequest: CancelRequest?
 
         init(reactor: Reactor, socket: Int32, cancellable: Bool, canceller: PostgresCanceller) {
             self.reactor = reactor
@@ -523,11 +531,18 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
             while true {
                 do {
                     if sawCancellation {
-                        let (reactor, socket) = (reactor, socket)
-                        _ = try await Task(executorPreference: reactor) {
+                        let (reactor, socket, deadline) = (reactor, socket, cancelDeadline)
+                        let ready = try await Task(executorPreference: reactor) {
                             try await PostgresAsyncConnection.wait(
-                                readiness, socket: socket, until: nil, reactor: reactor, again: true)
+                                readiness, socket: socket, until: deadline, reactor: reactor, again: true)
                         }.value
+                        guard ready else {
+                            throw PostgresError(
+                                source: .connection, sqlState: SQLState.connectionFailure,
+                                message:
+                                    "the statement did not end within \(PostgresAsyncConnection.cancelledStatementGrace) of its cancel request; the connection is dropped"
+                            )
+                        }
                     } else {
                         _ = try await PostgresAsyncConnection.wait(
                             readiness, socket: socket, until: nil, reactor: reactor, again: true)
@@ -536,6 +551,8 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
                 } catch is CancellationError {
                     sawCancellation = true
                     if cancellable && cancelRequest == nil { requestCancel() }
+                } catch let error as PostgresError {
+                    throw error
                 } catch {
                     // The reactor shut down, or epoll refused the descriptor.
                     throw PostgresError(
@@ -546,24 +563,43 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
         }
 
         /// Asks the server to cancel the statement, off the reactor: `PQcancel` opens a
-        /// connection to the server and waits for its answer.
+        /// connection to the server and waits for its answer, with no time limit of its own
+        /// (libpq's `PQcancel` ignores `connect_timeout`), so nothing on the reactor waits for it
+        /// past ``cancelDeadline``.
         private mutating func requestCancel() {
-            let canceller = canceller
-            cancelRequest = Task(executorPreference: reactor) {
-                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                    cancelQueue.async {
-                        canceller.interrupt()
-                        continuation.resume()
-                    }
-                }
+            let (canceller, request) = (canceller, CancelRequest())
+            cancelRequest = request
+            cancelDeadline = .now + PostgresAsyncConnection.cancelledStatementGrace
+            cancelQueue.async {
+                canceller.interrupt()
+                request.done.store(true, ordering: .releasing)
             }
         }
 
-        /// Waits for a cancel request in progress, so it cannot reach the next statement.
-        func finish() async {
-            await cancelRequest?.value
+        /// Waits for a cancel request in progress, so it cannot reach the next statement, but no
+        /// later than ``cancelDeadline``: `false` when it is still running then (the caller drops
+        /// the connection, so a late cancel can only reach a session that is gone).
+        func finish() async -> Bool {
+            guard let cancelRequest, let deadline = cancelDeadline else { return true }
+            if cancelRequest.done.load(ordering: .acquiring) { return true }
+            let reactor = reactor
+            return await Task(executorPreference: reactor) {
+                while !cancelRequest.done.load(ordering: .acquiring) && ContinuousClock.now < deadline {
+                    try? await Task.sleep(for: .milliseconds(5))
+                }
+                return cancelRequest.done.load(ordering: .acquiring)
+            }.value
         }
     }
+
+    /// How long a statement whose task was cancelled has to end after the cancel request, before
+    /// the connection is dropped instead.
+    public static let cancelledStatementGrace: Duration = .seconds(1)
+}
+
+/// One `PQcancel` call on ``cancelQueue``.
+private final class CancelRequest: Sendable {
+    let done = Atomic<Bool>(false)
 }
 
 /// Where `PQcancel` runs for ``PostgresAsyncConnection``s, off every reactor: concurrent, so one
