@@ -17,38 +17,60 @@ public enum WebhookLog {
     }
 
     /// Inserts a RECEIVED row and returns its id.
+    ///
+    /// `deliveryKey` names this delivery (the worker makes one per delivery, before its first
+    /// try): a repeated call with the same key, after a connection lost before its answer
+    /// arrived, inserts nothing and returns the row the first call wrote. `nil`: no key, every
+    /// call inserts a row.
     public static func received(
         _ notification: YooKassaNotification.Valid, key: String, payload: [UInt8], attempt: Int, stream: String?,
-        entryID: String?, on connection: PostgresConnection
+        entryID: String?, deliveryKey: String? = nil, on connection: PostgresConnection
     ) throws -> Int64 {
-        try connection.query(
+        let rows = try connection.query(
             receivedStatement(
-                notification, key: key, payload: payload, attempt: attempt, stream: stream, entryID: entryID)
-        ).single().decode(Int64.self, at: 0)
+                notification, key: key, payload: payload, attempt: attempt, stream: stream, entryID: entryID,
+                deliveryKey: deliveryKey))
+        if let row = rows.first { return try row.decode(Int64.self, at: 0) }
+        return try connection.query(existingStatement(deliveryKey)).single().decode(Int64.self, at: 0)
     }
 
     /// ``received(_:key:payload:attempt:stream:entryID:on:)-(_,_,_,_,_,_,PostgresConnection)`` on a
     /// non-blocking connection (the worker's, on its reactor).
     public static func received(
         _ notification: YooKassaNotification.Valid, key: String, payload: [UInt8], attempt: Int, stream: String?,
-        entryID: String?, on connection: PostgresAsyncConnection
+        entryID: String?, deliveryKey: String? = nil, on connection: PostgresAsyncConnection
     ) async throws -> Int64 {
-        try await connection.query(
+        let rows = try await connection.query(
             receivedStatement(
-                notification, key: key, payload: payload, attempt: attempt, stream: stream, entryID: entryID)
-        ).single().decode(Int64.self, at: 0)
+                notification, key: key, payload: payload, attempt: attempt, stream: stream, entryID: entryID,
+                deliveryKey: deliveryKey))
+        if let row = rows.first { return try row.decode(Int64.self, at: 0) }
+        return try await connection.query(existingStatement(deliveryKey)).single().decode(Int64.self, at: 0)
     }
 
+    /// The insert, or the id of the row an earlier try with the same delivery key committed. (A
+    /// row committed after this statement's snapshot, by a try whose session outlived its
+    /// connection, answers no row here: the caller then reads it with ``existingStatement(_:)``.)
     private static func receivedStatement(
         _ notification: YooKassaNotification.Valid, key: String, payload: [UInt8], attempt: Int, stream: String?,
-        entryID: String?
+        entryID: String?, deliveryKey: String?
     ) -> PostgresQuery {
         """
-        INSERT INTO webhook_log (message_key, event, object_id, payload, attempt, stream, entry_id)
-        VALUES (\(key), \(notification.event.rawValue), \(notification.objectID),
-                \(PostgresJSONB(String(decoding: payload, as: UTF8.self))), \(Int32(clamping: attempt)), \(stream), \(entryID))
-        RETURNING id
+        WITH inserted AS (
+            INSERT INTO webhook_log (message_key, event, object_id, payload, attempt, stream, entry_id, delivery_key)
+            VALUES (\(key), \(notification.event.rawValue), \(notification.objectID),
+                    \(PostgresJSONB(String(decoding: payload, as: UTF8.self))), \(Int32(clamping: attempt)), \(stream), \(entryID),
+                    \(deliveryKey))
+            ON CONFLICT (delivery_key) DO NOTHING
+            RETURNING id)
+        SELECT id FROM inserted
+        UNION ALL
+        SELECT id FROM webhook_log WHERE delivery_key = \(deliveryKey) AND NOT EXISTS (SELECT FROM inserted)
         """
+    }
+
+    private static func existingStatement(_ deliveryKey: String?) -> PostgresQuery {
+        "SELECT id FROM webhook_log WHERE delivery_key = \(deliveryKey)"
     }
 
     /// Sets the final status of row `id` (no-op when `id` is nil).

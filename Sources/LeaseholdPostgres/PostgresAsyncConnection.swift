@@ -1,6 +1,7 @@
 import CLibPQ
 import Dispatch
 import LeaseholdReactor
+import Synchronization
 
 /// One libpq connection in non-blocking mode, driven by a ``Reactor``: the async counterpart of
 /// ``PostgresConnection``, with the same statements, results and errors.
@@ -34,7 +35,10 @@ import LeaseholdReactor
 /// reactor) and keeps reading until the statement has ended: the statement then fails with
 /// SQLSTATE 57014 and the connection stays usable. A statement is not sent at all from a task
 /// that is already cancelled (57014, source `.client`). The statement does not return until the
-/// cancel request is done, so a late cancel can never hit the connection's next statement.
+/// cancel request is done, so a late cancel can never hit the connection's next statement. Both
+/// waits are bounded by ``cancelledStatementGrace``: a statement that has not ended by then (a
+/// stopped backend, a server out of reach), or a cancel request still under way, fails the
+/// statement with a connection error and costs the connection, which is not used again.
 public final class PostgresAsyncConnection: @unchecked Sendable {
     // @unchecked Sendable: every stored property is read and written only on `reactor`'s thread
     // (each entry point preconditions `reactor.isCurrent`); `canceller` is thread-safe.
@@ -54,6 +58,9 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
     private var busy = false
     /// The statements prepared on this session by ``query(_:preparedAs:)``: name → text.
     private var prepared: [String: String] = [:]
+    /// Statements the server called stale whose session still has them (see
+    /// ``query(_:preparedAs:)``): deallocated before they are prepared again.
+    private var stalePrepared: Set<String> = []
 
     private init(configuration: PostgresConfiguration, reactor: Reactor, handle: OpaquePointer, socket: Int32) {
         self.configuration = configuration
@@ -296,11 +303,44 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
     /// Behind a transaction-mode pooler the server session is not this connection's own: such a
     /// pooler must track protocol-level prepared statements (PgBouncer 1.21+,
     /// `max_prepared_statements`).
+    ///
+    /// When the server says the statement is stale (``PostgresError/isStalePreparedStatement``:
+    /// 26000, it no longer exists, e.g. a pooler without prepared statements or a `DEALLOCATE`;
+    /// 0A000 "cached plan must not change result type", e.g. a migration changed a function's
+    /// result), the statement is forgotten and, outside a transaction, deallocated, prepared again
+    /// and run once more. Inside a transaction (now aborted) the error is thrown: the statement is
+    /// deallocated and prepared anew on its next call, so the caller's retry of the transaction
+    /// (the error ``PostgresError/isRetryable``) succeeds.
     @discardableResult
     public func query(_ query: PostgresQuery, preparedAs name: String) async throws(PostgresError) -> PostgresRows {
+        do {
+            return try await runPrepared(query, as: name)
+        } catch let error where error.isStalePreparedStatement && error.source == .server {
+            prepared[name] = nil
+            // 0A000: the session still has the statement, and preparing the name again would
+            // fail (42P05) until it is deallocated. 26000: there is nothing to deallocate (and a
+            // DEALLOCATE that fails would abort the transaction it runs in).
+            if error.sqlState != SQLState.invalidSQLStatementName { stalePrepared.insert(name) }
+            guard let handle, PQtransactionStatus(handle) == PQTRANS_IDLE else { throw error }
+            return try await runPrepared(query, as: name)
+        }
+    }
+
+    /// ``query(_:preparedAs:)`` without the retry: prepares `name` unless this session has it
+    /// (deallocating a stale one first), then runs it.
+    private func runPrepared(_ query: PostgresQuery, as name: String) async throws(PostgresError) -> PostgresRows {
         if let text = prepared[name] {
             precondition(text == query.sql, "prepared statement \(name) reused with another text")
         } else {
+            if stalePrepared.contains(name) {
+                do throws(PostgresError) {
+                    let quoted = String(name.flatMap { $0 == "\"" ? ["\"", "\""] : [$0] })
+                    try await run("DEALLOCATE \"\(quoted)\"", cancellable: true)
+                } catch let error where error.sqlState == SQLState.invalidSQLStatementName {
+                    // Already gone (26000: the server never had it, or lost it with its session).
+                }
+                stalePrepared.remove(name)
+            }
             do throws(PostgresError) {
                 try await run(query.sql, cancellable: true) { handle in
                     Libpq.withParameters(of: query) { count, types, _, _, _ in
@@ -451,10 +491,10 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
             // A wait failed (the reactor shut down) or input could not be read: the statement's
             // end was never seen, so the protocol state cannot be trusted any more.
             broken = true
-            await waiter.finish()
+            _ = await waiter.finish()
             throw error
         }
-        await waiter.finish()
+        if await !waiter.finish() { broken = true }
         let result = kept
         kept = nil
         do {
@@ -469,16 +509,20 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
     ///
     /// Once a task is cancelled, every ``Reactor`` wait it starts throws at once, so after the
     /// first `CancellationError` the rest of the statement's waits run in an unstructured task on
-    /// the same reactor, which the cancellation does not reach: the statement is read to its end
-    /// either way.
+    /// the same reactor, which the cancellation does not reach: the statement is read to its end,
+    /// but for no longer than ``cancelledStatementGrace`` after the cancel was asked for. A server
+    /// that does not end the statement by then (a stopped or unreachable backend) costs the
+    /// connection instead: the wait throws a connection error and the connection is marked broken.
     private struct StatementWaiter {
         let reactor: Reactor
         let socket: Int32
         let cancellable: Bool
         let canceller: PostgresCanceller
         private var sawCancellation = false
-        /// The `PQcancel` in progress on ``cancelQueue``.
-        private var cancelRequest: Task<Void, Never>?
+        /// When a cancelled statement's waits give up: set with the cancel request.
+        private var cancelDeadline: ContinuousClock.Instant?
+        /// The `PQcancel` in progress on ``cancelQueue``: set when it has returned.
+        private var cancelRequest: CancelRequest?
 
         init(reactor: Reactor, socket: Int32, cancellable: Bool, canceller: PostgresCanceller) {
             self.reactor = reactor
@@ -491,11 +535,18 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
             while true {
                 do {
                     if sawCancellation {
-                        let (reactor, socket) = (reactor, socket)
-                        _ = try await Task(executorPreference: reactor) {
+                        let (reactor, socket, deadline) = (reactor, socket, cancelDeadline)
+                        let ready = try await Task(executorPreference: reactor) {
                             try await PostgresAsyncConnection.wait(
-                                readiness, socket: socket, until: nil, reactor: reactor, again: true)
+                                readiness, socket: socket, until: deadline, reactor: reactor, again: true)
                         }.value
+                        guard ready else {
+                            throw PostgresError(
+                                source: .connection, sqlState: SQLState.connectionFailure,
+                                message:
+                                    "the statement did not end within \(PostgresAsyncConnection.cancelledStatementGrace) of its cancel request; the connection is dropped"
+                            )
+                        }
                     } else {
                         _ = try await PostgresAsyncConnection.wait(
                             readiness, socket: socket, until: nil, reactor: reactor, again: true)
@@ -504,6 +555,8 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
                 } catch is CancellationError {
                     sawCancellation = true
                     if cancellable && cancelRequest == nil { requestCancel() }
+                } catch let error as PostgresError {
+                    throw error
                 } catch {
                     // The reactor shut down, or epoll refused the descriptor.
                     throw PostgresError(
@@ -514,24 +567,43 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
         }
 
         /// Asks the server to cancel the statement, off the reactor: `PQcancel` opens a
-        /// connection to the server and waits for its answer.
+        /// connection to the server and waits for its answer, with no time limit of its own
+        /// (libpq's `PQcancel` ignores `connect_timeout`), so nothing on the reactor waits for it
+        /// past ``cancelDeadline``.
         private mutating func requestCancel() {
-            let canceller = canceller
-            cancelRequest = Task(executorPreference: reactor) {
-                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                    cancelQueue.async {
-                        canceller.interrupt()
-                        continuation.resume()
-                    }
-                }
+            let (canceller, request) = (canceller, CancelRequest())
+            cancelRequest = request
+            cancelDeadline = .now + PostgresAsyncConnection.cancelledStatementGrace
+            cancelQueue.async {
+                canceller.interrupt()
+                request.done.store(true, ordering: .releasing)
             }
         }
 
-        /// Waits for a cancel request in progress, so it cannot reach the next statement.
-        func finish() async {
-            await cancelRequest?.value
+        /// Waits for a cancel request in progress, so it cannot reach the next statement, but no
+        /// later than ``cancelDeadline``: `false` when it is still running then (the caller drops
+        /// the connection, so a late cancel can only reach a session that is gone).
+        func finish() async -> Bool {
+            guard let cancelRequest, let deadline = cancelDeadline else { return true }
+            if cancelRequest.done.load(ordering: .acquiring) { return true }
+            let reactor = reactor
+            return await Task(executorPreference: reactor) {
+                while !cancelRequest.done.load(ordering: .acquiring) && ContinuousClock.now < deadline {
+                    try? await Task.sleep(for: .milliseconds(5))
+                }
+                return cancelRequest.done.load(ordering: .acquiring)
+            }.value
         }
     }
+
+    /// How long a statement whose task was cancelled has to end after the cancel request, before
+    /// the connection is dropped instead.
+    public static let cancelledStatementGrace: Duration = .seconds(1)
+}
+
+/// One `PQcancel` call on ``cancelQueue``.
+private final class CancelRequest: Sendable {
+    let done = Atomic<Bool>(false)
 }
 
 /// Where `PQcancel` runs for ``PostgresAsyncConnection``s, off every reactor: concurrent, so one

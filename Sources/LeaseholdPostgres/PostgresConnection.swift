@@ -259,12 +259,16 @@ public struct PostgresTransactionOptions: Sendable {
 
 /// Cancels the statement running on a connection, from any thread (`PQcancel`).
 ///
-/// Owns the `PGcancel` object: created with the connection, freed once by ``invalidate()``; the
-/// lock keeps a cancel and the free from overlapping.
+/// Owns the `PGcancel` object: created with the connection, freed once, by ``invalidate()`` or,
+/// when a `PQcancel` is still running then, by that call when it returns. `PQcancel` runs outside
+/// the lock (it can take as long as the network does: libpq gives it no timeout), so
+/// ``invalidate()`` never waits for it, and a second ``interrupt()`` while one runs does nothing.
 final class PostgresCanceller: ConnectionInterrupter {
     private struct Handle: @unchecked Sendable {
-        // Only read or freed under `state`'s lock.
+        // Only read or freed under `state`'s lock, or by the one interrupt in progress.
         var pointer: OpaquePointer?
+        var interrupting = false
+        var invalidated = false
     }
     private let state: NIOLockedValueBox<Handle>
 
@@ -277,18 +281,31 @@ final class PostgresCanceller: ConnectionInterrupter {
     }
 
     func interrupt() {
-        state.withLockedValue { handle in
-            guard let pointer = handle.pointer else { return }
-            var buffer = [CChar](repeating: 0, count: 256)
-            _ = PQcancel(pointer, &buffer, Int32(buffer.count))
+        let taken = state.withLockedValue { handle -> Handle? in
+            guard handle.pointer != nil, !handle.interrupting, !handle.invalidated else { return nil }
+            handle.interrupting = true
+            return handle
         }
+        guard let pointer = taken?.pointer else { return }
+        var buffer = [CChar](repeating: 0, count: 256)
+        _ = PQcancel(pointer, &buffer, Int32(buffer.count))
+        let free = state.withLockedValue { handle -> Bool in
+            handle.interrupting = false
+            guard handle.invalidated, handle.pointer != nil else { return false }
+            handle.pointer = nil
+            return true
+        }
+        if free { PQfreeCancel(pointer) }
     }
 
     func invalidate() {
-        state.withLockedValue { handle in
-            if let pointer = handle.pointer { PQfreeCancel(pointer) }
+        let pointer = state.withLockedValue { handle -> OpaquePointer? in
+            handle.invalidated = true
+            guard !handle.interrupting, let pointer = handle.pointer else { return nil }
             handle.pointer = nil
+            return pointer
         }
+        if let pointer { PQfreeCancel(pointer) }
     }
 }
 

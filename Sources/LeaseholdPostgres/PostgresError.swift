@@ -47,13 +47,25 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
     }
 
     /// Whether retrying the whole transaction may succeed: serialization failure (40001),
-    /// deadlock (40P01), lock not available (55P03, e.g. `lock_timeout`), and any connection
-    /// exception (class 08).
+    /// deadlock (40P01), lock not available (55P03, e.g. `lock_timeout`), any connection
+    /// exception (class 08), and a stale prepared statement (``isStalePreparedStatement``: the
+    /// connection forgot it, so the retry prepares it anew).
     public var isRetryable: Bool {
         switch sqlState {
         case SQLState.serializationFailure, SQLState.deadlockDetected, SQLState.lockNotAvailable: return true
-        default: return sqlState.hasPrefix("08") || source == .connection
+        default: return sqlState.hasPrefix("08") || source == .connection || isStalePreparedStatement
         }
+    }
+
+    /// Whether the server refused a prepared statement that the session's cache holds: it does not
+    /// exist (26000, e.g. behind a pooler without prepared statements, or after a `DEALLOCATE`), or
+    /// its result's shape changed since it was prepared (0A000 "cached plan must not change result
+    /// type", e.g. a migration replaced a function with another result type).
+    /// ``PostgresAsyncConnection/query(_:preparedAs:)`` forgets the statement on these.
+    public var isStalePreparedStatement: Bool {
+        sqlState == SQLState.invalidSQLStatementName
+            || (sqlState == SQLState.featureNotSupported
+                && message.hasPrefix("cached plan must not change result type"))
     }
 
     /// The primary message without the input it may quote.
@@ -96,6 +108,8 @@ public enum SQLState {
     public static let queryCanceled = "57014"
     /// A prepared statement of that name already exists in the session.
     public static let duplicatePreparedStatement = "42P05"
+    /// No prepared statement (or cursor) of that name in the session.
+    public static let invalidSQLStatementName = "26000"
     public static let adminShutdown = "57P01"
     /// A write on a read-only server or session: a hot standby, or a primary that was demoted
     /// or had `default_transaction_read_only` switched on.

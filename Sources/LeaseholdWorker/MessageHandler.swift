@@ -112,7 +112,10 @@ public struct HandlerContext: Sendable {
     }
 
     /// Runs `body` once, waiting out an outage (``ridingOutOutages(_:_:)``) but not retrying
-    /// any other failure: for writes that must not run twice.
+    /// any other failure. A connection lost mid-statement is an outage, and its statement may have
+    /// committed all the same: `body` then runs again, so it must be idempotent, e.g. an insert
+    /// under a key made before this call that the repeat finds (ON CONFLICT DO NOTHING) instead of
+    /// writing a second row (``PaymentHandler`` and `webhook_log.delivery_key`).
     public func once<T>(_ what: String, _ body: (PostgresAsyncConnection) async throws -> T) async throws -> T {
         try await ridingOutOutages(what) { try await database.withConnection(body) }
     }

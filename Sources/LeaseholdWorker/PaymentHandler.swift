@@ -37,10 +37,14 @@ struct PaymentHandler: MessageHandler {
     func handle(_ notification: YooKassaNotification.Valid, entry: StreamEntry, context: HandlerContext) async throws
         -> HandledMessage
     {
+        // One key for this delivery, the same on every try: a try whose connection was lost after
+        // the INSERT reached the server may have committed it, and the next try must then find
+        // that row rather than write a second one.
+        let deliveryKey = UUID().uuidString
         let logID = try await context.once("recording the notification") { connection in
             try await WebhookLog.received(
                 notification, key: entry.key, payload: entry.payload, attempt: entry.attempt, stream: entry.stream,
-                entryID: entry.id, on: connection)
+                entryID: entry.id, deliveryKey: deliveryKey, on: connection)
         }
         do {
             let result = try await context.withTransaction("the transaction") { connection in

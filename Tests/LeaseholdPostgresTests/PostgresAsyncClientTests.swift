@@ -4,6 +4,10 @@ import LeaseholdReactor
 import LeaseholdTesting
 import Testing
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// `PostgresAsyncClient`: lazy connections lent one task at a time, replaced when broken, and
 /// transactions with the blocking client's contract, all on the reactor's thread.
 @Suite(.enabled(if: IntegrationEnvironment.isAvailable), .timeLimit(.minutes(1)))
@@ -383,6 +387,41 @@ struct PostgresAsyncClientTests {
                     let after = try await client.query("SELECT pg_backend_pid()").single().decode(Int32.self, at: 0)
                     #expect(after == pid)
                 }
+            }
+        }
+    }
+
+    @Test("a cancelled statement whose backend is stopped ends within the grace; only its connection is lost")
+    func cancelWithAStoppedBackend() async throws {
+        try await PostgresAsyncFixture.withClient(size: 1) { client, reactor in
+            try await PostgresAsyncFixture.withClient(on: reactor, size: 1) { observer in
+                let pid = try await client.query("SELECT pg_backend_pid()").single().decode(Int32.self, at: 0)
+                let marker = IntegrationEnvironment.uniqueName("stopped")
+                let task = Task(executorPreference: reactor) {
+                    try await client.query(PostgresQuery(unsafeSQL: "SELECT pg_sleep(60) /* \(marker) */"))
+                }
+                #expect(try await PostgresAsyncFixture.waitUntilRunning(marker, observer: observer) == pid)
+                // The backend cannot act on the cancel: SIGSTOP (a watchdog resumes it after 15 s, so
+                // a client that waits on it regardless still ends, late).
+                #expect(kill(pid, SIGSTOP) == 0)
+                let watchdog = Task.detached {
+                    try? await Task.sleep(for: .seconds(15))
+                    kill(pid, SIGCONT)
+                }
+                let clock = ContinuousClock()
+                let start = clock.now
+                task.cancel()
+                let result = await task.result
+                let elapsed = clock.now - start
+                kill(pid, SIGCONT)
+                watchdog.cancel()
+
+                #expect(elapsed < .seconds(2), "the 1 s grace after the cancel, not the stopped backend: \(elapsed)")
+                let error = try #require(result.failure as? PostgresError)
+                #expect(error.source == .connection, "\(error)")
+                // The pool replaces the dropped connection.
+                let after = try await client.query("SELECT pg_backend_pid()").single().decode(Int32.self, at: 0)
+                #expect(after != pid)
             }
         }
     }

@@ -81,4 +81,68 @@ struct PostgresPreparedStatementTests {
             #expect(seven == 7)
         }
     }
+
+    @Test("a statement deallocated behind the cache's back (26000) is prepared again and the call succeeds")
+    func aDeallocatedStatementIsPreparedAgain() async throws {
+        try await PostgresAsyncFixture.withConnection { connection, _ in
+            let one = try await connection.query("SELECT \(Int64(1)) + 1", preparedAs: "add_one").single()
+            #expect(try one.decode(Int64.self, at: 0) == 2)
+            // What a pooler without prepared statements, or anyone's DEALLOCATE, does to the session.
+            try await connection.simpleQuery("DEALLOCATE ALL")
+            let two = try await connection.query("SELECT \(Int64(2)) + 1", preparedAs: "add_one").single()
+            #expect(try two.decode(Int64.self, at: 0) == 3)
+            let three = try await connection.query("SELECT \(Int64(3)) + 1", preparedAs: "add_one").single()
+            #expect(try three.decode(Int64.self, at: 0) == 4)
+            let prepared = try await connection.query(
+                "SELECT count(*) FROM pg_prepared_statements WHERE name = 'add_one'"
+            ).single().decode(Int64.self, at: 0)
+            #expect(prepared == 1)
+        }
+    }
+
+    @Test("a statement whose result type changed (0A000 cached plan) is deallocated, prepared again and run")
+    func aStatementWhoseResultChangedIsPreparedAgain() async throws {
+        try await PostgresAsyncFixture.withClient(size: 1) { observer, reactor in
+            try await PostgresAsyncFixture.withTable(observer, columns: "id bigint, label text") { table in
+                try await observer.query("INSERT INTO \(unescaped: table) VALUES (1, 'one')")
+                let connection = try await PostgresAsyncConnection.connect(
+                    configuration: IntegrationEnvironment.postgresConfiguration, reactor: reactor)
+                defer { connection.close() }
+                let select: PostgresQuery = "SELECT * FROM \(unescaped: table) WHERE id = \(Int64(1))"
+                let before = try await connection.query(select, preparedAs: "read_row").single()
+                #expect(try before.decode(Int64.self, String.self) == (Int64(1), "one"))
+
+                // A migration changes the result's type under the prepared statement.
+                try await observer.query("ALTER TABLE \(unescaped: table) ALTER COLUMN label TYPE varchar(20)")
+                try await observer.query("ALTER TABLE \(unescaped: table) ADD COLUMN added integer")
+                let after = try await connection.query(select, preparedAs: "read_row")
+                #expect(after.columns == ["id", "label", "added"])
+                #expect(try after.single().decode(Int64.self, String.self) == (Int64(1), "one"))
+                let again = try await connection.query(select, preparedAs: "read_row")
+                #expect(again.columns == ["id", "label", "added"])
+            }
+        }
+    }
+
+    @Test("a stale statement inside a transaction fails it as retryable; the retried transaction succeeds")
+    func aStaleStatementInATransactionIsRetryable() async throws {
+        try await PostgresAsyncFixture.withConnection { connection, _ in
+            _ = try await connection.query("SELECT \(Int64(1))", preparedAs: "in_transaction")
+            try await connection.simpleQuery("DEALLOCATE ALL")
+            do {
+                _ = try await connection.withTransaction { transaction in
+                    try await transaction.query("SELECT \(Int64(2))", preparedAs: "in_transaction")
+                }
+                Issue.record("ran a statement the session no longer had")
+            } catch let error as PostgresTransactionError {
+                #expect(error.postgresError?.sqlState == "26000", "\(error)")
+                #expect(error.isRetryable, "the transaction's retry prepares the statement anew")
+            }
+            let value = try await connection.withTransaction { transaction in
+                try await transaction.query("SELECT \(Int64(3))", preparedAs: "in_transaction").single()
+                    .decode(Int64.self, at: 0)
+            }
+            #expect(value == 3)
+        }
+    }
 }
