@@ -10,10 +10,13 @@ public final class BookingClient: Sendable {
     public let baseURL: String
     private let http: HTTPClient
 
-    public init(baseURL: String) {
+    /// `connections`: at most this many requests in flight at once; more wait for a free
+    /// connection, and that wait counts against the 5 s connect timeout.
+    public init(baseURL: String, connections: Int = 64) {
         self.baseURL = baseURL
         var configuration = HTTPClient.Configuration()
-        configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+        configuration.connectionPool = .init(
+            idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: connections)
         configuration.timeout = .init(connect: .seconds(5), read: .seconds(30))
         self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }

@@ -17,28 +17,40 @@ struct IngressBackpressureTests {
         configuration.maxQueuedCommands = 16
         let outcome = await RedisAsyncFixtureOutcome.of {
             try await IngressEnqueueTests.withIngress(redis: configuration) { base, keys in
-                let http = BookingClient(baseURL: base)
+                // One connection per request: none waits for the client's pool while Redis is paused.
+                let http = BookingClient(baseURL: base, connections: 256)
                 let run = IntegrationEnvironment.uniqueName("r")
-                // The connection is open and the enqueue script loaded before the pause.
-                #expect(try await http.book(requestID: "\(run)-warm", userID: 1, slotID: 1) == 202)
+                // The client is shut down on every path (its deinit traps otherwise); a request
+                // that fails outright is recorded (status 0, its error) rather than thrown.
+                let sent = await RedisAsyncFixtureOutcome.value {
+                    // The connection is open and the enqueue script loaded before the pause.
+                    #expect(try await http.book(requestID: "\(run)-warm", userID: 1, slotID: 1) == 202)
 
-                let admin = try RedisConnection(configuration: server.configuration(commandTimeout: .seconds(5)))
-                #expect(try admin.send("CLIENT", "PAUSE", 4000, "ALL") == .status("OK"))
-                let clock = ContinuousClock()
-                let start = clock.now
-                let answers = try await withThrowingTaskGroup(
-                    of: (index: Int, status: Int, outcome: String?, retryAfter: String?, after: Duration).self
-                ) { group in
-                    for index in 0..<200 {
-                        group.addTask {
-                            let answer = try await http.bookAnswer(
-                                requestID: "\(run)-\(index)", userID: Int64(index + 1), slotID: 7)
-                            return (index, answer.status, answer.outcome, answer.retryAfter, clock.now - start)
+                    let admin = try RedisConnection(configuration: server.configuration(commandTimeout: .seconds(5)))
+                    #expect(try admin.send("CLIENT", "PAUSE", 4000, "ALL") == .status("OK"))
+                    let clock = ContinuousClock()
+                    let start = clock.now
+                    return await withTaskGroup(
+                        of: (index: Int, status: Int, outcome: String?, retryAfter: String?, after: Duration).self
+                    ) { group in
+                        for index in 0..<200 {
+                            group.addTask {
+                                do {
+                                    let answer = try await http.bookAnswer(
+                                        requestID: "\(run)-\(index)", userID: Int64(index + 1), slotID: 7)
+                                    return (index, answer.status, answer.outcome, answer.retryAfter, clock.now - start)
+                                } catch {
+                                    return (index, 0, "\(error)", nil, clock.now - start)
+                                }
+                            }
                         }
+                        return await group.reduce(into: []) { $0.append($1) }
                     }
-                    return try await group.reduce(into: []) { $0.append($1) }
                 }
                 await http.shutdown()
+                let answers = try sent.get()
+                let failed = answers.filter { $0.status == 0 }
+                #expect(failed.isEmpty, "requests that got no answer: \(failed.prefix(3).map { $0.outcome ?? "" })")
 
                 let accepted = answers.filter { $0.status == 202 }
                 let refused = answers.filter { $0.status == 503 && $0.outcome == "refused" }
@@ -75,6 +87,14 @@ struct IngressBackpressureTests {
 
 /// The result of an async throwing body, so cleanup can run before it is rethrown.
 enum RedisAsyncFixtureOutcome {
+    static func value<T>(_ body: () async throws -> T) async -> Result<T, any Error> {
+        do {
+            return .success(try await body())
+        } catch {
+            return .failure(error)
+        }
+    }
+
     static func of(_ body: () async throws -> Void) async -> Result<Void, any Error> {
         do {
             try await body()
