@@ -119,7 +119,7 @@ struct ReactorHardeningTests {
         }
         // Seen once not ready in a full-suite run (2026-12-07, CI on 2 loaded cores), never alone,
         // also not with the cores loaded: suspected another test of the same process closing or
-        // reusing this pipe's number. Recorded as intermittent until found (issue 25's note).
+        // reusing this pipe's number. Recorded as intermittent until the cause is found.
         withKnownIssue("the hung-up pipe's wait once timed out in a full-suite run", isIntermittent: true) {
             #expect(ready)
         }
