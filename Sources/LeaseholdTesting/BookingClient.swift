@@ -23,15 +23,7 @@ public final class BookingClient: Sendable {
 
     /// Books `slotID` for `userID`; returns the HTTP status (202 once the request is in Redis).
     public func book(requestID: String, userID: Int64, slotID: Int64) async throws -> Int {
-        var request = HTTPClientRequest(url: baseURL + "/v1/bookings")
-        request.method = .POST
-        request.headers.add(name: "Authorization", value: "Bearer \(ProcessStack.apiToken)")
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.body = .bytes(
-            ByteBuffer(string: #"{"request_id":"\#(requestID)","user_id":\#(userID),"slot_id":\#(slotID)}"#))
-        let response = try await http.execute(request, timeout: .seconds(30))
-        _ = try await response.body.collect(upTo: 1 << 16)
-        return Int(response.status.code)
+        try await bookAnswer(requestID: requestID, userID: userID, slotID: slotID).status
     }
 
     /// ``book(requestID:userID:slotID:)``, with the answer's `Leasehold-Outcome` and `Retry-After`.

@@ -1,22 +1,22 @@
 import Foundation
 import LeaseholdOps
 import LeaseholdRedis
-import LeaseholdTesting
 
-/// A throwaway `redis-server` of this test's own, to freeze with `SIGSTOP` (a Redis that stops
-/// answering without closing connections) without disturbing the shared server other tests use.
+/// A throwaway `redis-server` of a test's own, to freeze with `SIGSTOP` (a Redis that stops
+/// answering without closing connections) or pause with `CLIENT PAUSE ALL` without disturbing the
+/// shared server other tests use.
 ///
 /// Started with ``ChildProcess`` (posix_spawn, reaped by `waitpid` on its own pid), not
 /// Foundation's `Process`, whose `waitUntilExit` was seen spinning forever on Linux after the
 /// child had died. Stopped with `SIGKILL` only, so the odd signal dispositions a child of a Swift
 /// process inherits do not matter.
-final class PrivateRedisServer: Sendable {
-    let port: Int
+public final class PrivateRedisServer: Sendable {
+    public let port: Int
     private let process: ChildProcess
 
     /// Starts on a free port below the ephemeral range (``LowPorts``); should another process
     /// bind that port between the check and the server's own bind, tries once more on another.
-    init() async throws {
+    public init() async throws {
         var attempt = 0
         while true {
             attempt += 1
@@ -58,16 +58,16 @@ final class PrivateRedisServer: Sendable {
         }
     }
 
-    func configuration(commandTimeout: Duration) -> RedisConfiguration {
+    public func configuration(commandTimeout: Duration) -> RedisConfiguration {
         RedisConfiguration(port: port, connectTimeout: .seconds(1), commandTimeout: commandTimeout)
     }
 
     /// Freezes the server: connections stay open, nothing is answered.
-    func freeze() { process.send(SIGSTOP) }
+    public func freeze() { process.send(SIGSTOP) }
 
-    func thaw() { process.send(SIGCONT) }
+    public func thaw() { process.send(SIGCONT) }
 
-    func kill() async {
+    public func kill() async {
         guard process.isRunning else { return }
         process.send(SIGKILL)
         _ = await process.waitForExit(timeout: .seconds(10))
