@@ -3,52 +3,79 @@ import LeaseholdRedis
 import LeaseholdTesting
 import Testing
 
-/// Issue 25, backpressure: while Redis does not answer, ingress queues no more than its Redis
+/// Backpressure: while Redis does not answer, ingress queues no more than its Redis
 /// connection's bound (`maxQueuedCommands`) and answers the rest 503 at once, saying truthfully
 /// whether the request might have been enqueued; nothing answered 202 is missing.
 @Suite(.enabled(if: IntegrationEnvironment.isAvailable), .timeLimit(.minutes(1)))
 struct IngressBackpressureTests {
-    @Test("CLIENT PAUSE 8000 ALL under load: past the bound, 503 refused at once; every 202 is in Redis")
-    func pausedRedisIsRefusedAtOnce() async throws {
-        // A Redis of this test's own: CLIENT PAUSE ALL would stall every other test's clients.
+    typealias Answer = (index: Int, status: Int, outcome: String?, retryAfter: String?, at: ContinuousClock.Instant)
+    enum Event: Sendable {
+        case answer(Answer)
+        case thawed(ContinuousClock.Instant)
+    }
+
+    @Test("Redis frozen under load: past the bound, 503 refused while it is frozen; every 202 is in Redis")
+    func frozenRedisIsRefusedAtOnce() async throws {
+        // A Redis of this test's own: it is frozen (SIGSTOP) while 200 bookings arrive.
         let server = try await PrivateRedisServer()
-        // A timeout longer than the pause, so the commands in line get their replies after it.
-        var configuration = server.configuration(commandTimeout: .seconds(10))
+        // A timeout longer than any freeze below, so the commands in line get their replies after it.
+        var configuration = server.configuration(commandTimeout: .seconds(40))
         configuration.maxQueuedCommands = 16
         let outcome = await RedisAsyncFixtureOutcome.of {
             try await IngressEnqueueTests.withIngress(redis: configuration) { base, keys in
-                // One connection per request: none waits for the client's pool while Redis is paused.
+                // One connection per request: none waits for the client's pool while Redis is frozen.
                 let http = BookingClient(baseURL: base, connections: 256)
                 let run = IntegrationEnvironment.uniqueName("r")
+                let answeredSoFar = SharedCounter()
                 // The client is shut down on every path (its deinit traps otherwise); a request
                 // that fails outright is recorded (status 0, its error) rather than thrown.
-                let sent = await RedisAsyncFixtureOutcome.value {
-                    // The connection is open and the enqueue script loaded before the pause.
+                let sent = await RedisAsyncFixtureOutcome.value { () async throws -> [Event] in
+                    // The connection is open and the enqueue script loaded before the freeze.
                     #expect(try await http.book(requestID: "\(run)-warm", userID: 1, slotID: 1) == 202)
 
-                    let admin = try RedisConnection(configuration: server.configuration(commandTimeout: .seconds(5)))
-                    #expect(try admin.send("CLIENT", "PAUSE", 8000, "ALL") == .status("OK"))
+                    server.freeze()
                     let clock = ContinuousClock()
-                    let start = clock.now
-                    return await withTaskGroup(
-                        of: (index: Int, status: Int, outcome: String?, retryAfter: String?, after: Duration).self
-                    ) { group in
+                    return await withTaskGroup(of: Event.self) { group -> [Event] in
                         for index in 0..<200 {
                             group.addTask {
                                 do {
                                     let answer = try await http.bookAnswer(
                                         requestID: "\(run)-\(index)", userID: Int64(index + 1), slotID: 7)
-                                    return (index, answer.status, answer.outcome, answer.retryAfter, clock.now - start)
+                                    answeredSoFar.add()
+                                    return .answer((index, answer.status, answer.outcome, answer.retryAfter, clock.now))
                                 } catch {
-                                    return (index, 0, "\(error)", nil, clock.now - start)
+                                    answeredSoFar.add()
+                                    return .answer((index, 0, "\(error)", nil, clock.now))
                                 }
                             }
+                        }
+                        // Redis stays frozen until the answers stop coming (everything past the 16
+                        // in line is answered, and nothing more for a second), or 30 s have passed:
+                        // the refusals came while nothing answered, however slow the machine.
+                        group.addTask {
+                            let deadline = clock.now + .seconds(30)
+                            var seen = 0
+                            var quietSince = clock.now
+                            while clock.now < deadline {
+                                let now = answeredSoFar.value
+                                if now != seen {
+                                    (seen, quietSince) = (now, clock.now)
+                                } else if seen >= 150, clock.now - quietSince >= .seconds(1) {
+                                    break
+                                }
+                                try? await Task.sleep(for: .milliseconds(20))
+                            }
+                            server.thaw()
+                            return .thawed(clock.now)
                         }
                         return await group.reduce(into: []) { $0.append($1) }
                     }
                 }
+                server.thaw()
                 await http.shutdown()
-                let answers = try sent.get()
+                let events = try sent.get()
+                let answers = events.compactMap { if case .answer(let answer) = $0 { answer } else { nil } }
+                let thawed = try #require(events.lazy.compactMap { if case .thawed(let at) = $0 { at } else { nil } }.first)
                 let failed = answers.filter { $0.status == 0 }
                 #expect(failed.isEmpty, "requests that got no answer: \(failed.prefix(3).map { $0.outcome ?? "" })")
 
@@ -57,13 +84,12 @@ struct IngressBackpressureTests {
                 let unknown = answers.filter { $0.status == 503 && $0.outcome == "unknown" }
                 #expect(accepted.count + refused.count + unknown.count == 200, "\(answers.map(\.status))")
                 #expect(answers.allSatisfy { $0.status == 202 || $0.retryAfter != nil })
-                // Past the bound, refused while Redis was still paused, not after it.
-                #expect(refused.count >= 100, "refused \(refused.count), accepted \(accepted.count)")
-                // (8 s of pause, 6 s of margin for a loaded machine: the whole suite runs at once.)
-                #expect(refused.allSatisfy { $0.after < .seconds(6) }, "\(refused.map(\.after).max() ?? .zero)")
-                // The ones in line waited for the pause to end, and were enqueued.
+                // Past the bound, refused while Redis was still frozen, not after it.
+                #expect(refused.count >= 150, "refused \(refused.count), accepted \(accepted.count)")
+                #expect(refused.allSatisfy { $0.at <= thawed }, "a refusal came only after Redis was thawed")
+                // The ones in line waited for the freeze to end, and were enqueued.
                 #expect(accepted.count >= 1)
-                #expect(accepted.allSatisfy { $0.after >= .seconds(7) }, "\(accepted.map(\.after).min() ?? .zero)")
+                #expect(accepted.allSatisfy { $0.at >= thawed }, "a 202 came while Redis was frozen")
 
                 // Refused means not enqueued; 202 means enqueued (its pending marker is there);
                 // unknown may be either. The stream holds exactly the enqueued ones.
