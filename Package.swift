@@ -66,12 +66,13 @@ let package = Package(
             ]
         ),
 
+        // Linux calls Swift's Glibc module leaves out (epoll, eventfd, posix_spawn's closefrom).
+        .systemLibrary(name: "CLinux"),
         // An epoll loop that is also a Swift task executor: non-blocking C clients and the tasks
         // awaiting them on one thread (see Reactor.swift for why).
-        .systemLibrary(name: "CEpoll"),
         .target(
             name: "LeaseholdReactor",
-            dependencies: ["CEpoll", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]
+            dependencies: ["CLinux", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]
         ),
 
         // MARK: Queue machinery and domain
@@ -133,7 +134,8 @@ let package = Package(
         .target(
             name: "LeaseholdOps",
             dependencies: [
-                "LeaseholdPostgres", "LeaseholdRedis", .product(name: "Logging", package: "swift-log"),
+                // CLinux: posix_spawn's closefrom action for ChildProcess.
+                "CLinux", "LeaseholdPostgres", "LeaseholdRedis", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

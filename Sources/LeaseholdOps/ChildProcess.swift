@@ -1,3 +1,4 @@
+import CLinux
 import Dispatch
 import Foundation
 import Synchronization
@@ -9,8 +10,9 @@ import Synchronization
 /// parent's signal mask and ignored signals, and a Swift process has both in odd states (Dispatch
 /// worker threads block most signals; ServiceLifecycle sets SIGTERM and SIGINT to `SIG_IGN` to
 /// watch them itself). A redis-server started from such a thread ignores SIGTERM forever. Here
-/// the child starts with an empty mask, default dispositions, and its own process group (so a
-/// terminal's Ctrl-C reaches only `leasehold`, which then stops the servers in order).
+/// the child starts with an empty mask, default dispositions, its own process group (so a
+/// terminal's Ctrl-C reaches only `leasehold`, which then stops the servers in order), and no
+/// descriptor of the parent's beyond stdin, stdout and stderr.
 ///
 /// Blocking waits poll `waitpid(WNOHANG)` with `Task.sleep`, never blocking a cooperative thread.
 public final class ChildProcess: Sendable {
@@ -39,6 +41,10 @@ public final class ChildProcess: Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, logFD, 1)
         posix_spawn_file_actions_adddup2(&actions, logFD, 2)
+        // Nothing else: most descriptors are opened without O_CLOEXEC (pipe(2), libraries' own
+        // sockets), and a child holding a copy keeps a pipe from reading as hung up, a socket
+        // from closing, or a port bound, for as long as the child lives.
+        posix_spawn_file_actions_addclosefrom_np(&actions, 3)
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
