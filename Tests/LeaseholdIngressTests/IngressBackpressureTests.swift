@@ -75,7 +75,8 @@ struct IngressBackpressureTests {
                 await http.shutdown()
                 let events = try sent.get()
                 let answers = events.compactMap { if case .answer(let answer) = $0 { answer } else { nil } }
-                let thawed = try #require(events.lazy.compactMap { if case .thawed(let at) = $0 { at } else { nil } }.first)
+                let thawed = try #require(
+                    events.lazy.compactMap { if case .thawed(let at) = $0 { at } else { nil } }.first)
                 let failed = answers.filter { $0.status == 0 }
                 #expect(failed.isEmpty, "requests that got no answer: \(failed.prefix(3).map { $0.outcome ?? "" })")
 
