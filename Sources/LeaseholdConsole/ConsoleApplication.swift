@@ -333,7 +333,8 @@ public struct ConsoleApplication: Sendable {
             "since": form["since"] ?? "", "error": form["error"] ?? "",
             "statuses": ["dead", "replayed", "purged", "all"].map { ["value": $0, "selected": $0 == status] },
             "total": total,
-            "pageInfo": letters.isEmpty ? "" : "\((page - 1) * size + 1)–\((page - 1) * size + letters.count)",
+            // `false`, not "", for what is not shown: the template's sections render for any string.
+            "pageInfo": letters.isEmpty ? false : "\((page - 1) * size + 1)–\((page - 1) * size + letters.count)",
             "letters": letters.map { letter -> [String: Any] in
                 [
                     "id": letter.id, "deadLetteredAt": ConsoleRenderer.time(letter.deadLetteredAt),
@@ -343,7 +344,7 @@ public struct ConsoleApplication: Sendable {
             },
             "canAct": !configuration.readOnly,
             "filterFields": kept.map { ["name": $0.0, "value": $0.1] },
-            "previous": page > 1 ? link(page - 1) : "", "next": Int64(page * size) < total ? link(page + 1) : "",
+            "previous": page > 1 ? link(page - 1) : false, "next": Int64(page * size) < total ? link(page + 1) : false,
         ]
         return Self.html(renderer.page("dead-letters", title: "Dead letters", viewer: viewer, context))
     }

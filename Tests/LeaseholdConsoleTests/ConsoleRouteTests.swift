@@ -70,8 +70,14 @@ struct ConsoleRouteTests {
         #expect(detail.body.contains("&lt;b&gt;Bob&lt;/b&gt;"), "the operator's name is escaped too")
         #expect(detail.body.contains("&quot;user_id&quot; : 1"), "the payload pretty-printed")
         let list = try await server.get("/dead-letters?error=onerror", cookie: cookie)
-        #expect(list.body.contains("1 matching"))
+        #expect(list.body.contains("1 matching, showing 1–1"))
         #expect(!list.body.contains("<img src=x"))
+        // Nothing matches: no "showing" and no page links (seen as "0 matching, showing" with
+        // "← newer older →" on an empty list).
+        let none = try await server.get("/dead-letters?error=no-such-error-\(id)", cookie: cookie)
+        #expect(none.body.contains("0 matching</p>"))
+        #expect(!none.body.contains("showing"))
+        #expect(!none.body.contains("← newer") && !none.body.contains("older →"))
         await server.shutdown()
     }
 
