@@ -191,6 +191,16 @@ public final class LocalRedisCluster: Sendable {
         if let admin = admins.withLockedValue({ $0.removeValue(forKey: node) }) { await admin.close() }
     }
 
+    /// SIGSTOP for one node: its connections stay open and nothing is answered (a stalled
+    /// server, a long fork, a paused VM) until ``thaw(_:)``.
+    public func freeze(_ node: RedisNodeAddress) {
+        servers.withLockedValue { $0[node] }?.send(SIGSTOP)
+    }
+
+    public func thaw(_ node: RedisNodeAddress) {
+        servers.withLockedValue { $0[node] }?.send(SIGCONT)
+    }
+
     /// Waits until a replica has taken over every slot `dead` served: every running node's map
     /// names other masters and says `cluster_state:ok`. Returns that map.
     public func waitForFailover(of dead: RedisNodeAddress, timeout: Duration = .seconds(60)) async throws

@@ -92,10 +92,11 @@ public struct Completion: Sendable {
         """)
 
     /// Completes every item in one script call (on a Redis Cluster, one per hash slot of their
-    /// streams). Returns, in `items`' order, `nil` for each item completed and the error of each
-    /// that was not; a call that fails as a whole (connection, timeout) throws.
-    public func complete(_ items: [Item], via runner: some RedisCommandRunner) async throws -> [RedisError?] {
-        try await runner.perSlot(items, key: \.entry.stream) { items in
+    /// streams, all at once). Returns, in `items`' order, `nil` for each item completed and the
+    /// error of each that was not: its part of the script failed, or its call failed as a whole
+    /// (connection, timeout), which on a cluster fails only the items of that call's slot.
+    public func complete(_ items: [Item], via runner: some RedisCommandRunner) async -> [(any Error)?] {
+        let settled = await runner.perSlotSettled(items, key: \.entry.stream) { items -> [RedisError?] in
             guard !items.isEmpty else { return [] }
             var keys: [any RedisArgument] = []
             var arguments: [any RedisArgument] = [RedisKeys.consumerGroup]
@@ -119,6 +120,12 @@ public struct Completion: Sendable {
                 return nil
             }
         }
+        return settled.map { result -> (any Error)? in
+            switch result {
+            case .success(let error): error
+            case .failure(let error): error
+            }
+        }
     }
 
     /// Acknowledges `entry`, publishes `result` under its request ID's result key
@@ -132,6 +139,6 @@ public struct Completion: Sendable {
     ) async throws {
         let item = item(
             entry, lease: lease, requestID: requestID, result: result, resultTTL: resultTTL, keepExisting: keepExisting)
-        if let error = try await complete([item], via: runner).first ?? nil { throw error }
+        if let error = await complete([item], via: runner).first ?? nil { throw error }
     }
 }

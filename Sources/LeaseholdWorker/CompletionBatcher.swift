@@ -11,7 +11,8 @@ import LeaseholdRedis
 ///
 /// The call runs in a task of its own, so cancelling one caller (a drain that timed out) never
 /// fails the others' completions. Each caller gets its own entry's answer: an entry whose part of
-/// the script failed throws that error, the others return.
+/// the script failed, or (on a cluster) whose slot's call failed, throws that error; the others
+/// return.
 ///
 /// Reactor thread only (`client`'s reactor): the queue below is touched on that thread alone.
 final class CompletionBatcher: @unchecked Sendable {
@@ -46,17 +47,13 @@ final class CompletionBatcher: @unchecked Sendable {
         calls += 1
         completed += batch.count
         Task(executorPreference: client.reactor) { [completion, client] in
-            do {
-                let errors = try await completion.complete(batch.map(\.item), via: client)
-                for (queued, error) in zip(batch, errors) {
-                    if let error {
-                        queued.waiter.resume(throwing: error)
-                    } else {
-                        queued.waiter.resume()
-                    }
+            let errors = await completion.complete(batch.map(\.item), via: client)
+            for (queued, error) in zip(batch, errors) {
+                if let error {
+                    queued.waiter.resume(throwing: error)
+                } else {
+                    queued.waiter.resume()
                 }
-            } catch {
-                for queued in batch { queued.waiter.resume(throwing: error) }
             }
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import LeaseholdReactor
 import LeaseholdOps
 import LeaseholdQueue
 import LeaseholdRedis
@@ -141,6 +142,92 @@ struct QueueOnClusterTests {
             try await adding.value
             #expect(late.entries.map(\.entry.key) == ["api:late"])
             #expect(ContinuousClock.now - waitStarted < .seconds(3), "seen within about one round of waits")
+        }
+    }
+
+    /// One batch of completions over three shards while one shard's master is frozen: the other
+    /// shards' entries are completed at once (their calls run beside the stalled one, not after
+    /// its timeout), and only the frozen shard's entries fail, with its timeout.
+    @Test func aStalledShardFailsOnlyItsOwnCompletionsAndHoldsUpNoOther() async throws {
+        try await LocalRedisCluster.run { cluster in
+            let keys = RedisKeys(prefix: "lhc:", shards: 3)
+            let streams = keys.streams("bookings")
+            let setup = RedisClient(configuration: try RedisConfiguration(url: cluster.url), size: 2)
+            let consumer = StreamConsumer(streams: streams, consumer: "w1")
+            try await consumer.ensureGroups(via: setup)
+            let producer = StreamProducer(keys: keys, highWaterMark: 1_000)
+            for index in 0..<30 {
+                _ = try await producer.enqueue(
+                    StreamEntry(
+                        stream: keys.bookingStream(requestID: "c\(index)"), key: "api:c\(index)", kind: "booking",
+                        payload: Self.payload),
+                    via: setup)
+            }
+            let terms = StreamConsumer.LeaseTerms(keys: keys, ownerPrefix: "w1:1:", ttl: .seconds(30))
+            let batch = try await consumer.read(count: 100, block: .milliseconds(200), leasing: terms, via: setup)
+            try #require(batch.entries.count == 30)
+            let map = try await cluster.map()
+            func master(_ stream: String) throws -> RedisNodeAddress {
+                try #require(map.master(forSlot: RedisClusterSlot.slot(for: stream)))
+            }
+            let stalled = try master(streams[0])
+            let onStalled = try Set(streams.filter { try master($0) == stalled })
+            let healthy = streams.filter { !onStalled.contains($0) }
+            try #require(!healthy.isEmpty, "every shard on one master")
+            // The stalled shard's entries first: one group after another, the others would wait
+            // for its timeout.
+            let ordered =
+                batch.entries.filter { onStalled.contains($0.entry.stream) }
+                + batch.entries.filter { !onStalled.contains($0.entry.stream) }
+            let completion = Completion(keys: keys)
+            let items = ordered.map {
+                completion.item(
+                    $0.entry, lease: $0.lease, requestID: String($0.entry.key.dropFirst(4)),
+                    result: Array(#"{"status":"booked"}"#.utf8), resultTTL: .seconds(60))
+            }
+            var configuration = cluster.configuration
+            configuration.commandTimeout = .seconds(3)
+            let reactor = Reactor(label: "test.cluster-completions")
+            defer { reactor.shutDown() }
+            let client = try RedisAsyncClusterClient(configuration: configuration, reactor: reactor)
+            // Connections to every master are open before the freeze.
+            try await withTaskExecutorPreference(reactor) {
+                for stream in streams { _ = try await client.send(RedisCommand(["XLEN", stream]), keys: [stream]) }
+            }
+
+            cluster.freeze(stalled)
+            let clock = ContinuousClock()
+            let started = clock.now
+            let completing = Task(executorPreference: reactor) {
+                await completion.complete(items, via: client)
+            }
+            // The other shards' entries are acknowledged long before the stalled call's 3 s.
+            var othersDoneAfter: Duration?
+            while clock.now - started < .seconds(10), othersDoneAfter == nil {
+                var pending: Int64 = 0
+                for stream in healthy {
+                    let summary = try await cluster.send(to: try master(stream), "XPENDING", stream, RedisKeys.consumerGroup)
+                    if case .array(let fields) = summary, let count = fields.first?.int { pending += count }
+                }
+                if pending == 0 { othersDoneAfter = clock.now - started }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let errors = await completing.value
+            let returnedAfter = clock.now - started
+            cluster.thaw(stalled)
+            await withTaskExecutorPreference(reactor) { client.close() }
+            await setup.close()
+
+            let others = try #require(othersDoneAfter, "the other shards' entries were never acknowledged")
+            #expect(others < .milliseconds(1_500), "the other shards completed \(others) after the start")
+            #expect(returnedAfter >= .seconds(2), "the stalled shard's call ended by its timeout (\(returnedAfter))")
+            for (item, error) in zip(items, errors) {
+                if onStalled.contains(item.entry.stream) {
+                    #expect(error != nil, "\(item.entry.key) on the stalled shard failed")
+                } else {
+                    #expect(error == nil, "\(item.entry.key): \(String(describing: error))")
+                }
+            }
         }
     }
 }
