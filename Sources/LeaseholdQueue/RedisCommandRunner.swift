@@ -72,7 +72,9 @@ extension RedisCommandRunner {
             }
         } else {
             for indices in members {
-                for (index, result) in zip(indices, await call.settled(indices.map { items[$0] })) { results[index] = result }
+                for (index, result) in zip(indices, await call.settled(indices.map { items[$0] })) {
+                    results[index] = result
+                }
             }
         }
         return results.map { $0! }

@@ -1,7 +1,7 @@
 import Foundation
-import LeaseholdReactor
 import LeaseholdOps
 import LeaseholdQueue
+import LeaseholdReactor
 import LeaseholdRedis
 import LeaseholdTesting
 import Testing
@@ -206,7 +206,8 @@ struct QueueOnClusterTests {
             while clock.now - started < .seconds(10), othersDoneAfter == nil {
                 var pending: Int64 = 0
                 for stream in healthy {
-                    let summary = try await cluster.send(to: try master(stream), "XPENDING", stream, RedisKeys.consumerGroup)
+                    let summary = try await cluster.send(
+                        to: try master(stream), "XPENDING", stream, RedisKeys.consumerGroup)
                     if case .array(let fields) = summary, let count = fields.first?.int { pending += count }
                 }
                 if pending == 0 { othersDoneAfter = clock.now - started }
