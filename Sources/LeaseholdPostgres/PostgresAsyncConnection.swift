@@ -56,6 +56,9 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
     private var broken = false
     /// A statement is in flight.
     private var busy = false
+    /// Whether the connection is encrypted: libpq's `PQsslInUse`, as `sslmode` asked or allowed,
+    /// fixed once the connection is open.
+    public let usesTLS: Bool
     /// The statements prepared on this session by ``query(_:preparedAs:)``: name → text.
     private var prepared: [String: String] = [:]
     /// Statements the server called stale whose session still has them (see
@@ -68,6 +71,7 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
         self.handle = handle
         self.socket = socket
         self.canceller = PostgresCanceller(PQgetCancel(handle))
+        self.usesTLS = PQsslInUse(handle) == 1
     }
 
     deinit {
