@@ -16,4 +16,23 @@ static inline int lh_pg_diag_table_name(void) { return PG_DIAG_TABLE_NAME; }
 static void lh_pg_silent_notice(void *arg, const char *message) { (void)arg; (void)message; }
 static inline void lh_pg_silence_notices(PGconn *conn) { PQsetNoticeProcessor(conn, lh_pg_silent_notice, 0); }
 
+/*
+ * OpenSSL's SSL_pending, declared here rather than by including <openssl/ssl.h>: libpq hands out
+ * its SSL object only as an untyped pointer (PQsslStruct). The module map links libssl, which
+ * Debian's libpq-dev brings (libssl-dev) and libpq5 needs anyway (libssl3).
+ */
+struct ssl_st;
+extern int SSL_pending(const struct ssl_st *ssl);
+
+/*
+ * How many decrypted bytes OpenSSL holds for conn that libpq has not taken yet: bytes already
+ * read from the socket, which polling the socket cannot see. 0 without TLS, and once libpq has
+ * dropped the connection (it frees its SSL object then, so the pointer is fetched on every call).
+ * libpq's own blocking waits make the same check before they poll.
+ */
+static inline int lh_pg_tls_pending(PGconn *conn) {
+    const struct ssl_st *ssl = (const struct ssl_st *)PQsslStruct(conn, "OpenSSL");
+    return ssl ? SSL_pending(ssl) : 0;
+}
+
 #endif

@@ -16,6 +16,21 @@ import Synchronization
 /// reactor's one thread: no hand-off at all, and one reactor wake-up serves every connection
 /// whose answer arrived.
 ///
+/// ## TLS
+///
+/// With `sslmode` asking for TLS, OpenSSL decrypts one TLS record at a time, and a record can hold
+/// more than libpq asks for in one read (up to 16 kB: PostgreSQL's own records stay within 8 kB,
+/// which libpq always takes whole, but TLS terminators, poolers and other servers of the protocol
+/// fill them). The rest stays inside OpenSSL, already read from the socket, so epoll does not
+/// report the socket readable for it: waiting whenever `PQisBusy` says the result is incomplete
+/// could wait for ever on bytes the client already has. So before each wait for input on a TLS
+/// connection, the statement loop asks OpenSSL (`SSL_pending` on libpq's `SSL` object, the check
+/// libpq's own blocking waits make) and reads on instead of waiting while bytes are there.
+/// Sending needs nothing of the kind: while `PQflush` cannot send everything the loop waits for
+/// readable *or* writable, and a server that has stopped reading while it writes to the client
+/// keeps the socket readable. A plaintext connection costs nothing more: `usesTLS` is fixed when
+/// the connection opens.
+///
 /// ## Thread and ownership rules
 ///
 /// - Every method must be called on the connection's reactor (from a task that prefers it:
@@ -56,6 +71,9 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
     private var broken = false
     /// A statement is in flight.
     private var busy = false
+    /// Whether the connection is encrypted: libpq's `PQsslInUse`, as `sslmode` asked or allowed,
+    /// fixed once the connection is open.
+    public let usesTLS: Bool
     /// The statements prepared on this session by ``query(_:preparedAs:)``: name → text.
     private var prepared: [String: String] = [:]
     /// Statements the server called stale whose session still has them (see
@@ -68,6 +86,7 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
         self.handle = handle
         self.socket = socket
         self.canceller = PostgresCanceller(PQgetCancel(handle))
+        self.usesTLS = PQsslInUse(handle) == 1
     }
 
     deinit {
@@ -463,10 +482,14 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
                 try await waiter.wait(.readableOrWritable)
                 guard PQconsumeInput(handle) == 1 else { break }
             }
-            // Read results until there are none.
+            // Read results until there are none. Over TLS, a read can leave decrypted bytes of
+            // the reply inside OpenSSL, off the socket: they are taken without waiting (see TLS
+            // above). A plaintext connection makes no such check.
             while true {
                 while PQisBusy(handle) == 1 {
-                    try await waiter.wait(.readable)
+                    if !usesTLS || lh_pg_tls_pending(handle) == 0 {
+                        try await waiter.wait(.readable)
+                    }
                     if PQconsumeInput(handle) == 0 && PQstatus(handle) == CONNECTION_OK {
                         // Input failed with the connection nominally open: PQgetResult would block.
                         broken = true
