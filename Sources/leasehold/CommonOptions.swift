@@ -153,14 +153,21 @@ struct CommonOptions: ParsableArguments {
             serverName: "leasehold-\(role)", logger: logger, ready: ready)
     }
 
-    /// Sets up logging to standard error and returns the role's logger.
-    func bootstrapLogging(label: String) -> Logger {
+    /// Sets up logging to standard error and returns the role's logger. Lines go through
+    /// ``LogOutput`` (a bounded buffer and a writer thread: a blocked standard error drops lines
+    /// rather than stopping the process), in swift-log's `StreamLogHandler` format; what is still
+    /// buffered at exit is written then, waiting at most 2 s. `LEASEHOLD_LOG_BUFFER_BYTES` sets
+    /// how much may wait (default 1 MiB).
+    func bootstrapLogging(label: String) throws -> Logger {
         let level = Logger.Level(rawValue: (logLevelFlag ?? environment["LOG_LEVEL"] ?? "info").lowercased()) ?? .info
+        LogOutput.standardError.capacity = try Setting.int(
+            nil, "LEASEHOLD_LOG_BUFFER_BYTES", default: 1 << 20, range: 4_096...(256 << 20))
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
+            var handler = StreamLogHandler(label: label, stream: LogOutput.standardError.stream)
             handler.logLevel = level
             return handler
         }
+        atexit { LogOutput.standardError.flush(timeout: .seconds(2)) }
         return Logger(label: label)
     }
 }

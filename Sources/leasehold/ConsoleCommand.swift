@@ -37,7 +37,7 @@ struct ConsoleCommand: AsyncParsableCommand {
     var sessionHours: Int?
 
     func run() async throws {
-        let logger = common.bootstrapLogging(label: "leasehold.console")
+        let logger = try common.bootstrapLogging(label: "leasehold.console")
         guard let token = Setting.environment["LEASEHOLD_CONSOLE_TOKEN"], !token.isEmpty else {
             throw ValidationError(
                 "the console is off: set LEASEHOLD_CONSOLE_TOKEN (the secret operators log in with) to turn it on")

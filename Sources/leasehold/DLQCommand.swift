@@ -46,7 +46,7 @@ func parseTime(_ text: String) throws -> Date {
 private func withClients<T>(
     _ common: CommonOptions, _ body: (PostgresClient, RedisClient) async throws -> T
 ) async throws -> T {
-    _ = common.bootstrapLogging(label: "leasehold.dlq")
+    _ = try common.bootstrapLogging(label: "leasehold.dlq")
     let postgres = PostgresClient(configuration: common.postgresConfiguration(role: "dlq"), size: 2)
     let redis = RedisClient(configuration: try common.redisConfiguration(), size: 1)
     do {

@@ -124,7 +124,7 @@ struct DemoCommand: AsyncParsableCommand {
     private func runStack(botAPI: FakeBotAPI?) async throws {
         var common = CommonOptions()
         common.logLevelFlag = "warning"
-        let logger = common.bootstrapLogging(label: "leasehold.demo")
+        let logger = try common.bootstrapLogging(label: "leasehold.demo")
         let root = URL(fileURLWithPath: dir)
         let logs = root.appendingPathComponent("logs")
         try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import LeaseholdIngress
+import LeaseholdOps
 import LeaseholdReactor
 import LeaseholdRedis
 import Metrics
@@ -109,9 +110,10 @@ struct IngressCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let logger = common.bootstrapLogging(label: "leasehold.ingress")
+        let logger = try common.bootstrapLogging(label: "leasehold.ingress")
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        LogOutput.standardError.countDropsInMetrics()
 
         let environment = ProcessInfo.processInfo.environment
         let configuration = IngressConfiguration(

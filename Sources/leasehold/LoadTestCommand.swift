@@ -68,7 +68,7 @@ struct LoadTestCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        _ = common.bootstrapLogging(label: "leasehold.loadtest")
+        _ = try common.bootstrapLogging(label: "leasehold.loadtest")
         let progress = ProgressPrinter()
         let report: LoadTestReport
         do {

@@ -38,7 +38,7 @@ struct LocalCommand: AsyncParsableCommand {
     func run() async throws {
         var common = CommonOptions()
         common.logLevelFlag = logLevel
-        let logger = common.bootstrapLogging(label: "leasehold.local")
+        let logger = try common.bootstrapLogging(label: "leasehold.local")
         let files =
             try noMigrate
             ? nil

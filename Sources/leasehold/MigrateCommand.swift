@@ -24,7 +24,7 @@ struct MigrateCommand: AsyncParsableCommand {
     var status = false
 
     func run() async throws {
-        let logger = common.bootstrapLogging(label: "leasehold.migrate")
+        let logger = try common.bootstrapLogging(label: "leasehold.migrate")
         let directory = migrations.map { URL(fileURLWithPath: $0) } ?? Migration.defaultDirectory()
         let files = try Migration.load(from: directory)
         let client = PostgresClient(configuration: common.postgresConfiguration, size: 1)

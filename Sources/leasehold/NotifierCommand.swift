@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LeaseholdNotifier
+import LeaseholdOps
 import LeaseholdPostgres
 import LeaseholdQueue
 import Metrics
@@ -94,9 +95,10 @@ struct NotifierCommand: AsyncParsableCommand {
 
     func run() async throws {
         let token = try Self.readToken()
-        let logger = common.bootstrapLogging(label: "leasehold.notifier")
+        let logger = try common.bootstrapLogging(label: "leasehold.notifier")
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        LogOutput.standardError.countDropsInMetrics()
         let configuration = NotifierConfiguration(
             token: token,
             apiBaseURL: Setting.string(apiBaseURL, "TELEGRAM_API_BASE_URL", default: "https://api.telegram.org"),

@@ -76,7 +76,7 @@ struct PaymentPlanCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        _ = common.bootstrapLogging(label: "leasehold.payments")
+        _ = try common.bootstrapLogging(label: "leasehold.payments")
         let (code, title, price, currency, days) = (code, title, price, currency, days)
         let id = try await PaymentsCommand.inTransaction(common) { connection in
             try PaymentLedger().upsertPlan(
@@ -128,7 +128,7 @@ struct CreatePaymentCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        _ = common.bootstrapLogging(label: "leasehold.payments")
+        _ = try common.bootstrapLogging(label: "leasehold.payments")
         let (id, user, plan, amount, chat) = (paymentId ?? UUID().uuidString.lowercased(), user, plan, amount, chatId)
         let payment = try await PaymentsCommand.inTransaction(common) { connection in
             try PaymentLedger().createPending(
@@ -161,7 +161,7 @@ struct ShowPaymentCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        _ = common.bootstrapLogging(label: "leasehold.payments")
+        _ = try common.bootstrapLogging(label: "leasehold.payments")
         let id = paymentId
         let report = try await PaymentsCommand.inTransaction(common) { connection in
             try PaymentReport.load(id, on: connection)

@@ -68,7 +68,7 @@ struct SyncSlotsCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        _ = common.bootstrapLogging(label: "leasehold.slots")
+        _ = try common.bootstrapLogging(label: "leasehold.slots")
         let slots = try loadSlots()
         let userIDs = users.map { Array(1...Int64($0)) } ?? []
         let client = PostgresClient(configuration: common.postgresConfiguration, size: 1)

@@ -17,7 +17,7 @@ struct StatusCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        _ = common.bootstrapLogging(label: "leasehold.status")
+        _ = try common.bootstrapLogging(label: "leasehold.status")
         let keys = common.redisKeys
         let redis = RedisClient(configuration: try common.redisConfiguration(), size: 1)
         let postgres = PostgresClient(configuration: common.postgresConfiguration(role: "status"), size: 1)

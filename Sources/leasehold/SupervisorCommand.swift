@@ -60,9 +60,10 @@ struct SupervisorCommand: AsyncParsableCommand {
     var sampleIntervalMs: Int?
 
     func run() async throws {
-        let logger = common.bootstrapLogging(label: "leasehold.supervisor")
+        let logger = try common.bootstrapLogging(label: "leasehold.supervisor")
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        LogOutput.standardError.countDropsInMetrics()
         let keys = common.redisKeys
         let configuration = SupervisorConfiguration(
             keys: keys,

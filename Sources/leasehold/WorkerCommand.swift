@@ -67,9 +67,10 @@ struct WorkerCommand: AsyncParsableCommand {
     var oneBookingPerUser: Bool?
 
     func run() async throws {
-        let logger = common.bootstrapLogging(label: "leasehold.worker")
+        let logger = try common.bootstrapLogging(label: "leasehold.worker")
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        LogOutput.standardError.countDropsInMetrics()
         let configuration = WorkerConfiguration(
             keys: common.redisKeys,
             consumerName: Setting.string(
