@@ -19,16 +19,29 @@ import Testing
 struct IngressNameResolutionTests {
     static let name = "leasehold-redis-under-test"
 
-    @Test("silent name server while Redis connections are killed: /healthz and bookings answer within 100 ms")
-    func silentNameServerDoesNotStallTheReactor() async throws {
+    /// What a test body gets: the ingress's client and process, its Redis, the hosts file it sees.
+    struct Jail {
+        let http: BookingClient
+        let ingress: ChildProcess
+        let server: PrivateRedisServer
+        let nameServer: SilentNameServer
+        let hosts: URL
+    }
+
+    /// Starts a Redis of its own and a `leasehold ingress` reaching it as ``name``, in a mount
+    /// namespace whose hosts file holds `hostsFile` and whose only name server is silent; waits
+    /// for `/healthz`, runs `body`, and stops everything. The default `resolverOptions`, one attempt
+    /// of 2 s per query, are long enough to see a stall and short enough for the test.
+    func withJailedIngress(
+        hostsFile: String, resolverOptions: String = "timeout:2 attempts:1", _ body: (Jail) async throws -> Void
+    ) async throws {
         let server = try await PrivateRedisServer()
         let nameServer = try SilentNameServer()
         let directory = try makeTemporaryDirectory("dns")
         let hosts = directory.appendingPathComponent("hosts")
         let resolv = directory.appendingPathComponent("resolv.conf")
-        try rewrite(hosts, "127.0.0.1 localhost\n127.0.0.1 \(Self.name)\n")
-        // One attempt of 2 s per query: long enough to see a stall, short enough for the test.
-        try rewrite(resolv, "nameserver \(nameServer.address)\noptions timeout:2 attempts:1\n")
+        try rewrite(hosts, hostsFile)
+        try rewrite(resolv, "nameserver \(nameServer.address)\noptions \(resolverOptions)\n")
 
         let port = try freeLoopbackPort()
         var environment = ProcessInfo.processInfo.environment
@@ -53,13 +66,31 @@ struct IngressNameResolutionTests {
                 }
                 try await Task.sleep(for: .milliseconds(50))
             }
+            try await body(Jail(http: http, ingress: ingress, server: server, nameServer: nameServer, hosts: hosts))
+            #expect(ingress.isRunning, "ingress exited:\n\(ingress.output)")
+            // The lookups did reach the silent name server: the test saw what it meant to.
+            #expect(nameServer.queriesReceived() > 0, "no query reached the name server")
+        }
+        await http.shutdown()
+        await ingress.stop(signal: SIGKILL, timeout: .seconds(10))
+        await server.kill()
+        nameServer.close()
+        if case .failure = outcome { print("ingress log:\n\(ingress.output)") }
+        try? FileManager.default.removeItem(at: directory)
+        try outcome.get()
+    }
+
+    @Test("silent name server while Redis connections are killed: /healthz and bookings answer within 100 ms")
+    func silentNameServerDoesNotStallTheReactor() async throws {
+        try await withJailedIngress(hostsFile: "127.0.0.1 localhost\n127.0.0.1 \(Self.name)\n") { jail in
+            let http = jail.http
             let run = IntegrationEnvironment.uniqueName("dns")
             // Connected by the name, through the hosts file.
             #expect(try await http.book(requestID: "\(run)-warm", userID: 1, slotID: 1) == 202)
 
             // From now on the name is only in a name server that never answers.
-            try rewrite(hosts, "127.0.0.1 localhost\n")
-            let killer = try RedisConnection(configuration: server.configuration(commandTimeout: .seconds(5)))
+            try rewrite(jail.hosts, "127.0.0.1 localhost\n")
+            let killer = try RedisConnection(configuration: jail.server.configuration(commandTimeout: .seconds(5)))
             var healthz: [Duration] = []
             var bookings: [(status: Int, took: Duration)] = []
             let clock = ContinuousClock()
@@ -90,17 +121,39 @@ struct IngressNameResolutionTests {
             #expect(slowestBooking < .milliseconds(100), "a booking took \(slowestBooking) during a reconnect")
             // Answered, 202 or a prompt 503: never a request that got no answer.
             #expect(bookings.allSatisfy { $0.status == 202 || $0.status == 503 }, "\(bookings.map(\.status))")
-            #expect(ingress.isRunning, "ingress exited:\n\(ingress.output)")
-            // The lookups did reach the silent name server: the test saw what it meant to.
-            #expect(nameServer.queriesReceived() > 0, "no query reached the name server")
         }
-        await http.shutdown()
-        await ingress.stop(signal: SIGKILL, timeout: .seconds(10))
-        await server.kill()
-        nameServer.close()
-        if case .failure = outcome { print("ingress log:\n\(ingress.output)") }
-        try? FileManager.default.removeItem(at: directory)
-        try outcome.get()
+    }
+
+    @Test("a name never resolved: the booking gets 503 after the connect timeout, /healthz answers meanwhile")
+    func nameNeverResolvedTimesOut() async throws {
+        // glibc's own defaults (5 s × 2 attempts): the lookup outlasts the connect timeout.
+        try await withJailedIngress(hostsFile: "127.0.0.1 localhost\n", resolverOptions: "timeout:5 attempts:2") {
+            jail in
+            let http = jail.http
+            let clock = ContinuousClock()
+            let begun = clock.now
+            async let booking = http.bookAnswer(
+                requestID: IntegrationEnvironment.uniqueName("dns"), userID: 3, slotID: 3)
+            // While the booking waits for the name, the process answers.
+            var healthz: [Duration] = []
+            while clock.now - begun < .seconds(4) {
+                healthz.append(try await clock.measure { #expect(await http.isHealthy()) })
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let answer = try await booking
+            let took = clock.now - begun
+            let slowestHealthz = healthz.max() ?? .zero
+            print("name never resolved: booking \(answer.status) after \(took), slowest /healthz \(slowestHealthz)")
+            #expect(answer.status == 503)
+            #expect(answer.retryAfter != nil)
+            // The Redis connect timeout (5 s), not the resolver's own 20 s.
+            #expect(took >= .seconds(4) && took < .seconds(8), "the booking took \(took)")
+            #expect(slowestHealthz < .milliseconds(100), "/healthz took \(slowestHealthz) while the name hung")
+            let log = jail.ingress.output
+            #expect(
+                log.contains(Self.name) && log.contains("name resolution timed out"),
+                "the ingress log does not name the host and the timeout:\n\(log.suffix(2000))")
+        }
     }
 
     /// Replaces the contents of `file` in place (same inode: it is bind-mounted).
