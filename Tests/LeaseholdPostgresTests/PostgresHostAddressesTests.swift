@@ -90,6 +90,21 @@ struct PostgresNameResolutionTests {
         }
     }
 
+    @Test("a name with several addresses: libpq tries each in turn (the first refuses) under the one name")
+    func everyAddressOfANameIsTried() async throws {
+        let name = "leasehold-db-two-addresses.invalid"
+        // Nothing listens on 127.0.0.2 (the server binds 127.0.0.1): refused, then the next address.
+        let resolver = NameResolver(lookup: { _ in .success(["127.0.0.2", "127.0.0.1"]) })
+        let configuration = PostgresConfiguration(connectionString: try Self.url(host: name), connectTimeoutSeconds: 5)
+        try await PostgresAsyncFixture.onReactor { reactor in
+            let connection = try await PostgresAsyncConnection.connect(
+                configuration: configuration, reactor: reactor, resolver: resolver)
+            defer { connection.close() }
+            #expect(connection.server.hasPrefix("\(name):"), "\(connection.server)")
+            #expect(try await connection.simpleQuery("SELECT 1").rows.count == 1)
+        }
+    }
+
     @Test("a name whose lookup hangs fails the connect after connect_timeout: name resolution timed out")
     func hangingLookupTimesOut() async throws {
         let gate = DispatchSemaphore(value: 0)
