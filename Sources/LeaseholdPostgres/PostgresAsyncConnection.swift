@@ -111,13 +111,24 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
     /// connect (libpq offers no public call to abandon one address from outside `PQconnectPoll`).
     /// A host that refuses the connection or is unreachable is still passed over at once.
     ///
+    /// Host names are resolved first, off the reactor, by `resolver` (see ``NameResolver``), and
+    /// libpq is given the addresses as `hostaddr` next to the names (see
+    /// ``PostgresHostAddresses``), so it never calls `getaddrinfo` on the reactor's thread. The
+    /// lookup is bounded by `connect_timeout` too: a name server that does not answer by then fails
+    /// the connect with "name resolution timed out" naming the host (unless the name has
+    /// addresses from an earlier lookup, which are used instead). Literal addresses and Unix-socket
+    /// paths are not looked up.
+    ///
     /// On the reactor's thread only. Throws ``PostgresError`` (class 08) when no server accepts the
     /// connection, `CancellationError` when the task is cancelled meanwhile.
     public static func connect(
-        configuration: PostgresConfiguration, reactor: Reactor
+        configuration: PostgresConfiguration, reactor: Reactor, resolver: NameResolver = .shared
     ) async throws -> PostgresAsyncConnection {
         precondition(reactor.isCurrent, "PostgresAsyncConnection.connect off its reactor's thread")
-        let (keywords, values) = configuration.connectParameters
+        let (keywords, values) = try await configuration.resolvedConnectParameters(
+            resolver: resolver,
+            deadline: configuration.connectTimeoutSeconds > 0
+                ? .now + .seconds(configuration.connectTimeoutSeconds) : nil)
         let started = withCStringArray(keywords) { keywordPointers in
             withCStringArray(values) { valuePointers in PQconnectStartParams(keywordPointers, valuePointers, 1) }
         }
