@@ -55,7 +55,9 @@ struct BlockedStandardErrorTests {
                 #expect(statuses.allSatisfy { $0 == 503 }, "round \(round): \(Set(statuses))")
                 let started = clock.now
                 #expect(await http.isHealthy(), "round \(round): /healthz")
-                #expect(clock.now - started < .seconds(1), "round \(round): /healthz took \(clock.now - started)")
+                // Alone a few ms; blocked on standard error it never answers (the client gives up
+                // at 5 s). The bound leaves room for the whole suite running on two cores.
+                #expect(clock.now - started < .seconds(3), "round \(round): /healthz took \(clock.now - started)")
             }
             // Now read: the writer gets through, and says how many lines it dropped.
             var text = ""
