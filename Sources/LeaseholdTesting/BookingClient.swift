@@ -21,6 +21,22 @@ public final class BookingClient: Sendable {
         self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
+    /// Runs `body` with a new client and shuts it down afterwards, whether `body` returns or throws
+    /// (a client left running traps in its deinit and takes the whole test process with it).
+    public static func with<T>(
+        baseURL: String, connections: Int = 64, _ body: (BookingClient) async throws -> T
+    ) async throws -> T {
+        let client = BookingClient(baseURL: baseURL, connections: connections)
+        do {
+            let value = try await body(client)
+            await client.shutdown()
+            return value
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+    }
+
     /// Books `slotID` for `userID`; returns the HTTP status (202 once the request is in Redis).
     public func book(requestID: String, userID: Int64, slotID: Int64) async throws -> Int {
         try await bookAnswer(requestID: requestID, userID: userID, slotID: slotID).status

@@ -58,17 +58,17 @@ struct IngressEnqueueTests {
     @Test("200 concurrent bookings: each 202 has its entry and its pending marker in Redis")
     func concurrentBookingsAreEnqueued() async throws {
         try await Self.withIngress { base, keys in
-            let http = BookingClient(baseURL: base)
             let run = IntegrationEnvironment.uniqueName("r")
-            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
-                for index in 0..<200 {
-                    group.addTask {
-                        try await http.book(requestID: "\(run)-\(index)", userID: Int64(index + 1), slotID: 7)
+            let statuses = try await BookingClient.with(baseURL: base) { (http: BookingClient) async throws in
+                try await withThrowingTaskGroup(of: Int.self) { group in
+                    for index in 0..<200 {
+                        group.addTask {
+                            try await http.book(requestID: "\(run)-\(index)", userID: Int64(index + 1), slotID: 7)
+                        }
                     }
+                    return try await group.reduce(into: [Int]()) { $0.append($1) }
                 }
-                return try await group.reduce(into: [Int]()) { $0.append($1) }
             }
-            await http.shutdown()
             #expect(statuses == Array(repeating: 202, count: 200))
             let redis = try IntegrationEnvironment.redisClient(size: 1)
             #expect(try await redis.send("XLEN", keys.stream("bookings")) == .integer(200))
@@ -85,12 +85,12 @@ struct IngressEnqueueTests {
     @Test("the same request_id with another slot is refused with 409 and enqueues nothing")
     func reusedKeyIsRefused() async throws {
         try await Self.withIngress { base, keys in
-            let http = BookingClient(baseURL: base)
             let id = IntegrationEnvironment.uniqueName("r")
-            #expect(try await http.book(requestID: id, userID: 1, slotID: 1) == 202)
-            #expect(try await http.book(requestID: id, userID: 1, slotID: 1) == 202)
-            #expect(try await http.book(requestID: id, userID: 1, slotID: 2) == 409)
-            await http.shutdown()
+            try await BookingClient.with(baseURL: base) { (http: BookingClient) async throws in
+                #expect(try await http.book(requestID: id, userID: 1, slotID: 1) == 202)
+                #expect(try await http.book(requestID: id, userID: 1, slotID: 1) == 202)
+                #expect(try await http.book(requestID: id, userID: 1, slotID: 2) == 409)
+            }
             let redis = try IntegrationEnvironment.redisClient(size: 1)
             #expect(try await redis.send("XLEN", keys.stream("bookings")) == .integer(2))
             try await redis.send("DEL", keys.result(id), keys.requestDigest(id))
@@ -103,13 +103,13 @@ struct IngressEnqueueTests {
         var configuration = try IntegrationEnvironment.redisConfiguration()
         configuration.port = try freeLoopbackPort()
         try await Self.withIngress(redis: configuration) { base, _ in
-            let http = BookingClient(baseURL: base)
-            for attempt in 0..<3 {
-                let status = try await http.book(requestID: "x-\(attempt)", userID: 1, slotID: 1)
-                #expect(status == 503)
+            try await BookingClient.with(baseURL: base) { (http: BookingClient) async throws in
+                for attempt in 0..<3 {
+                    let status = try await http.book(requestID: "x-\(attempt)", userID: 1, slotID: 1)
+                    #expect(status == 503)
+                }
+                #expect(await http.isHealthy())
             }
-            #expect(await http.isHealthy())
-            await http.shutdown()
         }
     }
 }

@@ -90,7 +90,9 @@ struct NameResolverTests {
         #expect(failure.host == "silent.example")
         #expect("\(failure)".contains("silent.example"))
         #expect("\(failure)".contains("name resolution timed out"))
-        #expect(took >= .milliseconds(300) && took < .seconds(2), "took \(took)")
+        // The lookup itself never returns until the test lets it: any bound proves the deadline
+        // ended the wait. Generous, because the whole suite shares two cores in CI.
+        #expect(took >= .milliseconds(300) && took < .seconds(5), "took \(took)")
     }
 
     @Test("callers share a running lookup; past the cap a name fails at once")
@@ -122,7 +124,9 @@ struct NameResolverTests {
         let error = try #require(busy)
         #expect(error.reason == .busy(2))
         #expect("\(error)".contains("c.example"))
-        #expect(took < .milliseconds(100), "past the cap it should fail at once, took \(took)")
+        // Failing at once, not at the 400 ms deadline (then the reason would be a timeout); the
+        // bound is loose because the whole suite shares two cores in CI.
+        #expect(took < .seconds(2), "past the cap it should fail at once, took \(took)")
     }
 
     @Test("with last good addresses, a slow name server costs staleAfter, not the deadline")
@@ -141,7 +145,8 @@ struct NameResolverTests {
         lookup.open(waiting: 1)
         #expect(first == ["10.0.0.5"])
         #expect(second == ["10.0.0.5"])
-        #expect(took < .milliseconds(500), "took \(took)")
+        // staleAfter (25 ms), not the 5 s deadline; loose for a loaded machine.
+        #expect(took < .milliseconds(2_500), "took \(took)")
     }
 
     @Test("a name that does not exist fails, with or without last good addresses")

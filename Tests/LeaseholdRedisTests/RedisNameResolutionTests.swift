@@ -62,6 +62,8 @@ struct RedisNameResolutionTests {
         gate.signal()
         let text = try #require(message)
         #expect(text.contains("silent-redis.invalid") && text.contains("name resolution timed out"), "\(text)")
-        #expect(took >= .milliseconds(500) && took < .seconds(2), "took \(took)")
+        // The lookup never returns until the test lets it: any bound proves the connect timeout
+        // ended the wait. Generous, because the whole suite shares two cores in CI.
+        #expect(took >= .milliseconds(500) && took < .seconds(5), "took \(took)")
     }
 }
