@@ -239,8 +239,9 @@ let package = Package(
                 "LeaseholdTesting", "LeaseholdOps",
                 // TelegramBodyTests damages updates with the load test's seeded generator.
                 "LeaseholdLoadTest",
-                // IngressEnqueueTests runs the application in the test process.
+                // IngressEnqueueTests runs the application in the test process, in a ServiceGroup.
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 // SecretMatcherCodeTests compares the matcher's codes with HMAC<SHA256>.
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -8,6 +8,7 @@ import LeaseholdRedis
 import LeaseholdTesting
 import Logging
 import Prometheus
+import ServiceLifecycle
 import Testing
 
 /// Ingress in this process, on a reactor of its own, against the real Redis: concurrent bookings
@@ -30,7 +31,11 @@ struct IngressEnqueueTests {
         let app = buildIngressApplication(
             configuration: configuration, redis: client, registry: PrometheusCollectorRegistry(),
             logger: Logger(label: "test.ingress"))
-        let server = Task(executorPreference: reactor) { try await app.runService(gracefulShutdownSignals: []) }
+        // Stopped by a graceful shutdown, as a role is: cancelling the task instead races a
+        // connection being accepted (NIO's async writer then traps in its deinit).
+        let group = ServiceGroup(
+            configuration: .init(services: [app], gracefulShutdownSignals: [], logger: Logger(label: "test.ingress")))
+        let server = Task(executorPreference: reactor) { try await group.run() }
         let base = "http://127.0.0.1:\(port)"
         let http = BookingClient(baseURL: base)
         var outcome: Result<Void, any Error> = .success(())
@@ -45,7 +50,7 @@ struct IngressEnqueueTests {
             outcome = .failure(error)
         }
         await http.shutdown()
-        server.cancel()
+        await group.triggerGracefulShutdown()
         _ = await server.result
         await withTaskExecutorPreference(reactor) { client.close() }
         reactor.shutDown()
