@@ -88,7 +88,7 @@ public final class PostgresTLSProxy: Sendable {
             log: directory.appendingPathComponent("stunnel.log"))
         let proxy = PostgresTLSProxy(port: port, certificate: certificate, process: process, directory: directory)
         let deadline = ContinuousClock.now + .seconds(30)
-        while !Self.accepts(port: port) {
+        while !loopbackAccepts(port: port) {
             guard process.isRunning, ContinuousClock.now < deadline else {
                 let output = process.output
                 await proxy.stop()
@@ -112,21 +112,6 @@ public final class PostgresTLSProxy: Sendable {
     public func stop() async {
         await process.stop(signal: SIGTERM, timeout: .seconds(10))
         try? FileManager.default.removeItem(at: directory)
-    }
-
-    private static func accepts(port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-            }
-        }
     }
 }
 

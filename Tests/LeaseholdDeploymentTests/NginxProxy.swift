@@ -88,7 +88,7 @@ final class NginxProxy: Sendable {
             log: directory.appendingPathComponent("nginx.log"))
         let proxy = NginxProxy(process: process, directory: directory)
         let deadline = ContinuousClock.now + .seconds(20)
-        while !isListening(port: port) {
+        while !loopbackAccepts(port: port) {
             guard process.isRunning, ContinuousClock.now < deadline else {
                 await process.stop(signal: SIGKILL, timeout: .seconds(5))
                 let errors =
@@ -109,20 +109,5 @@ final class NginxProxy: Sendable {
     /// `worker_shutdown_timeout`; SIGKILL after 15 s).
     func stop() async {
         await process.stop(signal: SIGQUIT, timeout: .seconds(15))
-    }
-
-    private static func isListening(port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-            }
-        }
     }
 }
