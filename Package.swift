@@ -95,6 +95,8 @@ let package = Package(
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+                // ReadinessCheck is a Service of the ingress application.
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -217,6 +219,7 @@ let package = Package(
             name: "LeaseholdRedisTests",
             dependencies: ["LeaseholdRedis", "LeaseholdReactor", "LeaseholdTesting", "LeaseholdOps"]
         ),
+        .testTarget(name: "LeaseholdLoadTestTests", dependencies: ["LeaseholdLoadTest"]),
         .testTarget(
             name: "LeaseholdOpsTests",
             dependencies: ["LeaseholdOps", "LeaseholdTesting"]

@@ -60,15 +60,22 @@ public func buildIngressApplication(
     BookingsController(configuration: configuration, enqueuer: enqueuer, redis: redis).register(with: router)
     YooKassaWebhookController(configuration: configuration, enqueuer: enqueuer).register(with: router)
 
+    // /healthz, and /readyz while Redis answered a moment ago, straight from the event loop.
+    let readiness = ReadinessCheck {
+        _ = try await withTaskExecutorPreference(redis.reactor) { try await redis.send("PING") }
+    }
     let bodyTimeout = TimeAmount.seconds(Int64(configuration.bodyTimeoutSeconds))
     return Application(
         router: router,
         server: .http1(
             configuration: HTTP1Channel.Configuration(
-                additionalChannelHandlers: [UnreadRequestHandler(bodyTimeout: bodyTimeout)],
+                additionalChannelHandlers: [
+                    HealthEndpointHandler(readiness: readiness), UnreadRequestHandler(bodyTimeout: bodyTimeout),
+                ],
                 idleTimeout: TimeAmount.seconds(Int64(configuration.idleTimeoutSeconds)))),
         configuration: ApplicationConfiguration(
             address: .hostname(configuration.host, port: configuration.port), serverName: "leasehold-ingress"),
+        services: [readiness],
         eventLoopGroupProvider: configuration.eventLoopThreads.map {
             // Lives as long as the process (an ingress replica builds one application).
             .shared(MultiThreadedEventLoopGroup(numberOfThreads: $0))

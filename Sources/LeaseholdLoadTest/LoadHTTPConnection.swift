@@ -21,6 +21,8 @@ final class LoadHTTPConnection {
         var status: Int
         /// `Leasehold-Outcome` (`unknown` or `refused` on a 503).
         var outcome: String?
+        /// Whether the answer carries a `Retry-After` header (every 503 of ingress must).
+        var retryAfter = false
     }
 
     struct Failure: Error, CustomStringConvertible {
@@ -182,6 +184,7 @@ final class LoadHTTPConnection {
         var chunked = false
         var closes = false
         var outcome: String?
+        var retryAfter = false
         for line in lines {
             guard let colon = line.firstIndex(of: 58) else { continue }
             let name = String(decoding: line[line.startIndex..<colon], as: UTF8.self).lowercased()
@@ -193,6 +196,7 @@ final class LoadHTTPConnection {
             case "transfer-encoding": chunked = value.lowercased().contains("chunked")
             case "connection": closes = value.lowercased() == "close"
             case "leasehold-outcome": outcome = value
+            case "retry-after": retryAfter = !value.isEmpty
             default: break
             }
         }
@@ -204,7 +208,7 @@ final class LoadHTTPConnection {
             start += length
         }
         if closes { close() }
-        return Answer(status: status, outcome: outcome)
+        return Answer(status: status, outcome: outcome, retryAfter: retryAfter)
     }
 
     private func skipChunkedBody(deadline: ContinuousClock.Instant) async throws {

@@ -121,13 +121,20 @@ public struct LoadTest: Sendable {
         let duplicatesBefore = duplicateKeyLines()
 
         // Send, while polling the inbox for outcomes and showing progress.
-        let stats = SendStatistics(limit: configuration.plannedRequests, recordSamples: configuration.recordTimeline)
+        let stats = SendStatistics(limit: configuration.plannedRequests, recordSamples: configuration.recordsSamples)
+        let probe: HealthProbe?
+        do {
+            probe = configuration.probes.isEmpty ? nil : try HealthProbe(targets: configuration.probes)
+        } catch {
+            throw LoadTestError.setup("--probe: \(error)")
+        }
         let tracker = CompletionTracker(plan: plan)
         let started = ContinuousClock.now
         let wallStart = Date()
-        let sendDeadline = configuration.duration.map { started + $0 }
+        let sendDeadline = (configuration.schedule?.totalDuration ?? configuration.duration).map { started + $0 }
         let lineBox = ProgressLineBox(ProgressLine(started: started))
         await measurement?.intervalStarted()
+        probe?.start()
         await withTaskGroup(of: Bool.self) { phases in
             phases.addTask { [progress] in
                 while !Task.isCancelled {
@@ -186,6 +193,7 @@ public struct LoadTest: Sendable {
             }
         }
         let sendDuration = started.duration(to: .now)
+        let health = probe?.stop() ?? []
         if let backlog {
             await measurement?.intervalEnded()
             return try await finishIngressOnly(
@@ -241,7 +249,7 @@ public struct LoadTest: Sendable {
             if let micros = row.endToEndMicros { _ = endToEnd.record(UInt64(max(1, micros))) }
             lastCommit = max(lastCommit, Date(timeIntervalSince1970: row.committedAt))
             outcomes[row.outcome, default: 0] += 1
-            if configuration.recordTimeline {
+            if configuration.recordsSamples {
                 committed.append(
                     (row.index, row.endToEndMicros ?? 0, row.committedAt - wallStart.timeIntervalSince1970))
             }
@@ -267,6 +275,15 @@ public struct LoadTest: Sendable {
         if configuration.recordTimeline {
             report.timeline = LoadTestTimeline(samples: stats.samples, endToEnd: committed)
         }
+        report.health = health
+        if configuration.recovery != nil, let schedule = configuration.schedule {
+            let overload = OverloadReport.make(
+                schedule: schedule, samples: stats.samples, committed: committed,
+                withoutRetryAfter: stats.withoutRetryAfter, unanswered: stats.errors, lag: stats.lag,
+                dropped: stats.droppedIndices, health: health)
+            report.overload = overload
+            report.invariants += overload.checks
+        }
 
         if configuration.pgbench {
             // Both database limits, each on fresh slots and users of its own with the same plan:
@@ -283,7 +300,7 @@ public struct LoadTest: Sendable {
                         + "\(configuration.requestsPerSlot) per slot in a row…")
                 let result = try await Pgbench.run(
                     form, postgresURL: configuration.postgresURL, run: plan.run, clients: configuration.concurrency,
-                    transactions: max(1, sent), slotIDs: comparison.slotIDs, users: comparison.users,
+                    transactions: pgbenchTransactions(sent: sent), slotIDs: comparison.slotIDs, users: comparison.users,
                     requestsPerSlot: configuration.requestsPerSlot, postgres: postgres, directory: directory)
                 switch form {
                 case .statements: report.pgbench = result
@@ -437,6 +454,7 @@ public struct LoadTest: Sendable {
             let request = plan.request(
                 index, baseURL: configuration.ingressURLs[index % configuration.ingressURLs.count])
             do {
+                let lag = sent.duration(to: .now)
                 let response = try await http.execute(request, timeout: .seconds(30))
                 _ = try await response.body.collect(upTo: 64 * 1024)
                 let status = Int(response.status.code)
@@ -446,7 +464,8 @@ public struct LoadTest: Sendable {
                     status: status, outcome: response.headers.first(name: "Leasehold-Outcome"))
                 stats.record(
                     index: index, status: status, accepted: accepted, ambiguous: ambiguous,
-                    sentAt: started.duration(to: sent), latency: sent.duration(to: .now))
+                    sentAt: started.duration(to: sent), latency: sent.duration(to: .now), lag: lag,
+                    retryAfter: response.headers.contains(name: "Retry-After"))
             } catch {
                 stats.recordError(index: index)
             }
@@ -466,13 +485,15 @@ public struct LoadTest: Sendable {
             let target = index % targets.count
             let request = plan.requestBytes(index, host: targets[target].host)
             do {
+                let lag = sent.duration(to: .now)
                 let answer = try await connections[target].exchange(request, deadline: .now + .seconds(30))
                 let accepted = answer.status == configuration.input.acceptedStatus(ofRequest: index)
                 if accepted { tracker.accepted(index) }
                 let ambiguous = Self.outcomeUnknown(status: answer.status, outcome: answer.outcome)
                 stats.record(
                     index: index, status: answer.status, accepted: accepted, ambiguous: ambiguous,
-                    sentAt: started.duration(to: sent), latency: sent.duration(to: .now))
+                    sentAt: started.duration(to: sent), latency: sent.duration(to: .now), lag: lag,
+                    retryAfter: answer.retryAfter)
             } catch {
                 stats.recordError(index: index)
             }
@@ -493,23 +514,30 @@ public struct LoadTest: Sendable {
 
     /// The next request a client loop sends, and when it counts as sent; `nil` when the run is
     /// over. Closed loop: the next index at once, nothing new after the deadline. Fixed rate: the
-    /// schedule decides, waiting until the index is due (a request due before the deadline still
-    /// goes out, however late, and counts from its due time).
+    /// schedule decides (``RateSchedule``, with the recovery phase of an overload run), waiting
+    /// until the index is due (a request due before the end still goes out, however late, and
+    /// counts from its due time).
     private func nextRequest(
         stats: SendStatistics, started: ContinuousClock.Instant, deadline: ContinuousClock.Instant?
     ) async -> (index: Int, sent: ContinuousClock.Instant)? {
-        guard let rate = configuration.rate else {
+        guard let schedule = configuration.schedule else {
             if let deadline, ContinuousClock.now >= deadline { return nil }
             return stats.claim().map { ($0, ContinuousClock.now) }
         }
-        guard let index = stats.claim() else { return nil }
-        let due = started + .microseconds(Int64(Double(index) / rate * 1_000_000))
-        if let deadline, due >= deadline {
-            stats.stop(at: index)
-            return nil
+        while let index = stats.claim() {
+            guard let offset = schedule.due(index) else {
+                stats.stop(at: index)
+                return nil
+            }
+            let due = started + offset
+            if let allowed = configuration.allowedLag, due.duration(to: .now) > allowed {
+                stats.recordDropped(index: index)
+                continue
+            }
+            if due > .now { try? await Task.sleep(until: due) }
+            return (index, due)
         }
-        if due > .now { try? await Task.sleep(until: due) }
-        return (index, due)
+        return nil
     }
 
     // MARK: Verification
@@ -558,11 +586,13 @@ public struct LoadTest: Sendable {
         postgres: PostgresClient
     ) async throws -> [LoadTestReport.Invariant] {
         var invariants: [LoadTestReport.Invariant] = []
-        let sent = stats.sent
+        // Every index below `handedOut` was sent, or dropped by the generator for being late.
+        let handedOut = stats.handedOut
         let unanswered = Set(stats.unanswered)
         let rejected = Set(stats.rejectedIndices)
+        let dropped = Set(stats.droppedIndices)
         func isAccepted(_ index: Int) -> Bool {
-            index < sent && !unanswered.contains(index) && !rejected.contains(index)
+            index < handedOut && !unanswered.contains(index) && !rejected.contains(index) && !dropped.contains(index)
         }
 
         // 1. No double booking anywhere in the database (not only this run's slots).
@@ -649,7 +679,7 @@ public struct LoadTest: Sendable {
         // 4. Every accepted request: one inbox row (primary key) with a final outcome.
         var missing = 0
         var notFinal = 0
-        for index in 0..<sent where isAccepted(index) {
+        for index in 0..<handedOut where isAccepted(index) {
             guard let row = snapshot[index] else {
                 missing += 1
                 continue
@@ -678,9 +708,16 @@ public struct LoadTest: Sendable {
         return invariants
     }
 
+    /// How many transactions pgbench runs: as many as were sent, but an overload run sends
+    /// mostly what is refused, and 20,000 give pgbench's rate as well as 400,000 would.
+    private func pgbenchTransactions(sent: Int) -> Int {
+        max(1, configuration.recovery == nil ? sent : min(sent, 20_000))
+    }
+
     static func rounded(_ seconds: Double) -> Double { (seconds * 1000).rounded() / 1000 }
 
-    static func number(_ value: Double) -> String {
+    /// A figure for people: whole numbers without a fraction, others with one decimal.
+    public static func number(_ value: Double) -> String {
         value == value.rounded() ? String(Int(value)) : String(format: "%.1f", value)
     }
 }

@@ -54,6 +54,11 @@ public struct LoadTestConfiguration: Sendable {
     /// Streams per source when the system runs the sharded key layout (`LEASEHOLD_REDIS_SHARDS`);
     /// `nil` for the one-node layout.
     public var redisShards: Int?
+    /// An overload run's second phase: after `duration` at `rate` (the flood), this rate for this
+    /// long, to see the system back at full throughput. Needs `rate` and `duration`.
+    public var recovery: RateSchedule.Phase?
+    /// Health endpoints to probe every 100 ms while sending (``HealthProbe``).
+    public var probes: [HealthProbe.Target] = []
 
     public init(
         ingressURLs: [String] = ["http://127.0.0.1:8080"], input: LoadTestInput = .api, apiToken: String = "",
@@ -84,6 +89,21 @@ public struct LoadTestConfiguration: Sendable {
         self.redisPrefix = redisPrefix
         self.redisShards = redisShards
     }
+
+    /// When each request is due; `nil` for a closed loop.
+    public var schedule: RateSchedule? {
+        rate.map { RateSchedule(rate: $0, duration: duration, recovery: recovery) }
+    }
+
+    /// How late a fixed-rate client may send a request before it drops it instead (counted, never
+    /// sent): an overload run's generator falls behind on a machine it shares with what it
+    /// floods, and requests it sends seconds late would arrive in the recovery phase as more
+    /// flood. `nil` (other runs): every request goes out, however late, and its latency counts
+    /// from its due time.
+    public var allowedLag: Duration? { recovery == nil ? nil : .seconds(1) }
+
+    /// Whether one sample per answered request is kept: for a plot, or an overload run's report.
+    var recordsSamples: Bool { recordTimeline || recovery != nil }
 
     /// The most requests one run may send (Telegram update IDs reserve 7 digits for the index).
     public static let maximumRequests = RequestPlan.indexLimit
@@ -126,6 +146,21 @@ public struct LoadTestConfiguration: Sendable {
             return "one user per request would create more than 10000000 users: give --users"
         }
         if let rate, !(rate > 0 && rate.isFinite) { return "--rate must be a positive number of requests per second" }
+        if let recovery {
+            if rate == nil || duration == nil {
+                return "--recovery-rate and --recovery-duration follow a flood: give --rate and --duration too"
+            }
+            if !(recovery.rate > 0 && recovery.rate.isFinite) {
+                return "--recovery-rate must be a positive number of requests per second"
+            }
+            if !(recovery.duration >= .seconds(3) && recovery.duration <= .seconds(86_400)) {
+                return "--recovery-duration must be 3...86400 seconds"
+            }
+            if ingressOnly { return "--ingress-only awaits no outcome, so it cannot show recovery: leave one out" }
+        }
+        for probe in probes where !probe.url.hasPrefix("http://") {
+            return "--probe \(probe.url) must be a plain http:// URL"
+        }
         if ingressOnly && (redisURL ?? "").isEmpty {
             return
                 "--ingress-only needs the Redis URL (--redis-url or REDIS_URL) to remove the entries the run adds to the streams"

@@ -69,6 +69,21 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
     public var processes: ProcessUsage?
     /// Second by second, when the run recorded it (for `--plot`); not part of the JSON.
     public var timeline: LoadTestTimeline?
+    /// An overload run's figures (a flood, then a recovery phase).
+    public var overload: OverloadReport?
+    /// What the health probes (`--probe`) measured while sending.
+    public var health: [HealthProbe.Result] = []
+
+    /// Adds the overload run's memory checks, from the peak RSS of the ingress and worker
+    /// processes in ``processes`` (a no-op unless both are there).
+    public mutating func checkOverloadMemory() {
+        guard overload != nil, let processes else { return }
+        var peaks: [String: Double] = [:]
+        for role in ["ingress", "worker"] {
+            if let peak = processes.roles[role]?.peakRssMiB { peaks[role] = peak }
+        }
+        invariants += OverloadReport.memoryChecks(peakRSS: peaks)
+    }
 
     /// What an `--ingress-only` run removed from Redis.
     public struct BacklogRemoval: Sendable, Codable, Equatable {
@@ -187,6 +202,18 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
             }
         }
         if let processes { lines += processTable(processes, row: row) }
+        if let overload { lines += overload.lines }
+        if !health.isEmpty {
+            lines.append("health probes (a new connection every 100 ms while sending):")
+            for result in health {
+                lines.append(
+                    row(
+                        "  \(result.name)",
+                        "\(result.probes) probes, p50 \(result.latency.p50) ms, p99 \(result.latency.p99) ms, "
+                            + "max \(result.latency.max) ms, \(result.slow) over 100 ms"
+                            + " (target none: \(result.slow == 0 ? "met" : "NOT met")), \(result.failures) failed"))
+            }
+        }
         lines.append("invariants:")
         for invariant in invariants {
             let mark = !invariant.checked ? "SKIP" : (invariant.passed ? "ok  " : "FAIL")

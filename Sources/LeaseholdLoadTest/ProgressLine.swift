@@ -20,7 +20,7 @@ struct ProgressLine {
         last = (now, sent, completed)
         let elapsed = Int(started.duration(to: now).seconds)
         return "\(phase)  sent \(sent) (\(sendRate)/s)  accepted \(accepted)  completed \(completed) "
-            + "(\(completionRate)/s)  errors \(failed)  \(elapsed)s"
+            + "(\(completionRate)/s)  not accepted \(failed)  \(elapsed)s"
     }
 }
 

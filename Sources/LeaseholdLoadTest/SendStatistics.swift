@@ -2,7 +2,8 @@ import Histogram
 import NIOConcurrencyHelpers
 
 /// What the sending clients share: the next request index, the answer counters, the HTTP
-/// latency histogram and, for a plot, one timing sample per answered request.
+/// latency histograms (every answer, the accepted ones) and how late the generator sent, and,
+/// for a plot or an overload report, one timing sample per answered request.
 final class SendStatistics: Sendable {
     /// One answered request, for the latency-over-time plot.
     struct Sample: Sendable {
@@ -10,6 +11,9 @@ final class SendStatistics: Sendable {
         /// When it was (scheduled to be) sent, since the first request.
         var sentMilliseconds: UInt32
         var latencyMicroseconds: UInt32
+        /// How late the client sent it (part of the latency above).
+        var lagMicroseconds: UInt32 = 0
+        var status: UInt16
         var accepted: Bool
     }
 
@@ -25,7 +29,13 @@ final class SendStatistics: Sendable {
         var statuses: [Int: Int] = [:]
         var unanswered: [Int] = []
         var rejectedIndices: [Int] = []
+        /// Requests the generator did not send because it was already too late for them.
+        var droppedIndices: [Int] = []
         var latency = LatencySummary.makeHistogram()
+        var acceptedLatency = LatencySummary.makeHistogram()
+        var lag = LatencySummary.makeHistogram()
+        /// 503 answers without a `Retry-After` header.
+        var withoutRetryAfter = 0
         var samples: [Sample] = []
     }
 
@@ -59,10 +69,20 @@ final class SendStatistics: Sendable {
 
     /// Records an answer to request `index`. An `ambiguous` answer (a 503 saying the outcome is
     /// unknown) counts with the unanswered requests: it may have reached the stream.
-    func record(index: Int, status: Int, accepted: Bool, ambiguous: Bool = false, sentAt: Duration, latency: Duration) {
+    ///
+    /// - Parameters:
+    ///   - sentAt: when it was (scheduled to be) sent, since the first request.
+    ///   - lag: how much later than scheduled the client sent it (zero in a closed loop).
+    ///   - retryAfter: whether the answer had a `Retry-After` header (counted for 503s).
+    func record(
+        index: Int, status: Int, accepted: Bool, ambiguous: Bool = false, sentAt: Duration, latency: Duration,
+        lag: Duration = .zero, retryAfter: Bool = true
+    ) {
         let micros = UInt64(max(1, latency.microseconds))
         state.withLockedValue { state in
             state.sent += 1
+            if status == 503 && !retryAfter { state.withoutRetryAfter += 1 }
+            _ = state.lag.record(UInt64(max(1, lag.microseconds)))
             state.statuses[status, default: 0] += 1
             if accepted {
                 state.accepted += 1
@@ -74,11 +94,14 @@ final class SendStatistics: Sendable {
                 state.rejectedIndices.append(index)
             }
             _ = state.latency.record(micros)
+            if accepted { _ = state.acceptedLatency.record(micros) }
             if recordSamples {
                 state.samples.append(
                     Sample(
                         index: index, sentMilliseconds: UInt32(clamping: sentAt.microseconds / 1000),
-                        latencyMicroseconds: UInt32(clamping: micros), accepted: accepted))
+                        latencyMicroseconds: UInt32(clamping: micros),
+                        lagMicroseconds: UInt32(clamping: max(0, lag.microseconds)), status: UInt16(clamping: status),
+                        accepted: accepted))
             }
         }
     }
@@ -93,6 +116,16 @@ final class SendStatistics: Sendable {
         }
     }
 
+    /// Records a request the client did not send: it was due more than the allowed lag ago (the
+    /// load generator could not keep up). It is neither sent nor answered.
+    func recordDropped(index: Int) {
+        state.withLockedValue { $0.droppedIndices.append(index) }
+    }
+
+    /// Indices handed out so far: every request below this was sent or dropped.
+    var handedOut: Int { state.withLockedValue { min($0.next, $0.stopAt) } }
+    /// Indices of the requests dropped for being too late (see ``recordDropped(index:)``).
+    var droppedIndices: [Int] { state.withLockedValue { $0.droppedIndices } }
     var sent: Int { state.withLockedValue { $0.sent } }
     var accepted: Int { state.withLockedValue { $0.accepted } }
     var rejected: Int { state.withLockedValue { $0.rejected } }
@@ -105,6 +138,13 @@ final class SendStatistics: Sendable {
     /// Indices of requests answered with anything but the accepted status.
     var rejectedIndices: [Int] { state.withLockedValue { $0.rejectedIndices } }
     var httpLatency: LatencySummary { LatencySummary(state.withLockedValue { $0.latency }) }
+    /// HTTP latency of the accepted answers only.
+    var acceptedLatency: LatencySummary { LatencySummary(state.withLockedValue { $0.acceptedLatency }) }
+    /// How late the clients sent (actual send time − scheduled time): a large figure means the
+    /// load generator could not keep up with the rate asked of it.
+    var lag: LatencySummary { LatencySummary(state.withLockedValue { $0.lag }) }
+    /// 503 answers that came without a `Retry-After` header.
+    var withoutRetryAfter: Int { state.withLockedValue { $0.withoutRetryAfter } }
     var samples: [Sample] { state.withLockedValue { $0.samples } }
 
     /// Sent, accepted and failed (rejected + unanswered) so far.

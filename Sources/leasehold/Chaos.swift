@@ -14,6 +14,8 @@ final class DemoRoles: Sendable {
         var name: String
         var arguments: [String]
         var log: URL
+        /// Set for this process only, over the shared environment (e.g. a worker's metrics port).
+        var environment: [String: String] = [:]
     }
 
     private let executable: URL
@@ -37,7 +39,8 @@ final class DemoRoles: Sendable {
 
     func start(_ spec: Spec) throws {
         let process = try ChildProcess(
-            name: spec.name, executable: executable, arguments: spec.arguments, log: spec.log, environment: environment)
+            name: spec.name, executable: executable, arguments: spec.arguments, log: spec.log,
+            environment: environment.merging(spec.environment) { _, own in own })
         let all = state.withLock { roles -> [ChildProcess] in
             if let index = roles.firstIndex(where: { $0.spec.name == spec.name }) {
                 roles[index] = (spec, process)

@@ -21,7 +21,8 @@ struct DemoCommand: AsyncParsableCommand {
             bookings with a progress line (the load flags are those of `leasehold loadtest`: --input, --requests \
             or --duration, --rate, --plot, ...; the demo supplies the URLs, the API token and the Telegram \
             secret), prints the report (with the pgbench comparison), then stops everything (SIGTERM, in order). \
-            --ingress-only starts no worker and no supervisor and measures ingress alone (accepted requests per \
+            --overload floods the system at about three times what it processes (see its help) and reports \
+            how it sheds and recovers. --ingress-only starts no worker and no supervisor and measures ingress alone (accepted requests per \
             second; the run's entries are removed from Redis afterwards). --redis-cluster N runs Redis as a local \
             Redis Cluster of N masters (and --redis-cluster-replicas per master) instead of one node: every role \
             gets every node in REDIS_URL and LEASEHOLD_REDIS_SHARDS (N unless set), as on a cluster in \
@@ -73,6 +74,14 @@ struct DemoCommand: AsyncParsableCommand {
     func validate() throws {
         guard (1...64).contains(ingresses) else { throw ValidationError("--ingresses must be 1...64") }
         if chaos && load.ingressOnly { throw ValidationError("--chaos needs workers; leave out --ingress-only") }
+        if !overload { try load.validateRecovery() }
+        if overload {
+            if chaos { throw ValidationError("--overload and --chaos are separate runs: give one of them") }
+            if load.ingressOnly {
+                throw ValidationError("--overload measures recovery with workers; leave out --ingress-only")
+            }
+            if load.requests != nil { throw ValidationError("--overload runs for a --duration; leave out --requests") }
+        }
         if seed != nil && !chaos { throw ValidationError("--seed is for --chaos") }
         if let redisCluster {
             guard (3...16).contains(redisCluster) else { throw ValidationError("--redis-cluster must be 3...16") }
@@ -110,6 +119,28 @@ struct DemoCommand: AsyncParsableCommand {
 
     @Option(help: "Seed of the chaos schedule (default: random; the run prints it).")
     var seed: UInt64?
+
+    @Flag(
+        help: """
+            Overload benchmark: an open-loop flood (default --rate 6000 --duration 60, about three times what \
+            this 2-core machine processes, from at least 256 clients), then a recovery phase (default \
+            --recovery-rate of a sixth of --rate for --recovery-duration 20) with the ingress high-water mark at \
+            20000 entries (unless LEASEHOLD_STREAM_HIGH_WATER_MARK is set); /healthz and /readyz of every ingress \
+            and worker are probed every 100 ms throughout. Reports accepted, refused (503), p99 of the accepted, \
+            the peak RSS of ingress and worker, how soon after the flood the system was back at full \
+            throughput, each probe's answer times, and pgbench beside it (on at most 20000 transactions). Fails \
+            (exit 1) when an accepted request was lost or processed twice, a 503 came without Retry-After or a \
+            request went unanswered, a probe was answered anything but 200, the system did not recover before \
+            the run ended, or a peak RSS reached 100 MiB; the time targets (probes within 100 ms, recovery within \
+            5 s) are reported as met or not.
+            """)
+    var overload = false
+
+    /// The overload run's flood, unless given: about three times what this machine processes.
+    static let overloadRate = 6000.0
+    /// The clients an overload run sends from at least: enough in flight for the flood's rate
+    /// while answers slow down.
+    static let overloadConcurrency = 256
 
     func run() async throws {
         // Under chaos the notifiers deliver the bots' replies to a fake Bot API on loopback, which
@@ -179,11 +210,16 @@ struct DemoCommand: AsyncParsableCommand {
             environment["LEASEHOLD_INGRESS_EVENT_LOOP_THREADS"] = "1"
         }
         if chaos { environment.merge(ChaosSchedule.environment) { _, chaos in chaos } }
+        // The flood fills the backlog to the mark in seconds, and the recovery phase drains it.
+        if overload && (environment["LEASEHOLD_STREAM_HIGH_WATER_MARK"] ?? "").isEmpty {
+            environment["LEASEHOLD_STREAM_HIGH_WATER_MARK"] = "20000"
+        }
         if let botAPI {
             environment["TELEGRAM_API_BASE_URL"] = botAPI.url
             environment["TELEGRAM_BOT_TOKEN"] = FakeBotAPI.token
         }
         let roles = DemoRoles(executable: self_, environment: environment) { signals.track($0) }
+        let passed: Bool
         do {
             let client = PostgresClient(
                 configuration: PostgresConfiguration(connectionString: stack.postgresURL), size: 1)
@@ -199,11 +235,17 @@ struct DemoCommand: AsyncParsableCommand {
                         arguments: ["ingress", "--host", "127.0.0.1", "--port", String(port)],
                         log: logs.appendingPathComponent("ingress-\(index).log")))
             }
-            for index in 0..<workerCount {
+            // Under --overload each worker serves /healthz and /readyz for the probes.
+            let workerPorts = try (0..<workerCount).map { _ in overload ? try freeLoopbackPort() : nil }
+            for (index, port) in workerPorts.enumerated() {
                 try roles.start(
                     .init(
                         name: "worker-\(index)", arguments: ["worker", "--consumer-name", "demo-worker-\(index)"],
-                        log: logs.appendingPathComponent("worker-\(index).log")))
+                        log: logs.appendingPathComponent("worker-\(index).log"),
+                        environment: port.map {
+                            ["LEASEHOLD_METRICS_PORT": String($0), "LEASEHOLD_METRICS_HOST": "127.0.0.1"]
+                        }
+                            ?? [:]))
             }
             for index in 0..<supervisorCount {
                 try roles.start(
@@ -220,6 +262,10 @@ struct DemoCommand: AsyncParsableCommand {
             let urls = ports.map { "http://127.0.0.1:\($0)" }
             try await waitForHealth(urls, roles: roles.all)
             try await waitForWorkers(roles.named("worker-"), roles: roles.all)
+            // The probes start with the load: every worker's /readyz answers 200 first (the
+            // `worker started` line comes a moment before a worker counts itself as reading).
+            try await waitForHealth(
+                workerPorts.compactMap { $0.map { "http://127.0.0.1:\($0)" } }, path: "/readyz", roles: roles.all)
             Self.say(
                 "running: ingress ×\(ingresses) (\(urls.joined(separator: ", "))), "
                     + (load.ingressOnly
@@ -272,15 +318,39 @@ struct DemoCommand: AsyncParsableCommand {
                     count: 5, seed: seed, redisURL: redisURL, keys: redisKeys)
                 poisonRun = Task { await poison.send(over: .seconds(seconds)) }
             }
+            if overload {
+                if load.duration == nil { load.duration = 60 }
+                if load.rate == nil { load.rate = Self.overloadRate }
+                if load.recoveryRate == nil { load.recoveryRate = ((load.rate ?? Self.overloadRate) / 6).rounded() }
+                load.concurrency = max(load.concurrency, Self.overloadConcurrency)
+            }
+            var configuration = load.configuration(
+                urls: urls, apiToken: token, telegramSecret: telegramSecret, postgresURL: stack.postgresURL,
+                postgresLog: stack.postgresLog.path, redisURL: redisURL, redisPrefix: redisPrefix,
+                redisShards: redisShards)
+            if overload {
+                for (index, url) in urls.enumerated() {
+                    configuration.probes += ["healthz", "readyz"].map {
+                        HealthProbe.Target(name: "ingress-\(index) /\($0)", url: "\(url)/\($0)")
+                    }
+                }
+                for (index, port) in workerPorts.enumerated() {
+                    guard let port else { continue }
+                    configuration.probes += ["healthz", "readyz"].map {
+                        HealthProbe.Target(name: "worker-\(index) /\($0)", url: "http://127.0.0.1:\(port)/\($0)")
+                    }
+                }
+                let flood = "\(LoadTest.number(load.rate ?? 0))/s for \(load.duration ?? 0) s"
+                let recovery = "\(LoadTest.number(load.recoveryRate ?? 0))/s for \(load.recoveryDuration ?? 20) s"
+                let mark = environment["LEASEHOLD_STREAM_HIGH_WATER_MARK"] ?? "100000"
+                Self.say(
+                    "overload: \(flood) from \(load.concurrency) clients, then \(recovery); high-water mark \(mark); "
+                        + "probing \(configuration.probes.count) health endpoints every 100 ms")
+            }
             var report: LoadTestReport
             do {
-                report = try await LoadTest(
-                    configuration: load.configuration(
-                        urls: urls, apiToken: token, telegramSecret: telegramSecret, postgresURL: stack.postgresURL,
-                        postgresLog: stack.postgresLog.path, redisURL: redisURL, redisPrefix: redisPrefix,
-                        redisShards: redisShards),
-                    progress: progress, measurement: accounting
-                ).run()
+                report = try await LoadTest(configuration: configuration, progress: progress, measurement: accounting)
+                    .run()
             } catch {
                 progress.finish()
                 Self.say("error: \(error)")
@@ -295,8 +365,12 @@ struct DemoCommand: AsyncParsableCommand {
                     ? accounting.usage(count: report.accepted, basis: ProcessUsage.acceptedRequests)
                     : accounting.usage(
                         count: report.completed + report.unansweredButProcessed, basis: ProcessUsage.committedOutcomes)
+            report.checkOverloadMemory()
             load.writePlot(report, progress: progress)
             print(load.json ? report.json : report.table)
+            // Out before the progress notes on standard error that follow (a pipe buffers
+            // standard output, and the two would interleave).
+            fflush(nil)
             var chaosPassed = true
             if let chaosRun {
                 let faults = await chaosRun.value
@@ -344,12 +418,13 @@ struct DemoCommand: AsyncParsableCommand {
                     """)
                 await signals.next()
             }
-            await Self.stopAll(roles.all, stack: stack, cluster: cluster)
-            if !report.passed || !chaosPassed { throw ExitCode(1) }
+            passed = report.passed && chaosPassed
         } catch {
             await Self.stopAll(roles.all, stack: stack, cluster: cluster)
             throw error
         }
+        await Self.stopAll(roles.all, stack: stack, cluster: cluster)
+        if !passed { throw ExitCode(1) }
     }
 
     /// The processes to account for, by role: every child this demo started, PostgreSQL with its
@@ -380,13 +455,13 @@ struct DemoCommand: AsyncParsableCommand {
         FileHandle.standardError.write(Data("==> \(text)\n".utf8))
     }
 
-    private func waitForHealth(_ urls: [String], roles: [ChildProcess]) async throws {
+    private func waitForHealth(_ urls: [String], path: String = "/healthz", roles: [ChildProcess]) async throws {
         let deadline = ContinuousClock.now + .seconds(60)
         for url in urls {
             while true {
                 try Self.failIfAnyExited(roles)
-                if (try? await IngressProbe.status(of: url + "/healthz")) == 200 { break }
-                guard ContinuousClock.now < deadline else { throw ValidationError("\(url) never became healthy") }
+                if (try? await IngressProbe.status(of: url + path)) == 200 { break }
+                guard ContinuousClock.now < deadline else { throw ValidationError("\(url)\(path) never answered 200") }
                 try await Task.sleep(for: .milliseconds(100))
             }
         }

@@ -49,6 +49,7 @@ struct LoadTestCommand: AsyncParsableCommand {
     var postgresLog: String?
 
     func validate() throws {
+        try load.validateRecovery()
         if let problem = loadTestConfiguration().problem { throw ValidationError(problem) }
     }
 

@@ -34,6 +34,25 @@ struct LoadTestOptions: ParsableArguments {
     )
     var rate: Double?
 
+    @Option(
+        help: """
+            Overload run: after --duration at --rate (the flood), send at this rate (requests/s) for \
+            --recovery-duration, and report how the system shed the flood and how soon after it ended it was \
+            back at full throughput (refusals ended, every second committing at least 90% of what was sent).
+            """)
+    var recoveryRate: Double?
+
+    @Option(help: "Seconds of the overload run's recovery phase (default 20 with --recovery-rate).")
+    var recoveryDuration: Int?
+
+    @Option(
+        help: """
+            A health endpoint to ask every 100 ms while sending (a new connection each time, as an \
+            orchestrator's check does), e.g. http://127.0.0.1:8080/readyz; repeat for several. The report gives \
+            each one's p50, p99 and max answer time and the probes over 100 ms; any answer but 200 fails the run.
+            """)
+    var probe: [String] = []
+
     @Option(help: "Seconds to wait for outstanding outcomes after sending.")
     var waitTimeout: Int = 120
 
@@ -79,18 +98,31 @@ struct LoadTestOptions: ParsableArguments {
         }
     }
 
+    /// Refuses `--recovery-duration` without `--recovery-rate` (the demo's `--overload` supplies
+    /// the rate itself, so it checks this only without it).
+    func validateRecovery() throws {
+        if recoveryDuration != nil && recoveryRate == nil {
+            throw ValidationError("--recovery-duration needs --recovery-rate")
+        }
+    }
+
     /// The load test these flags describe.
     func configuration(
         urls: [String], apiToken: String, telegramSecret: String, postgresURL: String, postgresLog: String? = nil,
         redisURL: String? = nil, redisPrefix: String = "lh:", redisShards: Int? = nil
     ) -> LoadTestConfiguration {
-        LoadTestConfiguration(
+        var configuration = LoadTestConfiguration(
             ingressURLs: urls, input: input ?? .api, apiToken: apiToken, telegramSecret: telegramSecret,
             postgresURL: postgresURL, slots: slots, requestsPerSlot: perSlot, users: users, requestCount: requests,
             duration: duration.map { .seconds($0) }, concurrency: concurrency, rate: rate,
             completionTimeout: .seconds(waitTimeout), postgresLog: postgresLog, pgbench: !noPgbench,
             recordTimeline: plot != nil, ingressOnly: ingressOnly, redisURL: redisURL, redisPrefix: redisPrefix,
             redisShards: redisShards)
+        configuration.recovery = recoveryRate.map {
+            RateSchedule.Phase(rate: $0, duration: .seconds(recoveryDuration ?? 20))
+        }
+        configuration.probes += probe.map { HealthProbe.Target(name: $0, url: $0) }
+        return configuration
     }
 
     /// Writes the plot when `--plot` asked for one; a failure is reported, not fatal (the report

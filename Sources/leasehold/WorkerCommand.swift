@@ -112,7 +112,13 @@ struct WorkerCommand: AsyncParsableCommand {
             registry: registry, role: "worker", logger: logger,
             ready: {
                 guard worker.isReading else { return false }
-                return (try? await redis.send("PING")) != nil
+                do {
+                    _ = try await redis.send("PING")
+                    return true
+                } catch {
+                    logger.warning("not ready: Redis does not answer", metadata: ["error": "\(error)"])
+                    return false
+                }
             })
         {
             services.append(endpoint)

@@ -21,6 +21,14 @@ struct IngressEnqueueTests {
     static func withIngress(
         redis: RedisConfiguration? = nil, _ body: @escaping @Sendable (String, RedisKeys) async throws -> Void
     ) async throws {
+        try await withIngress(redis: redis) { base, keys, _ in try await body(base, keys) }
+    }
+
+    /// The same, and `body` also gets the reactor the request handlers and Redis run on.
+    static func withIngress(
+        redis: RedisConfiguration? = nil,
+        _ body: @escaping @Sendable (String, RedisKeys, Reactor) async throws -> Void
+    ) async throws {
         let port = try freeLoopbackPort()
         let keys = RedisKeys(prefix: IntegrationEnvironment.uniqueName("lh_test") + ":")
         let configuration = IngressConfiguration(
@@ -45,7 +53,7 @@ struct IngressEnqueueTests {
                 guard ContinuousClock.now < deadline else { throw TestSetupError("ingress did not start on \(base)") }
                 try await Task.sleep(for: .milliseconds(50))
             }
-            try await body(base, keys)
+            try await body(base, keys, reactor)
         } catch {
             outcome = .failure(error)
         }
