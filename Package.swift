@@ -1,8 +1,8 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-// One target per layer: C modules → safe wrappers → queue machinery / domain → roles → executable.
-// `ls Sources` is the architecture diagram.
+// One target per layer: core (no I/O) and C modules → safe wrappers → queue machinery / domain →
+// roles → executable. `ls Sources` is the architecture diagram.
 //
 // Every module a target imports is in its `dependencies`, and nothing else is: `.ci/import-check`
 // fails CI otherwise (SwiftPM lets a target import whatever its dependencies bring along).
@@ -54,6 +54,13 @@ let package = Package(
             providers: [.apt(["libhiredis-dev"])]
         ),
 
+        // MARK: Core
+        // What every layer shares and no I/O: Duration in milliseconds and friends, the retry policy
+        // and its decision, the seeded random generator, the deferred-metadata log handler.
+        .target(
+            name: "LeaseholdCore", dependencies: [.product(name: "Logging", package: "swift-log")],
+            swiftSettings: defaultSwiftSettings),
+
         // MARK: Safe wrappers
         // NIOConcurrencyHelpers for its pthread-based lock: ThreadSanitizer understands it, while it
         // reports false "Swift access races" inside the stdlib's futex-based Synchronization.Mutex.
@@ -64,7 +71,8 @@ let package = Package(
             name: "LeaseholdPostgres",
             dependencies: [
                 // LeaseholdReactor: PostgresAsyncConnection drives non-blocking libpq from a Reactor.
-                "CLibPQ", "ConnectionPool", "LeaseholdReactor", .product(name: "Logging", package: "swift-log"),
+                "CLibPQ", "ConnectionPool", "LeaseholdCore", "LeaseholdReactor",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             swiftSettings: defaultSwiftSettings
@@ -73,7 +81,7 @@ let package = Package(
             name: "LeaseholdRedis",
             dependencies: [
                 // LeaseholdReactor: RedisAsyncConnection drives non-blocking hiredis from a Reactor.
-                "CHiredis", "ConnectionPool", "LeaseholdReactor",
+                "CHiredis", "ConnectionPool", "LeaseholdCore", "LeaseholdReactor",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             swiftSettings: defaultSwiftSettings
@@ -85,14 +93,14 @@ let package = Package(
         // awaiting them on one thread (see Reactor.swift for why).
         .target(
             name: "LeaseholdReactor",
-            dependencies: ["CLinux", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            dependencies: ["CLinux", "LeaseholdCore", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
             swiftSettings: defaultSwiftSettings
         ),
 
         // MARK: Queue machinery and domain
         .target(
             name: "LeaseholdQueue",
-            dependencies: ["LeaseholdRedis", "LeaseholdPostgres", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["LeaseholdRedis", "LeaseholdPostgres"],
             swiftSettings: defaultSwiftSettings
         ),
         .target(name: "LeaseholdDomain", dependencies: ["LeaseholdPostgres"], swiftSettings: defaultSwiftSettings),
@@ -105,7 +113,8 @@ let package = Package(
         .target(
             name: "LeaseholdIngress",
             dependencies: [
-                "LeaseholdQueue", "LeaseholdDomain", "LeaseholdIngressDecoding", "LeaseholdReactor", "LeaseholdRedis",
+                "LeaseholdCore", "LeaseholdQueue", "LeaseholdDomain", "LeaseholdIngressDecoding", "LeaseholdReactor",
+                "LeaseholdRedis",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
@@ -122,7 +131,8 @@ let package = Package(
         .target(
             name: "LeaseholdWorker",
             dependencies: [
-                "LeaseholdQueue", "LeaseholdDomain", "LeaseholdPostgres", "LeaseholdReactor", "LeaseholdRedis",
+                "LeaseholdCore", "LeaseholdQueue", "LeaseholdDomain", "LeaseholdPostgres", "LeaseholdReactor",
+                "LeaseholdRedis",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -132,7 +142,7 @@ let package = Package(
         .target(
             name: "LeaseholdSupervisor",
             dependencies: [
-                "LeaseholdQueue", "LeaseholdPostgres", "LeaseholdRedis",
+                "LeaseholdCore", "LeaseholdQueue", "LeaseholdPostgres", "LeaseholdRedis",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -142,7 +152,7 @@ let package = Package(
         .target(
             name: "LeaseholdNotifier",
             dependencies: [
-                "LeaseholdPostgres", "LeaseholdQueue",
+                "LeaseholdCore", "LeaseholdPostgres",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -157,7 +167,8 @@ let package = Package(
             name: "LeaseholdOps",
             dependencies: [
                 // CLinux: posix_spawn's closefrom action for ChildProcess.
-                "CLinux", "LeaseholdPostgres", "LeaseholdRedis", .product(name: "Logging", package: "swift-log"),
+                "CLinux", "LeaseholdCore", "LeaseholdPostgres", "LeaseholdRedis",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -186,8 +197,8 @@ let package = Package(
             name: "LeaseholdLoadTest",
             dependencies: [
                 // LeaseholdReactor: the sending clients' HTTP connections run on one (LoadHTTPConnection).
-                "LeaseholdOps", "LeaseholdDomain", "LeaseholdPostgres", "LeaseholdQueue", "LeaseholdReactor",
-                "LeaseholdRedis",
+                "LeaseholdCore", "LeaseholdOps", "LeaseholdDomain", "LeaseholdPostgres", "LeaseholdQueue",
+                "LeaseholdReactor", "LeaseholdRedis",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -201,7 +212,8 @@ let package = Package(
             name: "leasehold",
             dependencies: [
                 "LeaseholdOps", "LeaseholdIngress", "LeaseholdWorker", "LeaseholdSupervisor", "LeaseholdNotifier",
-                "LeaseholdLoadTest", "LeaseholdConsole", "LeaseholdQueue", "LeaseholdDomain", "LeaseholdPostgres",
+                "LeaseholdLoadTest", "LeaseholdConsole", "LeaseholdCore", "LeaseholdQueue", "LeaseholdDomain",
+                "LeaseholdPostgres",
                 "LeaseholdReactor", "LeaseholdRedis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 // The ingress command runs the Hummingbird application LeaseholdIngress builds.
@@ -234,6 +246,11 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(
+            name: "LeaseholdCoreTests",
+            dependencies: ["LeaseholdCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: defaultSwiftSettings
+        ),
+        .testTarget(
             name: "LeaseholdReactorTests",
             dependencies: [
                 "LeaseholdReactor", "LeaseholdTesting", "CLibPQ",
@@ -259,7 +276,8 @@ let package = Package(
         .testTarget(
             name: "LeaseholdSupervisorTests",
             dependencies: [
-                "LeaseholdSupervisor", "LeaseholdQueue", "LeaseholdPostgres", "LeaseholdReactor", "LeaseholdRedis",
+                "LeaseholdSupervisor", "LeaseholdCore", "LeaseholdQueue", "LeaseholdPostgres", "LeaseholdReactor",
+                "LeaseholdRedis",
                 "LeaseholdTesting", "LeaseholdOps", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: defaultSwiftSettings
@@ -274,7 +292,9 @@ let package = Package(
             dependencies: [
                 "LeaseholdIngress", "LeaseholdIngressDecoding", "LeaseholdDomain", "LeaseholdQueue", "LeaseholdReactor",
                 "LeaseholdRedis", "LeaseholdTesting", "LeaseholdOps",
-                // TelegramBodyTests damages updates with the load test's seeded generator.
+                // TelegramBodyTests damages updates with the seeded generator.
+                "LeaseholdCore",
+                // AnswerOutcomeTests checks how the load test reads ingress's answers.
                 "LeaseholdLoadTest",
                 // IngressEnqueueTests runs the application in the test process, in a ServiceGroup.
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -289,7 +309,7 @@ let package = Package(
         .testTarget(
             name: "LeaseholdNotifierTests",
             dependencies: [
-                "LeaseholdNotifier", "LeaseholdTesting", "LeaseholdPostgres", "LeaseholdQueue", "LeaseholdOps",
+                "LeaseholdNotifier", "LeaseholdCore", "LeaseholdTesting", "LeaseholdPostgres", "LeaseholdOps",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
@@ -298,7 +318,8 @@ let package = Package(
         .testTarget(
             name: "LeaseholdSystemTests",
             dependencies: [
-                "LeaseholdTesting", "LeaseholdWorker", "LeaseholdQueue", "LeaseholdDomain", "LeaseholdPostgres",
+                "LeaseholdTesting", "LeaseholdWorker", "LeaseholdCore", "LeaseholdQueue", "LeaseholdDomain",
+                "LeaseholdPostgres",
                 "LeaseholdRedis", "LeaseholdOps", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: defaultSwiftSettings
