@@ -1,8 +1,17 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-// One target per layer: C modules → safe wrappers → queue machinery / domain → roles → executable.
-// `ls Sources` is the architecture diagram.
+// One target per layer: core (no I/O) and C modules → safe wrappers → queue machinery / domain →
+// roles → executable. `ls Sources` is the architecture diagram.
+//
+// Every module a target imports is in its `dependencies`, and nothing else is: `.ci/import-check`
+// fails CI otherwise (SwiftPM lets a target import whatever its dependencies bring along).
+
+// The one list of compiler settings, for every Swift target.
+let defaultSwiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6)
+]
+
 let package = Package(
     name: "leasehold",
     platforms: [.macOS(.v15)],
@@ -45,25 +54,37 @@ let package = Package(
             providers: [.apt(["libhiredis-dev"])]
         ),
 
+        // MARK: Core
+        // What every layer shares and no I/O: Duration in milliseconds and friends, the retry policy
+        // and its decision, the seeded random generator, the deferred-metadata log handler.
+        .target(
+            name: "LeaseholdCore", dependencies: [.product(name: "Logging", package: "swift-log")],
+            swiftSettings: defaultSwiftSettings),
+
         // MARK: Safe wrappers
         // NIOConcurrencyHelpers for its pthread-based lock: ThreadSanitizer understands it, while it
         // reports false "Swift access races" inside the stdlib's futex-based Synchronization.Mutex.
-        .target(name: "ConnectionPool", dependencies: [.product(name: "NIOConcurrencyHelpers", package: "swift-nio")]),
+        .target(
+            name: "ConnectionPool", dependencies: [.product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            swiftSettings: defaultSwiftSettings),
         .target(
             name: "LeaseholdPostgres",
             dependencies: [
                 // LeaseholdReactor: PostgresAsyncConnection drives non-blocking libpq from a Reactor.
-                "CLibPQ", "ConnectionPool", "LeaseholdReactor", .product(name: "Logging", package: "swift-log"),
+                "CLibPQ", "ConnectionPool", "LeaseholdCore", "LeaseholdReactor",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: defaultSwiftSettings
         ),
         .target(
             name: "LeaseholdRedis",
             dependencies: [
                 // LeaseholdReactor: RedisAsyncConnection drives non-blocking hiredis from a Reactor.
-                "CHiredis", "ConnectionPool", "LeaseholdReactor", .product(name: "Logging", package: "swift-log"),
+                "CHiredis", "ConnectionPool", "LeaseholdCore", "LeaseholdReactor",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: defaultSwiftSettings
         ),
 
         // Linux calls Swift's Glibc module leaves out (epoll, eventfd, posix_spawn's closefrom).
@@ -72,24 +93,28 @@ let package = Package(
         // awaiting them on one thread (see Reactor.swift for why).
         .target(
             name: "LeaseholdReactor",
-            dependencies: ["CLinux", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]
+            dependencies: ["CLinux", "LeaseholdCore", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            swiftSettings: defaultSwiftSettings
         ),
 
         // MARK: Queue machinery and domain
         .target(
             name: "LeaseholdQueue",
-            dependencies: ["LeaseholdRedis", "LeaseholdPostgres", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["LeaseholdRedis", "LeaseholdPostgres"],
+            swiftSettings: defaultSwiftSettings
         ),
-        .target(name: "LeaseholdDomain", dependencies: ["LeaseholdPostgres"]),
+        .target(name: "LeaseholdDomain", dependencies: ["LeaseholdPostgres"], swiftSettings: defaultSwiftSettings),
 
         // MARK: Roles
         // The ingress request bodies without HTTP (strict JSON, decoding, validation): ingress and
         // its fuzz target share them.
-        .target(name: "LeaseholdIngressDecoding", dependencies: ["LeaseholdDomain"]),
+        .target(
+            name: "LeaseholdIngressDecoding", dependencies: ["LeaseholdDomain"], swiftSettings: defaultSwiftSettings),
         .target(
             name: "LeaseholdIngress",
             dependencies: [
-                "LeaseholdQueue", "LeaseholdDomain", "LeaseholdIngressDecoding", "LeaseholdReactor", "LeaseholdRedis",
+                "LeaseholdCore", "LeaseholdQueue", "LeaseholdDomain", "LeaseholdIngressDecoding", "LeaseholdReactor",
+                "LeaseholdRedis",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
@@ -99,31 +124,37 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-            ]
+            ],
+            swiftSettings: defaultSwiftSettings
         ),
         .target(
             name: "LeaseholdWorker",
             dependencies: [
-                "LeaseholdQueue", "LeaseholdDomain", "LeaseholdReactor",
+                "LeaseholdCore", "LeaseholdQueue", "LeaseholdDomain", "LeaseholdPostgres", "LeaseholdReactor",
+                "LeaseholdRedis",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
-            ]
+            ],
+            swiftSettings: defaultSwiftSettings
         ),
         .target(
             name: "LeaseholdSupervisor",
             dependencies: [
-                "LeaseholdQueue", "LeaseholdDomain", .product(name: "Logging", package: "swift-log"),
+                "LeaseholdCore", "LeaseholdQueue", "LeaseholdPostgres", "LeaseholdRedis",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
-            ]
+            ],
+            swiftSettings: defaultSwiftSettings
         ),
         .target(
             name: "LeaseholdNotifier",
             dependencies: [
-                "LeaseholdPostgres", "LeaseholdQueue",
+                "LeaseholdCore", "LeaseholdPostgres",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -131,20 +162,23 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
-            ]
+            ],
+            swiftSettings: defaultSwiftSettings
         ),
         .target(
             name: "LeaseholdOps",
             dependencies: [
                 // CLinux: posix_spawn's closefrom action for ChildProcess.
-                "CLinux", "LeaseholdPostgres", "LeaseholdRedis", .product(name: "Logging", package: "swift-log"),
+                "CLinux", "LeaseholdCore", "LeaseholdPostgres", "LeaseholdRedis",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 // Metrics: LogOutput counts the log lines it drops.
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: defaultSwiftSettings
         ),
 
         // MARK: Ops console (leasehold console)
@@ -157,22 +191,22 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: defaultSwiftSettings
         ),
 
         .target(
             name: "LeaseholdLoadTest",
             dependencies: [
                 // LeaseholdReactor: the sending clients' HTTP connections run on one (LoadHTTPConnection).
-                "LeaseholdOps", "LeaseholdDomain", "LeaseholdPostgres", "LeaseholdQueue", "LeaseholdReactor",
-                "LeaseholdRedis",
+                "LeaseholdCore", "LeaseholdOps", "LeaseholdDomain", "LeaseholdPostgres", "LeaseholdQueue",
+                "LeaseholdReactor", "LeaseholdRedis",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: defaultSwiftSettings
         ),
 
         // MARK: Executable
@@ -180,18 +214,25 @@ let package = Package(
             name: "leasehold",
             dependencies: [
                 "LeaseholdOps", "LeaseholdIngress", "LeaseholdWorker", "LeaseholdSupervisor", "LeaseholdNotifier",
-                "LeaseholdLoadTest", "LeaseholdConsole", "LeaseholdReactor", "LeaseholdRedis",
+                "LeaseholdLoadTest", "LeaseholdConsole", "LeaseholdCore", "LeaseholdQueue", "LeaseholdDomain",
+                "LeaseholdPostgres",
+                "LeaseholdReactor", "LeaseholdRedis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                // The ingress command runs the Hummingbird application LeaseholdIngress builds.
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            swiftSettings: defaultSwiftSettings
         ),
 
         // libFuzzer target for the ingress body decoders; see .ci/fuzz. Without the fuzz flags it is
         // a replayer: `IngressFuzz FILE…` runs files (a crash reproducer, the corpus) through them.
-        .executableTarget(name: "IngressFuzz", dependencies: ["LeaseholdIngressDecoding", "LeaseholdDomain"]),
+        .executableTarget(
+            name: "IngressFuzz", dependencies: ["LeaseholdIngressDecoding", "LeaseholdDomain"],
+            swiftSettings: defaultSwiftSettings),
 
         // MARK: Test support, shipped as a library like HummingbirdTesting
         .target(
@@ -199,48 +240,64 @@ let package = Package(
             dependencies: [
                 "LeaseholdOps", "LeaseholdPostgres", "LeaseholdQueue", "LeaseholdRedis", "LeaseholdReactor",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: defaultSwiftSettings
         ),
 
         // MARK: Tests
         .testTarget(
+            name: "LeaseholdCoreTests",
+            dependencies: ["LeaseholdCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: defaultSwiftSettings
+        ),
+        .testTarget(
             name: "LeaseholdReactorTests",
-            dependencies: ["LeaseholdReactor", "LeaseholdPostgres", "LeaseholdTesting", "CLibPQ"]
+            dependencies: [
+                "LeaseholdReactor", "LeaseholdTesting", "CLibPQ",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: defaultSwiftSettings
         ),
         .testTarget(
             name: "LeaseholdPostgresTests",
-            dependencies: ["LeaseholdPostgres", "LeaseholdReactor", "LeaseholdTesting"]
+            dependencies: ["LeaseholdPostgres", "LeaseholdReactor", "LeaseholdTesting", "ConnectionPool"],
+            swiftSettings: defaultSwiftSettings
         ),
         .testTarget(
             name: "LeaseholdRedisTests",
-            dependencies: ["LeaseholdRedis", "LeaseholdReactor", "LeaseholdTesting", "LeaseholdOps"]
+            dependencies: ["LeaseholdRedis", "LeaseholdReactor", "LeaseholdTesting", "LeaseholdOps"],
+            swiftSettings: defaultSwiftSettings
         ),
         .testTarget(name: "LeaseholdLoadTestTests", dependencies: ["LeaseholdLoadTest"]),
         .testTarget(
             name: "LeaseholdOpsTests",
-            dependencies: ["LeaseholdOps", "LeaseholdTesting"]
+            dependencies: ["LeaseholdOps", "LeaseholdPostgres", "LeaseholdRedis", "LeaseholdTesting"],
+            swiftSettings: defaultSwiftSettings
         ),
         .testTarget(
             name: "LeaseholdSupervisorTests",
             dependencies: [
-                "LeaseholdSupervisor", "LeaseholdQueue", "LeaseholdRedis", "LeaseholdTesting", "LeaseholdOps",
-                .product(name: "Logging", package: "swift-log"),
-            ]
+                "LeaseholdSupervisor", "LeaseholdCore", "LeaseholdQueue", "LeaseholdPostgres", "LeaseholdReactor",
+                "LeaseholdRedis",
+                "LeaseholdTesting", "LeaseholdOps", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: defaultSwiftSettings
         ),
         .testTarget(
             name: "LeaseholdDomainTests",
-            dependencies: ["LeaseholdDomain", "LeaseholdPostgres", "LeaseholdOps", "LeaseholdTesting"]
+            dependencies: ["LeaseholdDomain", "LeaseholdPostgres", "LeaseholdOps", "LeaseholdTesting"],
+            swiftSettings: defaultSwiftSettings
         ),
         .testTarget(
             name: "LeaseholdIngressTests",
             dependencies: [
-                "LeaseholdIngress", "LeaseholdIngressDecoding", "LeaseholdQueue", "LeaseholdReactor", "LeaseholdRedis",
-                "LeaseholdTesting", "LeaseholdOps",
-                // TelegramBodyTests damages updates with the load test's seeded generator.
+                "LeaseholdIngress", "LeaseholdIngressDecoding", "LeaseholdDomain", "LeaseholdQueue", "LeaseholdReactor",
+                "LeaseholdRedis", "LeaseholdTesting", "LeaseholdOps",
+                // TelegramBodyTests damages updates with the seeded generator.
+                "LeaseholdCore",
+                // AnswerOutcomeTests checks how the load test reads ingress's answers.
                 "LeaseholdLoadTest",
                 // IngressEnqueueTests runs the application in the test process, in a ServiceGroup.
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -249,22 +306,26 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: defaultSwiftSettings
         ),
         .testTarget(
             name: "LeaseholdNotifierTests",
             dependencies: [
-                "LeaseholdNotifier", "LeaseholdTesting", "LeaseholdPostgres", "LeaseholdQueue", "LeaseholdOps",
+                "LeaseholdNotifier", "LeaseholdCore", "LeaseholdTesting", "LeaseholdPostgres", "LeaseholdOps",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: defaultSwiftSettings
         ),
         .testTarget(
             name: "LeaseholdSystemTests",
             dependencies: [
-                "LeaseholdTesting", "LeaseholdWorker", "LeaseholdQueue", "LeaseholdDomain", "LeaseholdPostgres",
-                "LeaseholdRedis", "LeaseholdOps",
-            ]
+                "LeaseholdTesting", "LeaseholdWorker", "LeaseholdCore", "LeaseholdQueue", "LeaseholdDomain",
+                "LeaseholdPostgres",
+                "LeaseholdRedis", "LeaseholdOps", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: defaultSwiftSettings
         ),
         .testTarget(
             name: "LeaseholdConsoleTests",
@@ -277,7 +338,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: defaultSwiftSettings
         ),
         .testTarget(
             name: "LeaseholdDeploymentTests",
@@ -287,8 +349,8 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: defaultSwiftSettings
         ),
-    ],
-    swiftLanguageModes: [.v6]
+    ]
 )

@@ -1,5 +1,6 @@
 import Hummingbird
 import HummingbirdCore
+import LeaseholdCore
 import LeaseholdQueue
 import LeaseholdReactor
 import LeaseholdRedis

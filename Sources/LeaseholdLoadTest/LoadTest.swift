@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Histogram
+import LeaseholdCore
 import LeaseholdDomain
 import LeaseholdPostgres
 import LeaseholdQueue

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import LeaseholdCore
 import LeaseholdDomain
 import LeaseholdPostgres
 import NIOCore

@@ -1,4 +1,5 @@
 import Foundation
+import LeaseholdCore
 import LeaseholdOps
 import NIOConcurrencyHelpers
 

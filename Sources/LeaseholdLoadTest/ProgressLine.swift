@@ -1,3 +1,4 @@
+import LeaseholdCore
 import NIOConcurrencyHelpers
 
 /// The live progress line: sent, accepted, completed, failed, and the current rates (over the

@@ -1,4 +1,5 @@
 import Histogram
+import LeaseholdCore
 import NIOConcurrencyHelpers
 
 /// What the sending clients share: the next request index, the answer counters, the HTTP

@@ -1,6 +1,6 @@
 import AsyncHTTPClient
 import Foundation
-import LeaseholdQueue
+import LeaseholdCore
 import NIOCore
 import NIOHTTP1
 

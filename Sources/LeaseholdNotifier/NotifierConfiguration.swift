@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdQueue
+import LeaseholdCore
 
 /// How a notifier runs. Every field but the token has a default; `leasehold notifier` fills them
 /// from flags and the environment.

@@ -1,4 +1,4 @@
-import LeaseholdQueue
+import LeaseholdCore
 import Metrics
 
 /// The notifier's metrics (swift-metrics; Prometheus text on `/metrics`).

@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdQueue
+import LeaseholdCore
 
 /// What becomes of a claimed outbox row after its Bot API call: the decision, as a pure function of
 /// the call's ``BotAPIOutcome``, the attempt number and the retry policy.

@@ -1,6 +1,6 @@
 import Foundation
+import LeaseholdCore
 import LeaseholdPostgres
-import LeaseholdQueue
 
 /// The notifier's SQL: claiming outbox rows, recording results, reading the backlog.
 ///

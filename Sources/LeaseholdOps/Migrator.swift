@@ -1,4 +1,5 @@
 import Foundation
+import LeaseholdCore
 import LeaseholdPostgres
 import Logging
 
@@ -117,8 +118,7 @@ public struct Migrator: Sendable {
                         """
                         INSERT INTO schema_migrations (version, name, checksum, execution_ms)
                         VALUES (\(migration.version), \(migration.name), \(checksums[migration.version]!),
-                                \(Int32(clamping: elapsed.components.seconds * 1000
-                                    + elapsed.components.attoseconds / 1_000_000_000_000_000)))
+                                \(Int32(clamping: elapsed.milliseconds)))
                         """)
                 }
             } catch {

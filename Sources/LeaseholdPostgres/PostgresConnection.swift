@@ -1,6 +1,7 @@
 import CLibPQ
 import ConnectionPool
 import Foundation
+import LeaseholdCore
 import NIOConcurrencyHelpers
 
 /// One libpq connection (`PGconn`), with a blocking, synchronous API.
@@ -252,8 +253,7 @@ public struct PostgresTransactionOptions: Sendable {
 
     private static func milliseconds(_ duration: Duration?) -> String {
         guard let duration else { return "0" }
-        let (seconds, attoseconds) = duration.components
-        return String(max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000))
+        return String(max(1, duration.milliseconds))
     }
 }
 

@@ -1,5 +1,6 @@
 import CLinux
 import Foundation
+import LeaseholdCore
 import NIOConcurrencyHelpers
 
 /// One thread that is both an I/O loop (`epoll` over file descriptors) and an executor for Swift
@@ -320,10 +321,7 @@ public final class Reactor: TaskExecutor, @unchecked Sendable {
             if let deadline = wait.deadline, nearest.map({ deadline < $0 }) ?? true { nearest = deadline }
         }
         guard let nearest else { return -1 }
-        let (seconds, attoseconds) = ContinuousClock.now.duration(to: nearest).components
-        guard seconds >= 0, seconds > 0 || attoseconds > 0 else { return 0 }
-        let milliseconds = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
-        return Int32(clamping: milliseconds)
+        return Int32(clamping: max(0, ContinuousClock.now.duration(to: nearest).millisecondsRoundedUp))
     }
 
     /// Ends every wait whose deadline has passed (they return `false`, or `true` when the

@@ -1,4 +1,5 @@
 import Foundation
+import LeaseholdCore
 
 /// A RESP2 reply, copied out of hiredis's `redisReply` before it was freed.
 public enum RedisValue: Sendable, Equatable {
@@ -110,7 +111,6 @@ public struct RedisCommand: Sendable, Equatable {
 extension Duration {
     /// Whole milliseconds, at least 1 (Redis `PX`, `BLOCK` and timeouts take milliseconds).
     public var redisMilliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+        max(1, milliseconds)
     }
 }

@@ -1,3 +1,4 @@
+import LeaseholdCore
 import LeaseholdQueue
 
 /// How a supervisor runs. Every field has a default; `leasehold supervisor` fills them from flags

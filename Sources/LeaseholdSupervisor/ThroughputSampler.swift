@@ -1,4 +1,5 @@
 import Foundation
+import LeaseholdCore
 import LeaseholdPostgres
 import LeaseholdQueue
 import LeaseholdRedis
@@ -59,7 +60,7 @@ public struct ThroughputSampler: Sendable {
         let status = try await QueueStatus.read(
             keys: keys, sources: sources, now: now, redis: redis, postgres: postgres)
         let backlog = status.streams.reduce(status.retryBacklog) { $0 + $1.pending + ($1.undelivered ?? 0) }
-        let seconds = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
+        let seconds = interval.seconds
         let processed = try await postgres.query(
             "SELECT count(*) FROM inbox WHERE processed_at > now() - make_interval(secs => \(seconds))"
         ).single().decode(Int64.self, at: 0)

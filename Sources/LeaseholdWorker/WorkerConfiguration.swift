@@ -1,4 +1,5 @@
 import Foundation
+import LeaseholdCore
 import LeaseholdDomain
 import LeaseholdQueue
 

@@ -1,4 +1,5 @@
 import Foundation
+import LeaseholdCore
 import LeaseholdLoadTest
 import LeaseholdOps
 import LeaseholdPostgres

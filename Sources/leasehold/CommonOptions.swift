@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LeaseholdCore
 import LeaseholdOps
 import LeaseholdPostgres
 import LeaseholdQueue

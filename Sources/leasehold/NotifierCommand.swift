@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LeaseholdCore
 import LeaseholdNotifier
 import LeaseholdOps
 import LeaseholdPostgres

@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdLoadTest
+import LeaseholdCore
 
 @testable import LeaseholdIngressDecoding
 

@@ -1,6 +1,6 @@
 import Foundation
+import LeaseholdCore
 import LeaseholdNotifier
-import LeaseholdQueue
 import Testing
 
 /// What happens to a row after its call: final, retried with backoff, paused, or handed back.

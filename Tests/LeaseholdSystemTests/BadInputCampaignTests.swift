@@ -1,4 +1,5 @@
 import Foundation
+import LeaseholdCore
 import LeaseholdOps
 import LeaseholdTesting
 import Testing
@@ -352,8 +353,7 @@ final class RawConnection {
         while ContinuousClock.now < deadline {
             let left = deadline - ContinuousClock.now
             var poller = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
-            let milliseconds = Int32(
-                max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
+            let milliseconds = Int32(max(1, left.milliseconds))
             guard poll(&poller, 1, milliseconds) > 0 else { continue }
             let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
             if count <= 0 { return (String(decoding: received, as: UTF8.self), true) }

@@ -1,4 +1,4 @@
-import LeaseholdQueue
+import LeaseholdCore
 import Logging
 import Synchronization
 import Testing

@@ -1,5 +1,5 @@
-/// A `RandomNumberGenerator` that repeats for a seed (SplitMix64), so a chaos schedule can be
-/// run again exactly.
+/// A `RandomNumberGenerator` that repeats for a seed (SplitMix64), so that a chaos schedule, a
+/// load test's payment faults or a test's jitter can be run again exactly.
 public struct SeededGenerator: RandomNumberGenerator {
     private var state: UInt64
 

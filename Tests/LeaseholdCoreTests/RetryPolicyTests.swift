@@ -1,6 +1,5 @@
 import Foundation
-import LeaseholdQueue
-import LeaseholdSupervisor
+import LeaseholdCore
 import Testing
 
 /// The retry policy is a pure function of (attempt, now, kind, random source): these tests pin the
@@ -13,11 +12,6 @@ import Testing
         min(cap, base * pow(2, Double(attempt - 1)))
     }
 
-    static func seconds(_ duration: Duration) -> Double {
-        let (seconds, attoseconds) = duration.components
-        return Double(seconds) + Double(attoseconds) / 1e18
-    }
-
     @Test(
         "equal jitter: the delay of attempt n lies in [d/2, d], d = base·2^(n-1), and `at` is now + delay",
         arguments: 1...7)
@@ -27,7 +21,7 @@ import Testing
         var generator = SeededGenerator(seed: UInt64(attempt))
         for _ in 0..<500 {
             let decision = policy.decide(attempt: attempt, now: Self.now, kind: "booking", using: &generator)
-            let delay = Self.seconds(try #require(decision.delay))
+            let delay = try #require(decision.delay).seconds
             #expect(delay >= nominal / 2 && delay <= nominal)
             let at = try #require(decision.dueDate)
             #expect(abs(at.timeIntervalSince(Self.now) - delay) < 1e-6)
@@ -42,8 +36,8 @@ import Testing
         let nominal = Self.nominal(base: 1, cap: 300, attempt: min(attempt, 64))
         var generator = SeededGenerator(seed: 42)
         for _ in 0..<200 {
-            let delay = Self.seconds(
-                try #require(policy.decide(attempt: attempt, now: Self.now, kind: "x", using: &generator).delay))
+            let delay = try #require(policy.decide(attempt: attempt, now: Self.now, kind: "x", using: &generator).delay)
+                .seconds
             #expect(delay >= nominal / 2 && delay <= nominal)
             #expect(delay <= 300)
         }
@@ -56,7 +50,7 @@ import Testing
         let policy = RetryPolicy()
         var generator = SeededGenerator(seed: 7)
         let delays = try (0..<1_000).map { _ in
-            Self.seconds(try #require(policy.decide(attempt: 4, now: Self.now, kind: "x", using: &generator).delay))
+            try #require(policy.decide(attempt: 4, now: Self.now, kind: "x", using: &generator).delay).seconds
         }
         #expect(delays.min()! < 4.4)
         #expect(delays.max()! > 7.6)
@@ -88,15 +82,16 @@ import Testing
             overrides: ["payment.succeeded": .init(base: .seconds(10), maxDelay: .seconds(3_600), maxAttempts: 20)])
         var generator = SeededGenerator(seed: 3)
 
-        let payment = Self.seconds(
-            try #require(policy.decide(attempt: 8, now: Self.now, kind: "payment.succeeded", using: &generator).delay))
+        let payment = try #require(
+            policy.decide(attempt: 8, now: Self.now, kind: "payment.succeeded", using: &generator).delay
+        ).seconds
         #expect(payment >= 640 && payment <= 1_280)
         #expect(policy.decide(attempt: 19, now: Self.now, kind: "payment.succeeded", using: &generator).delay != nil)
         #expect(policy.decide(attempt: 20, now: Self.now, kind: "payment.succeeded", using: &generator).delay == nil)
 
         #expect(policy.decide(attempt: 8, now: Self.now, kind: "booking", using: &generator).delay == nil)
-        let booking = Self.seconds(
-            try #require(policy.decide(attempt: 3, now: Self.now, kind: "booking", using: &generator).delay))
+        let booking = try #require(policy.decide(attempt: 3, now: Self.now, kind: "booking", using: &generator).delay)
+            .seconds
         #expect(booking >= 2 && booking <= 4)
         #expect(policy.parameters(for: "unknown.kind") == policy.defaults)
     }
