@@ -270,7 +270,8 @@ let package = Package(
             dependencies: ["LeaseholdRedis", "LeaseholdReactor", "LeaseholdTesting", "LeaseholdOps"],
             swiftSettings: defaultSwiftSettings
         ),
-        .testTarget(name: "LeaseholdLoadTestTests", dependencies: ["LeaseholdLoadTest"]),
+        .testTarget(
+            name: "LeaseholdLoadTestTests", dependencies: ["LeaseholdLoadTest"], swiftSettings: defaultSwiftSettings),
         .testTarget(
             name: "LeaseholdOpsTests",
             dependencies: ["LeaseholdOps", "LeaseholdPostgres", "LeaseholdRedis", "LeaseholdTesting"],
