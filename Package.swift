@@ -105,9 +105,11 @@ let package = Package(
         ),
 
         // MARK: Queue machinery and domain
+        // Streams, leases, completion, the retry schedule, dead letters, and their inspection
+        // (QueueStatus, the throughput samples) for `leasehold status` and the console.
         .target(
             name: "LeaseholdQueue",
-            dependencies: ["LeaseholdRedis", "LeaseholdPostgres"],
+            dependencies: ["LeaseholdCore", "LeaseholdRedis", "LeaseholdPostgres"],
             swiftSettings: defaultSwiftSettings
         ),
         // The booking and payment rules and their transactions.
@@ -190,7 +192,7 @@ let package = Package(
         .target(
             name: "LeaseholdConsole",
             dependencies: [
-                "LeaseholdQueue", "LeaseholdDomain", "LeaseholdSupervisor", "LeaseholdPostgres", "LeaseholdRedis",
+                "LeaseholdQueue", "LeaseholdDomain", "LeaseholdPostgres", "LeaseholdRedis",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -343,8 +345,8 @@ let package = Package(
         .testTarget(
             name: "LeaseholdConsoleTests",
             dependencies: [
-                "LeaseholdConsole", "LeaseholdTesting", "LeaseholdOps", "LeaseholdQueue", "LeaseholdSupervisor",
-                "LeaseholdPostgres", "LeaseholdRedis", "LeaseholdDomain",
+                "LeaseholdConsole", "LeaseholdTesting", "LeaseholdOps", "LeaseholdQueue", "LeaseholdPostgres",
+                "LeaseholdRedis", "LeaseholdDomain",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
