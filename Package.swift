@@ -1,8 +1,8 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-// One target per layer: core (no I/O) and C modules → safe wrappers → queue machinery / domain →
-// roles → executable. `ls Sources` is the architecture diagram.
+// One target per layer: core (no I/O), wire formats (no I/O) and C modules → safe wrappers → queue
+// machinery / domain → roles → executable. `ls Sources` is the architecture diagram.
 //
 // Every module a target imports is in its `dependencies`, and nothing else is: `.ci/import-check`
 // fails CI otherwise (SwiftPM lets a target import whatever its dependencies bring along).
@@ -61,6 +61,13 @@ let package = Package(
             name: "LeaseholdCore", dependencies: [.product(name: "Logging", package: "swift-log")],
             swiftSettings: defaultSwiftSettings),
 
+        // MARK: Wire formats
+        // What crosses the wire, with no I/O and no C library: the stream payloads (BookingRequest,
+        // BookingOutcome), the webhook bodies (TelegramUpdate, YooKassaNotification), the strict JSON
+        // check, the one forward JSON reader and writer, and the ingress body rules (decoding,
+        // validation, BodyRejection) that ingress and its fuzz target share.
+        .target(name: "LeaseholdWire", swiftSettings: defaultSwiftSettings),
+
         // MARK: Safe wrappers
         // NIOConcurrencyHelpers for its pthread-based lock: ThreadSanitizer understands it, while it
         // reports false "Swift access races" inside the stdlib's futex-based Synchronization.Mutex.
@@ -98,23 +105,23 @@ let package = Package(
         ),
 
         // MARK: Queue machinery and domain
+        // Streams, leases, completion, the retry schedule, dead letters, and their inspection
+        // (QueueStatus, the throughput samples) for `leasehold status` and the console.
         .target(
             name: "LeaseholdQueue",
-            dependencies: ["LeaseholdRedis", "LeaseholdPostgres"],
+            dependencies: ["LeaseholdCore", "LeaseholdRedis", "LeaseholdPostgres"],
             swiftSettings: defaultSwiftSettings
         ),
-        .target(name: "LeaseholdDomain", dependencies: ["LeaseholdPostgres"], swiftSettings: defaultSwiftSettings),
+        // The booking and payment rules and their transactions.
+        .target(
+            name: "LeaseholdDomain", dependencies: ["LeaseholdPostgres", "LeaseholdWire"],
+            swiftSettings: defaultSwiftSettings),
 
         // MARK: Roles
-        // The ingress request bodies without HTTP (strict JSON, decoding, validation): ingress and
-        // its fuzz target share them.
-        .target(
-            name: "LeaseholdIngressDecoding", dependencies: ["LeaseholdDomain"], swiftSettings: defaultSwiftSettings),
         .target(
             name: "LeaseholdIngress",
             dependencies: [
-                "LeaseholdCore", "LeaseholdQueue", "LeaseholdDomain", "LeaseholdIngressDecoding", "LeaseholdReactor",
-                "LeaseholdRedis",
+                "LeaseholdCore", "LeaseholdQueue", "LeaseholdWire", "LeaseholdReactor", "LeaseholdRedis",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
@@ -133,8 +140,8 @@ let package = Package(
         .target(
             name: "LeaseholdWorker",
             dependencies: [
-                "LeaseholdCore", "LeaseholdQueue", "LeaseholdDomain", "LeaseholdPostgres", "LeaseholdReactor",
-                "LeaseholdRedis",
+                "LeaseholdCore", "LeaseholdQueue", "LeaseholdDomain", "LeaseholdWire", "LeaseholdPostgres",
+                "LeaseholdReactor", "LeaseholdRedis",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -185,7 +192,7 @@ let package = Package(
         .target(
             name: "LeaseholdConsole",
             dependencies: [
-                "LeaseholdQueue", "LeaseholdDomain", "LeaseholdSupervisor", "LeaseholdPostgres", "LeaseholdRedis",
+                "LeaseholdQueue", "LeaseholdDomain", "LeaseholdPostgres", "LeaseholdRedis",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -215,7 +222,7 @@ let package = Package(
             dependencies: [
                 "LeaseholdOps", "LeaseholdIngress", "LeaseholdWorker", "LeaseholdSupervisor", "LeaseholdNotifier",
                 "LeaseholdLoadTest", "LeaseholdConsole", "LeaseholdCore", "LeaseholdQueue", "LeaseholdDomain",
-                "LeaseholdPostgres",
+                "LeaseholdWire", "LeaseholdPostgres",
                 "LeaseholdReactor", "LeaseholdRedis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 // The ingress command runs the Hummingbird application LeaseholdIngress builds.
@@ -230,9 +237,8 @@ let package = Package(
 
         // libFuzzer target for the ingress body decoders; see .ci/fuzz. Without the fuzz flags it is
         // a replayer: `IngressFuzz FILE…` runs files (a crash reproducer, the corpus) through them.
-        .executableTarget(
-            name: "IngressFuzz", dependencies: ["LeaseholdIngressDecoding", "LeaseholdDomain"],
-            swiftSettings: defaultSwiftSettings),
+        // It links LeaseholdWire alone: no libpq, no hiredis, no reactor.
+        .executableTarget(name: "IngressFuzz", dependencies: ["LeaseholdWire"], swiftSettings: defaultSwiftSettings),
 
         // MARK: Test support, shipped as a library like HummingbirdTesting
         .target(
@@ -287,17 +293,25 @@ let package = Package(
             swiftSettings: defaultSwiftSettings
         ),
         .testTarget(
+            name: "LeaseholdWireTests",
+            dependencies: [
+                // BodyDamage damages bodies with the seeded generator.
+                "LeaseholdWire", "LeaseholdCore",
+            ],
+            swiftSettings: defaultSwiftSettings
+        ),
+        .testTarget(
             name: "LeaseholdDomainTests",
-            dependencies: ["LeaseholdDomain", "LeaseholdPostgres", "LeaseholdOps", "LeaseholdTesting"],
+            dependencies: [
+                "LeaseholdDomain", "LeaseholdWire", "LeaseholdPostgres", "LeaseholdOps", "LeaseholdTesting",
+            ],
             swiftSettings: defaultSwiftSettings
         ),
         .testTarget(
             name: "LeaseholdIngressTests",
             dependencies: [
-                "LeaseholdIngress", "LeaseholdIngressDecoding", "LeaseholdDomain", "LeaseholdQueue", "LeaseholdReactor",
-                "LeaseholdRedis", "LeaseholdTesting", "LeaseholdOps",
-                // TelegramBodyTests damages updates with the seeded generator.
-                "LeaseholdCore",
+                "LeaseholdIngress", "LeaseholdQueue", "LeaseholdReactor", "LeaseholdRedis", "LeaseholdTesting",
+                "LeaseholdOps",
                 // AnswerOutcomeTests checks how the load test reads ingress's answers.
                 "LeaseholdLoadTest",
                 // IngressEnqueueTests runs the application in the test process, in a ServiceGroup.
@@ -322,7 +336,7 @@ let package = Package(
         .testTarget(
             name: "LeaseholdSystemTests",
             dependencies: [
-                "LeaseholdTesting", "LeaseholdWorker", "LeaseholdCore", "LeaseholdQueue", "LeaseholdDomain",
+                "LeaseholdTesting", "LeaseholdWorker", "LeaseholdCore", "LeaseholdQueue", "LeaseholdWire",
                 "LeaseholdPostgres",
                 "LeaseholdRedis", "LeaseholdOps", .product(name: "Logging", package: "swift-log"),
             ],
@@ -331,8 +345,8 @@ let package = Package(
         .testTarget(
             name: "LeaseholdConsoleTests",
             dependencies: [
-                "LeaseholdConsole", "LeaseholdTesting", "LeaseholdOps", "LeaseholdQueue", "LeaseholdSupervisor",
-                "LeaseholdPostgres", "LeaseholdRedis", "LeaseholdDomain",
+                "LeaseholdConsole", "LeaseholdTesting", "LeaseholdOps", "LeaseholdQueue", "LeaseholdPostgres",
+                "LeaseholdRedis", "LeaseholdDomain",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,6 +1,5 @@
 import Foundation
-import LeaseholdDomain
-import LeaseholdIngressDecoding
+import LeaseholdWire
 
 /// libFuzzer entry point: every input goes through the three body decoders ingress runs
 /// (``IngressBodies``), exactly as a request body would. A crash, a trap, an ASan report or an

@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdSupervisor
+import LeaseholdQueue
 
 /// The overview's chart: backlog and processed messages per minute over the last hour, as an
 /// inline SVG (no script). Backlog is the filled area on the left scale, throughput the line on

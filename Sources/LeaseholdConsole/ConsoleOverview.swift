@@ -2,7 +2,6 @@ import Foundation
 import LeaseholdPostgres
 import LeaseholdQueue
 import LeaseholdRedis
-import LeaseholdSupervisor
 
 /// Everything the console's overview page shows, read in one go.
 public struct ConsoleOverview: Sendable {

@@ -1,5 +1,6 @@
 import Foundation
 import LeaseholdPostgres
+import LeaseholdWire
 
 /// The booking rules that are configuration, not law.
 public struct BookingRules: Sendable, Equatable {

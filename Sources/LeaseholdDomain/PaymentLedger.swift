@@ -1,5 +1,6 @@
 import Foundation
 import LeaseholdPostgres
+import LeaseholdWire
 
 /// The bot's side of payments: plans, and the pending payment it records before redirecting the
 /// user to YooKassa's checkout. `leasehold payments` wraps it for demos, tests and ops.

@@ -1,5 +1,6 @@
 import Foundation
 import LeaseholdPostgres
+import LeaseholdWire
 
 /// What a payment transaction did with a notification; the inbox records `outcome`.
 public enum PaymentOutcome: String, Sendable, Equatable {

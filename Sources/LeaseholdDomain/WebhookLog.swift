@@ -1,4 +1,5 @@
 import LeaseholdPostgres
+import LeaseholdWire
 
 /// `webhook_log`: one row per delivery of a provider notification a worker handled.
 ///

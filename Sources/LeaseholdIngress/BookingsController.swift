@@ -1,11 +1,10 @@
 import Crypto
 import Foundation
 import Hummingbird
-import LeaseholdDomain
-import LeaseholdIngressDecoding
 import LeaseholdQueue
 import LeaseholdReactor
 import LeaseholdRedis
+import LeaseholdWire
 
 /// The direct API for other clients and load tests.
 ///

@@ -1,7 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import LeaseholdIngressDecoding
+import LeaseholdWire
 import NIOCore
 
 /// Reads JSON request bodies with the answers the HTTP contract promises: 415 for a content type

@@ -1,9 +1,8 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import LeaseholdDomain
-import LeaseholdIngressDecoding
 import LeaseholdQueue
+import LeaseholdWire
 import NIOCore
 
 /// `POST /telegram/webhook`: Telegram `Update`s for the bot.

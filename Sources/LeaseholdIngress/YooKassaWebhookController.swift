@@ -1,9 +1,8 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import LeaseholdDomain
-import LeaseholdIngressDecoding
 import LeaseholdQueue
+import LeaseholdWire
 import Metrics
 
 /// `POST /yookassa/webhook`: YooKassa payment and refund notifications.

@@ -43,29 +43,6 @@ struct ConsumerReaper: Sendable {
         return 0
         """)
 
-    /// One consumer as `XINFO CONSUMERS` describes it.
-    struct Consumer: Sendable, Equatable {
-        var name: String
-        var pending: Int64
-        var idle: Int64
-    }
-
-    /// The group's consumers on `stream`; none when the stream or the group does not exist.
-    static func consumers(
-        of stream: String, group: String = RedisKeys.consumerGroup, via runner: some RedisCommandRunner
-    ) async throws -> [Consumer] {
-        let reply: RedisValue
-        do {
-            reply = try await runner.send(RedisCommand(["XINFO", "CONSUMERS", stream, group]), timeout: nil)
-        } catch let error as RedisError where error.source == .server {
-            return []  // no such stream or group
-        }
-        return (reply.array ?? []).compactMap { info in
-            guard let fields = info.fieldMap, let name = fields["name"]?.string else { return nil }
-            return Consumer(name: name, pending: fields["pending"]?.int ?? 0, idle: fields["idle"]?.int ?? 0)
-        }
-    }
-
     /// Deletes `consumer` from `group` on `stream` if, atomically, it owns no pending entry and has
     /// been idle at least `minIdle`. Returns whether it was deleted.
     static func deleteIfIdleAndEmpty(
@@ -82,7 +59,7 @@ struct ConsumerReaper: Sendable {
     func reap(stream: String) async throws -> [String] {
         let minIdle = idleTimeout
         var removed: [String] = []
-        for consumer in try await Self.consumers(of: stream, via: redis)
+        for consumer in try await ConsumerInfo.read(stream: stream, via: redis)
         where consumer.pending == 0 && consumer.idle >= minIdle.redisMilliseconds {
             if try await Self.deleteIfIdleAndEmpty(consumer.name, stream: stream, minIdle: minIdle, via: redis) {
                 removed.append(consumer.name)

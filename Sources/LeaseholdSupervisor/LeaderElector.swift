@@ -175,11 +175,6 @@ public final class LeaderElector: Service {
         await run(onLeadershipChange: { _ in })
     }
 
-    /// The candidate ID holding the leader lease under `keys`, if any (for `leasehold status`).
-    public static func currentLeader(keys: RedisKeys, via runner: some RedisCommandRunner) async throws -> String? {
-        try await runner.send(RedisCommand(["GET", keys.leader]), timeout: nil).string
-    }
-
     // MARK: - Election loop
 
     private func campaign(_ notify: @escaping @Sendable (Bool) async -> Void) async {

@@ -2,6 +2,7 @@ import Foundation
 import LeaseholdDomain
 import LeaseholdPostgres
 import LeaseholdQueue
+import LeaseholdWire
 
 /// `booking`: a booking, cancellation or reschedule (a Telegram callback or `POST /v1/bookings`),
 /// applied by ``BookingTransaction`` — the function `leasehold_book`, one statement in autocommit,

@@ -1,6 +1,5 @@
 import Foundation
 import LeaseholdCore
-import LeaseholdDomain
 import LeaseholdPostgres
 import LeaseholdQueue
 import LeaseholdReactor

@@ -3,6 +3,7 @@ import LeaseholdDomain
 import LeaseholdPostgres
 import LeaseholdQueue
 import LeaseholdReactor
+import LeaseholdWire
 
 /// `yookassa.notification`: a payment or refund event, applied by ``PaymentTransaction``.
 ///

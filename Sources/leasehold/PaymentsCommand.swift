@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LeaseholdDomain
 import LeaseholdPostgres
+import LeaseholdWire
 
 /// `leasehold payments`: plans and pending payments — what the bot does before it redirects a
 /// user to YooKassa's checkout — and what happened to a payment.

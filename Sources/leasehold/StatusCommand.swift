@@ -3,7 +3,6 @@ import Foundation
 import LeaseholdPostgres
 import LeaseholdQueue
 import LeaseholdRedis
-import LeaseholdSupervisor
 
 /// `leasehold status`: the queue at a glance.
 struct StatusCommand: AsyncParsableCommand {

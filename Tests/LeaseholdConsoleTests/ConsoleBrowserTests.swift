@@ -3,7 +3,7 @@ import Foundation
 import LeaseholdConsole
 import LeaseholdOps
 import LeaseholdPostgres
-import LeaseholdSupervisor
+import LeaseholdQueue
 import LeaseholdTesting
 import NIOCore
 import Testing

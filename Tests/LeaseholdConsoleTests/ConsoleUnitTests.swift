@@ -1,6 +1,6 @@
 import Foundation
 import LeaseholdConsole
-import LeaseholdSupervisor
+import LeaseholdQueue
 import Testing
 
 /// The console's parts that need no server: sessions, CSRF tokens, forms, keys, the chart.

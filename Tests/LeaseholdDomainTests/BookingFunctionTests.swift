@@ -3,6 +3,7 @@ import LeaseholdDomain
 import LeaseholdOps
 import LeaseholdPostgres
 import LeaseholdTesting
+import LeaseholdWire
 import Testing
 
 /// `leasehold_book` (Migrations/0007_booking_function.sql, redefined by

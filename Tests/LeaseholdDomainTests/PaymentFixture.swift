@@ -3,6 +3,7 @@ import LeaseholdDomain
 import LeaseholdOps
 import LeaseholdPostgres
 import LeaseholdTesting
+import LeaseholdWire
 
 /// A migrated database of its own, with a plan and helpers to record payments and apply
 /// notifications exactly as the worker does (RECEIVED log row, then one transaction).

@@ -2,6 +2,7 @@ import Foundation
 import LeaseholdDomain
 import LeaseholdPostgres
 import LeaseholdTesting
+import LeaseholdWire
 import Testing
 
 /// `leasehold_apply_payment` (Migrations/0008_payment_function.sql) against a real, migrated

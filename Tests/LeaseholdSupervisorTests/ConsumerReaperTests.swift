@@ -67,7 +67,7 @@ struct ConsumerReaperTests {
             let reaper = ConsumerReaper(redis: client, idleTimeout: threshold, logger: .init(label: "test"))
             let removed = try await reaper.reap(stream: stream)
             #expect(removed == ["idle-empty"])
-            let left = try await ConsumerReaper.consumers(of: stream, via: client)
+            let left = try await ConsumerInfo.read(stream: stream, via: client)
             #expect(Set(left.map(\.name)) == ["idle-pending", "busy-pending", "busy-empty"], "\(left)")
             #expect(left.first { $0.name == "idle-pending" }?.pending == 1, "its pending entry is still there")
             let summary = try await client.send("XPENDING", stream, "workers")

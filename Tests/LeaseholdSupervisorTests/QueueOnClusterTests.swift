@@ -110,8 +110,8 @@ struct QueueOnClusterTests {
             }
             #expect(from == "w1")
             #expect(
-                try await ConsumerReaper.consumers(of: stalled.entry.stream, via: client).map(\.name).contains("w1"))
-            #expect(try await LeaderElector.currentLeader(keys: keys, via: client) == nil)
+                try await ConsumerInfo.read(stream: stalled.entry.stream, via: client).map(\.name).contains("w1"))
+            #expect(try await QueueStatus.currentLeader(keys: keys, via: client) == nil)
         }
     }
 

@@ -1,8 +1,8 @@
 import Foundation
-import LeaseholdDomain
 import LeaseholdQueue
 import LeaseholdRedis
 import LeaseholdTesting
+import LeaseholdWire
 import Logging
 import Testing
 

@@ -1,10 +1,10 @@
 import Foundation
-import LeaseholdDomain
 import LeaseholdOps
 import LeaseholdPostgres
 import LeaseholdQueue
 import LeaseholdRedis
 import LeaseholdTesting
+import LeaseholdWire
 import Testing
 
 /// A PostgreSQL outage longer than the whole retry budget costs no attempt: the worker keeps its

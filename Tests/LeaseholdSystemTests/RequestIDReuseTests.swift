@@ -1,9 +1,9 @@
 import Foundation
-import LeaseholdDomain
 import LeaseholdPostgres
 import LeaseholdQueue
 import LeaseholdRedis
 import LeaseholdTesting
+import LeaseholdWire
 import Testing
 
 /// The idempotency key's contract, as payment APIs have it: the same request under the same key is

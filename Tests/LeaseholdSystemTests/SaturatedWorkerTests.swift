@@ -1,10 +1,10 @@
 import Foundation
-import LeaseholdDomain
 import LeaseholdOps
 import LeaseholdPostgres
 import LeaseholdQueue
 import LeaseholdRedis
 import LeaseholdTesting
+import LeaseholdWire
 import Testing
 
 /// A worker whose every slot is busy: it holds no more entries than slots, over all its streams,

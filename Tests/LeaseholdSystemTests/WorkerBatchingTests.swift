@@ -1,9 +1,9 @@
 import Foundation
-import LeaseholdDomain
 import LeaseholdPostgres
 import LeaseholdQueue
 import LeaseholdRedis
 import LeaseholdTesting
+import LeaseholdWire
 import Logging
 import Testing
 

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import LeaseholdIngressDecoding
+@testable import LeaseholdWire
 
 /// `POST /v1/bookings` bodies of the plain shape skip `StrictJSON` and `JSONDecoder`: the
 /// outcome must be the one the full way gives, the same booking or the same rejection, for good

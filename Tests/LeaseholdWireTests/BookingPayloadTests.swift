@@ -1,8 +1,7 @@
 import Foundation
-import LeaseholdPostgres
 import Testing
 
-@testable import LeaseholdDomain
+@testable import LeaseholdWire
 
 /// The booking payload is written by hand in ingress and read by hand in the worker (both on the
 /// hot path): the bytes must be `JSONEncoder`'s with sorted keys, and the reading must give

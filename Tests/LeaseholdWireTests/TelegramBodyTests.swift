@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import LeaseholdIngressDecoding
+@testable import LeaseholdWire
 
 /// `POST /telegram/webhook` bodies are read by ``TelegramUpdate/init(plain:)`` when it can, by
 /// `JSONDecoder` when it gives up: the decision (or the rejection, reason included) must be the

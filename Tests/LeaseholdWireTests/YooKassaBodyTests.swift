@@ -1,8 +1,7 @@
 import Foundation
-import LeaseholdDomain
 import Testing
 
-@testable import LeaseholdIngressDecoding
+@testable import LeaseholdWire
 
 /// `POST /yookassa/webhook` bodies are read by ``YooKassaNotification/init(plain:)`` when it can,
 /// by `JSONDecoder` when it gives up: the validated notification (or the rejection, reason

@@ -1,7 +1,6 @@
 import Foundation
 import LeaseholdCore
 import LeaseholdPostgres
-import LeaseholdQueue
 import LeaseholdRedis
 
 /// Backlog and throughput over time, for the ops console's chart: the supervisor leader records

@@ -96,6 +96,18 @@ public struct YooKassaNotification: Codable, Sendable, Equatable {
         public var currency: String
         public var cancellationReason: String?
 
+        public init(
+            event: Event, objectID: String, paymentID: String, amount: String, currency: String,
+            cancellationReason: String? = nil
+        ) {
+            self.event = event
+            self.objectID = objectID
+            self.paymentID = paymentID
+            self.amount = amount
+            self.currency = currency
+            self.cancellationReason = cancellationReason
+        }
+
         /// The dedupe key: `yk:<event>:<object.id>`.
         public var messageKey: String { "yk:\(event.rawValue):\(objectID)" }
     }

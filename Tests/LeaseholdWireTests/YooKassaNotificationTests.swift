@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdDomain
+import LeaseholdWire
 import Testing
 
 @Suite("YooKassa notification validation")

@@ -1,7 +1,4 @@
 /// The business outcome of one booking request, as `GET /v1/bookings/<request_id>` reports it.
-///
-/// This layer holds the booking and payment rules and their transactions (filled by the bookings
-/// and payments issues); it depends on the Postgres wrapper only.
 public enum BookingOutcome: String, Sendable, Codable, CaseIterable {
     /// Accepted, not yet committed.
     case pending

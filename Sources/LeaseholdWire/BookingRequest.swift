@@ -113,7 +113,7 @@ extension BookingRequest {
     }
 
     /// Decodes a payload exactly as `JSONDecoder().decode(BookingRequest.self, from:)` does
-    /// (`nil` where it throws), read by ``FlatJSONObject`` when the payload has the plain shape
+    /// (`nil` where it throws), read by ``PlainJSONReader/flatObject(_:)`` when the payload has the plain shape
     /// ingress writes and by `JSONDecoder` otherwise: the worker decodes one per message, and the
     /// decoder was about 6% of its CPU in a profile.
     public init?(payload: [UInt8]) {
@@ -126,28 +126,29 @@ extension BookingRequest {
         }
     }
 
-    /// The request when `payload` is a ``FlatJSONObject`` with only this type's keys, each of the
-    /// right type (an optional one also `null`); `nil` otherwise, `JSONDecoder` deciding then.
+    /// The request when `payload` is a flat object (``PlainJSONReader/flatObject(_:)``) with only
+    /// this type's keys, each of the right type (an optional one also `null`); `nil` otherwise,
+    /// `JSONDecoder` deciding then.
     static func plain(_ payload: [UInt8]) -> BookingRequest? {
-        guard let object = FlatJSONObject(payload) else { return nil }
+        guard let members = PlainJSONReader.flatObject(payload) else { return nil }
         var action: Action?
         var userID: Int64?
         var request = BookingRequest(action: .book, userID: 0)
-        func integer(_ value: FlatJSONObject.Value) -> Int64?? {
+        func integer(_ value: PlainJSONReader.Scalar) -> Int64?? {
             switch value {
             case .integer(let number): .some(number)
             case .null: .some(nil)
             case .string: nil
             }
         }
-        func string(_ value: FlatJSONObject.Value) -> String?? {
+        func string(_ value: PlainJSONReader.Scalar) -> String?? {
             switch value {
             case .string(let text): .some(text)
             case .null: .some(nil)
             case .integer: nil
             }
         }
-        for (key, value) in object.members {
+        for (key, value) in members {
             switch key {
             case "action":
                 guard case .string(let text) = value, let known = Action(rawValue: text) else { return nil }

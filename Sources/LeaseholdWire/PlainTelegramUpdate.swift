@@ -9,13 +9,17 @@
 ///
 /// It gives up (`nil`) on anything out of the ordinary in the members it reads, and the body then
 /// goes to `JSONDecoder`, which gives the exact answer or the exact error: a key or string
-/// written with escapes, a number with a fraction or an exponent or of more than 18 digits, a
-/// member of another type than expected, a required member missing, a negative `update_id` (which
-/// the decoder refuses). So whenever it answers, the
-/// answer is the decoder's (the tests and the fuzz target compare the two).
+/// written with escapes, a number not written as a plain integer of at most 18 digits (see
+/// ``PlainJSONReader``), a member of another type than expected, a required member missing, a
+/// negative `update_id` (which the decoder refuses). So whenever it answers, the answer is the
+/// decoder's (the tests and the fuzz target compare the two).
 extension TelegramUpdate {
     init?(plain bytes: [UInt8]) {
-        var reader = PlainJSONReader(bytes: bytes)
+        guard let update = PlainJSONReader.read(bytes, .strictlyChecked, { Self(plain: &$0) }) else { return nil }
+        self = update
+    }
+
+    private init?(plain reader: inout PlainJSONReader) {
         var updateID: Int64?
         var callbackQuery: CallbackQuery??
         let read = reader.object { reader, key in

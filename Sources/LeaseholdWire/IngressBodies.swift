@@ -1,5 +1,4 @@
 import Foundation
-import LeaseholdDomain
 
 /// What ingress does with the body of each `POST` route, without HTTP: decoding and validation
 /// only, so `leasehold ingress` and the fuzz target (Sources/IngressFuzz) run the same code.
@@ -73,17 +72,17 @@ public enum IngressBodies {
             booking: BookingRequest(action: .book, userID: body.userID, slotID: body.slotID, requestID: body.requestID))
     }
 
-    /// The body when it is a ``FlatJSONObject`` holding exactly `request_id` (a string), `user_id`
-    /// and `slot_id` (integers): what ``StrictJSON`` and `JSONDecoder` would make of it, for such
+    /// The body when it is a flat object (``PlainJSONReader/flatObject(_:)``) holding exactly
+    /// `request_id` (a string), `user_id` and `slot_id` (integers): what ``StrictJSON`` and `JSONDecoder` would make of it, for such
     /// a body passes the one and decodes the same with the other. `nil` for any other body, which
     /// then goes the full way with its exact errors. Ingress decodes one per request, and the two
     /// passes were most of its body handling in a profile.
     static func plainBooking(_ body: Data) -> CreateBooking? {
-        guard let object = FlatJSONObject(body), object.members.count == 3 else { return nil }
+        guard let members = PlainJSONReader.flatObject(body), members.count == 3 else { return nil }
         var requestID: String?
         var userID: Int64?
         var slotID: Int64?
-        for (key, value) in object.members {
+        for (key, value) in members {
             switch (key, value) {
             case ("request_id", .string(let text)): requestID = text
             case ("user_id", .integer(let number)): userID = number

@@ -1,6 +1,5 @@
 import Foundation
 import LeaseholdPostgres
-import LeaseholdQueue
 import LeaseholdRedis
 
 /// The queue at a glance: what `leasehold status` prints and the ops console's overview shows.
@@ -74,7 +73,7 @@ public struct QueueStatus: Sendable, Codable, Equatable {
             streams.append(status)
         }
         let backlog = Int64(try await RetryScheduler(keys: keys, streams: keys.streams(sources)).backlog(via: redis))
-        let leader = try await LeaderElector.currentLeader(keys: keys, via: redis)
+        let leader = try await currentLeader(keys: keys, via: redis)
         let dead = try await postgres.query("SELECT count(*) FROM dead_letters WHERE status = 'dead'")
             .single().decode(Int64.self, at: 0)
         return QueueStatus(streams: streams, retryBacklog: backlog, deadLetters: dead, leader: leader)
@@ -82,8 +81,13 @@ public struct QueueStatus: Sendable, Codable, Equatable {
 
     /// The consumers of the `workers` group on `stream` (none when the stream or group is missing).
     public static func consumers(of stream: String, redis: RedisClient) async throws -> [Consumer] {
-        try await ConsumerReaper.consumers(of: stream, via: redis).map {
+        try await ConsumerInfo.read(stream: stream, via: redis).map {
             Consumer(name: $0.name, pending: $0.pending, idleMilliseconds: $0.idle)
         }
+    }
+
+    /// The candidate ID holding the supervisor's leader lease under `keys`, if any.
+    public static func currentLeader(keys: RedisKeys, via runner: some RedisCommandRunner) async throws -> String? {
+        try await runner.send(RedisCommand(["GET", keys.leader]), timeout: nil).string
     }
 }

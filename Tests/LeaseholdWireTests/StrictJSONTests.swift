@@ -1,4 +1,4 @@
-import LeaseholdIngressDecoding
+import LeaseholdWire
 import Testing
 
 /// The strict JSON check every ingress body passes before `JSONDecoder` sees it: RFC 8259 values

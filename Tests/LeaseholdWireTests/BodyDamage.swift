@@ -1,7 +1,7 @@
 import Foundation
 import LeaseholdCore
 
-@testable import LeaseholdIngressDecoding
+@testable import LeaseholdWire
 
 /// What the body tests share: an answer as a comparable value, and damaged copies of good bodies.
 enum BodyDamage {

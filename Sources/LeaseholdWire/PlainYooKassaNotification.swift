@@ -1,5 +1,3 @@
-import LeaseholdDomain
-
 /// A YooKassa notification read straight from its bytes, on the same terms as
 /// ``TelegramUpdate/init(plain:)``: only for a body ``StrictJSON`` has passed, giving up (`nil`) on
 /// anything out of the ordinary in the members `YooKassaNotification`'s `Decodable` reads (an
@@ -7,7 +5,13 @@ import LeaseholdDomain
 /// Every member it reads is a string or an object of strings.
 extension YooKassaNotification {
     init?(plain bytes: [UInt8]) {
-        var reader = PlainJSONReader(bytes: bytes)
+        guard let notification = PlainJSONReader.read(bytes, .strictlyChecked, { Self(plain: &$0) }) else {
+            return nil
+        }
+        self = notification
+    }
+
+    private init?(plain reader: inout PlainJSONReader) {
         var type: String?
         var event: String?
         var object: Object?
