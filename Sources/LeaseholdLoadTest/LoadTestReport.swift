@@ -97,7 +97,7 @@ public struct LoadTestReport: Sendable, Codable, Equatable {
         case run, input, requests, durationSeconds, rate, concurrency, slots, requestsPerSlot, users, sent, accepted
         case rejected, errors, ambiguous, unansweredButProcessed, statuses, completed, sendSeconds, bookingsPerSecond
         case httpLatency, endToEndLatency, outcomes, invariants, pgbench, pgbenchFunction
-        case acceptedPerSecond, ingressOnly, backlogRemoved, processes
+        case acceptedPerSecond, ingressOnly, backlogRemoved, processes, overload, health
     }
 
     /// Every checked invariant held.
