@@ -78,8 +78,7 @@ let package = Package(
             name: "LeaseholdPostgres",
             dependencies: [
                 // LeaseholdReactor: PostgresAsyncConnection drives non-blocking libpq from a Reactor.
-                "CLibPQ", "ConnectionPool", "LeaseholdCore", "LeaseholdReactor",
-                .product(name: "Logging", package: "swift-log"),
+                "CLibPQ", "ConnectionPool", "LeaseholdReactor",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             swiftSettings: defaultSwiftSettings
@@ -88,7 +87,7 @@ let package = Package(
             name: "LeaseholdRedis",
             dependencies: [
                 // LeaseholdReactor: RedisAsyncConnection drives non-blocking hiredis from a Reactor.
-                "CHiredis", "ConnectionPool", "LeaseholdCore", "LeaseholdReactor",
+                "CHiredis", "LeaseholdCore", "LeaseholdReactor",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             swiftSettings: defaultSwiftSettings
@@ -280,7 +279,10 @@ let package = Package(
             name: "LeaseholdLoadTestTests", dependencies: ["LeaseholdLoadTest"], swiftSettings: defaultSwiftSettings),
         .testTarget(
             name: "LeaseholdOpsTests",
-            dependencies: ["LeaseholdOps", "LeaseholdPostgres", "LeaseholdRedis", "LeaseholdTesting"],
+            dependencies: [
+                "LeaseholdOps", "LeaseholdPostgres", "LeaseholdRedis", "LeaseholdTesting",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
             swiftSettings: defaultSwiftSettings
         ),
         .testTarget(

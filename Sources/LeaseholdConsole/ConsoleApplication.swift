@@ -25,13 +25,15 @@ import Logging
 /// wrong token gets 403, as does any action in read-only mode.
 public struct ConsoleApplication: Sendable {
     public let configuration: ConsoleConfiguration
-    let redis: RedisClient
-    let postgres: PostgresClient
+    let redis: RedisAsyncClient
+    let postgres: PostgresAsyncClient
     let logger: Logger
     let signer: ConsoleSigner
     let renderer: ConsoleRenderer
 
-    public init(configuration: ConsoleConfiguration, redis: RedisClient, postgres: PostgresClient, logger: Logger)
+    public init(
+        configuration: ConsoleConfiguration, redis: RedisAsyncClient, postgres: PostgresAsyncClient, logger: Logger
+    )
         throws
     {
         self.configuration = configuration
@@ -383,7 +385,7 @@ public struct ConsoleApplication: Sendable {
             "actions": Self.actionRows(try await ConsoleAuditLog().actions(onDeadLetter: id, postgres: postgres)),
         ]
         if let payment = Self.paymentID(ofKey: letter.messageKey) {
-            let log = try await postgres.withConnection { try PaymentLedger().log(of: payment, on: $0) }
+            let log = try await PaymentLedger().log(of: payment, on: postgres)
             context["paymentID"] = payment
             context["paymentPath"] = Self.pathComponent(payment)
             context["hasWebhookLog"] = true
@@ -501,7 +503,7 @@ public struct ConsoleApplication: Sendable {
         guard let user = request.uri.queryParameters.get("user").flatMap({ Int64($0) }) else {
             return problem("Bad user id", "user must be a number.", status: .badRequest, viewer: viewer)
         }
-        let ids = try await postgres.withConnection { try PaymentReport.paymentIDs(ofUser: user, on: $0) }
+        let ids = try await PaymentReport.paymentIDs(ofUser: user, on: postgres)
         let context: [String: Any] = [
             "userID": user, "ids": ids.map { ["id": $0, "path": Self.pathComponent($0)] },
         ]
@@ -509,7 +511,7 @@ public struct ConsoleApplication: Sendable {
     }
 
     func payment(_ id: String, _ viewer: ConsoleRenderer.Viewer) async throws -> Response {
-        guard let report = try await postgres.withConnection({ try PaymentReport.load(id, on: $0) }) else {
+        guard let report = try await postgres.withConnection({ try await PaymentReport.load(id, on: $0) }) else {
             return problem("Not found", "No payment \(id).", status: .notFound, viewer: viewer)
         }
         let p = report.payment

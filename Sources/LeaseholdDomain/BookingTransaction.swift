@@ -69,21 +69,13 @@ public struct BookingTransaction: Sendable {
         return String(decoding: data, as: UTF8.self)
     }()
 
-    /// Applies `request`, identified by `key`, on `connection`: one statement, which is its own
-    /// transaction when the connection is not inside one, or part of the caller's.
+    /// Applies `request`, identified by `key`, on `connection` (a connection or a client): one
+    /// statement, which is its own transaction when the connection is not inside one, or part of
+    /// the caller's. It runs as the session's prepared statement `leasehold_book`: the server
+    /// parses and plans the call once per connection, not once per booking.
     public func run(
         _ request: BookingRequest, key: String, stream: String? = nil, entryID: String? = nil,
-        on connection: PostgresConnection
-    ) throws -> BookingResult {
-        try Self.result(of: connection.query(statement(request, key: key, stream: stream, entryID: entryID)))
-    }
-
-    /// ``run(_:key:stream:entryID:on:)-(_,_,_,_,PostgresConnection)`` on a non-blocking connection
-    /// (the worker's, on its reactor), as the session's prepared statement `leasehold_book`: the
-    /// server parses and plans the call once per connection, not once per booking.
-    public func run(
-        _ request: BookingRequest, key: String, stream: String? = nil, entryID: String? = nil,
-        on connection: PostgresAsyncConnection
+        on connection: some PostgresExecutor
     ) async throws -> BookingResult {
         try Self.result(
             of: await connection.query(

@@ -15,8 +15,8 @@ public struct PaymentLedger: Sendable {
     /// Creates or updates plan `code`; returns its id. Existing payments keep the amount they
     /// were created with.
     public func upsertPlan(
-        code: String, title: String, price: String, currency: String, days: Int, on connection: PostgresConnection
-    ) throws -> Int64 {
+        code: String, title: String, price: String, currency: String, days: Int, on connection: some PostgresExecutor
+    ) async throws -> Int64 {
         guard YooKassaNotification.isAmount(price) else {
             throw Refusal(
                 description: "price \(price) must be a positive decimal with at most 2 decimals, e.g. 1990.10")
@@ -24,7 +24,7 @@ public struct PaymentLedger: Sendable {
         guard YooKassaNotification.isCurrency(currency) else {
             throw Refusal(description: "currency \(currency) must be a 3-letter code such as RUB")
         }
-        return try connection.query(
+        return try await connection.query(
             """
             INSERT INTO plans (code, title, price, currency, duration_days)
             VALUES (\(code), \(title), \(price)::numeric, \(currency), \(Int32(clamping: days)))
@@ -62,8 +62,8 @@ public struct PaymentLedger: Sendable {
     /// given). Creates the user when missing (`chatID` is where the bot's replies go).
     public func createPending(
         paymentID: String, userID: Int64, chatID: Int64?, planCode: String, amount: String?,
-        on connection: PostgresConnection
-    ) throws -> Payment {
+        on connection: some PostgresExecutor
+    ) async throws -> Payment {
         guard YooKassaNotification.isIdentifier(paymentID) else {
             throw Refusal(description: "payment id \(paymentID) must be 1 to 64 letters, digits, '-' or '_'")
         }
@@ -71,12 +71,12 @@ public struct PaymentLedger: Sendable {
             throw Refusal(
                 description: "amount \(amount) must be a positive decimal with at most 2 decimals, e.g. 1990.10")
         }
-        guard try connection.query("SELECT 1 FROM plans WHERE code = \(planCode)").first != nil else {
+        guard try await connection.query("SELECT 1 FROM plans WHERE code = \(planCode)").first != nil else {
             throw Refusal(description: "no plan \(planCode); create it with `leasehold payments plan \(planCode) …`")
         }
-        try connection.execute(
+        try await connection.execute(
             "INSERT INTO users (id, telegram_chat_id) VALUES (\(userID), \(chatID)) ON CONFLICT (id) DO NOTHING")
-        let inserted = try connection.execute(
+        let inserted = try await connection.execute(
             """
             INSERT INTO payments (provider_payment_id, user_id, plan_id, amount, currency)
             SELECT \(paymentID), \(userID), id, coalesce(\(amount)::numeric, price), currency FROM plans WHERE code = \(planCode)
@@ -85,16 +85,16 @@ public struct PaymentLedger: Sendable {
         guard inserted == 1 else {
             throw Refusal(description: "payment \(paymentID) already exists; nothing changed")
         }
-        guard let payment = try find(paymentID, on: connection) else {
+        guard let payment = try await find(paymentID, on: connection) else {
             throw Refusal(description: "payment \(paymentID) vanished after insert")
         }
         return payment
     }
 
     /// The payment with YooKassa id `paymentID`, if any.
-    public func find(_ paymentID: String, on connection: PostgresConnection) throws -> Payment? {
+    public func find(_ paymentID: String, on connection: some PostgresExecutor) async throws -> Payment? {
         guard
-            let row = try connection.query(
+            let row = try await connection.query(
                 """
                 SELECT p.provider_payment_id, p.user_id, pl.code, p.amount::text, p.currency, p.status,
                        p.refunded_amount::text, p.subscription_id, p.cancellation_reason
@@ -124,9 +124,9 @@ public struct PaymentLedger: Sendable {
         }
     }
 
-    public func subscription(ofUser userID: Int64, on connection: PostgresConnection) throws -> Subscription? {
+    public func subscription(ofUser userID: Int64, on connection: some PostgresExecutor) async throws -> Subscription? {
         guard
-            let row = try connection.query(
+            let row = try await connection.query(
                 """
                 SELECT s.id, pl.code, s.status, s.current_period_end
                 FROM subscriptions s JOIN plans pl ON pl.id = s.plan_id WHERE s.user_id = \(userID)
@@ -154,8 +154,8 @@ public struct PaymentLedger: Sendable {
     }
 
     /// The notifications about payment `paymentID` (and its refunds), oldest first.
-    public func log(of paymentID: String, on connection: PostgresConnection) throws -> [LogEntry] {
-        try connection.query(
+    public func log(of paymentID: String, on connection: some PostgresExecutor) async throws -> [LogEntry] {
+        try await connection.query(
             """
             SELECT event, object_id, status, error, attempt, received_at FROM webhook_log
             WHERE object_id = \(paymentID) OR payload -> 'object' ->> 'payment_id' = \(paymentID)

@@ -10,19 +10,20 @@ public struct PaymentReport: Sendable, Encodable {
     public var notifications: [PaymentLedger.LogEntry]
 
     /// The report of YooKassa payment `paymentID`, `nil` when there is no such payment.
-    public static func load(_ paymentID: String, on connection: PostgresConnection) throws -> PaymentReport? {
+    public static func load(_ paymentID: String, on connection: some PostgresExecutor) async throws -> PaymentReport? {
         let ledger = PaymentLedger()
-        guard let payment = try ledger.find(paymentID, on: connection) else { return nil }
+        guard let payment = try await ledger.find(paymentID, on: connection) else { return nil }
         return PaymentReport(
-            payment: payment, subscription: try ledger.subscription(ofUser: payment.userID, on: connection),
-            notifications: try ledger.log(of: paymentID, on: connection))
+            payment: payment, subscription: try await ledger.subscription(ofUser: payment.userID, on: connection),
+            notifications: try await ledger.log(of: paymentID, on: connection))
     }
 
     /// The YooKassa ids of user `userID`'s payments, newest first.
-    public static func paymentIDs(ofUser userID: Int64, limit: Int = 100, on connection: PostgresConnection) throws
+    public static func paymentIDs(ofUser userID: Int64, limit: Int = 100, on connection: some PostgresExecutor)
+        async throws
         -> [String]
     {
-        try connection.query(
+        try await connection.query(
             """
             SELECT provider_payment_id FROM payments WHERE user_id = \(userID)
             ORDER BY created_at DESC, provider_payment_id LIMIT \(limit)

@@ -97,36 +97,20 @@ public struct PaymentTransaction: Sendable {
         return String(decoding: data, as: UTF8.self)
     }
 
-    /// Applies `notification` (dedupe key `key`); `logID` is its RECEIVED webhook_log row. One
-    /// statement, which is its own transaction when the connection is not inside one, or part of
-    /// the caller's.
+    /// Applies `notification` (dedupe key `key`) on `connection` (a connection or a client);
+    /// `logID` is its RECEIVED webhook_log row. One statement, which is its own transaction when
+    /// the connection is not inside one, or part of the caller's, run as the session's prepared
+    /// statement `leasehold_apply_payment`, parsed and planned once per connection.
     public func run(
         _ notification: YooKassaNotification.Valid, key: String, logID: Int64?, stream: String? = nil,
-        entryID: String? = nil, on connection: PostgresConnection
-    ) throws -> PaymentResult {
-        let rows: PostgresRows
-        do {
-            rows = try connection.query(
-                statement(notification, key: key, logID: logID, stream: stream, entryID: entryID))
-        } catch {
-            throw Self.translate(error, notification)
-        }
-        return try Self.result(of: rows)
-    }
-
-    /// ``run(_:key:logID:stream:entryID:on:)-(_,_,_,_,_,PostgresConnection)`` on a non-blocking
-    /// connection (the worker's, on its reactor), as the session's prepared statement
-    /// `leasehold_apply_payment`, parsed and planned once per connection.
-    public func run(
-        _ notification: YooKassaNotification.Valid, key: String, logID: Int64?, stream: String? = nil,
-        entryID: String? = nil, on connection: PostgresAsyncConnection
+        entryID: String? = nil, on connection: some PostgresExecutor
     ) async throws -> PaymentResult {
         let rows: PostgresRows
         do {
             rows = try await connection.query(
                 statement(notification, key: key, logID: logID, stream: stream, entryID: entryID),
                 preparedAs: "leasehold_apply_payment")
-        } catch {
+        } catch let error as PostgresError {
             throw Self.translate(error, notification)
         }
         return try Self.result(of: rows)

@@ -40,7 +40,7 @@ public struct ScheduleSync: Sendable {
     public init() {}
 
     /// Applies `slots`; run it inside a transaction.
-    public func sync(_ slots: [Slot], closeMissing: Bool, on connection: PostgresConnection) throws -> Report {
+    public func sync(_ slots: [Slot], closeMissing: Bool, on connection: some PostgresExecutor) async throws -> Report {
         var report = Report()
         for slot in slots {
             guard slot.endsAt > slot.startsAt else {
@@ -48,7 +48,7 @@ public struct ScheduleSync: Sendable {
             }
             // xmax = 0 tells a fresh insert from an update; no row back means the WHERE refused the
             // update because the slot is booked.
-            let rows = try connection.query(
+            let rows = try await connection.query(
                 """
                 INSERT INTO time_slots (starts_at, ends_at, interviewer)
                 VALUES (\(slot.startsAt), \(slot.endsAt), \(slot.interviewer))
@@ -63,7 +63,7 @@ public struct ScheduleSync: Sendable {
                 report.slotIDs.append(id)
                 if inserted { report.created += 1 } else { report.updated += 1 }
             } else {
-                let id = try connection.query(
+                let id = try await connection.query(
                     "SELECT id FROM time_slots WHERE interviewer = \(slot.interviewer) AND starts_at = \(slot.startsAt)"
                 ).single().decode(Int64.self, at: 0)
                 report.slotIDs.append(id)
@@ -73,7 +73,7 @@ public struct ScheduleSync: Sendable {
         if closeMissing, let first = slots.map(\.startsAt).min(), let last = slots.map(\.startsAt).max() {
             let interviewers = Array(Set(slots.map(\.interviewer)))
             for interviewer in interviewers {
-                report.closed += try connection.execute(
+                report.closed += try await connection.execute(
                     """
                     UPDATE time_slots t SET is_open = false, updated_at = now()
                     WHERE t.interviewer = \(interviewer) AND t.starts_at BETWEEN \(first) AND \(last)
@@ -87,8 +87,8 @@ public struct ScheduleSync: Sendable {
 
     /// Creates users `ids` that do not exist yet (their chat is their id, as in a private chat).
     /// Returns how many were created.
-    public func ensureUsers(_ ids: [Int64], on connection: PostgresConnection) throws -> Int {
-        try connection.execute(
+    public func ensureUsers(_ ids: [Int64], on connection: some PostgresExecutor) async throws -> Int {
+        try await connection.execute(
             """
             INSERT INTO users (id, telegram_chat_id, name)
             SELECT id, id, 'user ' || id FROM unnest(\(PostgresInt8Array(ids))) AS id

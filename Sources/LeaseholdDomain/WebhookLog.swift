@@ -25,21 +25,7 @@ public enum WebhookLog {
     /// call inserts a row.
     public static func received(
         _ notification: YooKassaNotification.Valid, key: String, payload: [UInt8], attempt: Int, stream: String?,
-        entryID: String?, deliveryKey: String? = nil, on connection: PostgresConnection
-    ) throws -> Int64 {
-        let rows = try connection.query(
-            receivedStatement(
-                notification, key: key, payload: payload, attempt: attempt, stream: stream, entryID: entryID,
-                deliveryKey: deliveryKey))
-        if let row = rows.first { return try row.decode(Int64.self, at: 0) }
-        return try connection.query(existingStatement(deliveryKey)).single().decode(Int64.self, at: 0)
-    }
-
-    /// ``received(_:key:payload:attempt:stream:entryID:on:)-(_,_,_,_,_,_,PostgresConnection)`` on a
-    /// non-blocking connection (the worker's, on its reactor).
-    public static func received(
-        _ notification: YooKassaNotification.Valid, key: String, payload: [UInt8], attempt: Int, stream: String?,
-        entryID: String?, deliveryKey: String? = nil, on connection: PostgresAsyncConnection
+        entryID: String?, deliveryKey: String? = nil, on connection: some PostgresExecutor
     ) async throws -> Int64 {
         let rows = try await connection.query(
             receivedStatement(
@@ -75,21 +61,16 @@ public enum WebhookLog {
     }
 
     /// Sets the final status of row `id` (no-op when `id` is nil).
-    public static func finish(_ id: Int64?, _ status: Status, note: String? = nil, on connection: PostgresConnection)
-        throws
-    {
+    public static func finish(
+        _ id: Int64?, _ status: Status, note: String? = nil, on connection: some PostgresExecutor
+    ) async throws {
         guard let id else { return }
-        try connection.execute(finishStatement(id, status, note: note))
+        try await connection.execute(finishStatement(id, status, note: note))
     }
 
     /// Marks row `id` FAILED with `error` (after the business transaction rolled back).
-    public static func failed(_ id: Int64, error: String, on connection: PostgresConnection) throws {
-        try finish(id, .failed, note: String(error.prefix(2_000)), on: connection)
-    }
-
-    /// ``failed(_:error:on:)-(_,_,PostgresConnection)`` on a non-blocking connection.
-    public static func failed(_ id: Int64, error: String, on connection: PostgresAsyncConnection) async throws {
-        try await connection.execute(finishStatement(id, .failed, note: String(error.prefix(2_000))))
+    public static func failed(_ id: Int64, error: String, on connection: some PostgresExecutor) async throws {
+        try await finish(id, .failed, note: String(error.prefix(2_000)), on: connection)
     }
 
     private static func finishStatement(_ id: Int64, _ status: Status, note: String?) -> PostgresQuery {

@@ -35,9 +35,20 @@ struct Enqueuer: Sendable {
             uniqueKeysWithValues: producer.keys.streams(RedisKeys.sources).map { stream in
                 (stream, Counter(label: Self.enqueuedLabel, dimensions: [("stream", stream)]))
             })
+        for reason in Self.refusalReasons {
+            _ = Counter(label: Self.refusedLabel, dimensions: [("reason", reason)])
+        }
     }
 
     private static let enqueuedLabel = "leasehold_ingress_enqueued_total"
+    static let refusedLabel = "leasehold_ingress_refused_total"
+    /// Every `reason` of `leasehold_ingress_refused_total`: each series exists from the start at
+    /// 0, so `rate()` and `increase()` see the first refusal (a series that appears with its first
+    /// increment has no earlier sample to compare with) and alerts can name them.
+    static let refusalReasons = [
+        "request_id_reused", "high_water_mark", "redis_backlog", "replicas_unconfirmed", "outcome_unknown",
+        "redis_unavailable", "source_address",
+    ]
 
     /// Appends `entry` (and `marker`, atomically) and returns its stream ID.
     func enqueue(_ entry: StreamEntry, marker: StreamProducer.Marker? = nil, logger: Logger) async throws -> String {
@@ -52,23 +63,23 @@ struct Enqueuer: Sendable {
                 .increment()
             return id
         } catch let error as RedisError where error.code == StreamProducer.reused {
-            Counter(label: "leasehold_ingress_refused_total", dimensions: [("reason", "request_id_reused")]).increment()
+            Counter(label: Self.refusedLabel, dimensions: [("reason", "request_id_reused")]).increment()
             throw HTTPError(
                 .conflict,
                 message: "request_id_reused: this request_id was first used for a different request; use a new one")
         } catch let error as RedisError where error.code == StreamProducer.overloaded {
-            Counter(label: "leasehold_ingress_refused_total", dimensions: [("reason", "high_water_mark")]).increment()
+            Counter(label: Self.refusedLabel, dimensions: [("reason", "high_water_mark")]).increment()
             logger.warning("stream over its high-water mark; answering 503", metadata: ["stream": "\(entry.stream)"])
             throw unavailable("the queue is over its high-water mark; retry later")
         } catch let error as RedisError where error.code == .backlog {
             // Redis is slow or stalled and this connection's line is full: nothing was sent.
-            Counter(label: "leasehold_ingress_refused_total", dimensions: [("reason", "redis_backlog")]).increment()
+            Counter(label: Self.refusedLabel, dimensions: [("reason", "redis_backlog")]).increment()
             logger.warning("Redis connection backlogged; answering 503", metadata: ["error": "\(error)"])
             throw unavailable("the queue is busy (Redis is slow to answer); retry later")
         } catch let error as ReplicaAcknowledgement.Unconfirmed {
             // On the master, not (known to be) on enough replicas: a master failure now could lose
             // it, so no 2xx. It will most likely be processed; a retry is processed at most once.
-            Counter(label: "leasehold_ingress_refused_total", dimensions: [("reason", "replicas_unconfirmed")])
+            Counter(label: Self.refusedLabel, dimensions: [("reason", "replicas_unconfirmed")])
                 .increment()
             logger.warning("entry not confirmed by Redis replicas; answering 503", metadata: ["error": "\(error)"])
             throw unavailable(
@@ -78,13 +89,13 @@ struct Enqueuer: Sendable {
             // The script was sent and no reply came (Redis died or stalled mid-call): it may have
             // run. Say so, so the client retries with the same key instead of counting it lost;
             // the retry is processed at most once (the inbox).
-            Counter(label: "leasehold_ingress_refused_total", dimensions: [("reason", "outcome_unknown")]).increment()
+            Counter(label: Self.refusedLabel, dimensions: [("reason", "outcome_unknown")]).increment()
             logger.error("enqueue outcome unknown; answering 503", metadata: ["error": "\(error)"])
             throw unavailable(
                 "outcome_unknown: the request may have been enqueued; retry with the same request_id or update_id, it is processed at most once",
                 outcome: "unknown")
         } catch {
-            Counter(label: "leasehold_ingress_refused_total", dimensions: [("reason", "redis_unavailable")]).increment()
+            Counter(label: Self.refusedLabel, dimensions: [("reason", "redis_unavailable")]).increment()
             logger.error("could not enqueue; answering 503", metadata: ["error": "\(error)"])
             throw unavailable("the queue is unavailable; retry later")
         }

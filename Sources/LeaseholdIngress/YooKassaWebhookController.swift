@@ -30,7 +30,7 @@ struct YooKassaWebhookController: Sendable {
         let verdict = configuration.yookassaSources.check(
             peer: context.remoteAddress?.ipAddress, forwardedFor: request.headers[values: Self.forwardedFor])
         if case .denied(let reason) = verdict {
-            Counter(label: "leasehold_ingress_refused_total", dimensions: [("reason", "source_address")]).increment()
+            Counter(label: Enqueuer.refusedLabel, dimensions: [("reason", "source_address")]).increment()
             context.logger.warning("YooKassa notification refused", metadata: ["reason": "\(reason)"])
             throw HTTPError(.forbidden, message: reason)
         }

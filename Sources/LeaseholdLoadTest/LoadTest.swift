@@ -54,14 +54,14 @@ public struct LoadTest: Sendable {
     /// Runs the whole test and returns the report; `report.passed` says whether every invariant held.
     public func run() async throws -> LoadTestReport {
         if let problem = configuration.problem { throw LoadTestError.setup(problem) }
-        let postgres = PostgresClient(
+        let postgres = PostgresAsyncClient(
             configuration: PostgresConfiguration(
                 connectionString: configuration.postgresURL, applicationName: "leasehold-loadtest"),
             size: 3)
-        var redis: RedisClient?
+        var redis: RedisAsyncClient?
         if configuration.ingressOnly, let url = configuration.redisURL {
             do {
-                redis = RedisClient(configuration: try RedisConfiguration(url: url), size: 1)
+                redis = RedisAsyncClient(configuration: try RedisConfiguration(url: url), size: 1)
             } catch {
                 await postgres.close()
                 throw LoadTestError.setup("--redis-url: \(error)")
@@ -71,12 +71,12 @@ public struct LoadTest: Sendable {
         do {
             let report = try await execute(postgres: postgres, redis: redis, http: http)
             try await http.shutdown()
-            await redis?.close()
+            redis?.close()
             await postgres.close()
             return report
         } catch {
             try? await http.shutdown()
-            await redis?.close()
+            redis?.close()
             await postgres.close()
             throw error
         }
@@ -92,7 +92,7 @@ public struct LoadTest: Sendable {
 
     // MARK: Phases
 
-    private func execute(postgres: PostgresClient, redis: RedisClient?, http: HTTPClient) async throws
+    private func execute(postgres: PostgresAsyncClient, redis: RedisAsyncClient?, http: HTTPClient) async throws
         -> LoadTestReport
     {
         let configuration = self.configuration
@@ -316,7 +316,7 @@ public struct LoadTest: Sendable {
     /// is left and that no worker processed any of it, and report the sending figures.
     private func finishIngressOnly(
         plan: RequestPlan, stats: SendStatistics, backlog: RunBacklog, after: RunBacklog.Marks, sendDuration: Duration,
-        lineBox: ProgressLineBox, postgres: PostgresClient
+        lineBox: ProgressLineBox, postgres: PostgresAsyncClient
     ) async throws -> LoadTestReport {
         let (sent, accepted, failed) = stats.counts
         progress?.update(lineBox.next(phase: "done", sent: sent, accepted: accepted, completed: 0, failed: failed))
@@ -388,21 +388,21 @@ public struct LoadTest: Sendable {
     /// Picks this run's number and creates its slots and users, in one transaction under a lock
     /// on `users` that concurrent load tests also take: the number is one no earlier run on this
     /// database used (no slots labelled `loadtest-<run>` yet), so message keys never collide.
-    private func seedRun(postgres: PostgresClient) async throws -> RequestPlan {
+    private func seedRun(postgres: PostgresAsyncClient) async throws -> RequestPlan {
         let configuration = self.configuration
         let (run, seeded) = try await postgres.withTransaction(.init(lockTimeout: .seconds(30), statementTimeout: nil))
         {
             connection in
-            try connection.query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+            try await connection.query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
             var run = max(1, Int64(Date().timeIntervalSince1970) - RequestPlan.runEpoch)
-            while try !connection.query(
+            while try await !connection.query(
                 "SELECT 1 FROM time_slots WHERE interviewer = \("loadtest-\(run)") LIMIT 1"
             ).isEmpty {
                 run += 1
             }
             return (
                 run,
-                try Self.seed(
+                try await Self.seed(
                     label: "loadtest-\(run)", slots: configuration.slots, users: configuration.userCount, on: connection
                 )
             )
@@ -413,29 +413,31 @@ public struct LoadTest: Sendable {
             telegramSecret: configuration.telegramSecret)
     }
 
-    private func seed(label: String, users: Int, postgres: PostgresClient) async throws -> Seeded {
+    private func seed(label: String, users: Int, postgres: PostgresAsyncClient) async throws -> Seeded {
         let slots = configuration.slots
         return try await postgres.withTransaction(.init(lockTimeout: .seconds(30), statementTimeout: nil)) {
             connection in
-            try connection.query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
-            return try Self.seed(label: label, slots: slots, users: users, on: connection)
+            try await connection.query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+            return try await Self.seed(label: label, slots: slots, users: users, on: connection)
         }
     }
 
     /// Creates `slots` open slots labelled `label` and `users` users with IDs above every
     /// existing one (the caller holds the lock on `users`).
-    private static func seed(label: String, slots: Int, users: Int, on connection: PostgresConnection) throws -> Seeded
+    private static func seed(label: String, slots: Int, users: Int, on connection: PostgresAsyncConnection) async throws
+        -> Seeded
     {
-        let base = try connection.query("SELECT coalesce(max(id), 0) + 1 FROM users").single().decode(Int64.self, at: 0)
+        let base = try await connection.query("SELECT coalesce(max(id), 0) + 1 FROM users").single().decode(
+            Int64.self, at: 0)
         let sync = ScheduleSync()
         var next = base
         while next < base + Int64(users) {
             let chunk = min(Int64(100_000), base + Int64(users) - next)
-            _ = try sync.ensureUsers(Array(next..<(next + chunk)), on: connection)
+            _ = try await sync.ensureUsers(Array(next..<(next + chunk)), on: connection)
             next += chunk
         }
         let start = Date(timeIntervalSince1970: 4_102_444_800 + Double(Int.random(in: 0..<1_000_000)) * 60)
-        let report = try sync.sync(
+        let report = try await sync.sync(
             ScheduleSync.generate(count: slots, start: start, length: 1800, interviewer: label),
             closeMissing: false, on: connection)
         guard report.created == slots, report.slotIDs.count == slots else {
@@ -554,7 +556,7 @@ public struct LoadTest: Sendable {
     }
 
     /// Every inbox row of this run, by request index, read in one statement (one snapshot).
-    private func inboxSnapshot(plan: RequestPlan, postgres: PostgresClient) async throws -> [Int: InboxRow] {
+    private func inboxSnapshot(plan: RequestPlan, postgres: PostgresAsyncClient) async throws -> [Int: InboxRow] {
         var rows: [Int: InboxRow] = [:]
         for row in try await postgres.query(
             """
@@ -584,7 +586,7 @@ public struct LoadTest: Sendable {
 
     private func checkInvariants(
         plan: RequestPlan, snapshot: [Int: InboxRow], stats: SendStatistics, duplicatesBefore: Int?,
-        postgres: PostgresClient
+        postgres: PostgresAsyncClient
     ) async throws -> [LoadTestReport.Invariant] {
         var invariants: [LoadTestReport.Invariant] = []
         // Every index below `handedOut` was sent, or dropped by the generator for being late.

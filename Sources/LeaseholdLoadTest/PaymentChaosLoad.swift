@@ -63,15 +63,15 @@ public struct PaymentChaosLoad: Sendable {
 
     /// The plan (100.00 RUB for 30 days) and one pending payment per user, as the bot records them.
     public func prepare() async throws {
-        let client = PostgresClient(configuration: PostgresConfiguration(connectionString: postgresURL), size: 1)
+        let client = PostgresAsyncClient(configuration: PostgresConfiguration(connectionString: postgresURL), size: 1)
         defer { Task { await client.close() } }
         let (payments, firstUser, run) = (self.payments, self.firstUser, self.run)
         try await client.withConnection { connection in
             let ledger = PaymentLedger()
-            _ = try ledger.upsertPlan(
+            _ = try await ledger.upsertPlan(
                 code: Self.plan, title: "Chaos", price: "100.00", currency: "RUB", days: 30, on: connection)
             for index in 0..<payments {
-                _ = try ledger.createPending(
+                _ = try await ledger.createPending(
                     paymentID: "chaos-\(run)-\(index)", userID: firstUser + Int64(index), chatID: nil,
                     planCode: Self.plan, amount: nil, on: connection)
             }
@@ -124,7 +124,7 @@ public struct PaymentChaosLoad: Sendable {
 
     /// Checks, in PostgreSQL, that every payment was applied exactly once.
     public func check() async throws -> [Check] {
-        let client = PostgresClient(configuration: PostgresConfiguration(connectionString: postgresURL), size: 1)
+        let client = PostgresAsyncClient(configuration: PostgresConfiguration(connectionString: postgresURL), size: 1)
         defer { Task { await client.close() } }
         let pattern = "chaos-\(run)-%"
         func count(_ query: PostgresQuery) async throws -> Int {

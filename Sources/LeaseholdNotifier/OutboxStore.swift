@@ -36,7 +36,7 @@ public struct OutboxStore: Sendable {
     /// `pg_advisory_xact_lock` key serialising claims: "LHNOTIFY".
     public static let claimLockKey: Int64 = 0x4C48_4E4F_5449_4659
 
-    public let postgres: PostgresClient
+    public let postgres: PostgresAsyncClient
     public let globalRate: Int
     public let chatInterval: Duration
     public let groupChatInterval: Duration
@@ -46,7 +46,7 @@ public struct OutboxStore: Sendable {
     public let maxAttempts: Int
 
     public init(
-        postgres: PostgresClient, globalRate: Int, chatInterval: Duration, groupChatInterval: Duration,
+        postgres: PostgresAsyncClient, globalRate: Int, chatInterval: Duration, groupChatInterval: Duration,
         claimTimeout: Duration, maxAttempts: Int
     ) {
         self.postgres = postgres
@@ -57,7 +57,7 @@ public struct OutboxStore: Sendable {
         self.maxAttempts = maxAttempts
     }
 
-    public init(postgres: PostgresClient, configuration: NotifierConfiguration) {
+    public init(postgres: PostgresAsyncClient, configuration: NotifierConfiguration) {
         self.init(
             postgres: postgres, globalRate: configuration.globalRate, chatInterval: configuration.chatInterval,
             groupChatInterval: configuration.groupChatInterval, claimTimeout: configuration.claimTimeout,
@@ -88,11 +88,11 @@ public struct OutboxStore: Sendable {
             claimTimeout.millisecondsRoundedUp, Int32(clamping: maxAttempts)
         )
         return try await postgres.withTransaction(Self.options) { tx in
-            try tx.query("SELECT pg_advisory_xact_lock(\(Self.claimLockKey))")
+            try await tx.query("SELECT pg_advisory_xact_lock(\(Self.claimLockKey))")
 
             var reaped: [(id: Int64, claimedBy: String)] = []
             if reap {
-                for row in try tx.query(
+                for row in try await tx.query(
                     """
                     UPDATE outbox o
                     SET status = CASE WHEN o.attempts >= \(maxAttempts) THEN 'failed' ELSE 'pending' END,
@@ -115,7 +115,7 @@ public struct OutboxStore: Sendable {
             }
 
             let pausedMs =
-                try tx.query(
+                try await tx.query(
                     """
                     SELECT CASE WHEN paused_until > clock_timestamp()
                                 THEN ceil(extract(epoch FROM paused_until - clock_timestamp()) * 1000)::bigint
@@ -129,7 +129,7 @@ public struct OutboxStore: Sendable {
 
             // Claims in the last second, and in the last tenth of it: at most `rate` per second,
             // spread over the second (at most a tenth of it per 100 ms) rather than in one burst.
-            let window = try tx.query(
+            let window = try await tx.query(
                 """
                 WITH t AS (SELECT clock_timestamp() AS now)
                 SELECT count(*),
@@ -153,7 +153,7 @@ public struct OutboxStore: Sendable {
             // The chat's last claim is one backward step in the (chat_id, claimed_at) index, however
             // long the chat's history.
             var ids: [Int64] = []
-            for row in try tx.query(
+            for row in try await tx.query(
                 """
                 SELECT o.id FROM outbox o
                 WHERE o.status = 'pending' AND o.next_attempt_at <= statement_timestamp()
@@ -173,7 +173,7 @@ public struct OutboxStore: Sendable {
             guard !ids.isEmpty else { return Claim(rows: [], reaped: reaped, wait: nil, paused: false) }
 
             var rows: [ClaimedReply] = []
-            for row in try tx.query(
+            for row in try await tx.query(
                 """
                 UPDATE outbox SET status = 'sending', claimed_by = \(claimant), claimed_at = clock_timestamp(),
                     attempts = attempts + 1
@@ -202,19 +202,19 @@ public struct OutboxStore: Sendable {
             let changed: Int
             switch completion {
             case .sent(let messageID):
-                changed = try tx.execute(
+                changed = try await tx.execute(
                     """
                     UPDATE outbox SET status = 'sent', sent_at = clock_timestamp(), telegram_message_id = \(messageID)
                     WHERE id = \(id) AND status = 'sending' AND claimed_by = \(claim)
                     """)
             case .failed(let reason):
-                changed = try tx.execute(
+                changed = try await tx.execute(
                     """
                     UPDATE outbox SET status = 'failed', failed_at = clock_timestamp(), last_error = \(reason)
                     WHERE id = \(id) AND status = 'sending' AND claimed_by = \(claim)
                     """)
             case .retry(let delay, let reason):
-                changed = try tx.execute(
+                changed = try await tx.execute(
                     """
                     UPDATE outbox SET status = 'pending', last_error = \(reason),
                         next_attempt_at = clock_timestamp() + \(delay.millisecondsRoundedUp) * interval '1 millisecond'
@@ -222,21 +222,21 @@ public struct OutboxStore: Sendable {
                     """)
             case .rateLimited(let retryAfter, let reason):
                 let pauseMs = retryAfter.millisecondsRoundedUp
-                changed = try tx.execute(
+                changed = try await tx.execute(
                     """
                     UPDATE outbox SET status = 'pending', last_error = \(reason), attempts = attempts - 1,
                         next_attempt_at = clock_timestamp() + \(pauseMs) * interval '1 millisecond'
                     WHERE id = \(id) AND status = 'sending' AND claimed_by = \(claim)
                     """)
                 // The pause is the bot's, not the row's: it stands even if the row was taken back.
-                try tx.execute(
+                try await tx.execute(
                     """
                     UPDATE outbox_throttle
                     SET paused_until = greatest(paused_until, clock_timestamp() + \(pauseMs) * interval '1 millisecond'),
                         reason = \(reason)
                     """)
             case .handBack(let delay, let reason):
-                changed = try tx.execute(
+                changed = try await tx.execute(
                     """
                     UPDATE outbox SET status = 'pending', last_error = \(reason), attempts = greatest(0, attempts - 1),
                         next_attempt_at = clock_timestamp() + \(delay.millisecondsRoundedUp) * interval '1 millisecond'
@@ -266,7 +266,7 @@ public struct OutboxStore: Sendable {
     /// Counts by status (each through its partial index) and the pause.
     public func backlog() async throws -> Backlog {
         try await postgres.withConnection { connection in
-            let pending = try connection.query(
+            let pending = try await connection.query(
                 """
                 SELECT count(*), count(*) FILTER (WHERE next_attempt_at <= clock_timestamp()),
                        coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)::float8
@@ -274,12 +274,12 @@ public struct OutboxStore: Sendable {
                 """
             ).single()
             let (count, due, age) = try pending.decode(Int64.self, Int64.self, Double.self)
-            let sending = try connection.query("SELECT count(*) FROM outbox WHERE status = 'sending'")
+            let sending = try await connection.query("SELECT count(*) FROM outbox WHERE status = 'sending'")
                 .single().decode(Int64.self, at: 0)
-            let failed = try connection.query("SELECT count(*) FROM outbox WHERE status = 'failed'")
+            let failed = try await connection.query("SELECT count(*) FROM outbox WHERE status = 'failed'")
                 .single().decode(Int64.self, at: 0)
             let paused =
-                try connection.query(
+                try await connection.query(
                     """
                     SELECT CASE WHEN paused_until > clock_timestamp()
                                 THEN extract(epoch FROM paused_until - clock_timestamp())::float8 ELSE 0 END

@@ -24,7 +24,7 @@ public final class LocalRedisCluster: Sendable {
     /// Each node's cluster bus port.
     private let busPorts: [RedisNodeAddress: Int]
     private let servers: NIOLockedValueBox<[RedisNodeAddress: ChildProcess]>
-    private let admins: NIOLockedValueBox<[RedisNodeAddress: RedisClient]>
+    private let admins: NIOLockedValueBox<[RedisNodeAddress: RedisAsyncClient]>
     private let watchdog: ChildProcess
 
     public static let redisServer = URL(fileURLWithPath: "/usr/bin/redis-server")
@@ -188,7 +188,7 @@ public final class LocalRedisCluster: Sendable {
     public func kill(_ node: RedisNodeAddress) async {
         guard let server = servers.withLockedValue({ $0[node] }) else { return }
         await server.stop(signal: SIGKILL, timeout: .seconds(10))
-        if let admin = admins.withLockedValue({ $0.removeValue(forKey: node) }) { await admin.close() }
+        if let admin = admins.withLockedValue({ $0.removeValue(forKey: node) }) { admin.close() }
     }
 
     /// SIGSTOP for one node: its connections stay open and nothing is answered (a stalled
@@ -297,7 +297,7 @@ public final class LocalRedisCluster: Sendable {
             defer { admins.removeAll() }
             return Array(admins.values)
         }
-        for admin in admins { await admin.close() }
+        for admin in admins { admin.close() }
         let servers = servers.withLockedValue { servers in
             defer { servers.removeAll() }
             return Array(servers.values)
@@ -377,14 +377,14 @@ public final class LocalRedisCluster: Sendable {
         }
     }
 
-    private func admin(_ node: RedisNodeAddress) throws -> RedisClient {
+    private func admin(_ node: RedisNodeAddress) throws -> RedisAsyncClient {
         try admins.withLockedValue { admins in
             if let admin = admins[node] { return admin }
             guard nodes.contains(node) else { throw LocalRedisClusterError("\(node) is not a node of this cluster") }
-            let admin = RedisClient(
+            let admin = RedisAsyncClient(
                 configuration: RedisConfiguration(
                     host: node.host, port: node.port, connectTimeout: .seconds(2), commandTimeout: .seconds(10)),
-                size: 1)
+                label: "leasehold.local-cluster.admin")
             admins[node] = admin
             return admin
         }

@@ -160,11 +160,11 @@ public actor LocalStack {
             connectionString: "postgres://postgres@127.0.0.1:\(postgresPort)/postgres?sslmode=disable",
             connectTimeoutSeconds: 2, applicationName: "leasehold-local")
         let database = options.database
-        try await waitUntilReady(server, log: postgresLog) {
-            let connection = try PostgresConnection(configuration: admin)
-            defer { connection.close() }
-            let exists = try connection.query("SELECT 1 FROM pg_database WHERE datname = \(database)")
-            if exists.isEmpty { try connection.simpleQuery("CREATE DATABASE \(database)") }
+        try await waitUntilAnswering(server, log: postgresLog) {
+            try await PostgresAsyncClient.withConnection(to: admin) { connection in
+                let exists = try await connection.query("SELECT 1 FROM pg_database WHERE datname = \(database)")
+                if exists.isEmpty { try await connection.simpleQuery("CREATE DATABASE \(database)") }
+            }
         }
         logger.info("PostgreSQL is up", metadata: ["url": "\(postgresURL)", "pid": "\(server.pid)"])
     }
@@ -204,9 +204,9 @@ public actor LocalStack {
         let configuration = RedisConfiguration(
             host: "127.0.0.1", port: redisPort, connectTimeout: .seconds(2), commandTimeout: .seconds(2))
         try await waitUntilReady(server, log: redisLog) {
-            let connection = try RedisConnection(configuration: configuration)
-            defer { connection.close() }
-            try connection.send("PING")
+            let client = RedisAsyncClient(configuration: configuration, label: "leasehold.local.probe")
+            defer { client.close() }
+            _ = try client.sendWaiting(RedisCommand(["PING"]))
         }
         logger.info("Redis is up", metadata: ["url": "\(redisURL)", "pid": "\(server.pid)"])
     }
@@ -230,6 +230,13 @@ public actor LocalStack {
     private func waitUntilReady(
         _ server: ChildProcess, log: URL, probe: @escaping @Sendable () throws -> Void
     ) async throws {
+        try await waitUntilAnswering(server, log: log) { try await offload(probe) }
+    }
+
+    /// ``waitUntilReady(_:log:probe:)`` with a probe that does not block.
+    private func waitUntilAnswering(
+        _ server: ChildProcess, log: URL, probe: @escaping @Sendable () async throws -> Void
+    ) async throws {
         let deadline = ContinuousClock.now + options.startupTimeout
         var lastError = "none"
         while true {
@@ -237,7 +244,7 @@ public actor LocalStack {
                 throw LocalStackError.exitedEarly(server: server.name, status: status, logTail: tail(of: log))
             }
             do {
-                try await offload(probe)
+                try await probe()
                 return
             } catch {
                 lastError = "\(error)"

@@ -28,7 +28,7 @@ public struct LocalStackService: Service {
         do {
             try await stack.start()
             if let migrations {
-                let client = PostgresClient(
+                let client = PostgresAsyncClient(
                     configuration: PostgresConfiguration(connectionString: stack.postgresURL), size: 1)
                 let report: Migrator.Report
                 do {

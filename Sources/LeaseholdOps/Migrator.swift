@@ -27,10 +27,10 @@ public struct Migrator: Sendable {
         public var unknownApplied: [Int64]
     }
 
-    private let client: PostgresClient
+    private let client: PostgresAsyncClient
     private let logger: Logger
 
-    public init(client: PostgresClient, logger: Logger = Logger(label: "leasehold.migrate")) {
+    public init(client: PostgresAsyncClient, logger: Logger = Logger(label: "leasehold.migrate")) {
         self.client = client
         self.logger = logger
     }
@@ -39,17 +39,23 @@ public struct Migrator: Sendable {
     public func migrate(_ migrations: [Migration]) async throws -> Report {
         let logger = self.logger
         return try await client.withConnection { connection in
-            try connection.query("SELECT pg_advisory_lock(\(Self.advisoryLockKey))")
-            defer { _ = try? connection.query("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))") }
-            return try Self.apply(migrations, on: connection, logger: logger)
+            try await connection.query("SELECT pg_advisory_lock(\(Self.advisoryLockKey))")
+            let report: Result<Report, any Error>
+            do {
+                report = .success(try await Self.apply(migrations, on: connection, logger: logger))
+            } catch {
+                report = .failure(error)
+            }
+            _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))")
+            return try report.get()
         }
     }
 
     /// The versions applied so far, with their names, checksums and times.
     public func applied() async throws -> [(version: Int64, name: String, checksum: String, appliedAt: Date)] {
         let rows = try await client.withConnection { connection in
-            try Self.ensureTable(connection)
-            return try connection.query(
+            try await Self.ensureTable(connection)
+            return try await connection.query(
                 "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version")
         }
         return try rows.map { row in
@@ -62,8 +68,8 @@ public struct Migrator: Sendable {
         error.postgresError?.description ?? error.description
     }
 
-    private static func ensureTable(_ connection: PostgresConnection) throws {
-        try connection.simpleQuery(
+    private static func ensureTable(_ connection: PostgresAsyncConnection) async throws {
+        try await connection.simpleQuery(
             """
             CREATE TABLE IF NOT EXISTS schema_migrations (
                 version      bigint PRIMARY KEY,
@@ -75,12 +81,13 @@ public struct Migrator: Sendable {
             """)
     }
 
-    private static func apply(_ migrations: [Migration], on connection: PostgresConnection, logger: Logger) throws
+    private static func apply(_ migrations: [Migration], on connection: PostgresAsyncConnection, logger: Logger)
+        async throws
         -> Report
     {
-        try ensureTable(connection)
+        try await ensureTable(connection)
         var recorded: [Int64: String] = [:]
-        for row in try connection.query("SELECT version, checksum FROM schema_migrations") {
+        for row in try await connection.query("SELECT version, checksum FROM schema_migrations") {
             let (version, checksum) = try row.decode(Int64.self, String.self)
             recorded[version] = checksum
         }
@@ -88,7 +95,7 @@ public struct Migrator: Sendable {
         // Verify every applied file before applying anything.
         var checksums: [Int64: String] = [:]
         for migration in migrations {
-            let checksum = try connection.query(
+            let checksum = try await connection.query(
                 "SELECT encode(sha256(\(Array(migration.sql.utf8))), 'hex')"
             ).single().decode(String.self, at: 0)
             checksums[migration.version] = checksum
@@ -111,10 +118,10 @@ public struct Migrator: Sendable {
             let started = ContinuousClock.now
             logger.info("applying migration", metadata: ["file": "\(migration.fileName)"])
             do {
-                try connection.withTransaction(.init(lockTimeout: .seconds(60), statementTimeout: nil)) { tx in
-                    try tx.simpleQuery(migration.sql)
+                try await connection.withTransaction(.init(lockTimeout: .seconds(60), statementTimeout: nil)) { tx in
+                    try await tx.simpleQuery(migration.sql)
                     let elapsed = started.duration(to: .now)
-                    try tx.query(
+                    try await tx.query(
                         """
                         INSERT INTO schema_migrations (version, name, checksum, execution_ms)
                         VALUES (\(migration.version), \(migration.name), \(checksums[migration.version]!),

@@ -94,7 +94,7 @@ public func parseResidentSetBytes(status: String) -> Int? {
 }
 
 /// Reads a `/proc` file (their size reads as 0, so not through `Data(contentsOf:)`'s size hint).
-private func readSmallFile(_ path: String) -> String? {
+func readSmallFile(_ path: String) -> String? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }

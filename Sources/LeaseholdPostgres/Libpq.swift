@@ -1,11 +1,10 @@
 import CLibPQ
 import Foundation
+import NIOConcurrencyHelpers
 
-/// The libpq calls that the blocking ``PostgresConnection`` and the non-blocking
-/// ``PostgresAsyncConnection`` share: how binds become `PQexecParams`/`PQsendQueryParams`
-/// arguments, and how a `PGresult` becomes ``PostgresRows`` or a ``PostgresError``. Both
-/// connections go through these functions, so a statement means the same thing, and fails with the
-/// same SQLSTATE and ``PostgresError/Source``, whichever connection runs it.
+/// The libpq calls of ``PostgresAsyncConnection``: how binds become `PQsendQueryParams`
+/// arguments, and how a `PGresult` becomes ``PostgresRows`` or a ``PostgresError`` (with its
+/// SQLSTATE and ``PostgresError/Source``).
 enum Libpq {
     /// Calls `body` with the parameter arrays of `query` (count, type OIDs, values, lengths,
     /// formats), valid only for the call; results are requested in binary.
@@ -176,4 +175,76 @@ extension PostgresTransactionError {
                 source: .server, sqlState: "25P02", message: "COMMIT answered \(commit.commandTag); rolled back")
         }
     }
+}
+
+extension PostgresConfiguration {
+    /// Whether a server named by this configuration accepts connections now (libpq's
+    /// `PQpingParams`: no login, no statement). Blocks for up to ``connectTimeoutSeconds`` per host:
+    /// for a test's or a tool's start-up check, never on a reactor.
+    public func serverAcceptsConnections() -> Bool {
+        let (keywords, values) = connectParameters
+        let status = withCStringArray(keywords) { keywordPointers in
+            withCStringArray(values) { valuePointers in PQpingParams(keywordPointers, valuePointers, 1) }
+        }
+        return status == PQPING_OK
+    }
+}
+
+/// Cancels the statement running on a connection, from any thread (`PQcancel`).
+///
+/// Owns the `PGcancel` object: created with the connection, freed once, by ``invalidate()`` or,
+/// when a `PQcancel` is still running then, by that call when it returns. `PQcancel` runs outside
+/// the lock (it can take as long as the network does: libpq gives it no timeout), so
+/// ``invalidate()`` never waits for it, and a second ``interrupt()`` while one runs does nothing.
+final class PostgresCanceller: Sendable {
+    private struct Handle: @unchecked Sendable {
+        // Only read or freed under `state`'s lock, or by the one interrupt in progress.
+        var pointer: OpaquePointer?
+        var interrupting = false
+        var invalidated = false
+    }
+    private let state: NIOLockedValueBox<Handle>
+
+    init(_ pointer: OpaquePointer?) {
+        state = NIOLockedValueBox(Handle(pointer: pointer))
+    }
+
+    deinit {
+        invalidate()
+    }
+
+    func interrupt() {
+        let taken = state.withLockedValue { handle -> Handle? in
+            guard handle.pointer != nil, !handle.interrupting, !handle.invalidated else { return nil }
+            handle.interrupting = true
+            return handle
+        }
+        guard let pointer = taken?.pointer else { return }
+        var buffer = [CChar](repeating: 0, count: 256)
+        _ = PQcancel(pointer, &buffer, Int32(buffer.count))
+        let free = state.withLockedValue { handle -> Bool in
+            handle.interrupting = false
+            guard handle.invalidated, handle.pointer != nil else { return false }
+            handle.pointer = nil
+            return true
+        }
+        if free { PQfreeCancel(pointer) }
+    }
+
+    func invalidate() {
+        let pointer = state.withLockedValue { handle -> OpaquePointer? in
+            handle.invalidated = true
+            guard !handle.interrupting, let pointer = handle.pointer else { return nil }
+            handle.pointer = nil
+            return pointer
+        }
+        if let pointer { PQfreeCancel(pointer) }
+    }
+}
+
+/// Calls `body` with a NULL-terminated `const char *[]` that lives only for the call.
+func withCStringArray<R>(_ strings: [String], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
+    let duplicated = strings.map { strdup($0) }
+    defer { duplicated.forEach { free($0) } }
+    return body(duplicated.map { UnsafePointer($0) } + [nil])
 }

@@ -1,16 +1,28 @@
 import ConnectionPool
+import Dispatch
 import LeaseholdReactor
+import Synchronization
 
-/// A pool of ``PostgresAsyncConnection``s on one ``Reactor``: the async counterpart of
-/// ``PostgresClient``, with the same guarantees.
+/// A pool of ``PostgresAsyncConnection``s on one ``Reactor``: Leasehold's one PostgreSQL client,
+/// for the worker's hot path as for a CLI command (see ``PostgresExecutor``).
 ///
 /// ## Threading: no locks, by construction
 ///
-/// Every method must be called from a task running on the pool's reactor
-/// (`withTaskExecutorPreference(reactor)`), and checks it with a precondition. The reactor runs
-/// one job at a time on one thread, so the pool's state (idle connections, waiters) is only ever
-/// touched by that thread, between suspension points, and needs no lock. The only code that runs
-/// elsewhere is a waiter's cancellation handler, which hands its work to the reactor as a task.
+/// The pool's state (idle connections, waiters) is only ever touched on the reactor's thread. A
+/// call from a task that does not run there hops there first (`withTaskExecutorPreference`), so
+/// any task may use the client; roles that share one reactor among their clients (the worker,
+/// ingress) call it from tasks that prefer that reactor already and pay no hop. The reactor runs
+/// one job at a time on one thread, so that state is touched between suspension points only and
+/// needs no lock. The only code that runs elsewhere is a waiter's cancellation handler, which
+/// hands its work to the reactor as a task. The bodies given to ``withConnection(_:)`` and
+/// ``withTransaction(_:_:)`` run on the reactor too, so they must not block.
+///
+/// ## Reactor
+///
+/// Given one (``init(configuration:reactor:size:)``), the client runs on it and leaves it to its
+/// owner. Without one (``init(configuration:size:label:)``), the client starts a reactor of its
+/// own and shuts it down in ``close()``: the shape for a command or a service whose only I/O on
+/// a reactor is this client.
 ///
 /// ## Connections
 ///
@@ -32,6 +44,11 @@ public final class PostgresAsyncClient: @unchecked Sendable {
 
     public let configuration: PostgresConfiguration
     public let reactor: Reactor
+    /// Whether ``close()`` shuts ``reactor`` down (the client started it).
+    private let ownsReactor: Bool
+    /// Set by the first ``close()``, on whatever thread it is called: calls after it fail at once,
+    /// without hopping to a reactor that may have stopped.
+    private let closeStarted = Atomic<Bool>(false)
     /// The maximum number of connections.
     public let size: Int
 
@@ -55,10 +72,23 @@ public final class PostgresAsyncClient: @unchecked Sendable {
     /// - Parameters:
     ///   - size: the maximum number of connections (opened lazily); at least 1.
     ///   - reactor: the reactor every call of this client runs on.
-    public init(configuration: PostgresConfiguration, reactor: Reactor, size: Int = 4) {
+    public convenience init(configuration: PostgresConfiguration, reactor: Reactor, size: Int = 4) {
+        self.init(configuration: configuration, reactor: reactor, ownsReactor: false, size: size)
+    }
+
+    /// A client on a reactor of its own, started now (its thread named `label`) and shut down by
+    /// ``close()``.
+    ///
+    /// - Parameter size: the maximum number of connections (opened lazily); at least 1.
+    public convenience init(configuration: PostgresConfiguration, size: Int = 4, label: String = "leasehold.postgres") {
+        self.init(configuration: configuration, reactor: Reactor(label: label), ownsReactor: true, size: size)
+    }
+
+    private init(configuration: PostgresConfiguration, reactor: Reactor, ownsReactor: Bool, size: Int) {
         precondition(size >= 1, "a pool needs at least one connection")
         self.configuration = configuration
         self.reactor = reactor
+        self.ownsReactor = ownsReactor
         self.size = size
         self.connections = Array(repeating: nil, count: size)
         self.idle = Array((0..<size).reversed())
@@ -72,6 +102,25 @@ public final class PostgresAsyncClient: @unchecked Sendable {
     /// `ConnectionPoolClosedError` after ``close()``, a ``PostgresError`` when no connection can be
     /// opened, or what `body` throws.
     public func withConnection<T>(_ body: (PostgresAsyncConnection) async throws -> T) async throws -> T {
+        if closeStarted.load(ordering: .acquiring) { throw ConnectionPoolClosedError() }
+        guard isOnReactor else {
+            return try await withTaskExecutorPreference(reactor) { try await onReactor(body) }
+        }
+        return try await onReactor(body)
+    }
+
+    /// Whether the calling task runs on the reactor's thread and prefers the reactor, so that it
+    /// comes back there after every suspension. The thread alone is not enough: a task whose
+    /// `withTaskExecutorPreference(reactor)` has just returned goes on on the reactor's thread
+    /// until it next suspends, and resumes elsewhere after that.
+    private var isOnReactor: Bool {
+        guard reactor.isCurrent else { return false }
+        let preferred = reactor.asUnownedTaskExecutor()
+        return withUnsafeCurrentTask { $0?.unownedTaskExecutor == preferred }
+    }
+
+    /// ``withConnection(_:)`` once on the reactor.
+    private func onReactor<T>(_ body: (PostgresAsyncConnection) async throws -> T) async throws -> T {
         precondition(reactor.isCurrent, "PostgresAsyncClient used off its reactor's thread")
         let index = try await checkout()
         defer { checkin(index) }
@@ -90,6 +139,20 @@ public final class PostgresAsyncClient: @unchecked Sendable {
     @discardableResult
     public func execute(_ query: PostgresQuery) async throws -> Int {
         try await withConnection { try await $0.execute(query) }
+    }
+
+    /// Runs one statement as the prepared statement `name` of the connection it is lent (see
+    /// ``PostgresAsyncConnection/query(_:preparedAs:)``).
+    @discardableResult
+    public func query(_ query: PostgresQuery, preparedAs name: String) async throws -> PostgresRows {
+        try await withConnection { try await $0.query(query, preparedAs: name) }
+    }
+
+    /// Runs fixed SQL text, possibly several statements (see
+    /// ``PostgresAsyncConnection/simpleQuery(_:)``).
+    @discardableResult
+    public func simpleQuery(_ sql: String) async throws -> PostgresRows {
+        try await withConnection { try await $0.simpleQuery(sql) }
     }
 
     /// Runs `body` in one transaction on one connection (see
@@ -116,7 +179,10 @@ public final class PostgresAsyncClient: @unchecked Sendable {
     public func open(
         _ count: Int, warmingUp warmUp: (@Sendable (PostgresAsyncConnection) async -> Void)? = nil
     ) async -> Int {
-        precondition(reactor.isCurrent, "PostgresAsyncClient.open(_:) off its reactor's thread")
+        if closeStarted.load(ordering: .acquiring) { return 0 }
+        guard isOnReactor else {
+            return await withTaskExecutorPreference(reactor) { await open(count, warmingUp: warmUp) }
+        }
         guard !closed else { return 0 }
         var taken: [Int] = []
         while taken.count < min(count, size), let index = idle.popLast() {
@@ -138,8 +204,30 @@ public final class PostgresAsyncClient: @unchecked Sendable {
     }
 
     /// Stops lending connections, fails every waiter, waits for the lent connections to come back
-    /// and closes every connection. Calls after this throw `ConnectionPoolClosedError`.
+    /// and closes every connection. Calls after this throw `ConnectionPoolClosedError`. A client
+    /// that started its own reactor then shuts it down: such a client must not be closed from a
+    /// task that prefers its reactor.
     public func close() async {
+        let first = !closeStarted.exchange(true, ordering: .acquiringAndReleasing)
+        // A client on a reactor of its own: only the first call closes it (the reactor is gone after).
+        if ownsReactor && !first { return }
+        if isOnReactor {
+            await closeOnReactor()
+        } else {
+            await withTaskExecutorPreference(reactor) { await closeOnReactor() }
+        }
+        guard ownsReactor else { return }
+        // Reactor.shutDown() blocks until the thread has exited: not on the cooperative pool.
+        let reactor = reactor
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                reactor.shutDown()
+                done.resume()
+            }
+        }
+    }
+
+    private func closeOnReactor() async {
         precondition(reactor.isCurrent, "PostgresAsyncClient.close() off its reactor's thread")
         closed = true
         let failed = waiters

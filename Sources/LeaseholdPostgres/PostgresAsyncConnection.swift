@@ -3,13 +3,13 @@ import Dispatch
 import LeaseholdReactor
 import Synchronization
 
-/// One libpq connection in non-blocking mode, driven by a ``Reactor``: the async counterpart of
-/// ``PostgresConnection``, with the same statements, results and errors.
+/// One libpq connection in non-blocking mode, driven by a ``Reactor``: Leasehold's only kind of
+/// PostgreSQL connection, pooled by ``PostgresAsyncClient`` (both are ``PostgresExecutor``s).
 ///
 /// ## Why non-blocking
 ///
 /// A blocking `PQexecParams` has to run off Swift's cooperative pool, so every statement on a
-/// ``PostgresConnection`` costs two thread hand-offs (pool → the connection's queue → pool). Here
+/// blocking connection costs two thread hand-offs (pool → the connection's queue → pool). Here
 /// the statement is sent with `PQsendQueryParams`, and the task awaits the socket on the reactor
 /// (``Reactor/writable(_:)`` until `PQflush` is done, ``Reactor/readable(_:)`` until `PQisBusy`
 /// says a result is complete), so sending, waiting and reading the result all happen on the
@@ -102,8 +102,8 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
 
     // MARK: Connecting
 
-    /// Opens a connection without blocking the reactor: `PQconnectStartParams` with the same
-    /// parameters as ``PostgresConnection``, then `PQconnectPoll`, awaiting the socket as libpq
+    /// Opens a connection without blocking the reactor: `PQconnectStartParams` with the
+    /// configuration's parameters (``PostgresConfiguration``), then `PQconnectPoll`, awaiting the socket as libpq
     /// asks. `connect_timeout` (``PostgresConfiguration/connectTimeoutSeconds``) bounds each
     /// attempt, as it does in libpq: the deadline starts again whenever libpq moves on to the next
     /// host or address (a new socket). One difference remains: with several hosts, libpq's blocking
@@ -303,6 +303,22 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
         return "\(host):\(port)"
     }
 
+    /// The parameters this connection was opened with, as libpq resolved them (`PQconninfo`):
+    /// keyword → value, for every keyword that has one. The password is left out.
+    public var effectiveParameters: [String: String] {
+        precondition(reactor.isCurrent, "PostgresAsyncConnection.effectiveParameters off its reactor's thread")
+        guard let handle, let options = PQconninfo(handle) else { return [:] }
+        defer { PQconninfoFree(options) }
+        var parameters: [String: String] = [:]
+        var option = options
+        while let keyword = option.pointee.keyword {
+            let name = String(cString: keyword)
+            if name != "password", let value = option.pointee.val { parameters[name] = String(cString: value) }
+            option += 1
+        }
+        return parameters
+    }
+
     /// The backend process ID (`pg_backend_pid()`), for logs and tests.
     public var backendPID: Int32 {
         precondition(reactor.isCurrent, "PostgresAsyncConnection.backendPID off its reactor's thread")
@@ -399,7 +415,7 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
 
     /// Runs SQL text with no parameters through the simple-query protocol (`PQsendQuery`), which
     /// allows several statements in one string. For fixed commands only. The rows are the last
-    /// statement's, in text format, as with ``PostgresConnection/simpleQuery(_:)``.
+    /// statement's, in text format: readable as `String`, refused by typed decoders.
     @discardableResult
     public func simpleQuery(_ sql: String) async throws(PostgresError) -> PostgresRows {
         try await run(sql, cancellable: true)
@@ -408,9 +424,8 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
     // MARK: Transactions
 
     /// Runs `body` inside `BEGIN … COMMIT`, with this transaction's `lock_timeout` and
-    /// `statement_timeout`; rolls back when `body` throws. The same contract as
-    /// ``PostgresConnection/withTransaction(_:_:)``: begin, body, rollback and commit failures are
-    /// kept apart in ``PostgresTransactionError``, and a body that swallowed a server error gets a
+    /// `statement_timeout` (one round trip for `BEGIN` and both settings); rolls back when `body`
+    /// throws. Begin, body, rollback and commit failures are kept apart in ``PostgresTransactionError``, and a body that swallowed a server error gets a
     /// commit error 25P02, never a silent rollback.
     ///
     /// `ROLLBACK` and `COMMIT` are not cancelled with the task: once the body has ended, its

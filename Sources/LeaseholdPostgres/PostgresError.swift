@@ -124,7 +124,7 @@ public enum SQLState {
     public static let clientRefused = "LHREF"
 }
 
-/// What went wrong in ``PostgresConnection/withTransaction(_:_:)``, with each phase kept apart
+/// What went wrong in ``PostgresAsyncConnection/withTransaction(_:_:)``, with each phase kept apart
 /// (the shape of postgres-nio's `PostgresTransactionError`).
 ///
 /// A ``commitError`` whose source is `.connection` means the outcome is **unknown**: the commit may

@@ -10,7 +10,8 @@ public struct ConsumerGroupInfo: Sendable, Equatable {
     public var lastDeliveredID: String?
 
     /// The group's state, or `nil` when the stream or the group does not exist.
-    public static func read(stream: String, group: String = RedisKeys.consumerGroup, redis: RedisClient) async throws
+    public static func read(stream: String, group: String = RedisKeys.consumerGroup, redis: some RedisCommandRunner)
+        async throws
         -> ConsumerGroupInfo?
     {
         let groups: RedisValue

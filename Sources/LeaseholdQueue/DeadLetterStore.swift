@@ -28,13 +28,14 @@ public struct DeadLetterStore: Sendable {
     ///   - worker: who made the last attempt (a worker's consumer name), for its history record.
     @discardableResult
     public func deadLetter(
-        _ entry: StreamEntry, reason: String, worker: String? = nil, postgres: PostgresClient, redis: RedisClient
+        _ entry: StreamEntry, reason: String, worker: String? = nil, postgres: PostgresAsyncClient,
+        redis: some RedisCommandRunner
     ) async throws -> Int64 {
         let failures = entry.failures + [AttemptFailure(attempt: entry.attempt, worker: worker, error: reason)]
         let historyJSON = String(decoding: AttemptFailure.encode(failures), as: UTF8.self)
         let firstSeen = Date(timeIntervalSince1970: Double(entry.enqueuedAtMilliseconds) / 1000)
         let id = try await postgres.withConnection { connection in
-            try connection.query(
+            try await connection.query(
                 """
                 WITH inserted AS (
                     INSERT INTO dead_letters
@@ -59,7 +60,8 @@ public struct DeadLetterStore: Sendable {
     /// again with XRANGE) kept as the payload so nothing is lost, then acknowledges it.
     @discardableResult
     public func deadLetterUndecodable(
-        _ failure: StreamEntryDecodingError, worker: String? = nil, postgres: PostgresClient, redis: RedisClient
+        _ failure: StreamEntryDecodingError, worker: String? = nil, postgres: PostgresAsyncClient,
+        redis: some RedisCommandRunner
     ) async throws -> Int64? {
         guard let entryID = failure.entryID else { return nil }
         let raw = try await redis.send("XRANGE", failure.stream, entryID, entryID)

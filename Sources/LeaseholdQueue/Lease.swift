@@ -9,7 +9,7 @@ import LeaseholdRedis
 /// attempt a no-op.
 ///
 /// Renewing also resets the idle time of the stream entry the lease guards (see
-/// ``renew(resetting:consumer:group:on:)``), so an entry whose transaction runs longer than the
+/// ``renew(resetting:consumer:group:via:)``), so an entry whose transaction runs longer than the
 /// supervisor's visibility timeout never even looks stalled.
 public struct Lease: Sendable, Equatable {
     /// The Redis key, ``RedisKeys/lease(_:in:)``: `lh:lease:<message key>`, or under the
@@ -75,11 +75,6 @@ public struct Lease: Sendable, Equatable {
 
     var ttlMilliseconds: Int64 { ttl.redisMilliseconds }
 
-    /// Takes the lease if nobody holds it. `false` means someone else does.
-    public func acquire(on connection: RedisConnection) throws(RedisError) -> Bool {
-        try connection.send("SET", key, owner, "NX", "PX", ttlMilliseconds) != .null
-    }
-
     /// Extends the lease by its TTL if this owner still holds it, and in the same script resets the
     /// idle time of `entry` (pending on `consumer` in `group`), so that the supervisor, which only
     /// looks at entries idle longer than its visibility timeout, never sees a live worker's entry
@@ -89,23 +84,14 @@ public struct Lease: Sendable, Equatable {
     /// entry is not touched either.
     public func renew(
         resetting entry: StreamEntry, consumer: String, group: String = RedisKeys.consumerGroup,
-        on connection: RedisConnection
-    ) throws(RedisError) -> Bool {
-        try Self.renew([(self, entry)], consumer: consumer, group: group, on: connection) == [true]
+        via runner: some RedisCommandRunner
+    ) async throws -> Bool {
+        try await Self.renew([(self, entry)], consumer: consumer, group: group, via: runner) == [true]
     }
 
-    /// ``renew(resetting:consumer:group:on:)`` for many leases in one script call: one `Bool`
-    /// per lease, `false` where it was lost. The leases must share one TTL (the first one's is used).
-    public static func renew(
-        _ held: [(lease: Lease, entry: StreamEntry)], consumer: String, group: String = RedisKeys.consumerGroup,
-        on connection: RedisConnection
-    ) throws(RedisError) -> [Bool] {
-        guard !held.isEmpty else { return [] }
-        let (keys, arguments) = renewCall(held, consumer: consumer, group: group)
-        return try connection.evaluate(renewScript, keys: keys, arguments: arguments).flags(count: held.count)
-    }
-
-    /// ``renew(_:consumer:group:on:)`` through any runner.
+    /// ``renew(resetting:consumer:group:via:)`` for many leases in one script call (one per hash
+    /// slot on a cluster): one `Bool` per lease, `false` where it was lost. The leases must share
+    /// one TTL (the first one's is used).
     public static func renew(
         _ held: [(lease: Lease, entry: StreamEntry)], consumer: String, group: String = RedisKeys.consumerGroup,
         via runner: some RedisCommandRunner
@@ -131,16 +117,9 @@ public struct Lease: Sendable, Equatable {
         return (keys, arguments)
     }
 
-    /// Takes every lease nobody holds, in one script call: one `Bool` per lease, `false` where
-    /// someone else holds it. The leases must share one TTL (the first one's is used).
-    public static func acquire(_ leases: [Lease], on connection: RedisConnection) throws(RedisError) -> [Bool] {
-        guard let first = leases.first else { return [] }
-        let keys: [any RedisArgument] = leases.map(\.key)
-        let arguments: [any RedisArgument] = [first.ttlMilliseconds] + leases.map(\.owner)
-        return try connection.evaluate(acquireScript, keys: keys, arguments: arguments).flags(count: leases.count)
-    }
-
-    /// ``acquire(_:on:)`` through any runner.
+    /// Takes every lease nobody holds, in one script call (one per hash slot on a cluster): one
+    /// `Bool` per lease, `false` where someone else holds it. The leases must share one TTL (the
+    /// first one's is used).
     public static func acquire(_ leases: [Lease], via runner: some RedisCommandRunner) async throws -> [Bool] {
         try await runner.perSlot(leases, key: \.key) { leases in
             guard let first = leases.first else { return [] }
@@ -153,24 +132,18 @@ public struct Lease: Sendable, Equatable {
 
     /// Drops the lease if this owner still holds it; never deletes someone else's.
     @discardableResult
-    public func release(on connection: RedisConnection) throws(RedisError) -> Bool {
-        try connection.evaluate(Self.releaseScript, keys: [key], arguments: [owner]).int == 1
-    }
-
-    /// ``release(on:)`` through any runner.
-    @discardableResult
     public func release(via runner: some RedisCommandRunner) async throws -> Bool {
         try await runner.evaluate(Self.releaseScript, keys: [key], arguments: [owner]).int == 1
     }
 
-    /// ``acquire(on:)`` through any runner.
+    /// Takes the lease if nobody holds it. `false` means someone else does.
     public func acquire(via runner: some RedisCommandRunner) async throws -> Bool {
         try await runner.send(RedisCommand(["SET", key, owner, "NX", "PX", ttlMilliseconds]), timeout: nil) != .null
     }
 
     /// Who holds `key` now, if anyone.
-    public static func holder(of key: String, on connection: RedisConnection) throws(RedisError) -> String? {
-        try connection.send("GET", key).string
+    public static func holder(of key: String, via runner: some RedisCommandRunner) async throws -> String? {
+        try await runner.send("GET", key).string
     }
 }
 

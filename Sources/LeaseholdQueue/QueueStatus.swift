@@ -50,8 +50,8 @@ public struct QueueStatus: Sendable, Codable, Equatable {
     /// Reads the status of `sources`' streams under `keys` (every shard's, when sharded) from
     /// Redis, and the dead letters from PostgreSQL.
     public static func read(
-        keys: RedisKeys, sources: [String] = defaultSources, now: Date = Date(), redis: RedisClient,
-        postgres: PostgresClient
+        keys: RedisKeys, sources: [String] = defaultSources, now: Date = Date(), redis: some RedisCommandRunner,
+        postgres: PostgresAsyncClient
     ) async throws -> QueueStatus {
         var streams: [Stream] = []
         for stream in keys.streams(sources) {
@@ -80,7 +80,7 @@ public struct QueueStatus: Sendable, Codable, Equatable {
     }
 
     /// The consumers of the `workers` group on `stream` (none when the stream or group is missing).
-    public static func consumers(of stream: String, redis: RedisClient) async throws -> [Consumer] {
+    public static func consumers(of stream: String, redis: some RedisCommandRunner) async throws -> [Consumer] {
         try await ConsumerInfo.read(stream: stream, via: redis).map {
             Consumer(name: $0.name, pending: $0.pending, idleMilliseconds: $0.idle)
         }

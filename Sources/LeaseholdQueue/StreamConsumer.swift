@@ -15,17 +15,6 @@ public struct StreamConsumer: Sendable {
 
     /// Creates the consumer group on every stream (and the stream itself) if missing. The group
     /// starts at `0`, so entries written before the first worker started are delivered too.
-    public func ensureGroups(on connection: RedisConnection) throws(RedisError) {
-        for stream in streams {
-            do {
-                try connection.send("XGROUP", "CREATE", stream, group, "0", "MKSTREAM")
-            } catch  where error.code == .busyGroup {
-                // Exists already: fine.
-            }
-        }
-    }
-
-    /// ``ensureGroups(on:)`` through any runner.
     public func ensureGroups(via runner: some RedisCommandRunner) async throws {
         for stream in streams {
             do {
@@ -65,19 +54,21 @@ public struct StreamConsumer: Sendable {
     /// ones have larger IDs). That IDs are taken after the empty reads, so an entry added in
     /// between is seen at once, not after `block`. Then the streams are read again, with the
     /// same budget.
-    public func read(count: Int, block: Duration, first: Int = 0, on connection: RedisConnection) throws(RedisError)
+    ///
+    /// Give it a runner of its own when `block` is not zero: the wait holds a connection.
+    public func read(count: Int, block: Duration, first: Int = 0, via runner: some RedisCommandRunner) async throws
         -> Batch
     {
         precondition(count > 0, "never fetch more entries than there are free slots")
-        let batch = try readAvailable(count: count, first: first, on: connection)
+        let batch = try await readAvailable(count: count, first: first, via: runner)
         guard batch.isEmpty, block > .zero, !streams.isEmpty else { return batch }
-        guard try waitForUndelivered(block: block, on: connection) else { return batch }
-        return try readAvailable(count: count, first: first, on: connection)
+        guard try await waitForUndelivered(block: block, via: runner) else { return batch }
+        return try await readAvailable(count: count, first: first, via: runner)
     }
 
     /// Non-blocking reads, stream by stream, until `count` entries were delivered or every stream
     /// was asked once.
-    private func readAvailable(count: Int, first: Int, on connection: RedisConnection) throws(RedisError) -> Batch {
+    private func readAvailable(count: Int, first: Int, via runner: some RedisCommandRunner) async throws -> Batch {
         var batch = Batch()
         let start = streams.isEmpty ? 0 : ((first % streams.count) + streams.count) % streams.count
         for offset in streams.indices {
@@ -88,10 +79,10 @@ public struct StreamConsumer: Sendable {
                 ["XREADGROUP", "GROUP", group, consumer, "COUNT", remaining, "STREAMS", stream, ">"])
             let reply: RedisValue
             do {
-                reply = try connection.send(command)
-            } catch  where error.code == .noGroup {
-                try ensureGroups(on: connection)
-                reply = try connection.send(command)
+                reply = try await runner.send(command, timeout: nil)
+            } catch let error as RedisError where error.code == .noGroup {
+                try await ensureGroups(via: runner)
+                reply = try await runner.send(command, timeout: nil)
             }
             batch.append(Self.batch(from: reply))
         }
@@ -184,12 +175,12 @@ public struct StreamConsumer: Sendable {
         return result
         """)
 
-    /// ``read(count:block:first:on:)`` that also takes each entry's lease, all in one script call
+    /// ``read(count:block:first:via:)`` that also takes each entry's lease, all in one script call
     /// (one round trip for the reads of every stream and the leases of the whole batch). An
     /// entry whose lease someone else holds comes back with `held == false`. The lease of an
     /// entry that cannot be decoded (if it had a key at all) is left to expire.
     ///
-    /// When nothing is there, it waits up to `block` as ``read(count:block:first:on:)`` does
+    /// When nothing is there, it waits up to `block` as ``read(count:block:first:via:)`` does
     /// (without claiming anything) and reads once more. Give it a runner of its own: the wait
     /// holds a connection for up to `block`.
     public func read(
@@ -254,7 +245,8 @@ public struct StreamConsumer: Sendable {
         return missingGroup
     }
 
-    /// ``waitForUndelivered(block:on:)`` through any runner. On a cluster, where one `XREAD` may
+    /// Waits up to `block` until some stream holds an entry the group has not delivered yet:
+    /// `true` when one (probably) arrived, `false` after the timeout. On a cluster, where one `XREAD` may
     /// name only streams of one hash slot, it goes round the streams, waiting on each in turn for
     /// a short while (``clusterWaitSlice`` shared among them, at least 10 ms each) until one has
     /// something or `block` is over: an idle worker then costs one `XREAD` per stream per slice,
@@ -310,33 +302,6 @@ public struct StreamConsumer: Sendable {
         return nil
     }
 
-    /// Blocks up to `block` until some stream holds an entry the group has not delivered yet.
-    /// `true` when one (probably) arrived; `false` after the timeout.
-    private func waitForUndelivered(block: Duration, on connection: RedisConnection) throws(RedisError) -> Bool {
-        var lastDelivered: [String] = []
-        for stream in streams {
-            guard let id = try lastDeliveredID(of: stream, on: connection) else {
-                // The stream or the group vanished: recreate them and read again at once.
-                try ensureGroups(on: connection)
-                return true
-            }
-            lastDelivered.append(id)
-        }
-        let reply = try connection.send(
-            Self.waitCommand(block: block, streams: streams, after: lastDelivered), timeout: block + .seconds(5))
-        return !reply.isNull
-    }
-
-    /// The group's `last-delivered-id` on `stream` (`XINFO GROUPS`), or `nil` when the stream or
-    /// the group does not exist.
-    private func lastDeliveredID(of stream: String, on connection: RedisConnection) throws(RedisError) -> String? {
-        do {
-            return Self.lastDeliveredID(in: try connection.send("XINFO", "GROUPS", stream), group: group)
-        } catch  where error.source == .server {
-            return nil  // no such stream
-        }
-    }
-
     /// Decodes `[[stream, [[id, fields], …]], …]`.
     static func batch(from reply: RedisValue) -> Batch {
         var batch = Batch()
@@ -357,7 +322,7 @@ public struct StreamConsumer: Sendable {
     }
 
     /// XACK.
-    public func acknowledge(_ entry: StreamEntry, on connection: RedisConnection) throws(RedisError) {
-        try connection.send("XACK", entry.stream, group, entry.id)
+    public func acknowledge(_ entry: StreamEntry, via runner: some RedisCommandRunner) async throws {
+        try await runner.send("XACK", entry.stream, group, entry.id)
     }
 }

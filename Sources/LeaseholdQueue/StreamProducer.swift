@@ -96,15 +96,9 @@ public struct StreamProducer: Sendable {
     /// XADDs `entry` to its stream (and writes `marker`, if any) and returns the entry's ID.
     /// - Throws: ``RedisError`` with code ``overloaded`` when over the high-water mark, ``reused``
     ///   when the marker's digest differs from the one first stored.
-    public func enqueue(_ entry: StreamEntry, marker: Marker? = nil, on connection: RedisConnection) throws(RedisError)
-        -> String
-    {
-        let (keys, arguments) = Self.scriptArguments(entry, marker: marker, highWaterMark: highWaterMark)
-        return try Self.entryID(connection.evaluate(Self.enqueueScript, keys: keys, arguments: arguments))
-    }
-
-    /// The same through any runner, e.g. a ``RedisAsyncClient``, whose callers share one
-    /// connection's pipeline (ingress: every request in flight rides the same round trips).
+    ///
+    /// Through a ``RedisAsyncClient``, concurrent callers share one connection's pipeline
+    /// (ingress: every request in flight rides the same round trips).
     public func enqueue(
         _ entry: StreamEntry, marker: Marker? = nil, via runner: some RedisCommandRunner
     ) async throws -> String {

@@ -55,7 +55,9 @@ public struct ThroughputSampler: Sendable {
 
     /// Takes a sample now and records it.
     @discardableResult
-    public func record(redis: RedisClient, postgres: PostgresClient, now: Date = Date()) async throws -> Sample {
+    public func record(redis: some RedisCommandRunner, postgres: PostgresAsyncClient, now: Date = Date()) async throws
+        -> Sample
+    {
         let status = try await QueueStatus.read(
             keys: keys, sources: sources, now: now, redis: redis, postgres: postgres)
         let backlog = status.streams.reduce(status.retryBacklog) { $0 + $1.pending + ($1.undelivered ?? 0) }
@@ -81,7 +83,7 @@ public struct ThroughputSampler: Sendable {
         """)
 
     /// The recorded samples, oldest first (unreadable ones skipped).
-    public static func samples(keys: RedisKeys, redis: RedisClient) async throws -> [Sample] {
+    public static func samples(keys: RedisKeys, redis: some RedisCommandRunner) async throws -> [Sample] {
         let reply = try await redis.send("LRANGE", keys.samples, "0", "-1")
         let decoder = JSONDecoder()
         return (reply.array ?? []).reversed().compactMap { item in

@@ -1,6 +1,5 @@
 /// Calls `body` with argc, `const char **argv` and `const size_t *argvlen` for binary-safe
-/// arguments; every pointer is valid only during the call. Shared by the blocking
-/// (``RedisConnection``) and the non-blocking (``RedisAsyncConnection``) hiredis connections.
+/// arguments; every pointer is valid only during the call (``RedisAsyncConnection``).
 func withArgv<R>(
     _ arguments: [[UInt8]],
     _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R

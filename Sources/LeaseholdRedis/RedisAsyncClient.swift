@@ -1,14 +1,24 @@
+import Dispatch
 import LeaseholdReactor
+import Synchronization
 
-/// A few ``RedisAsyncConnection``s on one ``Reactor``: the async counterpart of ``RedisClient``,
-/// with the same commands, replies and errors, and no thread hand-off per command.
+/// A few ``RedisAsyncConnection``s on one ``Reactor``: the Redis client of every role and tool,
+/// with no thread hand-off per command (see ``RedisCommandRunner`` for what code is written against).
 ///
 /// ## Threading: no locks, by construction
 ///
-/// Every method must be called from a task running on the client's reactor
-/// (`withTaskExecutorPreference(reactor)`), and checks it with a precondition. The reactor runs
-/// one job at a time on one thread, so the client's state is only ever touched by that thread and
-/// needs no lock.
+/// The client's state is only ever touched on its reactor's thread, which runs one job at a time,
+/// so it needs no lock. A call from a task that runs on the reactor
+/// (`withTaskExecutorPreference(reactor)`: the worker, ingress) goes straight to the socket; a
+/// call from any other task hops onto the reactor for its duration and back, which costs two
+/// thread switches, as a blocking pool's hand-off did. Code that makes many calls in a row (the
+/// supervisor's passes) runs them on the reactor itself (``withReactor(_:)``) and pays no hop.
+///
+/// ## A reactor of its own
+///
+/// ``init(configuration:size:label:)`` starts a ``Reactor`` for the client alone and stops it in
+/// ``close()``: what a command-line tool, the console or the supervisor needs, which share no
+/// reactor with anything. Roles that already run on one (worker, ingress) pass theirs.
 ///
 /// ## Connections and pipelining
 ///
@@ -40,7 +50,7 @@ import LeaseholdReactor
 /// call returns its reply or error within its timeout (see ``RedisAsyncConnection``).
 public final class RedisAsyncClient: @unchecked Sendable {
     // @unchecked Sendable: the mutable state below is touched only on `reactor`'s thread (every
-    // entry point preconditions it).
+    // entry point hops there first, and `connection()` preconditions it).
 
     public let configuration: RedisConfiguration
     public let reactor: Reactor
@@ -54,15 +64,32 @@ public final class RedisAsyncClient: @unchecked Sendable {
     private var closed = false
     /// Set when the configuration lists several nodes: every call goes through it instead.
     private let cluster: RedisAsyncClusterClient?
+    /// Whether the client started `reactor` (and stops it in ``close()``).
+    private let ownsReactor: Bool
 
     /// - Parameters:
     ///   - configuration: one node; or the nodes of a Redis Cluster (see "A Redis Cluster").
     ///   - reactor: the reactor every call of this client runs on.
     ///   - size: the number of connections (opened lazily; per node on a cluster); at least 1.
-    public init(configuration: RedisConfiguration, reactor: Reactor, size: Int = 1) {
+    public convenience init(configuration: RedisConfiguration, reactor: Reactor, size: Int = 1) {
+        self.init(configuration: configuration, reactor: reactor, size: size, ownsReactor: false)
+    }
+
+    /// A client on a reactor of its own, started here and stopped by ``close()``.
+    ///
+    /// - Parameters:
+    ///   - configuration: one node; or the nodes of a Redis Cluster (see "A Redis Cluster").
+    ///   - size: the number of connections (opened lazily; per node on a cluster); at least 1.
+    ///   - label: the reactor thread's name.
+    public convenience init(configuration: RedisConfiguration, size: Int = 1, label: String = "leasehold.redis") {
+        self.init(configuration: configuration, reactor: Reactor(label: label), size: size, ownsReactor: true)
+    }
+
+    private init(configuration: RedisConfiguration, reactor: Reactor, size: Int, ownsReactor: Bool) {
         precondition(size >= 1, "a client needs at least one connection")
         self.configuration = configuration
         self.reactor = reactor
+        self.ownsReactor = ownsReactor
         self.size = size
         self.connections = Array(repeating: nil, count: size)
         self.opening = Array(repeating: nil, count: size)
@@ -85,11 +112,19 @@ public final class RedisAsyncClient: @unchecked Sendable {
     /// node), and a command or script may only touch keys of one slot.
     public var isCluster: Bool { cluster != nil }
 
+    /// The configuration of the node that serves `key`: this client's own on one node, the
+    /// master of the key's slot on a cluster (for a short-lived connection of one's own).
+    public func configuration(forKey key: some RedisArgument) async throws -> RedisConfiguration {
+        guard let cluster else { return configuration }
+        return configuration.forNode(try await cluster.master(forSlot: RedisClusterSlot.slot(for: key)))
+    }
+
     // MARK: Commands
 
     /// Sends one command; see ``RedisAsyncConnection/send(_:timeout:)``.
     @discardableResult
     public func send(_ command: RedisCommand, timeout: Duration? = nil) async throws -> RedisValue {
+        guard reactor.isCurrent else { return try await withReactor { try await $0.send(command, timeout: timeout) } }
         if let cluster { return try await cluster.send(command, timeout: timeout) }
         return try await connection().send(command, timeout: timeout)
     }
@@ -104,6 +139,9 @@ public final class RedisAsyncClient: @unchecked Sendable {
     /// place. See ``RedisAsyncConnection/pipeline(_:timeout:)``.
     public func pipeline(_ commands: [RedisCommand], timeout: Duration? = nil) async throws -> [RedisValue] {
         guard !commands.isEmpty else { return [] }
+        guard reactor.isCurrent else {
+            return try await withReactor { try await $0.pipeline(commands, timeout: timeout) }
+        }
         // On a cluster: split per node, replies in the order of `commands`.
         if let cluster { return try await cluster.pipeline(commands, timeout: timeout) }
         return try await connection().pipeline(commands, timeout: timeout)
@@ -117,6 +155,9 @@ public final class RedisAsyncClient: @unchecked Sendable {
         async throws -> [RedisValue]
     {
         guard !commands.isEmpty else { return [] }
+        guard reactor.isCurrent else {
+            return try await withReactor { try await $0.pipeline(commands, routedBy: keys, timeout: timeout) }
+        }
         if let cluster { return try await cluster.pipeline(commands, routedBy: keys, timeout: timeout) }
         return try await connection().pipeline(commands, timeout: timeout)
     }
@@ -127,16 +168,59 @@ public final class RedisAsyncClient: @unchecked Sendable {
     public func evaluate(
         _ script: RedisScript, keys: [any RedisArgument] = [], arguments: [any RedisArgument] = []
     ) async throws -> RedisValue {
+        guard reactor.isCurrent else {
+            return try await withReactor { try await $0.evaluate(script, keys: keys, arguments: arguments) }
+        }
         if let cluster { return try await cluster.evaluate(script, keys: keys, arguments: arguments) }
         return try await RedisScriptRunner.evaluate(script, keys: keys, arguments: arguments) { command in
             try await self.send(command)
         }
     }
 
+    /// Sends one command and waits for its reply on the calling thread: for code that must be
+    /// synchronous because something else calls it so (a PostgreSQL transaction's body, a
+    /// readiness probe run on a thread of its own). The command runs in a task on the reactor,
+    /// never on Swift's cooperative threads, so the wait cannot starve what would answer it; it is
+    /// bounded by the command timeout. Never call it on the reactor's thread (it would wait for
+    /// itself), and avoid it on a cooperative thread, which it holds for the round trip.
+    public func sendWaiting(_ command: RedisCommand, timeout: Duration? = nil) throws -> RedisValue {
+        precondition(!reactor.isCurrent, "RedisAsyncClient.sendWaiting on its reactor would wait for itself")
+        let outcome = Mutex<Result<RedisValue, any Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Task(executorPreference: reactor) {
+            let result: Result<RedisValue, any Error>
+            do { result = .success(try await self.send(command, timeout: timeout)) } catch { result = .failure(error) }
+            outcome.withLock { $0 = result }
+            done.signal()
+        }
+        done.wait()
+        return try outcome.withLock { $0! }.get()
+    }
+
+    /// Runs `body` on the client's reactor (``Reactor``'s task-executor preference, inherited by
+    /// its child tasks), so that its calls go straight to the sockets with no hop each; from a
+    /// task already there, simply runs it.
+    public func withReactor<T: Sendable>(_ body: (RedisAsyncClient) async throws -> T) async throws -> T {
+        if reactor.isCurrent { return try await body(self) }
+        return try await withTaskExecutorPreference(reactor) { try await body(self) }
+    }
+
     /// Closes every connection (callers still waiting get a connection error, their commands'
-    /// outcome unknown). Calls after this throw ``RedisError/Code/connect``.
+    /// outcome unknown). Calls after this throw ``RedisError/Code/connect``. A client with a
+    /// reactor of its own also stops that reactor (call it then from a task not on that reactor,
+    /// once every call has returned). Off the reactor's thread, the client on a shared reactor
+    /// closes its connections on that reactor a moment later.
     public func close() {
-        precondition(reactor.isCurrent, "RedisAsyncClient.close() off its reactor's thread")
+        guard reactor.isCurrent else {
+            reactor.execute(afterPendingJobs: { self.closeConnections() })
+            if ownsReactor { reactor.shutDown() }
+            return
+        }
+        precondition(!ownsReactor, "RedisAsyncClient.close() on the reactor it owns would wait for itself")
+        closeConnections()
+    }
+
+    private func closeConnections() {
         cluster?.close()
         closed = true
         for index in connections.indices {

@@ -1,25 +1,50 @@
 import LeaseholdReactor
 
-/// ``RedisClusterClient`` on a ``Reactor``: the same routing, redirects, retries and slot map
-/// (one implementation serves both), with one ``RedisAsyncClient`` per node instead of a pool of
-/// blocking connections, so a Redis Cluster deployment keeps its hot paths (enqueues, leases,
-/// completions) off thread pools.
+/// A Redis Cluster client on a ``Reactor``, with one ``RedisAsyncClient`` per node, so a Redis
+/// Cluster deployment keeps its hot paths (enqueues, leases, completions) off thread pools.
+/// ``RedisAsyncClient`` fronts it when given several nodes; code is written against either.
 ///
-/// Everything ``RedisClusterClient`` documents holds here: commands go to the master serving
-/// their keys' slot; keys across slots are refused with ``RedisError/Code/crossSlot`` before
-/// anything is sent; `MOVED` patches the map (and refreshes it when the last read is older than
-/// ``mapRefreshInterval``); `ASK` sends the command once to the named node right behind `ASKING`
-/// and leaves the map alone; `TRYAGAIN`, `CLUSTERDOWN` and a connection that could not be opened
-/// are retried after a pause (50 ms doubling, at most 1 s), at most ``maxRedirects`` redirects and
-/// retries in all; any other connection failure refreshes the map and is thrown, never resent,
-/// because the command may have run.
+/// ## Routing
+///
+/// Every command goes to the master serving its keys' hash slot (``RedisClusterSlot``), found in a
+/// slot map read with `CLUSTER SLOTS` from any reachable node: first the nodes of the current map,
+/// then the configured ones, so a dead first node in `REDIS_URL` only costs a refused connection.
+/// A command's keys come from ``RedisClusterKeys`` or are named by the caller
+/// (``send(_:keys:timeout:)``); scripts name theirs. Keys of one command or script must share a
+/// slot (give them a common hash tag, `lh:{bookings:3}:…`): otherwise the client refuses the call
+/// with a ``RedisError/Code/crossSlot`` client error before sending anything. A command without
+/// keys (`PING`, `INFO`) goes to any master.
+///
+/// ## Redirects and failures
+///
+/// - `MOVED slot node`: the slot now lives on `node`. The map is patched for that slot, refreshed
+///   from `node` if the last refresh is more than ``mapRefreshInterval`` old, and the command is
+///   sent again.
+/// - `ASK slot node`: the slot is being migrated and the key may already be on `node`. The command
+///   is sent there once, on one connection right after `ASKING`; the map is left as it is.
+/// - `TRYAGAIN` (a multi-key command while its keys are split by a migration), `CLUSTERDOWN` (a
+///   master failed and no replica has taken over yet), and a connection that cannot be opened
+///   (nothing was sent): the map is refreshed (not for `TRYAGAIN`) and the command sent again
+///   after a pause (50 ms doubling, at most 1 s).
+/// - Any other connection failure (the command may have run): the map is refreshed, so the next
+///   call goes to whichever node serves the slot now, and the error is thrown; it is never
+///   retried here, because running a command twice is not safe in general.
+///
+/// A call gives up after ``maxRedirects`` redirects and retries and throws the last error (a
+/// redirect loop as ``RedisError/Code/tooManyRedirects``).
+///
+/// ## Connections
+///
+/// One ``RedisAsyncClient`` per node, on this client's reactor, created when a node is first used
+/// and kept until ``close()``; each node is reached with the configuration's credentials and
+/// timeouts.
 ///
 /// ## Threading: no locks, by construction
 ///
-/// As with ``RedisAsyncClient``: every method must be called from a task running on the client's
-/// reactor (`withTaskExecutorPreference(reactor)`), and checks it with a precondition. The slot
-/// map, the per-node clients and the map read in progress are touched only on that thread, so
-/// they need no lock. The client may be created on any thread.
+/// As with ``RedisAsyncClient``: the slot map, the per-node clients and the map read in progress
+/// are touched only on the reactor's thread, so they need no lock. A call from a task not on the
+/// reactor hops onto it for its duration. The client may be created on any thread; the slot map's
+/// properties (``map``, ``mapRefreshes``) and ``close()`` are for the reactor's thread only.
 ///
 /// ## Pipelining
 ///
@@ -80,7 +105,7 @@ public final class RedisAsyncClusterClient: Sendable {
     ///   ``RedisAsyncClient/send(_:timeout:)`` throws, after redirects and retries.
     @discardableResult
     public func send(_ command: RedisCommand, timeout: Duration? = nil) async throws -> RedisValue {
-        precondition(reactor.isCurrent, "RedisAsyncClusterClient used off its reactor's thread")
+        guard reactor.isCurrent else { return try await onReactor { try await $0.send(command, timeout: timeout) } }
         return try await router.send(command, timeout: timeout)
     }
 
@@ -96,7 +121,9 @@ public final class RedisAsyncClusterClient: Sendable {
     public func send(_ command: RedisCommand, keys: [any RedisArgument], timeout: Duration? = nil) async throws
         -> RedisValue
     {
-        precondition(reactor.isCurrent, "RedisAsyncClusterClient used off its reactor's thread")
+        guard reactor.isCurrent else {
+            return try await onReactor { try await $0.send(command, keys: keys, timeout: timeout) }
+        }
         return try await router.send(command, keys: keys, timeout: timeout)
     }
 
@@ -108,7 +135,9 @@ public final class RedisAsyncClusterClient: Sendable {
     public func evaluate(
         _ script: RedisScript, keys: [any RedisArgument] = [], arguments: [any RedisArgument] = []
     ) async throws -> RedisValue {
-        precondition(reactor.isCurrent, "RedisAsyncClusterClient used off its reactor's thread")
+        guard reactor.isCurrent else {
+            return try await onReactor { try await $0.evaluate(script, keys: keys, arguments: arguments) }
+        }
         return try await router.evaluate(script, keys: keys, arguments: arguments)
     }
 
@@ -127,7 +156,9 @@ public final class RedisAsyncClusterClient: Sendable {
     ///   span slots; a connection error if a node's batch failed after it was sent (the replies of
     ///   the other nodes are then lost, and that batch's outcome is unknown).
     public func pipeline(_ commands: [RedisCommand], timeout: Duration? = nil) async throws -> [RedisValue] {
-        precondition(reactor.isCurrent, "RedisAsyncClusterClient used off its reactor's thread")
+        guard reactor.isCurrent else {
+            return try await onReactor { try await $0.pipeline(commands, timeout: timeout) }
+        }
         return try await router.pipeline(commands, timeout: timeout)
     }
 
@@ -138,8 +169,15 @@ public final class RedisAsyncClusterClient: Sendable {
     public func pipeline(_ commands: [RedisCommand], routedBy keys: [any RedisArgument], timeout: Duration? = nil)
         async throws -> [RedisValue]
     {
-        precondition(reactor.isCurrent, "RedisAsyncClusterClient used off its reactor's thread")
+        guard reactor.isCurrent else {
+            return try await onReactor { try await $0.pipeline(commands, routedBy: keys, timeout: timeout) }
+        }
         return try await router.pipeline(commands, routedBy: keys, timeout: timeout)
+    }
+
+    /// Runs `body` on the reactor, for a call made from a task that is not on it.
+    private func onReactor<T: Sendable>(_ body: (RedisAsyncClusterClient) async throws -> T) async throws -> T {
+        try await withTaskExecutorPreference(reactor) { try await body(self) }
     }
 
     // MARK: Slot map
@@ -154,7 +192,7 @@ public final class RedisAsyncClusterClient: Sendable {
 
     /// The master serving `slot`, reading the map first if there is none yet.
     public func master(forSlot slot: Int) async throws -> RedisNodeAddress {
-        precondition(reactor.isCurrent, "RedisAsyncClusterClient used off its reactor's thread")
+        guard reactor.isCurrent else { return try await onReactor { try await $0.master(forSlot: slot) } }
         return try await router.master(forSlot: slot)
     }
 
@@ -164,7 +202,7 @@ public final class RedisAsyncClusterClient: Sendable {
     /// - Throws: ``RedisError/Code/connect`` when no node answers; a client error when a node
     ///   answers that it is not in cluster mode.
     public func refreshMap() async throws {
-        precondition(reactor.isCurrent, "RedisAsyncClusterClient used off its reactor's thread")
+        guard reactor.isCurrent else { return try await onReactor { try await $0.refreshMap() } }
         try await router.refreshMap()
     }
 

@@ -2,9 +2,8 @@ import CHiredis
 import Foundation
 import LeaseholdReactor
 
-/// One hiredis connection in non-blocking mode, driven by a ``Reactor``: the async counterpart of
-/// ``RedisConnection``, with the same commands, replies and errors, and with every concurrent
-/// caller's commands pipelined on the one socket.
+/// One hiredis connection (`redisContext`, RESP2) in non-blocking mode, driven by a ``Reactor``,
+/// with every concurrent caller's commands pipelined on the one socket.
 ///
 /// ## How a command travels
 ///
@@ -94,8 +93,9 @@ public final class RedisAsyncConnection: @unchecked Sendable {
 
     private enum Receiver {
         case one(CheckedContinuation<RedisValue, any Error>)
-        /// A pipeline: `expected` replies, gathered in `headReplies` while it is first in line.
-        case many(CheckedContinuation<[RedisValue], any Error>, expected: Int)
+        /// A pipeline: one reply per command, gathered in `headReplies` while it is first in line
+        /// (the commands name the one a failure leaves without its reply).
+        case many(CheckedContinuation<[RedisValue], any Error>, commands: [RedisCommand])
     }
 
     private init(configuration: RedisConfiguration, reactor: Reactor, context: UnsafeMutablePointer<redisContext>) {
@@ -322,7 +322,7 @@ public final class RedisAsyncConnection: @unchecked Sendable {
         try Task.checkCancellation()
         let values = try await withCheckedThrowingContinuation {
             (continuation: CheckedContinuation<[RedisValue], any Error>) in
-            if let error = queue(commands, timeout: timeout, receiver: .many(continuation, expected: commands.count)) {
+            if let error = queue(commands, timeout: timeout, receiver: .many(continuation, commands: commands)) {
                 continuation.resume(throwing: error)
             }
         }
@@ -334,7 +334,8 @@ public final class RedisAsyncConnection: @unchecked Sendable {
     }
 
     /// Runs a Lua script by SHA (`EVALSHA`), loading it first if this server does not have it
-    /// (`NOSCRIPT` after a restart or `SCRIPT FLUSH`); the same as ``RedisConnection/evaluate(_:keys:arguments:)``.
+    /// (`NOSCRIPT` after a restart or `SCRIPT FLUSH`), then `EVAL` if it was flushed once more in
+    /// between.
     @discardableResult
     public func evaluate(
         _ script: RedisScript, keys: [any RedisArgument] = [], arguments: [any RedisArgument] = []
@@ -484,7 +485,7 @@ public final class RedisAsyncConnection: @unchecked Sendable {
                 return false
             }
             guard let reply = raw else { return true }
-            let value = RedisConnection.copyReply(reply.assumingMemoryBound(to: redisReply.self))
+            let value = RedisReply.copy(reply.assumingMemoryBound(to: redisReply.self))
             freeReplyObject(reply)
             guard let waiter = line.first else {
                 fail(
@@ -495,9 +496,9 @@ public final class RedisAsyncConnection: @unchecked Sendable {
             case .one(let continuation):
                 finish(line.removeFirst())
                 continuation.resume(returning: value)
-            case .many(let continuation, let expected):
+            case .many(let continuation, let commands):
                 headReplies.append(value)
-                if headReplies.count == expected {
+                if headReplies.count == commands.count {
                     finish(line.removeFirst())
                     let values = headReplies
                     headReplies = []
@@ -551,6 +552,7 @@ public final class RedisAsyncConnection: @unchecked Sendable {
         customDeadlines = 0
         queuedCommands = 0
         queuedBytes = 0
+        let gathered = headReplies.count
         headReplies = []
         for (position, waiter) in waiting.enumerated() {
             var error = error
@@ -561,7 +563,10 @@ public final class RedisAsyncConnection: @unchecked Sendable {
             error.command = waiter.command
             switch waiter.receiver {
             case .one(let continuation): continuation.resume(throwing: error)
-            case .many(let continuation, _): continuation.resume(throwing: error)
+            case .many(let continuation, let commands):
+                // The first in line had some replies already: name the command still waiting.
+                if position == 0, gathered < commands.count { error.command = commands[gathered].name }
+                continuation.resume(throwing: error)
             }
         }
         reader?.cancel()

@@ -1,9 +1,7 @@
 import LeaseholdReactor
-import NIOConcurrencyHelpers
 
-/// What the cluster routing needs of the client that reaches one node: ``RedisClient`` (a pool of
-/// blocking connections) for ``RedisClusterClient``, ``RedisAsyncClient`` (non-blocking
-/// connections on a reactor) for ``RedisAsyncClusterClient``.
+/// What the cluster routing needs of the client that reaches one node: a ``RedisAsyncClient``
+/// (non-blocking connections on a reactor) for ``RedisAsyncClusterClient``.
 protocol RedisClusterNode: Sendable {
     func send(_ command: RedisCommand, timeout: Duration?) async throws -> RedisValue
     /// Every command back to back on one connection; replies in order, error replies in place.
@@ -14,21 +12,6 @@ protocol RedisClusterNode: Sendable {
     /// command of its connection only); returns the command's reply, throws its error reply.
     func sendAsking(_ command: RedisCommand, timeout: Duration?) async throws -> RedisValue
     func close() async
-}
-
-extension RedisClient: RedisClusterNode {
-    /// `timeout` is not used: a blocking connection bounds a pipeline by its configuration's
-    /// `commandTimeout` (``RedisClusterClient`` never passes one).
-    func pipeline(_ commands: [RedisCommand], timeout: Duration?) async throws -> [RedisValue] {
-        try await pipeline(commands)
-    }
-
-    func sendAsking(_ command: RedisCommand, timeout: Duration?) async throws -> RedisValue {
-        try await withConnection { connection in
-            try connection.send("ASKING")
-            return try connection.send(command, timeout: timeout)
-        }
-    }
 }
 
 extension RedisAsyncClient: RedisClusterNode {
@@ -52,21 +35,11 @@ struct RedisClusterState<Node: RedisClusterNode>: Sendable {
     var closed = false
 }
 
-/// Where a ``RedisClusterRouter`` keeps its ``RedisClusterState``: behind a lock for a client
-/// called from any thread, on a reactor's thread (no lock) for one that runs there.
+/// Where a ``RedisClusterRouter`` keeps its ``RedisClusterState``: on a reactor's thread (no lock).
 protocol RedisClusterStateStorage<Node>: Sendable {
     associatedtype Node: RedisClusterNode
     /// Runs `body` with exclusive access to the state. `body` must not call `withState` again.
     func withState<T>(_ body: (inout RedisClusterState<Node>) throws -> T) rethrows -> T
-}
-
-/// State behind a lock: any thread may call.
-struct LockedClusterState<Node: RedisClusterNode>: RedisClusterStateStorage {
-    private let box = NIOLockedValueBox(RedisClusterState<Node>())
-
-    func withState<T>(_ body: (inout RedisClusterState<Node>) throws -> T) rethrows -> T {
-        try box.withLockedValue(body)
-    }
 }
 
 /// State touched only on one reactor's thread, checked by a precondition: no lock.
@@ -85,10 +58,9 @@ final class ReactorClusterState<Node: RedisClusterNode>: RedisClusterStateStorag
     }
 }
 
-/// The routing both cluster clients share: keys to slot, slot to master, `MOVED` / `ASK` /
-/// `TRYAGAIN` / `CLUSTERDOWN` handling with bounded retries, the slot map and its refreshes, and
-/// one client per node. ``RedisClusterClient`` documents the behaviour; this type implements it
-/// once, for any ``RedisClusterNode`` and any ``RedisClusterStateStorage``.
+/// The cluster routing: keys to slot, slot to master, `MOVED` / `ASK` / `TRYAGAIN` /
+/// `CLUSTERDOWN` handling with bounded retries, the slot map and its refreshes, and one client per
+/// node. ``RedisAsyncClusterClient`` documents the behaviour; this type implements it.
 final class RedisClusterRouter<Storage: RedisClusterStateStorage>: Sendable {
     typealias Node = Storage.Node
 
@@ -291,7 +263,7 @@ final class RedisClusterRouter<Storage: RedisClusterStateStorage>: Sendable {
     }
 
     /// Runs `operation` on the client of the node serving `slot` (any master for `nil`), following
-    /// redirects and retrying as ``RedisClusterClient``'s documentation says.
+    /// redirects and retrying as ``RedisAsyncClusterClient``'s documentation says.
     private func run<T: Sendable>(
         slot: Int?, command: String, _ operation: (Node, _ asking: Bool) async throws -> T
     ) async throws -> T {

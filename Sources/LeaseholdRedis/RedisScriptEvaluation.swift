@@ -1,6 +1,6 @@
 /// `EVALSHA`, then on `NOSCRIPT` (first use, a restart, `SCRIPT FLUSH`) `SCRIPT LOAD` and
 /// `EVALSHA` again, then, if the script was flushed once more in between, `EVAL` with the source:
-/// the blocking connection's order, over any async `send`.
+/// over any async `send`.
 enum RedisScriptRunner {
     static func evaluate(
         _ script: RedisScript, keys: [any RedisArgument], arguments: [any RedisArgument],

@@ -11,7 +11,7 @@ import Synchronization
 ///
 /// An entry is stalled when it has been pending longer than the visibility timeout **and** its
 /// lease is not held. A live worker's heartbeat renews its lease and, in the same script, resets
-/// the entry's idle time (``Lease/renew(resetting:consumer:group:on:)``), so its entries never
+/// the entry's idle time (``Lease/renew(resetting:consumer:group:via:)``), so its entries never
 /// even show up as idle however long they take; a dead worker's lease expires (lease TTL <
 /// visibility timeout) and its entries are reclaimed.
 ///
@@ -31,8 +31,8 @@ import Synchronization
 /// behind them: every idle entry is looked at within ⌈idle entries / batch⌉ + 1 passes.
 struct Reclaimer: Sendable {
     let configuration: SupervisorConfiguration
-    let redis: RedisClient
-    let postgres: PostgresClient
+    let redis: RedisAsyncClient
+    let postgres: PostgresAsyncClient
     let scheduler: RetryScheduler
     let deadLetters: DeadLetterStore
     let logger: Logger
@@ -40,7 +40,8 @@ struct Reclaimer: Sendable {
     private let cursors = Cursors()
 
     init(
-        configuration: SupervisorConfiguration, redis: RedisClient, postgres: PostgresClient, scheduler: RetryScheduler,
+        configuration: SupervisorConfiguration, redis: RedisAsyncClient, postgres: PostgresAsyncClient,
+        scheduler: RetryScheduler,
         deadLetters: DeadLetterStore, logger: Logger
     ) {
         self.configuration = configuration

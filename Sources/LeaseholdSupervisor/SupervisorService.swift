@@ -21,12 +21,13 @@ import ServiceLifecycle
 public struct SupervisorService: Service {
     public let configuration: SupervisorConfiguration
     private let elector: LeaderElector
-    private let redis: RedisClient
-    private let postgres: PostgresClient
+    private let redis: RedisAsyncClient
+    private let postgres: PostgresAsyncClient
     private let logger: Logger
 
     public init(
-        configuration: SupervisorConfiguration, elector: LeaderElector, redis: RedisClient, postgres: PostgresClient,
+        configuration: SupervisorConfiguration, elector: LeaderElector, redis: RedisAsyncClient,
+        postgres: PostgresAsyncClient,
         logger: Logger
     ) {
         self.configuration = configuration
@@ -49,11 +50,35 @@ public struct SupervisorService: Service {
             keys: configuration.keys, sources: configuration.sources, interval: configuration.sampleInterval)
         var lastSample: ContinuousClock.Instant?
         let isLeaderGauge = Gauge(label: "leasehold_supervisor_is_leader")
+        // At 0 from the start: a series that appears with its first increment has no earlier
+        // sample for rate() or increase() to compare with, so an alert on it would miss the first.
+        for stream in configuration.streams {
+            for label in [
+                "leasehold_supervisor_retries_scheduled_total", "leasehold_supervisor_dead_letters_total",
+                "leasehold_supervisor_consumers_removed_total",
+            ] {
+                _ = Counter(label: label, dimensions: [("stream", stream)])
+            }
+        }
+        var groupsExist = false
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             isLeaderGauge.record(elector.isLeader ? 1 : 0)
             if elector.isLeader {
                 do {
-                    try await pass(reclaimer: reclaimer, trimmer: trimmer, reaper: reaper)
+                    if !groupsExist {
+                        // A fresh Redis (or one that lost its data) has no streams or groups until
+                        // a worker starts, and every pass would fail on NOGROUP: create them as a
+                        // worker does (from 0, so nothing written before is skipped). Again after
+                        // any failed pass.
+                        try await StreamConsumer(streams: configuration.streams, consumer: "supervisor")
+                            .ensureGroups(via: redis)
+                        groupsExist = true
+                    }
+                    // On the Redis client's reactor: the pass's Redis calls (three per stalled
+                    // entry) go straight to the socket instead of hopping there one by one.
+                    try await redis.withReactor { _ in
+                        try await pass(reclaimer: reclaimer, trimmer: trimmer, reaper: reaper)
+                    }
                     if ContinuousClock.now - lastPrune > .seconds(60) {
                         try await pruneInbox()
                         lastPrune = ContinuousClock.now
@@ -63,6 +88,7 @@ public struct SupervisorService: Service {
                         try await sampler.record(redis: redis, postgres: postgres)
                     }
                 } catch {
+                    groupsExist = false
                     logger.error("maintenance pass failed; next pass retries", metadata: ["error": "\(error)"])
                 }
             }

@@ -26,8 +26,13 @@ public enum IntegrationEnvironment {
     /// the test), otherwise only when both servers answer. For `@Suite(.enabled(if: …))`.
     public static let isAvailable: Bool = {
         if isRequired { return true }
-        let postgres = (try? PostgresConnection(configuration: postgresConfiguration)) != nil
-        let redis = (try? RedisConfiguration(url: redisURL)).flatMap { try? RedisConnection(configuration: $0) } != nil
+        let postgres = postgresConfiguration.serverAcceptsConnections()
+        let redis =
+            (try? RedisConfiguration(url: redisURL)).map { configuration in
+                let client = RedisAsyncClient(configuration: configuration, label: "leasehold.tests.probe")
+                defer { client.close() }
+                return (try? client.sendWaiting(RedisCommand(["PING"]))) != nil
+            } ?? false
         return postgres && redis
     }()
 
@@ -48,12 +53,12 @@ public enum IntegrationEnvironment {
     }
 
     /// A pooled client for the test server; close it at the end of the test.
-    public static func postgresClient(size: Int = 4) -> PostgresClient {
-        PostgresClient(configuration: postgresConfiguration, size: size)
+    public static func postgresClient(size: Int = 4) -> PostgresAsyncClient {
+        PostgresAsyncClient(configuration: postgresConfiguration, size: size)
     }
 
-    public static func redisClient(size: Int = 4) throws -> RedisClient {
-        RedisClient(configuration: try redisConfiguration(), size: size)
+    public static func redisClient(size: Int = 4) throws -> RedisAsyncClient {
+        RedisAsyncClient(configuration: try redisConfiguration(), size: size)
     }
 
     /// A name unique to this test run, for tables, schemas and Redis key prefixes, so tests running

@@ -47,12 +47,10 @@ public final class PrivateRedisServer: Sendable {
     private static func answers(port: Int, process: ChildProcess) async throws -> Bool {
         let configuration = RedisConfiguration(port: port, connectTimeout: .seconds(1), commandTimeout: .seconds(1))
         let deadline = ContinuousClock.now + .seconds(10)
+        let client = RedisAsyncClient(configuration: configuration, label: "leasehold.tests.probe")
+        defer { client.close() }
         while true {
-            if process.isRunning, let connection = try? RedisConnection(configuration: configuration),
-                (try? connection.send("PING")) != nil
-            {
-                return true
-            }
+            if process.isRunning, (try? await client.send("PING")) != nil { return true }
             guard ContinuousClock.now < deadline, process.isRunning else { return false }
             try await Task.sleep(for: .milliseconds(20))
         }

@@ -28,13 +28,13 @@ public final class ProcessStack: Sendable {
     public let directory: URL
     private let ports: Mutex<[Int]>
     public var ingressPorts: [Int] { ports.withLock { $0 } }
-    public let postgres: PostgresClient
+    public let postgres: PostgresAsyncClient
     /// The same database through the non-blocking pool a worker's handlers use, on a reactor of
     /// the stack's own (for tests that run an entry processor in the test process).
     public let asyncPostgres: PostgresAsyncClient
     /// Redis through the non-blocking client a worker's leases and completions use, on the same reactor.
     public let asyncRedis: RedisAsyncClient
-    public let redis: RedisClient
+    public let redis: RedisAsyncClient
     /// What every role gets as `REDIS_URL`.
     public let redisURL: String
     public let http: HTTPClient
@@ -62,7 +62,7 @@ public final class ProcessStack: Sendable {
             directory: try makeTemporaryDirectory("stack"),
             ingressPorts: try (0..<ingress).map { _ in try freeLoopbackPort() }, postgres: postgres,
             redisURL: redisURL ?? IntegrationEnvironment.redisURL,
-            redis: try redisURL.map { RedisClient(configuration: try RedisConfiguration(url: $0), size: 8) }
+            redis: try redisURL.map { RedisAsyncClient(configuration: try RedisConfiguration(url: $0), size: 8) }
                 ?? IntegrationEnvironment.redisClient(size: 8))
         do {
             for (index, port) in stack.ingressPorts.enumerated() {
@@ -84,7 +84,7 @@ public final class ProcessStack: Sendable {
 
     private init(
         database: TemporaryDatabase, prefix: String, shards: Int?, directory: URL, ingressPorts: [Int],
-        postgres: PostgresClient, redisURL: String, redis: RedisClient
+        postgres: PostgresAsyncClient, redisURL: String, redis: RedisAsyncClient
     ) {
         self.redisURL = redisURL
         self.database = database
@@ -387,7 +387,7 @@ public final class ProcessStack: Sendable {
         asyncPostgres.reactor.shutDown()
         try? await database.drop()
         await redis.deleteKeys(withPrefix: prefix)
-        await redis.close()
+        redis.close()
         return statuses
     }
 

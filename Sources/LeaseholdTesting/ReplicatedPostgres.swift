@@ -97,9 +97,11 @@ public final class ReplicatedPostgres: Sendable {
     public func promoteStandby() async throws {
         try await run("pg_ctl", ["promote", "-D", standbyData.path, "-w", "-t", "60"])
         try await waitUntil("the promoted standby accepts writes", timeout: .seconds(60)) {
-            let connection = try PostgresConnection(configuration: self.nodeConfiguration(port: self.standbyPort))
-            defer { connection.close() }
-            let recovery = try connection.simpleQuery("SELECT pg_is_in_recovery()").single().decode(String.self, at: 0)
+            let recovery = try await PostgresAsyncClient.withConnection(
+                to: self.nodeConfiguration(port: self.standbyPort)
+            ) { connection in
+                try await connection.simpleQuery("SELECT pg_is_in_recovery()").single().decode(String.self, at: 0)
+            }
             return recovery == "f"
         }
     }
@@ -133,9 +135,9 @@ public final class ReplicatedPostgres: Sendable {
         // initdb's pg_hba.conf lets 127.0.0.1 connect for replication too (with --auth=trust).
         try await startServer("primary", data: primaryData, port: primaryPort, settings: ["wal_level": "replica"])
         try await waitUntil("the primary accepts connections", timeout: .seconds(60)) {
-            let connection = try PostgresConnection(configuration: self.adminConfiguration(port: self.primaryPort))
-            defer { connection.close() }
-            try connection.simpleQuery("CREATE DATABASE \(self.database)")
+            try await PostgresAsyncClient.withConnection(to: self.adminConfiguration(port: self.primaryPort)) {
+                try await $0.simpleQuery("CREATE DATABASE \(self.database)")
+            }
             return true
         }
         try await run(
@@ -146,23 +148,23 @@ public final class ReplicatedPostgres: Sendable {
             ])
         try await startServer("standby", data: standbyData, port: standbyPort, settings: [:])
         try await waitUntil("the standby streams", timeout: .seconds(60)) {
-            try self.replicationState() != nil
+            try await self.replicationState() != nil
         }
         // Synchronous only now: with no standby attached, every commit would wait.
-        let admin = try PostgresConnection(configuration: adminConfiguration(port: primaryPort))
-        try admin.simpleQuery("ALTER SYSTEM SET synchronous_standby_names = '*'")
-        try admin.simpleQuery("SELECT pg_reload_conf()")
-        admin.close()
+        try await PostgresAsyncClient.withConnection(to: adminConfiguration(port: primaryPort)) { admin in
+            try await admin.simpleQuery("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            try await admin.simpleQuery("SELECT pg_reload_conf()")
+        }
         try await waitUntil("the standby is synchronous", timeout: .seconds(60)) {
-            try self.replicationState() == "sync"
+            try await self.replicationState() == "sync"
         }
     }
 
     /// `pg_stat_replication.sync_state` of the standby on the primary; `nil` while it is not streaming.
-    private func replicationState() throws -> String? {
-        let connection = try PostgresConnection(configuration: adminConfiguration(port: primaryPort))
-        defer { connection.close() }
-        let rows = try connection.simpleQuery("SELECT sync_state FROM pg_stat_replication WHERE state = 'streaming'")
+    private func replicationState() async throws -> String? {
+        let rows = try await PostgresAsyncClient.withConnection(to: adminConfiguration(port: primaryPort)) {
+            try await $0.simpleQuery("SELECT sync_state FROM pg_stat_replication WHERE state = 'streaming'")
+        }
         return try rows.rows.first?.decode(String.self, at: 0)
     }
 
@@ -208,16 +210,15 @@ public final class ReplicatedPostgres: Sendable {
 
     private func log(_ name: String) -> URL { directory.appendingPathComponent("\(name).log") }
 
-    /// Polls `condition` (blocking, so off the cooperative pool) until it is true; a server that
-    /// exited meanwhile ends the wait with its log.
+    /// Polls `condition` until it is true; a server that exited meanwhile ends the wait with its log.
     private func waitUntil(
-        _ what: String, timeout: Duration, _ condition: @escaping @Sendable () throws -> Bool
+        _ what: String, timeout: Duration, _ condition: @escaping @Sendable () async throws -> Bool
     ) async throws {
         let deadline = ContinuousClock.now + timeout
         var lastError = "none"
         while true {
             do {
-                if try await offload(condition) { return }
+                if try await condition() { return }
             } catch {
                 lastError = "\(error)"
             }
@@ -245,13 +246,4 @@ public final class ReplicatedPostgres: Sendable {
         }
     }
 
-}
-
-/// Runs a blocking closure on a Dispatch queue and awaits its result.
-private func offload<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async {
-            continuation.resume(with: Result { try body() })
-        }
-    }
 }

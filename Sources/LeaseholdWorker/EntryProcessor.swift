@@ -24,14 +24,13 @@ import Synchronization
 struct EntryProcessor: Sendable {
     let configuration: WorkerConfiguration
     /// For what is not on the hot path (dead letters).
-    let postgres: PostgresClient
+    let postgres: PostgresAsyncClient
     /// The handlers' pool, non-blocking, on its reactor.
     let database: PostgresAsyncClient
-    /// Leases and completions: non-blocking, on the same reactor; concurrent callers share its
-    /// round trips (every command queued in one reactor turn leaves in one write).
+    /// Leases, completions, retries and dead letters: non-blocking, on the same reactor;
+    /// concurrent callers share its round trips (every command queued in one reactor turn leaves
+    /// in one write).
     let reactorRedis: RedisAsyncClient
-    /// For what is not on the hot path (retries, dead letters).
-    let redis: RedisClient
     let logger: Logger
     let handlers: [String: any MessageHandler]
     let keeper: LeaseKeeper
@@ -43,15 +42,14 @@ struct EntryProcessor: Sendable {
     private let counters = ProcessedCounters()
 
     /// - Parameters:
-    ///   - postgres: a blocking pool for the dead letters.
+    ///   - postgres: a small pool for the dead letters.
     ///   - database: the handlers' pool; give it ``WorkerConfiguration/concurrency`` connections.
-    ///   - reactorRedis: for leases and completions, on `database`'s reactor.
-    ///   - redis: a blocking client for retries and dead letters.
+    ///   - reactorRedis: for leases, completions, retries and dead letters, on `database`'s reactor.
     ///   - handlers: one per message kind (default: ``WorkerService/defaultHandlers(configuration:)``).
     ///   - keeper: the leases to renew; the caller runs its heartbeat (``LeaseKeeper/run(every:consumer:redis:logger:)``).
     init(
-        configuration: WorkerConfiguration, postgres: PostgresClient, database: PostgresAsyncClient,
-        reactorRedis: RedisAsyncClient, redis: RedisClient, logger: Logger, handlers: [any MessageHandler]? = nil,
+        configuration: WorkerConfiguration, postgres: PostgresAsyncClient, database: PostgresAsyncClient,
+        reactorRedis: RedisAsyncClient, logger: Logger, handlers: [any MessageHandler]? = nil,
         keeper: LeaseKeeper = LeaseKeeper()
     ) {
         precondition(reactorRedis.reactor === database.reactor, "one reactor for the worker's connections")
@@ -59,7 +57,6 @@ struct EntryProcessor: Sendable {
         self.postgres = postgres
         self.database = database
         self.reactorRedis = reactorRedis
-        self.redis = redis
         // Each entry's logger sets three metadata keys: see DeferredMetadataLogHandler.
         var entryLogger = logger
         if !(logger.handler is DeferredMetadataLogHandler) {
@@ -189,6 +186,7 @@ struct EntryProcessor: Sendable {
                         resultTTL: configuration.resultTTL, keepExisting: handled.published?.keepExisting ?? false))
             }
             counters.increment(kind: entry.kind, outcome: handled.outcome, duplicate: handled.duplicate)
+            if !handled.duplicate { counters.recordEndToEnd(enqueuedAtMilliseconds: entry.enqueuedAtMilliseconds) }
             logger.debug(
                 "processed", metadata: ["outcome": "\(handled.outcome)", "duplicate": "\(handled.duplicate)"])
         } catch {
@@ -242,7 +240,7 @@ struct EntryProcessor: Sendable {
         case .retry(let at, let delay):
             do {
                 _ = try await scheduler.schedule(
-                    entry: entry, at: at, lastError: message, worker: configuration.consumerName, via: redis)
+                    entry: entry, at: at, lastError: message, worker: configuration.consumerName, via: reactorRedis)
                 Counter(label: "leasehold_worker_retries_scheduled_total").increment()
                 logger.warning(
                     "transaction failed; retry scheduled", metadata: ["error": "\(message)", "in": "\(delay)"])
@@ -255,7 +253,7 @@ struct EntryProcessor: Sendable {
             do {
                 try await deadLetters.deadLetter(
                     entry, reason: "\(message); \(limit)", worker: configuration.consumerName, postgres: postgres,
-                    redis: redis)
+                    redis: reactorRedis)
                 Counter(label: "leasehold_worker_dead_letters_total").increment()
                 logger.error("transaction failed for the last time; dead-lettered", metadata: ["error": "\(message)"])
             } catch {
@@ -268,7 +266,7 @@ struct EntryProcessor: Sendable {
     private func deadLetter(_ entry: StreamEntry, reason: String, logger: Logger) async {
         do {
             try await deadLetters.deadLetter(
-                entry, reason: reason, worker: configuration.consumerName, postgres: postgres, redis: redis)
+                entry, reason: reason, worker: configuration.consumerName, postgres: postgres, redis: reactorRedis)
             logger.error("dead-lettered", metadata: ["reason": "\(reason)"])
         } catch {
             logger.error("could not dead-letter; entry left pending", metadata: ["error": "\(error)"])
@@ -311,6 +309,24 @@ final class LeaseTokens: Sendable {
 /// `leasehold_worker_processed_total` by kind, outcome and duplicate, looked up once per label set.
 final class ProcessedCounters: Sendable {
     private let counters = Mutex<[String: Counter]>([:])
+    /// From a message's first enqueue (`enqueued_at`, kept across retries) to its transaction's
+    /// acknowledgement, for messages processed for the first time (not redeliveries the inbox
+    /// recognised).
+    private let endToEnd = Timer(label: "leasehold_worker_end_to_end_seconds", preferredDisplayUnit: .seconds)
+
+    init() {
+        // At 0 from the start: a series that appears with its first increment has no earlier
+        // sample for rate() or increase() to compare with, so an alert on it would miss the first.
+        _ = Counter(label: "leasehold_worker_retries_scheduled_total")
+        _ = Counter(label: "leasehold_worker_dead_letters_total")
+    }
+
+    /// Records an entry's latency from its enqueue, when it has that time (`enqueued_at` in ms).
+    func recordEndToEnd(enqueuedAtMilliseconds: Int64, now: Date = Date()) {
+        let elapsed = now.timeIntervalSince1970 * 1000 - Double(enqueuedAtMilliseconds)
+        guard enqueuedAtMilliseconds > 0, elapsed >= 0 else { return }
+        endToEnd.recordNanoseconds(Int64(elapsed * 1_000_000))
+    }
 
     func increment(kind: String, outcome: String, duplicate: Bool) {
         let key = "\(kind)|\(outcome)|\(duplicate)"

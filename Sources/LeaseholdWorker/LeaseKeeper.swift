@@ -5,7 +5,7 @@ import Synchronization
 
 /// Every lease this worker holds, and the one heartbeat that keeps them all: every
 /// ``WorkerConfiguration/heartbeat`` it renews the lot in one script call per
-/// ``renewalBatch`` leases (``Lease/renew(_:consumer:group:on:)``), which also resets the idle
+/// ``renewalBatch`` leases (``Lease/renew(_:consumer:group:via:)``), which also resets the idle
 /// time of each lease's stream entry so the supervisor never takes a live worker's entry for
 /// stalled, however long its transaction runs.
 ///

@@ -30,8 +30,9 @@ import Synchronization
 /// connections (PostgreSQL, and the two Redis clients) are non-blocking, with their sockets on
 /// that reactor. So an entry is read, its transaction sent and answered, and its completion sent
 /// without any thread hand-off, and one wake-up serves every connection that is ready (blocking
-/// clients on a thread per connection cost about 6.7 context switches per message). Only retries
-/// and dead letters use the blocking pools.
+/// clients on a thread per connection cost about 6.7 context switches per message). Dead letters
+/// go through a second, small PostgreSQL pool on the same reactor; retries through the blocking
+/// Redis pool.
 ///
 /// A transaction that fails is never acknowledged as done: the entry goes to the retry schedule
 /// (XACK + ZADD in one script) or, past the retry policy's limit, to the dead letters.
@@ -42,10 +43,9 @@ import Synchronization
 /// signal wakes the loop even when every slot is busy, so the drain never starts late.
 public struct WorkerService: Service {
     public let configuration: WorkerConfiguration
-    private let postgres: PostgresClient
+    private let postgres: PostgresAsyncClient
     private let database: PostgresAsyncClient
     private let reactorRedis: RedisAsyncClient
-    private let redis: RedisClient
     private let reader: RedisAsyncClient
     private let logger: Logger
     private let processor: EntryProcessor
@@ -57,28 +57,27 @@ public struct WorkerService: Service {
     public var isReading: Bool { reading.value.load(ordering: .acquiring) }
 
     /// - Parameters:
-    ///   - postgres: a blocking pool for the dead letters (a couple of connections is enough).
+    ///   - postgres: a small pool for the dead letters (a couple of connections is enough).
     ///   - database: the handlers' pool, on the worker's reactor: at least
     ///     ``WorkerConfiguration/concurrency`` connections, so no entry waits for one.
-    ///   - reactorRedis: for leases, heartbeats and completions, on `database`'s reactor.
-    ///   - redis: a blocking client for retries and dead letters.
+    ///   - reactorRedis: for leases, heartbeats, completions, retries and dead letters, on
+    ///     `database`'s reactor.
     ///   - reader: a separate client, on the same reactor, for the read's blocking wait, so that it
     ///     never holds up the commands of the processing tasks.
     public init(
-        configuration: WorkerConfiguration, postgres: PostgresClient, database: PostgresAsyncClient,
-        reactorRedis: RedisAsyncClient, redis: RedisClient, reader: RedisAsyncClient, logger: Logger
+        configuration: WorkerConfiguration, postgres: PostgresAsyncClient, database: PostgresAsyncClient,
+        reactorRedis: RedisAsyncClient, reader: RedisAsyncClient, logger: Logger
     ) {
         precondition(reader.reactor === database.reactor, "one reactor for the worker's connections")
         self.configuration = configuration
         self.postgres = postgres
         self.database = database
         self.reactorRedis = reactorRedis
-        self.redis = redis
         self.reader = reader
         self.logger = logger
         self.processor = EntryProcessor(
             configuration: configuration, postgres: postgres, database: database, reactorRedis: reactorRedis,
-            redis: redis, logger: logger)
+            logger: logger)
     }
 
     /// The longest a busy worker's read waits for more free slots, so that it carries several
@@ -238,7 +237,7 @@ public struct WorkerService: Service {
         ]
         do {
             try await DeadLetterStore(keys: configuration.keys).deadLetterUndecodable(
-                broken, worker: configuration.consumerName, postgres: postgres, redis: redis)
+                broken, worker: configuration.consumerName, postgres: postgres, redis: reactorRedis)
             logger.error("undecodable stream entry dead-lettered", metadata: metadata)
         } catch {
             logger.error(

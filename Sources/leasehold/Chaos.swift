@@ -197,8 +197,8 @@ struct ChaosSchedule: Sendable {
 
     /// The supervisor holding the leader lease: its candidate ID is `<host>-<pid>-<random>`.
     private func leaderProcess() async throws -> ChildProcess? {
-        let client = RedisClient(configuration: try RedisConfiguration(url: redisURL), size: 1)
-        defer { Task { await client.close() } }
+        let client = RedisAsyncClient(configuration: try RedisConfiguration(url: redisURL), size: 1)
+        defer { client.close() }
         guard let holder = try await client.send("GET", redisPrefix + "leader").string else { return nil }
         let parts = holder.split(separator: "-")
         guard parts.count >= 3, let pid = Int32(parts[parts.count - 2]) else { return nil }
@@ -216,11 +216,11 @@ struct ChaosChecks {
     static func run(
         redisURL: String, keys: RedisKeys, postgresURL: String, poison: Set<String>, since: Date, timeout: Duration
     ) async throws -> [Check] {
-        let redis = RedisClient(configuration: try RedisConfiguration(url: redisURL), size: 1)
-        let postgres = PostgresClient(configuration: PostgresConfiguration(connectionString: postgresURL), size: 1)
+        let redis = RedisAsyncClient(configuration: try RedisConfiguration(url: redisURL), size: 1)
+        let postgres = PostgresAsyncClient(configuration: PostgresConfiguration(connectionString: postgresURL), size: 1)
         defer {
             Task {
-                await redis.close()
+                redis.close()
                 await postgres.close()
             }
         }
@@ -292,7 +292,7 @@ struct ReplyCheck {
     static func run(
         report: LoadTestReport, api: FakeBotAPI, postgresURL: String, timeout: Duration
     ) async throws -> [Check] {
-        let postgres = PostgresClient(configuration: PostgresConfiguration(connectionString: postgresURL), size: 1)
+        let postgres = PostgresAsyncClient(configuration: PostgresConfiguration(connectionString: postgresURL), size: 1)
         defer { Task { await postgres.close() } }
         let keys = RequestPlan.keyPattern(run: report.run, input: LoadTestInput(rawValue: report.input) ?? .mixed)
 
@@ -394,9 +394,9 @@ struct PoisonMessages: Sendable {
     /// entry, and the retry then adds a second one under the same key: both end as dead letters
     /// of the one key.
     func send(over duration: Duration) async -> Set<String> {
-        let client: RedisClient
+        let client: RedisAsyncClient
         do {
-            client = RedisClient(configuration: try RedisConfiguration(url: redisURL), size: 1)
+            client = RedisAsyncClient(configuration: try RedisConfiguration(url: redisURL), size: 1)
         } catch {
             return []
         }
@@ -417,7 +417,7 @@ struct PoisonMessages: Sendable {
                 try? await Task.sleep(for: .milliseconds(500))
             }
         }
-        await client.close()
+        client.close()
         return sent
     }
 }

@@ -141,7 +141,8 @@ struct CommonOptions: ParsableArguments {
     }
 
     /// The role's `/metrics`, `/healthz`, `/readyz` server when `LEASEHOLD_METRICS_PORT` is set
-    /// (listening on `LEASEHOLD_METRICS_HOST`, default 0.0.0.0); `nil` when it is not.
+    /// (listening on `LEASEHOLD_METRICS_HOST`, default 0.0.0.0), with ``ProcessMetrics`` keeping
+    /// the process's figures and `leasehold_ready` on it; `nil` when it is not set.
     func metricsEndpoint(
         registry: PrometheusCollectorRegistry, role: String, logger: Logger, ready: @escaping @Sendable () async -> Bool
     ) throws -> (any Service)? {
@@ -149,9 +150,11 @@ struct CommonOptions: ParsableArguments {
         guard let port = Int(text), (1...65535).contains(port) else {
             throw ValidationError("LEASEHOLD_METRICS_PORT=\(text) must be a port number 1...65535")
         }
-        return buildMetricsEndpoint(
+        let endpoint = buildMetricsEndpoint(
             host: Setting.string(nil, "LEASEHOLD_METRICS_HOST", default: "0.0.0.0"), port: port, registry: registry,
             serverName: "leasehold-\(role)", logger: logger, ready: ready)
+        return MetricsEndpointService(
+            endpoint: endpoint, processMetrics: ProcessMetrics(registry: registry, ready: ready))
     }
 
     /// Sets up logging to standard error and returns the role's logger. Lines go through
@@ -170,5 +173,20 @@ struct CommonOptions: ParsableArguments {
         }
         atexit { LogOutput.standardError.flush(timeout: .seconds(2)) }
         return Logger(label: label)
+    }
+}
+
+/// The metrics server and the ``ProcessMetrics`` that refresh what it serves, run as one service:
+/// both end with the role's graceful shutdown.
+struct MetricsEndpointService<Endpoint: Service>: Service {
+    let endpoint: Endpoint
+    let processMetrics: ProcessMetrics
+
+    func run() async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await endpoint.run() }
+            group.addTask { try await processMetrics.run() }
+            try await group.waitForAll()
+        }
     }
 }

@@ -44,19 +44,19 @@ func parseTime(_ text: String) throws -> Date {
 }
 
 private func withClients<T>(
-    _ common: CommonOptions, _ body: (PostgresClient, RedisClient) async throws -> T
+    _ common: CommonOptions, _ body: (PostgresAsyncClient, RedisAsyncClient) async throws -> T
 ) async throws -> T {
     _ = try common.bootstrapLogging(label: "leasehold.dlq")
-    let postgres = PostgresClient(configuration: common.postgresConfiguration(role: "dlq"), size: 2)
-    let redis = RedisClient(configuration: try common.redisConfiguration(), size: 1)
+    let postgres = PostgresAsyncClient(configuration: common.postgresConfiguration(role: "dlq"), size: 2)
+    let redis = RedisAsyncClient(configuration: try common.redisConfiguration(), size: 1)
     do {
         let value = try await body(postgres, redis)
         await postgres.close()
-        await redis.close()
+        redis.close()
         return value
     } catch {
         await postgres.close()
-        await redis.close()
+        redis.close()
         throw error
     }
 }

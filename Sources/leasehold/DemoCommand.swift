@@ -221,7 +221,7 @@ struct DemoCommand: AsyncParsableCommand {
         let roles = DemoRoles(executable: self_, environment: environment) { signals.track($0) }
         let passed: Bool
         do {
-            let client = PostgresClient(
+            let client = PostgresAsyncClient(
                 configuration: PostgresConfiguration(connectionString: stack.postgresURL), size: 1)
             _ = try await Migrator(client: client, logger: logger).migrate(
                 try Migration.load(from: Migration.defaultDirectory()))

@@ -153,8 +153,12 @@ struct IngressCommand: AsyncParsableCommand {
             configuration: try common.redisConfiguration(), reactor: reactor, size: configuration.redisConnections)
         let app = buildIngressApplication(
             configuration: configuration, redis: redis, registry: registry, logger: logger)
+        // CPU, memory and descriptors on /metrics, and leasehold_ready: whether Redis answers.
+        let processMetrics = ProcessMetrics(registry: registry) {
+            (try? await withTaskExecutorPreference(reactor) { try await redis.send("PING") }) != nil
+        }
         try await withTaskExecutorPreference(reactor) {
-            try await runServices([app], logger: logger) {
+            try await runServices([app, processMetrics], logger: logger) {
                 redis.close()
             }
         }

@@ -7,7 +7,7 @@ struct Leasehold: AsyncParsableCommand {
         abstract: "Exactly-once processing of Telegram callbacks and payment webhooks into PostgreSQL.",
         discussion: """
             Every role reads its configuration from flags or, when a flag is absent, from the \
-            environment (POSTGRES_URL, REDIS_URL, LOG_LEVEL, ...). See README.md for the full table.
+            environment (POSTGRES_URL, REDIS_URL, LOG_LEVEL, ...). Runbooks/configuration.md lists them all.
             """,
         subcommands: [
             IngressCommand.self, WorkerCommand.self, SupervisorCommand.self, SlotsCommand.self, PaymentsCommand.self,

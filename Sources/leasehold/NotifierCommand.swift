@@ -133,7 +133,7 @@ struct NotifierCommand: AsyncParsableCommand {
             return
         }
 
-        let postgres = PostgresClient(configuration: common.postgresConfiguration(role: "notifier"), size: 4)
+        let postgres = PostgresAsyncClient(configuration: common.postgresConfiguration(role: "notifier"), size: 4)
         let client = BotAPIClient(
             baseURL: configuration.apiBaseURL, token: token, requestTimeout: configuration.requestTimeout,
             maxConnections: configuration.concurrency)

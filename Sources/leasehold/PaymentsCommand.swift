@@ -15,9 +15,9 @@ struct PaymentsCommand: AsyncParsableCommand {
 
     /// Runs `body` in one transaction and closes the client; a refused change is a clean error.
     static func inTransaction<T: Sendable>(
-        _ common: CommonOptions, _ body: @escaping @Sendable (PostgresConnection) throws -> T
+        _ common: CommonOptions, _ body: (PostgresAsyncConnection) async throws -> T
     ) async throws -> T {
-        let client = PostgresClient(configuration: common.postgresConfiguration(role: "payments"), size: 1)
+        let client = PostgresAsyncClient(configuration: common.postgresConfiguration(role: "payments"), size: 1)
         let result: Result<T, any Error>
         do {
             result = .success(
@@ -80,7 +80,7 @@ struct PaymentPlanCommand: AsyncParsableCommand {
         _ = try common.bootstrapLogging(label: "leasehold.payments")
         let (code, title, price, currency, days) = (code, title, price, currency, days)
         let id = try await PaymentsCommand.inTransaction(common) { connection in
-            try PaymentLedger().upsertPlan(
+            try await PaymentLedger().upsertPlan(
                 code: code, title: title, price: price, currency: currency, days: days, on: connection)
         }
         print("plan \(code) (id \(id)): \(price) \(currency) for \(days) days")
@@ -132,7 +132,7 @@ struct CreatePaymentCommand: AsyncParsableCommand {
         _ = try common.bootstrapLogging(label: "leasehold.payments")
         let (id, user, plan, amount, chat) = (paymentId ?? UUID().uuidString.lowercased(), user, plan, amount, chatId)
         let payment = try await PaymentsCommand.inTransaction(common) { connection in
-            try PaymentLedger().createPending(
+            try await PaymentLedger().createPending(
                 paymentID: id, userID: user, chatID: chat, planCode: plan, amount: amount, on: connection)
         }
         if json {
@@ -165,7 +165,7 @@ struct ShowPaymentCommand: AsyncParsableCommand {
         _ = try common.bootstrapLogging(label: "leasehold.payments")
         let id = paymentId
         let report = try await PaymentsCommand.inTransaction(common) { connection in
-            try PaymentReport.load(id, on: connection)
+            try await PaymentReport.load(id, on: connection)
         }
         guard let report else {
             FileHandle.standardError.write(Data("error: no payment \(id)\n".utf8))

@@ -71,15 +71,15 @@ struct SyncSlotsCommand: AsyncParsableCommand {
         _ = try common.bootstrapLogging(label: "leasehold.slots")
         let slots = try loadSlots()
         let userIDs = users.map { Array(1...Int64($0)) } ?? []
-        let client = PostgresClient(configuration: common.postgresConfiguration, size: 1)
+        let client = PostgresAsyncClient(configuration: common.postgresConfiguration, size: 1)
         let closeMissing = self.closeMissing
         let result: Result<(ScheduleSync.Report, Int), any Error>
         do {
             let report = try await client.withTransaction(.init(lockTimeout: .seconds(30), statementTimeout: nil)) {
                 connection in
                 let sync = ScheduleSync()
-                let users = try sync.ensureUsers(userIDs, on: connection)
-                return (try sync.sync(slots, closeMissing: closeMissing, on: connection), users)
+                let users = try await sync.ensureUsers(userIDs, on: connection)
+                return (try await sync.sync(slots, closeMissing: closeMissing, on: connection), users)
             }
             result = .success(report)
         } catch let error as PostgresTransactionError {

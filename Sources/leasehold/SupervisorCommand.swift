@@ -85,8 +85,9 @@ struct SupervisorCommand: AsyncParsableCommand {
             sampleInterval: try Setting.milliseconds(
                 sampleIntervalMs, "LEASEHOLD_SAMPLE_INTERVAL_MS", default: 30_000, range: 100...3_600_000))
 
-        let redis = RedisClient(configuration: try common.redisConfiguration(), size: 4)
-        let postgres = PostgresClient(configuration: common.postgresConfiguration(role: "supervisor"), size: 2)
+        let redis = RedisAsyncClient(
+            configuration: try common.redisConfiguration(), label: "leasehold.supervisor.redis")
+        let postgres = PostgresAsyncClient(configuration: common.postgresConfiguration(role: "supervisor"), size: 2)
         let elector = LeaderElector(redis: redis, keys: keys, configuration: configuration.leader, logger: logger)
         let maintenance = SupervisorService(
             configuration: configuration, elector: elector, redis: redis, postgres: postgres, logger: logger)
@@ -100,7 +101,7 @@ struct SupervisorCommand: AsyncParsableCommand {
             services.append(endpoint)
         }
         try await runServices(services, logger: logger) {
-            await redis.close()
+            redis.close()
             await postgres.close()
         }
     }

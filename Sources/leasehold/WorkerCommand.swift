@@ -92,28 +92,27 @@ struct WorkerCommand: AsyncParsableCommand {
 
         var postgresConfiguration = common.postgresConfiguration(role: "worker")
         postgresConfiguration.defaultParameters.append(configuration.postgresSessionOptions)
-        // The dead letters' pool (blocking, rarely used) and the handlers' pool on the worker's
-        // reactor thread, one connection per slot.
-        let postgres = PostgresClient(configuration: postgresConfiguration, size: 2)
+        // The dead letters' pool (rarely used) and the handlers' pool, one connection per slot,
+        // both on the worker's reactor thread.
         let reactor = Reactor(label: "leasehold.worker")
+        let postgres = PostgresAsyncClient(configuration: postgresConfiguration, reactor: reactor, size: 2)
         let database = PostgresAsyncClient(
             configuration: postgresConfiguration, reactor: reactor, size: configuration.concurrency)
         let redisConfiguration = try common.redisConfiguration()
-        // Leases, heartbeats and completions on one non-blocking connection, the read's blocking
-        // wait on another, both on the reactor; a small blocking pool for retries and dead letters.
+        // Leases, heartbeats, completions, retries and dead letters on one non-blocking connection,
+        // the read's blocking wait on another, both on the reactor.
         let reactorRedis = RedisAsyncClient(configuration: redisConfiguration, reactor: reactor, size: 1)
         let reader = RedisAsyncClient(configuration: redisConfiguration, reactor: reactor, size: 1)
-        let redis = RedisClient(configuration: redisConfiguration, size: 2)
         let worker = WorkerService(
             configuration: configuration, postgres: postgres, database: database, reactorRedis: reactorRedis,
-            redis: redis, reader: reader, logger: logger)
+            reader: reader, logger: logger)
         var services: [any Service] = [worker]
         if let endpoint = try common.metricsEndpoint(
             registry: registry, role: "worker", logger: logger,
             ready: {
                 guard worker.isReading else { return false }
                 do {
-                    _ = try await redis.send("PING")
+                    _ = try await reactorRedis.send("PING")
                     return true
                 } catch {
                     logger.warning("not ready: Redis does not answer", metadata: ["error": "\(error)"])
@@ -124,7 +123,6 @@ struct WorkerCommand: AsyncParsableCommand {
             services.append(endpoint)
         }
         try await runServices(services, logger: logger) {
-            await redis.close()
             await postgres.close()
             await withTaskExecutorPreference(reactor) {
                 reader.close()

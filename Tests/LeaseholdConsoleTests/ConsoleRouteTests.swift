@@ -151,21 +151,21 @@ struct ConsoleRouteTests {
         let cookie = try await server.login()
         try await server.postgres.withConnection { connection in
             let ledger = PaymentLedger()
-            _ = try ledger.upsertPlan(
+            _ = try await ledger.upsertPlan(
                 code: "month", title: "Month", price: "1990.10", currency: "RUB", days: 30, on: connection)
-            _ = try ledger.createPending(
+            _ = try await ledger.createPending(
                 paymentID: "pay-1", userID: 42, chatID: 4200, planCode: "month", amount: nil, on: connection)
-            _ = try connection.execute(
+            _ = try await connection.execute(
                 """
                 INSERT INTO webhook_log (message_key, event, object_id, status, payload, processed_at)
                 VALUES ('yk:payment.succeeded:pay-1', 'payment.succeeded', 'pay-1', 'FAILED', '{"object":{"id":"pay-1"}}', now())
                 """)
-            _ = try connection.execute(
+            _ = try await connection.execute(
                 """
                 INSERT INTO inbox (message_key, kind, outcome, stream, entry_id)
                 VALUES ('tg:77', 'booking', 'booked', 's', '1-0')
                 """)
-            _ = try connection.execute(
+            _ = try await connection.execute(
                 """
                 INSERT INTO outbox (message_key, chat_id, payload, status, attempts, telegram_message_id, sent_at)
                 VALUES ('tg:77', 4200, '{"chat_id":4200,"text":"Booked <b>10:00</b>"}', 'sent', 1, 555, now())

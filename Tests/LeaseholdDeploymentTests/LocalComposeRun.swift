@@ -174,7 +174,7 @@ final class LocalComposeRun: Sendable {
         try? await database.drop()
         if let redis = try? IntegrationEnvironment.redisClient(size: 1) {
             await redis.deleteKeys(withPrefix: prefix)
-            await redis.close()
+            redis.close()
         }
         return statuses
     }

@@ -62,9 +62,9 @@ struct RedisClusterComposeRunTests {
         }
 
         /// A client of one node by its IP address (no redirects followed).
-        func admin(_ name: String) throws -> RedisClient {
+        func admin(_ name: String) throws -> RedisAsyncClient {
             guard let address = addresses[name] else { throw TestSetupError("no node \(name)") }
-            return RedisClient(
+            return RedisAsyncClient(
                 configuration: RedisConfiguration(
                     host: "127.0.0.1", port: address.port, connectTimeout: .seconds(2), commandTimeout: .seconds(10)),
                 size: 1)
@@ -117,7 +117,7 @@ struct RedisClusterComposeRunTests {
             let replies = try await admin.pipeline([
                 RedisCommand("CLUSTER", "MYID"), RedisCommand("CLUSTER", "INFO"), RedisCommand("CLUSTER", "SLOTS"),
             ])
-            await admin.close()
+            admin.close()
             let id = replies[0].string ?? "?"
             let info = replies[1].string ?? ""
             let epoch = info.split(whereSeparator: \.isNewline).first { $0.hasPrefix("cluster_current_epoch:") } ?? ""
@@ -165,7 +165,7 @@ struct RedisClusterComposeRunTests {
                 queried: RedisNodeAddress(host: "127.0.0.1", port: nodes.addresses["redis"]!.port))
             if map.nodes.count < 6 { try await Task.sleep(for: .milliseconds(200)) }
         } while map.nodes.count < 6 && ContinuousClock.now < deadline
-        await admin.close()
+        admin.close()
         let before = try await Self.snapshot(nodes)
         #expect(map.coversEverySlot)
         #expect(map.masters.count == 3, "\(map.masters)")
@@ -190,10 +190,10 @@ struct RedisClusterComposeRunTests {
         let slot = RedisClusterSlot.slot(for: key)
         let configuration = try RedisConfiguration(
             url: "redis://" + nodes.addresses.values.map(\.description).sorted().joined(separator: ",") + "/0")
-        let client = try RedisClusterClient(configuration: configuration, poolSize: 1)
+        let client = RedisAsyncClient(configuration: configuration)
         do {
             #expect(try await client.send("GET", key) == .null)
-            let source = try #require(client.map?.master(forSlot: slot))
+            let source = try #require(try await client.configuration(forKey: key).nodes.first)
             let target = try #require(map.masters.first { $0 != source })
             let name = { (address: RedisNodeAddress) in nodes.addresses.first { $0.value == address }?.key ?? "?" }
             // Hand the (empty) slot to `target`, as `redis-cli --cluster reshard` ends a move.
@@ -202,7 +202,7 @@ struct RedisClusterComposeRunTests {
             for master in [target, source] + map.masters.filter({ $0 != target && $0 != source }) {
                 let admin = try nodes.admin(name(master))
                 _ = try await admin.send(RedisCommand("CLUSTER", "SETSLOT", slot, "NODE", targetID))
-                await admin.close()
+                admin.close()
             }
             // What the old master answers now.
             let sourceAdmin = try nodes.admin(name(source))
@@ -215,18 +215,18 @@ struct RedisClusterComposeRunTests {
                 #expect(redirect == RedisClusterRedirect(kind: .moved, slot: slot, node: target), "\(error)")
                 #expect(error.message.contains("localhost:\(target.port)"), "\(error.message)")
             }
-            await sourceAdmin.close()
+            sourceAdmin.close()
             // The client, whose map still says `source`, follows the MOVED to `localhost:<port>`.
             #expect(try await client.send("SET", key, "through-the-client") == .status("OK"))
-            #expect(client.map?.master(forSlot: slot) == target)
+            #expect(try await client.configuration(forKey: key).nodes.first == target)
             #expect(try await targetAdmin.send(RedisCommand("GET", key)).string == "through-the-client")
             _ = try await targetAdmin.send(RedisCommand("DEL", key))
-            await targetAdmin.close()
+            targetAdmin.close()
         } catch {
-            await client.close()
+            client.close()
             throw error
         }
-        await client.close()
+        client.close()
     }
 
     private func runRoles(compose: ComposeFile, nodes: Nodes) async throws {
@@ -312,8 +312,8 @@ struct RedisClusterComposeRunTests {
         #expect(doubles == 0)
 
         // The entries went to the sharded streams on the cluster's masters.
-        let cluster = try RedisClusterClient(
-            configuration: try RedisConfiguration(url: started[0].environment["REDIS_URL"] ?? ""), poolSize: 1)
+        let cluster = RedisAsyncClient(
+            configuration: try RedisConfiguration(url: started[0].environment["REDIS_URL"] ?? ""))
         var entries = 0
         do {
             for shard in 0..<3 {
@@ -328,10 +328,10 @@ struct RedisClusterComposeRunTests {
                 }
             }
         } catch {
-            await cluster.close()
+            cluster.close()
             throw error
         }
-        await cluster.close()
+        cluster.close()
         #expect(entries == 16, "entries added over the 3 shards' streams")
 
         // Two supervisors, exactly one leader.

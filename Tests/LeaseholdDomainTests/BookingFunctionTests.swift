@@ -25,7 +25,7 @@ struct BookingFunctionTests {
 
     struct Fixture {
         let database: TemporaryDatabase
-        let client: PostgresClient
+        let client: PostgresAsyncClient
         let slot: Int64
 
         /// - Parameter quiet: keep this database's errors out of the server log (the control
@@ -63,16 +63,11 @@ struct BookingFunctionTests {
             let (release, releasing) = AsyncStream.makeStream(of: Void.self)
             let holder = Task {
                 try await blocker.withTransaction { connection in
-                    try connection.execute("LOCK TABLE interviews IN SHARE MODE")
+                    try await connection.execute("LOCK TABLE interviews IN SHARE MODE")
                     holding.yield()
-                    // This closure runs on the connection's own dispatch queue, not on the
-                    // cooperative pool, so it may block there; the table lock lasts as long as this
-                    // transaction, which ends when the test lets go.
-                    let done = DispatchSemaphore(value: 0)
-                    Task {
-                        for await _ in release { break }; done.signal()
-                    }
-                    done.wait()
+                    // The table lock lasts as long as this transaction, which ends when the test
+                    // lets go.
+                    for await _ in release { break }
                 }
             }
             for await _ in held { break }
@@ -84,7 +79,7 @@ struct BookingFunctionTests {
                             action: .book, userID: user, slotID: slot, requestID: "race-\(user)")
                         do {
                             return try await client.withConnection { connection in
-                                try BookingTransaction().run(request, key: "api:race-\(user)", on: connection)
+                                try await BookingTransaction().run(request, key: "api:race-\(user)", on: connection)
                             }.outcome.rawValue
                         } catch let error as PostgresError {
                             return error.sqlState
@@ -142,7 +137,7 @@ struct BookingFunctionTests {
         #expect(migration.contains(slotLock), "the function locks the slot it books")
         let unlocked = migration.replacingOccurrences(of: slotLock, with: "FROM time_slots s WHERE s.id = p_slot")
             .replacingOccurrences(of: "CREATE FUNCTION", with: "CREATE OR REPLACE FUNCTION")
-        _ = try await fixture.client.withConnection { try $0.simpleQuery(unlocked) }
+        _ = try await fixture.client.withConnection { try await $0.simpleQuery(unlocked) }
 
         let outcomes = try await fixture.race()
         #expect(outcomes.filter { $0 == "booked" }.count == 1, "the unique index still holds: \(outcomes)")
@@ -172,15 +167,15 @@ struct BookingFunctionTests {
         func slotIsFree() async throws -> Bool {
             do {
                 try await probe.withTransaction { connection in
-                    try connection.execute("SELECT 1 FROM time_slots WHERE id = \(slot) FOR UPDATE NOWAIT")
+                    try await connection.execute("SELECT 1 FROM time_slots WHERE id = \(slot) FOR UPDATE NOWAIT")
                 }
                 return true
             } catch let error as PostgresTransactionError where error.postgresError?.sqlState == "55P03" {
                 return false
             }
         }
-        @Sendable func book(_ user: Int64, on connection: PostgresConnection) throws -> String {
-            try BookingTransaction().run(
+        @Sendable func book(_ user: Int64, on connection: PostgresAsyncConnection) async throws -> String {
+            try await BookingTransaction().run(
                 BookingRequest(action: .book, userID: user, slotID: slot, requestID: "hold-\(user)"),
                 key: "api:hold-\(user)", on: connection
             ).outcome.rawValue
@@ -191,12 +186,8 @@ struct BookingFunctionTests {
         let (commit, committing) = AsyncStream.makeStream(of: Void.self)
         let booking = Task {
             try await first.withTransaction { connection in
-                bookedSignal.yield(try book(1, on: connection))
-                let done = DispatchSemaphore(value: 0)
-                Task {
-                    for await _ in commit { break }; done.signal()
-                }
-                done.wait()  // on the connection's own queue, not the cooperative pool
+                bookedSignal.yield(try await book(1, on: connection))
+                for await _ in commit { break }
             }
         }
         var bookedOutcome = ""
@@ -212,12 +203,8 @@ struct BookingFunctionTests {
         let (finish, finishing) = AsyncStream.makeStream(of: Void.self)
         let waiting = Task {
             try await second.withTransaction { connection in
-                answeredSignal.yield(try book(2, on: connection))
-                let done = DispatchSemaphore(value: 0)
-                Task {
-                    for await _ in finish { break }; done.signal()
-                }
-                done.wait()
+                answeredSignal.yield(try await book(2, on: connection))
+                for await _ in finish { break }
             }
         }
         try await Task.sleep(for: .milliseconds(200))

@@ -9,7 +9,7 @@ import LeaseholdWire
 /// notifications exactly as the worker does (RECEIVED log row, then one transaction).
 struct PaymentFixture {
     let database: TemporaryDatabase
-    let client: PostgresClient
+    let client: PostgresAsyncClient
 
     static func start() async throws -> PaymentFixture {
         let database = try await TemporaryDatabase.create()
@@ -17,7 +17,7 @@ struct PaymentFixture {
         _ = try await Migrator(client: client).migrate(
             try Migration.load(from: LeaseholdExecutable.migrationsDirectory))
         _ = try await client.withTransaction { connection in
-            try PaymentLedger().upsertPlan(
+            try await PaymentLedger().upsertPlan(
                 code: "month", title: "Месяц", price: "1990.10", currency: "RUB", days: 30, on: connection)
         }
         return PaymentFixture(database: database, client: client)
@@ -33,7 +33,7 @@ struct PaymentFixture {
         -> PaymentLedger.Payment
     {
         try await client.withTransaction { connection in
-            try PaymentLedger().createPending(
+            try await PaymentLedger().createPending(
                 paymentID: id, userID: user, chatID: chat, planCode: "month", amount: amount, on: connection)
         }
     }
@@ -53,7 +53,7 @@ struct PaymentFixture {
     func received(_ notification: YooKassaNotification.Valid) async throws -> Int64 {
         let payload = Array(#"{"type":"notification"}"#.utf8)
         return try await client.withConnection { connection in
-            try WebhookLog.received(
+            try await WebhookLog.received(
                 notification, key: notification.messageKey, payload: payload, attempt: 1, stream: nil, entryID: nil,
                 on: connection)
         }
@@ -63,17 +63,17 @@ struct PaymentFixture {
     func apply(_ notification: YooKassaNotification.Valid) async throws -> (PaymentResult, Int64) {
         let logID = try await received(notification)
         let result = try await client.withTransaction { connection in
-            try PaymentTransaction().run(notification, key: notification.messageKey, logID: logID, on: connection)
+            try await PaymentTransaction().run(notification, key: notification.messageKey, logID: logID, on: connection)
         }
         return (result, logID)
     }
 
     func payment(_ id: String) async throws -> PaymentLedger.Payment? {
-        try await client.withConnection { try PaymentLedger().find(id, on: $0) }
+        try await client.withConnection { try await PaymentLedger().find(id, on: $0) }
     }
 
     func subscription(user: Int64 = 7) async throws -> PaymentLedger.Subscription? {
-        try await client.withConnection { try PaymentLedger().subscription(ofUser: user, on: $0) }
+        try await client.withConnection { try await PaymentLedger().subscription(ofUser: user, on: $0) }
     }
 
     func logStatus(_ id: Int64) async throws -> (String, String?) {

@@ -116,7 +116,7 @@ struct PaymentFunctionTests {
                 let log = try await fixture.received(notification)
                 await #expect("\(label)") {
                     _ = try await fixture.client.withTransaction { connection in
-                        try PaymentTransaction().run(
+                        try await PaymentTransaction().run(
                             notification, key: notification.messageKey, logID: log, on: connection)
                     }
                 } throws: { error in
@@ -154,7 +154,8 @@ struct PaymentFunctionTests {
             let log = try await fixture.received(notification)
             await #expect(throws: expected) {
                 _ = try await fixture.client.withConnection { connection in
-                    try PaymentTransaction().run(notification, key: notification.messageKey, logID: log, on: connection)
+                    try await PaymentTransaction().run(
+                        notification, key: notification.messageKey, logID: log, on: connection)
                 }
             }
             #expect(try await fixture.logStatus(log).0 == "RECEIVED")
@@ -189,7 +190,7 @@ struct PaymentFunctionTests {
 
         let bare = migration.replacingOccurrences(of: lock, with: "FOR UPDATE;")
             .replacingOccurrences(of: "CREATE FUNCTION", with: "CREATE OR REPLACE FUNCTION")
-        _ = try await fixture.client.withConnection { try $0.simpleQuery(bare) }
+        _ = try await fixture.client.withConnection { try await $0.simpleQuery(bare) }
         await #expect {
             _ = try await fixture.apply(PaymentFixture.notification(.paymentSucceeded, "bare"))
         } throws: { error in
@@ -223,7 +224,8 @@ struct PaymentFunctionTests {
         let (release, releasing) = AsyncStream.makeStream(of: Void.self)
         let holder = Task {
             try await blocker.withTransaction { connection in
-                _ = try connection.query("SELECT 1 FROM payments WHERE provider_payment_id = \(payment) FOR UPDATE")
+                _ = try await connection.query(
+                    "SELECT 1 FROM payments WHERE provider_payment_id = \(payment) FOR UPDATE")
                 holding.yield()
                 // This closure runs on the connection's own dispatch queue, not on the cooperative
                 // pool, so it may block there; the row lock lasts until the test lets go.
@@ -240,7 +242,7 @@ struct PaymentFunctionTests {
             for (racer, log) in logs.enumerated() {
                 group.addTask {
                     let result = try await fixture.client.withConnection { connection in
-                        try PaymentTransaction().run(notification, key: key(racer), logID: log, on: connection)
+                        try await PaymentTransaction().run(notification, key: key(racer), logID: log, on: connection)
                     }
                     return (result, log)
                 }

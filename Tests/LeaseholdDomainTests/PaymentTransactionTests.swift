@@ -27,7 +27,7 @@ struct PaymentTransactionTests {
             FOR UPDATE
             """
         await #expect {
-            try await fixture.client.withTransaction { try $0.query(naive) }
+            try await fixture.client.withTransaction { try await $0.query(naive) }
         } throws: { error in
             let postgres = (error as? PostgresTransactionError)?.postgresError
             return postgres?.sqlState == SQLState.featureNotSupported && postgres?.message == Self.incidentMessage

@@ -94,17 +94,23 @@ struct IngressBackpressureTests {
 
                 // Refused means not enqueued; 202 means enqueued (its pending marker is there);
                 // unknown may be either. The stream holds exactly the enqueued ones.
-                let check = try RedisConnection(configuration: server.configuration(commandTimeout: .seconds(10)))
-                func enqueued(_ index: Int) throws -> Bool {
-                    try check.send("EXISTS", keys.result("\(run)-\(index)")) == .integer(1)
+                let check = RedisAsyncClient(configuration: server.configuration(commandTimeout: .seconds(10)))
+                defer { check.close() }
+                func enqueued(_ index: Int) async throws -> Bool {
+                    try await check.send("EXISTS", keys.result("\(run)-\(index)")) == .integer(1)
                 }
                 for answer in accepted {
-                    #expect(try enqueued(answer.index), "202 for \(answer.index) but not in Redis")
+                    #expect(try await enqueued(answer.index), "202 for \(answer.index) but not in Redis")
                 }
-                for answer in refused { #expect(try !enqueued(answer.index), "refused \(answer.index) but enqueued") }
-                let unknownEnqueued = try unknown.filter { try enqueued($0.index) }.count
+                for answer in refused {
+                    #expect(try await !enqueued(answer.index), "refused \(answer.index) but enqueued")
+                }
+                var unknownEnqueued = 0
+                for answer in unknown {
+                    if try await enqueued(answer.index) { unknownEnqueued += 1 }
+                }
                 #expect(
-                    try check.send("XLEN", keys.stream("bookings"))
+                    try await check.send("XLEN", keys.stream("bookings"))
                         == .integer(Int64(1 + accepted.count + unknownEnqueued)))
             }
         }

@@ -64,7 +64,7 @@ struct IngressEnqueueTests {
         reactor.shutDown()
         let cleaner = try IntegrationEnvironment.redisClient(size: 1)
         _ = try? await cleaner.send("DEL", keys.stream("bookings"))
-        await cleaner.close()
+        cleaner.close()
         try outcome.get()
     }
 
@@ -91,7 +91,7 @@ struct IngressEnqueueTests {
                 [keys.result("\(run)-\($0)"), keys.requestDigest("\(run)-\($0)")]
             }
             try await redis.send(RedisCommand(["DEL"] + keysToDelete))
-            await redis.close()
+            redis.close()
         }
     }
 
@@ -107,7 +107,7 @@ struct IngressEnqueueTests {
             let redis = try IntegrationEnvironment.redisClient(size: 1)
             #expect(try await redis.send("XLEN", keys.stream("bookings")) == .integer(2))
             try await redis.send("DEL", keys.result(id), keys.requestDigest(id))
-            await redis.close()
+            redis.close()
         }
     }
 

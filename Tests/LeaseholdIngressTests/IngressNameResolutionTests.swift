@@ -90,7 +90,8 @@ struct IngressNameResolutionTests {
 
             // From now on the name is only in a name server that never answers.
             try rewrite(jail.hosts, "127.0.0.1 localhost\n")
-            let killer = try RedisConnection(configuration: jail.server.configuration(commandTimeout: .seconds(5)))
+            let killer = RedisAsyncClient(configuration: jail.server.configuration(commandTimeout: .seconds(5)))
+            defer { killer.close() }
             var healthz: [Duration] = []
             var bookings: [(status: Int, took: Duration)] = []
             let clock = ContinuousClock()
@@ -100,7 +101,7 @@ struct IngressNameResolutionTests {
                 round += 1
                 // Every normal client but this one: the ingress's connection, so the next booking
                 // reconnects, and looks the name up again.
-                _ = try killer.send("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+                _ = try await killer.send("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
                 async let booking: (Int, Duration) = {
                     let begun = clock.now
                     let status = (try? await http.book(requestID: "\(run)-\(round)", userID: 2, slotID: 2)) ?? 0

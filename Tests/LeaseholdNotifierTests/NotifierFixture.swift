@@ -10,7 +10,7 @@ import NIOConcurrencyHelpers
 /// directly, as the booking transaction would.
 final class NotifierFixture: Sendable {
     let database: TemporaryDatabase
-    let postgres: PostgresClient
+    let postgres: PostgresAsyncClient
     let api: FakeBotAPI
     let directory: URL
     private let started = NIOLockedValueBox<[(process: ChildProcess, metricsPort: Int)]>([])
@@ -33,7 +33,7 @@ final class NotifierFixture: Sendable {
         }
     }
 
-    private init(database: TemporaryDatabase, postgres: PostgresClient, api: FakeBotAPI, directory: URL) {
+    private init(database: TemporaryDatabase, postgres: PostgresAsyncClient, api: FakeBotAPI, directory: URL) {
         self.database = database
         self.postgres = postgres
         self.api = api

@@ -34,9 +34,9 @@ struct LocalStackTests {
         let stack = try LocalStack(options: LocalStackOptions(directory: directory, postgresSettings: ["fsync": "off"]))
         try await stack.start()
 
-        let postgres = PostgresClient(
+        let postgres = PostgresAsyncClient(
             configuration: PostgresConfiguration(connectionString: stack.postgresURL), size: 4)
-        let redis = RedisClient(configuration: try RedisConfiguration(url: stack.redisURL), size: 4)
+        let redis = RedisAsyncClient(configuration: try RedisConfiguration(url: stack.redisURL), size: 4)
         try await postgres.query("CREATE TABLE kept (id bigint PRIMARY KEY)")
         try await postgres.query("INSERT INTO kept VALUES (1)")
         try await redis.send("SET", "kept", "before-restart")
@@ -82,7 +82,7 @@ struct LocalStackTests {
         #expect(pings.allSatisfy { $0 == "PONG" })
 
         await postgres.close()
-        await redis.close()
+        redis.close()
         await stack.stop()
     }
 
@@ -106,27 +106,26 @@ struct LocalStackTests {
         let redisURL = try #require(lines.first { $0.hasPrefix("REDIS_URL=") }?.dropFirst("REDIS_URL=".count))
 
         // Both servers answer, and the schema is migrated.
-        let postgres = try PostgresConnection(
-            configuration: PostgresConfiguration(connectionString: String(postgresURL)))
-        let version = try postgres.query("SELECT max(version) FROM schema_migrations").single().decode(
+        let postgres = try await PostgresSession.open(PostgresConfiguration(connectionString: String(postgresURL)))
+        let version = try await postgres.query("SELECT max(version) FROM schema_migrations").single().decode(
             Int64.self, at: 0)
         #expect(version >= 1)
-        postgres.close()
-        let redis = try RedisConnection(configuration: RedisConfiguration(url: String(redisURL)))
-        #expect(try redis.send("PING").string == "PONG")
+        await postgres.close()
+        let redis = RedisAsyncClient(configuration: try RedisConfiguration(url: String(redisURL)))
+        #expect(try await redis.send("PING").string == "PONG")
         redis.close()
 
         process.send(signal)
         #expect(await process.waitForExit(timeout: .seconds(60)))
         #expect(process.exitStatus == 0, "\(process.output)")
         // Both servers are gone: nothing accepts connections on their ports any more.
-        #expect(throws: PostgresError.self) {
-            try PostgresConnection(
-                configuration: PostgresConfiguration(
+        await #expect(throws: PostgresError.self) {
+            try await PostgresSession.open(
+                PostgresConfiguration(
                     connectionString: String(postgresURL), connectTimeoutSeconds: 2))
         }
-        #expect(throws: RedisError.self) {
-            try RedisConnection(configuration: RedisConfiguration(url: String(redisURL)))
-        }
+        let gone = RedisAsyncClient(configuration: try RedisConfiguration(url: String(redisURL)))
+        defer { gone.close() }
+        await #expect(throws: RedisError.self) { try await gone.send("PING") }
     }
 }

@@ -9,7 +9,8 @@ import Testing
 #endif
 
 /// `PostgresAsyncClient`: lazy connections lent one task at a time, replaced when broken, and
-/// transactions with the blocking client's contract, all on the reactor's thread.
+/// transactions with ``PostgresAsyncConnection/withTransaction(_:_:)``'s contract, all on the
+/// reactor's thread.
 @Suite(.enabled(if: IntegrationEnvironment.isAvailable), .timeLimit(.minutes(1)))
 struct PostgresAsyncClientTests {
     struct BodyFailure: Error, Equatable {

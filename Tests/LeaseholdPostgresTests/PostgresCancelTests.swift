@@ -9,7 +9,7 @@ import Testing
 struct PostgresCancelTests {
     /// Waits until a statement containing `marker` is running on the server, so a cancel is known to
     /// hit a running statement rather than race its start.
-    static func waitUntilRunning(_ marker: String, observer: PostgresClient) async throws {
+    static func waitUntilRunning(_ marker: String, observer: PostgresAsyncClient) async throws {
         let clock = ContinuousClock()
         let deadline = clock.now + .seconds(10)
         while clock.now < deadline {
@@ -67,8 +67,8 @@ struct PostgresCancelTests {
                     let marker = IntegrationEnvironment.uniqueName("cancel")
                     let task = Task {
                         try await client.withTransaction { connection in
-                            try connection.execute("INSERT INTO \(unescaped: table) VALUES (1)")
-                            try connection.query(PostgresQuery(unsafeSQL: "SELECT pg_sleep(60) /* \(marker) */"))
+                            try await connection.execute("INSERT INTO \(unescaped: table) VALUES (1)")
+                            try await connection.query(PostgresQuery(unsafeSQL: "SELECT pg_sleep(60) /* \(marker) */"))
                         }
                     }
                     try await Self.waitUntilRunning(marker, observer: observer)
@@ -102,7 +102,7 @@ struct PostgresCancelTests {
             let holder = Task {
                 try await client.withConnection { _ in
                     holding.store(true, ordering: .releasing)
-                    try release.wait()
+                    try await release.wait()
                 }
             }
             while !holding.load(ordering: .acquiring) { try await Task.sleep(for: .milliseconds(5)) }

@@ -4,8 +4,8 @@ import LeaseholdTesting
 import Synchronization
 import Testing
 
-/// Many tasks over a small pool: every reply belongs to its request, and blocking libpq calls run on
-/// the pool's own threads, never on Swift's cooperative pool.
+/// Many tasks over a small pool: every reply belongs to its request, and statements that take long
+/// on the server hold no thread of Swift's cooperative pool (they wait on the client's reactor).
 @Suite(.enabled(if: IntegrationEnvironment.isAvailable), .timeLimit(.minutes(2)))
 struct PostgresConcurrencyTests {
     @Test("64 tasks × 200 echo calls over 16 connections: every reply matches its request")
@@ -55,12 +55,13 @@ struct PostgresConcurrencyTests {
                             for call in 0..<25 {
                                 let marker = Int64(task * 100 + call)
                                 let seen = try await client.withTransaction { connection in
-                                    let before = try connection.query(
+                                    let before = try await connection.query(
                                         "SELECT n FROM \(unescaped: table) WHERE id = 1 FOR UPDATE"
                                     ).single().decode(Int64.self, at: 0)
-                                    try connection.execute(
+                                    try await connection.execute(
                                         "UPDATE \(unescaped: table) SET n = \(before + 1) WHERE id = 1")
-                                    return try connection.query("SELECT \(marker)").single().decode(Int64.self, at: 0)
+                                    return try await connection.query("SELECT \(marker)").single().decode(
+                                        Int64.self, at: 0)
                                 }
                                 #expect(seen == marker)
                             }
@@ -75,8 +76,8 @@ struct PostgresConcurrencyTests {
         }
     }
 
-    /// Causal, not timed: while 16 blocking `pg_sleep(10)` calls hold all 16 connections, plain
-    /// async work must finish *before* the sleeps do. Were the blocking calls on the cooperative
+    /// Causal, not timed: while 16 `pg_sleep(10)` calls hold all 16 connections, plain async work
+    /// must finish *before* the sleeps do. Were the waits for their results on the cooperative
     /// pool (one thread per core), that work could only run after them.
     @Test("16 concurrent pg_sleep(10) on 16 connections run in parallel while async tasks keep running")
     func blockingCallsDoNotStarveTheCooperativePool() async throws {

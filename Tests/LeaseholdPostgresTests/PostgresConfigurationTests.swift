@@ -75,11 +75,13 @@ struct PostgresConfigurationTests {
     }
 
     @Test("a failed connection reports the redacted string, never the password")
-    func connectionErrorIsRedacted() throws {
+    func connectionErrorIsRedacted() async throws {
         // Port 1 on loopback: nothing listens there, so the connection is refused at once.
         let configuration = PostgresConfiguration(
             connectionString: "postgres://app:s3cret@127.0.0.1:1/leasehold", connectTimeoutSeconds: 2)
-        let error = try #require(throws: PostgresError.self) { try PostgresConnection(configuration: configuration) }
+        let error = try await #require(throws: PostgresError.self) {
+            try await PostgresAsyncClient.withConnection(to: configuration) { _ in }
+        }
         #expect(error.source == .connection)
         #expect(error.sqlState == SQLState.unableToConnect)
         #expect(error.isRetryable)
@@ -98,10 +100,12 @@ struct PostgresConfigurationTests {
     }
 
     @Test("when every host of a multi-host string fails, the error names each on one line")
-    func multiHostConnectionError() throws {
+    func multiHostConnectionError() async throws {
         let configuration = PostgresConfiguration(
             connectionString: "postgres://app:s3cret@127.0.0.1:1,127.0.0.1:2/leasehold", connectTimeoutSeconds: 2)
-        let error = try #require(throws: PostgresError.self) { try PostgresConnection(configuration: configuration) }
+        let error = try await #require(throws: PostgresError.self) {
+            try await PostgresAsyncClient.withConnection(to: configuration) { _ in }
+        }
         #expect(error.source == .connection)
         #expect(error.sqlState == SQLState.unableToConnect)
         #expect(error.description.contains("s3cret") == false)

@@ -168,8 +168,8 @@ struct PostgresDecodingTests {
 
         try await PostgresFixture.withClient(size: 1) { client in
             let decoded = try await client.withConnection { connection in
-                try connection.simpleQuery("SET TIME ZONE 'Asia/Kathmandu'")
-                return try connection.query(
+                try await connection.simpleQuery("SET TIME ZONE 'Asia/Kathmandu'")
+                return try await connection.query(
                     """
                     SELECT '2024-02-29 12:34:56.789012+00'::timestamptz,
                            '2024-02-29 18:19:56.789012+05:45'::timestamptz,

@@ -12,10 +12,10 @@ struct PostgresKeepaliveTests {
     ]
 
     @Test("a live connection opened with the defaults has keepalives and tcp_user_timeout")
-    func defaultsReachTheConnection() throws {
-        let connection = try PostgresConnection(configuration: IntegrationEnvironment.postgresConfiguration)
-        defer { connection.close() }
-        let parameters = connection.effectiveParameters
+    func defaultsReachTheConnection() async throws {
+        let connection = try await PostgresSession.open(IntegrationEnvironment.postgresConfiguration)
+        defer { Task { await connection.close() } }
+        let parameters = await connection.effectiveParameters
         for (keyword, value) in Self.expectedDefaults {
             #expect(parameters[keyword] == value, "\(keyword): \(parameters[keyword] ?? "unset")")
         }
@@ -24,35 +24,35 @@ struct PostgresKeepaliveTests {
     }
 
     @Test("a URL parameter wins over the default")
-    func urlOverridesADefault() throws {
+    func urlOverridesADefault() async throws {
         let url = IntegrationEnvironment.postgresURL
         let separator = url.contains("?") ? "&" : "?"
         let overriding = url + separator + "keepalives_idle=5&connect_timeout=7"
-        let connection = try PostgresConnection(configuration: PostgresConfiguration(connectionString: overriding))
-        defer { connection.close() }
-        let parameters = connection.effectiveParameters
+        let connection = try await PostgresSession.open(PostgresConfiguration(connectionString: overriding))
+        defer { Task { await connection.close() } }
+        let parameters = await connection.effectiveParameters
         #expect(parameters["keepalives_idle"] == "5")
         #expect(parameters["connect_timeout"] == "7")
         #expect(parameters["keepalives_interval"] == "10", "the other defaults still apply")
-        #expect(try connection.simpleQuery("SELECT 1").rows.count == 1)
+        #expect(try await connection.simpleQuery("SELECT 1").rows.count == 1)
     }
 
     @Test("a key=value conninfo parameter wins over the default")
-    func conninfoOverridesADefault() throws {
+    func conninfoOverridesADefault() async throws {
         // The test server's address, as libpq resolved it from the URL.
-        let probe = try PostgresConnection(configuration: IntegrationEnvironment.postgresConfiguration)
-        let resolved = probe.effectiveParameters
-        probe.close()
+        let probe = try await PostgresSession.open(IntegrationEnvironment.postgresConfiguration)
+        let resolved = await probe.effectiveParameters
+        await probe.close()
         let conninfo = ["host", "port", "user", "dbname"].compactMap { keyword in
             resolved[keyword].map { "\(keyword)='\($0)'" }
         }.joined(separator: " ")
-        let connection = try PostgresConnection(
-            configuration: PostgresConfiguration(connectionString: conninfo + " tcp_user_timeout=1234 keepalives=0"))
-        defer { connection.close() }
-        let parameters = connection.effectiveParameters
+        let connection = try await PostgresSession.open(
+            PostgresConfiguration(connectionString: conninfo + " tcp_user_timeout=1234 keepalives=0"))
+        defer { Task { await connection.close() } }
+        let parameters = await connection.effectiveParameters
         #expect(parameters["tcp_user_timeout"] == "1234")
         #expect(parameters["keepalives"] == "0")
         #expect(parameters["keepalives_count"] == "3")
-        #expect(try connection.simpleQuery("SELECT 1").rows.count == 1)
+        #expect(try await connection.simpleQuery("SELECT 1").rows.count == 1)
     }
 }

@@ -8,13 +8,13 @@ struct PostgresLockingTests {
     /// Locks `first` then `second`, waiting after the first lock until the other side holds its own.
     @Sendable
     static func lockInOrder(
-        _ connection: PostgresConnection, table: String, first: Int64, second: Int64,
+        _ connection: PostgresAsyncConnection, table: String, first: Int64, second: Int64,
         mine: ThreadSignal, theirs: ThreadSignal
-    ) throws {
-        try connection.query("SELECT id FROM \(unescaped: table) WHERE id = \(first) FOR UPDATE")
+    ) async throws {
+        try await connection.query("SELECT id FROM \(unescaped: table) WHERE id = \(first) FOR UPDATE")
         mine.fire()
-        try theirs.wait()
-        try connection.query("SELECT id FROM \(unescaped: table) WHERE id = \(second) FOR UPDATE")
+        try await theirs.wait()
+        try await connection.query("SELECT id FROM \(unescaped: table) WHERE id = \(second) FOR UPDATE")
     }
 
     @Test("two connections locking rows in opposite order: one gets a retryable 40P01, the other commits")
@@ -29,13 +29,13 @@ struct PostgresLockingTests {
                 let bHolds = ThreadSignal()
                 async let a = PostgresFixture.outcome {
                     try await client.withTransaction(options) { connection in
-                        try Self.lockInOrder(
+                        try await Self.lockInOrder(
                             connection, table: table, first: 1, second: 2, mine: aHolds, theirs: bHolds)
                     }
                 }
                 async let b = PostgresFixture.outcome {
                     try await client.withTransaction(options) { connection in
-                        try Self.lockInOrder(
+                        try await Self.lockInOrder(
                             connection, table: table, first: 2, second: 1, mine: bHolds, theirs: aHolds)
                     }
                 }
@@ -66,9 +66,9 @@ struct PostgresLockingTests {
                 let held = ThreadSignal()
                 let done = ThreadSignal()
                 async let holder: Void = client.withTransaction { connection in
-                    try connection.query("SELECT id FROM \(unescaped: table) WHERE id = 1 FOR UPDATE")
+                    try await connection.query("SELECT id FROM \(unescaped: table) WHERE id = 1 FOR UPDATE")
                     held.fire()
-                    try done.wait()
+                    try await done.wait()
                 }
                 let clock = ContinuousClock()
                 let start = clock.now
@@ -76,8 +76,8 @@ struct PostgresLockingTests {
                     try await client.withTransaction(PostgresTransactionOptions(lockTimeout: .milliseconds(200))) {
                         connection in
                         defer { done.fire() }
-                        try held.wait()
-                        try connection.query("SELECT id FROM \(unescaped: table) WHERE id = 1 FOR UPDATE")
+                        try await held.wait()
+                        try await connection.query("SELECT id FROM \(unescaped: table) WHERE id = 1 FOR UPDATE")
                     }
                 }
                 let elapsed = clock.now - start
@@ -104,7 +104,7 @@ struct PostgresLockingTests {
             let error = try await #require(throws: PostgresTransactionError.self) {
                 try await client.withTransaction(PostgresTransactionOptions(statementTimeout: .milliseconds(200))) {
                     connection in
-                    try connection.query("SELECT pg_sleep(10)")
+                    try await connection.query("SELECT pg_sleep(10)")
                 }
             }
             #expect(clock.now - start < .seconds(8))
@@ -118,14 +118,16 @@ struct PostgresLockingTests {
     func timeoutsAreTransactionLocal() async throws {
         try await PostgresFixture.withClient(size: 1) { client in
             let settings = try await client.withConnection { connection in
-                let before = try connection.query("SHOW lock_timeout").single().decode(String.self, at: 0)
-                let inside = try connection.withTransaction(
+                let before = try await connection.query("SHOW lock_timeout").single().decode(String.self, at: 0)
+                let inside = try await connection.withTransaction(
                     PostgresTransactionOptions(lockTimeout: .milliseconds(1_500), statementTimeout: .seconds(7))
                 ) { connection in
-                    try connection.query("SELECT current_setting('lock_timeout'), current_setting('statement_timeout')")
-                        .single().decode(String.self, String.self)
+                    try await connection.query(
+                        "SELECT current_setting('lock_timeout'), current_setting('statement_timeout')"
+                    )
+                    .single().decode(String.self, String.self)
                 }
-                let after = try connection.query("SHOW lock_timeout").single().decode(String.self, at: 0)
+                let after = try await connection.query("SHOW lock_timeout").single().decode(String.self, at: 0)
                 return (before, inside.0, inside.1, after)
             }
             #expect(settings.1 == "1500ms")

@@ -20,46 +20,47 @@ struct PostgresMultiHostTests {
     }
 
     @Test("a multi-host URL passes over a host that refuses and connects to the next")
-    func multiHostURL() throws {
+    func multiHostURL() async throws {
         let url = try Self.multiHostURL()
-        let connection = try PostgresConnection(configuration: PostgresConfiguration(connectionString: url))
-        defer { connection.close() }
+        let connection = try await PostgresSession.open(PostgresConfiguration(connectionString: url))
+        defer { Task { await connection.close() } }
         let port = try #require(URLComponents(string: IntegrationEnvironment.postgresURL)?.port)
-        #expect(connection.server.hasSuffix(":\(port)"), "\(connection.server)")
-        #expect(connection.effectiveParameters["target_session_attrs"] == "read-write")
-        #expect(try connection.simpleQuery("SELECT 1").rows.count == 1)
+        let server = await connection.server
+        #expect(server.hasSuffix(":\(port)"), "\(server)")
+        #expect(await connection.effectiveParameters["target_session_attrs"] == "read-write")
+        #expect(try await connection.simpleQuery("SELECT 1").rows.count == 1)
     }
 
     @Test("a key=value conninfo with several hosts and ports works the same")
-    func multiHostConninfo() throws {
-        let probe = try PostgresConnection(configuration: IntegrationEnvironment.postgresConfiguration)
-        let resolved = probe.effectiveParameters
-        probe.close()
+    func multiHostConninfo() async throws {
+        let probe = try await PostgresSession.open(IntegrationEnvironment.postgresConfiguration)
+        let resolved = await probe.effectiveParameters
+        await probe.close()
         let host = try #require(resolved["host"])
         let port = try #require(resolved["port"])
         var conninfo = "host=127.0.0.1,\(host) port=1,\(port)"
         for keyword in ["user", "dbname"] { if let value = resolved[keyword] { conninfo += " \(keyword)='\(value)'" } }
-        let connection = try PostgresConnection(configuration: PostgresConfiguration(connectionString: conninfo))
-        defer { connection.close() }
-        #expect(connection.server == "\(host):\(port)")
+        let connection = try await PostgresSession.open(PostgresConfiguration(connectionString: conninfo))
+        defer { Task { await connection.close() } }
+        #expect(await connection.server == "\(host):\(port)")
     }
 
     @Test("the connection string's target_session_attrs wins over the default")
-    func targetSessionAttributesOverride() throws {
-        let connection = try PostgresConnection(
-            configuration: PostgresConfiguration(
+    func targetSessionAttributesOverride() async throws {
+        let connection = try await PostgresSession.open(
+            PostgresConfiguration(
                 connectionString: try Self.multiHostURL(extraQuery: "target_session_attrs=any")))
-        defer { connection.close() }
-        #expect(connection.effectiveParameters["target_session_attrs"] == "any")
+        defer { Task { await connection.close() } }
+        #expect(await connection.effectiveParameters["target_session_attrs"] == "any")
     }
 
     @Test("a read-only server is refused when the connection opens, with a connection error")
-    func readOnlyServerIsRefused() throws {
+    func readOnlyServerIsRefused() async throws {
         // default_transaction_read_only for this session only: the server reports it as it opens,
         // exactly as a hot standby reports in_hot_standby.
         let url = try Self.multiHostURL(extraQuery: "options=-c%20default_transaction_read_only%3Don")
-        let error = try #require(throws: PostgresError.self) {
-            try PostgresConnection(configuration: PostgresConfiguration(connectionString: url))
+        let error = try await #require(throws: PostgresError.self) {
+            try await PostgresSession.open(PostgresConfiguration(connectionString: url))
         }
         #expect(error.source == .connection)
         #expect(error.sqlState == SQLState.unableToConnect)
@@ -71,17 +72,17 @@ struct PostgresMultiHostTests {
         try await PostgresFixture.withClient(size: 1) { client in
             try await PostgresFixture.withTable(client, columns: "id int") { table in
                 let first = try await client.withConnection { connection in
-                    try connection.simpleQuery("SET default_transaction_read_only = on")
-                    let error = #expect(throws: PostgresError.self) {
-                        try connection.query("INSERT INTO \(unescaped: table) VALUES (1)")
+                    try await connection.simpleQuery("SET default_transaction_read_only = on")
+                    let error = await #expect(throws: PostgresError.self) {
+                        try await connection.query("INSERT INTO \(unescaped: table) VALUES (1)")
                     }
                     #expect(error?.sqlState == SQLState.readOnlySQLTransaction)
-                    #expect(!connection.isReusable(), "a read-only session must not be reused for writes")
-                    return connection.backendPID
+                    #expect(await !connection.isReusable(), "a read-only session must not be reused for writes")
+                    return await connection.backendPID
                 }
                 let second = try await client.withConnection { connection in
-                    try connection.query("INSERT INTO \(unescaped: table) VALUES (2)")
-                    return connection.backendPID
+                    try await connection.query("INSERT INTO \(unescaped: table) VALUES (2)")
+                    return await connection.backendPID
                 }
                 #expect(first != second, "a new connection, to whichever node is writable")
             }

@@ -139,7 +139,7 @@ struct PostgresRoundTripTests {
         try await PostgresFixture.withClient(size: 1) { client in
             let table = IntegrationEnvironment.uniqueName("lh_test")
             let last = try await client.withConnection { connection in
-                try connection.simpleQuery(
+                try await connection.simpleQuery(
                     """
                     CREATE TABLE \(table) (id int);
                     INSERT INTO \(table) VALUES (1), (2), (3);

@@ -10,14 +10,15 @@ struct PostgresTransactionTests {
         var reason: String
     }
 
-    static func count(_ client: PostgresClient, _ table: String) async throws -> Int64 {
+    static func count(_ client: PostgresAsyncClient, _ table: String) async throws -> Int64 {
         try await client.query("SELECT count(*) FROM \(unescaped: table)").single().decode(Int64.self, at: 0)
     }
 
     /// Whether `connection` is outside any transaction block: in the simple-query protocol a
     /// statement outside a block gets its own transaction, whose start (`now()`) is the statement's.
-    static func isIdle(_ connection: PostgresConnection) throws -> Bool {
-        try connection.simpleQuery("SELECT now() = statement_timestamp()").single().decode(String.self, at: 0) == "t"
+    static func isIdle(_ connection: PostgresAsyncConnection) async throws -> Bool {
+        try await connection.simpleQuery("SELECT now() = statement_timestamp()").single().decode(String.self, at: 0)
+            == "t"
     }
 
     @Test("a body that returns commits and its value comes back")
@@ -25,7 +26,7 @@ struct PostgresTransactionTests {
         try await PostgresFixture.withClient(size: 2) { client in
             try await PostgresFixture.withTable(client, columns: "id bigint PRIMARY KEY, note text") { table in
                 let value = try await client.withTransaction { connection in
-                    try connection.execute("INSERT INTO \(unescaped: table) VALUES (1, 'one'), (2, 'two')")
+                    try await connection.execute("INSERT INTO \(unescaped: table) VALUES (1, 'one'), (2, 'two')")
                 }
                 #expect(value == 2)
                 #expect(try await Self.count(client, table) == 2)
@@ -39,7 +40,7 @@ struct PostgresTransactionTests {
             try await PostgresFixture.withTable(client, columns: "id bigint PRIMARY KEY") { table in
                 let error = try await #require(throws: PostgresTransactionError.self) {
                     try await client.withTransaction { connection in
-                        try connection.execute("INSERT INTO \(unescaped: table) VALUES (1)")
+                        try await connection.execute("INSERT INTO \(unescaped: table) VALUES (1)")
                         throw BodyFailure(reason: "changed my mind")
                     }
                 }
@@ -60,8 +61,8 @@ struct PostgresTransactionTests {
             try await PostgresFixture.withTable(client, columns: "id bigint PRIMARY KEY") { table in
                 let error = try await #require(throws: PostgresTransactionError.self) {
                     try await client.withTransaction { connection in
-                        try connection.execute("INSERT INTO \(unescaped: table) VALUES (1)")
-                        try connection.execute("INSERT INTO \(unescaped: table) VALUES (1)")
+                        try await connection.execute("INSERT INTO \(unescaped: table) VALUES (1)")
+                        try await connection.execute("INSERT INTO \(unescaped: table) VALUES (1)")
                     }
                 }
                 #expect((error.bodyError as? PostgresError)?.sqlState == SQLState.uniqueViolation)
@@ -77,9 +78,9 @@ struct PostgresTransactionTests {
             try await PostgresFixture.withTable(client, columns: "id bigint PRIMARY KEY") { table in
                 let error = try await #require(throws: PostgresTransactionError.self) {
                     try await client.withTransaction { connection in
-                        try connection.execute("INSERT INTO \(unescaped: table) VALUES (1)")
+                        try await connection.execute("INSERT INTO \(unescaped: table) VALUES (1)")
                         do {
-                            try connection.execute("INSERT INTO \(unescaped: table) VALUES (1)")
+                            try await connection.execute("INSERT INTO \(unescaped: table) VALUES (1)")
                         } catch {
                             // Swallowed on purpose: the transaction is now aborted on the server.
                         }
@@ -107,7 +108,7 @@ struct PostgresTransactionTests {
                 let bodyRan = Atomic<Bool>(false)
                 let error = try await #require(throws: PostgresTransactionError.self) {
                     try await client.withTransaction { connection in
-                        try connection.execute("INSERT INTO \(unescaped: table) VALUES (1), (1)")
+                        try await connection.execute("INSERT INTO \(unescaped: table) VALUES (1), (1)")
                         bodyRan.store(true, ordering: .relaxed)
                     }
                 }
@@ -133,11 +134,11 @@ struct PostgresTransactionTests {
             let (failure, idleAfterwards) = try await client.withConnection { connection in
                 var failure: PostgresTransactionError?
                 do throws(PostgresTransactionError) {
-                    try connection.withTransaction(options) { _ in bodyRan.store(true, ordering: .relaxed) }
+                    try await connection.withTransaction(options) { _ in bodyRan.store(true, ordering: .relaxed) }
                 } catch {
                     failure = error
                 }
-                return (failure, try Self.isIdle(connection))
+                return (failure, try await Self.isIdle(connection))
             }
             let ran = bodyRan.load(ordering: .relaxed)
             #expect(ran == false)
@@ -158,8 +159,8 @@ struct PostgresTransactionTests {
                 let victim = try await client.query("SELECT pg_backend_pid()").single().decode(Int32.self, at: 0)
                 let error = try await #require(throws: PostgresTransactionError.self) {
                     try await client.withTransaction { connection in
-                        try connection.execute("INSERT INTO \(unescaped: table) VALUES (1)")
-                        try connection.query("SELECT pg_terminate_backend(pg_backend_pid())")
+                        try await connection.execute("INSERT INTO \(unescaped: table) VALUES (1)")
+                        try await connection.query("SELECT pg_terminate_backend(pg_backend_pid())")
                     }
                 }
                 let bodyError = try #require(error.bodyError as? PostgresError)
@@ -181,18 +182,18 @@ struct PostgresTransactionTests {
     func options() async throws {
         try await PostgresFixture.withClient(size: 1) { client in
             let isolation = try await client.withTransaction(PostgresTransactionOptions(isolation: .serializable)) {
-                try $0.query("SHOW transaction_isolation").single().decode(String.self, at: 0)
+                try await $0.query("SHOW transaction_isolation").single().decode(String.self, at: 0)
             }
             #expect(isolation == "serializable")
             let repeatable = try await client.withTransaction(PostgresTransactionOptions(isolation: .repeatableRead)) {
-                try $0.query("SHOW transaction_isolation").single().decode(String.self, at: 0)
+                try await $0.query("SHOW transaction_isolation").single().decode(String.self, at: 0)
             }
             #expect(repeatable == "repeatable read")
 
             try await PostgresFixture.withTable(client, columns: "id bigint") { table in
                 let error = try await #require(throws: PostgresTransactionError.self) {
                     try await client.withTransaction(PostgresTransactionOptions(readOnly: true)) { connection in
-                        try connection.execute("INSERT INTO \(unescaped: table) VALUES (1)")
+                        try await connection.execute("INSERT INTO \(unescaped: table) VALUES (1)")
                     }
                 }
                 #expect(error.postgresError?.sqlState == "25006")
@@ -205,15 +206,15 @@ struct PostgresTransactionTests {
         try await PostgresFixture.withClient(size: 1) { client in
             try await PostgresFixture.withTable(client, columns: "id bigint") { table in
                 let idleWhileOpen = try await client.withConnection { connection in
-                    try connection.simpleQuery("BEGIN")
-                    try connection.execute("INSERT INTO \(unescaped: table) VALUES (1)")
-                    return try Self.isIdle(connection)
+                    try await connection.simpleQuery("BEGIN")
+                    try await connection.execute("INSERT INTO \(unescaped: table) VALUES (1)")
+                    return try await Self.isIdle(connection)
                 }
                 #expect(idleWhileOpen == false)
                 let (count, idle) = try await client.withConnection { connection in
-                    let count = try connection.query("SELECT count(*) FROM \(unescaped: table)")
+                    let count = try await connection.query("SELECT count(*) FROM \(unescaped: table)")
                         .single().decode(Int64.self, at: 0)
-                    return (count, try Self.isIdle(connection))
+                    return (count, try await Self.isIdle(connection))
                 }
                 #expect(count == 0)
                 #expect(idle)

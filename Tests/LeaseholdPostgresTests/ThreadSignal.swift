@@ -4,8 +4,8 @@ import Dispatch
 /// two transactions that must take their first row lock before either takes its second).
 ///
 /// Waiting is bounded, so a broken test fails with ``ThreadSignal/TimedOut`` instead of hanging.
-/// Only wait from a connection's own thread (inside a `withConnection` / `withTransaction`
-/// closure), never from an async context.
+/// The synchronous wait blocks its thread: never call it on a reactor or from async code (use the
+/// async one there).
 final class ThreadSignal: Sendable {
     struct TimedOut: Error, CustomStringConvertible {
         var description: String { "timed out waiting for another thread's signal" }
@@ -19,5 +19,14 @@ final class ThreadSignal: Sendable {
 
     func wait(seconds: Int = 20) throws {
         if semaphore.wait(timeout: .now() + .seconds(seconds)) == .timedOut { throw TimedOut() }
+    }
+
+    /// ``wait(seconds:)`` from async code, such as a body running on a reactor: the blocking wait
+    /// runs on a dispatch queue while the task is suspended, so the thread it came from (the
+    /// reactor's, shared by every connection of a client) goes on serving the other side.
+    func wait(seconds: Int = 20) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            DispatchQueue.global().async { continuation.resume(with: Result { try self.wait(seconds: seconds) }) }
+        }
     }
 }

@@ -194,7 +194,7 @@ struct RedisAsyncClientTests {
             let id = try #require(try await client.send("CLIENT", "ID").int)
             let killer = try IntegrationEnvironment.redisClient(size: 1)
             #expect(try await killer.send("CLIENT", "KILL", "ID", id) == .integer(1))
-            await killer.close()
+            killer.close()
             try await Task.sleep(for: .milliseconds(50))
             #expect(try await client.send("PING") == .status("PONG"))
             #expect(try await client.send("CLIENT", "ID").int != id)
@@ -211,7 +211,7 @@ struct RedisAsyncClientTests {
             try await Task.sleep(for: .milliseconds(200))
             let killer = try IntegrationEnvironment.redisClient(size: 1)
             #expect(try await killer.send("CLIENT", "KILL", "ID", id) == .integer(1))
-            await killer.close()
+            killer.close()
             let result = await blocked
             let error = try #require(throws: RedisError.self) { try result.get() }
             #expect(error.source == .connection)

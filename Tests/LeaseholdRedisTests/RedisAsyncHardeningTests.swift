@@ -53,13 +53,4 @@ struct RedisAsyncHardeningTests {
         #expect(flags.0 >= 0 && flags.0 & FD_CLOEXEC != 0, "the socket's descriptor flags are \(flags.0)")
         #expect(flags.1 >= 0 && flags.1 & FD_CLOEXEC != 0, "the dup's descriptor flags are \(flags.1)")
     }
-
-    @Test("the blocking connection's socket is closed on exec too")
-    func blockingSocketIsClosedOnExec() throws {
-        let connection = try RedisConnection(configuration: IntegrationEnvironment.redisConfiguration())
-        #expect(try connection.send("PING") == .status("PONG"))
-        let socket = try #require(connection.socket)
-        let flags = fcntl(socket, F_GETFD)
-        #expect(flags >= 0 && flags & FD_CLOEXEC != 0, "the socket's descriptor flags are \(flags)")
-    }
 }

@@ -3,7 +3,7 @@ import LeaseholdRedis
 import LeaseholdTesting
 import Testing
 
-/// ``RedisClusterClient`` and ``RedisAsyncClusterClient`` against a real local cluster (3 masters,
+/// ``RedisAsyncClusterClient`` against a real local cluster (3 masters,
 /// no replicas): slots, routing, scripts, pipelines, a node list whose first node is dead, and
 /// the reactor client's shared writes.
 @Suite("Redis Cluster client", .enabled(if: LocalRedisCluster.isAvailable))

@@ -2,17 +2,15 @@ import LeaseholdReactor
 import LeaseholdRedis
 import Testing
 
-/// The two Redis Cluster clients, for the cluster suites that run every scenario against both:
-/// ``RedisClusterClient`` (a pool of blocking connections per node) and
-/// ``RedisAsyncClusterClient`` (non-blocking connections on a reactor).
+/// The Redis Cluster client the cluster suites run every scenario against: ``RedisAsyncClusterClient``
+/// (non-blocking connections on a reactor). A kind still, so a scenario names the client it ran on.
 enum ClusterClientKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
-    case blocking
     case reactor
 
     var testDescription: String { rawValue }
 }
 
-/// What the cluster tests call on either client (both have these methods, with these signatures).
+/// What the cluster tests call on the client.
 protocol ClusterClientUnderTest: Sendable {
     @discardableResult
     func send(_ command: RedisCommand, timeout: Duration?) async throws -> RedisValue
@@ -42,8 +40,6 @@ extension ClusterClientUnderTest {
     }
 }
 
-extension RedisClusterClient: ClusterClientUnderTest {}
-
 extension RedisAsyncClusterClient: ClusterClientUnderTest {
     func pipeline(_ commands: [RedisCommand]) async throws -> [RedisValue] {
         try await pipeline(commands, timeout: nil)
@@ -55,23 +51,12 @@ enum RedisClusterClients {
     /// of its own, and `body` runs on it (`withTaskExecutorPreference`), as the client requires;
     /// so do the child tasks `body` starts.
     ///
-    /// - Parameter connections: per node: the blocking client's `poolSize`, the reactor client's
-    ///   `connectionsPerNode`; `nil` for each client's default.
+    /// - Parameter connections: per node, the client's `connectionsPerNode`; `nil` for its default.
     static func with<T>(
         _ kind: ClusterClientKind, configuration: RedisConfiguration, connections: Int? = nil,
         _ body: (any ClusterClientUnderTest) async throws -> T
     ) async throws -> T {
         switch kind {
-        case .blocking:
-            let client = try RedisClusterClient(configuration: configuration, poolSize: connections ?? 4)
-            do {
-                let value = try await body(client)
-                await client.close()
-                return value
-            } catch {
-                await client.close()
-                throw error
-            }
         case .reactor:
             let reactor = Reactor(label: "test.redis-cluster-reactor")
             defer { reactor.shutDown() }

@@ -1,3 +1,4 @@
+import LeaseholdReactor
 import LeaseholdRedis
 import Testing
 
@@ -97,8 +98,10 @@ struct RedisClusterConfigurationTests {
 
     @Test("the cluster client refuses a database other than 0")
     func clusterClientDatabase() {
+        let reactor = Reactor(label: "test.redis-cluster-configuration")
+        defer { reactor.shutDown() }
         let error = #expect(throws: RedisError.self) {
-            try RedisClusterClient(configuration: RedisConfiguration(host: "a", database: 2))
+            try RedisAsyncClusterClient(configuration: RedisConfiguration(host: "a", database: 2), reactor: reactor)
         }
         #expect(error?.code == .invalidInput)
         #expect(error?.message.contains("only database 0") == true)

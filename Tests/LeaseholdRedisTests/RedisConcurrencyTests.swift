@@ -2,8 +2,8 @@ import LeaseholdRedis
 import LeaseholdTesting
 import Testing
 
-/// Many tasks over a small pool: every reply belongs to its request, and blocking hiredis calls run
-/// on the pool's own threads, never on Swift's cooperative pool.
+/// Many tasks over a few connections: every reply belongs to its request, and blocking Redis
+/// commands hold only their connection, never a thread of Swift's cooperative pool.
 @Suite(.enabled(if: IntegrationEnvironment.isAvailable), .timeLimit(.minutes(2)))
 struct RedisConcurrencyTests {
     @Test("64 tasks × 200 calls over 16 connections (ECHO, SET+GET, small pipelines): no reply is interleaved")
@@ -50,8 +50,8 @@ struct RedisConcurrencyTests {
     }
 
     /// Causal, not timed: while 16 blocking `BLPOP … 20` calls hold all 16 connections, plain
-    /// async work must finish *before* they do. Were the blocking calls on the cooperative pool
-    /// (one thread per core), that work could only run after them. (20 s, not less: on a loaded
+    /// async work must finish *before* they do. Were the blocking calls holding threads of the
+    /// cooperative pool (one thread per core), that work could only run after them. (20 s, not less: on a loaded
     /// machine the 16 calls can start seconds apart, and the first must still be blocked when the
     /// last one is.)
     @Test("16 concurrent BLPOP … 20 on 16 connections run in parallel while async tasks keep running")
@@ -95,7 +95,7 @@ struct RedisConcurrencyTests {
             #expect(timedOut.value == 16, "each BLPOP had its own connection and timed out with nil")
             // Serially 16 × 20 s = 320 s; on a 2-thread cooperative pool 160 s; in parallel about 20 s.
             #expect(clock.now - start < .seconds(80))
-            await observer.close()
+            observer.close()
         }
     }
 }

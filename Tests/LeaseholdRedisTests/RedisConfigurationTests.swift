@@ -71,11 +71,13 @@ struct RedisConfigurationTests {
     }
 
     @Test("a refused connection reports the redacted URL, never the password")
-    func connectionErrorIsRedacted() throws {
+    func connectionErrorIsRedacted() async throws {
         // Port 1 on loopback: nothing listens there, so the connection is refused at once.
         let configuration = RedisConfiguration(
             host: "127.0.0.1", port: 1, password: "s3cret", connectTimeout: .seconds(2))
-        let error = try #require(throws: RedisError.self) { try RedisConnection(configuration: configuration) }
+        let client = RedisAsyncClient(configuration: configuration)
+        defer { client.close() }
+        let error = try await #require(throws: RedisError.self) { try await client.send("PING") }
         #expect(error.source == .connection)
         #expect(error.code == .connect)
         #expect(!error.outcomeUnknown, "nothing was sent")
@@ -103,16 +105,20 @@ struct RedisConnectionSetupTests {
         }
     }
 
+    /// The connection's set-up failed, not the caller's command (nothing of it was sent): the code
+    /// is ``RedisError/Code/connect``, the server's reply (its `WRONGPASS` code first) the message.
     @Test("a wrong user name and password fail with the server's code and without the password")
     func wrongPassword() async throws {
         var configuration = try IntegrationEnvironment.redisConfiguration()
         configuration.username = "lh-nobody"
         configuration.password = "s3cret-password"
-        let client = RedisClient(configuration: configuration, size: 1)
+        let client = RedisAsyncClient(configuration: configuration, size: 1)
         let error = try await #require(throws: RedisError.self) { try await client.send("PING") }
-        await client.close()
+        client.close()
         #expect(error.source == .server)
-        #expect(error.code == .wrongPass)
+        #expect(error.code == .connect)
+        #expect(error.message.hasPrefix(RedisError.Code.wrongPass.rawValue), "\(error)")
+        #expect(!error.outcomeUnknown, "nothing of the caller's was sent")
         #expect(error.description.contains("s3cret-password") == false)
     }
 }

@@ -5,23 +5,23 @@ import LeaseholdTesting
 /// server, so every test writes only under its own prefix, and everything under it is deleted at
 /// the end (never `FLUSHDB`).
 enum RedisFixture {
-    /// Runs `body` with a new pooled client and a unique key prefix (`lh_test_xxxxxxxx:`), then
+    /// Runs `body` with a new client (on a reactor of its own) and a unique key prefix (`lh_test_xxxxxxxx:`), then
     /// deletes every key under the prefix and closes the client.
     static func withClient<T>(
         size: Int = 4, configure: (inout RedisConfiguration) -> Void = { _ in },
-        _ body: (RedisClient, String) async throws -> T
+        _ body: (RedisAsyncClient, String) async throws -> T
     ) async throws -> T {
         var configuration = try IntegrationEnvironment.redisConfiguration()
         configure(&configuration)
-        let client = RedisClient(configuration: configuration, size: size)
+        let client = RedisAsyncClient(configuration: configuration, size: size, label: "test.redis")
         let prefix = IntegrationEnvironment.uniqueName("lh_test") + ":"
         do {
             let value = try await body(client, prefix)
-            await client.close()
+            client.close()
             try await deleteKeys(under: prefix)
             return value
         } catch {
-            await client.close()
+            client.close()
             try? await deleteKeys(under: prefix)
             throw error
         }
@@ -31,24 +31,20 @@ enum RedisFixture {
     /// test's own may have a deliberately short timeout or another database).
     static func deleteKeys(under prefix: String) async throws {
         let cleaner = try IntegrationEnvironment.redisClient(size: 1)
-        do {
-            try await deleteKeys(under: prefix, using: cleaner)
-            await cleaner.close()
-        } catch {
-            await cleaner.close()
-            throw error
-        }
+        defer { cleaner.close() }
+        try await deleteKeys(under: prefix, using: cleaner)
     }
 
     /// Deletes every key starting with `prefix` (which must hold no glob characters).
-    static func deleteKeys(under prefix: String, using client: RedisClient) async throws {
+    static func deleteKeys(under prefix: String, using client: some RedisCommandRunner) async throws {
         var cursor = "0"
         repeat {
-            let reply = try await client.send("SCAN", cursor, "MATCH", prefix + "*", "COUNT", 1000)
+            let reply = try await client.send(
+                RedisCommand(["SCAN", cursor, "MATCH", prefix + "*", "COUNT", 1000]), timeout: nil)
             guard let parts = reply.array, parts.count == 2, let next = parts[0].string, let keys = parts[1].array
             else { throw RedisError(source: .client, code: .proto, message: "unexpected SCAN reply \(reply)") }
             let names: [any RedisArgument] = keys.compactMap(\.bytes)
-            if !names.isEmpty { try await client.send(RedisCommand(["DEL"] + names)) }
+            if !names.isEmpty { _ = try await client.send(RedisCommand(["DEL"] + names), timeout: nil) }
             cursor = next
         } while cursor != "0"
     }

@@ -24,9 +24,9 @@ struct RedisOutcomeTests {
             arguments: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
             log: directory.appendingPathComponent("redis.log"))
         defer { server.send(SIGKILL) }
-        let client = RedisClient(
+        let client = RedisAsyncClient(
             configuration: RedisConfiguration(port: port, commandTimeout: .milliseconds(300)), size: 1)
-        defer { Task { await client.close() } }
+        defer { client.close() }
         let deadline = ContinuousClock.now + .seconds(20)
         while (try? await client.send("PING")) == nil {
             try #require(ContinuousClock.now < deadline, "redis-server did not start: \(server.output)")

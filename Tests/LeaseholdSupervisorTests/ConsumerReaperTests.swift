@@ -17,37 +17,31 @@ struct ConsumerReaperTests {
             let producer = StreamProducer(keys: keys, highWaterMark: 0)
             // idle-pending and busy-pending each read one entry and never acknowledge it;
             // idle-empty and busy-empty own nothing.
-            let ids = try await client.withConnection { connection in
-                try StreamConsumer(streams: [stream], consumer: "setup").ensureGroups(on: connection)
-                var ids: [String] = []
-                for consumer in ["idle-pending", "busy-pending"] {
-                    ids.append(
-                        try producer.enqueue(
-                            StreamEntry(stream: stream, key: consumer, kind: "booking", payload: Array("{}".utf8)),
-                            on: connection))
-                    _ = try StreamConsumer(streams: [stream], consumer: consumer)
-                        .read(count: 1, block: .milliseconds(10), on: connection)
-                }
-                for consumer in ["idle-empty", "busy-empty"] {
-                    try connection.send("XGROUP", "CREATECONSUMER", stream, "workers", consumer)
-                }
-                try connection.send("XGROUP", "DELCONSUMER", stream, "workers", "setup")
-                return ids
+            try await StreamConsumer(streams: [stream], consumer: "setup").ensureGroups(via: client)
+            var ids: [String] = []
+            for consumer in ["idle-pending", "busy-pending"] {
+                ids.append(
+                    try await producer.enqueue(
+                        StreamEntry(stream: stream, key: consumer, kind: "booking", payload: Array("{}".utf8)),
+                        via: client))
+                _ = try await StreamConsumer(streams: [stream], consumer: consumer)
+                    .read(count: 1, block: .milliseconds(10), via: client)
             }
+            for consumer in ["idle-empty", "busy-empty"] {
+                try await client.send("XGROUP", "CREATECONSUMER", stream, "workers", consumer)
+            }
+            try await client.send("XGROUP", "DELCONSUMER", stream, "workers", "setup")
             try await Task.sleep(for: .milliseconds(2_000))
             // Taken before the busy ones act, so however long their calls take on a loaded machine,
             // they have been idle for less than `now - actedAt`.
             let actedAt = ContinuousClock.now
             // The busy ones act again: busy-empty reads an entry and acknowledges it (on Redis 7.0 a read
             // that returns nothing is not activity), busy-pending's heartbeat XCLAIMs its entry (JUSTID).
-            _ = try await client.withConnection { connection in
-                _ = try producer.enqueue(
-                    StreamEntry(stream: stream, key: "busy", kind: "booking", payload: Array("{}".utf8)),
-                    on: connection)
-                let consumer = StreamConsumer(streams: [stream], consumer: "busy-empty")
-                for entry in try consumer.read(count: 1, block: .milliseconds(10), on: connection).entries {
-                    try consumer.acknowledge(entry, on: connection)
-                }
+            _ = try await producer.enqueue(
+                StreamEntry(stream: stream, key: "busy", kind: "booking", payload: Array("{}".utf8)), via: client)
+            let busy = StreamConsumer(streams: [stream], consumer: "busy-empty")
+            for entry in try await busy.read(count: 1, block: .milliseconds(10), via: client).entries {
+                try await busy.acknowledge(entry, via: client)
             }
             _ = try await client.send("XCLAIM", stream, "workers", "busy-pending", 0, ids[1], "JUSTID")
 

@@ -11,7 +11,7 @@ struct HighWaterMarkTests {
 
     /// A bookings stream with its group, one consumer and a producer whose mark is 5.
     static func withMarkOfFive(
-        _ body: (RedisClient, String, StreamConsumer, StreamProducer) async throws -> Void
+        _ body: (RedisAsyncClient, String, StreamConsumer, StreamProducer) async throws -> Void
     ) async throws {
         try await SupervisorRedisFixture.withKeys { client, keys in
             let stream = keys.stream("bookings")
@@ -25,7 +25,7 @@ struct HighWaterMarkTests {
         try await Self.withMarkOfFive { client, stream, consumer, producer in
             // A worker read and acknowledged an entry, and the supervisor trimmed it away.
             let done = try await producer.enqueue(Self.entry(stream, -1), via: client)
-            let read = try await client.withConnection { try consumer.read(count: 1, block: .zero, on: $0) }
+            let read = try await consumer.read(count: 1, block: .zero, via: client)
             #expect(read.entries.map(\.id) == [done])
             try await client.send("XACK", stream, RedisKeys.consumerGroup, done)
             try await client.send("XTRIM", stream, "MAXLEN", 0)
@@ -53,7 +53,7 @@ struct HighWaterMarkTests {
             var ids: [String] = []
             for index in 0..<5 { ids.append(try await producer.enqueue(Self.entry(stream, index), via: client)) }
             // A worker holds all five (read, not acknowledged): five unfinished, at the mark.
-            let read = try await client.withConnection { try consumer.read(count: 5, block: .zero, on: $0) }
+            let read = try await consumer.read(count: 5, block: .zero, via: client)
             #expect(read.entries.map(\.id) == ids)
             await #expect(throws: RedisError.self, "five pending: at the mark") {
                 try await producer.enqueue(Self.entry(stream, 5), via: client)

@@ -39,7 +39,7 @@ struct LeaderElectorTests {
     /// What a test gets: its own Redis, a client for it, a key layout, and the stall monitor.
     struct Context: Sendable {
         let server: PrivateRedisServer
-        let client: RedisClient
+        let client: RedisAsyncClient
         let keys: RedisKeys
         let stalls: StallMonitor
 
@@ -60,11 +60,11 @@ struct LeaderElectorTests {
         let server = try await PrivateRedisServer()
         let context = Context(
             server: server,
-            client: RedisClient(configuration: server.configuration(commandTimeout: .seconds(2)), size: 1),
+            client: RedisAsyncClient(configuration: server.configuration(commandTimeout: .seconds(2)), size: 1),
             keys: RedisKeys(prefix: IntegrationEnvironment.uniqueName("lhs") + ":"), stalls: StallMonitor())
         let result = await Task(priority: .high) { try await body(context) }.result
         await context.stalls.stop()
-        await context.client.close()
+        context.client.close()
         await server.kill()
         try result.get()
     }
@@ -203,7 +203,8 @@ struct LeaderElectorTests {
             let elector = RunningElector(
                 keys: context.keys, configuration: Self.configuration,
                 redis: context.server.configuration(commandTimeout: .seconds(3)), candidateID: "frozen-candidate")
-            let probe = RedisClient(configuration: context.server.configuration(commandTimeout: .seconds(1)), size: 1)
+            let probe = RedisAsyncClient(
+                configuration: context.server.configuration(commandTimeout: .seconds(1)), size: 1)
 
             // Freeze Redis between two renewals, knowing when the lease expires at the earliest and
             // when the elector means to stop leading; probe again if a renewal slipped in between.
@@ -247,7 +248,7 @@ struct LeaderElectorTests {
             }
             await context.server.kill()
             await elector.stop()
-            await probe.close()
+            probe.close()
 
             let freeze = try #require(frozen, "could not freeze Redis between two renewals")
             #expect(stepped != nil, "still leader 2 s after Redis froze")

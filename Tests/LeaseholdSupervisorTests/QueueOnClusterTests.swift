@@ -8,7 +8,7 @@ import Testing
 
 @testable import LeaseholdSupervisor
 
-/// The queue's operations through a ``RedisClient`` given every node of a real cluster (3 masters),
+/// The queue's operations through a ``RedisAsyncClient`` given every node of a real cluster (3 masters),
 /// on the sharded layout: each script stays in one hash slot, the batch ones split per slot, and
 /// every key lands on the master serving its stream.
 @Suite("Queue operations on a Redis Cluster", .enabled(if: LocalRedisCluster.isAvailable))
@@ -17,8 +17,8 @@ struct QueueOnClusterTests {
 
     @Test func aMessageGoesThroughEveryStepOnItsShardsMaster() async throws {
         try await LocalRedisCluster.run { cluster in
-            let client = RedisClient(configuration: try RedisConfiguration(url: cluster.url), size: 2)
-            defer { Task { await client.close() } }
+            let client = RedisAsyncClient(configuration: try RedisConfiguration(url: cluster.url), size: 2)
+            defer { client.close() }
             #expect(client.isCluster)
             let keys = RedisKeys(prefix: "lhq:", shards: 3)
             let streams = keys.streams("bookings")
@@ -117,8 +117,8 @@ struct QueueOnClusterTests {
 
     @Test func anIdleReadWaitsRoundTheStreamsAndSeesANewEntryQuickly() async throws {
         try await LocalRedisCluster.run { cluster in
-            let client = RedisClient(configuration: try RedisConfiguration(url: cluster.url), size: 4)
-            defer { Task { await client.close() } }
+            let client = RedisAsyncClient(configuration: try RedisConfiguration(url: cluster.url), size: 4)
+            defer { client.close() }
             let keys = RedisKeys(prefix: "lhw:", shards: 3)
             let consumer = StreamConsumer(streams: keys.streams(RedisKeys.sources), consumer: "w1")
             try await consumer.ensureGroups(via: client)
@@ -152,7 +152,7 @@ struct QueueOnClusterTests {
         try await LocalRedisCluster.run { cluster in
             let keys = RedisKeys(prefix: "lhc:", shards: 3)
             let streams = keys.streams("bookings")
-            let setup = RedisClient(configuration: try RedisConfiguration(url: cluster.url), size: 2)
+            let setup = RedisAsyncClient(configuration: try RedisConfiguration(url: cluster.url), size: 2)
             let consumer = StreamConsumer(streams: streams, consumer: "w1")
             try await consumer.ensureGroups(via: setup)
             let producer = StreamProducer(keys: keys, highWaterMark: 1_000)
@@ -217,7 +217,7 @@ struct QueueOnClusterTests {
             let returnedAfter = clock.now - started
             cluster.thaw(stalled)
             await withTaskExecutorPreference(reactor) { client.close() }
-            await setup.close()
+            setup.close()
 
             let others = try #require(othersDoneAfter, "the other shards' entries were never acknowledged")
             #expect(others < .milliseconds(1_500), "the other shards completed \(others) after the start")

@@ -14,22 +14,20 @@ struct ReclaimerTests {
     /// Enqueues one entry per key on `stream` and reads them all as consumer `c1`, so they are
     /// pending on `c1` with one delivery each.
     static func pending(
-        keys messageKeys: [String], stream: String, keys: RedisKeys, client: RedisClient
+        keys messageKeys: [String], stream: String, keys: RedisKeys, client: RedisAsyncClient
     ) async throws -> [StreamEntry] {
         let consumer = StreamConsumer(streams: [stream], consumer: "c1")
         let producer = StreamProducer(keys: keys, highWaterMark: 0)
-        return try await client.withConnection { connection in
-            try consumer.ensureGroups(on: connection)
-            for key in messageKeys {
-                _ = try producer.enqueue(
-                    StreamEntry(stream: stream, key: key, kind: "booking", payload: Array("{}".utf8)), on: connection)
-            }
-            return try consumer.read(count: messageKeys.count, block: .milliseconds(100), on: connection).entries
+        try await consumer.ensureGroups(via: client)
+        for key in messageKeys {
+            _ = try await producer.enqueue(
+                StreamEntry(stream: stream, key: key, kind: "booking", payload: Array("{}".utf8)), via: client)
         }
+        return try await consumer.read(count: messageKeys.count, block: .milliseconds(100), via: client).entries
     }
 
     /// `(consumer, idle ms, deliveries)` of one pending entry, `nil` when it is not pending.
-    static func state(of id: String, stream: String, client: RedisClient) async throws -> (String, Int64, Int64)? {
+    static func state(of id: String, stream: String, client: RedisAsyncClient) async throws -> (String, Int64, Int64)? {
         let reply = try await client.send("XPENDING", stream, "workers", id, id, 1)
         guard let fields = reply.array?.first?.array, fields.count == 4 else { return nil }
         return (fields[1].string ?? "", fields[2].int ?? -1, fields[3].int ?? -1)
@@ -90,16 +88,14 @@ struct ReclaimerTests {
             try #require(entries.count == 2)
             // A TTL far above the test's own pauses, so a loaded machine cannot let it expire.
             let lease = Lease(key: keys.lease("k1", in: keys.stream("bookings")), owner: "c1:abc", ttl: .seconds(60))
-            #expect(try await client.withConnection { try lease.acquire(on: $0) })
+            #expect(try await lease.acquire(via: client))
             try await Task.sleep(for: .milliseconds(600))
 
             // Bounds that follow the clock, whatever the machine's load: after the renewal the idle
             // time is at most the time since just before it, and the TTL at least 5 s minus that;
             // without it both would be off by the 600 ms slept above.
             let beforeRenew = ContinuousClock.now
-            let renewed = try await client.withConnection {
-                try lease.renew(resetting: entries[0], consumer: "c1", on: $0)
-            }
+            let renewed = try await lease.renew(resetting: entries[0], consumer: "c1", via: client)
             #expect(renewed)
             let after = try #require(try await Self.state(of: entries[0].id, stream: stream, client: client))
             let ttl = try await client.send("PTTL", lease.key).int ?? 0
@@ -109,9 +105,7 @@ struct ReclaimerTests {
 
             // A lease this owner does not hold renews nothing and touches nothing.
             let stranger = Lease(key: keys.lease("k2", in: keys.stream("bookings")), owner: "c1:def", ttl: .seconds(60))
-            let lost = try await client.withConnection {
-                try stranger.renew(resetting: entries[1], consumer: "c1", on: $0)
-            }
+            let lost = try await stranger.renew(resetting: entries[1], consumer: "c1", via: client)
             #expect(!lost)
             let untouched = try #require(try await Self.state(of: entries[1].id, stream: stream, client: client))
             #expect(untouched.1 >= 600, "\(untouched)")
@@ -119,7 +113,7 @@ struct ReclaimerTests {
             // An entry the supervisor claimed meanwhile is not taken back by the heartbeat.
             _ = try await client.send("XCLAIM", stream, "workers", "supervisor", 0, entries[0].id, "JUSTID")
             try await Task.sleep(for: .milliseconds(150))
-            #expect(try await client.withConnection { try lease.renew(resetting: entries[0], consumer: "c1", on: $0) })
+            #expect(try await lease.renew(resetting: entries[0], consumer: "c1", via: client))
             let kept = try #require(try await Self.state(of: entries[0].id, stream: stream, client: client))
             #expect(kept.0 == "supervisor" && kept.1 >= 150, "\(kept)")
         }

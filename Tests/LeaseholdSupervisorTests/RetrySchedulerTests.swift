@@ -15,28 +15,24 @@ struct RetrySchedulerTests {
     /// Enqueues `entries` on `stream` and reads them as consumer `c1` of the `workers` group, so
     /// they are pending, as a failed delivery's entry is.
     static func pendingEntries(
-        _ entries: [StreamEntry], stream: String, keys: RedisKeys, client: RedisClient
+        _ entries: [StreamEntry], stream: String, keys: RedisKeys, client: RedisAsyncClient
     ) async throws -> [StreamEntry] {
         let consumer = StreamConsumer(streams: [stream], consumer: "c1")
         let producer = StreamProducer(keys: keys, highWaterMark: 0)
-        return try await client.withConnection { connection in
-            try consumer.ensureGroups(on: connection)
-            for entry in entries { _ = try producer.enqueue(entry, on: connection) }
-            let batch = try consumer.read(count: entries.count + 1, block: .milliseconds(100), on: connection)
-            guard batch.undecodable.isEmpty else { throw TestSetupError("undecodable: \(batch.undecodable)") }
-            return batch.entries
-        }
+        try await consumer.ensureGroups(via: client)
+        for entry in entries { _ = try await producer.enqueue(entry, via: client) }
+        let batch = try await consumer.read(count: entries.count + 1, block: .milliseconds(100), via: client)
+        guard batch.undecodable.isEmpty else { throw TestSetupError("undecodable: \(batch.undecodable)") }
+        return batch.entries
     }
 
     /// New entries of the stream for consumer `c2` (the re-enqueued retries).
-    static func readNew(stream: String, client: RedisClient) async throws -> [StreamEntry] {
+    static func readNew(stream: String, client: RedisAsyncClient) async throws -> [StreamEntry] {
         let consumer = StreamConsumer(streams: [stream], consumer: "c2")
-        return try await client.withConnection { connection in
-            try consumer.read(count: 100, block: .milliseconds(50), on: connection).entries
-        }
+        return try await consumer.read(count: 100, block: .milliseconds(50), via: client).entries
     }
 
-    static func pendingCount(stream: String, client: RedisClient) async throws -> Int64 {
+    static func pendingCount(stream: String, client: RedisAsyncClient) async throws -> Int64 {
         let reply = try await client.send("XPENDING", stream, RedisKeys.consumerGroup)
         return reply.array?.first?.int ?? -1
     }
@@ -208,9 +204,7 @@ struct RetrySchedulerTests {
                 #expect(try await client.send("HGET", body, "last_error").string == "failure \(attempt)")
                 #expect(try await scheduler.moveDue(now: Date(), limit: 10, via: client) == 1)
                 entry = try #require(
-                    try await client.withConnection { connection in
-                        try consumer.read(count: 1, block: .milliseconds(50), on: connection).entries
-                    }.first)
+                    try await consumer.read(count: 1, block: .milliseconds(50), via: client).entries.first)
                 #expect(entry.attempt == attempt + 1)
                 #expect(entry.payload == Self.binaryPayload)
                 #expect(

@@ -17,15 +17,11 @@ struct StreamTrimmerTests {
         for index in 0..<10 {
             let entry = StreamEntry(stream: stream, key: "k\(index)", kind: "booking", payload: Array("{}".utf8))
             ids.append(
-                try await redis.withConnection {
-                    try StreamProducer(keys: keys, highWaterMark: 0).enqueue(entry, on: $0)
-                })
+                try await StreamProducer(keys: keys, highWaterMark: 0).enqueue(entry, via: redis))
         }
         // Deliver the first 6; acknowledge 0, 1, 3, 5. Entries 2 and 4 stay pending; 6…9 undelivered.
-        let delivered = try await redis.withConnection { connection in
-            try consumer.ensureGroups(on: connection)
-            return try consumer.read(count: 6, block: .milliseconds(100), on: connection)
-        }
+        try await consumer.ensureGroups(via: redis)
+        let delivered = try await consumer.read(count: 6, block: .milliseconds(100), via: redis)
         #expect(delivered.entries.count == 6)
         for index in [0, 1, 3, 5] { _ = try await redis.send("XACK", stream, "workers", ids[index]) }
 
@@ -40,7 +36,7 @@ struct StreamTrimmerTests {
         let after = try await redis.send("XRANGE", stream, "-", "+").array?.compactMap { $0.array?.first?.string } ?? []
         #expect(after == Array(ids[6...]))
         _ = try await redis.send("DEL", stream)
-        await redis.close()
+        redis.close()
     }
 
     @Test(arguments: [("1-0", "1-1"), ("5-18446744073709551615", "6-0")])

@@ -6,23 +6,23 @@ import LeaseholdTesting
 /// parallel against one server, so each writes only under its own prefix, and every key under it
 /// is deleted at the end (never `FLUSHALL`).
 enum SupervisorRedisFixture {
-    static func withKeys<T>(size: Int = 4, _ body: (RedisClient, RedisKeys) async throws -> T) async throws -> T {
+    static func withKeys<T>(size: Int = 4, _ body: (RedisAsyncClient, RedisKeys) async throws -> T) async throws -> T {
         let client = try IntegrationEnvironment.redisClient(size: size)
         let keys = RedisKeys(prefix: IntegrationEnvironment.uniqueName("lhs") + ":")
         do {
             let value = try await body(client, keys)
             try await deleteKeys(under: keys.prefix, using: client)
-            await client.close()
+            client.close()
             return value
         } catch {
             try? await deleteKeys(under: keys.prefix, using: client)
-            await client.close()
+            client.close()
             throw error
         }
     }
 
     /// Deletes every key starting with `prefix` (which holds no glob characters).
-    static func deleteKeys(under prefix: String, using client: RedisClient) async throws {
+    static func deleteKeys(under prefix: String, using client: RedisAsyncClient) async throws {
         var cursor = "0"
         repeat {
             let reply = try await client.send("SCAN", cursor, "MATCH", prefix + "*", "COUNT", 1000)

@@ -20,13 +20,11 @@ struct ThroughputSamplerTests {
             try Migration.load(from: LeaseholdExecutable.migrationsDirectory))
         try await SupervisorRedisFixture.withKeys { redis, keys in
             let stream = keys.stream("bookings")
-            try await redis.withConnection { connection in
-                try StreamConsumer(streams: [stream], consumer: "setup").ensureGroups(on: connection)
-                for index in 0..<2 {
-                    _ = try StreamProducer(keys: keys, highWaterMark: 0).enqueue(
-                        StreamEntry(stream: stream, key: "api:s\(index)", kind: "booking", payload: Array("{}".utf8)),
-                        on: connection)
-                }
+            try await StreamConsumer(streams: [stream], consumer: "setup").ensureGroups(via: redis)
+            for index in 0..<2 {
+                _ = try await StreamProducer(keys: keys, highWaterMark: 0).enqueue(
+                    StreamEntry(stream: stream, key: "api:s\(index)", kind: "booking", payload: Array("{}".utf8)),
+                    via: redis)
             }
             for index in 0..<3 {
                 try await postgres.query(
@@ -57,9 +55,7 @@ struct ThroughputSamplerTests {
             let configuration = SupervisorConfiguration(
                 keys: keys, interval: .milliseconds(20), leader: .init(ttl: .seconds(5)),
                 sampleInterval: .milliseconds(200))
-            try await redis.withConnection { connection in
-                try StreamConsumer(streams: configuration.streams, consumer: "setup").ensureGroups(on: connection)
-            }
+            try await StreamConsumer(streams: configuration.streams, consumer: "setup").ensureGroups(via: redis)
             let electors = (0..<2).map { index in
                 RunningElector(
                     keys: keys, configuration: configuration.leader,

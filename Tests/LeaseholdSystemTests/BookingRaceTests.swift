@@ -16,7 +16,7 @@ extension SystemTests {
             // so every worker slot (3 × 16) has a booking transaction in flight for this one slot,
             // then let them all go at once. Only the slot lock makes them queue; without it they
             // would not wait here at all (and this test fails on the wait below).
-            let lock = try SlotLock(stack, slot: slot)
+            let lock = try await SlotLock(stack, slot: slot)
             let accepted = try await withThrowingTaskGroup(of: Int.self) { group in
                 for user in 1...500 {
                     group.addTask {
@@ -29,7 +29,7 @@ extension SystemTests {
             }
             #expect(accepted.allSatisfy { $0 == 202 })
             try await waitUntil { try await SystemTests.blockedWorkerTransactions(stack) >= 40 }
-            try lock.release()
+            try await lock.release()
 
             let outcomes = try await withThrowingTaskGroup(of: (Int, String).self) { group in
                 for user in 1...500 {

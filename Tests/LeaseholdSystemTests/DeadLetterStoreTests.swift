@@ -15,12 +15,10 @@ extension SystemTests {
             let stream = stack.stream("bookings")
             let consumer = StreamConsumer(streams: [stream], consumer: "dead-letter-test")
             let payload: [UInt8] = [0x7B, 0x00, 0xFF, 0x7D]  // not even UTF-8: kept byte for byte
-            let read = try await stack.redis.withConnection { connection in
-                try consumer.ensureGroups(on: connection)
-                _ = try StreamProducer(keys: keys, highWaterMark: 0).enqueue(
-                    StreamEntry(stream: stream, key: "api:dl-1", kind: "booking", payload: payload), on: connection)
-                return try consumer.read(count: 1, block: .milliseconds(100), on: connection)
-            }
+            try await consumer.ensureGroups(via: stack.redis)
+            _ = try await StreamProducer(keys: keys, highWaterMark: 0).enqueue(
+                StreamEntry(stream: stream, key: "api:dl-1", kind: "booking", payload: payload), via: stack.redis)
+            let read = try await consumer.read(count: 1, block: .milliseconds(100), via: stack.redis)
             let entry = try #require(read.entries.first)
             let store = DeadLetterStore(keys: keys)
             // The first call "crashed" after its insert (simulated: its XACK is undone by re-reading

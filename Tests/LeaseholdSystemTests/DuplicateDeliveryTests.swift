@@ -57,18 +57,15 @@ extension SystemTests {
 
             // Consumer A receives the entry.
             let consumerA = StreamConsumer(streams: [stream], consumer: "consumer-a")
-            let delivered = try await stack.redis.withConnection { connection in
-                try consumerA.ensureGroups(on: connection)
-                _ = try StreamProducer(keys: keys, highWaterMark: 0).enqueue(entry, on: connection)
-                return try consumerA.read(count: 10, block: .milliseconds(100), on: connection)
-            }
+            try await consumerA.ensureGroups(via: stack.redis)
+            _ = try await StreamProducer(keys: keys, highWaterMark: 0).enqueue(entry, via: stack.redis)
+            let delivered = try await consumerA.read(count: 10, block: .milliseconds(100), via: stack.redis)
             let received = try #require(delivered.entries.first)
 
             func processor(_ consumer: String) -> EntryProcessor {
                 EntryProcessor(
                     configuration: WorkerConfiguration(keys: keys, consumerName: consumer),
                     postgres: stack.postgres, database: stack.asyncPostgres, reactorRedis: stack.asyncRedis,
-                    redis: stack.redis,
                     logger: Logger(label: "test.\(consumer)"))
             }
             await processor("consumer-a").process(received)

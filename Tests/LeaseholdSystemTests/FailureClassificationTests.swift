@@ -60,27 +60,24 @@ extension SystemTests {
         @Test func aCancelledTransactionSpendsNoAttempt() async throws {
             let stack = try await ProcessStack.start(ingress: 1, workers: 0)
             let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
-            let lock = try SlotLock(stack, slot: slot)
+            let lock = try await SlotLock(stack, slot: slot)
             let keys = RedisKeys(prefix: stack.prefix)
             let stream = stack.stream("bookings")
             let request = BookingRequest(action: .book, userID: 1, slotID: slot, requestID: "cancel-1")
             let consumer = StreamConsumer(streams: [stream], consumer: "consumer-a")
-            let delivered = try await stack.redis.withConnection { connection in
-                try consumer.ensureGroups(on: connection)
-                _ = try StreamProducer(keys: keys, highWaterMark: 0).enqueue(
-                    StreamEntry(
-                        stream: stream, key: "api:cancel-1", kind: BookingRequest.kind,
-                        payload: Array(try JSONEncoder().encode(request))),
-                    on: connection)
-                return try consumer.read(count: 1, block: .milliseconds(100), on: connection)
-            }
+            try await consumer.ensureGroups(via: stack.redis)
+            _ = try await StreamProducer(keys: keys, highWaterMark: 0).enqueue(
+                StreamEntry(
+                    stream: stream, key: "api:cancel-1", kind: BookingRequest.kind,
+                    payload: Array(try JSONEncoder().encode(request))),
+                via: stack.redis)
+            let delivered = try await consumer.read(count: 1, block: .milliseconds(100), via: stack.redis)
             let entry = try #require(delivered.entries.first)
             let records = LogRecords()
             let processor = EntryProcessor(
                 configuration: WorkerConfiguration(
                     keys: keys, consumerName: "consumer-a", lockTimeout: .seconds(60)),
                 postgres: stack.postgres, database: stack.asyncPostgres, reactorRedis: stack.asyncRedis,
-                redis: stack.redis,
                 logger: Logger(label: "test.cancel") { _ in RecordingLogHandler(records: records) })
 
             let task = Task { await processor.process(entry) }
@@ -94,7 +91,7 @@ extension SystemTests {
             }
             task.cancel()
             await task.value
-            try lock.release()
+            try await lock.release()
 
             #expect(
                 try await stack.redis.send("ZCARD", keys.retrySchedule(for: keys.stream("bookings"))).int == 0,

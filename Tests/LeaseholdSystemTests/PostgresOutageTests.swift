@@ -20,7 +20,7 @@ extension SystemTests {
             try await server.startPostgres()
             let prefix = "\(IntegrationEnvironment.uniqueName("lho")):"
             let redis = try IntegrationEnvironment.redisClient(size: 2)
-            var postgres = PostgresClient(
+            var postgres = PostgresAsyncClient(
                 configuration: PostgresConfiguration(connectionString: server.postgresURL, connectTimeoutSeconds: 2),
                 size: 2)
             var worker: ChildProcess?
@@ -56,13 +56,13 @@ extension SystemTests {
                     let entry = StreamEntry(
                         stream: keys.stream("bookings"), key: "api:outage-\(user)", kind: BookingRequest.kind,
                         payload: Array(try JSONEncoder().encode(request)))
-                    _ = try await redis.withConnection { try producer.enqueue(entry, on: $0) }
+                    _ = try await producer.enqueue(entry, via: redis)
                 }
 
                 // One booking is mid-transaction (blocked on a slot lock) when PostgreSQL stops.
-                let lock = try PostgresConnection(configuration: postgres.configuration)
-                try lock.simpleQuery("BEGIN")
-                try lock.query("SELECT id FROM time_slots WHERE id = \(slots[0]) FOR UPDATE")
+                let lock = try await PostgresSession.open(postgres.configuration)
+                try await lock.simpleQuery("BEGIN")
+                try await lock.query("SELECT id FROM time_slots WHERE id = \(slots[0]) FOR UPDATE")
                 try await enqueue(user: 1, slot: slots[0])
                 try await waitUntil {
                     try await postgres.query(
@@ -73,7 +73,7 @@ extension SystemTests {
                     ).single().decode(Int64.self, at: 0) == 1
                 }
                 await server.stopPostgres()
-                lock.close()
+                await lock.close()
                 // The rest arrive while it is down.
                 for user in Int64(2)...4 { try await enqueue(user: user, slot: slots[Int(user) - 1]) }
 
@@ -90,7 +90,7 @@ extension SystemTests {
                 try await server.startPostgres()
                 // The test's own pool lost its connections too: check with a fresh one.
                 await postgres.close()
-                postgres = PostgresClient(
+                postgres = PostgresAsyncClient(
                     configuration: PostgresConfiguration(connectionString: server.postgresURL), size: 2)
                 try await waitUntil(timeout: .seconds(30)) {
                     let done = try await redis.send("XPENDING", keys.stream("bookings"), "workers").array?.first?.int
@@ -120,7 +120,7 @@ extension SystemTests {
             if let worker { await worker.stop(signal: SIGKILL, timeout: .seconds(10)) }
             await postgres.close()
             await redis.deleteKeys(withPrefix: prefix)
-            await redis.close()
+            redis.close()
             await server.stop()
             try? FileManager.default.removeItem(at: directory)
         }

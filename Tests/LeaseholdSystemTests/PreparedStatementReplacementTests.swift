@@ -61,8 +61,8 @@ extension SystemTests {
                 of: "OUT o_outcome text", with: "OUT o_outcome character varying")
             #expect(changed != definition)
             try await stack.postgres.withTransaction { connection in
-                try connection.simpleQuery("DROP FUNCTION leasehold_book")
-                try connection.simpleQuery(changed)
+                try await connection.simpleQuery("DROP FUNCTION leasehold_book")
+                try await connection.simpleQuery(changed)
             }
             let doneAtTheMigration = try await Self.count("inbox", stack)
             #expect(doneAtTheMigration < Int64(total), "the migration ran while bookings flowed")

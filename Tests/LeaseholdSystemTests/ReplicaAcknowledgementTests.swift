@@ -73,8 +73,8 @@ extension SystemTests {
 /// left alone). A shell watchdog kills both if the test process dies.
 struct MasterAndReplica {
     let masterURL: String
-    let master: RedisClient
-    let replica: RedisClient
+    let master: RedisAsyncClient
+    let replica: RedisAsyncClient
     let replicaProcess: ChildProcess
 
     static func run(_ body: (MasterAndReplica) async throws -> Void) async throws {
@@ -103,8 +103,8 @@ struct MasterAndReplica {
             ],
             log: directory.appendingPathComponent("watchdog.log"))
         let masterURL = "redis://127.0.0.1:\(masterPort)/0"
-        let master = RedisClient(configuration: try RedisConfiguration(url: masterURL), size: 2)
-        let replica = RedisClient(
+        let master = RedisAsyncClient(configuration: try RedisConfiguration(url: masterURL), size: 2)
+        let replica = RedisAsyncClient(
             configuration: try RedisConfiguration(url: "redis://127.0.0.1:\(replicaPort)/0"), size: 8)
         let pair = MasterAndReplica(
             masterURL: masterURL, master: master, replica: replica, replicaProcess: replicaProcess)
@@ -131,8 +131,8 @@ struct MasterAndReplica {
 
     private func stop(master masterProcess: ChildProcess, watchdog: ChildProcess, directory: URL) async {
         replicaProcess.send(SIGCONT)
-        await master.close()
-        await replica.close()
+        master.close()
+        replica.close()
         await replicaProcess.stop(signal: SIGKILL, timeout: .seconds(10))
         await masterProcess.stop(signal: SIGKILL, timeout: .seconds(10))
         await watchdog.stop(signal: SIGKILL, timeout: .seconds(10))

@@ -76,9 +76,7 @@ extension SystemTests {
             let entry = StreamEntry(
                 stream: stack.stream("bookings"), key: "api:whole-1", kind: BookingRequest.kind,
                 payload: Array(try JSONEncoder().encode(request)))
-            _ = try await stack.redis.withConnection {
-                try StreamProducer(keys: keys, highWaterMark: 0).enqueue(entry, on: $0)
-            }
+            _ = try await StreamProducer(keys: keys, highWaterMark: 0).enqueue(entry, via: stack.redis)
 
             try await waitUntil {
                 let stored = try await stack.redis.send("GET", keys.result("whole-1"))

@@ -24,7 +24,7 @@ extension SystemTests {
                 let entry = StreamEntry(
                     stream: stack.stream(source), key: "api:\(source)-\(user)", kind: BookingRequest.kind,
                     payload: Array(try JSONEncoder().encode(request)))
-                _ = try await stack.redis.withConnection { try producer.enqueue(entry, on: $0) }
+                _ = try await producer.enqueue(entry, via: stack.redis)
             }
         }
 
@@ -42,7 +42,7 @@ extension SystemTests {
         @Test func aWorkerNeverHoldsMoreEntriesThanSlotsOverAllItsStreams() async throws {
             let stack = try await ProcessStack.start(ingress: 1, workers: 0)
             let slots = try await stack.seed(slots: 12, users: 12)
-            let locks = try slots.map { try SlotLock(stack, slot: $0) }
+            let locks = try await SystemTests.slotLocks(stack, slots)
             try await Self.enqueueBookings(stack, source: "telegram", slots: slots[0..<4], firstUser: 1)
             try await Self.enqueueBookings(stack, source: "yookassa", slots: slots[4..<8], firstUser: 5)
             try await Self.enqueueBookings(stack, source: "bookings", slots: slots[8..<12], firstUser: 9)
@@ -60,7 +60,7 @@ extension SystemTests {
             #expect(most == 4, "entries pending for the worker with 4 slots: \(most)")
             #expect(worker.isRunning)
 
-            for lock in locks { try lock.release() }
+            for lock in locks { try await lock.release() }
             try await waitUntil {
                 let interviews = try await stack.postgres.query("SELECT count(*) FROM interviews").single()
                 return try interviews.decode(Int64.self, at: 0) == 12
@@ -82,10 +82,9 @@ extension SystemTests {
             let consumer = StreamConsumer(streams: streams, consumer: "reader")
             var sources: [[String]] = []
             for rotation in 0..<3 {
-                let batch = try await stack.redis.withConnection { connection in
-                    try consumer.ensureGroups(on: connection)
-                    return try consumer.read(count: 2, block: .milliseconds(100), first: rotation, on: connection)
-                }
+                try await consumer.ensureGroups(via: stack.redis)
+                let batch = try await consumer.read(
+                    count: 2, block: .milliseconds(100), first: rotation, via: stack.redis)
                 #expect(batch.count == 2)
                 sources.append(batch.entries.map(\.stream))
             }
@@ -98,7 +97,7 @@ extension SystemTests {
         @Test func sigtermWithEverySlotBlockedDrainsOnTimeAndSpendsNoAttempt() async throws {
             let stack = try await ProcessStack.start(ingress: 1, workers: 0)
             let slots = try await stack.seed(slots: 2, users: 2)
-            let locks = try slots.map { try SlotLock(stack, slot: $0) }
+            let locks = try await SystemTests.slotLocks(stack, slots)
             try await Self.enqueueBookings(stack, source: "bookings", slots: slots[0..<2], firstUser: 1)
             let worker = try stack.startWorker(
                 name: "worker-0",
@@ -113,7 +112,7 @@ extension SystemTests {
             #expect(await worker.waitForExit(timeout: .seconds(3)), "drain timeout 1 s + 2 s")
             let exited = ContinuousClock.now - signalled
             #expect(worker.exitStatus == 0, "\(worker.output)")
-            for lock in locks { try lock.release() }
+            for lock in locks { try await lock.release() }
 
             // Cancelled, rolled back, left pending under the worker: no attempt spent.
             #expect(try await Self.pending(stack, consumer: "worker-0") == 2)

@@ -5,20 +5,26 @@ import LeaseholdTesting
 extension SystemTests {
     /// Holds `SELECT … FOR UPDATE` on a slot in a transaction of its own, so a worker's booking
     /// transaction blocks mid-way (after its inbox insert and user lock) until released.
-    final class SlotLock: @unchecked Sendable {
-        // @unchecked: used from one test task at a time, never concurrently.
-        private let connection: PostgresConnection
+    final class SlotLock: Sendable {
+        private let connection: PostgresSession
 
-        init(_ stack: ProcessStack, slot: Int64) throws {
-            connection = try PostgresConnection(configuration: stack.database.configuration)
-            try connection.simpleQuery("BEGIN")
-            try connection.query("SELECT id FROM time_slots WHERE id = \(slot) FOR UPDATE")
+        init(_ stack: ProcessStack, slot: Int64) async throws {
+            connection = try await PostgresSession.open(stack.database.configuration)
+            try await connection.simpleQuery("BEGIN")
+            try await connection.query("SELECT id FROM time_slots WHERE id = \(slot) FOR UPDATE")
         }
 
-        func release() throws {
-            try connection.simpleQuery("ROLLBACK")
-            connection.close()
+        func release() async throws {
+            try await connection.simpleQuery("ROLLBACK")
+            await connection.close()
         }
+    }
+
+    /// One ``SlotLock`` per slot, in order.
+    static func slotLocks(_ stack: ProcessStack, _ slots: [Int64]) async throws -> [SlotLock] {
+        var locks: [SlotLock] = []
+        for slot in slots { locks.append(try await SlotLock(stack, slot: slot)) }
+        return locks
     }
 
     /// Worker backends waiting on a row lock.

@@ -27,7 +27,7 @@ extension SystemTests {
             let stack = try await ProcessStack.start(
                 ingress: 1, workers: 1, workerEnvironment: ["LEASEHOLD_DRAIN_TIMEOUT_MS": "2000"])
             let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
-            let lock = try SlotLock(stack, slot: slot)
+            let lock = try await SlotLock(stack, slot: slot)
             #expect(try await stack.book(requestID: "stopped-1", userID: 1, slotID: slot).status == 202)
             try await waitUntil { try await SystemTests.blockedWorkerTransactions(stack) == 1 }
             let backend = try await stack.postgres.query(
@@ -41,7 +41,7 @@ extension SystemTests {
             #expect(kill(backend, SIGSTOP) == 0)
             var continued = false
             defer { if !continued { kill(backend, SIGCONT) } }
-            try lock.release()
+            try await lock.release()
 
             let worker = try #require(stack.workers.first)
             let clock = ContinuousClock()

@@ -49,9 +49,9 @@ extension SystemTests {
             let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
             try await waitUntil { try await stack.redis.send("GET", "\(stack.prefix)leader").string != nil }
             // Hold the slot's row lock: the booking's transaction waits inside the worker.
-            let lock = try PostgresConnection(configuration: stack.database.configuration)
-            try lock.simpleQuery("BEGIN")
-            try lock.query("SELECT id FROM time_slots WHERE id = \(slot) FOR UPDATE")
+            let lock = try await PostgresSession.open(stack.database.configuration)
+            try await lock.simpleQuery("BEGIN")
+            try await lock.query("SELECT id FROM time_slots WHERE id = \(slot) FOR UPDATE")
             #expect(try await stack.book(requestID: "long-1", userID: 1, slotID: slot).status == 202)
             try await waitUntil { try await stack.pendingCount("bookings") == 1 }
 
@@ -74,8 +74,8 @@ extension SystemTests {
                 largestIdle < 2000, "the heartbeat keeps the entry's idle time below the timeout: \(largestIdle) ms")
             #expect(try await stack.redis.send("ZCARD", "\(stack.prefix)retry").int == 0, "nothing reclaimed")
 
-            try lock.simpleQuery("ROLLBACK")
-            lock.close()
+            try await lock.simpleQuery("ROLLBACK")
+            await lock.close()
             #expect(try await stack.outcome(of: "long-1", timeout: .seconds(30)) == "booked")
             try await waitUntil { try await stack.pendingCount("bookings") == 0 }
             #expect(try await count(stack, "SELECT count(*) FROM inbox") == 1)
@@ -163,16 +163,16 @@ extension SystemTests {
             let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
             try await poison(stack, requestID: "died-1", waitForLock: true)
             // The first attempt waits on an advisory lock the test holds, inside the worker.
-            let lock = try PostgresConnection(configuration: stack.database.configuration)
-            try lock.query("SELECT pg_advisory_lock(4242)")
+            let lock = try await PostgresSession.open(stack.database.configuration)
+            try await lock.query("SELECT pg_advisory_lock(4242)")
             #expect(try await stack.book(requestID: "died-1", userID: 1, slotID: slot).status == 202)
             try await waitUntil { try await stack.pendingCount("bookings") == 1 }
             try await Task.sleep(for: .milliseconds(300))
             let victim = try #require(stack.workers.first)
             victim.send(SIGKILL)
             #expect(await victim.waitForExit(timeout: .seconds(10)))
-            try lock.query("SELECT pg_advisory_unlock(4242)")
-            lock.close()
+            try await lock.query("SELECT pg_advisory_unlock(4242)")
+            await lock.close()
             try stack.startWorker(name: "worker-1", environment: fast)
 
             try await waitUntil(timeout: .seconds(60)) {

@@ -31,9 +31,9 @@ extension SystemTests {
                 supervisorEnvironment: Self.fast, shards: shards)
             let slot = try #require(try await stack.seed(slots: 1, users: 50).first)
             // Hold the slot's row lock: all 50 transactions block inside the worker, unacknowledged.
-            let lock = try PostgresConnection(configuration: stack.database.configuration)
-            try lock.simpleQuery("BEGIN")
-            try lock.query("SELECT id FROM time_slots WHERE id = \(slot) FOR UPDATE")
+            let lock = try await PostgresSession.open(stack.database.configuration)
+            try await lock.simpleQuery("BEGIN")
+            try await lock.query("SELECT id FROM time_slots WHERE id = \(slot) FOR UPDATE")
             for user in 1...50 {
                 #expect(try await stack.book(requestID: "k9-\(user)", userID: Int64(user), slotID: slot).status == 202)
             }
@@ -41,8 +41,8 @@ extension SystemTests {
             let victim = try #require(stack.workers.first)
             victim.send(SIGKILL)
             #expect(await victim.waitForExit(timeout: .seconds(10)))
-            try lock.simpleQuery("ROLLBACK")
-            lock.close()
+            try await lock.simpleQuery("ROLLBACK")
+            await lock.close()
             // Nothing half-written: each booking is one statement, which the dead worker's backend
             // runs whole (once the lock is gone) or not at all, so no committed inbox row is ever
             // without its final outcome.
@@ -156,9 +156,9 @@ extension SystemTests {
                 ingress: 1, workers: 1, workerEnvironment: workerEnvironment, supervisors: 1,
                 supervisorEnvironment: Self.fast)
             let slot = try #require(try await stack.seed(slots: 1, users: 5).first)
-            let lock = try PostgresConnection(configuration: stack.database.configuration)
-            try lock.simpleQuery("BEGIN")
-            try lock.query("SELECT id FROM time_slots WHERE id = \(slot) FOR UPDATE")
+            let lock = try await PostgresSession.open(stack.database.configuration)
+            try await lock.simpleQuery("BEGIN")
+            try await lock.query("SELECT id FROM time_slots WHERE id = \(slot) FOR UPDATE")
             for user in 1...5 {
                 #expect(
                     try await stack.book(requestID: "pause-\(user)", userID: Int64(user), slotID: slot).status == 202)
@@ -168,8 +168,8 @@ extension SystemTests {
             // Pause the worker mid-transaction, past its lease TTL; another worker takes over.
             let paused = try #require(stack.workers.first)
             paused.send(SIGSTOP)
-            try lock.simpleQuery("ROLLBACK")
-            lock.close()
+            try await lock.simpleQuery("ROLLBACK")
+            await lock.close()
             try stack.startWorker(name: "worker-1", environment: workerEnvironment)
             try await Task.sleep(for: .seconds(4))  // leases (1 s) expired, entries reclaimed (2 s)
             paused.send(SIGCONT)

@@ -30,11 +30,9 @@ extension SystemTests {
         {
             let reader = StreamConsumer(streams: [stack.stream("bookings")], consumer: consumer)
             let producer = StreamProducer(keys: RedisKeys(prefix: stack.prefix), highWaterMark: 0)
-            return try await stack.redis.withConnection { connection in
-                try reader.ensureGroups(on: connection)
-                for entry in entries { _ = try producer.enqueue(entry, on: connection) }
-                return try reader.read(count: entries.count, block: .milliseconds(100), on: connection).entries
-            }
+            try await reader.ensureGroups(via: stack.redis)
+            for entry in entries { _ = try await producer.enqueue(entry, via: stack.redis) }
+            return try await reader.read(count: entries.count, block: .milliseconds(100), via: stack.redis).entries
         }
 
         @Test func aBatchsLeasesAreTakenInOneCallAndAHeldOneIsLeftPending() async throws {
@@ -51,7 +49,6 @@ extension SystemTests {
             let processor = EntryProcessor(
                 configuration: WorkerConfiguration(keys: keys, consumerName: "worker-a", leaseWait: .milliseconds(300)),
                 postgres: stack.postgres, database: stack.asyncPostgres, reactorRedis: stack.asyncRedis,
-                redis: stack.redis,
                 logger: Logger(label: "test.batch"))
             let claimed = await processor.lease(delivered)
             #expect(claimed.map(\.held) == [true, true, false, true])
@@ -146,14 +143,12 @@ extension SystemTests {
             let streams = ["telegram", "yookassa", "bookings"].map(stack.stream)
             let consumer = StreamConsumer(streams: streams, consumer: "worker-a")
             let producer = StreamProducer(keys: keys, highWaterMark: 0)
-            try await stack.redis.withConnection { connection in
-                try consumer.ensureGroups(on: connection)
-                for (index, stream) in streams.enumerated() {
-                    for item in 0..<2 {
-                        _ = try producer.enqueue(
-                            StreamEntry(stream: stream, key: "k\(index)-\(item)", kind: "booking", payload: []),
-                            on: connection)
-                    }
+            try await consumer.ensureGroups(via: stack.redis)
+            for (index, stream) in streams.enumerated() {
+                for item in 0..<2 {
+                    _ = try await producer.enqueue(
+                        StreamEntry(stream: stream, key: "k\(index)-\(item)", kind: "booking", payload: []),
+                        via: stack.redis)
                 }
             }
             try await stack.redis.send(
@@ -192,12 +187,11 @@ extension SystemTests {
             let entries = (0..<count).map {
                 StreamEntry(id: "1-\($0)", stream: stream, key: "k\($0)", kind: "booking", payload: [])
             }
-            let taken = try await stack.redis.withConnection { try Lease.acquire(leases, on: $0) }
+            let taken = try await Lease.acquire(leases, via: stack.redis)
             #expect(taken == Array(repeating: true, count: count))
             // A second acquisition of the same keys takes nothing.
-            let again = try await stack.redis.withConnection {
-                try Lease.acquire(leases.map { Lease(key: $0.key, owner: "worker-b", ttl: ttl) }, on: $0)
-            }
+            let again = try await Lease.acquire(
+                leases.map { Lease(key: $0.key, owner: "worker-b", ttl: ttl) }, via: stack.redis)
             #expect(again == Array(repeating: false, count: count))
 
             let keeper = LeaseKeeper()
@@ -263,7 +257,7 @@ extension SystemTests {
             let delivered = try await Self.deliver(entries, stack: stack, consumer: "worker-a")
             let processor = EntryProcessor(
                 configuration: WorkerConfiguration(keys: keys, consumerName: "worker-a"), postgres: stack.postgres,
-                database: stack.asyncPostgres, reactorRedis: stack.asyncRedis, redis: stack.redis,
+                database: stack.asyncPostgres, reactorRedis: stack.asyncRedis,
                 logger: Logger(label: "test.kinds"),
                 handlers: [NoteHandler()])
             for claimed in await processor.lease(delivered) { await processor.process(claimed) }

@@ -16,14 +16,14 @@ extension SystemTests {
         @Test func killDashNineMidTransactionWritesAllOrNothingAndLeavesTheEntryPending() async throws {
             let stack = try await ProcessStack.start(ingress: 1, workers: 1)
             let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
-            let lock = try SlotLock(stack, slot: slot)
+            let lock = try await SlotLock(stack, slot: slot)
             #expect(try await stack.book(requestID: "crash-1", userID: 1, slotID: slot).status == 202)
             try await waitUntil { try await SystemTests.blockedWorkerTransactions(stack) == 1 }
 
             let worker = try #require(stack.workers.first)
             worker.send(SIGKILL)
             #expect(await worker.waitForExit(timeout: .seconds(10)))
-            try lock.release()
+            try await lock.release()
 
             // The dead worker's backend finishes the statement it was given and goes away.
             try await waitUntil {
@@ -115,9 +115,9 @@ extension SystemTests {
         /// lock the test holds on `time_slots`), 200 once it reads.
         @Test func readyzAnswersOnlyOnceTheWorkerIsWarmAndReads() async throws {
             let stack = try await ProcessStack.start(ingress: 1, workers: 0)
-            let lock = try PostgresConnection(configuration: stack.database.configuration)
-            try lock.simpleQuery("BEGIN")
-            try lock.simpleQuery("LOCK TABLE time_slots IN ACCESS EXCLUSIVE MODE")
+            let lock = try await PostgresSession.open(stack.database.configuration)
+            try await lock.simpleQuery("BEGIN")
+            try await lock.simpleQuery("LOCK TABLE time_slots IN ACCESS EXCLUSIVE MODE")
             let port = try freeLoopbackPort()
             let worker = try stack.startWorker(
                 name: "worker-0",
@@ -132,7 +132,7 @@ extension SystemTests {
             #expect(try await stack.fetch(base + "/readyz").status == 503)
             #expect(!worker.output.contains("worker started"))
 
-            try lock.simpleQuery("ROLLBACK")
+            try await lock.simpleQuery("ROLLBACK")
             try await waitUntil { (try? await stack.fetch(base + "/readyz"))?.status == 200 }
             #expect(worker.output.contains("worker started"))
             await stack.shutdown()
@@ -142,7 +142,7 @@ extension SystemTests {
             let stack = try await ProcessStack.start(
                 ingress: 1, workers: 1, workerEnvironment: ["LEASEHOLD_DRAIN_TIMEOUT_MS": "15000"])
             let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
-            let lock = try SlotLock(stack, slot: slot)
+            let lock = try await SlotLock(stack, slot: slot)
             #expect(try await stack.book(requestID: "drain-1", userID: 1, slotID: slot).status == 202)
             try await waitUntil { try await SystemTests.blockedWorkerTransactions(stack) == 1 }
 
@@ -150,7 +150,7 @@ extension SystemTests {
             worker.send(SIGTERM)
             try await Task.sleep(for: .milliseconds(500))
             #expect(worker.isRunning, "the worker waits for its in-flight transaction")
-            try lock.release()
+            try await lock.release()
             #expect(await worker.waitForExit(timeout: .seconds(20)))
             #expect(worker.exitStatus == 0, "\(worker.output)")
             #expect(try await stack.outcome(of: "drain-1", timeout: .zero) == "booked", "finished, then acknowledged")
@@ -162,7 +162,7 @@ extension SystemTests {
             let stack = try await ProcessStack.start(
                 ingress: 1, workers: 1, workerEnvironment: ["LEASEHOLD_DRAIN_TIMEOUT_MS": "500"])
             let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
-            let lock = try SlotLock(stack, slot: slot)
+            let lock = try await SlotLock(stack, slot: slot)
             #expect(try await stack.book(requestID: "abandon-1", userID: 1, slotID: slot).status == 202)
             try await waitUntil { try await SystemTests.blockedWorkerTransactions(stack) == 1 }
 
@@ -170,7 +170,7 @@ extension SystemTests {
             worker.send(SIGTERM)
             #expect(await worker.waitForExit(timeout: .seconds(15)))
             #expect(worker.exitStatus == 0, "\(worker.output)")
-            try lock.release()
+            try await lock.release()
 
             #expect(try await SystemTests.blockedWorkerTransactions(stack) == 0, "its statement was cancelled")
             let inbox = try await stack.postgres.query("SELECT count(*) FROM inbox").single().decode(Int64.self, at: 0)
@@ -203,7 +203,7 @@ extension SystemTests {
             let stack = try await ProcessStack.start(
                 ingress: 1, workers: 1, workerEnvironment: ["LEASEHOLD_LEASE_TTL_MS": "600"])
             let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
-            let lock = try SlotLock(stack, slot: slot)
+            let lock = try await SlotLock(stack, slot: slot)
             #expect(try await stack.book(requestID: "slow-1", userID: 1, slotID: slot).status == 202)
             try await waitUntil { try await SystemTests.blockedWorkerTransactions(stack) == 1 }
             // Five TTLs later the lease is still there, still the worker's.
@@ -214,7 +214,7 @@ extension SystemTests {
                     holder?.hasPrefix("worker-0:") == true,
                     "lease renewed while the transaction runs: \(holder ?? "nil")")
             }
-            try lock.release()
+            try await lock.release()
             #expect(try await stack.outcome(of: "slow-1") == "booked")
             let released = try await stack.redis.send("EXISTS", "\(stack.prefix)lease:api:slow-1")
             #expect(released.int == 0, "released after the acknowledgement")

@@ -1,13 +1,9 @@
-import LeaseholdRedis
-
-/// Where a queue operation sends its Redis commands: one blocking ``RedisConnection`` (on its pool
-/// slot's thread), a pooled ``RedisClient``, a non-blocking connection on a reactor, or a Redis
-/// Cluster client (blocking pools, or on a reactor).
+/// What every Redis client conforms to: ``RedisAsyncClient`` (a few connections on a reactor, or
+/// a Redis Cluster behind it) and ``RedisAsyncClusterClient``.
 ///
-/// The worker's hot-path operations (the read that takes the leases, the heartbeat's renewal, the
-/// completion, a release) are written once against this protocol, so the same code runs
-/// wherever the worker keeps its connections. A synchronous method satisfies an `async`
-/// requirement, so the blocking connection conforms as it is.
+/// Every Redis operation of the queue (enqueue, the read that takes the leases, the heartbeat's
+/// renewal, the completion, reclaims, retries, dead letters, status) is written once against this
+/// protocol, so the same code runs on one node or a cluster, from whichever role calls it.
 public protocol RedisCommandRunner {
     /// Sends one command and returns its reply; an error reply throws ``RedisError``.
     func send(_ command: RedisCommand, timeout: Duration?) async throws -> RedisValue
@@ -34,7 +30,7 @@ extension RedisCommandRunner {
     /// `key` shares a hash slot (see ``perSlotSettled(_:key:_:)`` for how the groups run). The
     /// results come back in `items`' order (`call` must return one result per item it is given);
     /// when a group's call fails, the first such error is thrown, after every group has run.
-    func perSlot<Item: Sendable, Result: Sendable>(
+    public func perSlot<Item: Sendable, Result: Sendable>(
         _ items: [Item], key: (Item) -> String, _ call: @escaping ([Item]) async throws -> [Result]
     ) async throws -> [Result] {
         try await perSlotSettled(items, key: key, call).map { try $0.get() }
@@ -45,7 +41,7 @@ extension RedisCommandRunner {
     /// (a node that stalls then holds up only its own group), else one after another. Each item
     /// gets its own group's result: a call that fails as a whole (connection, timeout) fails the
     /// items of that group only, never the others'.
-    func perSlotSettled<Item: Sendable, Value: Sendable>(
+    public func perSlotSettled<Item: Sendable, Value: Sendable>(
         _ items: [Item], key: (Item) -> String, _ call: @escaping ([Item]) async throws -> [Value]
     ) async -> [Result<Value, any Error>] {
         let call = SlotGroupCall(call: call)
@@ -84,9 +80,9 @@ extension RedisCommandRunner {
 /// A batch call of ``RedisCommandRunner/perSlotSettled(_:key:_:)``, settled: the call's results,
 /// or its error for every item of the group. Unchecked: the call captures its runner, which the
 /// compiler cannot see is `Sendable`; it goes into child tasks only for runners that say
-/// ``RedisCommandRunner/runsSlotGroupsConcurrently``, which are (the pooled clients are
-/// `Sendable`; the reactor clients' child tasks run on their reactor, inheriting the caller's
-/// executor preference).
+/// ``RedisCommandRunner/runsSlotGroupsConcurrently``, which are (the reactor clients are
+/// `Sendable`, and their calls from child tasks hop onto their reactor, or run there already when
+/// the caller's task prefers it).
 private struct SlotGroupCall<Item: Sendable, Value: Sendable>: @unchecked Sendable {
     let call: ([Item]) async throws -> [Value]
 
@@ -108,19 +104,12 @@ private struct SlotGroupCall<Item: Sendable, Value: Sendable>: @unchecked Sendab
 extension RedisCommandRunner {
     /// Sends one command with the connection's own timeout.
     @discardableResult
-    func send(_ arguments: any RedisArgument...) async throws -> RedisValue {
+    public func send(_ arguments: any RedisArgument...) async throws -> RedisValue {
         try await send(RedisCommand(arguments), timeout: nil)
     }
 }
 
-extension RedisConnection: RedisCommandRunner {}
-extension RedisClient: RedisCommandRunner {
-    public var runsSlotGroupsConcurrently: Bool { true }
-}
 extension RedisAsyncClient: RedisCommandRunner {
-    public var runsSlotGroupsConcurrently: Bool { true }
-}
-extension RedisClusterClient: RedisCommandRunner {
     public var runsSlotGroupsConcurrently: Bool { true }
 }
 extension RedisAsyncClusterClient: RedisCommandRunner {
