@@ -72,13 +72,10 @@ let package = Package(
         // NIOConcurrencyHelpers for its pthread-based lock: ThreadSanitizer understands it, while it
         // reports false "Swift access races" inside the stdlib's futex-based Synchronization.Mutex.
         .target(
-            name: "ConnectionPool", dependencies: [.product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
-            swiftSettings: defaultSwiftSettings),
-        .target(
             name: "LeaseholdPostgres",
             dependencies: [
-                // LeaseholdReactor: PostgresAsyncConnection drives non-blocking libpq from a Reactor.
-                "CLibPQ", "ConnectionPool", "LeaseholdReactor",
+                // LeaseholdReactor: PostgresConnection drives non-blocking libpq from a Reactor.
+                "CLibPQ", "LeaseholdReactor",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             swiftSettings: defaultSwiftSettings
@@ -86,7 +83,7 @@ let package = Package(
         .target(
             name: "LeaseholdRedis",
             dependencies: [
-                // LeaseholdReactor: RedisAsyncConnection drives non-blocking hiredis from a Reactor.
+                // LeaseholdReactor: RedisConnection drives non-blocking hiredis from a Reactor.
                 "CHiredis", "LeaseholdCore", "LeaseholdReactor",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
@@ -171,17 +168,32 @@ let package = Package(
             ],
             swiftSettings: defaultSwiftSettings
         ),
+        // What every role's process runs besides its role: migrations, the /metrics endpoint, the
+        // process gauges, the log output.
         .target(
-            name: "LeaseholdOps",
+            name: "LeaseholdRuntime",
             dependencies: [
-                // CLinux: posix_spawn's closefrom action for ChildProcess.
-                "CLinux", "LeaseholdCore", "LeaseholdPostgres", "LeaseholdRedis",
+                "LeaseholdCore", "LeaseholdPostgres",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 // Metrics: LogOutput counts the log lines it drops.
                 .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: defaultSwiftSettings
+        ),
+        // The local-stack harness: throwaway PostgreSQL and Redis (and a Redis Cluster) on loopback,
+        // the fake Telegram Bot API, child processes. The embedded default, the demo and the tests
+        // run on it; a deployed role never does.
+        .target(
+            name: "LeaseholdLocalStack",
+            dependencies: [
+                // CLinux: posix_spawn's closefrom action for ChildProcess.
+                "CLinux", "LeaseholdPostgres", "LeaseholdRedis", "LeaseholdRuntime",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             swiftSettings: defaultSwiftSettings
@@ -205,7 +217,8 @@ let package = Package(
             name: "LeaseholdLoadTest",
             dependencies: [
                 // LeaseholdReactor: the sending clients' HTTP connections run on one (LoadHTTPConnection).
-                "LeaseholdCore", "LeaseholdOps", "LeaseholdDomain", "LeaseholdPostgres", "LeaseholdQueue",
+                "LeaseholdCore", "LeaseholdLocalStack", "LeaseholdRuntime", "LeaseholdDomain", "LeaseholdPostgres",
+                "LeaseholdQueue",
                 "LeaseholdReactor", "LeaseholdRedis",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -219,7 +232,8 @@ let package = Package(
         .executableTarget(
             name: "leasehold",
             dependencies: [
-                "LeaseholdOps", "LeaseholdIngress", "LeaseholdWorker", "LeaseholdSupervisor", "LeaseholdNotifier",
+                "LeaseholdLocalStack", "LeaseholdRuntime", "LeaseholdIngress", "LeaseholdWorker", "LeaseholdSupervisor",
+                "LeaseholdNotifier",
                 "LeaseholdLoadTest", "LeaseholdConsole", "LeaseholdCore", "LeaseholdQueue", "LeaseholdDomain",
                 "LeaseholdWire", "LeaseholdPostgres",
                 "LeaseholdReactor", "LeaseholdRedis",
@@ -243,7 +257,8 @@ let package = Package(
         .target(
             name: "LeaseholdTesting",
             dependencies: [
-                "LeaseholdOps", "LeaseholdPostgres", "LeaseholdQueue", "LeaseholdRedis", "LeaseholdReactor",
+                "LeaseholdLocalStack", "LeaseholdRuntime", "LeaseholdPostgres", "LeaseholdQueue", "LeaseholdRedis",
+                "LeaseholdReactor",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -267,22 +282,27 @@ let package = Package(
         ),
         .testTarget(
             name: "LeaseholdPostgresTests",
-            dependencies: ["LeaseholdPostgres", "LeaseholdReactor", "LeaseholdTesting", "ConnectionPool"],
+            dependencies: ["LeaseholdPostgres", "LeaseholdReactor", "LeaseholdTesting"],
             swiftSettings: defaultSwiftSettings
         ),
         .testTarget(
             name: "LeaseholdRedisTests",
-            dependencies: ["LeaseholdRedis", "LeaseholdReactor", "LeaseholdTesting", "LeaseholdOps"],
+            dependencies: ["LeaseholdRedis", "LeaseholdReactor", "LeaseholdTesting", "LeaseholdLocalStack"],
             swiftSettings: defaultSwiftSettings
         ),
         .testTarget(
             name: "LeaseholdLoadTestTests", dependencies: ["LeaseholdLoadTest"], swiftSettings: defaultSwiftSettings),
         .testTarget(
-            name: "LeaseholdOpsTests",
+            name: "LeaseholdRuntimeTests",
             dependencies: [
-                "LeaseholdOps", "LeaseholdPostgres", "LeaseholdRedis", "LeaseholdTesting",
+                "LeaseholdRuntime", "LeaseholdPostgres", "LeaseholdTesting",
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
+            swiftSettings: defaultSwiftSettings
+        ),
+        .testTarget(
+            name: "LeaseholdLocalStackTests",
+            dependencies: ["LeaseholdLocalStack", "LeaseholdPostgres", "LeaseholdRedis", "LeaseholdTesting"],
             swiftSettings: defaultSwiftSettings
         ),
         .testTarget(
@@ -290,7 +310,8 @@ let package = Package(
             dependencies: [
                 "LeaseholdSupervisor", "LeaseholdCore", "LeaseholdQueue", "LeaseholdPostgres", "LeaseholdReactor",
                 "LeaseholdRedis",
-                "LeaseholdTesting", "LeaseholdOps", .product(name: "Logging", package: "swift-log"),
+                "LeaseholdTesting", "LeaseholdLocalStack", "LeaseholdRuntime",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: defaultSwiftSettings
         ),
@@ -305,7 +326,7 @@ let package = Package(
         .testTarget(
             name: "LeaseholdDomainTests",
             dependencies: [
-                "LeaseholdDomain", "LeaseholdWire", "LeaseholdPostgres", "LeaseholdOps", "LeaseholdTesting",
+                "LeaseholdDomain", "LeaseholdWire", "LeaseholdPostgres", "LeaseholdRuntime", "LeaseholdTesting",
             ],
             swiftSettings: defaultSwiftSettings
         ),
@@ -313,7 +334,7 @@ let package = Package(
             name: "LeaseholdIngressTests",
             dependencies: [
                 "LeaseholdIngress", "LeaseholdQueue", "LeaseholdReactor", "LeaseholdRedis", "LeaseholdTesting",
-                "LeaseholdOps",
+                "LeaseholdLocalStack",
                 // AnswerOutcomeTests checks how the load test reads ingress's answers.
                 "LeaseholdLoadTest",
                 // IngressEnqueueTests runs the application in the test process, in a ServiceGroup.
@@ -329,7 +350,8 @@ let package = Package(
         .testTarget(
             name: "LeaseholdNotifierTests",
             dependencies: [
-                "LeaseholdNotifier", "LeaseholdCore", "LeaseholdTesting", "LeaseholdPostgres", "LeaseholdOps",
+                "LeaseholdNotifier", "LeaseholdCore", "LeaseholdTesting", "LeaseholdPostgres", "LeaseholdLocalStack",
+                "LeaseholdRuntime",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
@@ -340,14 +362,16 @@ let package = Package(
             dependencies: [
                 "LeaseholdTesting", "LeaseholdWorker", "LeaseholdCore", "LeaseholdQueue", "LeaseholdWire",
                 "LeaseholdPostgres",
-                "LeaseholdRedis", "LeaseholdOps", .product(name: "Logging", package: "swift-log"),
+                "LeaseholdRedis", "LeaseholdLocalStack", "LeaseholdRuntime",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: defaultSwiftSettings
         ),
         .testTarget(
             name: "LeaseholdConsoleTests",
             dependencies: [
-                "LeaseholdConsole", "LeaseholdTesting", "LeaseholdOps", "LeaseholdQueue", "LeaseholdPostgres",
+                "LeaseholdConsole", "LeaseholdTesting", "LeaseholdLocalStack", "LeaseholdRuntime", "LeaseholdQueue",
+                "LeaseholdPostgres",
                 "LeaseholdRedis", "LeaseholdDomain",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -361,7 +385,7 @@ let package = Package(
         .testTarget(
             name: "LeaseholdDeploymentTests",
             dependencies: [
-                "LeaseholdTesting", "LeaseholdOps", "LeaseholdIngress", "LeaseholdPostgres", "LeaseholdRedis",
+                "LeaseholdTesting", "LeaseholdLocalStack", "LeaseholdIngress", "LeaseholdPostgres", "LeaseholdRedis",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -25,14 +25,14 @@ import Logging
 /// wrong token gets 403, as does any action in read-only mode.
 public struct ConsoleApplication: Sendable {
     public let configuration: ConsoleConfiguration
-    let redis: RedisAsyncClient
-    let postgres: PostgresAsyncClient
+    let redis: RedisClient
+    let postgres: PostgresClient
     let logger: Logger
     let signer: ConsoleSigner
     let renderer: ConsoleRenderer
 
     public init(
-        configuration: ConsoleConfiguration, redis: RedisAsyncClient, postgres: PostgresAsyncClient, logger: Logger
+        configuration: ConsoleConfiguration, redis: RedisClient, postgres: PostgresClient, logger: Logger
     )
         throws
     {

@@ -17,7 +17,7 @@ public struct ConsoleAuditLog: Sendable {
 
     /// Records an action and returns its id.
     public func record(
-        actor: String, action: String, scope: String, deadLetterIDs: [Int64], postgres: PostgresAsyncClient
+        actor: String, action: String, scope: String, deadLetterIDs: [Int64], postgres: PostgresClient
     ) async throws -> Int64 {
         try await postgres.query(
             """
@@ -39,20 +39,20 @@ public struct ConsoleAuditLog: Sendable {
     }
 
     /// The latest actions, newest first.
-    public func recent(limit: Int = 20, postgres: PostgresAsyncClient) async throws -> [Action] {
+    public func recent(limit: Int = 20, postgres: PostgresClient) async throws -> [Action] {
         try await postgres.query(
             "SELECT \(unescaped: Self.columns) FROM console_actions ORDER BY at DESC, id DESC LIMIT \(limit)"
         ).map(Self.action)
     }
 
     /// One action.
-    public func find(_ id: Int64, postgres: PostgresAsyncClient) async throws -> Action? {
+    public func find(_ id: Int64, postgres: PostgresClient) async throws -> Action? {
         try await postgres.query("SELECT \(unescaped: Self.columns) FROM console_actions WHERE id = \(id)")
             .first.map(Self.action)
     }
 
     /// The actions that touched dead letter `id`, newest first.
-    public func actions(onDeadLetter id: Int64, postgres: PostgresAsyncClient) async throws -> [Action] {
+    public func actions(onDeadLetter id: Int64, postgres: PostgresClient) async throws -> [Action] {
         try await postgres.query(
             """
             SELECT \(unescaped: Self.columns) FROM console_actions

@@ -23,7 +23,7 @@ public struct ConsoleOverview: Sendable {
     public var recentActions: [ConsoleAuditLog.Action]
 
     public static func read(
-        configuration: ConsoleConfiguration, now: Date = Date(), redis: RedisAsyncClient, postgres: PostgresAsyncClient
+        configuration: ConsoleConfiguration, now: Date = Date(), redis: RedisClient, postgres: PostgresClient
     ) async throws -> ConsoleOverview {
         let keys = configuration.keys
         let status = try await QueueStatus.read(

@@ -45,7 +45,7 @@ public struct MessageLookup: Sendable {
     }
 
     /// Reads everything about `key`.
-    public static func load(_ key: String, postgres: PostgresAsyncClient) async throws -> MessageLookup {
+    public static func load(_ key: String, postgres: PostgresClient) async throws -> MessageLookup {
         let inbox = try await postgres.query(
             """
             SELECT kind, outcome, stream, entry_id, processed_at, interview_id FROM inbox WHERE message_key = \(key)

@@ -94,7 +94,7 @@ public struct BookingTransaction: Sendable {
     /// concurrent warm-ups do not wait on each other; the booking runs twice, the second time as
     /// a duplicate, which plans the inbox's lookup too. The only lasting trace is one value each
     /// of `interviews`' and `outbox`' identities, spent by the rolled-back inserts.
-    public func warmUp(on connection: PostgresAsyncConnection) async throws {
+    public func warmUp(on connection: PostgresConnection) async throws {
         let user = Int64.random(in: Int64.min / 2 ... -1)
         let slot = Int64.random(in: Int64.min / 2 ... -1)
         try await inRolledBackTransaction(on: connection) { connection in
@@ -103,7 +103,7 @@ public struct BookingTransaction: Sendable {
     }
 
     /// ``warmUp(on:)``'s transaction, up to its rollback.
-    private func bookThrowaway(user: Int64, slot: Int64, on connection: PostgresAsyncConnection) async throws {
+    private func bookThrowaway(user: Int64, slot: Int64, on connection: PostgresConnection) async throws {
         let interviewer = "leasehold warm-up \(slot)"
         try await connection.execute(
             "INSERT INTO users (id, telegram_chat_id, name) VALUES (\(user), \(user), 'leasehold warm-up')")
@@ -169,7 +169,7 @@ public struct BookingTransaction: Sendable {
 /// rollback keeps — the session's prepared statements and the backend's compiled functions and
 /// plans. Throws what `body`, BEGIN or the rollback threw.
 func inRolledBackTransaction(
-    on connection: PostgresAsyncConnection, _ body: (PostgresAsyncConnection) async throws -> Void
+    on connection: PostgresConnection, _ body: (PostgresConnection) async throws -> Void
 ) async throws {
     do throws(PostgresTransactionError) {
         try await connection.withTransaction { connection in

@@ -123,7 +123,7 @@ public struct PaymentTransaction: Sendable {
     /// worker starts do not pay for them. The rows get random negative ids or a `leasehold-warm-up`
     /// name; the rolled-back inserts spend one value each of the `payments`, `subscriptions` and
     /// `outbox` identities.
-    public func warmUp(on connection: PostgresAsyncConnection) async throws {
+    public func warmUp(on connection: PostgresConnection) async throws {
         let id = Int64.random(in: Int64.min / 2 ... -1)
         try await inRolledBackTransaction(on: connection) { connection in
             try await payThrowaway(id: id, on: connection)
@@ -131,7 +131,7 @@ public struct PaymentTransaction: Sendable {
     }
 
     /// ``warmUp(on:)``'s transaction, up to its rollback.
-    private func payThrowaway(id: Int64, on connection: PostgresAsyncConnection) async throws {
+    private func payThrowaway(id: Int64, on connection: PostgresConnection) async throws {
         let name = "leasehold-warm-up-\(-id)"
         try await connection.execute(
             "INSERT INTO users (id, telegram_chat_id, name) VALUES (\(id), \(id), 'leasehold warm-up')")

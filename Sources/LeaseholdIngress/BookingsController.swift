@@ -20,10 +20,10 @@ import LeaseholdWire
 struct BookingsController: Sendable {
     let configuration: IngressConfiguration
     let enqueuer: Enqueuer
-    let redis: RedisAsyncClient
+    let redis: RedisClient
     private let token: SecretMatcher
 
-    init(configuration: IngressConfiguration, enqueuer: Enqueuer, redis: RedisAsyncClient) {
+    init(configuration: IngressConfiguration, enqueuer: Enqueuer, redis: RedisClient) {
         self.configuration = configuration
         self.enqueuer = enqueuer
         self.redis = redis

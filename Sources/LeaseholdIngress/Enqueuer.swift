@@ -10,11 +10,11 @@ import Metrics
 /// ingress answers 2xx only once the entry is in Redis, so the sender retries anything else.
 ///
 /// Concurrent requests share Redis round trips: every enqueue script goes out on the one
-/// non-blocking connection of a ``RedisAsyncClient``, written once per reactor turn with whatever
+/// non-blocking connection of a ``RedisClient``, written once per reactor turn with whatever
 /// other requests queued meanwhile, and its reply is read with theirs, so under load one round
 /// trip carries many XADDs and no thread is woken per request.
 struct Enqueuer: Sendable {
-    let redis: RedisAsyncClient
+    let redis: RedisClient
     let producer: StreamProducer
     let retryAfterSeconds: Int
     /// With `LEASEHOLD_REDIS_MIN_REPLICAS`: every entry is confirmed by replicas before the 2xx.
@@ -24,7 +24,7 @@ struct Enqueuer: Sendable {
     private let enqueued: [String: Counter]
 
     init(
-        redis: RedisAsyncClient, producer: StreamProducer, retryAfterSeconds: Int,
+        redis: RedisClient, producer: StreamProducer, retryAfterSeconds: Int,
         replicas: ReplicaAcknowledgement? = nil
     ) {
         self.redis = redis
@@ -107,7 +107,7 @@ struct Enqueuer: Sendable {
     /// node (its first call, or after a `SCRIPT FLUSH`), or when a cluster redirects it, the two go
     /// separately, the script through the client's own loading and redirects.
     private static func enqueue(
-        _ entry: StreamEntry, marker: StreamProducer.Marker?, producer: StreamProducer, redis: RedisAsyncClient,
+        _ entry: StreamEntry, marker: StreamProducer.Marker?, producer: StreamProducer, redis: RedisClient,
         replicas: ReplicaAcknowledgement
     ) async throws -> String {
         let call = producer.enqueueCall(entry, marker: marker)

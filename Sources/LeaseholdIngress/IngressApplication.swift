@@ -20,7 +20,7 @@ import Prometheus
 /// does) and the request handlers run there too: a request is then decoded, enqueued and answered
 /// on one thread, with hand-offs only to and from the event loop that owns its socket.
 public func buildIngressApplication(
-    configuration: IngressConfiguration, redis: RedisAsyncClient, registry: PrometheusCollectorRegistry,
+    configuration: IngressConfiguration, redis: RedisClient, registry: PrometheusCollectorRegistry,
     logger: Logger
 ) -> some ApplicationProtocol {
     // Per-request loggers derive from this one: see DeferredMetadataLogHandler for why it wraps.

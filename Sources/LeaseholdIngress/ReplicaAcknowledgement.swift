@@ -26,13 +26,13 @@ import LeaseholdRedis
 /// whose IDs differ is answered as unconfirmed.
 ///
 /// On a Redis Cluster the WAIT must reach the master that took the write: both pipelines are
-/// routed by the entry's stream (``RedisAsyncClient/pipeline(_:routedBy:timeout:)``), and batches
+/// routed by the entry's stream (``RedisClient/pipeline(_:routedBy:timeout:)``), and batches
 /// are kept per stream slot, so one WAIT per slot and turn.
 ///
 /// Every method runs on the Redis client's reactor, whose one thread is the only one touching the
-/// state (the same contract as ``RedisAsyncClient``).
+/// state (the same contract as ``RedisClient``).
 final class ReplicaAcknowledgement: @unchecked Sendable {
-    let redis: RedisAsyncClient
+    let redis: RedisClient
     let minReplicas: Int
     let timeout: Duration
 
@@ -63,7 +63,7 @@ final class ReplicaAcknowledgement: @unchecked Sendable {
     /// The batch not yet sent, per routing slot (0 for every stream on one node).
     private var open: [Int: Batch] = [:]
 
-    init(redis: RedisAsyncClient, minReplicas: Int, timeout: Duration) {
+    init(redis: RedisClient, minReplicas: Int, timeout: Duration) {
         precondition(minReplicas >= 1 && timeout > .zero, "a replica acknowledgement needs replicas and a timeout")
         self.redis = redis
         self.minReplicas = minReplicas

@@ -36,7 +36,7 @@ final class CompletionTracker: Sendable {
     /// batch is less than half complete the younger ones are left for the next poll: the cost
     /// follows the completions, not the backlog (the load tester must not load the database it
     /// measures).
-    func poll(limit: Int, postgres: PostgresAsyncClient) async throws {
+    func poll(limit: Int, postgres: PostgresClient) async throws {
         let candidates = state.withLockedValue { Array($0.outstanding.prefix(limit)) }
         var found = Set<Int>()
         var start = 0

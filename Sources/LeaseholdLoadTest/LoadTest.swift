@@ -54,14 +54,14 @@ public struct LoadTest: Sendable {
     /// Runs the whole test and returns the report; `report.passed` says whether every invariant held.
     public func run() async throws -> LoadTestReport {
         if let problem = configuration.problem { throw LoadTestError.setup(problem) }
-        let postgres = PostgresAsyncClient(
+        let postgres = PostgresClient(
             configuration: PostgresConfiguration(
                 connectionString: configuration.postgresURL, applicationName: "leasehold-loadtest"),
             size: 3)
-        var redis: RedisAsyncClient?
+        var redis: RedisClient?
         if configuration.ingressOnly, let url = configuration.redisURL {
             do {
-                redis = RedisAsyncClient(configuration: try RedisConfiguration(url: url), size: 1)
+                redis = RedisClient(configuration: try RedisConfiguration(url: url), size: 1)
             } catch {
                 await postgres.close()
                 throw LoadTestError.setup("--redis-url: \(error)")
@@ -92,7 +92,7 @@ public struct LoadTest: Sendable {
 
     // MARK: Phases
 
-    private func execute(postgres: PostgresAsyncClient, redis: RedisAsyncClient?, http: HTTPClient) async throws
+    private func execute(postgres: PostgresClient, redis: RedisClient?, http: HTTPClient) async throws
         -> LoadTestReport
     {
         let configuration = self.configuration
@@ -316,7 +316,7 @@ public struct LoadTest: Sendable {
     /// is left and that no worker processed any of it, and report the sending figures.
     private func finishIngressOnly(
         plan: RequestPlan, stats: SendStatistics, backlog: RunBacklog, after: RunBacklog.Marks, sendDuration: Duration,
-        lineBox: ProgressLineBox, postgres: PostgresAsyncClient
+        lineBox: ProgressLineBox, postgres: PostgresClient
     ) async throws -> LoadTestReport {
         let (sent, accepted, failed) = stats.counts
         progress?.update(lineBox.next(phase: "done", sent: sent, accepted: accepted, completed: 0, failed: failed))
@@ -388,7 +388,7 @@ public struct LoadTest: Sendable {
     /// Picks this run's number and creates its slots and users, in one transaction under a lock
     /// on `users` that concurrent load tests also take: the number is one no earlier run on this
     /// database used (no slots labelled `loadtest-<run>` yet), so message keys never collide.
-    private func seedRun(postgres: PostgresAsyncClient) async throws -> RequestPlan {
+    private func seedRun(postgres: PostgresClient) async throws -> RequestPlan {
         let configuration = self.configuration
         let (run, seeded) = try await postgres.withTransaction(.init(lockTimeout: .seconds(30), statementTimeout: nil))
         {
@@ -413,7 +413,7 @@ public struct LoadTest: Sendable {
             telegramSecret: configuration.telegramSecret)
     }
 
-    private func seed(label: String, users: Int, postgres: PostgresAsyncClient) async throws -> Seeded {
+    private func seed(label: String, users: Int, postgres: PostgresClient) async throws -> Seeded {
         let slots = configuration.slots
         return try await postgres.withTransaction(.init(lockTimeout: .seconds(30), statementTimeout: nil)) {
             connection in
@@ -424,7 +424,7 @@ public struct LoadTest: Sendable {
 
     /// Creates `slots` open slots labelled `label` and `users` users with IDs above every
     /// existing one (the caller holds the lock on `users`).
-    private static func seed(label: String, slots: Int, users: Int, on connection: PostgresAsyncConnection) async throws
+    private static func seed(label: String, slots: Int, users: Int, on connection: PostgresConnection) async throws
         -> Seeded
     {
         let base = try await connection.query("SELECT coalesce(max(id), 0) + 1 FROM users").single().decode(
@@ -556,7 +556,7 @@ public struct LoadTest: Sendable {
     }
 
     /// Every inbox row of this run, by request index, read in one statement (one snapshot).
-    private func inboxSnapshot(plan: RequestPlan, postgres: PostgresAsyncClient) async throws -> [Int: InboxRow] {
+    private func inboxSnapshot(plan: RequestPlan, postgres: PostgresClient) async throws -> [Int: InboxRow] {
         var rows: [Int: InboxRow] = [:]
         for row in try await postgres.query(
             """
@@ -586,7 +586,7 @@ public struct LoadTest: Sendable {
 
     private func checkInvariants(
         plan: RequestPlan, snapshot: [Int: InboxRow], stats: SendStatistics, duplicatesBefore: Int?,
-        postgres: PostgresAsyncClient
+        postgres: PostgresClient
     ) async throws -> [LoadTestReport.Invariant] {
         var invariants: [LoadTestReport.Invariant] = []
         // Every index below `handedOut` was sent, or dropped by the generator for being late.

@@ -63,7 +63,7 @@ public struct PaymentChaosLoad: Sendable {
 
     /// The plan (100.00 RUB for 30 days) and one pending payment per user, as the bot records them.
     public func prepare() async throws {
-        let client = PostgresAsyncClient(configuration: PostgresConfiguration(connectionString: postgresURL), size: 1)
+        let client = PostgresClient(configuration: PostgresConfiguration(connectionString: postgresURL), size: 1)
         defer { Task { await client.close() } }
         let (payments, firstUser, run) = (self.payments, self.firstUser, self.run)
         try await client.withConnection { connection in
@@ -124,7 +124,7 @@ public struct PaymentChaosLoad: Sendable {
 
     /// Checks, in PostgreSQL, that every payment was applied exactly once.
     public func check() async throws -> [Check] {
-        let client = PostgresAsyncClient(configuration: PostgresConfiguration(connectionString: postgresURL), size: 1)
+        let client = PostgresClient(configuration: PostgresConfiguration(connectionString: postgresURL), size: 1)
         defer { Task { await client.close() } }
         let pattern = "chaos-\(run)-%"
         func count(_ query: PostgresQuery) async throws -> Int {

@@ -1,6 +1,6 @@
 import Foundation
 import LeaseholdDomain
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdPostgres
 
 /// The raw database limits: Leasehold's booking transaction run by pgbench, against the same
@@ -82,7 +82,7 @@ public enum Pgbench {
     /// script and pgbench's log go to `directory`, which is removed unless pgbench failed.
     static func run(
         _ form: Form, postgresURL: String, run: Int64, clients: Int, transactions: Int, slotIDs: [Int64],
-        users: ClosedRange<Int64>, requestsPerSlot: Int, postgres: PostgresAsyncClient, directory: URL
+        users: ClosedRange<Int64>, requestsPerSlot: Int, postgres: PostgresClient, directory: URL
     ) async throws -> Result {
         let binary = try LocalStack.postgresBinaries().appendingPathComponent("pgbench")
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {

@@ -1,6 +1,6 @@
 import Foundation
 import LeaseholdCore
-import LeaseholdOps
+import LeaseholdRuntime
 import NIOConcurrencyHelpers
 
 /// Told when the load test's measured interval starts and ends: from the first request sent to

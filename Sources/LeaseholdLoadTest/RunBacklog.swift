@@ -14,7 +14,7 @@ import LeaseholdRedis
 /// and the digest key of every accepted request (``RedisKeys/result(_:)``,
 /// ``RedisKeys/requestDigest(_:)``); those are deleted by name for every request sent.
 struct RunBacklog: Sendable {
-    let redis: RedisAsyncClient
+    let redis: RedisClient
     let keys: RedisKeys
     let plan: RequestPlan
 

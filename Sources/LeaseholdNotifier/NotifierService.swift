@@ -31,7 +31,7 @@ public struct NotifierService: Service, CustomStringConvertible {
     ///   - postgres: a few connections: one for claims, the rest for recording results.
     ///   - client: the Bot API client (its base URL and token); shut it down after `run()` returns.
     public init(
-        configuration: NotifierConfiguration, postgres: PostgresAsyncClient, client: BotAPIClient,
+        configuration: NotifierConfiguration, postgres: PostgresClient, client: BotAPIClient,
         metrics: NotifierMetrics = NotifierMetrics(), logger: Logger
     ) {
         self.configuration = configuration

@@ -36,7 +36,7 @@ public struct OutboxStore: Sendable {
     /// `pg_advisory_xact_lock` key serialising claims: "LHNOTIFY".
     public static let claimLockKey: Int64 = 0x4C48_4E4F_5449_4659
 
-    public let postgres: PostgresAsyncClient
+    public let postgres: PostgresClient
     public let globalRate: Int
     public let chatInterval: Duration
     public let groupChatInterval: Duration
@@ -46,7 +46,7 @@ public struct OutboxStore: Sendable {
     public let maxAttempts: Int
 
     public init(
-        postgres: PostgresAsyncClient, globalRate: Int, chatInterval: Duration, groupChatInterval: Duration,
+        postgres: PostgresClient, globalRate: Int, chatInterval: Duration, groupChatInterval: Duration,
         claimTimeout: Duration, maxAttempts: Int
     ) {
         self.postgres = postgres
@@ -57,7 +57,7 @@ public struct OutboxStore: Sendable {
         self.maxAttempts = maxAttempts
     }
 
-    public init(postgres: PostgresAsyncClient, configuration: NotifierConfiguration) {
+    public init(postgres: PostgresClient, configuration: NotifierConfiguration) {
         self.init(
             postgres: postgres, globalRate: configuration.globalRate, chatInterval: configuration.chatInterval,
             groupChatInterval: configuration.groupChatInterval, claimTimeout: configuration.claimTimeout,

@@ -2,7 +2,7 @@ import CLibPQ
 import Foundation
 import NIOConcurrencyHelpers
 
-/// The libpq calls of ``PostgresAsyncConnection``: how binds become `PQsendQueryParams`
+/// The libpq calls of ``PostgresConnection``: how binds become `PQsendQueryParams`
 /// arguments, and how a `PGresult` becomes ``PostgresRows`` or a ``PostgresError`` (with its
 /// SQLSTATE and ``PostgresError/Source``).
 enum Libpq {

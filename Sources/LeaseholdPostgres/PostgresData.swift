@@ -78,8 +78,8 @@ public struct PostgresCell: Sendable, Equatable {
     public var columnName: String
     /// `nil` is SQL `NULL`.
     public var bytes: [UInt8]?
-    /// How `bytes` are encoded: binary for ``PostgresAsyncConnection/query(_:)``; text for
-    /// ``PostgresAsyncConnection/simpleQuery(_:)``, whose protocol always answers in text. Typed decoders
+    /// How `bytes` are encoded: binary for ``PostgresConnection/query(_:)``; text for
+    /// ``PostgresConnection/simpleQuery(_:)``, whose protocol always answers in text. Typed decoders
     /// read binary only (a text `1234` must never be misread as a 4-byte integer); `String` reads both.
     public var format: PostgresBind.Format = .binary
 }

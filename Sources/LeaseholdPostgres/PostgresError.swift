@@ -61,7 +61,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
     /// exist (26000, e.g. behind a pooler without prepared statements, or after a `DEALLOCATE`), or
     /// its result's shape changed since it was prepared (0A000 "cached plan must not change result
     /// type", e.g. a migration replaced a function with another result type).
-    /// ``PostgresAsyncConnection/query(_:preparedAs:)`` forgets the statement on these.
+    /// ``PostgresConnection/query(_:preparedAs:)`` forgets the statement on these.
     public var isStalePreparedStatement: Bool {
         sqlState == SQLState.invalidSQLStatementName
             || (sqlState == SQLState.featureNotSupported
@@ -124,7 +124,7 @@ public enum SQLState {
     public static let clientRefused = "LHREF"
 }
 
-/// What went wrong in ``PostgresAsyncConnection/withTransaction(_:_:)``, with each phase kept apart
+/// What went wrong in ``PostgresConnection/withTransaction(_:_:)``, with each phase kept apart
 /// (the shape of postgres-nio's `PostgresTransactionError`).
 ///
 /// A ``commitError`` whose source is `.connection` means the outcome is **unknown**: the commit may

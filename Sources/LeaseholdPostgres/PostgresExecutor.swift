@@ -1,5 +1,5 @@
-/// What runs PostgreSQL statements: one ``PostgresAsyncConnection`` (each statement runs on it, in
-/// whatever transaction it is in) or a ``PostgresAsyncClient`` (each call borrows one of its
+/// What runs PostgreSQL statements: one ``PostgresConnection`` (each statement runs on it, in
+/// whatever transaction it is in) or a ``PostgresClient`` (each call borrows one of its
 /// pooled connections). Code that issues statements is written once, against this protocol, and
 /// runs on either: `ScheduleSync().sync(slots, closeMissing: false, on: client)` inside a command,
 /// `BookingTransaction().run(request, key: key, on: connection)` inside the worker's transaction.
@@ -13,7 +13,7 @@ public protocol PostgresExecutor: Sendable {
     func query(_ query: PostgresQuery) async throws -> PostgresRows
 
     /// Runs `query` as the prepared statement `name` of the connection it runs on (see
-    /// ``PostgresAsyncConnection/query(_:preparedAs:)``): parsed and planned once per connection.
+    /// ``PostgresConnection/query(_:preparedAs:)``): parsed and planned once per connection.
     @discardableResult
     func query(_ query: PostgresQuery, preparedAs name: String) async throws -> PostgresRows
 
@@ -23,12 +23,12 @@ public protocol PostgresExecutor: Sendable {
     func simpleQuery(_ sql: String) async throws -> PostgresRows
 
     /// Runs `body` with one connection, lent to this task alone until `body` returns.
-    func withConnection<T>(_ body: (PostgresAsyncConnection) async throws -> T) async throws -> T
+    func withConnection<T>(_ body: (PostgresConnection) async throws -> T) async throws -> T
 
     /// Runs `body` in one transaction on one connection (see
-    /// ``PostgresAsyncConnection/withTransaction(_:_:)``); throws ``PostgresTransactionError``.
+    /// ``PostgresConnection/withTransaction(_:_:)``); throws ``PostgresTransactionError``.
     func withTransaction<T>(
-        _ options: PostgresTransactionOptions, _ body: (PostgresAsyncConnection) async throws -> T
+        _ options: PostgresTransactionOptions, _ body: (PostgresConnection) async throws -> T
     ) async throws -> T
 }
 
@@ -40,29 +40,29 @@ extension PostgresExecutor {
     }
 
     /// ``withTransaction(_:_:)`` with the default options.
-    public func withTransaction<T>(_ body: (PostgresAsyncConnection) async throws -> T) async throws -> T {
+    public func withTransaction<T>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         try await withTransaction(PostgresTransactionOptions(), body)
     }
 }
 
-extension PostgresAsyncConnection: PostgresExecutor {
+extension PostgresConnection: PostgresExecutor {
     /// Runs `body` with this connection (already this task's).
-    public func withConnection<T>(_ body: (PostgresAsyncConnection) async throws -> T) async throws -> T {
+    public func withConnection<T>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         try await body(self)
     }
 }
 
-extension PostgresAsyncClient: PostgresExecutor {}
+extension PostgresClient: PostgresExecutor {}
 
-extension PostgresAsyncClient {
+extension PostgresClient {
     /// Runs `body` on one connection to `configuration`, opened for it (on a reactor of its own)
     /// and closed afterwards with that reactor: for a probe or an administrative statement that
     /// belongs to no pool, such as waiting for a server to accept connections or creating a
     /// database. Throws what opening the connection or `body` threw.
     public static func withConnection<T>(
-        to configuration: PostgresConfiguration, _ body: (PostgresAsyncConnection) async throws -> T
+        to configuration: PostgresConfiguration, _ body: (PostgresConnection) async throws -> T
     ) async throws -> T {
-        let client = PostgresAsyncClient(configuration: configuration, size: 1, label: "leasehold.postgres.once")
+        let client = PostgresClient(configuration: configuration, size: 1, label: "leasehold.postgres.once")
         let result: Result<T, any Error>
         do {
             result = .success(try await client.withConnection(body))

@@ -3,7 +3,7 @@ import Foundation
 import LeaseholdReactor
 
 /// The hosts a connection string names, and the libpq parameters that send the connection to
-/// addresses resolved beforehand: how ``PostgresAsyncConnection`` keeps libpq's `getaddrinfo`
+/// addresses resolved beforehand: how ``PostgresConnection`` keeps libpq's `getaddrinfo`
 /// off its reactor (see ``NameResolver``).
 ///
 /// libpq takes `hostaddr` alongside `host`: it then connects to the address without any lookup,

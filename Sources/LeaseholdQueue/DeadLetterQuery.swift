@@ -77,7 +77,7 @@ public struct DeadLetterQuery: Sendable {
     }
 
     /// Letters matching `filter`, newest first; `offset` skips that many (paging).
-    public func list(_ filter: Filter, limit: Int = 100, offset: Int = 0, postgres: PostgresAsyncClient) async throws
+    public func list(_ filter: Filter, limit: Int = 100, offset: Int = 0, postgres: PostgresClient) async throws
         -> [Letter]
     {
         try await postgres.query(
@@ -89,7 +89,7 @@ public struct DeadLetterQuery: Sendable {
     }
 
     /// The letters with these ids (any status), by id.
-    public func letters(ids: [Int64], postgres: PostgresAsyncClient) async throws -> [Letter] {
+    public func letters(ids: [Int64], postgres: PostgresClient) async throws -> [Letter] {
         try await postgres.query(
             """
             SELECT \(unescaped: Self.columns) FROM dead_letters WHERE id = ANY(\(PostgresInt8Array(ids))) ORDER BY id
@@ -98,12 +98,12 @@ public struct DeadLetterQuery: Sendable {
     }
 
     /// How many letters match `filter`.
-    public func count(_ filter: Filter, postgres: PostgresAsyncClient) async throws -> Int64 {
+    public func count(_ filter: Filter, postgres: PostgresClient) async throws -> Int64 {
         try await postgres.query("SELECT count(*) FROM dead_letters WHERE \(filter)").single().decode(Int64.self, at: 0)
     }
 
     /// Letters still `dead`, grouped by `column` (`kind` or `last_error`), largest group first.
-    public func deadCounts(by column: GroupColumn, limit: Int = 20, postgres: PostgresAsyncClient) async throws -> [(
+    public func deadCounts(by column: GroupColumn, limit: Int = 20, postgres: PostgresClient) async throws -> [(
         value: String, count: Int64
     )] {
         try await postgres.query(
@@ -149,7 +149,7 @@ public struct DeadLetterQuery: Sendable {
     }
 
     /// One letter with its payload (as text when it is UTF-8, else hex) and error history.
-    public func show(_ id: Int64, postgres: PostgresAsyncClient) async throws -> Letter? {
+    public func show(_ id: Int64, postgres: PostgresClient) async throws -> Letter? {
         guard
             let row = try await postgres.query(
                 """
@@ -173,7 +173,7 @@ public struct DeadLetterQuery: Sendable {
     /// failure leaves it `dead` (to replay again); a crash after the XADD but before the commit
     /// can send it twice, which the inbox makes harmless.
     public func replay(
-        ids: [Int64]?, filter: Filter, dryRun: Bool, postgres: PostgresAsyncClient, redis: RedisAsyncClient
+        ids: [Int64]?, filter: Filter, dryRun: Bool, postgres: PostgresClient, redis: RedisClient
     ) async throws -> [Letter] {
         var candidates: [Letter]
         if let ids {
@@ -218,7 +218,7 @@ public struct DeadLetterQuery: Sendable {
     }
 
     /// The replayed entry's XADD, from inside the transaction that marks the letter replayed.
-    private static func xadd(_ entry: StreamEntry, redis: RedisAsyncClient) async throws -> String {
+    private static func xadd(_ entry: StreamEntry, redis: RedisClient) async throws -> String {
         let reply = try await redis.send(RedisCommand(["XADD", entry.stream, "*"] + entry.fields))
         guard let id = reply.string else {
             throw RedisError(source: .server, code: .proto, message: "XADD returned \(reply)", command: "XADD")
@@ -227,7 +227,7 @@ public struct DeadLetterQuery: Sendable {
     }
 
     /// Marks letters `purged` (the rows stay, for the audit trail). Returns how many.
-    public func purge(ids: [Int64]?, filter: Filter, postgres: PostgresAsyncClient) async throws -> Int {
+    public func purge(ids: [Int64]?, filter: Filter, postgres: PostgresClient) async throws -> Int {
         if let ids {
             return try await postgres.execute(
                 """
@@ -240,7 +240,7 @@ public struct DeadLetterQuery: Sendable {
     }
 
     /// Counts by status, kind and stream.
-    public func stats(postgres: PostgresAsyncClient) async throws -> [(
+    public func stats(postgres: PostgresClient) async throws -> [(
         status: String, kind: String, stream: String, count: Int64
     )] {
         try await postgres.query(

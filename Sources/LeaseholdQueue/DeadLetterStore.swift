@@ -28,7 +28,7 @@ public struct DeadLetterStore: Sendable {
     ///   - worker: who made the last attempt (a worker's consumer name), for its history record.
     @discardableResult
     public func deadLetter(
-        _ entry: StreamEntry, reason: String, worker: String? = nil, postgres: PostgresAsyncClient,
+        _ entry: StreamEntry, reason: String, worker: String? = nil, postgres: PostgresClient,
         redis: some RedisCommandRunner
     ) async throws -> Int64 {
         let failures = entry.failures + [AttemptFailure(attempt: entry.attempt, worker: worker, error: reason)]
@@ -60,7 +60,7 @@ public struct DeadLetterStore: Sendable {
     /// again with XRANGE) kept as the payload so nothing is lost, then acknowledges it.
     @discardableResult
     public func deadLetterUndecodable(
-        _ failure: StreamEntryDecodingError, worker: String? = nil, postgres: PostgresAsyncClient,
+        _ failure: StreamEntryDecodingError, worker: String? = nil, postgres: PostgresClient,
         redis: some RedisCommandRunner
     ) async throws -> Int64? {
         guard let entryID = failure.entryID else { return nil }

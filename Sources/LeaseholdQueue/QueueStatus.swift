@@ -51,7 +51,7 @@ public struct QueueStatus: Sendable, Codable, Equatable {
     /// Redis, and the dead letters from PostgreSQL.
     public static func read(
         keys: RedisKeys, sources: [String] = defaultSources, now: Date = Date(), redis: some RedisCommandRunner,
-        postgres: PostgresAsyncClient
+        postgres: PostgresClient
     ) async throws -> QueueStatus {
         var streams: [Stream] = []
         for stream in keys.streams(sources) {

@@ -97,7 +97,7 @@ public struct StreamProducer: Sendable {
     /// - Throws: ``RedisError`` with code ``overloaded`` when over the high-water mark, ``reused``
     ///   when the marker's digest differs from the one first stored.
     ///
-    /// Through a ``RedisAsyncClient``, concurrent callers share one connection's pipeline
+    /// Through a ``RedisClient``, concurrent callers share one connection's pipeline
     /// (ingress: every request in flight rides the same round trips).
     public func enqueue(
         _ entry: StreamEntry, marker: Marker? = nil, via runner: some RedisCommandRunner

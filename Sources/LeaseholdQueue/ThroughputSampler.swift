@@ -55,7 +55,7 @@ public struct ThroughputSampler: Sendable {
 
     /// Takes a sample now and records it.
     @discardableResult
-    public func record(redis: some RedisCommandRunner, postgres: PostgresAsyncClient, now: Date = Date()) async throws
+    public func record(redis: some RedisCommandRunner, postgres: PostgresClient, now: Date = Date()) async throws
         -> Sample
     {
         let status = try await QueueStatus.read(

@@ -1,5 +1,5 @@
 /// Calls `body` with argc, `const char **argv` and `const size_t *argvlen` for binary-safe
-/// arguments; every pointer is valid only during the call (``RedisAsyncConnection``).
+/// arguments; every pointer is valid only during the call (``RedisConnection``).
 func withArgv<R>(
     _ arguments: [[UInt8]],
     _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R

@@ -1,7 +1,7 @@
-/// Where a command's keys are, so a ``RedisAsyncClusterClient`` can send it to the node serving them.
+/// Where a command's keys are, so a ``RedisClusterClient`` can send it to the node serving them.
 ///
 /// Knows the commands Leasehold uses and their common relatives. A command it does not know is
-/// refused rather than guessed at: send it with ``RedisAsyncClusterClient/send(_:keys:timeout:)``,
+/// refused rather than guessed at: send it with ``RedisClusterClient/send(_:keys:timeout:)``,
 /// naming its keys.
 public enum RedisClusterKeys {
     /// The keys of `command`; empty for a command that touches none (`PING`, `INFO`, `CLUSTER …`),

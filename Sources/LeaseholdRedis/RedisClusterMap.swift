@@ -1,6 +1,6 @@
 /// Which node serves each hash slot of a Redis Cluster: a snapshot of `CLUSTER SLOTS`.
 ///
-/// A value: the ``RedisAsyncClusterClient`` replaces its map after a refresh and patches one slot after
+/// A value: the ``RedisClusterClient`` replaces its map after a refresh and patches one slot after
 /// a `MOVED` redirect, never mutating a map another task is reading.
 public struct RedisClusterMap: Sendable, Equatable {
     /// A run of consecutive slots and the nodes serving it.

@@ -1,7 +1,7 @@
 import LeaseholdReactor
 
-/// What the cluster routing needs of the client that reaches one node: a ``RedisAsyncClient``
-/// (non-blocking connections on a reactor) for ``RedisAsyncClusterClient``.
+/// What the cluster routing needs of the client that reaches one node: a ``RedisClient``
+/// (non-blocking connections on a reactor) for ``RedisClusterClient``.
 protocol RedisClusterNode: Sendable {
     func send(_ command: RedisCommand, timeout: Duration?) async throws -> RedisValue
     /// Every command back to back on one connection; replies in order, error replies in place.
@@ -14,7 +14,7 @@ protocol RedisClusterNode: Sendable {
     func close() async
 }
 
-extension RedisAsyncClient: RedisClusterNode {
+extension RedisClient: RedisClusterNode {
     func sendAsking(_ command: RedisCommand, timeout: Duration?) async throws -> RedisValue {
         // A pipeline's commands go back to back on one connection: nothing comes between them.
         let replies = try await pipeline([RedisCommand("ASKING"), command], timeout: timeout)
@@ -53,14 +53,14 @@ final class ReactorClusterState<Node: RedisClusterNode>: RedisClusterStateStorag
     }
 
     func withState<T>(_ body: (inout RedisClusterState<Node>) throws -> T) rethrows -> T {
-        precondition(reactor.isCurrent, "RedisAsyncClusterClient used off its reactor's thread")
+        precondition(reactor.isCurrent, "RedisClusterClient used off its reactor's thread")
         return try body(&state)
     }
 }
 
 /// The cluster routing: keys to slot, slot to master, `MOVED` / `ASK` / `TRYAGAIN` /
 /// `CLUSTERDOWN` handling with bounded retries, the slot map and its refreshes, and one client per
-/// node. ``RedisAsyncClusterClient`` documents the behaviour; this type implements it.
+/// node. ``RedisClusterClient`` documents the behaviour; this type implements it.
 final class RedisClusterRouter<Storage: RedisClusterStateStorage>: Sendable {
     typealias Node = Storage.Node
 
@@ -263,7 +263,7 @@ final class RedisClusterRouter<Storage: RedisClusterStateStorage>: Sendable {
     }
 
     /// Runs `operation` on the client of the node serving `slot` (any master for `nil`), following
-    /// redirects and retrying as ``RedisAsyncClusterClient``'s documentation says.
+    /// redirects and retrying as ``RedisClusterClient``'s documentation says.
     private func run<T: Sendable>(
         slot: Int?, command: String, _ operation: (Node, _ asking: Bool) async throws -> T
     ) async throws -> T {

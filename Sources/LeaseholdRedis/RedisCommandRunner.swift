@@ -1,5 +1,5 @@
-/// What every Redis client conforms to: ``RedisAsyncClient`` (a few connections on a reactor, or
-/// a Redis Cluster behind it) and ``RedisAsyncClusterClient``.
+/// What every Redis client conforms to: ``RedisClient`` (a few connections on a reactor, or
+/// a Redis Cluster behind it) and ``RedisClusterClient``.
 ///
 /// Every Redis operation of the queue (enqueue, the read that takes the leases, the heartbeat's
 /// renewal, the completion, reclaims, retries, dead letters, status) is written once against this
@@ -109,9 +109,9 @@ extension RedisCommandRunner {
     }
 }
 
-extension RedisAsyncClient: RedisCommandRunner {
+extension RedisClient: RedisCommandRunner {
     public var runsSlotGroupsConcurrently: Bool { true }
 }
-extension RedisAsyncClusterClient: RedisCommandRunner {
+extension RedisClusterClient: RedisCommandRunner {
     public var runsSlotGroupsConcurrently: Bool { true }
 }

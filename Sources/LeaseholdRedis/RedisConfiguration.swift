@@ -3,8 +3,8 @@ import Foundation
 /// How to reach Redis. Every field has a default; `REDIS_URL` is the usual source.
 ///
 /// A URL may list several `host:port` pairs (`redis://h1:7000,h2:7001/0`): the nodes of a Redis
-/// Cluster, any of which can tell a ``RedisAsyncClusterClient`` where every slot lives. ``host`` and
-/// ``port`` are always the first node, so a ``RedisAsyncConnection`` given such a
+/// Cluster, any of which can tell a ``RedisClusterClient`` where every slot lives. ``host`` and
+/// ``port`` are always the first node, so a ``RedisConnection`` given such a
 /// configuration talks to that node alone.
 public struct RedisConfiguration: Sendable, Equatable {
     /// Every node the configuration lists, in order; never empty. The first is ``host``:``port``.
@@ -18,7 +18,7 @@ public struct RedisConfiguration: Sendable, Equatable {
     public var connectTimeout: Duration
     /// Bound on every call that is not given its own timeout (socket send and receive timeout).
     public var commandTimeout: Duration
-    /// Backpressure of the non-blocking connection (``RedisAsyncConnection``): at most this many
+    /// Backpressure of the non-blocking connection (``RedisConnection``): at most this many
     /// commands waiting for their replies on one connection, and at most this many bytes of their
     /// arguments. A command past either bound is refused at once, nothing sent
     /// (``RedisError/Code/backlog``), instead of queueing without limit while Redis stalls — memory
@@ -62,7 +62,7 @@ public struct RedisConfiguration: Sendable, Equatable {
         set { nodes[0].port = newValue }
     }
 
-    /// Whether the URL listed more than one node (a cluster; see ``RedisAsyncClusterClient``).
+    /// Whether the URL listed more than one node (a cluster; see ``RedisClusterClient``).
     public var listsSeveralNodes: Bool { nodes.count > 1 }
 
     /// This configuration for one node only: same credentials and timeouts, database 0.

@@ -20,7 +20,7 @@ import Metrics
 /// nothing does not count as activity, so a worker on a stream that stays quiet past the threshold
 /// is removed and re-created that way; a worker's heartbeat `XCLAIM` does count.)
 struct ConsumerReaper: Sendable {
-    let redis: RedisAsyncClient
+    let redis: RedisClient
     let idleTimeout: Duration
     let logger: Logger
 

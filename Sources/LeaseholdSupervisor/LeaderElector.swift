@@ -71,7 +71,7 @@ public final class LeaderElector: Service {
     public let candidateID: String
     public let configuration: Configuration
     public let keys: RedisKeys
-    private let redis: RedisAsyncClient
+    private let redis: RedisClient
     private let logger: Logger
     private let acquiredCounter: Counter
     private let lostCounter: Counter
@@ -92,7 +92,7 @@ public final class LeaderElector: Service {
     ///     two calls at once), and a client of its own keeps other work from delaying renewals.
     ///   - candidateID: defaults to `<host>-<pid>-<8 random hex digits>`.
     public init(
-        redis: RedisAsyncClient, keys: RedisKeys, configuration: Configuration = Configuration(),
+        redis: RedisClient, keys: RedisKeys, configuration: Configuration = Configuration(),
         candidateID: String? = nil, logger: Logger = Logger(label: "leasehold.supervisor.leader")
     ) {
         precondition(configuration.renewInterval > .zero, "the renew interval must be positive")

@@ -31,8 +31,8 @@ import Synchronization
 /// behind them: every idle entry is looked at within ⌈idle entries / batch⌉ + 1 passes.
 struct Reclaimer: Sendable {
     let configuration: SupervisorConfiguration
-    let redis: RedisAsyncClient
-    let postgres: PostgresAsyncClient
+    let redis: RedisClient
+    let postgres: PostgresClient
     let scheduler: RetryScheduler
     let deadLetters: DeadLetterStore
     let logger: Logger
@@ -40,7 +40,7 @@ struct Reclaimer: Sendable {
     private let cursors = Cursors()
 
     init(
-        configuration: SupervisorConfiguration, redis: RedisAsyncClient, postgres: PostgresAsyncClient,
+        configuration: SupervisorConfiguration, redis: RedisClient, postgres: PostgresClient,
         scheduler: RetryScheduler,
         deadLetters: DeadLetterStore, logger: Logger
     ) {

@@ -7,7 +7,7 @@ import LeaseholdRedis
 /// `MINID = min(oldest pending ID, the ID right after the group's last-delivered ID)`. Everything
 /// below it was delivered and acknowledged. Without the group (no worker ever ran), nothing is trimmed.
 struct StreamTrimmer: Sendable {
-    let redis: RedisAsyncClient
+    let redis: RedisClient
 
     /// Returns how many entries were removed.
     func trim(stream: String) async throws -> Int {

@@ -21,13 +21,13 @@ import ServiceLifecycle
 public struct SupervisorService: Service {
     public let configuration: SupervisorConfiguration
     private let elector: LeaderElector
-    private let redis: RedisAsyncClient
-    private let postgres: PostgresAsyncClient
+    private let redis: RedisClient
+    private let postgres: PostgresClient
     private let logger: Logger
 
     public init(
-        configuration: SupervisorConfiguration, elector: LeaderElector, redis: RedisAsyncClient,
-        postgres: PostgresAsyncClient,
+        configuration: SupervisorConfiguration, elector: LeaderElector, redis: RedisClient,
+        postgres: PostgresClient,
         logger: Logger
     ) {
         self.configuration = configuration

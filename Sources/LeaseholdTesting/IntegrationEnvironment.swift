@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdPostgres
 import LeaseholdRedis
 
@@ -29,14 +29,14 @@ public enum IntegrationEnvironment {
         let postgres = postgresConfiguration.serverAcceptsConnections()
         let redis =
             (try? RedisConfiguration(url: redisURL)).map { configuration in
-                let client = RedisAsyncClient(configuration: configuration, label: "leasehold.tests.probe")
+                let client = RedisClient(configuration: configuration, label: "leasehold.tests.probe")
                 defer { client.close() }
                 return (try? client.sendWaiting(RedisCommand(["PING"]))) != nil
             } ?? false
         return postgres && redis
     }()
 
-    /// Whether tests may start servers of their own (``LeaseholdOps/LocalStack``): always when
+    /// Whether tests may start servers of their own (``LeaseholdLocalStack/LocalStack``): always when
     /// integration is required, otherwise when Debian's PostgreSQL and Redis servers are installed.
     public static let serverBinariesInstalled: Bool =
         isRequired
@@ -53,12 +53,12 @@ public enum IntegrationEnvironment {
     }
 
     /// A pooled client for the test server; close it at the end of the test.
-    public static func postgresClient(size: Int = 4) -> PostgresAsyncClient {
-        PostgresAsyncClient(configuration: postgresConfiguration, size: size)
+    public static func postgresClient(size: Int = 4) -> PostgresClient {
+        PostgresClient(configuration: postgresConfiguration, size: size)
     }
 
-    public static func redisClient(size: Int = 4) throws -> RedisAsyncClient {
-        RedisAsyncClient(configuration: try redisConfiguration(), size: size)
+    public static func redisClient(size: Int = 4) throws -> RedisClient {
+        RedisClient(configuration: try redisConfiguration(), size: size)
     }
 
     /// A name unique to this test run, for tables, schemas and Redis key prefixes, so tests running

@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdOps
+import LeaseholdLocalStack
 
 /// The built `leasehold` executable, for tests that run real processes.
 ///

@@ -5,13 +5,13 @@ import LeaseholdReactor
 /// One PostgreSQL session a test holds open across its steps (a transaction that keeps a row
 /// locked while the system under test runs, a connection whose server, parameters or backend a
 /// test looks at), callable from any task: each call hops to the session's own reactor, where its
-/// ``PostgresAsyncConnection`` lives. A pool cannot do this: it rolls back a transaction left open
+/// ``PostgresConnection`` lives. A pool cannot do this: it rolls back a transaction left open
 /// when it lends the connection again.
 public final class PostgresSession: Sendable {
-    public let connection: PostgresAsyncConnection
+    public let connection: PostgresConnection
     private let reactor: Reactor
 
-    private init(connection: PostgresAsyncConnection, reactor: Reactor) {
+    private init(connection: PostgresConnection, reactor: Reactor) {
         self.connection = connection
         self.reactor = reactor
     }
@@ -21,7 +21,7 @@ public final class PostgresSession: Sendable {
         let reactor = Reactor(label: "leasehold.test-session")
         do {
             let connection = try await withTaskExecutorPreference(reactor) {
-                try await PostgresAsyncConnection.connect(configuration: configuration, reactor: reactor)
+                try await PostgresConnection.connect(configuration: configuration, reactor: reactor)
             }
             return PostgresSession(connection: connection, reactor: reactor)
         } catch {
@@ -31,7 +31,7 @@ public final class PostgresSession: Sendable {
     }
 
     /// Runs `body` with the connection, on its reactor.
-    public func run<T: Sendable>(_ body: @Sendable (PostgresAsyncConnection) async throws -> T) async throws -> T {
+    public func run<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         try await withTaskExecutorPreference(reactor) { try await body(connection) }
     }
 
@@ -47,11 +47,11 @@ public final class PostgresSession: Sendable {
 
     /// `host:port` of the server the session reached.
     public var server: String { get async { (try? await run { $0.server }) ?? "" } }
-    /// See ``PostgresAsyncConnection/effectiveParameters``.
+    /// See ``PostgresConnection/effectiveParameters``.
     public var effectiveParameters: [String: String] {
         get async { (try? await run { $0.effectiveParameters }) ?? [:] }
     }
-    /// See ``PostgresAsyncConnection/backendPID``.
+    /// See ``PostgresConnection/backendPID``.
     public var backendPID: Int32 { get async { (try? await run { $0.backendPID }) ?? 0 } }
 
     /// Closes the connection and shuts the reactor down.

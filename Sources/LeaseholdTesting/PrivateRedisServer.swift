@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdRedis
 
 /// A throwaway `redis-server` of a test's own, to freeze with `SIGSTOP` (a Redis that stops
@@ -47,7 +47,7 @@ public final class PrivateRedisServer: Sendable {
     private static func answers(port: Int, process: ChildProcess) async throws -> Bool {
         let configuration = RedisConfiguration(port: port, connectTimeout: .seconds(1), commandTimeout: .seconds(1))
         let deadline = ContinuousClock.now + .seconds(10)
-        let client = RedisAsyncClient(configuration: configuration, label: "leasehold.tests.probe")
+        let client = RedisClient(configuration: configuration, label: "leasehold.tests.probe")
         defer { client.close() }
         while true {
             if process.isRunning, (try? await client.send("PING")) != nil { return true }

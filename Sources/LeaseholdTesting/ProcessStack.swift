@@ -1,10 +1,11 @@
 import AsyncHTTPClient
 import Foundation
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdPostgres
 import LeaseholdQueue
 import LeaseholdReactor
 import LeaseholdRedis
+import LeaseholdRuntime
 import NIOCore
 import NIOHTTP1
 import Synchronization
@@ -28,13 +29,13 @@ public final class ProcessStack: Sendable {
     public let directory: URL
     private let ports: Mutex<[Int]>
     public var ingressPorts: [Int] { ports.withLock { $0 } }
-    public let postgres: PostgresAsyncClient
+    public let postgres: PostgresClient
     /// The same database through the non-blocking pool a worker's handlers use, on a reactor of
     /// the stack's own (for tests that run an entry processor in the test process).
-    public let asyncPostgres: PostgresAsyncClient
+    public let asyncPostgres: PostgresClient
     /// Redis through the non-blocking client a worker's leases and completions use, on the same reactor.
-    public let asyncRedis: RedisAsyncClient
-    public let redis: RedisAsyncClient
+    public let asyncRedis: RedisClient
+    public let redis: RedisClient
     /// What every role gets as `REDIS_URL`.
     public let redisURL: String
     public let http: HTTPClient
@@ -62,7 +63,7 @@ public final class ProcessStack: Sendable {
             directory: try makeTemporaryDirectory("stack"),
             ingressPorts: try (0..<ingress).map { _ in try freeLoopbackPort() }, postgres: postgres,
             redisURL: redisURL ?? IntegrationEnvironment.redisURL,
-            redis: try redisURL.map { RedisAsyncClient(configuration: try RedisConfiguration(url: $0), size: 8) }
+            redis: try redisURL.map { RedisClient(configuration: try RedisConfiguration(url: $0), size: 8) }
                 ?? IntegrationEnvironment.redisClient(size: 8))
         do {
             for (index, port) in stack.ingressPorts.enumerated() {
@@ -84,7 +85,7 @@ public final class ProcessStack: Sendable {
 
     private init(
         database: TemporaryDatabase, prefix: String, shards: Int?, directory: URL, ingressPorts: [Int],
-        postgres: PostgresAsyncClient, redisURL: String, redis: RedisAsyncClient
+        postgres: PostgresClient, redisURL: String, redis: RedisClient
     ) {
         self.redisURL = redisURL
         self.database = database
@@ -94,8 +95,8 @@ public final class ProcessStack: Sendable {
         self.ports = Mutex(ingressPorts)
         self.postgres = postgres
         let reactor = Reactor(label: "leasehold.test-stack")
-        self.asyncPostgres = PostgresAsyncClient(configuration: postgres.configuration, reactor: reactor, size: 16)
-        self.asyncRedis = RedisAsyncClient(configuration: redis.configuration, reactor: reactor)
+        self.asyncPostgres = PostgresClient(configuration: postgres.configuration, reactor: reactor, size: 16)
+        self.asyncRedis = RedisClient(configuration: redis.configuration, reactor: reactor)
         self.redis = redis
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)

@@ -1,6 +1,6 @@
 import LeaseholdRedis
 
-extension RedisAsyncClient {
+extension RedisClient {
     /// Deletes every key starting with `prefix` (SCAN + DEL): a test's Redis namespace, at its end.
     public func deleteKeys(withPrefix prefix: String) async {
         var cursor = "0"

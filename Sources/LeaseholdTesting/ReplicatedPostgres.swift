@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdPostgres
 import Synchronization
 
@@ -97,7 +97,7 @@ public final class ReplicatedPostgres: Sendable {
     public func promoteStandby() async throws {
         try await run("pg_ctl", ["promote", "-D", standbyData.path, "-w", "-t", "60"])
         try await waitUntil("the promoted standby accepts writes", timeout: .seconds(60)) {
-            let recovery = try await PostgresAsyncClient.withConnection(
+            let recovery = try await PostgresClient.withConnection(
                 to: self.nodeConfiguration(port: self.standbyPort)
             ) { connection in
                 try await connection.simpleQuery("SELECT pg_is_in_recovery()").single().decode(String.self, at: 0)
@@ -135,7 +135,7 @@ public final class ReplicatedPostgres: Sendable {
         // initdb's pg_hba.conf lets 127.0.0.1 connect for replication too (with --auth=trust).
         try await startServer("primary", data: primaryData, port: primaryPort, settings: ["wal_level": "replica"])
         try await waitUntil("the primary accepts connections", timeout: .seconds(60)) {
-            try await PostgresAsyncClient.withConnection(to: self.adminConfiguration(port: self.primaryPort)) {
+            try await PostgresClient.withConnection(to: self.adminConfiguration(port: self.primaryPort)) {
                 try await $0.simpleQuery("CREATE DATABASE \(self.database)")
             }
             return true
@@ -151,7 +151,7 @@ public final class ReplicatedPostgres: Sendable {
             try await self.replicationState() != nil
         }
         // Synchronous only now: with no standby attached, every commit would wait.
-        try await PostgresAsyncClient.withConnection(to: adminConfiguration(port: primaryPort)) { admin in
+        try await PostgresClient.withConnection(to: adminConfiguration(port: primaryPort)) { admin in
             try await admin.simpleQuery("ALTER SYSTEM SET synchronous_standby_names = '*'")
             try await admin.simpleQuery("SELECT pg_reload_conf()")
         }
@@ -162,7 +162,7 @@ public final class ReplicatedPostgres: Sendable {
 
     /// `pg_stat_replication.sync_state` of the standby on the primary; `nil` while it is not streaming.
     private func replicationState() async throws -> String? {
-        let rows = try await PostgresAsyncClient.withConnection(to: adminConfiguration(port: primaryPort)) {
+        let rows = try await PostgresClient.withConnection(to: adminConfiguration(port: primaryPort)) {
             try await $0.simpleQuery("SELECT sync_state FROM pg_stat_replication WHERE state = 'streaming'")
         }
         return try rows.rows.first?.decode(String.self, at: 0)

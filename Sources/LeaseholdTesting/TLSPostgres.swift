@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdPostgres
 
 /// A self-signed certificate and its key for `127.0.0.1` (subject and IP subject alternative

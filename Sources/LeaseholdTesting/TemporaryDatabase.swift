@@ -29,8 +29,8 @@ public struct TemporaryDatabase: Sendable {
         PostgresConfiguration(connectionString: url, applicationName: "leasehold-tests")
     }
 
-    public func client(size: Int = 4) -> PostgresAsyncClient {
-        PostgresAsyncClient(configuration: configuration, size: size)
+    public func client(size: Int = 4) -> PostgresClient {
+        PostgresClient(configuration: configuration, size: size)
     }
 
     /// Drops the database, disconnecting anyone still on it.

@@ -35,7 +35,7 @@ struct BookingHandler: MessageHandler {
 
     /// Compiles `leasehold_book` and plans its statements on the connection
     /// (``BookingTransaction/warmUp(on:)``: a booking of a throwaway user and slot, rolled back).
-    func warmUp(on connection: PostgresAsyncConnection) async throws {
+    func warmUp(on connection: PostgresConnection) async throws {
         try await transaction.warmUp(on: connection)
     }
 

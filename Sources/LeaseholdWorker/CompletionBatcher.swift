@@ -17,14 +17,14 @@ import LeaseholdRedis
 /// Reactor thread only (`client`'s reactor): the queue below is touched on that thread alone.
 final class CompletionBatcher: @unchecked Sendable {
     let completion: Completion
-    private let client: RedisAsyncClient
+    private let client: RedisClient
     private var queued: [(item: Completion.Item, waiter: CheckedContinuation<Void, any Error>)] = []
     /// Script calls made so far.
     private(set) var calls = 0
     /// Completions sent so far.
     private(set) var completed = 0
 
-    init(completion: Completion, client: RedisAsyncClient) {
+    init(completion: Completion, client: RedisClient) {
         self.completion = completion
         self.client = client
     }

@@ -19,18 +19,18 @@ import Synchronization
 /// ``lease(_:)`` for entries read otherwise), one heartbeat renews every lease the worker holds
 /// (``LeaseKeeper``), and the completions (XACK + publish + release) asked for in one reactor turn
 /// go as one script call (``CompletionBatcher``) on a non-blocking connection
-/// (``RedisAsyncClient``), where every command queued in one reactor turn leaves in one write. So
+/// (``RedisClient``), where every command queued in one reactor turn leaves in one write. So
 /// under load a message costs PostgreSQL one round trip and Redis a fraction of one.
 struct EntryProcessor: Sendable {
     let configuration: WorkerConfiguration
     /// For what is not on the hot path (dead letters).
-    let postgres: PostgresAsyncClient
+    let postgres: PostgresClient
     /// The handlers' pool, non-blocking, on its reactor.
-    let database: PostgresAsyncClient
+    let database: PostgresClient
     /// Leases, completions, retries and dead letters: non-blocking, on the same reactor;
     /// concurrent callers share its round trips (every command queued in one reactor turn leaves
     /// in one write).
-    let reactorRedis: RedisAsyncClient
+    let reactorRedis: RedisClient
     let logger: Logger
     let handlers: [String: any MessageHandler]
     let keeper: LeaseKeeper
@@ -48,8 +48,8 @@ struct EntryProcessor: Sendable {
     ///   - handlers: one per message kind (default: ``WorkerService/defaultHandlers(configuration:)``).
     ///   - keeper: the leases to renew; the caller runs its heartbeat (``LeaseKeeper/run(every:consumer:redis:logger:)``).
     init(
-        configuration: WorkerConfiguration, postgres: PostgresAsyncClient, database: PostgresAsyncClient,
-        reactorRedis: RedisAsyncClient, logger: Logger, handlers: [any MessageHandler]? = nil,
+        configuration: WorkerConfiguration, postgres: PostgresClient, database: PostgresClient,
+        reactorRedis: RedisClient, logger: Logger, handlers: [any MessageHandler]? = nil,
         keeper: LeaseKeeper = LeaseKeeper()
     ) {
         precondition(reactorRedis.reactor === database.reactor, "one reactor for the worker's connections")

@@ -32,11 +32,11 @@ public protocol MessageHandler: Sendable {
     /// that the first messages after a start do not pay for it under load. The worker calls it on
     /// each connection it opens at startup, before its first read; a failure is logged (once per
     /// kind) and otherwise ignored. The default does nothing.
-    func warmUp(on connection: PostgresAsyncConnection) async throws
+    func warmUp(on connection: PostgresConnection) async throws
 }
 
 extension MessageHandler {
-    public func warmUp(on connection: PostgresAsyncConnection) async throws {}
+    public func warmUp(on connection: PostgresConnection) async throws {}
 }
 
 /// Why an entry can never be processed (its dead-letter reason).
@@ -86,24 +86,24 @@ public struct PublishedResult: Sendable {
 ///
 /// A handler runs on the worker's reactor (``WorkerService``), and so do the connections lent
 /// here: a statement is sent, awaited and its result read on that one thread, with no hand-off to
-/// another thread and back (see ``PostgresAsyncClient``).
+/// another thread and back (see ``PostgresClient``).
 public struct HandlerContext: Sendable {
     /// The worker's non-blocking pool, on its reactor.
-    public let database: PostgresAsyncClient
+    public let database: PostgresClient
     public let logger: Logger
     let configuration: WorkerConfiguration
 
     /// Runs `body` on a connection in autocommit (a single statement, e.g. a function call that
     /// is the whole transaction; its timeouts are the session's, see
     /// ``WorkerConfiguration/postgresSessionOptions``).
-    public func withConnection<T>(_ what: String, _ body: (PostgresAsyncConnection) async throws -> T)
+    public func withConnection<T>(_ what: String, _ body: (PostgresConnection) async throws -> T)
         async throws -> T
     {
         try await retryingInProcess(what) { try await database.withConnection(body) }
     }
 
     /// Runs `body` in a transaction with the worker's lock and statement timeouts.
-    public func withTransaction<T>(_ what: String, _ body: (PostgresAsyncConnection) async throws -> T)
+    public func withTransaction<T>(_ what: String, _ body: (PostgresConnection) async throws -> T)
         async throws -> T
     {
         let options = PostgresTransactionOptions(
@@ -116,7 +116,7 @@ public struct HandlerContext: Sendable {
     /// committed all the same: `body` then runs again, so it must be idempotent, e.g. an insert
     /// under a key made before this call that the repeat finds (ON CONFLICT DO NOTHING) instead of
     /// writing a second row (``PaymentHandler`` and `webhook_log.delivery_key`).
-    public func once<T>(_ what: String, _ body: (PostgresAsyncConnection) async throws -> T) async throws -> T {
+    public func once<T>(_ what: String, _ body: (PostgresConnection) async throws -> T) async throws -> T {
         try await ridingOutOutages(what) { try await database.withConnection(body) }
     }
 

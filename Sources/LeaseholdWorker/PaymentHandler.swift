@@ -65,7 +65,7 @@ struct PaymentHandler: MessageHandler {
 
     /// Compiles `leasehold_apply_payment` and plans its statements on the connection
     /// (``PaymentTransaction/warmUp(on:)``: a throwaway payment's success, rolled back).
-    func warmUp(on connection: PostgresAsyncConnection) async throws {
+    func warmUp(on connection: PostgresConnection) async throws {
         try await transaction.warmUp(on: connection)
     }
 

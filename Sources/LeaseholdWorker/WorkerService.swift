@@ -43,10 +43,10 @@ import Synchronization
 /// signal wakes the loop even when every slot is busy, so the drain never starts late.
 public struct WorkerService: Service {
     public let configuration: WorkerConfiguration
-    private let postgres: PostgresAsyncClient
-    private let database: PostgresAsyncClient
-    private let reactorRedis: RedisAsyncClient
-    private let reader: RedisAsyncClient
+    private let postgres: PostgresClient
+    private let database: PostgresClient
+    private let reactorRedis: RedisClient
+    private let reader: RedisClient
     private let logger: Logger
     private let processor: EntryProcessor
     private let reading = ReadingFlag()
@@ -65,8 +65,8 @@ public struct WorkerService: Service {
     ///   - reader: a separate client, on the same reactor, for the read's blocking wait, so that it
     ///     never holds up the commands of the processing tasks.
     public init(
-        configuration: WorkerConfiguration, postgres: PostgresAsyncClient, database: PostgresAsyncClient,
-        reactorRedis: RedisAsyncClient, reader: RedisAsyncClient, logger: Logger
+        configuration: WorkerConfiguration, postgres: PostgresClient, database: PostgresClient,
+        reactorRedis: RedisClient, reader: RedisClient, logger: Logger
     ) {
         precondition(reader.reactor === database.reactor, "one reactor for the worker's connections")
         self.configuration = configuration

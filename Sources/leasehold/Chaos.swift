@@ -1,7 +1,7 @@
 import Foundation
 import LeaseholdCore
 import LeaseholdLoadTest
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdPostgres
 import LeaseholdQueue
 import LeaseholdRedis
@@ -197,7 +197,7 @@ struct ChaosSchedule: Sendable {
 
     /// The supervisor holding the leader lease: its candidate ID is `<host>-<pid>-<random>`.
     private func leaderProcess() async throws -> ChildProcess? {
-        let client = RedisAsyncClient(configuration: try RedisConfiguration(url: redisURL), size: 1)
+        let client = RedisClient(configuration: try RedisConfiguration(url: redisURL), size: 1)
         defer { client.close() }
         guard let holder = try await client.send("GET", redisPrefix + "leader").string else { return nil }
         let parts = holder.split(separator: "-")
@@ -216,8 +216,8 @@ struct ChaosChecks {
     static func run(
         redisURL: String, keys: RedisKeys, postgresURL: String, poison: Set<String>, since: Date, timeout: Duration
     ) async throws -> [Check] {
-        let redis = RedisAsyncClient(configuration: try RedisConfiguration(url: redisURL), size: 1)
-        let postgres = PostgresAsyncClient(configuration: PostgresConfiguration(connectionString: postgresURL), size: 1)
+        let redis = RedisClient(configuration: try RedisConfiguration(url: redisURL), size: 1)
+        let postgres = PostgresClient(configuration: PostgresConfiguration(connectionString: postgresURL), size: 1)
         defer {
             Task {
                 redis.close()
@@ -292,7 +292,7 @@ struct ReplyCheck {
     static func run(
         report: LoadTestReport, api: FakeBotAPI, postgresURL: String, timeout: Duration
     ) async throws -> [Check] {
-        let postgres = PostgresAsyncClient(configuration: PostgresConfiguration(connectionString: postgresURL), size: 1)
+        let postgres = PostgresClient(configuration: PostgresConfiguration(connectionString: postgresURL), size: 1)
         defer { Task { await postgres.close() } }
         let keys = RequestPlan.keyPattern(run: report.run, input: LoadTestInput(rawValue: report.input) ?? .mixed)
 
@@ -394,9 +394,9 @@ struct PoisonMessages: Sendable {
     /// entry, and the retry then adds a second one under the same key: both end as dead letters
     /// of the one key.
     func send(over duration: Duration) async -> Set<String> {
-        let client: RedisAsyncClient
+        let client: RedisClient
         do {
-            client = RedisAsyncClient(configuration: try RedisConfiguration(url: redisURL), size: 1)
+            client = RedisClient(configuration: try RedisConfiguration(url: redisURL), size: 1)
         } catch {
             return []
         }

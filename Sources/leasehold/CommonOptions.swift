@@ -1,10 +1,10 @@
 import ArgumentParser
 import Foundation
 import LeaseholdCore
-import LeaseholdOps
 import LeaseholdPostgres
 import LeaseholdQueue
 import LeaseholdRedis
+import LeaseholdRuntime
 import Logging
 import Prometheus
 import ServiceLifecycle

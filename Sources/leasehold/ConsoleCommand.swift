@@ -51,8 +51,8 @@ struct ConsoleCommand: AsyncParsableCommand {
             sessionLifetime: .seconds(
                 3600 * (try Setting.int(sessionHours, "LEASEHOLD_CONSOLE_SESSION_HOURS", default: 12, range: 1...720))),
             secureCookies: try Setting.bool(nil, "LEASEHOLD_CONSOLE_SECURE_COOKIES", default: false))
-        let redis = RedisAsyncClient(configuration: try common.redisConfiguration(), size: 4)
-        let postgres = PostgresAsyncClient(configuration: common.postgresConfiguration(role: "console"), size: 4)
+        let redis = RedisClient(configuration: try common.redisConfiguration(), size: 4)
+        let postgres = PostgresClient(configuration: common.postgresConfiguration(role: "console"), size: 4)
         let console = try ConsoleApplication(
             configuration: configuration, redis: redis, postgres: postgres, logger: logger)
         logger.info(

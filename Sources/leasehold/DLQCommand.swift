@@ -44,11 +44,11 @@ func parseTime(_ text: String) throws -> Date {
 }
 
 private func withClients<T>(
-    _ common: CommonOptions, _ body: (PostgresAsyncClient, RedisAsyncClient) async throws -> T
+    _ common: CommonOptions, _ body: (PostgresClient, RedisClient) async throws -> T
 ) async throws -> T {
     _ = try common.bootstrapLogging(label: "leasehold.dlq")
-    let postgres = PostgresAsyncClient(configuration: common.postgresConfiguration(role: "dlq"), size: 2)
-    let redis = RedisAsyncClient(configuration: try common.redisConfiguration(), size: 1)
+    let postgres = PostgresClient(configuration: common.postgresConfiguration(role: "dlq"), size: 2)
+    let redis = RedisClient(configuration: try common.redisConfiguration(), size: 1)
     do {
         let value = try await body(postgres, redis)
         await postgres.close()

@@ -1,9 +1,10 @@
 import ArgumentParser
 import Foundation
 import LeaseholdLoadTest
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdPostgres
 import LeaseholdQueue
+import LeaseholdRuntime
 import Logging
 import Synchronization
 
@@ -221,7 +222,7 @@ struct DemoCommand: AsyncParsableCommand {
         let roles = DemoRoles(executable: self_, environment: environment) { signals.track($0) }
         let passed: Bool
         do {
-            let client = PostgresAsyncClient(
+            let client = PostgresClient(
                 configuration: PostgresConfiguration(connectionString: stack.postgresURL), size: 1)
             _ = try await Migrator(client: client, logger: logger).migrate(
                 try Migration.load(from: Migration.defaultDirectory()))

@@ -2,9 +2,9 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import LeaseholdIngress
-import LeaseholdOps
 import LeaseholdReactor
 import LeaseholdRedis
+import LeaseholdRuntime
 import Metrics
 import Prometheus
 import ServiceLifecycle
@@ -149,7 +149,7 @@ struct IngressCommand: AsyncParsableCommand {
         // share (see buildIngressApplication); the event loops only move bytes.
         let reactor = Reactor(label: "leasehold.ingress")
         defer { reactor.shutDown() }
-        let redis = RedisAsyncClient(
+        let redis = RedisClient(
             configuration: try common.redisConfiguration(), reactor: reactor, size: configuration.redisConnections)
         let app = buildIngressApplication(
             configuration: configuration, redis: redis, registry: registry, logger: logger)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
-import LeaseholdOps
+import LeaseholdLocalStack
+import LeaseholdRuntime
 import ServiceLifecycle
 
 /// `leasehold local`: the embedded default.

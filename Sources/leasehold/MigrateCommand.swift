@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
-import LeaseholdOps
 import LeaseholdPostgres
+import LeaseholdRuntime
 
 /// `leasehold migrate`: applies pending migrations.
 struct MigrateCommand: AsyncParsableCommand {
@@ -27,7 +27,7 @@ struct MigrateCommand: AsyncParsableCommand {
         let logger = try common.bootstrapLogging(label: "leasehold.migrate")
         let directory = migrations.map { URL(fileURLWithPath: $0) } ?? Migration.defaultDirectory()
         let files = try Migration.load(from: directory)
-        let client = PostgresAsyncClient(configuration: common.postgresConfiguration, size: 1)
+        let client = PostgresClient(configuration: common.postgresConfiguration, size: 1)
         let migrator = Migrator(client: client, logger: logger)
         do {
             if status {

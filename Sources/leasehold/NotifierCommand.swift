@@ -2,9 +2,9 @@ import ArgumentParser
 import Foundation
 import LeaseholdCore
 import LeaseholdNotifier
-import LeaseholdOps
 import LeaseholdPostgres
 import LeaseholdQueue
+import LeaseholdRuntime
 import Metrics
 import Prometheus
 import ServiceLifecycle
@@ -133,7 +133,7 @@ struct NotifierCommand: AsyncParsableCommand {
             return
         }
 
-        let postgres = PostgresAsyncClient(configuration: common.postgresConfiguration(role: "notifier"), size: 4)
+        let postgres = PostgresClient(configuration: common.postgresConfiguration(role: "notifier"), size: 4)
         let client = BotAPIClient(
             baseURL: configuration.apiBaseURL, token: token, requestTimeout: configuration.requestTimeout,
             maxConnections: configuration.concurrency)

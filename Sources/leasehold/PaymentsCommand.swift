@@ -15,9 +15,9 @@ struct PaymentsCommand: AsyncParsableCommand {
 
     /// Runs `body` in one transaction and closes the client; a refused change is a clean error.
     static func inTransaction<T: Sendable>(
-        _ common: CommonOptions, _ body: (PostgresAsyncConnection) async throws -> T
+        _ common: CommonOptions, _ body: (PostgresConnection) async throws -> T
     ) async throws -> T {
-        let client = PostgresAsyncClient(configuration: common.postgresConfiguration(role: "payments"), size: 1)
+        let client = PostgresClient(configuration: common.postgresConfiguration(role: "payments"), size: 1)
         let result: Result<T, any Error>
         do {
             result = .success(

@@ -71,7 +71,7 @@ struct SyncSlotsCommand: AsyncParsableCommand {
         _ = try common.bootstrapLogging(label: "leasehold.slots")
         let slots = try loadSlots()
         let userIDs = users.map { Array(1...Int64($0)) } ?? []
-        let client = PostgresAsyncClient(configuration: common.postgresConfiguration, size: 1)
+        let client = PostgresClient(configuration: common.postgresConfiguration, size: 1)
         let closeMissing = self.closeMissing
         let result: Result<(ScheduleSync.Report, Int), any Error>
         do {

@@ -18,8 +18,8 @@ struct StatusCommand: AsyncParsableCommand {
     func run() async throws {
         _ = try common.bootstrapLogging(label: "leasehold.status")
         let keys = common.redisKeys
-        let redis = RedisAsyncClient(configuration: try common.redisConfiguration(), size: 1)
-        let postgres = PostgresAsyncClient(configuration: common.postgresConfiguration(role: "status"), size: 1)
+        let redis = RedisClient(configuration: try common.redisConfiguration(), size: 1)
+        let postgres = PostgresClient(configuration: common.postgresConfiguration(role: "status"), size: 1)
         let status: QueueStatus
         do {
             status = try await QueueStatus.read(keys: keys, redis: redis, postgres: postgres)

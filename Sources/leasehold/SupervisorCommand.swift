@@ -1,9 +1,9 @@
 import ArgumentParser
 import Foundation
-import LeaseholdOps
 import LeaseholdPostgres
 import LeaseholdQueue
 import LeaseholdRedis
+import LeaseholdRuntime
 import LeaseholdSupervisor
 import Metrics
 import Prometheus
@@ -85,9 +85,9 @@ struct SupervisorCommand: AsyncParsableCommand {
             sampleInterval: try Setting.milliseconds(
                 sampleIntervalMs, "LEASEHOLD_SAMPLE_INTERVAL_MS", default: 30_000, range: 100...3_600_000))
 
-        let redis = RedisAsyncClient(
+        let redis = RedisClient(
             configuration: try common.redisConfiguration(), label: "leasehold.supervisor.redis")
-        let postgres = PostgresAsyncClient(configuration: common.postgresConfiguration(role: "supervisor"), size: 2)
+        let postgres = PostgresClient(configuration: common.postgresConfiguration(role: "supervisor"), size: 2)
         let elector = LeaderElector(redis: redis, keys: keys, configuration: configuration.leader, logger: logger)
         let maintenance = SupervisorService(
             configuration: configuration, elector: elector, redis: redis, postgres: postgres, logger: logger)

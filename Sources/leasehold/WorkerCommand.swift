@@ -1,10 +1,10 @@
 import ArgumentParser
 import Foundation
 import LeaseholdDomain
-import LeaseholdOps
 import LeaseholdPostgres
 import LeaseholdReactor
 import LeaseholdRedis
+import LeaseholdRuntime
 import LeaseholdWorker
 import Metrics
 import Prometheus
@@ -95,14 +95,14 @@ struct WorkerCommand: AsyncParsableCommand {
         // The dead letters' pool (rarely used) and the handlers' pool, one connection per slot,
         // both on the worker's reactor thread.
         let reactor = Reactor(label: "leasehold.worker")
-        let postgres = PostgresAsyncClient(configuration: postgresConfiguration, reactor: reactor, size: 2)
-        let database = PostgresAsyncClient(
+        let postgres = PostgresClient(configuration: postgresConfiguration, reactor: reactor, size: 2)
+        let database = PostgresClient(
             configuration: postgresConfiguration, reactor: reactor, size: configuration.concurrency)
         let redisConfiguration = try common.redisConfiguration()
         // Leases, heartbeats, completions, retries and dead letters on one non-blocking connection,
         // the read's blocking wait on another, both on the reactor.
-        let reactorRedis = RedisAsyncClient(configuration: redisConfiguration, reactor: reactor, size: 1)
-        let reader = RedisAsyncClient(configuration: redisConfiguration, reactor: reactor, size: 1)
+        let reactorRedis = RedisClient(configuration: redisConfiguration, reactor: reactor, size: 1)
+        let reader = RedisClient(configuration: redisConfiguration, reactor: reactor, size: 1)
         let worker = WorkerService(
             configuration: configuration, postgres: postgres, database: database, reactorRedis: reactorRedis,
             reader: reader, logger: logger)

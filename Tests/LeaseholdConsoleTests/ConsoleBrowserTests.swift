@@ -1,7 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import LeaseholdConsole
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdPostgres
 import LeaseholdQueue
 import LeaseholdTesting

@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdQueue
 import LeaseholdRedis
 import LeaseholdTesting
@@ -12,7 +12,7 @@ import Testing
 struct ConsoleOnClusterTests {
     @Test func theOverviewShowsEveryShardAndAReplayGoesBackToItsShard() async throws {
         try await LocalRedisCluster.run(masters: 3) { cluster in
-            let redis = RedisAsyncClient(configuration: try RedisConfiguration(url: cluster.url), size: 4)
+            let redis = RedisClient(configuration: try RedisConfiguration(url: cluster.url), size: 4)
             #expect(redis.isCluster)
             let server = try await ConsoleTestServer.start(redis: redis, shards: 3)
             let keys = server.keys

@@ -2,10 +2,11 @@ import AsyncHTTPClient
 import Foundation
 import Hummingbird
 import LeaseholdConsole
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdPostgres
 import LeaseholdQueue
 import LeaseholdRedis
+import LeaseholdRuntime
 import LeaseholdTesting
 import Logging
 import NIOCore
@@ -18,8 +19,8 @@ final class ConsoleTestServer: Sendable {
     static let token = "console-test-token"
 
     let database: TemporaryDatabase
-    let postgres: PostgresAsyncClient
-    let redis: RedisAsyncClient
+    let postgres: PostgresClient
+    let redis: RedisClient
     let keys: RedisKeys
     let port: Int
     let http: HTTPClient
@@ -36,7 +37,7 @@ final class ConsoleTestServer: Sendable {
 
     /// A console on the shared test Redis, or on `redis` (which it then owns and closes) with
     /// `shards` streams per source.
-    static func start(readOnly: Bool = false, redis given: RedisAsyncClient? = nil, shards: Int? = nil) async throws
+    static func start(readOnly: Bool = false, redis given: RedisClient? = nil, shards: Int? = nil) async throws
         -> ConsoleTestServer
     {
         let database = try await TemporaryDatabase.create()
@@ -64,7 +65,7 @@ final class ConsoleTestServer: Sendable {
     }
 
     private init(
-        database: TemporaryDatabase, postgres: PostgresAsyncClient, redis: RedisAsyncClient, keys: RedisKeys, port: Int,
+        database: TemporaryDatabase, postgres: PostgresClient, redis: RedisClient, keys: RedisKeys, port: Int,
         group: ServiceGroup, task: Task<Void, any Error>
     ) {
         self.database = database

@@ -1,6 +1,6 @@
 import AsyncHTTPClient
 import Foundation
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdTesting
 import NIOCore
 import NIOHTTP1

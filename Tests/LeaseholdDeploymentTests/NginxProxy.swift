@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdTesting
 
 /// Debian's nginx serving the templates compose.yaml mounts (Compose/nginx/*.conf.template: the

@@ -1,6 +1,6 @@
 import AsyncHTTPClient
 import Foundation
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdPostgres
 import LeaseholdRedis
 import LeaseholdTesting
@@ -62,9 +62,9 @@ struct RedisClusterComposeRunTests {
         }
 
         /// A client of one node by its IP address (no redirects followed).
-        func admin(_ name: String) throws -> RedisAsyncClient {
+        func admin(_ name: String) throws -> RedisClient {
             guard let address = addresses[name] else { throw TestSetupError("no node \(name)") }
-            return RedisAsyncClient(
+            return RedisClient(
                 configuration: RedisConfiguration(
                     host: "127.0.0.1", port: address.port, connectTimeout: .seconds(2), commandTimeout: .seconds(10)),
                 size: 1)
@@ -190,7 +190,7 @@ struct RedisClusterComposeRunTests {
         let slot = RedisClusterSlot.slot(for: key)
         let configuration = try RedisConfiguration(
             url: "redis://" + nodes.addresses.values.map(\.description).sorted().joined(separator: ",") + "/0")
-        let client = RedisAsyncClient(configuration: configuration)
+        let client = RedisClient(configuration: configuration)
         do {
             #expect(try await client.send("GET", key) == .null)
             let source = try #require(try await client.configuration(forKey: key).nodes.first)
@@ -312,7 +312,7 @@ struct RedisClusterComposeRunTests {
         #expect(doubles == 0)
 
         // The entries went to the sharded streams on the cluster's masters.
-        let cluster = RedisAsyncClient(
+        let cluster = RedisClient(
             configuration: try RedisConfiguration(url: started[0].environment["REDIS_URL"] ?? ""))
         var entries = 0
         do {

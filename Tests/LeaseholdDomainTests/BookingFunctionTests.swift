@@ -1,7 +1,7 @@
 import Foundation
 import LeaseholdDomain
-import LeaseholdOps
 import LeaseholdPostgres
+import LeaseholdRuntime
 import LeaseholdTesting
 import LeaseholdWire
 import Testing
@@ -25,7 +25,7 @@ struct BookingFunctionTests {
 
     struct Fixture {
         let database: TemporaryDatabase
-        let client: PostgresAsyncClient
+        let client: PostgresClient
         let slot: Int64
 
         /// - Parameter quiet: keep this database's errors out of the server log (the control
@@ -174,7 +174,7 @@ struct BookingFunctionTests {
                 return false
             }
         }
-        @Sendable func book(_ user: Int64, on connection: PostgresAsyncConnection) async throws -> String {
+        @Sendable func book(_ user: Int64, on connection: PostgresConnection) async throws -> String {
             try await BookingTransaction().run(
                 BookingRequest(action: .book, userID: user, slotID: slot, requestID: "hold-\(user)"),
                 key: "api:hold-\(user)", on: connection

@@ -1,7 +1,7 @@
 import Foundation
 import LeaseholdDomain
-import LeaseholdOps
 import LeaseholdPostgres
+import LeaseholdRuntime
 import LeaseholdTesting
 import LeaseholdWire
 
@@ -9,7 +9,7 @@ import LeaseholdWire
 /// notifications exactly as the worker does (RECEIVED log row, then one transaction).
 struct PaymentFixture {
     let database: TemporaryDatabase
-    let client: PostgresAsyncClient
+    let client: PostgresClient
 
     static func start() async throws -> PaymentFixture {
         let database = try await TemporaryDatabase.create()

@@ -94,7 +94,7 @@ struct IngressBackpressureTests {
 
                 // Refused means not enqueued; 202 means enqueued (its pending marker is there);
                 // unknown may be either. The stream holds exactly the enqueued ones.
-                let check = RedisAsyncClient(configuration: server.configuration(commandTimeout: .seconds(10)))
+                let check = RedisClient(configuration: server.configuration(commandTimeout: .seconds(10)))
                 defer { check.close() }
                 func enqueued(_ index: Int) async throws -> Bool {
                     try await check.send("EXISTS", keys.result("\(run)-\(index)")) == .integer(1)

@@ -1,7 +1,7 @@
 import Foundation
 import Hummingbird
 import LeaseholdIngress
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdQueue
 import LeaseholdReactor
 import LeaseholdRedis
@@ -34,7 +34,7 @@ struct IngressEnqueueTests {
         let configuration = IngressConfiguration(
             host: "127.0.0.1", port: port, keys: keys, apiToken: ProcessStack.apiToken)
         let reactor = Reactor(label: "test.ingress")
-        let client = RedisAsyncClient(
+        let client = RedisClient(
             configuration: try redis ?? IntegrationEnvironment.redisConfiguration(), reactor: reactor)
         let app = buildIngressApplication(
             configuration: configuration, redis: client, registry: PrometheusCollectorRegistry(),

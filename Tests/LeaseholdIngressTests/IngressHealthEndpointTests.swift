@@ -1,6 +1,6 @@
 import Foundation
 import LeaseholdLoadTest
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdReactor
 import LeaseholdTesting
 import Testing

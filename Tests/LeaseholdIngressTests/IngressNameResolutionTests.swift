@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdRedis
 import LeaseholdTesting
 import Testing
@@ -90,7 +90,7 @@ struct IngressNameResolutionTests {
 
             // From now on the name is only in a name server that never answers.
             try rewrite(jail.hosts, "127.0.0.1 localhost\n")
-            let killer = RedisAsyncClient(configuration: jail.server.configuration(commandTimeout: .seconds(5)))
+            let killer = RedisClient(configuration: jail.server.configuration(commandTimeout: .seconds(5)))
             defer { killer.close() }
             var healthz: [Duration] = []
             var bookings: [(status: Int, took: Duration)] = []

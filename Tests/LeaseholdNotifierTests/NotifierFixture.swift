@@ -1,7 +1,8 @@
 import AsyncHTTPClient
 import Foundation
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdPostgres
+import LeaseholdRuntime
 import LeaseholdTesting
 import NIOConcurrencyHelpers
 
@@ -10,7 +11,7 @@ import NIOConcurrencyHelpers
 /// directly, as the booking transaction would.
 final class NotifierFixture: Sendable {
     let database: TemporaryDatabase
-    let postgres: PostgresAsyncClient
+    let postgres: PostgresClient
     let api: FakeBotAPI
     let directory: URL
     private let started = NIOLockedValueBox<[(process: ChildProcess, metricsPort: Int)]>([])
@@ -33,7 +34,7 @@ final class NotifierFixture: Sendable {
         }
     }
 
-    private init(database: TemporaryDatabase, postgres: PostgresAsyncClient, api: FakeBotAPI, directory: URL) {
+    private init(database: TemporaryDatabase, postgres: PostgresClient, api: FakeBotAPI, directory: URL) {
         self.database = database
         self.postgres = postgres
         self.api = api

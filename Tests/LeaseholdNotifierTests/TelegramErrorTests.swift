@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdTesting
 import Testing
 

@@ -1,4 +1,3 @@
-import ConnectionPool
 import LeaseholdPostgres
 import LeaseholdTesting
 import Synchronization
@@ -9,7 +8,7 @@ import Testing
 struct PostgresCancelTests {
     /// Waits until a statement containing `marker` is running on the server, so a cancel is known to
     /// hit a running statement rather than race its start.
-    static func waitUntilRunning(_ marker: String, observer: PostgresAsyncClient) async throws {
+    static func waitUntilRunning(_ marker: String, observer: PostgresClient) async throws {
         let clock = ContinuousClock()
         let deadline = clock.now + .seconds(10)
         while clock.now < deadline {
@@ -150,6 +149,6 @@ struct PostgresCancelTests {
         let client = IntegrationEnvironment.postgresClient(size: 2)
         #expect(try await client.query("SELECT 1").single().decode(Int64.self, at: 0) == 1)
         await client.close()
-        await #expect(throws: ConnectionPoolClosedError.self) { try await client.query("SELECT 1") }
+        await #expect(throws: PostgresClientClosedError.self) { try await client.query("SELECT 1") }
     }
 }

@@ -80,7 +80,7 @@ struct PostgresConfigurationTests {
         let configuration = PostgresConfiguration(
             connectionString: "postgres://app:s3cret@127.0.0.1:1/leasehold", connectTimeoutSeconds: 2)
         let error = try await #require(throws: PostgresError.self) {
-            try await PostgresAsyncClient.withConnection(to: configuration) { _ in }
+            try await PostgresClient.withConnection(to: configuration) { _ in }
         }
         #expect(error.source == .connection)
         #expect(error.sqlState == SQLState.unableToConnect)
@@ -104,7 +104,7 @@ struct PostgresConfigurationTests {
         let configuration = PostgresConfiguration(
             connectionString: "postgres://app:s3cret@127.0.0.1:1,127.0.0.1:2/leasehold", connectTimeoutSeconds: 2)
         let error = try await #require(throws: PostgresError.self) {
-            try await PostgresAsyncClient.withConnection(to: configuration) { _ in }
+            try await PostgresClient.withConnection(to: configuration) { _ in }
         }
         #expect(error.source == .connection)
         #expect(error.sqlState == SQLState.unableToConnect)

@@ -5,7 +5,7 @@ import LeaseholdTesting
 /// whether the body returns or throws, because the suites run in parallel against one server.
 enum PostgresFixture {
     /// Runs `body` with a new pooled client for the test server, then closes the client.
-    static func withClient<T>(size: Int = 4, _ body: (PostgresAsyncClient) async throws -> T) async throws -> T {
+    static func withClient<T>(size: Int = 4, _ body: (PostgresClient) async throws -> T) async throws -> T {
         let client = IntegrationEnvironment.postgresClient(size: size)
         do {
             let value = try await body(client)
@@ -20,7 +20,7 @@ enum PostgresFixture {
     /// Creates a table with a unique name and the given column list, runs `body` with the table's
     /// name, then drops the table.
     static func withTable<T>(
-        _ client: PostgresAsyncClient, columns: String, _ body: (String) async throws -> T
+        _ client: PostgresClient, columns: String, _ body: (String) async throws -> T
     ) async throws -> T {
         let table = IntegrationEnvironment.uniqueName("lh_test")
         try await client.query("CREATE TABLE \(unescaped: table) (\(unescaped: columns))")

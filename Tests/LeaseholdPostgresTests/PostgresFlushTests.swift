@@ -11,8 +11,8 @@ import Testing
 struct PostgresFlushTests {
     @Test("a 32 MB statement is sent while the server writes 24 MB of notifications to the connection")
     func bigStatementWhileTheServerWrites() async throws {
-        try await PostgresAsyncFixture.withClient(size: 2) { observer, reactor in
-            let connection = try await PostgresAsyncConnection.connect(
+        try await PostgresReactorFixture.withClient(size: 2) { observer, reactor in
+            let connection = try await PostgresConnection.connect(
                 configuration: IntegrationEnvironment.postgresConfiguration, reactor: reactor)
             defer { connection.close() }
             let channel = IntegrationEnvironment.uniqueName("lh_test")

@@ -76,8 +76,8 @@ struct PostgresNameResolutionTests {
     static func expectConnection(
         _ configuration: PostgresConfiguration, resolver: NameResolver, reportedAs name: String
     ) async throws {
-        try await PostgresAsyncFixture.onReactor { reactor in
-            let connection = try await PostgresAsyncConnection.connect(
+        try await PostgresReactorFixture.onReactor { reactor in
+            let connection = try await PostgresConnection.connect(
                 configuration: configuration, reactor: reactor, resolver: resolver)
             defer { connection.close() }
             #expect(connection.server.hasPrefix("\(name):"), "\(connection.server)")
@@ -117,9 +117,9 @@ struct PostgresNameResolutionTests {
             connectionString: try Self.url(host: "silent-db.invalid"), connectTimeoutSeconds: 1)
         let clock = ContinuousClock()
         let started = clock.now
-        let error = try await PostgresAsyncFixture.onReactor { reactor in
+        let error = try await PostgresReactorFixture.onReactor { reactor in
             await #expect(throws: PostgresError.self) {
-                try await PostgresAsyncConnection.connect(
+                try await PostgresConnection.connect(
                     configuration: configuration, reactor: reactor, resolver: resolver)
             }
         }
@@ -134,8 +134,8 @@ struct PostgresNameResolutionTests {
     @Test("localhost through the system resolver: connected, PQhost is the name")
     func localhostBySystemResolver() async throws {
         let configuration = PostgresConfiguration(connectionString: try Self.url(host: "localhost"))
-        try await PostgresAsyncFixture.onReactor { reactor in
-            let connection = try await PostgresAsyncConnection.connect(configuration: configuration, reactor: reactor)
+        try await PostgresReactorFixture.onReactor { reactor in
+            let connection = try await PostgresConnection.connect(configuration: configuration, reactor: reactor)
             defer { connection.close() }
             #expect(connection.server.hasPrefix("localhost:"), "\(connection.server)")
         }

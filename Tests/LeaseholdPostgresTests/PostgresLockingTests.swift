@@ -8,7 +8,7 @@ struct PostgresLockingTests {
     /// Locks `first` then `second`, waiting after the first lock until the other side holds its own.
     @Sendable
     static func lockInOrder(
-        _ connection: PostgresAsyncConnection, table: String, first: Int64, second: Int64,
+        _ connection: PostgresConnection, table: String, first: Int64, second: Int64,
         mine: ThreadSignal, theirs: ThreadSignal
     ) async throws {
         try await connection.query("SELECT id FROM \(unescaped: table) WHERE id = \(first) FOR UPDATE")

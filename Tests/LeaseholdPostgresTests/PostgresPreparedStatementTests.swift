@@ -11,7 +11,7 @@ import Testing
 struct PostgresPreparedStatementTests {
     @Test("prepared once per connection, executed with each call's binds")
     func preparedOnceAndExecutedWithEachCallsBinds() async throws {
-        try await PostgresAsyncFixture.withConnection { connection, _ in
+        try await PostgresReactorFixture.withConnection { connection, _ in
             for value in [1, 2, 40] as [Int64] {
                 let row = try await connection.query(
                     "SELECT \(value) * 2, \("x\(value)"), \(Optional<String>.none)", preparedAs: "double_it"
@@ -34,7 +34,7 @@ struct PostgresPreparedStatementTests {
 
     @Test("a statement that fails to prepare is not remembered, and the connection stays usable")
     func aFailedPreparationIsNotRemembered() async throws {
-        try await PostgresAsyncFixture.withConnection { connection, _ in
+        try await PostgresReactorFixture.withConnection { connection, _ in
             for _ in 0..<2 {
                 await #expect(throws: PostgresError.self) {
                     try await connection.query("SELECT FROM no_such_table_here", preparedAs: "broken")
@@ -51,7 +51,7 @@ struct PostgresPreparedStatementTests {
 
     @Test("an execution that fails keeps the statement prepared and the connection usable")
     func aFailedExecutionKeepsTheStatement() async throws {
-        try await PostgresAsyncFixture.withConnection { connection, _ in
+        try await PostgresReactorFixture.withConnection { connection, _ in
             let divide: (Int64) -> PostgresQuery = { divisor in "SELECT 10 / \(divisor)" }
             let two = try await connection.query(divide(5), preparedAs: "divide").single().decode(Int64.self, at: 0)
             #expect(two == 2)
@@ -68,7 +68,7 @@ struct PostgresPreparedStatementTests {
 
     @Test("inside a transaction that rolls back, the statement stays prepared for the session")
     func aRollbackKeepsTheStatement() async throws {
-        try await PostgresAsyncFixture.withConnection { connection, _ in
+        try await PostgresReactorFixture.withConnection { connection, _ in
             struct Rollback: Error {}
             do {
                 _ = try await connection.withTransaction { transaction in
@@ -84,7 +84,7 @@ struct PostgresPreparedStatementTests {
 
     @Test("a statement deallocated behind the cache's back (26000) is prepared again and the call succeeds")
     func aDeallocatedStatementIsPreparedAgain() async throws {
-        try await PostgresAsyncFixture.withConnection { connection, _ in
+        try await PostgresReactorFixture.withConnection { connection, _ in
             let one = try await connection.query("SELECT \(Int64(1)) + 1", preparedAs: "add_one").single()
             #expect(try one.decode(Int64.self, at: 0) == 2)
             // What a pooler without prepared statements, or anyone's DEALLOCATE, does to the session.
@@ -102,10 +102,10 @@ struct PostgresPreparedStatementTests {
 
     @Test("a statement whose result type changed (0A000 cached plan) is deallocated, prepared again and run")
     func aStatementWhoseResultChangedIsPreparedAgain() async throws {
-        try await PostgresAsyncFixture.withClient(size: 1) { observer, reactor in
-            try await PostgresAsyncFixture.withTable(observer, columns: "id bigint, label text") { table in
+        try await PostgresReactorFixture.withClient(size: 1) { observer, reactor in
+            try await PostgresReactorFixture.withTable(observer, columns: "id bigint, label text") { table in
                 try await observer.query("INSERT INTO \(unescaped: table) VALUES (1, 'one')")
-                let connection = try await PostgresAsyncConnection.connect(
+                let connection = try await PostgresConnection.connect(
                     configuration: IntegrationEnvironment.postgresConfiguration, reactor: reactor)
                 defer { connection.close() }
                 let select: PostgresQuery = "SELECT * FROM \(unescaped: table) WHERE id = \(Int64(1))"
@@ -126,7 +126,7 @@ struct PostgresPreparedStatementTests {
 
     @Test("a stale statement inside a transaction fails it as retryable; the retried transaction succeeds")
     func aStaleStatementInATransactionIsRetryable() async throws {
-        try await PostgresAsyncFixture.withConnection { connection, _ in
+        try await PostgresReactorFixture.withConnection { connection, _ in
             _ = try await connection.query("SELECT \(Int64(1))", preparedAs: "in_transaction")
             try await connection.simpleQuery("DEALLOCATE ALL")
             do {

@@ -87,8 +87,8 @@ struct PostgresTLSTests {
     static func workload(
         _ configuration: PostgresConfiguration, tls: Bool, serverSeesTLS: Bool
     ) async throws -> Duration {
-        try await PostgresAsyncFixture.onReactor { reactor in
-            let client = PostgresAsyncClient(configuration: configuration, reactor: reactor, size: 4)
+        try await PostgresReactorFixture.onReactor { reactor in
+            let client = PostgresClient(configuration: configuration, reactor: reactor, size: 4)
             do {
                 let elapsed = try await workload(client, tls: tls, serverSeesTLS: serverSeesTLS)
                 await client.close()
@@ -101,7 +101,7 @@ struct PostgresTLSTests {
     }
 
     private static func workload(
-        _ client: PostgresAsyncClient, tls: Bool, serverSeesTLS: Bool
+        _ client: PostgresClient, tls: Bool, serverSeesTLS: Bool
     ) async throws -> Duration {
         try await client.withConnection { connection in
             #expect(connection.usesTLS == tls, "PQsslInUse")

@@ -10,13 +10,13 @@ struct PostgresTransactionTests {
         var reason: String
     }
 
-    static func count(_ client: PostgresAsyncClient, _ table: String) async throws -> Int64 {
+    static func count(_ client: PostgresClient, _ table: String) async throws -> Int64 {
         try await client.query("SELECT count(*) FROM \(unescaped: table)").single().decode(Int64.self, at: 0)
     }
 
     /// Whether `connection` is outside any transaction block: in the simple-query protocol a
     /// statement outside a block gets its own transaction, whose start (`now()`) is the statement's.
-    static func isIdle(_ connection: PostgresAsyncConnection) async throws -> Bool {
+    static func isIdle(_ connection: PostgresConnection) async throws -> Bool {
         try await connection.simpleQuery("SELECT now() = statement_timestamp()").single().decode(String.self, at: 0)
             == "t"
     }

@@ -1,9 +1,9 @@
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdRedis
 import LeaseholdTesting
 import Testing
 
-/// ``RedisAsyncClusterClient`` against a real local cluster (3 masters,
+/// ``RedisClusterClient`` against a real local cluster (3 masters,
 /// no replicas): slots, routing, scripts, pipelines, a node list whose first node is dead, and
 /// the reactor client's shared writes.
 @Suite("Redis Cluster client", .enabled(if: LocalRedisCluster.isAvailable))

@@ -2,7 +2,7 @@ import LeaseholdReactor
 import LeaseholdRedis
 import Testing
 
-/// The Redis Cluster client the cluster suites run every scenario against: ``RedisAsyncClusterClient``
+/// The Redis Cluster client the cluster suites run every scenario against: ``RedisClusterClient``
 /// (non-blocking connections on a reactor). A kind still, so a scenario names the client it ran on.
 enum ClusterClientKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case reactor
@@ -40,7 +40,7 @@ extension ClusterClientUnderTest {
     }
 }
 
-extension RedisAsyncClusterClient: ClusterClientUnderTest {
+extension RedisClusterClient: ClusterClientUnderTest {
     func pipeline(_ commands: [RedisCommand]) async throws -> [RedisValue] {
         try await pipeline(commands, timeout: nil)
     }
@@ -60,7 +60,7 @@ enum RedisClusterClients {
         case .reactor:
             let reactor = Reactor(label: "test.redis-cluster-reactor")
             defer { reactor.shutDown() }
-            let client = try RedisAsyncClusterClient(
+            let client = try RedisClusterClient(
                 configuration: configuration, reactor: reactor, connectionsPerNode: connections ?? 1)
             return try await withTaskExecutorPreference(reactor) {
                 do {

@@ -101,7 +101,7 @@ struct RedisClusterConfigurationTests {
         let reactor = Reactor(label: "test.redis-cluster-configuration")
         defer { reactor.shutDown() }
         let error = #expect(throws: RedisError.self) {
-            try RedisAsyncClusterClient(configuration: RedisConfiguration(host: "a", database: 2), reactor: reactor)
+            try RedisClusterClient(configuration: RedisConfiguration(host: "a", database: 2), reactor: reactor)
         }
         #expect(error?.code == .invalidInput)
         #expect(error?.message.contains("only database 0") == true)

@@ -1,4 +1,4 @@
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdRedis
 import LeaseholdTesting
 import Testing

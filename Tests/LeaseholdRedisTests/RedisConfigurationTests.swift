@@ -75,7 +75,7 @@ struct RedisConfigurationTests {
         // Port 1 on loopback: nothing listens there, so the connection is refused at once.
         let configuration = RedisConfiguration(
             host: "127.0.0.1", port: 1, password: "s3cret", connectTimeout: .seconds(2))
-        let client = RedisAsyncClient(configuration: configuration)
+        let client = RedisClient(configuration: configuration)
         defer { client.close() }
         let error = try await #require(throws: RedisError.self) { try await client.send("PING") }
         #expect(error.source == .connection)
@@ -112,7 +112,7 @@ struct RedisConnectionSetupTests {
         var configuration = try IntegrationEnvironment.redisConfiguration()
         configuration.username = "lh-nobody"
         configuration.password = "s3cret-password"
-        let client = RedisAsyncClient(configuration: configuration, size: 1)
+        let client = RedisClient(configuration: configuration, size: 1)
         let error = try await #require(throws: RedisError.self) { try await client.send("PING") }
         client.close()
         #expect(error.source == .server)

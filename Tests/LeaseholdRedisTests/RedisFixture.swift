@@ -9,11 +9,11 @@ enum RedisFixture {
     /// deletes every key under the prefix and closes the client.
     static func withClient<T>(
         size: Int = 4, configure: (inout RedisConfiguration) -> Void = { _ in },
-        _ body: (RedisAsyncClient, String) async throws -> T
+        _ body: (RedisClient, String) async throws -> T
     ) async throws -> T {
         var configuration = try IntegrationEnvironment.redisConfiguration()
         configure(&configuration)
-        let client = RedisAsyncClient(configuration: configuration, size: size, label: "test.redis")
+        let client = RedisClient(configuration: configuration, size: size, label: "test.redis")
         let prefix = IntegrationEnvironment.uniqueName("lh_test") + ":"
         do {
             let value = try await body(client, prefix)

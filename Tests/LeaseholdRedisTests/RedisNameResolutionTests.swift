@@ -27,7 +27,7 @@ struct RedisNameResolutionTests {
         })
         let resolvedByName = configuration
         let reply = try await onReactor { reactor in
-            let connection = try await RedisAsyncConnection.connect(
+            let connection = try await RedisConnection.connect(
                 configuration: resolvedByName, reactor: reactor, resolver: resolver)
             defer { connection.close() }
             return try await connection.send("PING")
@@ -50,7 +50,7 @@ struct RedisNameResolutionTests {
         let silent = configuration
         let message = try await onReactor { reactor -> String? in
             do {
-                _ = try await RedisAsyncConnection.connect(
+                _ = try await RedisConnection.connect(
                     configuration: silent, reactor: reactor, resolver: resolver)
                 return nil
             } catch let error as RedisError {

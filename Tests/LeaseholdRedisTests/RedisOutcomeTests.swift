@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdRedis
 import LeaseholdTesting
 import Testing
@@ -24,7 +24,7 @@ struct RedisOutcomeTests {
             arguments: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
             log: directory.appendingPathComponent("redis.log"))
         defer { server.send(SIGKILL) }
-        let client = RedisAsyncClient(
+        let client = RedisClient(
             configuration: RedisConfiguration(port: port, commandTimeout: .milliseconds(300)), size: 1)
         defer { client.close() }
         let deadline = ContinuousClock.now + .seconds(20)

@@ -8,7 +8,7 @@ import Testing
 /// other. Other suites' scripts reload themselves the same way, so a flush cannot break them.
 @Suite(.enabled(if: IntegrationEnvironment.isAvailable), .serialized)
 struct RedisScriptTests {
-    static func evalshaCalls(_ client: RedisAsyncClient) async throws -> Int {
+    static func evalshaCalls(_ client: RedisClient) async throws -> Int {
         let info = try await client.send("INFO", "commandstats").string ?? ""
         guard let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_evalsha:") }),
             let calls = line.split(separator: ",").first?.split(separator: "=").last
@@ -16,7 +16,7 @@ struct RedisScriptTests {
         return Int(calls) ?? 0
     }
 
-    static func scriptExists(_ sha: String, _ client: RedisAsyncClient) async throws -> Bool {
+    static func scriptExists(_ sha: String, _ client: RedisClient) async throws -> Bool {
         try await client.send("SCRIPT", "EXISTS", sha) == .array([.integer(1)])
     }
 

@@ -11,7 +11,7 @@ struct HighWaterMarkTests {
 
     /// A bookings stream with its group, one consumer and a producer whose mark is 5.
     static func withMarkOfFive(
-        _ body: (RedisAsyncClient, String, StreamConsumer, StreamProducer) async throws -> Void
+        _ body: (RedisClient, String, StreamConsumer, StreamProducer) async throws -> Void
     ) async throws {
         try await SupervisorRedisFixture.withKeys { client, keys in
             let stream = keys.stream("bookings")

@@ -39,7 +39,7 @@ struct LeaderElectorTests {
     /// What a test gets: its own Redis, a client for it, a key layout, and the stall monitor.
     struct Context: Sendable {
         let server: PrivateRedisServer
-        let client: RedisAsyncClient
+        let client: RedisClient
         let keys: RedisKeys
         let stalls: StallMonitor
 
@@ -60,7 +60,7 @@ struct LeaderElectorTests {
         let server = try await PrivateRedisServer()
         let context = Context(
             server: server,
-            client: RedisAsyncClient(configuration: server.configuration(commandTimeout: .seconds(2)), size: 1),
+            client: RedisClient(configuration: server.configuration(commandTimeout: .seconds(2)), size: 1),
             keys: RedisKeys(prefix: IntegrationEnvironment.uniqueName("lhs") + ":"), stalls: StallMonitor())
         let result = await Task(priority: .high) { try await body(context) }.result
         await context.stalls.stop()
@@ -203,7 +203,7 @@ struct LeaderElectorTests {
             let elector = RunningElector(
                 keys: context.keys, configuration: Self.configuration,
                 redis: context.server.configuration(commandTimeout: .seconds(3)), candidateID: "frozen-candidate")
-            let probe = RedisAsyncClient(
+            let probe = RedisClient(
                 configuration: context.server.configuration(commandTimeout: .seconds(1)), size: 1)
 
             // Freeze Redis between two renewals, knowing when the lease expires at the earliest and

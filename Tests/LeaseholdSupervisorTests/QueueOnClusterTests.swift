@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdQueue
 import LeaseholdReactor
 import LeaseholdRedis
@@ -8,7 +8,7 @@ import Testing
 
 @testable import LeaseholdSupervisor
 
-/// The queue's operations through a ``RedisAsyncClient`` given every node of a real cluster (3 masters),
+/// The queue's operations through a ``RedisClient`` given every node of a real cluster (3 masters),
 /// on the sharded layout: each script stays in one hash slot, the batch ones split per slot, and
 /// every key lands on the master serving its stream.
 @Suite("Queue operations on a Redis Cluster", .enabled(if: LocalRedisCluster.isAvailable))
@@ -17,7 +17,7 @@ struct QueueOnClusterTests {
 
     @Test func aMessageGoesThroughEveryStepOnItsShardsMaster() async throws {
         try await LocalRedisCluster.run { cluster in
-            let client = RedisAsyncClient(configuration: try RedisConfiguration(url: cluster.url), size: 2)
+            let client = RedisClient(configuration: try RedisConfiguration(url: cluster.url), size: 2)
             defer { client.close() }
             #expect(client.isCluster)
             let keys = RedisKeys(prefix: "lhq:", shards: 3)
@@ -117,7 +117,7 @@ struct QueueOnClusterTests {
 
     @Test func anIdleReadWaitsRoundTheStreamsAndSeesANewEntryQuickly() async throws {
         try await LocalRedisCluster.run { cluster in
-            let client = RedisAsyncClient(configuration: try RedisConfiguration(url: cluster.url), size: 4)
+            let client = RedisClient(configuration: try RedisConfiguration(url: cluster.url), size: 4)
             defer { client.close() }
             let keys = RedisKeys(prefix: "lhw:", shards: 3)
             let consumer = StreamConsumer(streams: keys.streams(RedisKeys.sources), consumer: "w1")
@@ -152,7 +152,7 @@ struct QueueOnClusterTests {
         try await LocalRedisCluster.run { cluster in
             let keys = RedisKeys(prefix: "lhc:", shards: 3)
             let streams = keys.streams("bookings")
-            let setup = RedisAsyncClient(configuration: try RedisConfiguration(url: cluster.url), size: 2)
+            let setup = RedisClient(configuration: try RedisConfiguration(url: cluster.url), size: 2)
             let consumer = StreamConsumer(streams: streams, consumer: "w1")
             try await consumer.ensureGroups(via: setup)
             let producer = StreamProducer(keys: keys, highWaterMark: 1_000)
@@ -189,7 +189,7 @@ struct QueueOnClusterTests {
             configuration.commandTimeout = .seconds(3)
             let reactor = Reactor(label: "test.cluster-completions")
             defer { reactor.shutDown() }
-            let client = try RedisAsyncClusterClient(configuration: configuration, reactor: reactor)
+            let client = try RedisClusterClient(configuration: configuration, reactor: reactor)
             // Connections to every master are open before the freeze.
             try await withTaskExecutorPreference(reactor) {
                 for stream in streams { _ = try await client.send(RedisCommand(["XLEN", stream]), keys: [stream]) }

@@ -14,7 +14,7 @@ struct ReclaimerTests {
     /// Enqueues one entry per key on `stream` and reads them all as consumer `c1`, so they are
     /// pending on `c1` with one delivery each.
     static func pending(
-        keys messageKeys: [String], stream: String, keys: RedisKeys, client: RedisAsyncClient
+        keys messageKeys: [String], stream: String, keys: RedisKeys, client: RedisClient
     ) async throws -> [StreamEntry] {
         let consumer = StreamConsumer(streams: [stream], consumer: "c1")
         let producer = StreamProducer(keys: keys, highWaterMark: 0)
@@ -27,7 +27,7 @@ struct ReclaimerTests {
     }
 
     /// `(consumer, idle ms, deliveries)` of one pending entry, `nil` when it is not pending.
-    static func state(of id: String, stream: String, client: RedisAsyncClient) async throws -> (String, Int64, Int64)? {
+    static func state(of id: String, stream: String, client: RedisClient) async throws -> (String, Int64, Int64)? {
         let reply = try await client.send("XPENDING", stream, "workers", id, id, 1)
         guard let fields = reply.array?.first?.array, fields.count == 4 else { return nil }
         return (fields[1].string ?? "", fields[2].int ?? -1, fields[3].int ?? -1)

@@ -15,7 +15,7 @@ struct RetrySchedulerTests {
     /// Enqueues `entries` on `stream` and reads them as consumer `c1` of the `workers` group, so
     /// they are pending, as a failed delivery's entry is.
     static func pendingEntries(
-        _ entries: [StreamEntry], stream: String, keys: RedisKeys, client: RedisAsyncClient
+        _ entries: [StreamEntry], stream: String, keys: RedisKeys, client: RedisClient
     ) async throws -> [StreamEntry] {
         let consumer = StreamConsumer(streams: [stream], consumer: "c1")
         let producer = StreamProducer(keys: keys, highWaterMark: 0)
@@ -27,12 +27,12 @@ struct RetrySchedulerTests {
     }
 
     /// New entries of the stream for consumer `c2` (the re-enqueued retries).
-    static func readNew(stream: String, client: RedisAsyncClient) async throws -> [StreamEntry] {
+    static func readNew(stream: String, client: RedisClient) async throws -> [StreamEntry] {
         let consumer = StreamConsumer(streams: [stream], consumer: "c2")
         return try await consumer.read(count: 100, block: .milliseconds(50), via: client).entries
     }
 
-    static func pendingCount(stream: String, client: RedisAsyncClient) async throws -> Int64 {
+    static func pendingCount(stream: String, client: RedisClient) async throws -> Int64 {
         let reply = try await client.send("XPENDING", stream, RedisKeys.consumerGroup)
         return reply.array?.first?.int ?? -1
     }

@@ -7,7 +7,7 @@ import Synchronization
 /// leadership change it reports, so a test can stop one candidate while the others go on.
 final class RunningElector: Sendable {
     let elector: LeaderElector
-    private let client: RedisAsyncClient
+    private let client: RedisClient
     private let task: Task<Void, Never>
     private let log: ChangeLog
 
@@ -19,7 +19,7 @@ final class RunningElector: Sendable {
     init(
         keys: RedisKeys, configuration: LeaderElector.Configuration, redis: RedisConfiguration, candidateID: String
     ) {
-        let client = RedisAsyncClient(configuration: redis, size: 2)
+        let client = RedisClient(configuration: redis, size: 2)
         let elector = LeaderElector(redis: client, keys: keys, configuration: configuration, candidateID: candidateID)
         let log = ChangeLog()
         self.client = client

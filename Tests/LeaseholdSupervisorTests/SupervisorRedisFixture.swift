@@ -6,7 +6,7 @@ import LeaseholdTesting
 /// parallel against one server, so each writes only under its own prefix, and every key under it
 /// is deleted at the end (never `FLUSHALL`).
 enum SupervisorRedisFixture {
-    static func withKeys<T>(size: Int = 4, _ body: (RedisAsyncClient, RedisKeys) async throws -> T) async throws -> T {
+    static func withKeys<T>(size: Int = 4, _ body: (RedisClient, RedisKeys) async throws -> T) async throws -> T {
         let client = try IntegrationEnvironment.redisClient(size: size)
         let keys = RedisKeys(prefix: IntegrationEnvironment.uniqueName("lhs") + ":")
         do {
@@ -22,7 +22,7 @@ enum SupervisorRedisFixture {
     }
 
     /// Deletes every key starting with `prefix` (which holds no glob characters).
-    static func deleteKeys(under prefix: String, using client: RedisAsyncClient) async throws {
+    static func deleteKeys(under prefix: String, using client: RedisClient) async throws {
         var cursor = "0"
         repeat {
             let reply = try await client.send("SCAN", cursor, "MATCH", prefix + "*", "COUNT", 1000)

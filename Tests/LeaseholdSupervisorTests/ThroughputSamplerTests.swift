@@ -1,8 +1,8 @@
 import Foundation
-import LeaseholdOps
 import LeaseholdPostgres
 import LeaseholdQueue
 import LeaseholdRedis
+import LeaseholdRuntime
 import LeaseholdTesting
 import Logging
 import Testing

@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdRedis
 import LeaseholdTesting
 import Testing
@@ -30,7 +30,7 @@ extension SystemTests {
             func outcome(_ result: ProcessStack.HTTPResult) -> String? {
                 result.headers.first { $0.0.lowercased() == "leasehold-outcome" }?.1
             }
-            let own = RedisAsyncClient(configuration: RedisConfiguration(port: port), size: 1)
+            let own = RedisClient(configuration: RedisConfiguration(port: port), size: 1)
             defer { own.close() }
             func streamLength() async throws -> Int {
                 Int(try await own.send("XLEN", stack.stream("bookings")).int ?? -1)

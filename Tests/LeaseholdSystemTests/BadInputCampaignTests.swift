@@ -1,6 +1,5 @@
 import Foundation
 import LeaseholdCore
-import LeaseholdOps
 import LeaseholdTesting
 import Testing
 

@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdQueue
 import LeaseholdRedis
 import LeaseholdTesting

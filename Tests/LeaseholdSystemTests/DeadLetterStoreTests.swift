@@ -1,5 +1,4 @@
 import Foundation
-import LeaseholdOps
 import LeaseholdQueue
 import LeaseholdRedis
 import LeaseholdTesting

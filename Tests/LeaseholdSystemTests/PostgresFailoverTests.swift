@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdPostgres
 import LeaseholdQueue
 import LeaseholdRedis
@@ -54,7 +54,7 @@ extension SystemTests {
             let prefix = "\(IntegrationEnvironment.uniqueName("lhf")):"
             let keys = RedisKeys(prefix: prefix)
             let directory: URL
-            let redis: RedisAsyncClient
+            let redis: RedisClient
             let port: Int
             do {
                 directory = try makeTemporaryDirectory("failover")
@@ -93,7 +93,7 @@ extension SystemTests {
                     ],
                     in: directory, environment: environment)
                 try #require(seeded.status == 0, "\(seeded.output)")
-                let primary = PostgresAsyncClient(
+                let primary = PostgresClient(
                     configuration: pair.nodeConfiguration(port: pair.primaryPort), size: 1)
                 let slotIDs = try await primary.query("SELECT id FROM time_slots ORDER BY id").rows.map {
                     try $0.decode(Int64.self, at: 0)
@@ -206,7 +206,7 @@ extension SystemTests {
                 }
                 let outcomes = try await published(all.map(\.id))
 
-                let newPrimary = PostgresAsyncClient(
+                let newPrimary = PostgresClient(
                     configuration: pair.nodeConfiguration(port: pair.standbyPort), size: 1)
                 let inbox = try await newPrimary.query("SELECT message_key, outcome FROM inbox").rows.map {
                     try $0.decode(String.self, String.self)
@@ -291,7 +291,7 @@ extension SystemTests {
         /// the worker spends no attempt, drops the connection, and opens new ones until one can write.
         @Test func aReadOnlyServerCostsNoAttemptAndTheWorkerReconnectsUntilItCanWrite() async throws {
             let stack = try await ProcessStack.start(ingress: 1, workers: 0)
-            let admin = PostgresAsyncClient(
+            let admin = PostgresClient(
                 configuration: PostgresConfiguration(
                     connectionString: stack.database.url, applicationName: "leasehold-tests",
                     targetSessionAttributes: "any"),

@@ -1,8 +1,9 @@
 import Foundation
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdPostgres
 import LeaseholdQueue
 import LeaseholdRedis
+import LeaseholdRuntime
 import LeaseholdTesting
 import LeaseholdWire
 import Testing
@@ -20,7 +21,7 @@ extension SystemTests {
             try await server.startPostgres()
             let prefix = "\(IntegrationEnvironment.uniqueName("lho")):"
             let redis = try IntegrationEnvironment.redisClient(size: 2)
-            var postgres = PostgresAsyncClient(
+            var postgres = PostgresClient(
                 configuration: PostgresConfiguration(connectionString: server.postgresURL, connectTimeoutSeconds: 2),
                 size: 2)
             var worker: ChildProcess?
@@ -90,7 +91,7 @@ extension SystemTests {
                 try await server.startPostgres()
                 // The test's own pool lost its connections too: check with a fresh one.
                 await postgres.close()
-                postgres = PostgresAsyncClient(
+                postgres = PostgresClient(
                     configuration: PostgresConfiguration(connectionString: server.postgresURL), size: 2)
                 try await waitUntil(timeout: .seconds(30)) {
                     let done = try await redis.send("XPENDING", keys.stream("bookings"), "workers").array?.first?.int

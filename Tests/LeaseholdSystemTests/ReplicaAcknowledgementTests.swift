@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdQueue
 import LeaseholdRedis
 import LeaseholdTesting
@@ -73,8 +73,8 @@ extension SystemTests {
 /// left alone). A shell watchdog kills both if the test process dies.
 struct MasterAndReplica {
     let masterURL: String
-    let master: RedisAsyncClient
-    let replica: RedisAsyncClient
+    let master: RedisClient
+    let replica: RedisClient
     let replicaProcess: ChildProcess
 
     static func run(_ body: (MasterAndReplica) async throws -> Void) async throws {
@@ -103,8 +103,8 @@ struct MasterAndReplica {
             ],
             log: directory.appendingPathComponent("watchdog.log"))
         let masterURL = "redis://127.0.0.1:\(masterPort)/0"
-        let master = RedisAsyncClient(configuration: try RedisConfiguration(url: masterURL), size: 2)
-        let replica = RedisAsyncClient(
+        let master = RedisClient(configuration: try RedisConfiguration(url: masterURL), size: 2)
+        let replica = RedisClient(
             configuration: try RedisConfiguration(url: "redis://127.0.0.1:\(replicaPort)/0"), size: 8)
         let pair = MasterAndReplica(
             masterURL: masterURL, master: master, replica: replica, replicaProcess: replicaProcess)

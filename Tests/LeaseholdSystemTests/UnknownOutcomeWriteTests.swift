@@ -1,5 +1,4 @@
 import Foundation
-import LeaseholdOps
 import LeaseholdPostgres
 import LeaseholdTesting
 import Testing

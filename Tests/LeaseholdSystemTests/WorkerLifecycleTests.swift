@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdPostgres
 import LeaseholdTesting
 import Testing

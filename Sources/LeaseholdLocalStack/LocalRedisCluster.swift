@@ -24,7 +24,7 @@ public final class LocalRedisCluster: Sendable {
     /// Each node's cluster bus port.
     private let busPorts: [RedisNodeAddress: Int]
     private let servers: NIOLockedValueBox<[RedisNodeAddress: ChildProcess]>
-    private let admins: NIOLockedValueBox<[RedisNodeAddress: RedisAsyncClient]>
+    private let admins: NIOLockedValueBox<[RedisNodeAddress: RedisClient]>
     private let watchdog: ChildProcess
 
     public static let redisServer = URL(fileURLWithPath: "/usr/bin/redis-server")
@@ -377,11 +377,11 @@ public final class LocalRedisCluster: Sendable {
         }
     }
 
-    private func admin(_ node: RedisNodeAddress) throws -> RedisAsyncClient {
+    private func admin(_ node: RedisNodeAddress) throws -> RedisClient {
         try admins.withLockedValue { admins in
             if let admin = admins[node] { return admin }
             guard nodes.contains(node) else { throw LocalRedisClusterError("\(node) is not a node of this cluster") }
-            let admin = RedisAsyncClient(
+            let admin = RedisClient(
                 configuration: RedisConfiguration(
                     host: node.host, port: node.port, connectTimeout: .seconds(2), commandTimeout: .seconds(10)),
                 label: "leasehold.local-cluster.admin")

@@ -1,4 +1,3 @@
-import ConnectionPool
 import LeaseholdPostgres
 import LeaseholdReactor
 import LeaseholdTesting
@@ -8,11 +7,11 @@ import Testing
     import Glibc
 #endif
 
-/// `PostgresAsyncClient`: lazy connections lent one task at a time, replaced when broken, and
-/// transactions with ``PostgresAsyncConnection/withTransaction(_:_:)``'s contract, all on the
+/// `PostgresClient`: lazy connections lent one task at a time, replaced when broken, and
+/// transactions with ``PostgresConnection/withTransaction(_:_:)``'s contract, all on the
 /// reactor's thread.
 @Suite(.enabled(if: IntegrationEnvironment.isAvailable), .timeLimit(.minutes(1)))
-struct PostgresAsyncClientTests {
+struct PostgresClientTests {
     struct BodyFailure: Error, Equatable {
         var reason: String
     }
@@ -37,7 +36,7 @@ struct PostgresAsyncClientTests {
         }
     }
 
-    static func count(_ client: PostgresAsyncClient, _ table: String) async throws -> Int64 {
+    static func count(_ client: PostgresClient, _ table: String) async throws -> Int64 {
         try await client.query("SELECT count(*) FROM \(unescaped: table)").single().decode(Int64.self, at: 0)
     }
 
@@ -45,7 +44,7 @@ struct PostgresAsyncClientTests {
 
     @Test("connections open lazily and are reused")
     func lazyAndReused() async throws {
-        try await PostgresAsyncFixture.withClient(size: 4) { client, _ in
+        try await PostgresReactorFixture.withClient(size: 4) { client, _ in
             var pids: Set<Int32> = []
             for _ in 0..<10 {
                 pids.insert(try await client.query("SELECT pg_backend_pid()").single().decode(Int32.self, at: 0))
@@ -56,7 +55,7 @@ struct PostgresAsyncClientTests {
 
     @Test("open(_:) opens connections up front, at most the pool's size, and they are the ones lent")
     func openUpFront() async throws {
-        try await PostgresAsyncFixture.withClient(size: 4) { client, reactor in
+        try await PostgresReactorFixture.withClient(size: 4) { client, reactor in
             #expect(await client.open(3) == 3)
             #expect(await client.open(10) == 4, "never more than the pool's size")
             // Server time now: every backend lent below must have started before it.
@@ -67,7 +66,7 @@ struct PostgresAsyncClientTests {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for _ in 0..<4 {
                     group.addTask { () async throws -> Void in
-                        try await client.withConnection { (connection: PostgresAsyncConnection) async throws -> Void in
+                        try await client.withConnection { (connection: PostgresConnection) async throws -> Void in
                             pids.value.insert(connection.backendPID)
                             held.value += 1
                             while held.value < 4 { try await Task.sleep(for: .milliseconds(5)) }
@@ -87,9 +86,9 @@ struct PostgresAsyncClientTests {
 
     @Test("open(_:warmingUp:) warms each connection it opens, once, before any is lent")
     func openWarmsUpEachNewConnection() async throws {
-        try await PostgresAsyncFixture.withClient(size: 4) { client, reactor in
+        try await PostgresReactorFixture.withClient(size: 4) { client, reactor in
             let warmed = ReactorLocal([Int32](), on: reactor)
-            let warmUp: @Sendable (PostgresAsyncConnection) async -> Void = { connection in
+            let warmUp: @Sendable (PostgresConnection) async -> Void = { connection in
                 warmed.value.append(connection.backendPID)
                 _ = try? await connection.query("SELECT set_config('leasehold.test_warmed', 'yes', false)")
             }
@@ -104,7 +103,7 @@ struct PostgresAsyncClientTests {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for _ in 0..<4 {
                     group.addTask { () async throws -> Void in
-                        try await client.withConnection { (connection: PostgresAsyncConnection) async throws -> Void in
+                        try await client.withConnection { (connection: PostgresConnection) async throws -> Void in
                             held.value += 1
                             settings.value.append(
                                 try await connection.query("SELECT current_setting('leasehold.test_warmed', true)")
@@ -121,7 +120,7 @@ struct PostgresAsyncClientTests {
 
     @Test("a connection terminated by the server fails its statement with .connection; the pool reconnects")
     func reconnectsAfterTerminate() async throws {
-        try await PostgresAsyncFixture.withClient(size: 1) { client, _ in
+        try await PostgresReactorFixture.withClient(size: 1) { client, _ in
             let victim = try await client.query("SELECT pg_backend_pid()").single().decode(Int32.self, at: 0)
             let error = try await #require(throws: PostgresError.self) {
                 try await client.query("SELECT pg_terminate_backend(pg_backend_pid())")
@@ -135,7 +134,7 @@ struct PostgresAsyncClientTests {
 
     @Test("a task cancelled while waiting for a connection throws CancellationError; the pool stays intact")
     func cancelWhileWaiting() async throws {
-        try await PostgresAsyncFixture.withClient(size: 1) { client, reactor in
+        try await PostgresReactorFixture.withClient(size: 1) { client, reactor in
             let (released, release) = AsyncStream.makeStream(of: Void.self)
             let holding = ReactorLocal(false, on: reactor)
             let holder = Task(executorPreference: reactor) {
@@ -162,7 +161,7 @@ struct PostgresAsyncClientTests {
 
     @Test("waiters are served in turn when there are more tasks than connections")
     func waitersAreServed() async throws {
-        try await PostgresAsyncFixture.withClient(size: 2) { client, _ in
+        try await PostgresReactorFixture.withClient(size: 2) { client, _ in
             let values = try await withThrowingTaskGroup(of: Int64.self) { group in
                 for index in 0..<20 {
                     group.addTask {
@@ -178,12 +177,12 @@ struct PostgresAsyncClientTests {
 
     @Test("a closed client refuses new calls")
     func closedClient() async throws {
-        try await PostgresAsyncFixture.onReactor { (reactor: Reactor) async throws in
-            let client = PostgresAsyncClient(
+        try await PostgresReactorFixture.onReactor { (reactor: Reactor) async throws in
+            let client = PostgresClient(
                 configuration: IntegrationEnvironment.postgresConfiguration, reactor: reactor, size: 2)
             #expect(try await client.query("SELECT 1").single().decode(Int64.self, at: 0) == 1)
             await client.close()
-            await #expect(throws: ConnectionPoolClosedError.self) { try await client.query("SELECT 1") }
+            await #expect(throws: PostgresClientClosedError.self) { try await client.query("SELECT 1") }
         }
     }
 
@@ -191,8 +190,8 @@ struct PostgresAsyncClientTests {
 
     @Test("a body that returns commits and its value comes back")
     func commits() async throws {
-        try await PostgresAsyncFixture.withClient(size: 2) { client, _ in
-            try await PostgresAsyncFixture.withTable(client, columns: "id bigint PRIMARY KEY, note text") { table in
+        try await PostgresReactorFixture.withClient(size: 2) { client, _ in
+            try await PostgresReactorFixture.withTable(client, columns: "id bigint PRIMARY KEY, note text") { table in
                 let value = try await client.withTransaction { connection in
                     try await connection.execute("INSERT INTO \(unescaped: table) VALUES (1, 'one'), (2, 'two')")
                 }
@@ -204,8 +203,8 @@ struct PostgresAsyncClientTests {
 
     @Test("a body that throws is rolled back and its error is kept as bodyError")
     func bodyErrorRollsBack() async throws {
-        try await PostgresAsyncFixture.withClient(size: 1) { client, _ in
-            try await PostgresAsyncFixture.withTable(client, columns: "id bigint PRIMARY KEY") { table in
+        try await PostgresReactorFixture.withClient(size: 1) { client, _ in
+            try await PostgresReactorFixture.withTable(client, columns: "id bigint PRIMARY KEY") { table in
                 let error = try await #require(throws: PostgresTransactionError.self) {
                     try await client.withTransaction { connection in
                         try await connection.execute("INSERT INTO \(unescaped: table) VALUES (1)")
@@ -221,8 +220,8 @@ struct PostgresAsyncClientTests {
 
     @Test("a server error in the body is the bodyError; a swallowed one is commitError 25P02")
     func serverErrorsInBody() async throws {
-        try await PostgresAsyncFixture.withClient(size: 1) { client, _ in
-            try await PostgresAsyncFixture.withTable(client, columns: "id bigint PRIMARY KEY") { table in
+        try await PostgresReactorFixture.withClient(size: 1) { client, _ in
+            try await PostgresReactorFixture.withTable(client, columns: "id bigint PRIMARY KEY") { table in
                 let thrown = try await #require(throws: PostgresTransactionError.self) {
                     try await client.withTransaction { connection in
                         try await connection.execute("INSERT INTO \(unescaped: table) VALUES (1)")
@@ -248,8 +247,8 @@ struct PostgresAsyncClientTests {
 
     @Test("a constraint checked at COMMIT is a commitError 23505 from the server")
     func deferredConstraintFailsCommit() async throws {
-        try await PostgresAsyncFixture.withClient(size: 1) { client, _ in
-            try await PostgresAsyncFixture.withTable(
+        try await PostgresReactorFixture.withClient(size: 1) { client, _ in
+            try await PostgresReactorFixture.withTable(
                 client, columns: "id bigint, CONSTRAINT async_deferred_id UNIQUE (id) DEFERRABLE INITIALLY DEFERRED"
             ) { table in
                 let error = try await #require(throws: PostgresTransactionError.self) {
@@ -268,7 +267,7 @@ struct PostgresAsyncClientTests {
 
     @Test("a failing BEGIN is a beginError: the body never runs and the connection is left idle")
     func beginError() async throws {
-        try await PostgresAsyncFixture.withClient(size: 1) { client, _ in
+        try await PostgresReactorFixture.withClient(size: 1) { client, _ in
             let options = PostgresTransactionOptions(lockTimeout: .seconds(30 * 86_400))
             var bodyRan = false
             let error = try await #require(throws: PostgresTransactionError.self) {
@@ -286,8 +285,8 @@ struct PostgresAsyncClientTests {
 
     @Test("a body that loses its connection gets bodyError and rollbackError (.connection); the pool reconnects")
     func rollbackError() async throws {
-        try await PostgresAsyncFixture.withClient(size: 1) { client, _ in
-            try await PostgresAsyncFixture.withTable(client, columns: "id bigint") { table in
+        try await PostgresReactorFixture.withClient(size: 1) { client, _ in
+            try await PostgresReactorFixture.withTable(client, columns: "id bigint") { table in
                 let victim = try await client.query("SELECT pg_backend_pid()").single().decode(Int32.self, at: 0)
                 let error = try await #require(throws: PostgresTransactionError.self) {
                     try await client.withTransaction { connection in
@@ -308,7 +307,7 @@ struct PostgresAsyncClientTests {
 
     @Test("options reach the server, and the timeouts are local to the transaction")
     func options() async throws {
-        try await PostgresAsyncFixture.withClient(size: 1) { client, _ in
+        try await PostgresReactorFixture.withClient(size: 1) { client, _ in
             let inside = try await client.withTransaction(
                 PostgresTransactionOptions(
                     isolation: .serializable, lockTimeout: .milliseconds(1_500), statementTimeout: .seconds(7))
@@ -332,8 +331,8 @@ struct PostgresAsyncClientTests {
 
     @Test("lock_timeout fails a blocked FOR UPDATE with retryable 55P03")
     func lockTimeout() async throws {
-        try await PostgresAsyncFixture.withClient(size: 2) { client, reactor in
-            try await PostgresAsyncFixture.withTable(client, columns: "id bigint PRIMARY KEY") { table in
+        try await PostgresReactorFixture.withClient(size: 2) { client, reactor in
+            try await PostgresReactorFixture.withTable(client, columns: "id bigint PRIMARY KEY") { table in
                 try await client.execute("INSERT INTO \(unescaped: table) VALUES (1)")
                 let (held, holding) = AsyncStream.makeStream(of: Void.self)
                 let (finished, finish) = AsyncStream.makeStream(of: Void.self)
@@ -365,9 +364,9 @@ struct PostgresAsyncClientTests {
 
     @Test("cancelling a transaction's statement rolls it back with bodyError 57014; the connection is reused")
     func cancelInsideTransaction() async throws {
-        try await PostgresAsyncFixture.withClient(size: 1) { client, reactor in
-            try await PostgresAsyncFixture.withClient(on: reactor, size: 1) { observer in
-                try await PostgresAsyncFixture.withTable(observer, columns: "id bigint") { table in
+        try await PostgresReactorFixture.withClient(size: 1) { client, reactor in
+            try await PostgresReactorFixture.withClient(on: reactor, size: 1) { observer in
+                try await PostgresReactorFixture.withTable(observer, columns: "id bigint") { table in
                     let pid = try await client.query("SELECT pg_backend_pid()").single().decode(Int32.self, at: 0)
                     let marker = IntegrationEnvironment.uniqueName("cancel")
                     let task = Task(executorPreference: reactor) {
@@ -376,7 +375,7 @@ struct PostgresAsyncClientTests {
                             try await connection.query(PostgresQuery(unsafeSQL: "SELECT pg_sleep(10) /* \(marker) */"))
                         }
                     }
-                    #expect(try await PostgresAsyncFixture.waitUntilRunning(marker, observer: observer) == pid)
+                    #expect(try await PostgresReactorFixture.waitUntilRunning(marker, observer: observer) == pid)
                     let clock = ContinuousClock()
                     let start = clock.now
                     task.cancel()
@@ -394,14 +393,14 @@ struct PostgresAsyncClientTests {
 
     @Test("a cancelled statement whose backend is stopped ends within the grace; only its connection is lost")
     func cancelWithAStoppedBackend() async throws {
-        try await PostgresAsyncFixture.withClient(size: 1) { client, reactor in
-            try await PostgresAsyncFixture.withClient(on: reactor, size: 1) { observer in
+        try await PostgresReactorFixture.withClient(size: 1) { client, reactor in
+            try await PostgresReactorFixture.withClient(on: reactor, size: 1) { observer in
                 let pid = try await client.query("SELECT pg_backend_pid()").single().decode(Int32.self, at: 0)
                 let marker = IntegrationEnvironment.uniqueName("stopped")
                 let task = Task(executorPreference: reactor) {
                     try await client.query(PostgresQuery(unsafeSQL: "SELECT pg_sleep(60) /* \(marker) */"))
                 }
-                #expect(try await PostgresAsyncFixture.waitUntilRunning(marker, observer: observer) == pid)
+                #expect(try await PostgresReactorFixture.waitUntilRunning(marker, observer: observer) == pid)
                 // The backend cannot act on the cancel: SIGSTOP (a watchdog resumes it after 15 s, so
                 // a client that waits on it regardless still ends, late).
                 #expect(kill(pid, SIGSTOP) == 0)
@@ -431,8 +430,8 @@ struct PostgresAsyncClientTests {
 
     @Test("32 tasks × 50 transactions over 16 connections lose no update, every step on the reactor's thread")
     func manyTransactions() async throws {
-        try await PostgresAsyncFixture.withClient(size: 16) { client, reactor in
-            try await PostgresAsyncFixture.withTable(client, columns: "id int PRIMARY KEY, n bigint NOT NULL") {
+        try await PostgresReactorFixture.withClient(size: 16) { client, reactor in
+            try await PostgresReactorFixture.withTable(client, columns: "id int PRIMARY KEY, n bigint NOT NULL") {
                 table in
                 try await client.execute("INSERT INTO \(unescaped: table) SELECT generate_series(0, 3), 0")
                 let backends = ReactorLocal(Set<Int32>(), on: reactor)
@@ -475,8 +474,8 @@ struct PostgresAsyncClientTests {
 
     @Test("SELECT … FOR UPDATE serialises two async transactions: the second reads the first's commit")
     func rowLockSerialises() async throws {
-        try await PostgresAsyncFixture.withClient(size: 2) { client, reactor in
-            try await PostgresAsyncFixture.withTable(client, columns: "id int PRIMARY KEY, n bigint NOT NULL") {
+        try await PostgresReactorFixture.withClient(size: 2) { client, reactor in
+            try await PostgresReactorFixture.withTable(client, columns: "id int PRIMARY KEY, n bigint NOT NULL") {
                 table in
                 try await client.execute("INSERT INTO \(unescaped: table) VALUES (1, 0)")
                 let events = ReactorLocal([String](), on: reactor)

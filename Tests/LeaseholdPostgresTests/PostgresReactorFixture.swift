@@ -5,7 +5,7 @@ import LeaseholdTesting
 /// A reactor, and async clients and connections on it, for the suites of the non-blocking
 /// driver. Every helper runs its body on the reactor (`withTaskExecutorPreference`), closes what
 /// it opened and shuts the reactor down afterwards, whether the body returns or throws.
-enum PostgresAsyncFixture {
+enum PostgresReactorFixture {
     /// Runs `body` on a new reactor's thread, then shuts the reactor down.
     static func onReactor<T>(_ body: (Reactor) async throws -> T) async throws -> T {
         let reactor = Reactor(label: "test.postgres-async")
@@ -16,7 +16,7 @@ enum PostgresAsyncFixture {
     /// Runs `body` with a new async client of `size` connections on a new reactor, on that
     /// reactor, then closes the client and shuts the reactor down.
     static func withClient<T>(
-        size: Int = 4, _ body: (PostgresAsyncClient, Reactor) async throws -> T
+        size: Int = 4, _ body: (PostgresClient, Reactor) async throws -> T
     ) async throws -> T {
         try await onReactor { reactor in
             try await withClient(on: reactor, size: size) { client in try await body(client, reactor) }
@@ -25,9 +25,9 @@ enum PostgresAsyncFixture {
 
     /// Runs `body` with a new async client on `reactor` (the current one), then closes it.
     static func withClient<T>(
-        on reactor: Reactor, size: Int = 4, _ body: (PostgresAsyncClient) async throws -> T
+        on reactor: Reactor, size: Int = 4, _ body: (PostgresClient) async throws -> T
     ) async throws -> T {
-        let client = PostgresAsyncClient(
+        let client = PostgresClient(
             configuration: IntegrationEnvironment.postgresConfiguration, reactor: reactor, size: size)
         do {
             let value = try await body(client)
@@ -41,10 +41,10 @@ enum PostgresAsyncFixture {
 
     /// Runs `body` with one connection opened on a new reactor, then closes both.
     static func withConnection<T>(
-        _ body: (PostgresAsyncConnection, Reactor) async throws -> T
+        _ body: (PostgresConnection, Reactor) async throws -> T
     ) async throws -> T {
         try await onReactor { reactor in
-            let connection = try await PostgresAsyncConnection.connect(
+            let connection = try await PostgresConnection.connect(
                 configuration: IntegrationEnvironment.postgresConfiguration, reactor: reactor)
             defer { connection.close() }
             return try await body(connection, reactor)
@@ -54,7 +54,7 @@ enum PostgresAsyncFixture {
     /// Creates a table with a unique name and the given column list, runs `body` with the table's
     /// name, then drops the table.
     static func withTable<T>(
-        _ client: PostgresAsyncClient, columns: String, _ body: (String) async throws -> T
+        _ client: PostgresClient, columns: String, _ body: (String) async throws -> T
     ) async throws -> T {
         let table = IntegrationEnvironment.uniqueName("lh_test")
         try await client.query("CREATE TABLE \(unescaped: table) (\(unescaped: columns))")
@@ -70,7 +70,7 @@ enum PostgresAsyncFixture {
 
     /// Waits until a statement containing `marker` is running on the server, so a cancel or a
     /// terminate is known to hit a running statement rather than race its start.
-    static func waitUntilRunning(_ marker: String, observer: PostgresAsyncClient) async throws -> Int32? {
+    static func waitUntilRunning(_ marker: String, observer: PostgresClient) async throws -> Int32? {
         let clock = ContinuousClock()
         let deadline = clock.now + .seconds(10)
         while clock.now < deadline {

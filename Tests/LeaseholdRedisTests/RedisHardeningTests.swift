@@ -9,11 +9,11 @@ import Testing
 /// read before any deadline is declared passed, and a child process inherits none of the
 /// connection's descriptors.
 @Suite(.enabled(if: IntegrationEnvironment.isAvailable), .timeLimit(.minutes(1)))
-struct RedisAsyncHardeningTests {
+struct RedisHardeningTests {
     @Test("200 pipelined commands whose replies arrived while the reactor stalled past their timeout all get them")
     func repliesWaitingInTheSocketOutliveAStall() async throws {
         // A 1 s command timeout and a 1.5 s stall: the same as 5.1 s against the default 5 s.
-        try await RedisAsyncClientTests.withAsyncClient(configure: { $0.commandTimeout = .seconds(1) }) {
+        try await RedisClientTests.withClient(configure: { $0.commandTimeout = .seconds(1) }) {
             client, _ in
             let reactor = client.reactor
             // The connection is open before the pipeline, so the pipeline is queued without waiting.
@@ -45,7 +45,7 @@ struct RedisAsyncHardeningTests {
         let reactor = Reactor(label: "test.redis-cloexec")
         defer { reactor.shutDown() }
         let flags = try await withTaskExecutorPreference(reactor) {
-            let connection = try await RedisAsyncConnection.connect(configuration: configuration, reactor: reactor)
+            let connection = try await RedisConnection.connect(configuration: configuration, reactor: reactor)
             defer { connection.close() }
             #expect(try await connection.send("PING") == .status("PONG"))
             return (fcntl(connection.socket, F_GETFD), fcntl(connection.writeSocket, F_GETFD))

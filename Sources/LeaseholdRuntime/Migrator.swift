@@ -27,10 +27,10 @@ public struct Migrator: Sendable {
         public var unknownApplied: [Int64]
     }
 
-    private let client: PostgresAsyncClient
+    private let client: PostgresClient
     private let logger: Logger
 
-    public init(client: PostgresAsyncClient, logger: Logger = Logger(label: "leasehold.migrate")) {
+    public init(client: PostgresClient, logger: Logger = Logger(label: "leasehold.migrate")) {
         self.client = client
         self.logger = logger
     }
@@ -68,7 +68,7 @@ public struct Migrator: Sendable {
         error.postgresError?.description ?? error.description
     }
 
-    private static func ensureTable(_ connection: PostgresAsyncConnection) async throws {
+    private static func ensureTable(_ connection: PostgresConnection) async throws {
         try await connection.simpleQuery(
             """
             CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -81,7 +81,7 @@ public struct Migrator: Sendable {
             """)
     }
 
-    private static func apply(_ migrations: [Migration], on connection: PostgresAsyncConnection, logger: Logger)
+    private static func apply(_ migrations: [Migration], on connection: PostgresConnection, logger: Logger)
         async throws
         -> Report
     {

@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdOps
+import LeaseholdRuntime
 import LeaseholdTesting
 import Testing
 

@@ -38,7 +38,7 @@ import LeaseholdReactor
 /// hiredis documents a context as unusable after any I/O or protocol error, and a reply that
 /// never came leaves the reply stream out of step, so either ends the connection: every command
 /// still waiting gets a ``RedisError`` with source `.connection` (``RedisError/outcomeUnknown``:
-/// it may have run), and ``isOpen`` turns `false` (``RedisAsyncClient`` opens a new connection for
+/// it may have run), and ``isOpen`` turns `false` (``RedisClient`` opens a new connection for
 /// the next command). Each command has a deadline (`timeout`, default the configuration's
 /// `commandTimeout`); when the reply first in line is past its deadline the connection fails with
 /// ``RedisError/Code/timeout`` for that command. Error replies (`-ERR …`) are not failures of the
@@ -50,7 +50,7 @@ import LeaseholdReactor
 /// `CancellationError`. Once a command is queued, cancelling its task does not take it back (it
 /// may be on the wire already, and other callers' replies follow it): the call still returns its
 /// reply, or its error, within its timeout, so the caller learns what happened.
-public final class RedisAsyncConnection: @unchecked Sendable {
+public final class RedisConnection: @unchecked Sendable {
     // @unchecked Sendable: every stored property is read and written only on `reactor`'s thread
     // (each entry point preconditions `reactor.isCurrent`; the flush runs there too).
 
@@ -142,8 +142,8 @@ public final class RedisAsyncConnection: @unchecked Sendable {
     /// task is cancelled meanwhile.
     public static func connect(
         configuration: RedisConfiguration, reactor: Reactor, resolver: NameResolver = .shared
-    ) async throws -> RedisAsyncConnection {
-        precondition(reactor.isCurrent, "RedisAsyncConnection.connect off its reactor's thread")
+    ) async throws -> RedisConnection {
+        precondition(reactor.isCurrent, "RedisConnection.connect off its reactor's thread")
         ignoreBrokenPipes
         try Task.checkCancellation()
         func failed(_ reason: String) -> RedisError {
@@ -172,7 +172,7 @@ public final class RedisAsyncConnection: @unchecked Sendable {
         let socket = lh_redis_fd(context)
         // Replies are awaited with readableAgain: see Reactor's registrations.
         reactor.adopt(socket)
-        let connection = RedisAsyncConnection(configuration: configuration, reactor: reactor, context: context)
+        let connection = RedisConnection(configuration: configuration, reactor: reactor, context: context)
         guard connection.writeSocket >= 0 else {
             let error = failed("dup: \(String(cString: strerror(errno)))")
             connection.close()
@@ -240,13 +240,13 @@ public final class RedisAsyncConnection: @unchecked Sendable {
 
     /// Whether commands can be sent: not closed, and no I/O error, protocol error or timeout yet.
     public var isOpen: Bool {
-        precondition(reactor.isCurrent, "RedisAsyncConnection.isOpen off its reactor's thread")
+        precondition(reactor.isCurrent, "RedisConnection.isOpen off its reactor's thread")
         return failure == nil
     }
 
     /// Callers waiting for replies.
     public var outstanding: Int {
-        precondition(reactor.isCurrent, "RedisAsyncConnection.outstanding off its reactor's thread")
+        precondition(reactor.isCurrent, "RedisConnection.outstanding off its reactor's thread")
         return line.count
     }
 
@@ -256,7 +256,7 @@ public final class RedisAsyncConnection: @unchecked Sendable {
     /// connection is failed and closed here, so the caller opens a new one instead of learning it
     /// from an "unknown outcome" of its own command.
     public func isReusable() -> Bool {
-        precondition(reactor.isCurrent, "RedisAsyncConnection.isReusable() off its reactor's thread")
+        precondition(reactor.isCurrent, "RedisConnection.isReusable() off its reactor's thread")
         guard failure == nil else { return false }
         guard line.count == 0, !reading else { return true }
         var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
@@ -271,7 +271,7 @@ public final class RedisAsyncConnection: @unchecked Sendable {
     /// its command is unknown), and the context is freed as soon as no wait uses its socket.
     /// Safe to call twice. Reactor thread only.
     public func close() {
-        precondition(reactor.isCurrent, "RedisAsyncConnection.close() off its reactor's thread")
+        precondition(reactor.isCurrent, "RedisConnection.close() off its reactor's thread")
         fail(RedisError(source: .connection, code: .io, message: "the connection was closed"))
     }
 
@@ -288,7 +288,7 @@ public final class RedisAsyncConnection: @unchecked Sendable {
     ///   `CancellationError` when the task was cancelled before the command was queued.
     @discardableResult
     public func send(_ command: RedisCommand, timeout: Duration? = nil) async throws -> RedisValue {
-        precondition(reactor.isCurrent, "RedisAsyncConnection.send off its reactor's thread")
+        precondition(reactor.isCurrent, "RedisConnection.send off its reactor's thread")
         try Task.checkCancellation()
         let value = try await withCheckedThrowingContinuation {
             (continuation: CheckedContinuation<RedisValue, any Error>) in
@@ -317,7 +317,7 @@ public final class RedisAsyncConnection: @unchecked Sendable {
     ///   reply arrived: the outcome of each command is then unknown. `CancellationError` when
     ///   the task was cancelled before anything was queued.
     public func pipeline(_ commands: [RedisCommand], timeout: Duration? = nil) async throws -> [RedisValue] {
-        precondition(reactor.isCurrent, "RedisAsyncConnection.pipeline off its reactor's thread")
+        precondition(reactor.isCurrent, "RedisConnection.pipeline off its reactor's thread")
         guard !commands.isEmpty else { return [] }
         try Task.checkCancellation()
         let values = try await withCheckedThrowingContinuation {

@@ -1,8 +1,9 @@
 import Foundation
+import LeaseholdRuntime
 import Prometheus
 import Testing
 
-@testable import LeaseholdOps
+@testable import LeaseholdRuntime
 
 @Suite("ProcessMetrics")
 struct ProcessMetricsTests {

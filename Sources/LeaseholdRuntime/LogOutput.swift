@@ -138,7 +138,7 @@ public final class LogOutput: Sendable {
             if dropped > 0 {
                 writeAll(
                     Array(
-                        "\(Self.timestamp()) warning leasehold.log: dropped=\(dropped) [LeaseholdOps] log lines dropped: standard error was blocked (a stalled log collector?)\n"
+                        "\(Self.timestamp()) warning leasehold.log: dropped=\(dropped) [LeaseholdRuntime] log lines dropped: standard error was blocked (a stalled log collector?)\n"
                             .utf8))
             }
         }

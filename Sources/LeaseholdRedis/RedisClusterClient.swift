@@ -1,8 +1,8 @@
 import LeaseholdReactor
 
-/// A Redis Cluster client on a ``Reactor``, with one ``RedisAsyncClient`` per node, so a Redis
+/// A Redis Cluster client on a ``Reactor``, with one ``RedisClient`` per node, so a Redis
 /// Cluster deployment keeps its hot paths (enqueues, leases, completions) off thread pools.
-/// ``RedisAsyncClient`` fronts it when given several nodes; code is written against either.
+/// ``RedisClient`` fronts it when given several nodes; code is written against either.
 ///
 /// ## Routing
 ///
@@ -35,30 +35,30 @@ import LeaseholdReactor
 ///
 /// ## Connections
 ///
-/// One ``RedisAsyncClient`` per node, on this client's reactor, created when a node is first used
+/// One ``RedisClient`` per node, on this client's reactor, created when a node is first used
 /// and kept until ``close()``; each node is reached with the configuration's credentials and
 /// timeouts.
 ///
 /// ## Threading: no locks, by construction
 ///
-/// As with ``RedisAsyncClient``: the slot map, the per-node clients and the map read in progress
+/// As with ``RedisClient``: the slot map, the per-node clients and the map read in progress
 /// are touched only on the reactor's thread, so they need no lock. A call from a task not on the
 /// reactor hops onto it for its duration. The client may be created on any thread; the slot map's
 /// properties (``map``, ``mapRefreshes``) and ``close()`` are for the reactor's thread only.
 ///
 /// ## Pipelining
 ///
-/// Each node's ``RedisAsyncClient`` sends every caller's command on a shared connection, and the
+/// Each node's ``RedisClient`` sends every caller's command on a shared connection, and the
 /// commands queued during one reactor turn leave in one write: concurrent callers whose keys are
 /// on the same node share round trips, with no batching of their own. `ASKING` and the command it
 /// is for are queued back to back (a two-command pipeline), so nothing comes between them.
 ///
 /// Blocking commands (`XREADGROUP … BLOCK`, `BLPOP`) hold up every command behind them on their
 /// node's connection: give them a client of their own.
-public final class RedisAsyncClusterClient: Sendable {
+public final class RedisClusterClient: Sendable {
     /// The reactor every call of this client runs on.
     public let reactor: Reactor
-    /// Connections per node (``RedisAsyncClient/size``).
+    /// Connections per node (``RedisClient/size``).
     public let connectionsPerNode: Int
     /// The nodes to read the first slot map from, credentials and timeouts.
     public var configuration: RedisConfiguration { router.configuration }
@@ -67,20 +67,20 @@ public final class RedisAsyncClusterClient: Sendable {
     /// After a `MOVED`, the whole map is read again only if it is at least this old.
     public var mapRefreshInterval: Duration { router.mapRefreshInterval }
 
-    private let router: RedisClusterRouter<ReactorClusterState<RedisAsyncClient>>
+    private let router: RedisClusterRouter<ReactorClusterState<RedisClient>>
 
     /// - Parameters:
     ///   - configuration: every node listed is a place to read the slot map from; the database
     ///     must be 0 (a cluster has no other).
     ///   - reactor: the reactor every call of this client runs on.
     ///   - connectionsPerNode: connections per node (opened lazily); one is usually the cheapest
-    ///     (see ``RedisAsyncClient``).
+    ///     (see ``RedisClient``).
     ///   - maxRedirects: redirects and retries per call.
     public init(
         configuration: RedisConfiguration, reactor: Reactor, connectionsPerNode: Int = 1, maxRedirects: Int = 5,
         mapRefreshInterval: Duration = .seconds(1)
     ) throws(RedisError) {
-        try RedisClusterRouter<ReactorClusterState<RedisAsyncClient>>.validate(
+        try RedisClusterRouter<ReactorClusterState<RedisClient>>.validate(
             configuration: configuration, connections: connectionsPerNode, maxRedirects: maxRedirects)
         self.reactor = reactor
         self.connectionsPerNode = connectionsPerNode
@@ -88,7 +88,7 @@ public final class RedisAsyncClusterClient: Sendable {
             configuration: configuration, maxRedirects: maxRedirects, mapRefreshInterval: mapRefreshInterval,
             storage: ReactorClusterState(reactor: reactor)
         ) { node in
-            RedisAsyncClient(configuration: node, reactor: reactor, size: connectionsPerNode)
+            RedisClient(configuration: node, reactor: reactor, size: connectionsPerNode)
         }
     }
 
@@ -102,7 +102,7 @@ public final class RedisAsyncClusterClient: Sendable {
     ///
     /// - Throws: a client error before sending anything when the command is unknown to
     ///   ``RedisClusterKeys`` or its keys span slots; otherwise what
-    ///   ``RedisAsyncClient/send(_:timeout:)`` throws, after redirects and retries.
+    ///   ``RedisClient/send(_:timeout:)`` throws, after redirects and retries.
     @discardableResult
     public func send(_ command: RedisCommand, timeout: Duration? = nil) async throws -> RedisValue {
         guard reactor.isCurrent else { return try await onReactor { try await $0.send(command, timeout: timeout) } }
@@ -176,7 +176,7 @@ public final class RedisAsyncClusterClient: Sendable {
     }
 
     /// Runs `body` on the reactor, for a call made from a task that is not on it.
-    private func onReactor<T: Sendable>(_ body: (RedisAsyncClusterClient) async throws -> T) async throws -> T {
+    private func onReactor<T: Sendable>(_ body: (RedisClusterClient) async throws -> T) async throws -> T {
         try await withTaskExecutorPreference(reactor) { try await body(self) }
     }
 
@@ -209,7 +209,7 @@ public final class RedisAsyncClusterClient: Sendable {
     /// Closes every node's connections (callers still waiting get a connection error, their
     /// commands' outcome unknown); calls after this fail.
     public func close() {
-        precondition(reactor.isCurrent, "RedisAsyncClusterClient.close() off its reactor's thread")
+        precondition(reactor.isCurrent, "RedisClusterClient.close() off its reactor's thread")
         for node in router.detachNodes() { node.close() }
     }
 }

@@ -7,18 +7,18 @@ import Testing
 /// The non-blocking client on a reactor, against the real server: replies, pipelining of
 /// concurrent callers, scripts, connection set-up, timeouts, lost connections and cancellation.
 @Suite(.enabled(if: IntegrationEnvironment.isAvailable), .timeLimit(.minutes(1)))
-struct RedisAsyncClientTests {
+struct RedisClientTests {
     /// Runs `body` on a new reactor with a new client and a unique key prefix, then deletes the
     /// prefix's keys, closes the client and shuts the reactor down.
-    static func withAsyncClient<T: Sendable>(
+    static func withClient<T: Sendable>(
         size: Int = 1, configure: (inout RedisConfiguration) -> Void = { _ in },
-        _ body: @escaping (RedisAsyncClient, String) async throws -> T
+        _ body: @escaping (RedisClient, String) async throws -> T
     ) async throws -> T {
         var configuration = try IntegrationEnvironment.redisConfiguration()
         configure(&configuration)
         let reactor = Reactor(label: "test.redis-reactor")
         defer { reactor.shutDown() }
-        let client = RedisAsyncClient(configuration: configuration, reactor: reactor, size: size)
+        let client = RedisClient(configuration: configuration, reactor: reactor, size: size)
         let prefix = IntegrationEnvironment.uniqueName("lh_test") + ":"
         let result = await withTaskExecutorPreference(reactor) {
             let result = await RedisFixture.outcome { try await body(client, prefix) }
@@ -33,7 +33,7 @@ struct RedisAsyncClientTests {
         "replies of every type come back as with the blocking client; an error reply is thrown and the connection stays"
     )
     func replies() async throws {
-        try await Self.withAsyncClient { client, prefix in
+        try await Self.withClient { client, prefix in
             let key = prefix + "k"
             let bytes: [UInt8] = [0, 1, 2, 255, 0x0d, 0x0a]
             #expect(try await client.send("SET", key, bytes) == .status("OK"))
@@ -52,7 +52,7 @@ struct RedisAsyncClientTests {
 
     @Test("500 concurrent callers on one connection each get their own reply, on the reactor's thread")
     func concurrentCallersSharePipelines() async throws {
-        try await Self.withAsyncClient { client, prefix in
+        try await Self.withClient { client, prefix in
             let reactor = client.reactor
             let results = try await withThrowingTaskGroup(of: (Int, RedisValue, RedisValue, Bool).self) { group in
                 for index in 0..<500 {
@@ -76,7 +76,7 @@ struct RedisAsyncClientTests {
 
     @Test("a pipeline's commands go back to back, its replies in order with error replies in place")
     func pipelineIsContiguous() async throws {
-        try await Self.withAsyncClient { client, prefix in
+        try await Self.withClient { client, prefix in
             let counter = prefix + "counter"
             try await client.send("SET", prefix + "text", "x")
             let pairs = try await withThrowingTaskGroup(of: [RedisValue].self) { group in
@@ -110,7 +110,7 @@ struct RedisAsyncClientTests {
 
     @Test("the configured database is selected on connect")
     func selectsTheDatabase() async throws {
-        try await Self.withAsyncClient(configure: { $0.database = 3 }) { client, _ in
+        try await Self.withClient(configure: { $0.database = 3 }) { client, _ in
             let info = try await client.send("CLIENT", "INFO")
             #expect(RedisFixture.clientInfo("db", in: info) == "3")
         }
@@ -118,7 +118,7 @@ struct RedisAsyncClientTests {
 
     @Test("AUTH that the server refuses fails the connect with code CONNECT, naming no password")
     func refusedAuth() async throws {
-        try await Self.withAsyncClient(configure: { $0.password = "not-the-password" }) { client, _ in
+        try await Self.withClient(configure: { $0.password = "not-the-password" }) { client, _ in
             let error = try await #require(throws: RedisError.self) { try await client.send("PING") }
             #expect(error.code == .connect)
             #expect(error.command == "AUTH")
@@ -130,7 +130,7 @@ struct RedisAsyncClientTests {
     @Test("nothing listening: the connect fails at once with code CONNECT")
     func refusedConnection() async throws {
         let port = try Self.closedPort()
-        try await Self.withAsyncClient(configure: { $0.port = port }) { client, _ in
+        try await Self.withClient(configure: { $0.port = port }) { client, _ in
             let error = try await #require(throws: RedisError.self) { try await client.send("PING") }
             #expect(error.code == .connect)
             #expect(!error.outcomeUnknown)
@@ -143,7 +143,7 @@ struct RedisAsyncClientTests {
         // A listening socket whose backlog is full: further SYNs are dropped, so connect() hangs.
         let listener = try SilentListener()
         defer { listener.close() }
-        try await Self.withAsyncClient(
+        try await Self.withClient(
             configure: {
                 $0.port = listener.port
                 $0.connectTimeout = .milliseconds(300)
@@ -164,7 +164,7 @@ struct RedisAsyncClientTests {
 
     @Test("a command past its timeout fails with TIMEOUT, the commands behind it with IO; the next call reconnects")
     func commandTimeout() async throws {
-        try await Self.withAsyncClient { client, prefix in
+        try await Self.withClient { client, prefix in
             let before = try await client.send("CLIENT", "ID")
             let clock = ContinuousClock()
             let start = clock.now
@@ -190,7 +190,7 @@ struct RedisAsyncClientTests {
 
     @Test("a connection killed while idle is replaced before the next command, which succeeds")
     func killedWhileIdle() async throws {
-        try await Self.withAsyncClient { client, _ in
+        try await Self.withClient { client, _ in
             let id = try #require(try await client.send("CLIENT", "ID").int)
             let killer = try IntegrationEnvironment.redisClient(size: 1)
             #expect(try await killer.send("CLIENT", "KILL", "ID", id) == .integer(1))
@@ -203,7 +203,7 @@ struct RedisAsyncClientTests {
 
     @Test("a connection killed mid-command fails that command as outcome unknown; the next call reconnects")
     func killedInFlight() async throws {
-        try await Self.withAsyncClient { client, prefix in
+        try await Self.withClient { client, prefix in
             let id = try #require(try await client.send("CLIENT", "ID").int)
             async let blocked = RedisFixture.outcome {
                 try await client.send(RedisCommand("BLPOP", prefix + "empty", 5), timeout: .seconds(10))
@@ -223,7 +223,7 @@ struct RedisAsyncClientTests {
 
     @Test("a cancelled task sends nothing; a task cancelled after queuing still gets its reply")
     func cancellation() async throws {
-        try await Self.withAsyncClient { client, prefix in
+        try await Self.withClient { client, prefix in
             let reactor = client.reactor
             let never = Task(executorPreference: reactor) {
                 withUnsafeCurrentTask { $0?.cancel() }
@@ -244,7 +244,7 @@ struct RedisAsyncClientTests {
 
     @Test("close fails the callers still waiting; later calls throw CONNECT")
     func close() async throws {
-        try await Self.withAsyncClient { client, prefix in
+        try await Self.withClient { client, prefix in
             async let blocked = RedisFixture.outcome {
                 try await client.send(RedisCommand("BLPOP", prefix + "empty", 5), timeout: .seconds(10))
             }
@@ -260,7 +260,7 @@ struct RedisAsyncClientTests {
 
     @Test("two connections take commands in turn")
     func twoConnections() async throws {
-        try await Self.withAsyncClient(size: 2) { client, _ in
+        try await Self.withClient(size: 2) { client, _ in
             let ids = try await [client.send("CLIENT", "ID"), client.send("CLIENT", "ID"), client.send("CLIENT", "ID")]
             #expect(ids[0] != ids[1])
             #expect(ids[0] == ids[2])
@@ -335,7 +335,7 @@ struct RedisAsyncClientTests {
 extension RedisScriptTests {
     @Test("a script runs by SHA and reloads itself after SCRIPT FLUSH")
     func scripts() async throws {
-        try await RedisAsyncClientTests.withAsyncClient { client, prefix in
+        try await RedisClientTests.withClient { client, prefix in
             let script = RedisScript("return redis.call('INCRBY', KEYS[1], ARGV[1])")
             let key = prefix + "n"
             #expect(try await client.evaluate(script, keys: [key], arguments: [2]) == .integer(2))

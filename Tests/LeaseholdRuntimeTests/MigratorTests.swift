@@ -1,18 +1,18 @@
 import Foundation
-import LeaseholdOps
 import LeaseholdPostgres
+import LeaseholdRuntime
 import LeaseholdTesting
 import Testing
 
 @Suite("leasehold migrate against a real PostgreSQL", .enabled(if: IntegrationEnvironment.isAvailable))
 struct MigratorTests {
-    private func appliedVersions(_ client: PostgresAsyncClient) async throws -> [Int64] {
+    private func appliedVersions(_ client: PostgresClient) async throws -> [Int64] {
         try await client.query("SELECT version FROM schema_migrations ORDER BY version").map {
             try $0.decode(Int64.self, at: 0)
         }
     }
 
-    private func tableExists(_ client: PostgresAsyncClient, _ name: String) async throws -> Bool {
+    private func tableExists(_ client: PostgresClient, _ name: String) async throws -> Bool {
         try await client.query("SELECT to_regclass(\(name)) IS NOT NULL").single().decode(Bool.self, at: 0)
     }
 

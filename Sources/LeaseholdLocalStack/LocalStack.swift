@@ -161,7 +161,7 @@ public actor LocalStack {
             connectTimeoutSeconds: 2, applicationName: "leasehold-local")
         let database = options.database
         try await waitUntilAnswering(server, log: postgresLog) {
-            try await PostgresAsyncClient.withConnection(to: admin) { connection in
+            try await PostgresClient.withConnection(to: admin) { connection in
                 let exists = try await connection.query("SELECT 1 FROM pg_database WHERE datname = \(database)")
                 if exists.isEmpty { try await connection.simpleQuery("CREATE DATABASE \(database)") }
             }
@@ -204,7 +204,7 @@ public actor LocalStack {
         let configuration = RedisConfiguration(
             host: "127.0.0.1", port: redisPort, connectTimeout: .seconds(2), commandTimeout: .seconds(2))
         try await waitUntilReady(server, log: redisLog) {
-            let client = RedisAsyncClient(configuration: configuration, label: "leasehold.local.probe")
+            let client = RedisClient(configuration: configuration, label: "leasehold.local.probe")
             defer { client.close() }
             _ = try client.sendWaiting(RedisCommand(["PING"]))
         }

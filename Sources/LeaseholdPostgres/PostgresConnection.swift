@@ -4,7 +4,7 @@ import LeaseholdReactor
 import Synchronization
 
 /// One libpq connection in non-blocking mode, driven by a ``Reactor``: Leasehold's only kind of
-/// PostgreSQL connection, pooled by ``PostgresAsyncClient`` (both are ``PostgresExecutor``s).
+/// PostgreSQL connection, pooled by ``PostgresClient`` (both are ``PostgresExecutor``s).
 ///
 /// ## Why non-blocking
 ///
@@ -37,7 +37,7 @@ import Synchronization
 ///   `withTaskExecutorPreference(reactor)`); each checks it with a precondition. That is what
 ///   makes the type safe to share (`Sendable`): its state is only ever touched on one thread.
 /// - One statement at a time: a second statement while one is in flight (two tasks sharing the
-///   connection) is a programming error and stops the process. ``PostgresAsyncClient`` lends a
+///   connection) is a programming error and stops the process. ``PostgresClient`` lends a
 ///   connection to one task at a time.
 /// - The connection owns its `PGconn` and frees it exactly once, in ``close()`` (or `deinit`),
 ///   after removing its socket from the reactor (``Reactor/forget(_:)``). Result memory is
@@ -54,7 +54,7 @@ import Synchronization
 /// waits are bounded by ``cancelledStatementGrace``: a statement that has not ended by then (a
 /// stopped backend, a server out of reach), or a cancel request still under way, fails the
 /// statement with a connection error and costs the connection, which is not used again.
-public final class PostgresAsyncConnection: @unchecked Sendable {
+public final class PostgresConnection: @unchecked Sendable {
     // @unchecked Sendable: every stored property is read and written only on `reactor`'s thread
     // (each entry point preconditions `reactor.isCurrent`); `canceller` is thread-safe.
 
@@ -123,8 +123,8 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
     /// connection, `CancellationError` when the task is cancelled meanwhile.
     public static func connect(
         configuration: PostgresConfiguration, reactor: Reactor, resolver: NameResolver = .shared
-    ) async throws -> PostgresAsyncConnection {
-        precondition(reactor.isCurrent, "PostgresAsyncConnection.connect off its reactor's thread")
+    ) async throws -> PostgresConnection {
+        precondition(reactor.isCurrent, "PostgresConnection.connect off its reactor's thread")
         let (keywords, values) = try await configuration.resolvedConnectParameters(
             resolver: resolver,
             deadline: configuration.connectTimeoutSeconds > 0
@@ -150,7 +150,7 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
         lh_pg_silence_notices(connection)
         // Statements wait for their results with readableAgain: see Reactor's registrations.
         reactor.adopt(socket)
-        return PostgresAsyncConnection(
+        return PostgresConnection(
             configuration: configuration, reactor: reactor, handle: connection, socket: socket)
     }
 
@@ -246,8 +246,8 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
     /// Closes the connection (removing its socket from the reactor first); safe to call twice.
     /// Reactor thread only, with no statement in flight.
     public func close() {
-        precondition(reactor.isCurrent, "PostgresAsyncConnection.close() off its reactor's thread")
-        precondition(!busy, "PostgresAsyncConnection.close() while a statement is in flight")
+        precondition(reactor.isCurrent, "PostgresConnection.close() off its reactor's thread")
+        precondition(!busy, "PostgresConnection.close() while a statement is in flight")
         canceller.invalidate()
         if let handle {
             if ownsSocket { reactor.forget(socket) }
@@ -267,7 +267,7 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
 
     /// Whether the last statement left the connection usable.
     public var isOpen: Bool {
-        precondition(reactor.isCurrent, "PostgresAsyncConnection.isOpen off its reactor's thread")
+        precondition(reactor.isCurrent, "PostgresConnection.isOpen off its reactor's thread")
         guard let handle, !broken else { return false }
         return PQstatus(handle) == CONNECTION_OK
     }
@@ -279,7 +279,7 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
     /// was demoted or the session reached a standby, so a new connection, which
     /// `target_session_attrs=read-write` sends to whichever node is primary now, is needed).
     public func isReusable() async -> Bool {
-        precondition(reactor.isCurrent, "PostgresAsyncConnection.isReusable() off its reactor's thread")
+        precondition(reactor.isCurrent, "PostgresConnection.isReusable() off its reactor's thread")
         guard let handle, !broken, !busy, !landedOnReadOnlyServer, PQstatus(handle) == CONNECTION_OK else {
             return false
         }
@@ -296,7 +296,7 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
 
     /// The server this connection reached, `host:port` as libpq resolved it.
     public var server: String {
-        precondition(reactor.isCurrent, "PostgresAsyncConnection.server off its reactor's thread")
+        precondition(reactor.isCurrent, "PostgresConnection.server off its reactor's thread")
         guard let handle else { return "" }
         let host = PQhost(handle).map { String(cString: $0) } ?? ""
         let port = PQport(handle).map { String(cString: $0) } ?? ""
@@ -306,7 +306,7 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
     /// The parameters this connection was opened with, as libpq resolved them (`PQconninfo`):
     /// keyword → value, for every keyword that has one. The password is left out.
     public var effectiveParameters: [String: String] {
-        precondition(reactor.isCurrent, "PostgresAsyncConnection.effectiveParameters off its reactor's thread")
+        precondition(reactor.isCurrent, "PostgresConnection.effectiveParameters off its reactor's thread")
         guard let handle, let options = PQconninfo(handle) else { return [:] }
         defer { PQconninfoFree(options) }
         var parameters: [String: String] = [:]
@@ -321,7 +321,7 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
 
     /// The backend process ID (`pg_backend_pid()`), for logs and tests.
     public var backendPID: Int32 {
-        precondition(reactor.isCurrent, "PostgresAsyncConnection.backendPID off its reactor's thread")
+        precondition(reactor.isCurrent, "PostgresConnection.backendPID off its reactor's thread")
         return handle.map { PQbackendPID($0) } ?? 0
     }
 
@@ -432,7 +432,7 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
     /// outcome is settled on the server and the connection is left idle.
     public func withTransaction<T>(
         _ options: PostgresTransactionOptions = PostgresTransactionOptions(),
-        _ body: (PostgresAsyncConnection) async throws -> T
+        _ body: (PostgresConnection) async throws -> T
     ) async throws(PostgresTransactionError) -> T {
         do throws(PostgresError) {
             try await simpleQuery(options.beginScript)
@@ -481,8 +481,8 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
     private func run(
         _ sql: String, cancellable: Bool, send: ((OpaquePointer) -> Int32)? = nil
     ) async throws(PostgresError) -> PostgresRows {
-        precondition(reactor.isCurrent, "a PostgresAsyncConnection statement off its reactor's thread")
-        precondition(!busy, "two statements at once on one PostgresAsyncConnection")
+        precondition(reactor.isCurrent, "a PostgresConnection statement off its reactor's thread")
+        precondition(!busy, "two statements at once on one PostgresConnection")
         guard let handle, !broken, PQstatus(handle) == CONNECTION_OK else { throw Libpq.closedError(sql) }
         if cancellable && Task.isCancelled {
             throw PostgresError(
@@ -586,18 +586,18 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
                     if sawCancellation {
                         let (reactor, socket, deadline) = (reactor, socket, cancelDeadline)
                         let ready = try await Task(executorPreference: reactor) {
-                            try await PostgresAsyncConnection.wait(
+                            try await PostgresConnection.wait(
                                 readiness, socket: socket, until: deadline, reactor: reactor, again: true)
                         }.value
                         guard ready else {
                             throw PostgresError(
                                 source: .connection, sqlState: SQLState.connectionFailure,
                                 message:
-                                    "the statement did not end within \(PostgresAsyncConnection.cancelledStatementGrace) of its cancel request; the connection is dropped"
+                                    "the statement did not end within \(PostgresConnection.cancelledStatementGrace) of its cancel request; the connection is dropped"
                             )
                         }
                     } else {
-                        _ = try await PostgresAsyncConnection.wait(
+                        _ = try await PostgresConnection.wait(
                             readiness, socket: socket, until: nil, reactor: reactor, again: true)
                     }
                     return
@@ -622,7 +622,7 @@ public final class PostgresAsyncConnection: @unchecked Sendable {
         private mutating func requestCancel() {
             let (canceller, request) = (canceller, CancelRequest())
             cancelRequest = request
-            cancelDeadline = .now + PostgresAsyncConnection.cancelledStatementGrace
+            cancelDeadline = .now + PostgresConnection.cancelledStatementGrace
             cancelQueue.async {
                 canceller.interrupt()
                 request.done.store(true, ordering: .releasing)
@@ -655,6 +655,6 @@ private final class CancelRequest: Sendable {
     let done = Atomic<Bool>(false)
 }
 
-/// Where `PQcancel` runs for ``PostgresAsyncConnection``s, off every reactor: concurrent, so one
+/// Where `PQcancel` runs for ``PostgresConnection``s, off every reactor: concurrent, so one
 /// slow cancel does not hold up the others.
 private let cancelQueue = DispatchQueue(label: "leasehold.postgres.async-cancel", attributes: .concurrent)

@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdOps
+import LeaseholdRuntime
 import Testing
 
 /// `/proc/<pid>/stat` and `/proc/<pid>/status` parsing, for the demo's CPU and memory accounting.

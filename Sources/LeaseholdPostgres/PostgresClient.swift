@@ -1,9 +1,14 @@
-import ConnectionPool
 import Dispatch
 import LeaseholdReactor
 import Synchronization
 
-/// A pool of ``PostgresAsyncConnection``s on one ``Reactor``: Leasehold's one PostgreSQL client,
+/// The client is closed (``PostgresClient/close()`` was called): it accepts no more work.
+public struct PostgresClientClosedError: Error, CustomStringConvertible {
+    public init() {}
+    public var description: String { "the PostgreSQL client is closed" }
+}
+
+/// A pool of ``PostgresConnection``s on one ``Reactor``: Leasehold's one PostgreSQL client,
 /// for the worker's hot path as for a CLI command (see ``PostgresExecutor``).
 ///
 /// ## Threading: no locks, by construction
@@ -29,7 +34,7 @@ import Synchronization
 /// At most ``size`` connections, opened lazily (non-blocking, on the reactor) when a borrower finds
 /// a slot without one. A connection is lent to one task at a time; a task that finds none free
 /// waits, first come first served, and is handed the next one returned. Before a connection is
-/// lent it is checked (``PostgresAsyncConnection/isReusable()``): a connection lost to a server
+/// lent it is checked (``PostgresConnection/isReusable()``): a connection lost to a server
 /// restart or a `pg_terminate_backend`, or whose server turned out read-only (SQLSTATE 25006), is
 /// closed and replaced, so such a failure costs the statement in flight, never the pool.
 ///
@@ -38,7 +43,7 @@ import Synchronization
 /// A task cancelled while waiting for a connection throws `CancellationError`; one cancelled while
 /// a statement runs has the statement cancelled on the server (SQLSTATE 57014), and the
 /// connection stays in the pool.
-public final class PostgresAsyncClient: @unchecked Sendable {
+public final class PostgresClient: @unchecked Sendable {
     // @unchecked Sendable: the mutable state below is touched only on `reactor`'s thread (every
     // entry point preconditions it; cancellation handlers hop there in a task).
 
@@ -53,7 +58,7 @@ public final class PostgresAsyncClient: @unchecked Sendable {
     public let size: Int
 
     /// One connection per slot, `nil` until opened (or after it was found broken).
-    private var connections: [PostgresAsyncConnection?]
+    private var connections: [PostgresConnection?]
     /// Slots not lent out, the most recently returned last (reused first, so a light load keeps
     /// few connections busy and the rest are never opened).
     private var idle: [Int]
@@ -99,10 +104,10 @@ public final class PostgresAsyncClient: @unchecked Sendable {
     /// Runs `body` with one connection, lent to this task alone until `body` returns.
     ///
     /// Throws `CancellationError` when the task is cancelled before a connection is lent,
-    /// `ConnectionPoolClosedError` after ``close()``, a ``PostgresError`` when no connection can be
+    /// `PostgresClientClosedError` after ``close()``, a ``PostgresError`` when no connection can be
     /// opened, or what `body` throws.
-    public func withConnection<T>(_ body: (PostgresAsyncConnection) async throws -> T) async throws -> T {
-        if closeStarted.load(ordering: .acquiring) { throw ConnectionPoolClosedError() }
+    public func withConnection<T>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        if closeStarted.load(ordering: .acquiring) { throw PostgresClientClosedError() }
         guard isOnReactor else {
             return try await withTaskExecutorPreference(reactor) { try await onReactor(body) }
         }
@@ -120,8 +125,8 @@ public final class PostgresAsyncClient: @unchecked Sendable {
     }
 
     /// ``withConnection(_:)`` once on the reactor.
-    private func onReactor<T>(_ body: (PostgresAsyncConnection) async throws -> T) async throws -> T {
-        precondition(reactor.isCurrent, "PostgresAsyncClient used off its reactor's thread")
+    private func onReactor<T>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        precondition(reactor.isCurrent, "PostgresClient used off its reactor's thread")
         let index = try await checkout()
         defer { checkin(index) }
         let connection = try await lend(index)
@@ -142,25 +147,25 @@ public final class PostgresAsyncClient: @unchecked Sendable {
     }
 
     /// Runs one statement as the prepared statement `name` of the connection it is lent (see
-    /// ``PostgresAsyncConnection/query(_:preparedAs:)``).
+    /// ``PostgresConnection/query(_:preparedAs:)``).
     @discardableResult
     public func query(_ query: PostgresQuery, preparedAs name: String) async throws -> PostgresRows {
         try await withConnection { try await $0.query(query, preparedAs: name) }
     }
 
     /// Runs fixed SQL text, possibly several statements (see
-    /// ``PostgresAsyncConnection/simpleQuery(_:)``).
+    /// ``PostgresConnection/simpleQuery(_:)``).
     @discardableResult
     public func simpleQuery(_ sql: String) async throws -> PostgresRows {
         try await withConnection { try await $0.simpleQuery(sql) }
     }
 
     /// Runs `body` in one transaction on one connection (see
-    /// ``PostgresAsyncConnection/withTransaction(_:_:)``). Throws ``PostgresTransactionError`` for
+    /// ``PostgresConnection/withTransaction(_:_:)``). Throws ``PostgresTransactionError`` for
     /// everything after a connection was lent.
     public func withTransaction<T>(
         _ options: PostgresTransactionOptions = PostgresTransactionOptions(),
-        _ body: (PostgresAsyncConnection) async throws -> T
+        _ body: (PostgresConnection) async throws -> T
     ) async throws -> T {
         try await withConnection { connection in try await connection.withTransaction(options, body) }
     }
@@ -177,7 +182,7 @@ public final class PostgresAsyncClient: @unchecked Sendable {
     /// the connection is kept either way (``lend(_:)`` checks it before lending it).
     @discardableResult
     public func open(
-        _ count: Int, warmingUp warmUp: (@Sendable (PostgresAsyncConnection) async -> Void)? = nil
+        _ count: Int, warmingUp warmUp: (@Sendable (PostgresConnection) async -> Void)? = nil
     ) async -> Int {
         if closeStarted.load(ordering: .acquiring) { return 0 }
         guard isOnReactor else {
@@ -204,7 +209,7 @@ public final class PostgresAsyncClient: @unchecked Sendable {
     }
 
     /// Stops lending connections, fails every waiter, waits for the lent connections to come back
-    /// and closes every connection. Calls after this throw `ConnectionPoolClosedError`. A client
+    /// and closes every connection. Calls after this throw `PostgresClientClosedError`. A client
     /// that started its own reactor then shuts it down: such a client must not be closed from a
     /// task that prefers its reactor.
     public func close() async {
@@ -228,11 +233,11 @@ public final class PostgresAsyncClient: @unchecked Sendable {
     }
 
     private func closeOnReactor() async {
-        precondition(reactor.isCurrent, "PostgresAsyncClient.close() off its reactor's thread")
+        precondition(reactor.isCurrent, "PostgresClient.close() off its reactor's thread")
         closed = true
         let failed = waiters
         waiters.removeAll()
-        for waiter in failed { waiter.continuation.resume(throwing: ConnectionPoolClosedError()) }
+        for waiter in failed { waiter.continuation.resume(throwing: PostgresClientClosedError()) }
         if lent > 0 {
             await withCheckedContinuation { closeWaiters.append($0) }
         }
@@ -245,7 +250,7 @@ public final class PostgresAsyncClient: @unchecked Sendable {
     // MARK: Slots
 
     private func checkout() async throws -> Int {
-        if closed { throw ConnectionPoolClosedError() }
+        if closed { throw PostgresClientClosedError() }
         try Task.checkCancellation()
         if let index = idle.popLast() {
             lent += 1
@@ -293,17 +298,17 @@ public final class PostgresAsyncClient: @unchecked Sendable {
     }
 
     /// The slot's connection, checked, replaced or opened as needed.
-    private func lend(_ index: Int) async throws -> PostgresAsyncConnection {
+    private func lend(_ index: Int) async throws -> PostgresConnection {
         if let existing = connections[index] {
             if await existing.isReusable() { return existing }
             existing.close()
             connections[index] = nil
         }
-        let connection = try await PostgresAsyncConnection.connect(configuration: configuration, reactor: reactor)
+        let connection = try await PostgresConnection.connect(configuration: configuration, reactor: reactor)
         if closed {
             // The pool closed while this connection was opening: it must not outlive the pool.
             connection.close()
-            throw ConnectionPoolClosedError()
+            throw PostgresClientClosedError()
         }
         connections[index] = connection
         return connection

@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdOps
+import LeaseholdLocalStack
 import LeaseholdPostgres
 import LeaseholdRedis
 import LeaseholdTesting
@@ -34,9 +34,9 @@ struct LocalStackTests {
         let stack = try LocalStack(options: LocalStackOptions(directory: directory, postgresSettings: ["fsync": "off"]))
         try await stack.start()
 
-        let postgres = PostgresAsyncClient(
+        let postgres = PostgresClient(
             configuration: PostgresConfiguration(connectionString: stack.postgresURL), size: 4)
-        let redis = RedisAsyncClient(configuration: try RedisConfiguration(url: stack.redisURL), size: 4)
+        let redis = RedisClient(configuration: try RedisConfiguration(url: stack.redisURL), size: 4)
         try await postgres.query("CREATE TABLE kept (id bigint PRIMARY KEY)")
         try await postgres.query("INSERT INTO kept VALUES (1)")
         try await redis.send("SET", "kept", "before-restart")
@@ -111,7 +111,7 @@ struct LocalStackTests {
             Int64.self, at: 0)
         #expect(version >= 1)
         await postgres.close()
-        let redis = RedisAsyncClient(configuration: try RedisConfiguration(url: String(redisURL)))
+        let redis = RedisClient(configuration: try RedisConfiguration(url: String(redisURL)))
         #expect(try await redis.send("PING").string == "PONG")
         redis.close()
 
@@ -124,7 +124,7 @@ struct LocalStackTests {
                 PostgresConfiguration(
                     connectionString: String(postgresURL), connectTimeoutSeconds: 2))
         }
-        let gone = RedisAsyncClient(configuration: try RedisConfiguration(url: String(redisURL)))
+        let gone = RedisClient(configuration: try RedisConfiguration(url: String(redisURL)))
         defer { gone.close() }
         await #expect(throws: RedisError.self) { try await gone.send("PING") }
     }

@@ -2,7 +2,7 @@ import Dispatch
 import LeaseholdReactor
 import Synchronization
 
-/// A few ``RedisAsyncConnection``s on one ``Reactor``: the Redis client of every role and tool,
+/// A few ``RedisConnection``s on one ``Reactor``: the Redis client of every role and tool,
 /// with no thread hand-off per command (see ``RedisCommandRunner`` for what code is written against).
 ///
 /// ## Threading: no locks, by construction
@@ -24,7 +24,7 @@ import Synchronization
 ///
 /// A Redis connection answers in order, so it is not lent to one caller at a time: every caller
 /// sends on a shared connection and waits for its own reply, and the commands queued during one
-/// reactor turn leave in one write (see ``RedisAsyncConnection``). Concurrent callers therefore
+/// reactor turn leave in one write (see ``RedisConnection``). Concurrent callers therefore
 /// share round trips without any batching of their own. Commands go to the ``size`` connections
 /// in turn; one connection is usually the cheapest (the most commands per write and per read), a
 /// second helps only when one socket's round trip is the bound. Connections are opened lazily;
@@ -38,7 +38,7 @@ import Synchronization
 /// ## A Redis Cluster
 ///
 /// Given a configuration that lists several nodes (``RedisConfiguration/listsSeveralNodes``), the
-/// client is a ``RedisAsyncClusterClient`` underneath, on the same reactor: every call goes to the
+/// client is a ``RedisClusterClient`` underneath, on the same reactor: every call goes to the
 /// master of its keys' slot, with `size` connections per node (the pipelining above holds per
 /// node), and ``isCluster`` is `true`. Code written against this client runs unchanged on one node
 /// or a cluster, as long as each command or script keeps to one hash slot.
@@ -47,8 +47,8 @@ import Synchronization
 ///
 /// A task cancelled before its command is queued gets `CancellationError` and sends nothing
 /// (also while it waits for a connection to open). Once queued, the command runs its course: the
-/// call returns its reply or error within its timeout (see ``RedisAsyncConnection``).
-public final class RedisAsyncClient: @unchecked Sendable {
+/// call returns its reply or error within its timeout (see ``RedisConnection``).
+public final class RedisClient: @unchecked Sendable {
     // @unchecked Sendable: the mutable state below is touched only on `reactor`'s thread (every
     // entry point hops there first, and `connection()` preconditions it).
 
@@ -57,13 +57,13 @@ public final class RedisAsyncClient: @unchecked Sendable {
     /// The number of connections.
     public let size: Int
 
-    private var connections: [RedisAsyncConnection?]
+    private var connections: [RedisConnection?]
     /// Per slot, the callers waiting for a connection being opened (`nil`: none being opened).
-    private var opening: [[CheckedContinuation<RedisAsyncConnection, any Error>]?]
+    private var opening: [[CheckedContinuation<RedisConnection, any Error>]?]
     private var next = 0
     private var closed = false
     /// Set when the configuration lists several nodes: every call goes through it instead.
-    private let cluster: RedisAsyncClusterClient?
+    private let cluster: RedisClusterClient?
     /// Whether the client started `reactor` (and stops it in ``close()``).
     private let ownsReactor: Bool
 
@@ -95,7 +95,7 @@ public final class RedisAsyncClient: @unchecked Sendable {
         self.opening = Array(repeating: nil, count: size)
         if configuration.listsSeveralNodes {
             do {
-                self.cluster = try RedisAsyncClusterClient(
+                self.cluster = try RedisClusterClient(
                     configuration: configuration, reactor: reactor, connectionsPerNode: size)
             } catch {
                 // `RedisConfiguration(url:)` refuses what the cluster client would (a database other
@@ -108,7 +108,7 @@ public final class RedisAsyncClient: @unchecked Sendable {
     }
 
     /// Whether the configuration lists the nodes of a Redis Cluster: then every call is routed
-    /// by its keys' hash slot through a ``RedisAsyncClusterClient`` (with `size` connections per
+    /// by its keys' hash slot through a ``RedisClusterClient`` (with `size` connections per
     /// node), and a command or script may only touch keys of one slot.
     public var isCluster: Bool { cluster != nil }
 
@@ -121,7 +121,7 @@ public final class RedisAsyncClient: @unchecked Sendable {
 
     // MARK: Commands
 
-    /// Sends one command; see ``RedisAsyncConnection/send(_:timeout:)``.
+    /// Sends one command; see ``RedisConnection/send(_:timeout:)``.
     @discardableResult
     public func send(_ command: RedisCommand, timeout: Duration? = nil) async throws -> RedisValue {
         guard reactor.isCurrent else { return try await withReactor { try await $0.send(command, timeout: timeout) } }
@@ -136,7 +136,7 @@ public final class RedisAsyncClient: @unchecked Sendable {
     }
 
     /// Sends every command back to back on one connection; replies in order, error replies in
-    /// place. See ``RedisAsyncConnection/pipeline(_:timeout:)``.
+    /// place. See ``RedisConnection/pipeline(_:timeout:)``.
     public func pipeline(_ commands: [RedisCommand], timeout: Duration? = nil) async throws -> [RedisValue] {
         guard !commands.isEmpty else { return [] }
         guard reactor.isCurrent else {
@@ -149,7 +149,7 @@ public final class RedisAsyncClient: @unchecked Sendable {
 
     /// ``pipeline(_:timeout:)`` on the connection that serves `keys`: on a cluster, every command
     /// goes to the master of `keys`' slot, on one connection, whatever keys the commands name (see
-    /// ``RedisAsyncClusterClient/pipeline(_:routedBy:timeout:)``); on one node, the same as
+    /// ``RedisClusterClient/pipeline(_:routedBy:timeout:)``); on one node, the same as
     /// ``pipeline(_:timeout:)``.
     public func pipeline(_ commands: [RedisCommand], routedBy keys: [any RedisArgument], timeout: Duration? = nil)
         async throws -> [RedisValue]
@@ -184,7 +184,7 @@ public final class RedisAsyncClient: @unchecked Sendable {
     /// bounded by the command timeout. Never call it on the reactor's thread (it would wait for
     /// itself), and avoid it on a cooperative thread, which it holds for the round trip.
     public func sendWaiting(_ command: RedisCommand, timeout: Duration? = nil) throws -> RedisValue {
-        precondition(!reactor.isCurrent, "RedisAsyncClient.sendWaiting on its reactor would wait for itself")
+        precondition(!reactor.isCurrent, "RedisClient.sendWaiting on its reactor would wait for itself")
         let outcome = Mutex<Result<RedisValue, any Error>?>(nil)
         let done = DispatchSemaphore(value: 0)
         Task(executorPreference: reactor) {
@@ -200,7 +200,7 @@ public final class RedisAsyncClient: @unchecked Sendable {
     /// Runs `body` on the client's reactor (``Reactor``'s task-executor preference, inherited by
     /// its child tasks), so that its calls go straight to the sockets with no hop each; from a
     /// task already there, simply runs it.
-    public func withReactor<T: Sendable>(_ body: (RedisAsyncClient) async throws -> T) async throws -> T {
+    public func withReactor<T: Sendable>(_ body: (RedisClient) async throws -> T) async throws -> T {
         if reactor.isCurrent { return try await body(self) }
         return try await withTaskExecutorPreference(reactor) { try await body(self) }
     }
@@ -216,7 +216,7 @@ public final class RedisAsyncClient: @unchecked Sendable {
             if ownsReactor { reactor.shutDown() }
             return
         }
-        precondition(!ownsReactor, "RedisAsyncClient.close() on the reactor it owns would wait for itself")
+        precondition(!ownsReactor, "RedisClient.close() on the reactor it owns would wait for itself")
         closeConnections()
     }
 
@@ -232,8 +232,8 @@ public final class RedisAsyncClient: @unchecked Sendable {
     // MARK: Connections
 
     /// The next connection in turn, opened or replaced as needed.
-    private func connection() async throws -> RedisAsyncConnection {
-        precondition(reactor.isCurrent, "RedisAsyncClient used off its reactor's thread")
+    private func connection() async throws -> RedisConnection {
+        precondition(reactor.isCurrent, "RedisClient used off its reactor's thread")
         try Task.checkCancellation()
         guard !closed else {
             throw RedisError(source: .connection, code: .connect, message: "the Redis client is closed")
@@ -248,9 +248,9 @@ public final class RedisAsyncClient: @unchecked Sendable {
             return try await withCheckedThrowingContinuation { opening[index]?.append($0) }
         }
         opening[index] = []
-        let result: Result<RedisAsyncConnection, any Error>
+        let result: Result<RedisConnection, any Error>
         do {
-            result = .success(try await RedisAsyncConnection.connect(configuration: configuration, reactor: reactor))
+            result = .success(try await RedisConnection.connect(configuration: configuration, reactor: reactor))
         } catch {
             result = .failure(error)
         }

@@ -5,16 +5,16 @@ import Testing
 
 @testable import LeaseholdPostgres
 
-/// `PostgresAsyncConnection`: non-blocking libpq on a reactor returns the same values and the same
+/// `PostgresConnection`: non-blocking libpq on a reactor returns the same values and the same
 /// errors as the blocking connection (the cases are the blocking suites' own), cancels a running
 /// statement on the server, and reports a lost connection as `.connection`.
 @Suite(.enabled(if: IntegrationEnvironment.isAvailable), .timeLimit(.minutes(1)))
-struct PostgresAsyncConnectionTests {
+struct PostgresConnectionTests {
     // MARK: Values
 
     @Test("text parameters echo unchanged", arguments: PostgresRoundTripTests.texts)
     func textEcho(_ text: String) async throws {
-        try await PostgresAsyncFixture.withConnection { connection, _ in
+        try await PostgresReactorFixture.withConnection { connection, _ in
             let row = try await connection.query(
                 "SELECT \(text)::text, char_length(\(text)::text), octet_length(\(text)::text)"
             ).single()
@@ -27,7 +27,7 @@ struct PostgresAsyncConnectionTests {
 
     @Test("bytea keeps every byte, NUL included", arguments: PostgresRoundTripTests.blobs)
     func byteaEcho(_ bytes: [UInt8]) async throws {
-        try await PostgresAsyncFixture.withConnection { connection, _ in
+        try await PostgresReactorFixture.withConnection { connection, _ in
             let row = try await connection.query("SELECT \(bytes), octet_length(\(bytes)), \(Data(bytes))").single()
             let (echoed, length, data) = try row.decode([UInt8].self, Int64.self, Data.self)
             #expect(echoed == bytes)
@@ -39,7 +39,7 @@ struct PostgresAsyncConnectionTests {
     @Test("Decimal parameters and server NUMERIC values are exact", arguments: PostgresNumericTests.values)
     func numericEcho(_ text: String) async throws {
         let value = try #require(Decimal(string: text, locale: Locale(identifier: "en_US_POSIX")))
-        try await PostgresAsyncFixture.withConnection { connection, _ in
+        try await PostgresReactorFixture.withConnection { connection, _ in
             let row = try await connection.query(
                 "SELECT \(value), \(text)::numeric, \(value) = \(text)::numeric, (\(text)::numeric)::text"
             ).single()
@@ -53,7 +53,7 @@ struct PostgresAsyncConnectionTests {
 
     @Test("integers, booleans and floats echo at their edges")
     func scalars() async throws {
-        try await PostgresAsyncFixture.withConnection { connection, _ in
+        try await PostgresReactorFixture.withConnection { connection, _ in
             for value in [0, 1, -1, 1 << 40, Int64.max, Int64.min] {
                 let row = try await connection.query("SELECT \(value), pg_typeof(\(value))::text").single()
                 #expect(try row.decode(Int64.self, String.self) == (value, "bigint"))
@@ -83,7 +83,7 @@ struct PostgresAsyncConnectionTests {
 
     @Test("text types, NULL, UUID, jsonb, dates and int8 arrays decode as on the blocking connection")
     func otherTypes() async throws {
-        try await PostgresAsyncFixture.withConnection { connection, _ in
+        try await PostgresReactorFixture.withConnection { connection, _ in
             let textual = try await connection.query(
                 "SELECT 'Вы'::varchar(10), 'ab'::char(4), 'a_name'::name, '{\"k\": 1}'::json"
             ).single().decode(String.self, String.self, String.self, String.self)
@@ -130,7 +130,7 @@ struct PostgresAsyncConnectionTests {
 
     @Test("simpleQuery runs a script and keeps the last result, in text; execute counts rows")
     func simpleQueryAndExecute() async throws {
-        try await PostgresAsyncFixture.withConnection { connection, _ in
+        try await PostgresReactorFixture.withConnection { connection, _ in
             let table = IntegrationEnvironment.uniqueName("lh_test")
             let last = try await connection.simpleQuery(
                 """
@@ -149,7 +149,7 @@ struct PostgresAsyncConnectionTests {
     @Test(
         "server errors keep their SQLSTATE and leave the connection usable", arguments: PostgresErrorTests.serverErrors)
     func serverError(_ sql: String, _ sqlState: String) async throws {
-        try await PostgresAsyncFixture.withConnection { connection, _ in
+        try await PostgresReactorFixture.withConnection { connection, _ in
             let pid = connection.backendPID
             let error = try await #require(throws: PostgresError.self) {
                 try await connection.query(PostgresQuery(unsafeSQL: sql))
@@ -165,7 +165,7 @@ struct PostgresAsyncConnectionTests {
 
     @Test("the first error of a script wins, as with PQexec")
     func scriptError() async throws {
-        try await PostgresAsyncFixture.withConnection { connection, _ in
+        try await PostgresReactorFixture.withConnection { connection, _ in
             let error = try await #require(throws: PostgresError.self) {
                 try await connection.simpleQuery("SELECT 1; SELECT 1 / 0; SELECT 2")
             }
@@ -176,7 +176,7 @@ struct PostgresAsyncConnectionTests {
 
     @Test("a unique violation names its constraint and table; a NUL in text is 22021")
     func diagnostics() async throws {
-        try await PostgresAsyncFixture.withConnection { connection, _ in
+        try await PostgresReactorFixture.withConnection { connection, _ in
             let table = IntegrationEnvironment.uniqueName("lh_test")
             try await connection.simpleQuery("CREATE TEMPORARY TABLE \(table) (id bigint PRIMARY KEY)")
             try await connection.execute("INSERT INTO \(unescaped: table) VALUES (1)")
@@ -198,13 +198,13 @@ struct PostgresAsyncConnectionTests {
 
     @Test("connecting to a port nobody listens on fails with 08001, promptly")
     func connectFailure() async throws {
-        try await PostgresAsyncFixture.onReactor { reactor in
+        try await PostgresReactorFixture.onReactor { reactor in
             let configuration = PostgresConfiguration(
                 connectionString: "postgres://postgres@127.0.0.1:1/leasehold", connectTimeoutSeconds: 2)
             let clock = ContinuousClock()
             let start = clock.now
             let error = try await #require(throws: PostgresError.self) {
-                try await PostgresAsyncConnection.connect(configuration: configuration, reactor: reactor)
+                try await PostgresConnection.connect(configuration: configuration, reactor: reactor)
             }
             #expect(clock.now - start < .seconds(5))
             #expect(error.sqlState == SQLState.unableToConnect)
@@ -215,7 +215,7 @@ struct PostgresAsyncConnectionTests {
 
     @Test("connect_timeout bounds a connection attempt that never gets an answer")
     func connectTimeout() async throws {
-        try await PostgresAsyncFixture.onReactor { reactor in
+        try await PostgresReactorFixture.onReactor { reactor in
             // A listening socket whose backlog is never accepted: the TCP handshake completes, but no
             // startup reply ever comes.
             let listener = try SilentListener()
@@ -226,7 +226,7 @@ struct PostgresAsyncConnectionTests {
             let clock = ContinuousClock()
             let start = clock.now
             let error = try await #require(throws: PostgresError.self) {
-                try await PostgresAsyncConnection.connect(configuration: configuration, reactor: reactor)
+                try await PostgresConnection.connect(configuration: configuration, reactor: reactor)
             }
             let elapsed = clock.now - start
             #expect(elapsed >= .milliseconds(900))
@@ -240,8 +240,8 @@ struct PostgresAsyncConnectionTests {
 
     @Test("cancelling the task of a running pg_sleep(10) ends it promptly with 57014; the connection stays usable")
     func cancelRunningStatement() async throws {
-        try await PostgresAsyncFixture.withClient(size: 1) { observer, reactor in
-            let connection = try await PostgresAsyncConnection.connect(
+        try await PostgresReactorFixture.withClient(size: 1) { observer, reactor in
+            let connection = try await PostgresConnection.connect(
                 configuration: IntegrationEnvironment.postgresConfiguration, reactor: reactor)
             defer { connection.close() }
             let pid = connection.backendPID
@@ -249,7 +249,7 @@ struct PostgresAsyncConnectionTests {
             let sleeping = Task(executorPreference: reactor) {
                 try await connection.query(PostgresQuery(unsafeSQL: "SELECT pg_sleep(10) /* \(marker) */"))
             }
-            let running = try await PostgresAsyncFixture.waitUntilRunning(marker, observer: observer)
+            let running = try await PostgresReactorFixture.waitUntilRunning(marker, observer: observer)
             #expect(running == pid)
 
             let clock = ContinuousClock()
@@ -274,7 +274,7 @@ struct PostgresAsyncConnectionTests {
 
     @Test("a task that is already cancelled sends nothing: 57014 from the client")
     func alreadyCancelled() async throws {
-        try await PostgresAsyncFixture.withConnection { connection, reactor in
+        try await PostgresReactorFixture.withConnection { connection, reactor in
             let table = IntegrationEnvironment.uniqueName("lh_test")
             try await connection.simpleQuery("CREATE TEMPORARY TABLE \(table) (id int)")
             let task = Task(executorPreference: reactor) {
@@ -292,15 +292,15 @@ struct PostgresAsyncConnectionTests {
 
     @Test("pg_terminate_backend of a running statement's session is a .connection error; the connection is closed")
     func terminatedByServer() async throws {
-        try await PostgresAsyncFixture.withClient(size: 1) { observer, reactor in
-            let connection = try await PostgresAsyncConnection.connect(
+        try await PostgresReactorFixture.withClient(size: 1) { observer, reactor in
+            let connection = try await PostgresConnection.connect(
                 configuration: IntegrationEnvironment.postgresConfiguration, reactor: reactor)
             defer { connection.close() }
             let marker = IntegrationEnvironment.uniqueName("terminate")
             let sleeping = Task(executorPreference: reactor) {
                 try await connection.query(PostgresQuery(unsafeSQL: "SELECT pg_sleep(10) /* \(marker) */"))
             }
-            let pid = try #require(try await PostgresAsyncFixture.waitUntilRunning(marker, observer: observer))
+            let pid = try #require(try await PostgresReactorFixture.waitUntilRunning(marker, observer: observer))
             try await observer.query("SELECT pg_terminate_backend(\(pid))")
 
             let error = try #require(await sleeping.result.failure as? PostgresError)
@@ -323,9 +323,9 @@ struct PostgresAsyncConnectionTests {
     /// never takes a descriptor another test opened meanwhile: then the scenario is tried again).
     @Test("closing a lost connection leaves alone a wait on a new descriptor that reuses its socket's number")
     func lostConnectionsSocketNumberReused() async throws {
-        try await PostgresAsyncFixture.onReactor { reactor in
+        try await PostgresReactorFixture.onReactor { reactor in
             for _ in 1...20 {
-                let lost = try await PostgresAsyncConnection.connect(
+                let lost = try await PostgresConnection.connect(
                     configuration: IntegrationEnvironment.postgresConfiguration, reactor: reactor)
                 let number = lost.socket
                 // The connection dies as under a server crash: the socket reads EOF (and writes
@@ -364,7 +364,7 @@ struct PostgresAsyncConnectionTests {
 
     @Test("a transaction left open is rolled back by isReusable()")
     func reusableRollsBack() async throws {
-        try await PostgresAsyncFixture.withConnection { connection, _ in
+        try await PostgresReactorFixture.withConnection { connection, _ in
             try await connection.simpleQuery("BEGIN")
             try await connection.query("SELECT 1")
             #expect(await connection.isReusable())
@@ -376,12 +376,12 @@ struct PostgresAsyncConnectionTests {
 
     @Test("every step of 16 connections' queries runs on the reactor's thread")
     func staysOnTheReactor() async throws {
-        try await PostgresAsyncFixture.onReactor { reactor in
+        try await PostgresReactorFixture.onReactor { reactor in
             let results = try await withThrowingTaskGroup(of: Bool.self) { group in
                 for index in 0..<16 {
                     group.addTask {
                         var onReactor = reactor.isCurrent
-                        let connection = try await PostgresAsyncConnection.connect(
+                        let connection = try await PostgresConnection.connect(
                             configuration: IntegrationEnvironment.postgresConfiguration, reactor: reactor)
                         defer { connection.close() }
                         for round in 0..<20 {

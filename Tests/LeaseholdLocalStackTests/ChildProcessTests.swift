@@ -1,5 +1,5 @@
 import Foundation
-import LeaseholdOps
+import LeaseholdLocalStack
 import Testing
 
 @Suite struct ChildProcessTests {

@@ -1,5 +1,6 @@
 import Foundation
 import LeaseholdPostgres
+import LeaseholdRuntime
 import Logging
 import ServiceLifecycle
 
@@ -28,7 +29,7 @@ public struct LocalStackService: Service {
         do {
             try await stack.start()
             if let migrations {
-                let client = PostgresAsyncClient(
+                let client = PostgresClient(
                     configuration: PostgresConfiguration(connectionString: stack.postgresURL), size: 1)
                 let report: Migrator.Report
                 do {
