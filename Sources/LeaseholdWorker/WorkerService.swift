@@ -31,8 +31,8 @@ import Synchronization
 /// that reactor. So an entry is read, its transaction sent and answered, and its completion sent
 /// without any thread hand-off, and one wake-up serves every connection that is ready (blocking
 /// clients on a thread per connection cost about 6.7 context switches per message). Dead letters
-/// go through a second, small PostgreSQL pool on the same reactor; retries through the blocking
-/// Redis pool.
+/// go through a second, small PostgreSQL pool on the same reactor. When to read and how much is
+/// ``ReadPacing``'s decision.
 ///
 /// A transaction that fails is never acknowledged as done: the entry goes to the retry schedule
 /// (XACK + ZADD in one script) or, past the retry policy's limit, to the dead letters.
@@ -139,49 +139,36 @@ public struct WorkerService: Service {
                         every: configuration.heartbeat, consumer: configuration.consumerName, redis: reactorRedis,
                         logger: logger)
                 }
-                var failures = 0
+                var pacing = ReadPacing(concurrency: configuration.concurrency, coalescing: Self.readCoalescing)
                 var rotation = 0
-                // While busy, a read waits for a few free slots (or Self.readCoalescing) so that
-                // it carries several entries: one read per entry would cost a round trip each.
-                let enough = max(1, configuration.concurrency / 4)
-                var coalescingUntil: ContinuousClock.Instant?
                 while !shutdown.isRequested && !Task.isCancelled {
-                    let free = configuration.concurrency - inFlight.value
-                    guard free > 0 else {
-                        // Every slot busy: wait for one to free up — or for the signal, so a
-                        // saturated worker starts draining at once.
+                    let count: Int
+                    switch pacing.next(inFlight: inFlight.value, now: .now) {
+                    case .waitForAnEntry, .keepCoalescing:
+                        // Woken when an entry finishes, the coalescing wait ends, or the signal
+                        // comes (so a saturated worker starts draining at once).
                         await wakeup.next()
                         continue
-                    }
-                    if free < enough && inFlight.value > 0 {
-                        if let until = coalescingUntil {
-                            if ContinuousClock.now < until {
-                                await wakeup.next()
-                                continue
-                            }
-                        } else {
-                            let until = ContinuousClock.now + Self.readCoalescing
-                            coalescingUntil = until
-                            group.addTask {
-                                try? await Task.sleep(until: until)
-                                wake.yield()
-                            }
-                            await wakeup.next()
-                            continue
+                    case .startCoalescing(let until):
+                        group.addTask {
+                            try? await Task.sleep(until: until)
+                            wake.yield()
                         }
+                        await wakeup.next()
+                        continue
+                    case .read(let free):
+                        count = free
                     }
-                    coalescingUntil = nil
                     let batch: StreamConsumer.LeasedBatch
                     do {
                         let terms = processor.leaseTerms()
                         batch = try await consumer.read(
-                            count: free, block: configuration.readBlock, first: rotation, leasing: terms, via: reader)
+                            count: count, block: configuration.readBlock, first: rotation, leasing: terms, via: reader)
                         rotation &+= 1
-                        failures = 0
+                        pacing.readSucceeded()
                     } catch {
-                        failures += 1
                         logger.error("reading the streams failed; retrying", metadata: ["error": "\(error)"])
-                        try? await Task.sleep(for: .milliseconds(min(5_000, 100 * (1 << min(failures, 6)))))
+                        try? await Task.sleep(for: pacing.readFailed())
                         continue
                     }
                     for broken in batch.undecodable {
