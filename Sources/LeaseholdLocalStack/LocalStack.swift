@@ -203,10 +203,10 @@ public actor LocalStack {
         redis = server
         let configuration = RedisConfiguration(
             host: "127.0.0.1", port: redisPort, connectTimeout: .seconds(2), commandTimeout: .seconds(2))
-        try await waitUntilReady(server, log: redisLog) {
+        try await waitUntilAnswering(server, log: redisLog) {
             let client = RedisClient(configuration: configuration, label: "leasehold.local.probe")
             defer { client.close() }
-            _ = try client.sendWaiting(RedisCommand(["PING"]))
+            _ = try await client.send("PING")
         }
         logger.info("Redis is up", metadata: ["url": "\(redisURL)", "pid": "\(server.pid)"])
     }
@@ -225,15 +225,7 @@ public actor LocalStack {
 
     // MARK: Helpers
 
-    /// Polls `probe` (blocking, run off the cooperative pool) until it succeeds, the server exits,
-    /// or the startup timeout passes.
-    private func waitUntilReady(
-        _ server: ChildProcess, log: URL, probe: @escaping @Sendable () throws -> Void
-    ) async throws {
-        try await waitUntilAnswering(server, log: log) { try await offload(probe) }
-    }
-
-    /// ``waitUntilReady(_:log:probe:)`` with a probe that does not block.
+    /// Polls `probe` until it succeeds, the server exits, or the startup timeout passes.
     private func waitUntilAnswering(
         _ server: ChildProcess, log: URL, probe: @escaping @Sendable () async throws -> Void
     ) async throws {
@@ -313,14 +305,5 @@ public actor LocalStack {
 
     private static func makeTraversable(_ url: URL) throws {
         if geteuid() == 0 { chmod(url.path, 0o755) }
-    }
-}
-
-/// Runs a blocking closure on a Dispatch queue and awaits its result.
-func offload<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async {
-            continuation.resume(with: Result { try body() })
-        }
     }
 }
