@@ -124,8 +124,14 @@ public struct SupervisorService: Service {
         let length = try await redis.send("XLEN", stream).int ?? 0
         Gauge(label: "leasehold_stream_length", dimensions: [("stream", stream)]).record(length)
         let summary = try await redis.send("XPENDING", stream, RedisKeys.consumerGroup)
-        Gauge(label: "leasehold_stream_pending", dimensions: [("stream", stream)]).record(
-            summary.array?.first?.int ?? 0)
+        let pending = summary.array?.first?.int ?? 0
+        Gauge(label: "leasehold_stream_pending", dimensions: [("stream", stream)]).record(pending)
+        // Entries no worker has read yet: the group's lag, or, when Redis cannot tell (entries
+        // deleted under the group), the length less the pending entries (which then also counts
+        // acknowledged entries not yet trimmed). No group yet: the whole stream.
+        let group = try await ConsumerGroupInfo.read(stream: stream, redis: redis)
+        let undelivered = group.map { $0.lag ?? max(0, length - pending) } ?? length
+        Gauge(label: "leasehold_stream_undelivered", dimensions: [("stream", stream)]).record(undelivered)
         // The oldest pending entry's age, from its ID (the XADD time in milliseconds).
         var oldestAge = 0.0
         if let oldest = summary.array?.dropFirst().first?.string,

@@ -138,7 +138,8 @@ extension SystemTests {
             #expect(metrics.status == 200)
             for name in [
                 "leasehold_supervisor_is_leader 1", "leasehold_supervisor_leader_changes_total",
-                "leasehold_stream_length", "leasehold_stream_pending", "leasehold_stream_oldest_pending_age_seconds",
+                "leasehold_stream_length", "leasehold_stream_pending", "leasehold_stream_undelivered",
+                "leasehold_stream_oldest_pending_age_seconds",
                 "leasehold_retry_backlog",
             ] {
                 #expect(metrics.body.contains(name), "\(name) on /metrics")
