@@ -107,17 +107,19 @@ enum ConsoleTemplates {
         <label>Stream<input name="stream" value="{{stream}}"></label>
         <label>Since (2h, 7d, ISO 8601)<input name="since" value="{{since}}"></label>
         <label>Error contains<input name="error" value="{{error}}"></label>
+        <label>User id<input name="user" value="{{user}}" inputmode="numeric"></label>
+        <label>Chat id<input name="chat" value="{{chat}}" inputmode="numeric"></label>
         <label>Status<select name="status">{{#statuses}}<option value="{{value}}"{{#selected}} selected{{/selected}}>{{value}}</option>{{/statuses}}</select></label>
         <button>Filter</button> <a href="/dead-letters">clear</a></form>
         <p class="muted">{{total}} matching{{#pageInfo}}, showing {{pageInfo}}{{/pageInfo}}</p>
         <form method="post" action="/dead-letters/replay" id="selection">
         <input type="hidden" name="csrf" value="{{csrf}}">
         <table><tr>{{#canAct}}<th></th>{{/canAct}}<th>ID</th><th>Dead-lettered</th><th>Kind</th><th>Key</th>
-        <th class="num">Attempts</th><th>Status</th><th>Last error</th></tr>
+        <th>User</th><th class="num">Attempts</th><th>Status</th><th>Last error</th></tr>
         {{#letters}}<tr>{{#canAct}}<td><input type="checkbox" name="id" value="{{id}}" aria-label="select {{id}}"></td>{{/canAct}}
         <td><a href="/dead-letters/{{id}}">{{id}}</a></td><td>{{deadLetteredAt}}</td><td>{{kind}}</td>
-        <td>{{messageKey}}</td><td class="num">{{attempts}}</td><td>{{status}}</td><td>{{lastError}}</td></tr>{{/letters}}
-        {{^letters}}<tr><td colspan="8" class="muted">no dead letters match</td></tr>{{/letters}}</table>
+        <td>{{messageKey}}</td><td>{{#userID}}<a href="/dead-letters?user={{userID}}">{{userID}}</a>{{/userID}}</td><td class="num">{{attempts}}</td><td>{{status}}</td><td>{{lastError}}</td></tr>{{/letters}}
+        {{^letters}}<tr><td colspan="9" class="muted">no dead letters match</td></tr>{{/letters}}</table>
         {{#canAct}}<div class="actions"><button name="scope" value="selected">Replay selected</button>
         <button class="danger" formaction="/dead-letters/purge" name="scope" value="selected">Purge selected</button></div>{{/canAct}}
         </form>
@@ -133,6 +135,8 @@ enum ConsoleTemplates {
         <h1>Dead letter {{id}}</h1>
         <table><tr><th>Key</th><td><a href="/messages/{{messageKeyPath}}">{{messageKey}}</a></td></tr>
         <tr><th>Kind</th><td>{{kind}}</td></tr><tr><th>Stream / entry</th><td>{{stream}} {{entryID}}</td></tr>
+        {{#userID}}<tr><th>User</th><td><a href="/dead-letters?user={{userID}}&amp;status=all">{{userID}}</a></td></tr>{{/userID}}
+        {{#chatID}}<tr><th>Chat</th><td><a href="/dead-letters?chat={{chatID}}&amp;status=all">{{chatID}}</a></td></tr>{{/chatID}}
         <tr><th>Status</th><td>{{status}}{{#replayEntryID}} (replayed as {{replayEntryID}}){{/replayEntryID}}</td></tr>
         <tr><th>Attempts</th><td>{{attempts}}</td></tr><tr><th>First seen</th><td>{{firstSeenAt}}</td></tr>
         <tr><th>Dead-lettered</th><td>{{deadLetteredAt}}</td></tr><tr><th>Last error</th><td>{{lastError}}</td></tr>

@@ -39,15 +39,34 @@ struct DeadLettersController: Sendable {
     }
 
     /// The list filter a form or query names (the fields of `leasehold dlq list`).
-    static func filter(_ form: ConsoleForm) throws -> DeadLetterQuery.Filter {
+    static func filter(_ form: ConsoleForm) throws(BadFilter) -> DeadLetterQuery.Filter {
         let status = form["status"] ?? "dead"
+        func id(_ field: String, _ what: String) throws(BadFilter) -> Int64? {
+            guard let text = form[field]?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
+            guard let value = Int64(text) else {
+                throw BadFilter("\(field): \(text) is not a \(what) (a whole number)")
+            }
+            return value
+        }
+        let since: Date?
+        do {
+            since = try form["since"].map { try DeadLetterQuery.parseTime($0) }
+        } catch {
+            throw BadFilter("since: \(error)")
+        }
         return DeadLetterQuery.Filter(
-            kind: form["kind"], stream: form["stream"],
-            since: try form["since"].map { try DeadLetterQuery.parseTime($0) },
-            errorContains: form["error"], status: status == "all" ? nil : status)
+            kind: form["kind"], stream: form["stream"], since: since, errorContains: form["error"],
+            status: status == "all" ? nil : status, userID: try id("user", "user id"),
+            chatID: try id("chat", "chat id"))
     }
 
-    static let filterFields = ["kind", "stream", "since", "error", "status"]
+    /// A filter field that does not parse; the page says which and why.
+    struct BadFilter: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    static let filterFields = ["kind", "stream", "since", "error", "status", "user", "chat"]
 
     func deadLetters(_ request: Request, _ viewer: ConsoleRenderer.Viewer) async throws -> Response {
         let form = ConsoleForm(request.uri.query ?? "")
@@ -56,7 +75,7 @@ struct DeadLettersController: Sendable {
         do {
             filter = try Self.filter(form)
         } catch {
-            return pages.problem("Bad filter", "since: \(error)", status: .badRequest, viewer: viewer)
+            return pages.problem("Bad filter", "\(error)", status: .badRequest, viewer: viewer)
         }
         if let done = form["done"].flatMap(Int64.init),
             let action = try await ConsoleAuditLog().find(done, postgres: postgres)
@@ -76,7 +95,8 @@ struct DeadLettersController: Sendable {
         let status = form["status"] ?? "dead"
         let context: [String: Any] = [
             "notice": notice as Any, "kind": form["kind"] ?? "", "stream": form["stream"] ?? "",
-            "since": form["since"] ?? "", "error": form["error"] ?? "",
+            "since": form["since"] ?? "", "error": form["error"] ?? "", "user": form["user"] ?? "",
+            "chat": form["chat"] ?? "",
             "statuses": ["dead", "replayed", "purged", "all"].map { ["value": $0, "selected": $0 == status] },
             "total": total,
             // `false`, not "", for what is not shown: the template's sections render for any string.
@@ -86,6 +106,7 @@ struct DeadLettersController: Sendable {
                     "id": letter.id, "deadLetteredAt": ConsoleRenderer.time(letter.deadLetteredAt),
                     "kind": letter.kind, "messageKey": letter.messageKey, "attempts": letter.attempts,
                     "status": letter.status, "lastError": String(letter.lastError.prefix(160)),
+                    "userID": letter.userID as Any,
                 ]
             },
             "canAct": !configuration.readOnly,
@@ -103,6 +124,7 @@ struct DeadLettersController: Sendable {
             "id": letter.id, "messageKey": letter.messageKey,
             "messageKeyPath": ConsolePages.pathComponent(letter.messageKey),
             "kind": letter.kind, "stream": letter.stream, "entryID": letter.entryID, "status": letter.status,
+            "userID": letter.userID as Any, "chatID": letter.chatID as Any,
             "replayEntryID": letter.replayEntryID as Any, "attempts": letter.attempts,
             "firstSeenAt": ConsoleRenderer.time(letter.firstSeenAt),
             "deadLetteredAt": ConsoleRenderer.time(letter.deadLetteredAt), "lastError": letter.lastError,
@@ -153,7 +175,7 @@ struct DeadLettersController: Sendable {
         do {
             filter = try Self.filter(form)
         } catch {
-            return pages.problem("Bad filter", "since: \(error)", status: .badRequest, viewer: viewer)
+            return pages.problem("Bad filter", "\(error)", status: .badRequest, viewer: viewer)
         }
         let query = DeadLetterQuery()
         let candidates: [DeadLetterQuery.Letter]

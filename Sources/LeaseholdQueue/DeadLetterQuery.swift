@@ -18,6 +18,9 @@ public struct DeadLetterQuery: Sendable {
         public var deadLetteredAt: Date
         public var replayedAt: Date?
         public var replayEntryID: String?
+        /// Whom the letter concerns, as read from its payload (``Filter/userID``, ``Filter/chatID``).
+        public var userID: Int64?
+        public var chatID: Int64?
         /// Only filled by ``show(_:postgres:)``.
         public var payload: String?
         /// Every attempt's failure, oldest first (only filled by ``show(_:postgres:)``).
@@ -31,6 +34,8 @@ public struct DeadLetterQuery: Sendable {
             case firstSeenAt = "first_seen_at"
             case deadLetteredAt = "dead_lettered_at"
             case replayedAt = "replayed_at"
+            case userID = "user_id"
+            case chatID = "chat_id"
             case replayEntryID = "replay_entry_id"
             case errorHistory = "error_history"
         }
@@ -46,10 +51,15 @@ public struct DeadLetterQuery: Sendable {
         public var errorContains: String?
         /// `dead` by default; `nil` for every status.
         public var status: String?
+        /// The user the letter concerns: a booking's `user_id`, a payment notification's payment's
+        /// user (read from the payload when the letter was written; see migration 0012).
+        public var userID: Int64?
+        /// The Telegram chat a booking's reply goes to.
+        public var chatID: Int64?
 
         public init(
             kind: String? = nil, stream: String? = nil, since: Date? = nil, olderThan: Date? = nil,
-            errorContains: String? = nil, status: String? = "dead"
+            errorContains: String? = nil, status: String? = "dead", userID: Int64? = nil, chatID: Int64? = nil
         ) {
             self.kind = kind
             self.stream = stream
@@ -57,6 +67,8 @@ public struct DeadLetterQuery: Sendable {
             self.olderThan = olderThan
             self.errorContains = errorContains
             self.status = status
+            self.userID = userID
+            self.chatID = chatID
         }
 
     }
@@ -64,7 +76,7 @@ public struct DeadLetterQuery: Sendable {
     public init() {}
 
     static let columns =
-        "id, message_key, stream, entry_id, kind, attempts, last_error, status, first_seen_at, dead_lettered_at, replayed_at, replay_entry_id"
+        "id, message_key, stream, entry_id, kind, attempts, last_error, status, first_seen_at, dead_lettered_at, replayed_at, replay_entry_id, user_id, chat_id"
 
     static func letter(_ row: PostgresRow) throws -> Letter {
         Letter(
@@ -73,7 +85,8 @@ public struct DeadLetterQuery: Sendable {
             kind: try row.decode(String.self, at: 4), attempts: Int(try row.decode(Int32.self, at: 5)),
             lastError: try row.decode(String.self, at: 6), status: try row.decode(String.self, at: 7),
             firstSeenAt: try row.decode(Date.self, at: 8), deadLetteredAt: try row.decode(Date.self, at: 9),
-            replayedAt: try row.decode(Date?.self, at: 10), replayEntryID: try row.decode(String?.self, at: 11))
+            replayedAt: try row.decode(Date?.self, at: 10), replayEntryID: try row.decode(String?.self, at: 11),
+            userID: try row.decode(Int64?.self, at: 12), chatID: try row.decode(Int64?.self, at: 13))
     }
 
     /// Letters matching `filter`, newest first; `offset` skips that many (paging).
@@ -158,10 +171,10 @@ public struct DeadLetterQuery: Sendable {
             ).first
         else { return nil }
         var letter = try Self.letter(row)
-        let payload = try row.decode([UInt8].self, at: 12)
+        let payload = try row.decode([UInt8].self, at: 14)
         letter.payload =
             String(validating: payload, as: UTF8.self) ?? payload.map { String(format: "%02x", $0) }.joined()
-        letter.errorHistory = AttemptFailure.decode(Array(try row.decode(String.self, at: 13).utf8))
+        letter.errorHistory = AttemptFailure.decode(Array(try row.decode(String.self, at: 15).utf8))
         return letter
     }
 
@@ -279,6 +292,14 @@ extension PostgresQuery.StringInterpolation {
         appendInterpolation(filter.status)
         appendLiteral("::text IS NULL OR status = ")
         appendInterpolation(filter.status)
+        appendLiteral(") AND (")
+        appendInterpolation(filter.userID)
+        appendLiteral("::bigint IS NULL OR user_id = ")
+        appendInterpolation(filter.userID)
+        appendLiteral(") AND (")
+        appendInterpolation(filter.chatID)
+        appendLiteral("::bigint IS NULL OR chat_id = ")
+        appendInterpolation(filter.chatID)
         appendLiteral(")")
     }
 }

@@ -27,10 +27,20 @@ struct DLQFilterOptions: ParsableArguments {
     @Option(help: "Only letters whose last error contains this text (case-insensitive).")
     var error: String?
 
+    @Option(
+        help: """
+            Only letters about this user: a booking's user_id, a payment notification's payment's user \
+            (read from the payload when the letter was written).
+            """)
+    var user: Int64?
+
+    @Option(help: "Only letters about this Telegram chat (a booking's chat_id).")
+    var chat: Int64?
+
     func filter(status: String? = "dead", olderThan: Date? = nil) throws -> DeadLetterQuery.Filter {
         DeadLetterQuery.Filter(
             kind: kind, stream: stream, since: try since.map(parseTime), olderThan: olderThan, errorContains: error,
-            status: status)
+            status: status, userID: user, chatID: chat)
     }
 }
 
@@ -70,11 +80,12 @@ private func printJSON(_ value: some Encodable) throws {
 
 private func table(_ letters: [DeadLetterQuery.Letter]) -> String {
     guard !letters.isEmpty else { return "no dead letters match" }
-    let header = ["ID", "DEAD-LETTERED", "KIND", "KEY", "ATTEMPTS", "STATUS", "LAST ERROR"]
+    let header = ["ID", "DEAD-LETTERED", "KIND", "KEY", "USER", "ATTEMPTS", "STATUS", "LAST ERROR"]
     let rows = letters.map { letter in
         [
             String(letter.id), letter.deadLetteredAt.formatted(.iso8601), letter.kind, letter.messageKey,
-            String(letter.attempts), letter.status, String(letter.lastError.prefix(80)),
+            letter.userID.map(String.init) ?? "-", String(letter.attempts), letter.status,
+            String(letter.lastError.prefix(80)),
         ]
     }
     let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }

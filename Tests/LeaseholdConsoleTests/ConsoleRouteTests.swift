@@ -2,6 +2,7 @@ import Foundation
 import LeaseholdConsole
 import LeaseholdDomain
 import LeaseholdPostgres
+import LeaseholdQueue
 import LeaseholdTesting
 import Testing
 
@@ -192,6 +193,57 @@ struct ConsoleRouteTests {
         let detail = try await server.get("/dead-letters/\(letter)", cookie: cookie)
         #expect(detail.body.contains("Notifications about this payment"))
         #expect(detail.body.contains("/payments/pay-1"))
+        await server.shutdown()
+    }
+
+    @Test func deadLettersAreFoundByTheUserOrTheChatTheyConcern() async throws {
+        let server = try await ConsoleTestServer.start()
+        let cookie = try await server.login()
+        try await server.postgres.withConnection { connection in
+            let ledger = PaymentLedger()
+            _ = try await ledger.upsertPlan(
+                code: "month", title: "Month", price: "1990.10", currency: "RUB", days: 30, on: connection)
+            _ = try await ledger.createPending(
+                paymentID: "pay-7", userID: 42, chatID: 4200, planCode: "month", amount: nil, on: connection)
+        }
+        let booking = try await server.insertDeadLetter(
+            key: "tg:1", payload: #"{"action":"book","user_id":42,"chat_id":4200,"slot_id":7}"#)
+        let other = try await server.insertDeadLetter(
+            key: "tg:2", payload: #"{"action":"book","user_id":43,"chat_id":4300,"slot_id":7}"#)
+        let payment = try await server.insertDeadLetter(
+            key: "yk:payment.succeeded:pay-7", kind: "yookassa.notification", source: "yookassa",
+            payload: #"{"type":"notification","event":"payment.succeeded","object":{"id":"pay-7"}}"#)
+        let refund = try await server.insertDeadLetter(
+            key: "yk:refund.succeeded:rf-1", kind: "yookassa.notification", source: "yookassa",
+            payload: #"{"type":"notification","event":"refund.succeeded","object":{"id":"rf-1","payment_id":"pay-7"}}"#)
+        // Payloads that name nobody are still written, with no subject.
+        let garbage = try await server.insertDeadLetter(key: "tg:3", payload: "", bytes: [0xFF, 0xFE, 0x00])
+        let textID = try await server.insertDeadLetter(key: "tg:4", payload: #"{"user_id":"42","chat_id":1e40}"#)
+
+        let byUser = try await server.get("/dead-letters?user=42", cookie: cookie)
+        #expect(byUser.status == 200)
+        #expect(byUser.body.contains("3 matching, showing 1–3"), "\(byUser.body)")
+        for id in [booking, payment, refund] { #expect(byUser.body.contains("href=\"/dead-letters/\(id)\"")) }
+        for id in [other, garbage, textID] { #expect(!byUser.body.contains("href=\"/dead-letters/\(id)\"")) }
+        let byChat = try await server.get("/dead-letters?chat=4300", cookie: cookie)
+        #expect(byChat.body.contains("1 matching") && byChat.body.contains("href=\"/dead-letters/\(other)\""))
+        #expect(try await server.get("/dead-letters?user=42&chat=4200", cookie: cookie).body.contains("1 matching"))
+        let detail = try await server.get("/dead-letters/\(booking)", cookie: cookie)
+        #expect(detail.body.contains("/dead-letters?user=42&amp;status=all"))
+        #expect(detail.body.contains("/dead-letters?chat=4200&amp;status=all"))
+
+        // The same filter from code, and the subject on each letter.
+        let letters = try await DeadLetterQuery().list(.init(userID: 42), postgres: server.postgres)
+        #expect(Set(letters.map(\.id)) == [booking, payment, refund])
+        #expect(letters.first { $0.id == booking }?.chatID == 4200)
+        #expect(letters.first { $0.id == payment }?.chatID == nil)
+        let nobody = try await DeadLetterQuery().letters(ids: [garbage, textID], postgres: server.postgres)
+        #expect(nobody.allSatisfy { $0.userID == nil && $0.chatID == nil })
+
+        // A bad id is a clear 400 that names the field, not an empty list.
+        let bad = try await server.get("/dead-letters?user=abc", cookie: cookie)
+        #expect(bad.status == 400)
+        #expect(bad.body.contains("user: abc is not a user id (a whole number)"))
         await server.shutdown()
     }
 }

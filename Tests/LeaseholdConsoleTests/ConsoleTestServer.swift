@@ -142,14 +142,14 @@ final class ConsoleTestServer: Sendable {
     @discardableResult
     func insertDeadLetter(
         key: String, kind: String = "booking", source: String = "bookings", stream: String? = nil, payload: String,
-        error: String = "slot 7 does not exist"
+        bytes: [UInt8]? = nil, error: String = "slot 7 does not exist"
     ) async throws -> Int64 {
         let history = #"[{"at":"2026-01-02T10:00:00Z","attempt":1,"worker":"worker-a","error":"\#(error)"}]"#
         return try await postgres.query(
             """
             INSERT INTO dead_letters (message_key, stream, entry_id, kind, payload, attempts, last_error,
                                       error_history, first_seen_at)
-            VALUES (\(key), \(stream ?? keys.stream(source)), \(UUID().uuidString), \(kind), \(Array(payload.utf8)), 1,
+            VALUES (\(key), \(stream ?? keys.stream(source)), \(UUID().uuidString), \(kind), \(bytes ?? Array(payload.utf8)), 1,
                     \(error), \(PostgresJSONB(history)), now())
             RETURNING id
             """
