@@ -382,6 +382,16 @@ let package = Package(
             ],
             swiftSettings: defaultSwiftSettings
         ),
+        // The executable's own code (its settings and their --help), through `@testable import leasehold`.
+        .testTarget(
+            name: "LeaseholdCommandTests",
+            dependencies: [
+                "leasehold", "LeaseholdWorker", "LeaseholdIngress", "LeaseholdSupervisor", "LeaseholdNotifier",
+                "LeaseholdConsole",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: defaultSwiftSettings
+        ),
         .testTarget(
             name: "LeaseholdDeploymentTests",
             dependencies: [

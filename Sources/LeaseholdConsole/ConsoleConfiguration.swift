@@ -23,10 +23,25 @@ public struct ConsoleConfiguration: Sendable {
     /// Dead letters per page.
     public var pageSize: Int
 
+    // The defaults of the settings `leasehold console` reads (its `--help` shows these).
+
+    /// ``host``'s default: every interface.
+    public static let defaultHost = "0.0.0.0"
+    /// ``port``'s default.
+    public static let defaultPort = 8090
+    /// ``readOnly``'s default: the actions are on.
+    public static let defaultReadOnly = false
+    /// ``sessionLifetime``'s default: 12 hours.
+    public static let defaultSessionLifetime: Duration = .seconds(12 * 3600)
+    /// ``secureCookies``'s default: off, for plain HTTP.
+    public static let defaultSecureCookies = false
+
     public init(
-        host: String = "0.0.0.0", port: Int = 8090, token: String, readOnly: Bool = false,
-        keys: RedisKeys = RedisKeys(), sources: [String] = ["telegram", "bookings", "yookassa"],
-        sessionLifetime: Duration = .seconds(12 * 3600), secureCookies: Bool = false, pageSize: Int = 50
+        host: String = ConsoleConfiguration.defaultHost, port: Int = ConsoleConfiguration.defaultPort, token: String,
+        readOnly: Bool = ConsoleConfiguration.defaultReadOnly, keys: RedisKeys = RedisKeys(),
+        sources: [String] = ["telegram", "bookings", "yookassa"],
+        sessionLifetime: Duration = ConsoleConfiguration.defaultSessionLifetime,
+        secureCookies: Bool = ConsoleConfiguration.defaultSecureCookies, pageSize: Int = 50
     ) {
         self.host = host
         self.port = port

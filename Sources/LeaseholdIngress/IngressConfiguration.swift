@@ -48,13 +48,36 @@ public struct IngressConfiguration: Sendable {
     /// (`LEASEHOLD_REDIS_REPLICA_TIMEOUT_MS`).
     public var redisReplicaTimeout: Duration
 
+    // The defaults of the settings `leasehold ingress` reads (its `--help` shows these).
+
+    /// ``host``'s default: every interface.
+    public static let defaultHost = "0.0.0.0"
+    /// ``port``'s default.
+    public static let defaultPort = 8080
+    /// ``maxBodyBytes``'s default: 64 KiB.
+    public static let defaultMaxBodyBytes = 64 * 1024
+    /// ``highWaterMark``'s default.
+    public static let defaultHighWaterMark = 100_000
+    /// ``idleTimeoutSeconds``'s default.
+    public static let defaultIdleTimeoutSeconds = 75
+    /// ``bodyTimeoutSeconds``'s default.
+    public static let defaultBodyTimeoutSeconds = 10
+    /// ``redisMinReplicas``'s default: answer once the master has the entry.
+    public static let defaultRedisMinReplicas = 0
+    /// ``redisReplicaTimeout``'s default.
+    public static let defaultRedisReplicaTimeout: Duration = .milliseconds(1_000)
+
     public init(
-        host: String = "0.0.0.0", port: Int = 8080, keys: RedisKeys = RedisKeys(), telegramSecret: String = "",
-        apiToken: String = "", maxBodyBytes: Int = 64 * 1024, highWaterMark: Int = 100_000,
-        retryAfterSeconds: Int = 2, resultTTLSeconds: Int = 86_400, redisConnections: Int = 1,
-        yookassaSources: SourceAddressPolicy = SourceAddressPolicy(), idleTimeoutSeconds: Int = 75,
-        bodyTimeoutSeconds: Int = 10, eventLoopThreads: Int? = nil, redisMinReplicas: Int = 0,
-        redisReplicaTimeout: Duration = .milliseconds(1_000)
+        host: String = IngressConfiguration.defaultHost, port: Int = IngressConfiguration.defaultPort,
+        keys: RedisKeys = RedisKeys(), telegramSecret: String = "", apiToken: String = "",
+        maxBodyBytes: Int = IngressConfiguration.defaultMaxBodyBytes,
+        highWaterMark: Int = IngressConfiguration.defaultHighWaterMark, retryAfterSeconds: Int = 2,
+        resultTTLSeconds: Int = 86_400, redisConnections: Int = 1,
+        yookassaSources: SourceAddressPolicy = SourceAddressPolicy(),
+        idleTimeoutSeconds: Int = IngressConfiguration.defaultIdleTimeoutSeconds,
+        bodyTimeoutSeconds: Int = IngressConfiguration.defaultBodyTimeoutSeconds, eventLoopThreads: Int? = nil,
+        redisMinReplicas: Int = IngressConfiguration.defaultRedisMinReplicas,
+        redisReplicaTimeout: Duration = IngressConfiguration.defaultRedisReplicaTimeout
     ) {
         self.redisMinReplicas = redisMinReplicas
         self.redisReplicaTimeout = redisReplicaTimeout

@@ -41,13 +41,16 @@ public struct NotifierConfiguration: Sendable {
     public var gaugeInterval: Duration
 
     public init(
-        token: BotToken, apiBaseURL: String = "https://api.telegram.org",
-        name: String = NotifierConfiguration.defaultName(), globalRate: Int = 30, chatInterval: Duration = .seconds(1),
-        groupChatInterval: Duration = .seconds(3), concurrency: Int = 30, pollInterval: Duration = .milliseconds(200),
-        requestTimeout: Duration = .seconds(10), claimTimeout: Duration = .seconds(60),
-        drainTimeout: Duration = .seconds(20),
-        retryPolicy: RetryPolicy = RetryPolicy(
-            defaults: .init(base: .seconds(1), maxDelay: .seconds(300), maxAttempts: 15)),
+        token: BotToken, apiBaseURL: String = NotifierConfiguration.defaultAPIBaseURL,
+        name: String = NotifierConfiguration.defaultName(), globalRate: Int = NotifierConfiguration.defaultGlobalRate,
+        chatInterval: Duration = NotifierConfiguration.defaultChatInterval,
+        groupChatInterval: Duration = NotifierConfiguration.defaultGroupChatInterval,
+        concurrency: Int = NotifierConfiguration.defaultConcurrency,
+        pollInterval: Duration = NotifierConfiguration.defaultPollInterval,
+        requestTimeout: Duration = NotifierConfiguration.defaultRequestTimeout,
+        claimTimeout: Duration = NotifierConfiguration.defaultClaimTimeout,
+        drainTimeout: Duration = NotifierConfiguration.defaultDrainTimeout,
+        retryPolicy: RetryPolicy = RetryPolicy(defaults: NotifierConfiguration.defaultRetry),
         misconfiguredPause: Duration = .seconds(30), gaugeInterval: Duration = .seconds(2)
     ) {
         self.token = token
@@ -65,6 +68,29 @@ public struct NotifierConfiguration: Sendable {
         self.misconfiguredPause = misconfiguredPause
         self.gaugeInterval = gaugeInterval
     }
+
+    // The defaults of the settings `leasehold notifier` reads (its `--help` shows these).
+
+    /// ``apiBaseURL``'s default: Telegram's Bot API.
+    public static let defaultAPIBaseURL = "https://api.telegram.org"
+    /// ``globalRate``'s default: Telegram's documented limit.
+    public static let defaultGlobalRate = 30
+    /// ``chatInterval``'s default.
+    public static let defaultChatInterval: Duration = .seconds(1)
+    /// ``groupChatInterval``'s default.
+    public static let defaultGroupChatInterval: Duration = .seconds(3)
+    /// ``concurrency``'s default.
+    public static let defaultConcurrency = 30
+    /// ``pollInterval``'s default.
+    public static let defaultPollInterval: Duration = .milliseconds(200)
+    /// ``requestTimeout``'s default.
+    public static let defaultRequestTimeout: Duration = .seconds(10)
+    /// ``claimTimeout``'s default.
+    public static let defaultClaimTimeout: Duration = .seconds(60)
+    /// ``drainTimeout``'s default.
+    public static let defaultDrainTimeout: Duration = .seconds(20)
+    /// ``retryPolicy``'s default backoff and attempts.
+    public static let defaultRetry = RetryPolicy.Parameters(base: .seconds(1), maxDelay: .seconds(300), maxAttempts: 15)
 
     /// `notifier-<hostname>-<pid>-<random>`.
     public static func defaultName() -> String {

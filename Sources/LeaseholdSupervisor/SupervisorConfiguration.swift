@@ -30,12 +30,29 @@ public struct SupervisorConfiguration: Sendable {
     /// (``ThroughputSampler``, `LEASEHOLD_SAMPLE_INTERVAL_MS`); 120 are kept.
     public var sampleInterval: Duration
 
+    // The defaults of the settings `leasehold supervisor` reads (its `--help` shows these).
+
+    /// ``visibilityTimeout``'s default.
+    public static let defaultVisibilityTimeout: Duration = .seconds(60)
+    /// ``interval``'s default.
+    public static let defaultInterval: Duration = .seconds(1)
+    /// ``inboxRetention``'s default: a week.
+    public static let defaultInboxRetention: Duration = .seconds(7 * 86_400)
+    /// ``consumerIdleTimeout``'s default: an hour.
+    public static let defaultConsumerIdleTimeout: Duration = .seconds(3600)
+    /// ``sampleInterval``'s default.
+    public static let defaultSampleInterval: Duration = .seconds(30)
+
     public init(
         keys: RedisKeys = RedisKeys(), sources: [String] = ["telegram", "yookassa", "bookings"],
-        consumerName: String = "supervisor", visibilityTimeout: Duration = .seconds(60),
-        interval: Duration = .seconds(1), batchSize: Int = 200, retryPolicy: RetryPolicy = RetryPolicy(),
-        inboxRetention: Duration = .seconds(7 * 86_400), leader: LeaderElector.Configuration = .init(),
-        consumerIdleTimeout: Duration = .seconds(3600), sampleInterval: Duration = .seconds(30)
+        consumerName: String = "supervisor",
+        visibilityTimeout: Duration = SupervisorConfiguration.defaultVisibilityTimeout,
+        interval: Duration = SupervisorConfiguration.defaultInterval, batchSize: Int = 200,
+        retryPolicy: RetryPolicy = RetryPolicy(),
+        inboxRetention: Duration = SupervisorConfiguration.defaultInboxRetention,
+        leader: LeaderElector.Configuration = .init(),
+        consumerIdleTimeout: Duration = SupervisorConfiguration.defaultConsumerIdleTimeout,
+        sampleInterval: Duration = SupervisorConfiguration.defaultSampleInterval
     ) {
         self.keys = keys
         self.sources = sources

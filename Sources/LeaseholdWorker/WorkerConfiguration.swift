@@ -54,13 +54,15 @@ public struct WorkerConfiguration: Sendable {
 
     public init(
         keys: RedisKeys = RedisKeys(), sources: [String] = ["telegram", "yookassa", "bookings"],
-        consumerName: String = WorkerConfiguration.defaultConsumerName(), concurrency: Int = 16,
-        readBlock: Duration = .seconds(1), leaseTTL: Duration = .seconds(30), heartbeat: Duration? = nil,
-        leaseWait: Duration = .seconds(2), drainTimeout: Duration = .seconds(20), transactionAttempts: Int = 5,
-        resultTTL: Duration = .seconds(86_400), rules: BookingRules = BookingRules(),
+        consumerName: String = WorkerConfiguration.defaultConsumerName(),
+        concurrency: Int = WorkerConfiguration.defaultConcurrency, readBlock: Duration = .seconds(1),
+        leaseTTL: Duration = WorkerConfiguration.defaultLeaseTTL, heartbeat: Duration? = nil,
+        leaseWait: Duration = .seconds(2), drainTimeout: Duration = WorkerConfiguration.defaultDrainTimeout,
+        transactionAttempts: Int = 5, resultTTL: Duration = .seconds(86_400), rules: BookingRules = BookingRules(),
         retryPolicy: RetryPolicy = RetryPolicy(),
-        lockTimeout: Duration = .seconds(5), statementTimeout: Duration = .seconds(30),
-        outageWindow: Duration = .seconds(3_600)
+        lockTimeout: Duration = WorkerConfiguration.defaultLockTimeout,
+        statementTimeout: Duration = WorkerConfiguration.defaultStatementTimeout,
+        outageWindow: Duration = WorkerConfiguration.defaultOutageWindow
     ) {
         self.keys = keys
         self.sources = sources
@@ -79,6 +81,21 @@ public struct WorkerConfiguration: Sendable {
         self.statementTimeout = statementTimeout
         self.outageWindow = outageWindow
     }
+
+    // The defaults of the settings `leasehold worker` reads (its `--help` shows these).
+
+    /// ``concurrency``'s default.
+    public static let defaultConcurrency = 16
+    /// ``leaseTTL``'s default.
+    public static let defaultLeaseTTL: Duration = .seconds(30)
+    /// ``drainTimeout``'s default.
+    public static let defaultDrainTimeout: Duration = .seconds(20)
+    /// ``lockTimeout``'s default.
+    public static let defaultLockTimeout: Duration = .seconds(5)
+    /// ``statementTimeout``'s default.
+    public static let defaultStatementTimeout: Duration = .seconds(30)
+    /// ``outageWindow``'s default: an hour.
+    public static let defaultOutageWindow: Duration = .seconds(3_600)
 
     /// `<hostname>-<pid>-<random>`.
     public static func defaultConsumerName() -> String {

@@ -23,23 +23,13 @@ struct CommonOptions: ParsableArguments {
     )
     var redisURLFlag: String?
 
-    @Option(
-        name: .customLong("log-level"),
-        help: "trace, debug, info, notice, warning, error, critical (env: LOG_LEVEL; default info).")
+    @Option(name: .customLong("log-level"), help: Settings.Common.logLevel.help)
     var logLevelFlag: String?
 
-    @Option(
-        name: .customLong("redis-prefix"), help: "Prefix of every Redis key (env: LEASEHOLD_REDIS_PREFIX; default lh:)."
-    )
+    @Option(name: .customLong("redis-prefix"), help: Settings.Common.redisPrefix.help)
     var redisPrefixFlag: String?
 
-    @Option(
-        name: .customLong("redis-shards"),
-        help: """
-            Streams per source, every key of a message under its stream's hash tag (lh:{bookings:3}:stream); \
-            needed on a Redis Cluster, and every role must agree (env: LEASEHOLD_REDIS_SHARDS; 1...1024; \
-            unset: the one-node layout, lh:stream:bookings).
-            """)
+    @Option(name: .customLong("redis-shards"), help: Settings.Common.redisShards.help)
     var redisShardsFlag: Int?
 
     private var environment: [String: String] { ProcessInfo.processInfo.environment }
@@ -47,29 +37,28 @@ struct CommonOptions: ParsableArguments {
     /// `--help` text for the roles that read ``retryPolicy()`` (worker, supervisor).
     static let retryPolicyHelp = """
         Retry policy, shared by workers and supervisors (environment only): attempt n waits a random time \
-        in [d/2, d], d = base·2^(n−1) capped (env: LEASEHOLD_RETRY_BASE_MS; default 1000) \
-        (env: LEASEHOLD_RETRY_MAX_DELAY_MS; default 300000); attempt max failing dead-letters \
-        (env: LEASEHOLD_RETRY_MAX_ATTEMPTS; default 8); per message kind \
+        in [d/2, d], d = base·2^(n−1) capped (\(Settings.Common.retryBase.environmentNote)) \
+        (\(Settings.Common.retryMaxDelay.environmentNote)); attempt max failing dead-letters \
+        (\(Settings.Common.retryMaxAttempts.environmentNote)); per message kind \
         (env: LEASEHOLD_RETRY_OVERRIDES; kind=base_ms:max_delay_ms:max_attempts,...).
         """
 
     /// `--help` text for the roles that serve ``metricsEndpoint(registry:role:logger:ready:)``.
     static let metricsEndpointHelp = """
         GET /metrics, /healthz and /readyz (Redis answers; a worker also only once it is warm and reads) on a port of their own \
-        (env: LEASEHOLD_METRICS_PORT; unset: off), listening on (env: LEASEHOLD_METRICS_HOST; default 0.0.0.0).
+        (env: LEASEHOLD_METRICS_PORT; unset: off), listening on (\(Settings.Common.metricsHost.environmentNote)).
         """
 
     var redisKeys: RedisKeys {
         RedisKeys(
-            prefix: Setting.string(redisPrefixFlag, "LEASEHOLD_REDIS_PREFIX", default: "lh:"),
+            prefix: Settings.Common.redisPrefix.resolve(redisPrefixFlag),
             shards: (try? redisShards()) ?? nil)
     }
 
     /// `--redis-shards` or `LEASEHOLD_REDIS_SHARDS`: `nil` (the one-node layout) when neither is
     /// given; checked by ``validate()``.
     func redisShards() throws -> Int? {
-        if redisShardsFlag == nil, (environment["LEASEHOLD_REDIS_SHARDS"] ?? "").isEmpty { return nil }
-        return try Setting.int(redisShardsFlag, "LEASEHOLD_REDIS_SHARDS", default: 1, range: 1...1024)
+        try Settings.Common.redisShards.resolve(redisShardsFlag)
     }
 
     var postgresURL: String {
@@ -107,7 +96,7 @@ struct CommonOptions: ParsableArguments {
                 "REDIS_URL lists several nodes (a Redis Cluster): set LEASEHOLD_REDIS_SHARDS (or --redis-shards), "
                     + "at least the number of masters, so every key of a message shares its stream's hash slot")
         }
-        let level = logLevelFlag ?? environment["LOG_LEVEL"] ?? "info"
+        let level = Settings.Common.logLevel.resolve(logLevelFlag)
         guard Logger.Level(rawValue: level.lowercased()) != nil else {
             throw ValidationError(
                 "unknown log level \(level); use trace, debug, info, notice, warning, error or critical")
@@ -119,10 +108,9 @@ struct CommonOptions: ParsableArguments {
     /// per message kind `LEASEHOLD_RETRY_OVERRIDES=kind=base_ms:max_delay_ms:max_attempts,…`.
     func retryPolicy() throws -> RetryPolicy {
         let defaults = RetryPolicy.Parameters(
-            base: try Setting.milliseconds(nil, "LEASEHOLD_RETRY_BASE_MS", default: 1_000, range: 1...86_400_000),
-            maxDelay: try Setting.milliseconds(
-                nil, "LEASEHOLD_RETRY_MAX_DELAY_MS", default: 300_000, range: 1...86_400_000),
-            maxAttempts: try Setting.int(nil, "LEASEHOLD_RETRY_MAX_ATTEMPTS", default: 8, range: 1...1000))
+            base: try Settings.Common.retryBase.resolve(nil),
+            maxDelay: try Settings.Common.retryMaxDelay.resolve(nil),
+            maxAttempts: try Settings.Common.retryMaxAttempts.resolve(nil))
         var overrides: [String: RetryPolicy.Parameters] = [:]
         for item in (environment["LEASEHOLD_RETRY_OVERRIDES"] ?? "").split(separator: ",") {
             let parts = item.split(separator: "=", maxSplits: 1)
@@ -141,7 +129,7 @@ struct CommonOptions: ParsableArguments {
     }
 
     /// The role's `/metrics`, `/healthz`, `/readyz` server when `LEASEHOLD_METRICS_PORT` is set
-    /// (listening on `LEASEHOLD_METRICS_HOST`, default 0.0.0.0), with ``ProcessMetrics`` keeping
+    /// (listening on `LEASEHOLD_METRICS_HOST`), with ``ProcessMetrics`` keeping
     /// the process's figures and `leasehold_ready` on it; `nil` when it is not set.
     func metricsEndpoint(
         registry: PrometheusCollectorRegistry, role: String, logger: Logger, ready: @escaping @Sendable () async -> Bool
@@ -151,7 +139,7 @@ struct CommonOptions: ParsableArguments {
             throw ValidationError("LEASEHOLD_METRICS_PORT=\(text) must be a port number 1...65535")
         }
         let endpoint = buildMetricsEndpoint(
-            host: Setting.string(nil, "LEASEHOLD_METRICS_HOST", default: "0.0.0.0"), port: port, registry: registry,
+            host: Settings.Common.metricsHost.resolve(nil), port: port, registry: registry,
             serverName: "leasehold-\(role)", logger: logger, ready: ready)
         return MetricsEndpointService(
             endpoint: endpoint, processMetrics: ProcessMetrics(registry: registry, ready: ready))
@@ -161,11 +149,10 @@ struct CommonOptions: ParsableArguments {
     /// ``LogOutput`` (a bounded buffer and a writer thread: a blocked standard error drops lines
     /// rather than stopping the process), in swift-log's `StreamLogHandler` format; what is still
     /// buffered at exit is written then, waiting at most 2 s. `LEASEHOLD_LOG_BUFFER_BYTES` sets
-    /// how much may wait (default 1 MiB).
+    /// how much may wait (``Settings/Common/logBufferBytes``).
     func bootstrapLogging(label: String) throws -> Logger {
-        let level = Logger.Level(rawValue: (logLevelFlag ?? environment["LOG_LEVEL"] ?? "info").lowercased()) ?? .info
-        LogOutput.standardError.capacity = try Setting.int(
-            nil, "LEASEHOLD_LOG_BUFFER_BYTES", default: 1 << 20, range: 4_096...(256 << 20))
+        let level = Logger.Level(rawValue: Settings.Common.logLevel.resolve(logLevelFlag).lowercased()) ?? .info
+        LogOutput.standardError.capacity = try Settings.Common.logBufferBytes.resolve(nil)
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler(label: label, stream: LogOutput.standardError.stream)
             handler.logLevel = level

@@ -14,7 +14,7 @@ struct ConsoleCommand: AsyncParsableCommand {
             Stateless: reads PostgreSQL and Redis, run as many as you like. Off unless the token is set \
             (env: LEASEHOLD_CONSOLE_TOKEN; environment only): operators log in with their name and that token, \
             which sets an HttpOnly, SameSite=Strict session cookie; true adds Secure, for HTTPS \
-            (env: LEASEHOLD_CONSOLE_SECURE_COOKIES; default false). \
+            (\(Settings.Console.secureCookies.environmentNote)). \
             Pages: / (overview), /dead-letters (filters kind, stream, since, error, status; paging), \
             /dead-letters/<id>, /payments/<id>, /payments?user=<id>, /messages/<key> (api:<request_id>, \
             tg:<update_id>, yk:<event>:<payment id>), /login; GET /healthz and /readyz need no login. \
@@ -24,33 +24,32 @@ struct ConsoleCommand: AsyncParsableCommand {
 
     @OptionGroup var common: CommonOptions
 
-    @Option(help: "Listen address (env: LEASEHOLD_CONSOLE_HOST; default 0.0.0.0).")
+    @Option(help: Settings.Console.host.help)
     var host: String?
 
-    @Option(help: "Listen port (env: LEASEHOLD_CONSOLE_PORT; default 8090).")
+    @Option(help: Settings.Console.port.help)
     var port: Int?
 
-    @Flag(help: "Show everything, change nothing: no replay, no purge (env: LEASEHOLD_CONSOLE_READ_ONLY).")
+    @Flag(help: Settings.Console.readOnly.help)
     var readOnly = false
 
-    @Option(help: "Hours a login lasts (env: LEASEHOLD_CONSOLE_SESSION_HOURS; default 12).")
+    @Option(help: Settings.Console.sessionLifetime.help)
     var sessionHours: Int?
 
     func run() async throws {
         let logger = try common.bootstrapLogging(label: "leasehold.console")
-        guard let token = Setting.environment["LEASEHOLD_CONSOLE_TOKEN"], !token.isEmpty else {
+        guard let token = Settings.environment["LEASEHOLD_CONSOLE_TOKEN"], !token.isEmpty else {
             throw ValidationError(
                 "the console is off: set LEASEHOLD_CONSOLE_TOKEN (the secret operators log in with) to turn it on")
         }
         let configuration = ConsoleConfiguration(
-            host: Setting.string(host, "LEASEHOLD_CONSOLE_HOST", default: "0.0.0.0"),
-            port: try Setting.int(port, "LEASEHOLD_CONSOLE_PORT", default: 8090, range: 0...65535),
+            host: Settings.Console.host.resolve(host),
+            port: try Settings.Console.port.resolve(port),
             token: token,
-            readOnly: try Setting.bool(readOnly ? true : nil, "LEASEHOLD_CONSOLE_READ_ONLY", default: false),
+            readOnly: try Settings.Console.readOnly.resolve(readOnly ? true : nil),
             keys: common.redisKeys,
-            sessionLifetime: .seconds(
-                3600 * (try Setting.int(sessionHours, "LEASEHOLD_CONSOLE_SESSION_HOURS", default: 12, range: 1...720))),
-            secureCookies: try Setting.bool(nil, "LEASEHOLD_CONSOLE_SECURE_COOKIES", default: false))
+            sessionLifetime: try Settings.Console.sessionLifetime.resolve(sessionHours),
+            secureCookies: try Settings.Console.secureCookies.resolve(nil))
         let redis = RedisClient(configuration: try common.redisConfiguration(), size: 4)
         let postgres = PostgresClient(configuration: common.postgresConfiguration(role: "console"), size: 4)
         let console = try ConsoleApplication(

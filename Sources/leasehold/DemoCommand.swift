@@ -280,12 +280,10 @@ struct DemoCommand: AsyncParsableCommand {
                 roles: await accountedRoles(roles.all, stack: stack, cluster: cluster))
             let progress = ProgressPrinter()
             var load = self.load
-            let redisPrefix = environment["LEASEHOLD_REDIS_PREFIX"].flatMap { $0.isEmpty ? nil : $0 } ?? "lh:"
+            let redisPrefix = Settings.Common.redisPrefix.resolve(nil, environment: environment)
             // The roles read LEASEHOLD_REDIS_SHARDS from the environment they inherit; so do the
             // checks and the clean-up here.
-            let redisShards =
-                (environment["LEASEHOLD_REDIS_SHARDS"] ?? "").isEmpty
-                ? nil : try Setting.int(shardsSetHere, "LEASEHOLD_REDIS_SHARDS", default: 1, range: 1...1024)
+            let redisShards = try Settings.Common.redisShards.resolve(shardsSetHere, environment: environment)
             let redisKeys = RedisKeys(prefix: redisPrefix, shards: redisShards)
             var chaosRun: Task<[FaultRecord], Never>?
             var paymentRun: (load: PaymentChaosLoad, sending: Task<PaymentChaosLoad.Sent, Never>)?
@@ -343,7 +341,9 @@ struct DemoCommand: AsyncParsableCommand {
                 }
                 let flood = "\(LoadTest.number(load.rate ?? 0))/s for \(load.duration ?? 0) s"
                 let recovery = "\(LoadTest.number(load.recoveryRate ?? 0))/s for \(load.recoveryDuration ?? 20) s"
-                let mark = environment["LEASEHOLD_STREAM_HIGH_WATER_MARK"] ?? "100000"
+                let mark =
+                    environment["LEASEHOLD_STREAM_HIGH_WATER_MARK"]
+                    ?? String(Settings.Ingress.highWaterMark.defaultValue)
                 Self.say(
                     "overload: \(flood) from \(load.concurrency) clients, then \(recovery); high-water mark \(mark); "
                         + "probing \(configuration.probes.count) health endpoints every 100 ms")

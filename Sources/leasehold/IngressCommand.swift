@@ -33,76 +33,53 @@ struct IngressCommand: AsyncParsableCommand {
 
     @OptionGroup var common: CommonOptions
 
-    @Option(help: "Listen address (env: LEASEHOLD_INGRESS_HOST; default 0.0.0.0).")
+    @Option(help: Settings.Ingress.host.help)
     var host: String?
 
-    @Option(help: "Listen port (env: LEASEHOLD_INGRESS_PORT; default 8080).")
+    @Option(help: Settings.Ingress.port.help)
     var port: Int?
 
-    @Option(
-        help:
-            "Answer 503 once a stream's backlog reaches this many entries; 0 disables (env: LEASEHOLD_STREAM_HIGH_WATER_MARK; default 100000)."
-    )
+    @Option(help: Settings.Ingress.highWaterMark.help)
     var highWaterMark: Int?
 
-    @Option(help: "Largest accepted request body in bytes (env: LEASEHOLD_MAX_BODY_BYTES; default 65536).")
+    @Option(help: Settings.Ingress.maxBodyBytes.help)
     var maxBodyBytes: Int?
 
-    @Option(
-        help: ArgumentHelp(
-            "Comma-separated CIDRs allowed to post /yookassa/webhook (env: LEASEHOLD_YOOKASSA_ALLOWED_CIDRS; default YooKassa's ranges: \(SourceAddressPolicy.yookassaRanges.joined(separator: ",")))."
-        ))
+    @Option(help: Settings.Ingress.yookassaAllowedCIDRs.help)
     var yookassaAllowedCidrs: String?
 
-    @Option(
-        help:
-            "Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed (env: LEASEHOLD_TRUSTED_PROXIES; default none)."
-    )
+    @Option(help: Settings.Ingress.trustedProxies.help)
     var trustedProxies: String?
 
-    @Option(
-        help:
-            "Close a connection on which nothing arrives for this many seconds (env: LEASEHOLD_INGRESS_IDLE_TIMEOUT_SECONDS; default 75)."
-    )
+    @Option(help: Settings.Ingress.idleTimeoutSeconds.help)
     var idleTimeoutSeconds: Int?
 
-    @Option(
-        help:
-            "A request body must arrive within this many seconds of its head, else 408 and the connection closed (env: LEASEHOLD_INGRESS_BODY_TIMEOUT_SECONDS; default 10)."
-    )
+    @Option(help: Settings.Ingress.bodyTimeoutSeconds.help)
     var bodyTimeoutSeconds: Int?
 
-    @Option(
-        help:
-            "Event loop threads that read and write the HTTP connections (env: LEASEHOLD_INGRESS_EVENT_LOOP_THREADS; default: one per CPU core). The request handlers and Redis run on one thread of their own."
-    )
+    @Option(help: Settings.Ingress.eventLoopThreads.help)
     var eventLoopThreads: Int?
 
-    @Option(
-        help:
-            "Answer 2xx only once this many Redis replicas acknowledged the entry (WAIT), so a master dying right after the answer cannot lose it; 0: once the master has it (env: LEASEHOLD_REDIS_MIN_REPLICAS; default 0)."
-    )
+    @Option(help: Settings.Ingress.redisMinReplicas.help)
     var redisMinReplicas: Int?
 
-    @Option(
-        help:
-            "How long to wait for those replicas before answering 503 with Leasehold-Outcome: unknown (env: LEASEHOLD_REDIS_REPLICA_TIMEOUT_MS; default 1000)."
-    )
+    @Option(help: Settings.Ingress.redisReplicaTimeout.help)
     var redisReplicaTimeoutMs: Int?
 
     /// The YooKassa source policy; a malformed CIDR is a startup error naming the variable.
     func sourcePolicy() throws -> SourceAddressPolicy {
-        func parse(_ flag: String?, _ variable: String) throws -> [CIDRBlock]? {
-            guard let text = flag ?? Setting.environment[variable], !text.isEmpty else { return nil }
+        func parse(_ flag: String?, _ setting: StringSetting) throws -> [CIDRBlock]? {
+            let text = setting.resolve(flag)
+            guard !text.isEmpty else { return nil }
             do {
                 return try CIDRBlock.list(text)
             } catch {
-                throw ValidationError("\(variable): \(error)")
+                throw ValidationError("\(setting.variable): \(error)")
             }
         }
         return SourceAddressPolicy(
-            allowed: try parse(yookassaAllowedCidrs, "LEASEHOLD_YOOKASSA_ALLOWED_CIDRS"),
-            trustedProxies: try parse(trustedProxies, "LEASEHOLD_TRUSTED_PROXIES") ?? [])
+            allowed: try parse(yookassaAllowedCidrs, Settings.Ingress.yookassaAllowedCIDRs),
+            trustedProxies: try parse(trustedProxies, Settings.Ingress.trustedProxies) ?? [])
     }
 
     func validate() throws {
@@ -117,27 +94,19 @@ struct IngressCommand: AsyncParsableCommand {
 
         let environment = ProcessInfo.processInfo.environment
         let configuration = IngressConfiguration(
-            host: Setting.string(host, "LEASEHOLD_INGRESS_HOST", default: "0.0.0.0"),
-            port: try Setting.int(port, "LEASEHOLD_INGRESS_PORT", default: 8080, range: 0...65535),
+            host: Settings.Ingress.host.resolve(host),
+            port: try Settings.Ingress.port.resolve(port),
             keys: common.redisKeys,
             telegramSecret: environment["TELEGRAM_WEBHOOK_SECRET"] ?? "",
             apiToken: environment["LEASEHOLD_API_TOKEN"] ?? "",
-            maxBodyBytes: try Setting.int(
-                maxBodyBytes, "LEASEHOLD_MAX_BODY_BYTES", default: 64 * 1024, range: 1...(16 << 20)),
-            highWaterMark: try Setting.int(
-                highWaterMark, "LEASEHOLD_STREAM_HIGH_WATER_MARK", default: 100_000, range: 0...Int(Int32.max)),
+            maxBodyBytes: try Settings.Ingress.maxBodyBytes.resolve(maxBodyBytes),
+            highWaterMark: try Settings.Ingress.highWaterMark.resolve(highWaterMark),
             yookassaSources: try sourcePolicy(),
-            idleTimeoutSeconds: try Setting.int(
-                idleTimeoutSeconds, "LEASEHOLD_INGRESS_IDLE_TIMEOUT_SECONDS", default: 75, range: 1...86_400),
-            bodyTimeoutSeconds: try Setting.int(
-                bodyTimeoutSeconds, "LEASEHOLD_INGRESS_BODY_TIMEOUT_SECONDS", default: 10, range: 1...3_600),
-            eventLoopThreads: try Setting.int(
-                eventLoopThreads, "LEASEHOLD_INGRESS_EVENT_LOOP_THREADS", default: 0, range: 0...256
-            ).nonZero,
-            redisMinReplicas: try Setting.int(
-                redisMinReplicas, "LEASEHOLD_REDIS_MIN_REPLICAS", default: 0, range: 0...16),
-            redisReplicaTimeout: try Setting.milliseconds(
-                redisReplicaTimeoutMs, "LEASEHOLD_REDIS_REPLICA_TIMEOUT_MS", default: 1_000, range: 1...60_000))
+            idleTimeoutSeconds: try Settings.Ingress.idleTimeoutSeconds.resolve(idleTimeoutSeconds),
+            bodyTimeoutSeconds: try Settings.Ingress.bodyTimeoutSeconds.resolve(bodyTimeoutSeconds),
+            eventLoopThreads: try Settings.Ingress.eventLoopThreads.resolve(eventLoopThreads).nonZero,
+            redisMinReplicas: try Settings.Ingress.redisMinReplicas.resolve(redisMinReplicas),
+            redisReplicaTimeout: try Settings.Ingress.redisReplicaTimeout.resolve(redisReplicaTimeoutMs))
         if configuration.telegramSecret.isEmpty {
             logger.warning("TELEGRAM_WEBHOOK_SECRET is not set: /telegram/webhook answers 401 to everything")
         }

@@ -31,61 +31,43 @@ struct NotifierCommand: AsyncParsableCommand {
 
     @OptionGroup var common: CommonOptions
 
-    @Option(help: "Bot API base URL (env: TELEGRAM_API_BASE_URL; default https://api.telegram.org).")
+    @Option(help: Settings.Notifier.apiBaseURL.help)
     var apiBaseURL: String?
 
-    @Option(
-        help: "Name recorded in outbox.claimed_by (env: LEASEHOLD_NOTIFIER_NAME; default notifier-host-pid-random).")
+    @Option(help: Settings.Notifier.name.help)
     var name: String?
 
-    @Option(
-        help:
-            "Messages per second for the whole bot, all notifiers together (env: LEASEHOLD_NOTIFIER_RATE; default 30).")
+    @Option(help: Settings.Notifier.rate.help)
     var rate: Int?
 
-    @Option(
-        help:
-            "At most one message per private chat per this many ms (env: LEASEHOLD_NOTIFIER_CHAT_INTERVAL_MS; default 1000)."
-    )
+    @Option(help: Settings.Notifier.chatInterval.help)
     var chatIntervalMs: Int?
 
-    @Option(help: "The same for groups and channels (env: LEASEHOLD_NOTIFIER_GROUP_CHAT_INTERVAL_MS; default 3000).")
+    @Option(help: Settings.Notifier.groupChatInterval.help)
     var groupChatIntervalMs: Int?
 
-    @Option(help: "Bot API calls in flight at once in this process (env: LEASEHOLD_NOTIFIER_CONCURRENCY; default 30).")
+    @Option(help: Settings.Notifier.concurrency.help)
     var concurrency: Int?
 
-    @Option(
-        help:
-            "How often an idle notifier looks for new rows, in ms (env: LEASEHOLD_NOTIFIER_POLL_INTERVAL_MS; default 200)."
-    )
+    @Option(help: Settings.Notifier.pollInterval.help)
     var pollIntervalMs: Int?
 
-    @Option(help: "Timeout of one Bot API call in ms (env: LEASEHOLD_NOTIFIER_REQUEST_TIMEOUT_MS; default 10000).")
+    @Option(help: Settings.Notifier.requestTimeout.help)
     var requestTimeoutMs: Int?
 
-    @Option(
-        help:
-            "A row sending for longer than this many ms belongs to a dead notifier and is sent again; at least twice the request timeout (env: LEASEHOLD_NOTIFIER_CLAIM_TIMEOUT_MS; default 60000)."
-    )
+    @Option(help: Settings.Notifier.claimTimeout.help)
     var claimTimeoutMs: Int?
 
-    @Option(
-        help:
-            "Attempts for 5xx and network failures before a row fails (env: LEASEHOLD_NOTIFIER_MAX_ATTEMPTS; default 15)."
-    )
+    @Option(help: Settings.Notifier.maxAttempts.help)
     var maxAttempts: Int?
 
-    @Option(
-        help:
-            "First retry delay in ms, doubled per attempt with jitter (env: LEASEHOLD_NOTIFIER_RETRY_BASE_MS; default 1000)."
-    )
+    @Option(help: Settings.Notifier.retryBase.help)
     var retryBaseMs: Int?
 
-    @Option(help: "Longest retry delay in ms (env: LEASEHOLD_NOTIFIER_RETRY_MAX_DELAY_MS; default 300000).")
+    @Option(help: Settings.Notifier.retryMaxDelay.help)
     var retryMaxDelayMs: Int?
 
-    @Option(help: "SIGTERM drain timeout in ms (env: LEASEHOLD_DRAIN_TIMEOUT_MS; default 20000).")
+    @Option(help: Settings.Notifier.drainTimeout.help)
     var drainTimeoutMs: Int?
 
     @Flag(
@@ -102,31 +84,21 @@ struct NotifierCommand: AsyncParsableCommand {
         LogOutput.standardError.countDropsInMetrics()
         let configuration = NotifierConfiguration(
             token: token,
-            apiBaseURL: Setting.string(apiBaseURL, "TELEGRAM_API_BASE_URL", default: "https://api.telegram.org"),
-            name: Setting.string(name, "LEASEHOLD_NOTIFIER_NAME", default: NotifierConfiguration.defaultName()),
-            globalRate: try Setting.int(rate, "LEASEHOLD_NOTIFIER_RATE", default: 30, range: 1...10_000),
-            chatInterval: try Setting.milliseconds(
-                chatIntervalMs, "LEASEHOLD_NOTIFIER_CHAT_INTERVAL_MS", default: 1_000, range: 0...3_600_000),
-            groupChatInterval: try Setting.milliseconds(
-                groupChatIntervalMs, "LEASEHOLD_NOTIFIER_GROUP_CHAT_INTERVAL_MS", default: 3_000, range: 0...3_600_000),
-            concurrency: try Setting.int(concurrency, "LEASEHOLD_NOTIFIER_CONCURRENCY", default: 30, range: 1...1_000),
-            pollInterval: try Setting.milliseconds(
-                pollIntervalMs, "LEASEHOLD_NOTIFIER_POLL_INTERVAL_MS", default: 200, range: 10...60_000),
-            requestTimeout: try Setting.milliseconds(
-                requestTimeoutMs, "LEASEHOLD_NOTIFIER_REQUEST_TIMEOUT_MS", default: 10_000, range: 100...600_000),
-            claimTimeout: try Setting.milliseconds(
-                claimTimeoutMs, "LEASEHOLD_NOTIFIER_CLAIM_TIMEOUT_MS", default: 60_000, range: 200...86_400_000),
-            drainTimeout: try Setting.milliseconds(
-                drainTimeoutMs, "LEASEHOLD_DRAIN_TIMEOUT_MS", default: 20_000, range: 0...3_600_000),
+            apiBaseURL: Settings.Notifier.apiBaseURL.resolve(apiBaseURL),
+            name: Settings.Notifier.name.resolve(name),
+            globalRate: try Settings.Notifier.rate.resolve(rate),
+            chatInterval: try Settings.Notifier.chatInterval.resolve(chatIntervalMs),
+            groupChatInterval: try Settings.Notifier.groupChatInterval.resolve(groupChatIntervalMs),
+            concurrency: try Settings.Notifier.concurrency.resolve(concurrency),
+            pollInterval: try Settings.Notifier.pollInterval.resolve(pollIntervalMs),
+            requestTimeout: try Settings.Notifier.requestTimeout.resolve(requestTimeoutMs),
+            claimTimeout: try Settings.Notifier.claimTimeout.resolve(claimTimeoutMs),
+            drainTimeout: try Settings.Notifier.drainTimeout.resolve(drainTimeoutMs),
             retryPolicy: RetryPolicy(
                 defaults: .init(
-                    base: try Setting.milliseconds(
-                        retryBaseMs, "LEASEHOLD_NOTIFIER_RETRY_BASE_MS", default: 1_000, range: 1...86_400_000),
-                    maxDelay: try Setting.milliseconds(
-                        retryMaxDelayMs, "LEASEHOLD_NOTIFIER_RETRY_MAX_DELAY_MS", default: 300_000,
-                        range: 1...86_400_000),
-                    maxAttempts: try Setting.int(
-                        maxAttempts, "LEASEHOLD_NOTIFIER_MAX_ATTEMPTS", default: 15, range: 1...1_000))))
+                    base: try Settings.Notifier.retryBase.resolve(retryBaseMs),
+                    maxDelay: try Settings.Notifier.retryMaxDelay.resolve(retryMaxDelayMs),
+                    maxAttempts: try Settings.Notifier.maxAttempts.resolve(maxAttempts))))
         if let problem = configuration.problem { throw ValidationError(problem) }
         if check {
             try await Self.check(configuration)

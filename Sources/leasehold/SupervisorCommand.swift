@@ -32,31 +32,22 @@ struct SupervisorCommand: AsyncParsableCommand {
 
     @OptionGroup var common: CommonOptions
 
-    @Option(
-        help: "Reclaim entries unacknowledged this long, in ms (env: LEASEHOLD_VISIBILITY_TIMEOUT_MS; default 60000).")
+    @Option(help: Settings.Supervisor.visibilityTimeout.help)
     var visibilityTimeoutMs: Int?
 
-    @Option(help: "Leader lease TTL in ms (env: LEASEHOLD_LEADER_TTL_MS; default 10000).")
+    @Option(help: Settings.Supervisor.leaderTTL.help)
     var leaderTTLMs: Int?
 
-    @Option(help: "Pause between maintenance passes in ms (env: LEASEHOLD_SUPERVISOR_INTERVAL_MS; default 1000).")
+    @Option(help: Settings.Supervisor.interval.help)
     var intervalMs: Int?
 
-    @Option(help: "Delete inbox rows older than this many hours (env: LEASEHOLD_INBOX_RETENTION_HOURS; default 168).")
+    @Option(help: Settings.Supervisor.inboxRetention.help)
     var inboxRetentionHours: Int?
 
-    @Option(
-        help: """
-            Remove consumers idle this long, in ms, that own no pending entry \
-            (env: LEASEHOLD_CONSUMER_IDLE_MS; default 3600000).
-            """)
+    @Option(help: Settings.Supervisor.consumerIdleTimeout.help)
     var consumerIdleMs: Int?
 
-    @Option(
-        help: """
-            Record a backlog and throughput sample (the ops console's chart; the last 120 are kept in \
-            lh:samples) this often, in ms (env: LEASEHOLD_SAMPLE_INTERVAL_MS; default 30000).
-            """)
+    @Option(help: Settings.Supervisor.sampleInterval.help)
     var sampleIntervalMs: Int?
 
     func run() async throws {
@@ -68,22 +59,13 @@ struct SupervisorCommand: AsyncParsableCommand {
         let configuration = SupervisorConfiguration(
             keys: keys,
             consumerName: "supervisor-\(ProcessInfo.processInfo.processIdentifier)",
-            visibilityTimeout: try Setting.milliseconds(
-                visibilityTimeoutMs, "LEASEHOLD_VISIBILITY_TIMEOUT_MS", default: 60_000, range: 100...86_400_000),
-            interval: try Setting.milliseconds(
-                intervalMs, "LEASEHOLD_SUPERVISOR_INTERVAL_MS", default: 1_000, range: 10...600_000),
+            visibilityTimeout: try Settings.Supervisor.visibilityTimeout.resolve(visibilityTimeoutMs),
+            interval: try Settings.Supervisor.interval.resolve(intervalMs),
             retryPolicy: try common.retryPolicy(),
-            inboxRetention: .seconds(
-                3600
-                    * (try Setting.int(
-                        inboxRetentionHours, "LEASEHOLD_INBOX_RETENTION_HOURS", default: 168, range: 1...87_600))),
-            leader: LeaderElector.Configuration(
-                ttl: try Setting.milliseconds(
-                    leaderTTLMs, "LEASEHOLD_LEADER_TTL_MS", default: 10_000, range: 300...600_000)),
-            consumerIdleTimeout: try Setting.milliseconds(
-                consumerIdleMs, "LEASEHOLD_CONSUMER_IDLE_MS", default: 3_600_000, range: 1_000...2_592_000_000),
-            sampleInterval: try Setting.milliseconds(
-                sampleIntervalMs, "LEASEHOLD_SAMPLE_INTERVAL_MS", default: 30_000, range: 100...3_600_000))
+            inboxRetention: try Settings.Supervisor.inboxRetention.resolve(inboxRetentionHours),
+            leader: LeaderElector.Configuration(ttl: try Settings.Supervisor.leaderTTL.resolve(leaderTTLMs)),
+            consumerIdleTimeout: try Settings.Supervisor.consumerIdleTimeout.resolve(consumerIdleMs),
+            sampleInterval: try Settings.Supervisor.sampleInterval.resolve(sampleIntervalMs))
 
         let redis = RedisClient(
             configuration: try common.redisConfiguration(), label: "leasehold.supervisor.redis")

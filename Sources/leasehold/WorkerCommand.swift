@@ -35,35 +35,28 @@ struct WorkerCommand: AsyncParsableCommand {
 
     @OptionGroup var common: CommonOptions
 
-    @Option(help: "Entries processed at once (env: LEASEHOLD_WORKER_CONCURRENCY; default 16).")
+    @Option(help: Settings.Worker.concurrency.help)
     var concurrency: Int?
 
-    @Option(help: "Lease TTL in ms, renewed every third of it (env: LEASEHOLD_LEASE_TTL_MS; default 30000).")
+    @Option(help: Settings.Worker.leaseTTL.help)
     var leaseTTLMs: Int?
 
-    @Option(help: "SIGTERM drain timeout in ms (env: LEASEHOLD_DRAIN_TIMEOUT_MS; default 20000).")
+    @Option(help: Settings.Worker.drainTimeout.help)
     var drainTimeoutMs: Int?
 
-    @Option(help: "Per-transaction lock_timeout in ms (env: LEASEHOLD_LOCK_TIMEOUT_MS; default 5000).")
+    @Option(help: Settings.Worker.lockTimeout.help)
     var lockTimeoutMs: Int?
 
-    @Option(help: "Per-transaction statement_timeout in ms (env: LEASEHOLD_STATEMENT_TIMEOUT_MS; default 30000).")
+    @Option(help: Settings.Worker.statementTimeout.help)
     var statementTimeoutMs: Int?
 
-    @Option(
-        help: """
-            How long, in ms, an entry waits out a PostgreSQL or Redis outage (connection errors) before it counts \
-            as a failed attempt (env: LEASEHOLD_OUTAGE_WINDOW_MS; default 3600000).
-            """)
+    @Option(help: Settings.Worker.outageWindow.help)
     var outageWindowMs: Int?
 
-    @Option(
-        help: "Consumer name in the group; unique per process (env: LEASEHOLD_CONSUMER_NAME; default host-pid-random).")
+    @Option(help: Settings.Worker.consumerName.help)
     var consumerName: String?
 
-    @Option(
-        help:
-            "At most one active interview per user: true or false (env: LEASEHOLD_ONE_BOOKING_PER_USER; default true).")
+    @Option(help: Settings.Worker.oneBookingPerUser.help)
     var oneBookingPerUser: Bool?
 
     func run() async throws {
@@ -73,22 +66,15 @@ struct WorkerCommand: AsyncParsableCommand {
         LogOutput.standardError.countDropsInMetrics()
         let configuration = WorkerConfiguration(
             keys: common.redisKeys,
-            consumerName: Setting.string(
-                consumerName, "LEASEHOLD_CONSUMER_NAME", default: WorkerConfiguration.defaultConsumerName()),
-            concurrency: try Setting.int(concurrency, "LEASEHOLD_WORKER_CONCURRENCY", default: 16, range: 1...1024),
-            leaseTTL: try Setting.milliseconds(
-                leaseTTLMs, "LEASEHOLD_LEASE_TTL_MS", default: 30_000, range: 300...3_600_000),
-            drainTimeout: try Setting.milliseconds(
-                drainTimeoutMs, "LEASEHOLD_DRAIN_TIMEOUT_MS", default: 20_000, range: 0...3_600_000),
-            rules: BookingRules(
-                onePerUser: try Setting.bool(oneBookingPerUser, "LEASEHOLD_ONE_BOOKING_PER_USER", default: true)),
+            consumerName: Settings.Worker.consumerName.resolve(consumerName),
+            concurrency: try Settings.Worker.concurrency.resolve(concurrency),
+            leaseTTL: try Settings.Worker.leaseTTL.resolve(leaseTTLMs),
+            drainTimeout: try Settings.Worker.drainTimeout.resolve(drainTimeoutMs),
+            rules: BookingRules(onePerUser: try Settings.Worker.oneBookingPerUser.resolve(oneBookingPerUser)),
             retryPolicy: try common.retryPolicy(),
-            lockTimeout: try Setting.milliseconds(
-                lockTimeoutMs, "LEASEHOLD_LOCK_TIMEOUT_MS", default: 5_000, range: 1...3_600_000),
-            statementTimeout: try Setting.milliseconds(
-                statementTimeoutMs, "LEASEHOLD_STATEMENT_TIMEOUT_MS", default: 30_000, range: 1...3_600_000),
-            outageWindow: try Setting.milliseconds(
-                outageWindowMs, "LEASEHOLD_OUTAGE_WINDOW_MS", default: 3_600_000, range: 0...86_400_000))
+            lockTimeout: try Settings.Worker.lockTimeout.resolve(lockTimeoutMs),
+            statementTimeout: try Settings.Worker.statementTimeout.resolve(statementTimeoutMs),
+            outageWindow: try Settings.Worker.outageWindow.resolve(outageWindowMs))
 
         var postgresConfiguration = common.postgresConfiguration(role: "worker")
         postgresConfiguration.defaultParameters.append(configuration.postgresSessionOptions)

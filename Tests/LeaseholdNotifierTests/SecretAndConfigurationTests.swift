@@ -120,10 +120,15 @@ extension NotifierTests {
         @Test func helpNamesEveryVariableTheNotifierReads() async throws {
             let result = try await LeaseholdExecutable.run(
                 ["notifier", "--help"], in: try makeTemporaryDirectory("notifier-help"))
-            let source = try String(
-                contentsOf: LeaseholdExecutable.packageRoot.appendingPathComponent(
-                    "Sources/leasehold/NotifierCommand.swift"),
-                encoding: .utf8)
+            func read(_ path: String) throws -> String {
+                try String(contentsOf: LeaseholdExecutable.packageRoot.appendingPathComponent(path), encoding: .utf8)
+            }
+            // The command reads some variables itself (the token) and the rest through its settings,
+            // defined in Settings.swift's `enum Notifier`.
+            let settings = try read("Sources/leasehold/Settings.swift")
+            let notifier = try #require(settings.range(of: "enum Notifier {"))
+            let end = settings[notifier.upperBound...].range(of: "\n    enum ")?.lowerBound ?? settings.endIndex
+            let source = try read("Sources/leasehold/NotifierCommand.swift") + settings[notifier.lowerBound..<end]
             // Every "NAME" the command reads from the environment …
             let pattern = try NSRegularExpression(pattern: #""((?:TELEGRAM|LEASEHOLD)_[A-Z_]+)""#)
             let names = Set(
