@@ -5,7 +5,7 @@ import LeaseholdRedis
 /// The queue at a glance: what `leasehold status` prints and the ops console's overview shows.
 ///
 /// Per stream its length, pending (delivered, unacknowledged) entries, the oldest pending entry's
-/// age, undelivered entries and the consumer group's consumers; the retry schedule; the number of
+/// age, undelivered entries, the consumer group's consumers and whether it is paused; the retry schedule; the number of
 /// dead letters still `dead`; the supervisor leader.
 public struct QueueStatus: Sendable, Codable, Equatable {
     /// One stream's state.
@@ -18,9 +18,11 @@ public struct QueueStatus: Sendable, Codable, Equatable {
         /// length when no consumer group exists yet.
         public var undelivered: Int64?
         public var consumers: Int64
+        /// Who paused the stream, when and why; `nil` while it is processed (``StreamPauses``).
+        public var paused: StreamPauses.Pause?
 
         enum CodingKeys: String, CodingKey {
-            case stream, length, pending, undelivered, consumers
+            case stream, length, pending, undelivered, consumers, paused
             case oldestPendingAgeSeconds = "oldest_pending_age_seconds"
         }
     }
@@ -54,13 +56,14 @@ public struct QueueStatus: Sendable, Codable, Equatable {
         postgres: PostgresClient
     ) async throws -> QueueStatus {
         var streams: [Stream] = []
+        let paused = try await StreamPauses(keys: keys).paused(keys.streams(sources), via: redis)
         for stream in keys.streams(sources) {
             let length = try await redis.send("XLEN", stream).int ?? 0
             // No group yet (no worker has started): every entry is undelivered, as the group is
             // created at the stream's start.
             var status = Stream(
                 stream: stream, length: length, pending: 0, oldestPendingAgeSeconds: nil, undelivered: length,
-                consumers: 0)
+                consumers: 0, paused: paused[stream])
             if let group = try await ConsumerGroupInfo.read(stream: stream, redis: redis) {
                 status.pending = group.pending
                 status.consumers = group.consumers

@@ -120,6 +120,18 @@ public struct RedisKeys: Sendable, Equatable {
         return streams.map(retrySchedule(for:)).filter { seen.insert($0).inserted }
     }
 
+    // MARK: Pauses
+
+    /// Set while `stream` is paused (``StreamPauses``): workers claim nothing from it, and the
+    /// supervisor neither reclaims its entries nor moves retries onto it. In the stream's hash slot
+    /// when sharded (`lh:{bookings:3}:paused`, read by the workers' read script beside the
+    /// stream); `lh:paused:stream:bookings` on one node.
+    public func pause(of stream: String) -> String {
+        let scope = scope(of: stream)
+        guard scope == prefix else { return "\(scope)paused" }
+        return "\(prefix)paused:" + (stream.hasPrefix(prefix) ? String(stream.dropFirst(prefix.count)) : stream)
+    }
+
     // MARK: Singletons
 
     public var leader: String { "\(prefix)leader" }

@@ -38,7 +38,7 @@ import LeaseholdRedis
 /// stream share the stream's hash tag, so each script stays in one slot, as a Redis Cluster needs.
 public struct RetryScheduler: Sendable {
     public let keys: RedisKeys
-    /// The schedules ``moveDue(now:limit:via:)``, ``backlog(via:)`` and ``oldestDue(via:)`` cover:
+    /// The schedules ``moveDue(now:limit:skipping:via:)``, ``backlog(via:)`` and ``oldestDue(via:)`` cover:
     /// those of the streams given at init (one on one node, one per stream when sharded).
     public let schedules: [String]
     /// The consumer group whose pending entry ``schedule(entry:at:lastError:worker:failedAt:via:)`` acknowledges.
@@ -87,31 +87,43 @@ public struct RetryScheduler: Sendable {
         return 1
         """)
 
-    // KEYS: schedule. ARGV: now (ms), limit.
+    // KEYS: schedule. ARGV: now (ms), limit, then the paused streams, whose retries stay parked.
     // Per member: XADD first, then drop the body and the member, so an XADD that fails (a key that
-    // is not a stream) leaves that member parked; scripts are atomic but not rolled back.
+    // is not a stream) leaves that member parked; scripts are atomic but not rolled back. The
+    // members of paused streams are stepped over (offset), so they cannot hold up the others.
     static let moveScript = RedisScript(
         """
-        local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+        local paused = {}
+        for i = 3, #ARGV do paused[ARGV[i]] = true end
+        local limit = tonumber(ARGV[2])
         local moved = 0
-        for _, member in ipairs(due) do
-            local body = KEYS[1] .. ':' .. member
-            local f = redis.call('HMGET', body, 'stream', 'key', 'kind', 'payload', 'attempt', 'enqueued_at',
-                'errors')
-            if f[1] and f[2] and f[3] and f[4] and f[5] and f[6] then
-                if f[7] then
-                    redis.call('XADD', f[1], '*', 'key', f[2], 'kind', f[3], 'payload', f[4],
-                        'attempt', f[5], 'enqueued_at', f[6], 'errors', f[7])
+        local offset = 0
+        while moved < limit do
+            local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', offset, limit - moved)
+            if #due == 0 then break end
+            for _, member in ipairs(due) do
+                local body = KEYS[1] .. ':' .. member
+                local f = redis.call('HMGET', body, 'stream', 'key', 'kind', 'payload', 'attempt', 'enqueued_at',
+                    'errors')
+                if f[1] and paused[f[1]] then
+                    offset = offset + 1
                 else
-                    redis.call('XADD', f[1], '*', 'key', f[2], 'kind', f[3], 'payload', f[4],
-                        'attempt', f[5], 'enqueued_at', f[6])
+                    if f[1] and f[2] and f[3] and f[4] and f[5] and f[6] then
+                        if f[7] then
+                            redis.call('XADD', f[1], '*', 'key', f[2], 'kind', f[3], 'payload', f[4],
+                                'attempt', f[5], 'enqueued_at', f[6], 'errors', f[7])
+                        else
+                            redis.call('XADD', f[1], '*', 'key', f[2], 'kind', f[3], 'payload', f[4],
+                                'attempt', f[5], 'enqueued_at', f[6])
+                        end
+                        moved = moved + 1
+                    else
+                        redis.log(redis.LOG_WARNING, 'leasehold: retry ' .. member .. ' has no complete body; dropped')
+                    end
+                    redis.call('DEL', body)
+                    redis.call('ZREM', KEYS[1], member)
                 end
-                moved = moved + 1
-            else
-                redis.log(redis.LOG_WARNING, 'leasehold: retry ' .. member .. ' has no complete body; dropped')
             end
-            redis.call('DEL', body)
-            redis.call('ZREM', KEYS[1], member)
         end
         return moved
         """)
@@ -120,7 +132,7 @@ public struct RetryScheduler: Sendable {
     ///
     /// - Parameters:
     ///   - entry: a pending entry of ``group``, as read (its ``StreamEntry/id`` must be set).
-    ///   - at: when it is due; ``moveDue(now:limit:via:)`` moves it back once `now` reaches it.
+    ///   - at: when it is due; ``moveDue(now:limit:skipping:via:)`` moves it back once `now` reaches it.
     ///   - lastError: why this attempt failed, kept with the retry for operators and dead letters.
     ///   - worker: who made the failed attempt (a worker's consumer name), recorded with the error.
     ///   - failedAt: when the attempt failed.
@@ -161,22 +173,27 @@ public struct RetryScheduler: Sendable {
     /// `errors`), then removed from the schedule.
     ///
     /// - Returns: how many entries went back. Call again while it returns `limit`.
+    /// The retries of a stream in `paused` stay parked, however due (``StreamPauses``).
     @discardableResult
-    public func moveDue(now: Date, limit: Int, via runner: some RedisCommandRunner) async throws -> Int {
+    public func moveDue(
+        now: Date, limit: Int, skipping paused: Set<String> = [], via runner: some RedisCommandRunner
+    ) async throws -> Int {
         var moved = 0
         for schedule in schedules where moved < limit {
-            moved += try await moveDue(from: schedule, now: now, limit: limit - moved, via: runner)
+            moved += try await moveDue(from: schedule, now: now, limit: limit - moved, skipping: paused, via: runner)
         }
         return moved
     }
 
-    /// ``moveDue(now:limit:via:)`` for one schedule.
-    public func moveDue(from schedule: String, now: Date, limit: Int, via runner: some RedisCommandRunner)
-        async throws -> Int
-    {
+    /// ``moveDue(now:limit:skipping:via:)`` for one schedule.
+    public func moveDue(
+        from schedule: String, now: Date, limit: Int, skipping paused: Set<String> = [],
+        via runner: some RedisCommandRunner
+    ) async throws -> Int {
         guard limit > 0 else { return 0 }
         let reply = try await runner.evaluate(
-            Self.moveScript, keys: [schedule], arguments: [Self.milliseconds(now), limit])
+            Self.moveScript, keys: [schedule],
+            arguments: [Self.milliseconds(now), limit] + paused.sorted().map { $0 as any RedisArgument })
         guard let moved = reply.int else {
             throw RedisError(source: .server, code: .proto, message: "retry move script returned \(reply)")
         }

@@ -62,7 +62,7 @@ public struct StreamConsumer: Sendable {
         precondition(count > 0, "never fetch more entries than there are free slots")
         let batch = try await readAvailable(count: count, first: first, via: runner)
         guard batch.isEmpty, block > .zero, !streams.isEmpty else { return batch }
-        guard try await waitForUndelivered(block: block, via: runner) else { return batch }
+        guard try await waitForUndelivered(block: block, streams: streams, via: runner) else { return batch }
         return try await readAvailable(count: count, first: first, via: runner)
     }
 
@@ -126,11 +126,15 @@ public struct StreamConsumer: Sendable {
     public struct LeasedBatch: Sendable {
         public var entries: [LeasedEntry] = []
         public var undecodable: [StreamEntryDecodingError] = []
+        /// The streams the read skipped because they are paused (``StreamPauses``).
+        public var paused: Set<String> = []
         public var isEmpty: Bool { entries.isEmpty && undecodable.isEmpty }
     }
 
     // KEYS: the streams, in the order to read them. ARGV: group, consumer, count, lease TTL (ms),
-    // lease owner prefix, then the lease key prefix of each stream (ARGV[5 + i] for KEYS[i]).
+    // lease owner prefix, then the lease key prefix of each stream (ARGV[5 + i] for KEYS[i]), then
+    // the pause key of each (ARGV[5 + #KEYS + i]). A paused stream (its pause key exists) is not
+    // read: it comes back as {stream, 'PAUSED', {}}.
     // For each stream while the budget lasts: XREADGROUP … COUNT <budget left> … '>', then SET NX
     // PX the lease of each entry read (`<stream's lease prefix><key field>`, owner `<owner
     // prefix><entry id>`). Returns one {stream, entries, taken flags} per stream read, or
@@ -145,8 +149,15 @@ public struct StreamConsumer: Sendable {
         local result = {}
         for streamIndex, stream in ipairs(KEYS) do
             if budget <= 0 then break end
-            local reply = redis.pcall('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', budget, 'STREAMS', stream, '>')
-            if type(reply) == 'table' and reply.err then
+            local reply
+            if redis.call('EXISTS', ARGV[5 + #KEYS + streamIndex]) == 1 then
+                reply = 'PAUSED'
+            else
+                reply = redis.pcall('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', budget, 'STREAMS', stream, '>')
+            end
+            if reply == 'PAUSED' then
+                result[#result + 1] = {stream, 'PAUSED', {}}
+            elseif type(reply) == 'table' and reply.err then
                 result[#result + 1] = {stream, reply.err, {}}
             elseif type(reply) == 'table' then
                 local entries = reply[1][2]
@@ -189,7 +200,13 @@ public struct StreamConsumer: Sendable {
         precondition(count > 0, "never fetch more entries than there are free slots")
         let batch = try await readAndLease(count: count, first: first, terms: terms, via: runner)
         guard batch.isEmpty, block > .zero, !streams.isEmpty else { return batch }
-        guard try await waitForUndelivered(block: block, via: runner) else { return batch }
+        // A paused stream's undelivered entries would end every wait at once: wait on the others.
+        let open = streams.filter { !batch.paused.contains($0) }
+        guard !open.isEmpty else {
+            try await Task.sleep(for: block)
+            return batch
+        }
+        guard try await waitForUndelivered(block: block, streams: open, via: runner) else { return batch }
         return try await readAndLease(count: count, first: first, terms: terms, via: runner)
     }
 
@@ -212,7 +229,7 @@ public struct StreamConsumer: Sendable {
             let reply = try await runner.evaluate(
                 Self.readAndLeaseScript, keys: calls,
                 arguments: [group, consumer, remaining, terms.ttl.redisMilliseconds, terms.ownerPrefix]
-                    + calls.map { terms.keys.scope(of: $0) + "lease:" })
+                    + calls.map { terms.keys.scope(of: $0) + "lease:" } + calls.map { terms.keys.pause(of: $0) })
             missingGroup = Self.collect(reply, terms: terms, into: &batch) || missingGroup
         }
         if missingGroup {
@@ -228,6 +245,7 @@ public struct StreamConsumer: Sendable {
         for part in reply.array ?? [] {
             guard case .array(let triple) = part, triple.count == 3, let stream = triple[0].string else { continue }
             guard case .array(let entries) = triple[1] else {
+                if triple[1].string == "PAUSED" { batch.paused.insert(stream) }
                 if triple[1].string?.hasPrefix("NOGROUP") == true { missingGroup = true }
                 continue
             }
@@ -251,7 +269,9 @@ public struct StreamConsumer: Sendable {
     /// a short while (``clusterWaitSlice`` shared among them, at least 10 ms each) until one has
     /// something or `block` is over: an idle worker then costs one `XREAD` per stream per slice,
     /// and an entry waits at most about one slice before it is seen.
-    private func waitForUndelivered(block: Duration, via runner: some RedisCommandRunner) async throws -> Bool {
+    private func waitForUndelivered(block: Duration, streams: [String], via runner: some RedisCommandRunner)
+        async throws -> Bool
+    {
         var lastDelivered: [String] = []
         for stream in streams {
             let groups: RedisValue
@@ -284,7 +304,7 @@ public struct StreamConsumer: Sendable {
         return false
     }
 
-    /// On a cluster, how long one round of per-stream waits lasts (see ``waitForUndelivered(block:via:)``).
+    /// On a cluster, how long one round of per-stream waits lasts (see ``waitForUndelivered(block:streams:via:)``).
     static let clusterWaitSlice: Duration = .milliseconds(100)
 
     /// `XREAD COUNT 1 BLOCK <block> STREAMS <streams> <ids>`: returns when some stream has an

@@ -99,12 +99,19 @@ public struct SupervisorService: Service {
     /// One maintenance pass over every stream.
     func pass(reclaimer: Reclaimer, trimmer: StreamTrimmer, reaper: ConsumerReaper) async throws {
         let scheduler = RetryScheduler(keys: configuration.keys, streams: configuration.streams)
+        // A paused stream's entries are neither reclaimed (nor so retried or dead-lettered for
+        // having waited) nor do due retries go back onto it, until it is resumed.
+        let paused = Set(
+            try await StreamPauses(keys: configuration.keys).paused(configuration.streams, via: redis).keys)
         for stream in configuration.streams {
             guard elector.isLeader else { return }
+            Gauge(label: "leasehold_stream_paused", dimensions: [("stream", stream)]).record(
+                paused.contains(stream) ? 1 : 0)
+            guard !paused.contains(stream) else { continue }
             _ = try await reclaimer.reclaim(stream: stream)
         }
         while elector.isLeader {
-            let moved = try await scheduler.moveDue(now: Date(), limit: 500, via: redis)
+            let moved = try await scheduler.moveDue(now: Date(), limit: 500, skipping: paused, via: redis)
             if moved > 0 { logger.info("due retries back on their streams", metadata: ["count": "\(moved)"]) }
             if moved < 500 { break }
         }

@@ -12,7 +12,7 @@ struct Leasehold: AsyncParsableCommand {
         subcommands: [
             IngressCommand.self, WorkerCommand.self, SupervisorCommand.self, SlotsCommand.self, PaymentsCommand.self,
             MigrateCommand.self,
-            DLQCommand.self, StatusCommand.self, LocalCommand.self,
+            DLQCommand.self, StatusCommand.self, StreamsCommand.self, LocalCommand.self,
             NotifierCommand.self,
             LoadTestCommand.self, DemoCommand.self,
             ConsoleCommand.self,

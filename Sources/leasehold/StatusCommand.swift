@@ -36,14 +36,15 @@ struct StatusCommand: AsyncParsableCommand {
             print(String(decoding: try encoder.encode(status), as: UTF8.self))
             return
         }
-        print("STREAM                         LENGTH  PENDING  OLDEST-PENDING  UNDELIVERED  CONSUMERS")
+        print("STREAM                         LENGTH  PENDING  OLDEST-PENDING  UNDELIVERED  CONSUMERS  PAUSED")
         for stream in status.streams {
             let age = stream.oldestPendingAgeSeconds.map { String(format: "%.1fs", $0) } ?? "-"
             print(
                 stream.stream.padding(toLength: 30, withPad: " ", startingAt: 0)
                     + " \(String(stream.length).leftPadded(6))  \(String(stream.pending).leftPadded(7))  "
                     + "\(age.leftPadded(14))  \((stream.undelivered.map(String.init) ?? "?").leftPadded(11))  "
-                    + String(stream.consumers).leftPadded(9))
+                    + String(stream.consumers).leftPadded(9)
+                    + (stream.paused.map { "  since \($0.at.formatted(.iso8601)) by \($0.by): \($0.reason)" } ?? ""))
         }
         print(
             "retry backlog: \(status.retryBacklog)   dead letters: \(status.deadLetters)   leader: \(status.leader ?? "none")"
