@@ -54,60 +54,58 @@ struct FailureClassificationTests {
     }
 }
 
-extension SystemTests {
-    @Suite("Cancelled entries")
-    struct CancelledEntryTests {
-        @Test func aCancelledTransactionSpendsNoAttempt() async throws {
-            let stack = try await ProcessStack.start(ingress: 1, workers: 0)
-            let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
-            let lock = try await SlotLock(stack, slot: slot)
-            let keys = RedisKeys(prefix: stack.prefix)
-            let stream = stack.stream("bookings")
-            let request = BookingRequest(action: .book, userID: 1, slotID: slot, requestID: "cancel-1")
-            let consumer = StreamConsumer(streams: [stream], consumer: "consumer-a")
-            try await consumer.ensureGroups(via: stack.redis)
-            _ = try await StreamProducer(keys: keys, highWaterMark: 0).enqueue(
-                StreamEntry(
-                    stream: stream, key: "api:cancel-1", kind: BookingRequest.kind,
-                    payload: Array(try JSONEncoder().encode(request))),
-                via: stack.redis)
-            let delivered = try await consumer.read(count: 1, block: .milliseconds(100), via: stack.redis)
-            let entry = try #require(delivered.entries.first)
-            let records = LogRecords()
-            let processor = EntryProcessor(
-                configuration: WorkerConfiguration(
-                    keys: keys, consumerName: "consumer-a", lockTimeout: .seconds(60)),
-                postgres: stack.postgres, database: stack.asyncPostgres, reactorRedis: stack.asyncRedis,
-                logger: Logger(label: "test.cancel") { _ in RecordingLogHandler(records: records) })
+@Suite("Cancelled entries", .enabled(if: IntegrationEnvironment.isAvailable))
+struct CancelledEntryTests {
+    @Test func aCancelledTransactionSpendsNoAttempt() async throws {
+        let stack = try await ProcessStack.start(ingress: 0, workers: 0)
+        let slot = try #require(try await stack.seed(slots: 1, users: 1).first)
+        let lock = try await SlotLock(stack, slot: slot)
+        let keys = RedisKeys(prefix: stack.prefix)
+        let stream = stack.stream("bookings")
+        let request = BookingRequest(action: .book, userID: 1, slotID: slot, requestID: "cancel-1")
+        let consumer = StreamConsumer(streams: [stream], consumer: "consumer-a")
+        try await consumer.ensureGroups(via: stack.redis)
+        _ = try await StreamProducer(keys: keys, highWaterMark: 0).enqueue(
+            StreamEntry(
+                stream: stream, key: "api:cancel-1", kind: BookingRequest.kind,
+                payload: Array(try JSONEncoder().encode(request))),
+            via: stack.redis)
+        let delivered = try await consumer.read(count: 1, block: .milliseconds(100), via: stack.redis)
+        let entry = try #require(delivered.entries.first)
+        let records = LogRecords()
+        let processor = EntryProcessor(
+            configuration: WorkerConfiguration(
+                keys: keys, consumerName: "consumer-a", lockTimeout: .seconds(60)),
+            postgres: stack.postgres, database: stack.asyncPostgres, reactorRedis: stack.asyncRedis,
+            logger: Logger(label: "test.cancel") { _ in RecordingLogHandler(records: records) })
 
-            let task = Task { await processor.process(entry) }
-            try await waitUntil {
-                try await stack.postgres.query(
-                    """
-                    SELECT count(*) FROM pg_stat_activity
-                    WHERE datname = \(stack.database.name) AND wait_event_type = 'Lock'
-                    """
-                ).single().decode(Int64.self, at: 0) == 1
-            }
-            task.cancel()
-            await task.value
-            try await lock.release()
-
-            #expect(
-                try await stack.redis.send("ZCARD", keys.retrySchedule(for: keys.stream("bookings"))).int == 0,
-                "no retry scheduled")
-            #expect(try await stack.pendingCount("bookings") == 1, "left pending")
-            #expect(
-                try await stack.redis.send("EXISTS", keys.lease("api:cancel-1", in: keys.stream("bookings"))).int == 0,
-                "lease released")
-            let inbox = try await stack.postgres.query("SELECT count(*) FROM inbox").single().decode(Int64.self, at: 0)
-            #expect(inbox == 0, "rolled back")
-            let logged = records.lines
-            let cancelled = logged.contains { $0.level == .notice && $0.message.contains("cancelled during shutdown") }
-            #expect(cancelled, "\(logged)")
-            #expect(!logged.contains { $0.level >= .warning }, "a cancellation is no failure: \(logged)")
-            await stack.shutdown()
+        let task = Task { await processor.process(entry) }
+        try await waitUntil {
+            try await stack.postgres.query(
+                """
+                SELECT count(*) FROM pg_stat_activity
+                WHERE datname = \(stack.database.name) AND wait_event_type = 'Lock'
+                """
+            ).single().decode(Int64.self, at: 0) == 1
         }
+        task.cancel()
+        await task.value
+        try await lock.release()
+
+        #expect(
+            try await stack.redis.send("ZCARD", keys.retrySchedule(for: keys.stream("bookings"))).int == 0,
+            "no retry scheduled")
+        #expect(try await stack.pendingCount("bookings") == 1, "left pending")
+        #expect(
+            try await stack.redis.send("EXISTS", keys.lease("api:cancel-1", in: keys.stream("bookings"))).int == 0,
+            "lease released")
+        let inbox = try await stack.postgres.query("SELECT count(*) FROM inbox").single().decode(Int64.self, at: 0)
+        #expect(inbox == 0, "rolled back")
+        let logged = records.lines
+        let cancelled = logged.contains { $0.level == .notice && $0.message.contains("cancelled during shutdown") }
+        #expect(cancelled, "\(logged)")
+        #expect(!logged.contains { $0.level >= .warning }, "a cancellation is no failure: \(logged)")
+        await stack.shutdown()
     }
 }
 
