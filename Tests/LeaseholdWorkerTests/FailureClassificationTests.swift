@@ -10,47 +10,50 @@ import Testing
 
 @testable import LeaseholdWorker
 
-/// Which failures spend an attempt: only the message's own. A cancellation we caused and a server
-/// that cannot be reached do not.
-struct FailureClassificationTests {
-    static func postgres(_ sqlState: String, source: PostgresError.Source = .server) -> PostgresError {
-        PostgresError(source: source, sqlState: sqlState, message: "test")
-    }
-
-    static let postgresCases: [(PostgresError, Bool)] = [
-        (postgres("08006", source: .connection), true), (postgres("08001", source: .connection), true),
-        (postgres("57P01", source: .connection), true), (postgres("57P02"), true), (postgres("57P03"), true),
-        (postgres("08P01"), true), (postgres("40001"), false), (postgres("40P01"), false),
-        (postgres("55P03"), false), (postgres("23505"), false), (postgres("57014"), false),
-        (postgres("25P02", source: .client), false), (postgres(SQLState.readOnlySQLTransaction), true),
-    ]
-
-    @Test("connection-class failures", arguments: postgresCases)
-    func postgresErrors(_ error: PostgresError, isConnectionFailure: Bool) {
-        #expect(EntryProcessor.isConnectionFailure(error) == isConnectionFailure, "\(error)")
-        #expect(
-            EntryProcessor.isConnectionFailure(PostgresTransactionError(bodyError: error)) == isConnectionFailure,
-            "\(error) in a transaction")
-    }
-
-    @Test func redisAndOtherErrors() {
-        #expect(EntryProcessor.isConnectionFailure(RedisError(source: .connection, code: .err, message: "reset")))
-        #expect(!EntryProcessor.isConnectionFailure(RedisError(source: .server, code: .err, message: "wrong")))
-        #expect(!EntryProcessor.isConnectionFailure(UnprocessableMessage("undecodable")))
-        #expect(
-            !EntryProcessor.isConnectionFailure(PostgresTransactionError(bodyError: UnprocessableMessage("domain"))))
-    }
-
-    @Test func a57014IsOurCancellationOnlyInACancelledTask() async {
-        let canceled = Self.postgres(SQLState.queryCanceled)
-        #expect(!EntryProcessor.isOurCancellation(canceled), "a statement_timeout is a failure")
-        let task = Task {
-            while !Task.isCancelled { await Task.yield() }
-            return EntryProcessor.isOurCancellation(PostgresTransactionError(bodyError: canceled))
+extension UnitTests {
+    /// Which failures spend an attempt: only the message's own. A cancellation we caused and a server
+    /// that cannot be reached do not.
+    struct FailureClassificationTests {
+        static func postgres(_ sqlState: String, source: PostgresError.Source = .server) -> PostgresError {
+            PostgresError(source: source, sqlState: sqlState, message: "test")
         }
-        task.cancel()
-        #expect(await task.value)
-        #expect(EntryProcessor.isOurCancellation(CancellationError()))
+
+        static let postgresCases: [(PostgresError, Bool)] = [
+            (postgres("08006", source: .connection), true), (postgres("08001", source: .connection), true),
+            (postgres("57P01", source: .connection), true), (postgres("57P02"), true), (postgres("57P03"), true),
+            (postgres("08P01"), true), (postgres("40001"), false), (postgres("40P01"), false),
+            (postgres("55P03"), false), (postgres("23505"), false), (postgres("57014"), false),
+            (postgres("25P02", source: .client), false), (postgres(SQLState.readOnlySQLTransaction), true),
+        ]
+
+        @Test("connection-class failures", arguments: postgresCases)
+        func postgresErrors(_ error: PostgresError, isConnectionFailure: Bool) {
+            #expect(EntryProcessor.isConnectionFailure(error) == isConnectionFailure, "\(error)")
+            #expect(
+                EntryProcessor.isConnectionFailure(PostgresTransactionError(bodyError: error)) == isConnectionFailure,
+                "\(error) in a transaction")
+        }
+
+        @Test func redisAndOtherErrors() {
+            #expect(EntryProcessor.isConnectionFailure(RedisError(source: .connection, code: .err, message: "reset")))
+            #expect(!EntryProcessor.isConnectionFailure(RedisError(source: .server, code: .err, message: "wrong")))
+            #expect(!EntryProcessor.isConnectionFailure(UnprocessableMessage("undecodable")))
+            #expect(
+                !EntryProcessor.isConnectionFailure(PostgresTransactionError(bodyError: UnprocessableMessage("domain")))
+            )
+        }
+
+        @Test func a57014IsOurCancellationOnlyInACancelledTask() async {
+            let canceled = Self.postgres(SQLState.queryCanceled)
+            #expect(!EntryProcessor.isOurCancellation(canceled), "a statement_timeout is a failure")
+            let task = Task {
+                while !Task.isCancelled { await Task.yield() }
+                return EntryProcessor.isOurCancellation(PostgresTransactionError(bodyError: canceled))
+            }
+            task.cancel()
+            #expect(await task.value)
+            #expect(EntryProcessor.isOurCancellation(CancellationError()))
+        }
     }
 }
 
