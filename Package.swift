@@ -306,10 +306,28 @@ let package = Package(
             swiftSettings: defaultSwiftSettings
         ),
         .testTarget(
+            name: "LeaseholdQueueTests",
+            dependencies: [
+                "LeaseholdQueue", "LeaseholdPostgres", "LeaseholdRedis", "LeaseholdReactor", "LeaseholdTesting",
+                "LeaseholdLocalStack",
+                // ThroughputSamplerTests migrates a temporary database.
+                "LeaseholdRuntime",
+            ],
+            swiftSettings: defaultSwiftSettings
+        ),
+        .testTarget(
+            name: "LeaseholdWorkerTests",
+            dependencies: [
+                "LeaseholdWorker", "LeaseholdQueue", "LeaseholdWire", "LeaseholdPostgres", "LeaseholdRedis",
+                "LeaseholdTesting",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: defaultSwiftSettings
+        ),
+        .testTarget(
             name: "LeaseholdSupervisorTests",
             dependencies: [
-                "LeaseholdSupervisor", "LeaseholdCore", "LeaseholdQueue", "LeaseholdPostgres", "LeaseholdReactor",
-                "LeaseholdRedis",
+                "LeaseholdSupervisor", "LeaseholdCore", "LeaseholdQueue", "LeaseholdPostgres", "LeaseholdRedis",
                 "LeaseholdTesting", "LeaseholdLocalStack", "LeaseholdRuntime",
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -360,10 +378,8 @@ let package = Package(
         .testTarget(
             name: "LeaseholdSystemTests",
             dependencies: [
-                "LeaseholdTesting", "LeaseholdWorker", "LeaseholdCore", "LeaseholdQueue", "LeaseholdWire",
-                "LeaseholdPostgres",
+                "LeaseholdTesting", "LeaseholdCore", "LeaseholdQueue", "LeaseholdWire", "LeaseholdPostgres",
                 "LeaseholdRedis", "LeaseholdLocalStack", "LeaseholdRuntime",
-                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: defaultSwiftSettings
         ),

@@ -34,7 +34,7 @@ struct RedisClusterComposeRunTests {
         let processes: [String: ChildProcess]
 
         init(compose: ComposeFile) throws {
-            let nodes = RedisClusterOverrideTests.nodes(in: compose)
+            let nodes = UnitTests.RedisClusterOverrideTests.nodes(in: compose)
             guard nodes.count == 6 else { throw TestSetupError("expected six nodes, found \(nodes.map(\.name))") }
             directory = try makeTemporaryDirectory("redis-cluster-compose")
             let ports = try LowPorts.free(2 * nodes.count)
@@ -132,7 +132,7 @@ struct RedisClusterComposeRunTests {
     func clusterTopology() async throws {
         var variables = try ComposeFile.exampleVariables()
         variables["LEASEHOLD_API_TOKEN"] = Self.apiToken
-        let compose = try ComposeFile.load(overrides: [RedisClusterOverrideTests.file], variables: variables)
+        let compose = try ComposeFile.load(overrides: [UnitTests.RedisClusterOverrideTests.file], variables: variables)
         let nodes = try Nodes(compose: compose)
         do {
             try await exercise(compose: compose, nodes: nodes)

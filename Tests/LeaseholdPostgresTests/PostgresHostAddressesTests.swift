@@ -5,55 +5,57 @@ import Testing
 
 @testable import LeaseholdPostgres
 
-/// Host names resolved before libpq sees them: the `host`/`hostaddr`/`port` lists handed to libpq
-/// (one entry per address, names kept, multi-host order kept), and connections opened that way.
-struct PostgresHostAddressesTests {
-    @Test("multi-host: a name per address, hostaddr matched by position, per-host ports expanded")
-    func multiHostParameters() throws {
-        let hosts = PostgresHostAddresses(
-            hosts: ["db1", "10.0.0.9", "/var/run/postgresql", "db2", "db1"],
-            ports: ["5432", "5433", "5434", "5435", "5436"])
-        #expect(hosts.names == ["db1", "db2"])
-        let parameters = try #require(
-            hosts.parameters(addresses: ["db1": ["10.1.0.1", "fd00::1"], "db2": ["10.2.0.1"]]))
-        let values = Dictionary(uniqueKeysWithValues: parameters.map { ($0.keyword, $0.value) })
-        #expect(values["host"] == "db1,db1,10.0.0.9,/var/run/postgresql,db2,db1,db1")
-        #expect(values["hostaddr"] == "10.1.0.1,fd00::1,,,10.2.0.1,10.1.0.1,fd00::1")
-        #expect(values["port"] == "5432,5432,5433,5434,5435,5436,5436")
-        // libpq refuses lists of different lengths.
-        for keyword in ["host", "hostaddr", "port"] {
-            #expect(values[keyword]?.split(separator: ",", omittingEmptySubsequences: false).count == 7)
+extension UnitTests {
+    /// Host names resolved before libpq sees them: the `host`/`hostaddr`/`port` lists handed to libpq
+    /// (one entry per address, names kept, multi-host order kept), and connections opened that way.
+    struct PostgresHostAddressesTests {
+        @Test("multi-host: a name per address, hostaddr matched by position, per-host ports expanded")
+        func multiHostParameters() throws {
+            let hosts = PostgresHostAddresses(
+                hosts: ["db1", "10.0.0.9", "/var/run/postgresql", "db2", "db1"],
+                ports: ["5432", "5433", "5434", "5435", "5436"])
+            #expect(hosts.names == ["db1", "db2"])
+            let parameters = try #require(
+                hosts.parameters(addresses: ["db1": ["10.1.0.1", "fd00::1"], "db2": ["10.2.0.1"]]))
+            let values = Dictionary(uniqueKeysWithValues: parameters.map { ($0.keyword, $0.value) })
+            #expect(values["host"] == "db1,db1,10.0.0.9,/var/run/postgresql,db2,db1,db1")
+            #expect(values["hostaddr"] == "10.1.0.1,fd00::1,,,10.2.0.1,10.1.0.1,fd00::1")
+            #expect(values["port"] == "5432,5432,5433,5434,5435,5436,5436")
+            // libpq refuses lists of different lengths.
+            for keyword in ["host", "hostaddr", "port"] {
+                #expect(values[keyword]?.split(separator: ",", omittingEmptySubsequences: false).count == 7)
+            }
         }
-    }
 
-    @Test("one port for every host stays one; a name that did not resolve is left out")
-    func sharedPortAndUnresolvedName() throws {
-        let hosts = PostgresHostAddresses(hosts: ["db1", "db2"], ports: ["5432"])
-        let parameters = try #require(hosts.parameters(addresses: ["db2": ["10.2.0.1", "10.2.0.2"]]))
-        #expect(parameters.map(\.keyword) == ["host", "hostaddr"])
-        #expect(parameters.map(\.value) == ["db2,db2", "10.2.0.1,10.2.0.2"])
-        #expect(hosts.parameters(addresses: [:]) == nil)
-    }
-
-    @Test("what the connection string says: hosts and ports of both forms; nothing to do without names")
-    func parsing() throws {
-        func hosts(_ string: String, _ environment: [String: String] = [:]) -> PostgresHostAddresses? {
-            PostgresHostAddresses(
-                configuration: PostgresConfiguration(connectionString: string), environment: environment)
+        @Test("one port for every host stays one; a name that did not resolve is left out")
+        func sharedPortAndUnresolvedName() throws {
+            let hosts = PostgresHostAddresses(hosts: ["db1", "db2"], ports: ["5432"])
+            let parameters = try #require(hosts.parameters(addresses: ["db2": ["10.2.0.1", "10.2.0.2"]]))
+            #expect(parameters.map(\.keyword) == ["host", "hostaddr"])
+            #expect(parameters.map(\.value) == ["db2,db2", "10.2.0.1,10.2.0.2"])
+            #expect(hosts.parameters(addresses: [:]) == nil)
         }
-        #expect(
-            hosts("postgres://app@db1:5432,db2:5433/leasehold?target_session_attrs=read-write")
-                == PostgresHostAddresses(hosts: ["db1", "db2"], ports: ["5432", "5433"]))
-        #expect(
-            hosts("host=db1,10.0.0.2 port=5432 dbname=leasehold")
-                == PostgresHostAddresses(hosts: ["db1", "10.0.0.2"], ports: ["5432"]))
-        #expect(hosts("dbname=leasehold", ["PGHOST": "db3"]) == PostgresHostAddresses(hosts: ["db3"], ports: []))
-        // Given addresses, literal addresses, sockets: libpq looks nothing up.
-        #expect(hosts("host=db1 hostaddr=10.0.0.1 dbname=leasehold") == nil)
-        #expect(hosts("postgres://app@127.0.0.1:5432,[::1]:5433/leasehold") == nil)
-        #expect(hosts("host=/var/run/postgresql dbname=leasehold") == nil)
-        #expect(hosts("dbname=leasehold") == nil)
-        #expect(hosts("host='unterminated") == nil)
+
+        @Test("what the connection string says: hosts and ports of both forms; nothing to do without names")
+        func parsing() throws {
+            func hosts(_ string: String, _ environment: [String: String] = [:]) -> PostgresHostAddresses? {
+                PostgresHostAddresses(
+                    configuration: PostgresConfiguration(connectionString: string), environment: environment)
+            }
+            #expect(
+                hosts("postgres://app@db1:5432,db2:5433/leasehold?target_session_attrs=read-write")
+                    == PostgresHostAddresses(hosts: ["db1", "db2"], ports: ["5432", "5433"]))
+            #expect(
+                hosts("host=db1,10.0.0.2 port=5432 dbname=leasehold")
+                    == PostgresHostAddresses(hosts: ["db1", "10.0.0.2"], ports: ["5432"]))
+            #expect(hosts("dbname=leasehold", ["PGHOST": "db3"]) == PostgresHostAddresses(hosts: ["db3"], ports: []))
+            // Given addresses, literal addresses, sockets: libpq looks nothing up.
+            #expect(hosts("host=db1 hostaddr=10.0.0.1 dbname=leasehold") == nil)
+            #expect(hosts("postgres://app@127.0.0.1:5432,[::1]:5433/leasehold") == nil)
+            #expect(hosts("host=/var/run/postgresql dbname=leasehold") == nil)
+            #expect(hosts("dbname=leasehold") == nil)
+            #expect(hosts("host='unterminated") == nil)
+        }
     }
 }
 

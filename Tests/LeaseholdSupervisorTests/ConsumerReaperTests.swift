@@ -12,7 +12,7 @@ import Testing
 @Suite("Consumer reaping", .enabled(if: IntegrationEnvironment.isAvailable))
 struct ConsumerReaperTests {
     @Test func onlyTheIdleConsumerWithoutPendingEntriesIsRemoved() async throws {
-        try await SupervisorRedisFixture.withKeys { client, keys in
+        try await RedisTestKeys.withKeys { client, keys in
             let stream = keys.stream("bookings")
             let producer = StreamProducer(keys: keys, highWaterMark: 0)
             // idle-pending and busy-pending each read one entry and never acknowledge it;

@@ -5,17 +5,19 @@ import LeaseholdSupervisor
 import LeaseholdTesting
 import Testing
 
-/// Lease timings need no Redis.
-@Suite struct LeaderElectorConfigurationTests {
-    @Test("renewals every ttl/3, leadership for ttl - ttl/5 after each, unless set")
-    func defaults() {
-        let configuration = LeaderElector.Configuration(ttl: .seconds(9))
-        #expect(configuration.renewInterval == .seconds(3))
-        #expect(configuration.safetyMargin == .milliseconds(1_800))
-        #expect(configuration.leadershipSpan == .milliseconds(7_200))
-        let custom = LeaderElector.Configuration(ttl: .seconds(6), renewInterval: .seconds(1), safetyMargin: .zero)
-        #expect(custom.renewInterval == .seconds(1))
-        #expect(custom.leadershipSpan == .seconds(6))
+extension UnitTests {
+    /// Lease timings need no Redis.
+    @Suite struct LeaderElectorConfigurationTests {
+        @Test("renewals every ttl/3, leadership for ttl - ttl/5 after each, unless set")
+        func defaults() {
+            let configuration = LeaderElector.Configuration(ttl: .seconds(9))
+            #expect(configuration.renewInterval == .seconds(3))
+            #expect(configuration.safetyMargin == .milliseconds(1_800))
+            #expect(configuration.leadershipSpan == .milliseconds(7_200))
+            let custom = LeaderElector.Configuration(ttl: .seconds(6), renewInterval: .seconds(1), safetyMargin: .zero)
+            #expect(custom.renewInterval == .seconds(1))
+            #expect(custom.leadershipSpan == .seconds(6))
+        }
     }
 }
 

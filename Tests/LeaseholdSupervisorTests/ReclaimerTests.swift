@@ -34,7 +34,7 @@ struct ReclaimerTests {
     }
 
     @Test func theClaimScriptLeavesALeasedEntryClaimsAFreeOneAndSkipsOneTouchedMeanwhile() async throws {
-        try await SupervisorRedisFixture.withKeys { client, keys in
+        try await RedisTestKeys.withKeys { client, keys in
             let stream = keys.stream("bookings")
             let entries = try await Self.pending(keys: ["k1", "k2", "k3"], stream: stream, keys: keys, client: client)
             try #require(entries.count == 3)
@@ -82,7 +82,7 @@ struct ReclaimerTests {
     }
 
     @Test func aHeartbeatResetsItsEntrysIdleTimeWithoutCountingADelivery() async throws {
-        try await SupervisorRedisFixture.withKeys { client, keys in
+        try await RedisTestKeys.withKeys { client, keys in
             let stream = keys.stream("bookings")
             let entries = try await Self.pending(keys: ["k1", "k2"], stream: stream, keys: keys, client: client)
             try #require(entries.count == 2)
@@ -120,7 +120,7 @@ struct ReclaimerTests {
     }
 
     @Test func aStalledEntryBehindTwoHundredFiftyLeasedOnesIsReclaimedWithinTwoPasses() async throws {
-        try await SupervisorRedisFixture.withKeys(size: 2) { client, keys in
+        try await RedisTestKeys.withKeys(size: 2) { client, keys in
             let stream = keys.stream("bookings")
             let messageKeys = (0..<251).map { "long-\($0)" }
             let entries = try await Self.pending(keys: messageKeys, stream: stream, keys: keys, client: client)

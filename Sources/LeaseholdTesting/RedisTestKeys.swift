@@ -1,12 +1,13 @@
 import LeaseholdQueue
 import LeaseholdRedis
-import LeaseholdTesting
 
 /// A client and a key layout under a prefix unique to one test (`lhs_xxxxxxxx:`). Tests run in
 /// parallel against one server, so each writes only under its own prefix, and every key under it
 /// is deleted at the end (never `FLUSHALL`).
-enum SupervisorRedisFixture {
-    static func withKeys<T>(size: Int = 4, _ body: (RedisClient, RedisKeys) async throws -> T) async throws -> T {
+public enum RedisTestKeys {
+    public static func withKeys<T>(size: Int = 4, _ body: (RedisClient, RedisKeys) async throws -> T) async throws
+        -> T
+    {
         let client = try IntegrationEnvironment.redisClient(size: size)
         let keys = RedisKeys(prefix: IntegrationEnvironment.uniqueName("lhs") + ":")
         do {

@@ -3,7 +3,8 @@ import LeaseholdRedis
 import LeaseholdTesting
 import Testing
 
-@Suite("The high-water mark counts what workers have not finished")
+@Suite(
+    "The high-water mark counts what workers have not finished", .enabled(if: IntegrationEnvironment.isAvailable))
 struct HighWaterMarkTests {
     static func entry(_ stream: String, _ index: Int) -> StreamEntry {
         StreamEntry(stream: stream, key: "hw:\(index)", kind: "booking", payload: Array("{}".utf8))
@@ -13,7 +14,7 @@ struct HighWaterMarkTests {
     static func withMarkOfFive(
         _ body: (RedisClient, String, StreamConsumer, StreamProducer) async throws -> Void
     ) async throws {
-        try await SupervisorRedisFixture.withKeys { client, keys in
+        try await RedisTestKeys.withKeys { client, keys in
             let stream = keys.stream("bookings")
             let consumer = StreamConsumer(streams: [stream], consumer: "c1")
             try await consumer.ensureGroups(via: client)

@@ -1,7 +1,6 @@
 import Foundation
 import LeaseholdQueue
 import LeaseholdRedis
-import LeaseholdSupervisor
 import LeaseholdTesting
 import Testing
 
@@ -39,7 +38,7 @@ struct RetrySchedulerTests {
 
     @Test("schedule acknowledges the pending entry and parks one retry, even when called twice")
     func scheduleAcknowledgesOnce() async throws {
-        try await SupervisorRedisFixture.withKeys { client, keys in
+        try await RedisTestKeys.withKeys { client, keys in
             let scheduler = RetryScheduler(keys: keys)
             let stream = keys.stream("bookings")
             let entries = try await Self.pendingEntries(
@@ -79,7 +78,7 @@ struct RetrySchedulerTests {
 
     @Test("an entry a worker acknowledged meanwhile is not scheduled")
     func completedEntryIsNotScheduled() async throws {
-        try await SupervisorRedisFixture.withKeys { client, keys in
+        try await RedisTestKeys.withKeys { client, keys in
             let scheduler = RetryScheduler(keys: keys)
             let stream = keys.stream("bookings")
             let entry = try #require(
@@ -99,7 +98,7 @@ struct RetrySchedulerTests {
 
     @Test("moveDue moves only due retries; each comes back as the same message, attempt + 1")
     func moveDueReenqueues() async throws {
-        try await SupervisorRedisFixture.withKeys { client, keys in
+        try await RedisTestKeys.withKeys { client, keys in
             let scheduler = RetryScheduler(keys: keys)
             let stream = keys.stream("telegram")
             let originals = [
@@ -155,7 +154,7 @@ struct RetrySchedulerTests {
 
     @Test("moveDue takes at most `limit` per call, earliest first, and loses none", arguments: [1, 2, 3])
     func moveDueHonoursLimit(limit: Int) async throws {
-        try await SupervisorRedisFixture.withKeys { client, keys in
+        try await RedisTestKeys.withKeys { client, keys in
             let scheduler = RetryScheduler(keys: keys)
             let stream = keys.stream("bookings")
             let originals = (0..<5).map {
@@ -185,7 +184,7 @@ struct RetrySchedulerTests {
 
     @Test("every failed attempt's record travels with the retry and grows by one per failure")
     func failuresTravelWithTheRetry() async throws {
-        try await SupervisorRedisFixture.withKeys { client, keys in
+        try await RedisTestKeys.withKeys { client, keys in
             let scheduler = RetryScheduler(keys: keys)
             let stream = keys.stream("bookings")
             var entry = try #require(

@@ -1,57 +1,22 @@
 import Foundation
 import LeaseholdPostgres
 import LeaseholdQueue
-import LeaseholdRedis
 import LeaseholdRuntime
+import LeaseholdSupervisor
 import LeaseholdTesting
 import Logging
 import Testing
 
-@testable import LeaseholdSupervisor
-
-/// The backlog and throughput samples behind the ops console's chart, against real servers: what
-/// a sample counts, the list's cap, and that only the leader records them.
-@Suite("Throughput sampler", .enabled(if: IntegrationEnvironment.isAvailable))
-struct ThroughputSamplerTests {
-    @Test func aSampleCountsTheBacklogAndTheProcessedMessagesAndTheListIsCapped() async throws {
-        let database = try await TemporaryDatabase.create()
-        let postgres = database.client(size: 2)
-        _ = try await Migrator(client: postgres).migrate(
-            try Migration.load(from: LeaseholdExecutable.migrationsDirectory))
-        try await SupervisorRedisFixture.withKeys { redis, keys in
-            let stream = keys.stream("bookings")
-            try await StreamConsumer(streams: [stream], consumer: "setup").ensureGroups(via: redis)
-            for index in 0..<2 {
-                _ = try await StreamProducer(keys: keys, highWaterMark: 0).enqueue(
-                    StreamEntry(stream: stream, key: "api:s\(index)", kind: "booking", payload: Array("{}".utf8)),
-                    via: redis)
-            }
-            for index in 0..<3 {
-                try await postgres.query(
-                    "INSERT INTO inbox (message_key, kind, outcome) VALUES (\("api:done\(index)"), 'booking', 'booked')"
-                )
-            }
-            let sampler = ThroughputSampler(keys: keys, interval: .seconds(30), capacity: 3)
-            let now = Date()
-            for step in 0..<5 {
-                try await sampler.record(redis: redis, postgres: postgres, now: now.addingTimeInterval(Double(step)))
-            }
-            let samples = try await ThroughputSampler.samples(keys: keys, redis: redis)
-            #expect(samples.count == 3, "capped")
-            #expect(samples.map(\.at) == (2..<5).map { Int64((now.timeIntervalSince1970 + Double($0)) * 1000) })
-            #expect(samples.allSatisfy { $0.backlog == 2 && $0.processed == 3 })
-            #expect(samples[0].processedPerMinute == 6)
-        }
-        await postgres.close()
-        try await database.drop()
-    }
-
+/// The throughput samples behind the ops console's chart are the supervisor's to record, and only
+/// the leader's: two supervisors running side by side record one series.
+@Suite("Throughput samples: only the leader records them", .enabled(if: IntegrationEnvironment.isAvailable))
+struct LeaderSamplingTests {
     @Test func onlyTheLeaderSamples() async throws {
         let database = try await TemporaryDatabase.create()
         let postgres = database.client(size: 4)
         _ = try await Migrator(client: postgres).migrate(
             try Migration.load(from: LeaseholdExecutable.migrationsDirectory))
-        try await SupervisorRedisFixture.withKeys { redis, keys in
+        try await RedisTestKeys.withKeys { redis, keys in
             let configuration = SupervisorConfiguration(
                 keys: keys, interval: .milliseconds(20), leader: .init(ttl: .seconds(5)),
                 sampleInterval: .milliseconds(200))
