@@ -19,7 +19,7 @@ struct StreamPausesTests {
 
     @Test("a paused stream is not read, the others are; resume delivers its entries in order")
     func pausedStreamIsNotReadUntilResumed() async throws {
-        try await SupervisorRedisFixture.withKeys { client, keys in
+        try await RedisTestKeys.withKeys { client, keys in
             let bookings = keys.stream("bookings")
             let telegram = keys.stream("telegram")
             let consumer = StreamConsumer(streams: [telegram, bookings], consumer: "w1")
@@ -54,7 +54,7 @@ struct StreamPausesTests {
 
     @Test("every shard of a source is paused, and the pause key is in the stream's hash slot")
     func pauseCoversEveryShard() async throws {
-        try await SupervisorRedisFixture.withKeys { client, flat in
+        try await RedisTestKeys.withKeys { client, flat in
             let keys = RedisKeys(prefix: flat.prefix, shards: 3)
             let pauses = StreamPauses(keys: keys)
             try await pauses.pause(source: "yookassa", .init(by: "bob", at: Date(), reason: "bug"), via: client)
@@ -67,21 +67,9 @@ struct StreamPausesTests {
         }
     }
 
-    @Test("targets: a source, a stream key, a kind or all; anything else is refused")
-    func targetsNameSources() {
-        let pauses = StreamPauses(keys: RedisKeys(prefix: "lh:", shards: 2))
-        #expect(pauses.sources(named: "yookassa") == ["yookassa"])
-        #expect(pauses.sources(named: "lh:{bookings:1}:stream") == ["bookings"])
-        #expect(pauses.sources(named: "booking") == ["telegram", "bookings"])
-        #expect(pauses.sources(named: "yookassa.notification") == ["yookassa"])
-        #expect(pauses.sources(named: "all") == RedisKeys.sources)
-        #expect(pauses.sources(named: "payments") == nil)
-        #expect(pauses.sources(named: "lh:stream:bookings") == nil, "not a stream of the sharded layout")
-    }
-
     @Test("due retries of a paused stream stay parked and do not hold up the others")
     func retriesOfAPausedStreamStayParked() async throws {
-        try await SupervisorRedisFixture.withKeys { client, keys in
+        try await RedisTestKeys.withKeys { client, keys in
             let bookings = keys.stream("bookings")
             let telegram = keys.stream("telegram")
             let scheduler = RetryScheduler(keys: keys, streams: [bookings, telegram])
@@ -103,6 +91,23 @@ struct StreamPausesTests {
             #expect(try await scheduler.backlog(via: client) == 3)
             #expect(try await scheduler.moveDue(now: now, limit: 10, via: client) == 3)
             #expect(try await scheduler.backlog(via: client) == 0)
+        }
+    }
+}
+
+extension UnitTests {
+    /// What `leasehold streams pause` accepts as a target, without a server.
+    @Suite struct StreamPauseTargetTests {
+        @Test("targets: a source, a stream key, a kind or all; anything else is refused")
+        func targetsNameSources() {
+            let pauses = StreamPauses(keys: RedisKeys(prefix: "lh:", shards: 2))
+            #expect(pauses.sources(named: "yookassa") == ["yookassa"])
+            #expect(pauses.sources(named: "lh:{bookings:1}:stream") == ["bookings"])
+            #expect(pauses.sources(named: "booking") == ["telegram", "bookings"])
+            #expect(pauses.sources(named: "yookassa.notification") == ["yookassa"])
+            #expect(pauses.sources(named: "all") == RedisKeys.sources)
+            #expect(pauses.sources(named: "payments") == nil)
+            #expect(pauses.sources(named: "lh:stream:bookings") == nil, "not a stream of the sharded layout")
         }
     }
 }
