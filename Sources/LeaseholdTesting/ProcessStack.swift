@@ -15,7 +15,8 @@ import Synchronization
 /// processes — the same topology Compose runs, on loopback.
 ///
 /// Every test gets its own database and prefix, so stacks run in parallel without seeing each
-/// other. ``shutdown()`` stops the processes (SIGTERM), drops the database and deletes the keys.
+/// other. The processes are ``RoleProcesses`` (the demo's too); ``shutdown()`` stops them
+/// (SIGTERM), drops the database and deletes the keys.
 public final class ProcessStack: Sendable {
     public static let apiToken = "test-api-token"
     public static let telegramSecret = "test-telegram-secret"
@@ -39,7 +40,8 @@ public final class ProcessStack: Sendable {
     /// What every role gets as `REDIS_URL`.
     public let redisURL: String
     public let http: HTTPClient
-    private let processes: ProcessList
+    /// The stack's processes: every role started so far, by name.
+    public let processes: RoleProcesses
     private let stopped = Mutex(false)
 
     /// Starts the stack and waits until every ingress answers `/healthz`.
@@ -54,6 +56,9 @@ public final class ProcessStack: Sendable {
         ingressEnvironment: [String: String] = [:], supervisors: Int = 0,
         supervisorEnvironment: [String: String] = [:], shards: Int? = nil, redisURL: String? = nil
     ) async throws -> ProcessStack {
+        guard FileManager.default.isExecutableFile(atPath: LeaseholdExecutable.url.path) else {
+            throw TestSetupError("\(LeaseholdExecutable.url.path) is missing: run `swift build` before `swift test`")
+        }
         let database = try await TemporaryDatabase.create()
         let postgres = database.client(size: 8)
         _ = try await Migrator(client: postgres).migrate(
@@ -102,7 +107,11 @@ public final class ProcessStack: Sendable {
         configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
         configuration.timeout = .init(connect: .seconds(5), read: .seconds(30))
         self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-        self.processes = ProcessList()
+        self.processes = RoleProcesses(
+            executable: LeaseholdExecutable.url,
+            environment: ProcessInfo.processInfo.environment.merging(
+                Self.roleEnvironment(database: database, redisURL: redisURL, prefix: prefix, shards: shards)
+            ) { $1 })
     }
 
     /// A test that threw before ``shutdown()`` must not leave processes running or crash the test
@@ -110,12 +119,18 @@ public final class ProcessStack: Sendable {
     /// processes and shut the client down here. The database is left behind for inspection.
     deinit {
         guard !stopped.withLock({ $0 }) else { return }
-        for process in processes.all { process.send(SIGKILL) }
+        processes.signalAll(SIGKILL)
         try? http.syncShutdown()
     }
 
-    /// The environment every role gets.
+    /// The environment every role gets (over this process's own).
     public var environment: [String: String] {
+        Self.roleEnvironment(database: database, redisURL: redisURL, prefix: prefix, shards: shards)
+    }
+
+    private static func roleEnvironment(
+        database: TemporaryDatabase, redisURL: String, prefix: String, shards: Int?
+    ) -> [String: String] {
         var environment = [
             "POSTGRES_URL": database.url, "REDIS_URL": redisURL,
             "LEASEHOLD_REDIS_PREFIX": prefix, "LEASEHOLD_API_TOKEN": Self.apiToken,
@@ -146,29 +161,18 @@ public final class ProcessStack: Sendable {
 
     @discardableResult
     public func startIngress(index: Int, port: Int, environment extra: [String: String] = [:]) throws -> ChildProcess {
-        let process = try LeaseholdExecutable.start(
-            ["ingress", "--host", "127.0.0.1", "--port", String(port)], name: "ingress-\(index)", in: directory,
-            environment: environment.merging(extra) { $1 })
-        processes.append(process)
-        return process
+        try start(
+            "ingress-\(index)", ["ingress", "--host", "127.0.0.1", "--port", String(port)], environment: extra)
     }
 
     @discardableResult
     public func startWorker(name: String, environment extra: [String: String] = [:]) throws -> ChildProcess {
-        var environment = self.environment
-        environment["LEASEHOLD_CONSUMER_NAME"] = name
-        environment.merge(extra) { $1 }
-        let process = try LeaseholdExecutable.start(["worker"], name: name, in: directory, environment: environment)
-        processes.append(process)
-        return process
+        try start(name, ["worker"], environment: ["LEASEHOLD_CONSUMER_NAME": name].merging(extra) { $1 })
     }
 
     @discardableResult
     public func startSupervisor(name: String, environment extra: [String: String] = [:]) throws -> ChildProcess {
-        let process = try LeaseholdExecutable.start(
-            ["supervisor"], name: name, in: directory, environment: environment.merging(extra) { $1 })
-        processes.append(process)
-        return process
+        try start(name, ["supervisor"], environment: extra)
     }
 
     /// Starts a `leasehold notifier` sending to `botAPI` (``FakeBotAPI/url``) with ``FakeBotAPI/token``.
@@ -176,34 +180,32 @@ public final class ProcessStack: Sendable {
     public func startNotifier(name: String, botAPI: String, environment extra: [String: String] = [:]) throws
         -> ChildProcess
     {
-        var environment = self.environment
-        environment["TELEGRAM_BOT_TOKEN"] = FakeBotAPI.token
-        environment["TELEGRAM_API_BASE_URL"] = botAPI
-        environment["LEASEHOLD_NOTIFIER_NAME"] = name
-        environment.merge(extra) { $1 }
-        let process = try LeaseholdExecutable.start(["notifier"], name: name, in: directory, environment: environment)
-        processes.append(process)
-        return process
+        let own = [
+            "TELEGRAM_BOT_TOKEN": FakeBotAPI.token, "TELEGRAM_API_BASE_URL": botAPI, "LEASEHOLD_NOTIFIER_NAME": name,
+        ]
+        return try start(name, ["notifier"], environment: own.merging(extra) { $1 })
     }
 
-    public var workers: [ChildProcess] { processes.all.filter { $0.name.hasPrefix("worker") } }
-    public var notifiers: [ChildProcess] { processes.all.filter { $0.name.hasPrefix("notifier") } }
-    public var supervisors: [ChildProcess] { processes.all.filter { $0.name.hasPrefix("supervisor") } }
-    public var ingresses: [ChildProcess] { processes.all.filter { $0.name.hasPrefix("ingress") } }
+    /// Starts `leasehold <arguments>` as `name`, its output in a fresh `<name>.log` of ``directory``.
+    private func start(_ name: String, _ arguments: [String], environment: [String: String]) throws -> ChildProcess {
+        try processes.start(
+            .init(
+                name: name, arguments: arguments, log: directory.appendingPathComponent("\(name).log"),
+                environment: environment),
+            freshLog: true)
+    }
+
+    public var workers: [ChildProcess] { processes.named("worker") }
+    public var notifiers: [ChildProcess] { processes.named("notifier") }
+    public var supervisors: [ChildProcess] { processes.named("supervisor") }
+    public var ingresses: [ChildProcess] { processes.named("ingress") }
 
     /// Waits until ingress `index` answers `/healthz` (e.g. one started with ``addIngress(environment:)``).
     public func waitForIngress(_ index: Int, until deadline: ContinuousClock.Instant = .now + .seconds(60))
         async throws
     {
-        while true {
-            if let response = try? await request(.GET, "/healthz", ingress: index), response.status == 200 { return }
-            for process in processes.all where !process.isRunning {
-                throw TestSetupError("\(process.name) exited early:\n\(process.output)")
-            }
-            guard ContinuousClock.now < deadline else {
-                throw TestSetupError("ingress \(index) never became healthy")
-            }
-            try await Task.sleep(for: .milliseconds(50))
+        try await processes.waitUntilAnswering([ingressURL(index) + "/healthz"], until: deadline) { url in
+            try await self.fetch(url).status
         }
     }
 
@@ -369,16 +371,12 @@ public final class ProcessStack: Sendable {
         return total
     }
 
-    /// Stops every process (SIGTERM, then SIGKILL after 30 s), drops the database and deletes the
-    /// stack's Redis keys. Returns the processes' exit statuses by name.
+    /// Stops every process (SIGTERM to all, then SIGKILL to those still running after 30 s), drops
+    /// the database and deletes the stack's Redis keys. Returns the processes' exit statuses by name.
     @discardableResult
     public func shutdown() async -> [String: Int32] {
         stopped.withLock { $0 = true }
-        var statuses: [String: Int32] = [:]
-        for process in processes.all {
-            await process.stop(signal: SIGTERM, timeout: .seconds(30))
-            statuses[process.name] = process.exitStatus
-        }
+        let statuses = await processes.stopAll(timeout: .seconds(30))
         try? await http.shutdown()
         await postgres.close()
         await withTaskExecutorPreference(asyncPostgres.reactor) { [asyncPostgres, asyncRedis] in
@@ -403,11 +401,4 @@ public final class ProcessStack: Sendable {
             line.contains("duplicate key") && ours.contains { line.contains($0) }
         }.map(String.init)
     }
-}
-
-/// The stack's processes, appended as they start.
-final class ProcessList: Sendable {
-    private let list = Mutex<[ChildProcess]>([])
-    func append(_ process: ChildProcess) { list.withLock { $0.append(process) } }
-    var all: [ChildProcess] { list.withLock { $0 } }
 }

@@ -153,6 +153,9 @@ struct DemoCommand: AsyncParsableCommand {
         }
     }
 
+    /// The demo in its steps: the servers, what the roles are given, the migrations, the roles,
+    /// the wait until they are ready, then the load with its report and checks (``drive(_:)``).
+    /// Every process is stopped at the end, also when a step fails.
     private func runStack(botAPI: FakeBotAPI?) async throws {
         var common = CommonOptions()
         common.logLevelFlag = "warning"
@@ -162,6 +165,79 @@ struct DemoCommand: AsyncParsableCommand {
         try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
         chmod(root.path, 0o755)
 
+        let (servers, signals) = try await startServers(root: root, logger: logger)
+        let setup = roleSetup(servers, botAPI: botAPI)
+        let roles = RoleProcesses(
+            executable: URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath(),
+            environment: setup.environment)
+        signals.track(roles)
+        let passed: Bool
+        do {
+            let client = PostgresClient(
+                configuration: PostgresConfiguration(connectionString: servers.stack.postgresURL), size: 1)
+            _ = try await Migrator(client: client, logger: logger).migrate(
+                try Migration.load(from: Migration.defaultDirectory()))
+            await client.close()
+
+            let endpoints = try startRoles(roles, logs: logs)
+            try await waitUntilReady(roles, endpoints)
+            Self.say(
+                "running: ingress ×\(ingresses) (\(endpoints.urls.joined(separator: ", "))), "
+                    + (load.ingressOnly
+                        ? "no worker, no supervisor (ingress only)"
+                        : "worker ×\(workerCount), supervisor ×\(supervisorCount)")
+                    + (notifierCount > 0
+                        ? ", notifier ×\(notifierCount) (to a fake Bot API at \(botAPI?.url ?? ""))" : "")
+                    + "; logs in \(logs.path)")
+            passed = try await drive(
+                DemoSystem(
+                    servers: servers, setup: setup, roles: roles, endpoints: endpoints, botAPI: botAPI,
+                    signals: signals))
+        } catch {
+            await Self.stopAll(roles, stack: servers.stack, cluster: servers.cluster)
+            throw error
+        }
+        await Self.stopAll(roles, stack: servers.stack, cluster: servers.cluster)
+        if !passed { throw ExitCode(1) }
+    }
+
+    /// PostgreSQL and Redis as the demo runs them (Redis as a cluster with --redis-cluster).
+    private struct Servers {
+        var stack: LocalStack
+        var cluster: LocalRedisCluster?
+        /// What every role gets as `REDIS_URL`: the cluster's nodes, or the one Redis.
+        var redisURL: String { cluster?.url ?? stack.redisURL }
+    }
+
+    /// What every role is given: its environment, and the secrets in it the load test needs.
+    private struct RoleSetup {
+        var environment: [String: String]
+        var token: String
+        var telegramSecret: String
+        /// The shard count the demo picked itself (a cluster, nothing set), for its own checks.
+        var shardsSetHere: Int?
+    }
+
+    /// Where the roles answer: each ingress's base URL, each worker's health port (under
+    /// --overload only, for the probes).
+    private struct Endpoints {
+        var urls: [String]
+        var workerPorts: [Int?]
+    }
+
+    /// The system once it runs, as the load, the chaos schedule and the checks reach it.
+    private struct DemoSystem {
+        var servers: Servers
+        var setup: RoleSetup
+        var roles: RoleProcesses
+        var endpoints: Endpoints
+        var botAPI: FakeBotAPI?
+        var signals: DemoSignals
+    }
+
+    /// Starts PostgreSQL and Redis (or a Redis Cluster), with the signal handling that stops them
+    /// and every role when the demo is interrupted.
+    private func startServers(root: URL, logger: Logger) async throws -> (Servers, DemoSignals) {
         Self.say("starting PostgreSQL and Redis (data in \(root.appendingPathComponent("local").path))")
         let stack = try LocalStack(
             options: LocalStackOptions(directory: root.appendingPathComponent("local")), logger: logger)
@@ -175,27 +251,28 @@ struct DemoCommand: AsyncParsableCommand {
         }
         try await stack.start()
         // A cluster's nodes die with this process (its watchdog), so a signal needs no more.
-        var cluster: LocalRedisCluster?
-        if let masters = redisCluster {
-            let replicas = redisClusterReplicas ?? 0
-            Self.say("starting a Redis Cluster: \(masters) masters, \(replicas) replicas each")
-            do {
-                cluster = try await LocalRedisCluster.start(
-                    masters: masters, replicasPerMaster: replicas,
-                    directory: root.appendingPathComponent("local/redis-cluster"))
-            } catch {
-                await stack.stop()
-                throw error
-            }
+        guard let masters = redisCluster else { return (Servers(stack: stack), signals) }
+        let replicas = redisClusterReplicas ?? 0
+        Self.say("starting a Redis Cluster: \(masters) masters, \(replicas) replicas each")
+        do {
+            let cluster = try await LocalRedisCluster.start(
+                masters: masters, replicasPerMaster: replicas,
+                directory: root.appendingPathComponent("local/redis-cluster"))
+            return (Servers(stack: stack, cluster: cluster), signals)
+        } catch {
+            await stack.stop()
+            throw error
         }
-        let redisURL = cluster?.url ?? stack.redisURL
-        let self_ = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    }
+
+    /// The roles' environment: this process's, with the servers' URLs, fresh secrets and the
+    /// settings of the run (chaos, overload, the fake Bot API) over it.
+    private func roleSetup(_ servers: Servers, botAPI: FakeBotAPI?) -> RoleSetup {
         let token = UUID().uuidString
         let telegramSecret = UUID().uuidString
         var environment = ProcessInfo.processInfo.environment
-        environment["POSTGRES_URL"] = stack.postgresURL
-        environment["REDIS_URL"] = redisURL
-        // The shard count the demo picks itself (a cluster, nothing set), for its own checks below.
+        environment["POSTGRES_URL"] = servers.stack.postgresURL
+        environment["REDIS_URL"] = servers.redisURL
         var shardsSetHere: Int?
         if let masters = redisCluster, (environment["LEASEHOLD_REDIS_SHARDS"] ?? "").isEmpty {
             environment["LEASEHOLD_REDIS_SHARDS"] = String(masters)
@@ -219,221 +296,271 @@ struct DemoCommand: AsyncParsableCommand {
             environment["TELEGRAM_API_BASE_URL"] = botAPI.url
             environment["TELEGRAM_BOT_TOKEN"] = FakeBotAPI.token
         }
-        let roles = DemoRoles(executable: self_, environment: environment) { signals.track($0) }
-        let passed: Bool
-        do {
-            let client = PostgresClient(
-                configuration: PostgresConfiguration(connectionString: stack.postgresURL), size: 1)
-            _ = try await Migrator(client: client, logger: logger).migrate(
-                try Migration.load(from: Migration.defaultDirectory()))
-            await client.close()
+        return RoleSetup(
+            environment: environment, token: token, telegramSecret: telegramSecret, shardsSetHere: shardsSetHere)
+    }
 
-            let ports = try (0..<ingresses).map { _ in try freeLoopbackPort() }
-            for (index, port) in ports.enumerated() {
-                try roles.start(
-                    .init(
-                        name: "ingress-\(index)",
-                        arguments: ["ingress", "--host", "127.0.0.1", "--port", String(port)],
-                        log: logs.appendingPathComponent("ingress-\(index).log")))
-            }
-            // Under --overload each worker serves /healthz and /readyz for the probes.
-            let workerPorts = try (0..<workerCount).map { _ in overload ? try freeLoopbackPort() : nil }
-            for (index, port) in workerPorts.enumerated() {
-                try roles.start(
-                    .init(
-                        name: "worker-\(index)", arguments: ["worker", "--consumer-name", "demo-worker-\(index)"],
-                        log: logs.appendingPathComponent("worker-\(index).log"),
-                        environment: port.map {
-                            ["LEASEHOLD_METRICS_PORT": String($0), "LEASEHOLD_METRICS_HOST": "127.0.0.1"]
-                        }
-                            ?? [:]))
-            }
-            for index in 0..<supervisorCount {
-                try roles.start(
-                    .init(
-                        name: "supervisor-\(index)", arguments: ["supervisor"],
-                        log: logs.appendingPathComponent("supervisor-\(index).log")))
-            }
-            for index in 0..<notifierCount {
-                try roles.start(
-                    .init(
-                        name: "notifier-\(index)", arguments: ["notifier", "--name", "demo-notifier-\(index)"],
-                        log: logs.appendingPathComponent("notifier-\(index).log")))
-            }
-            let urls = ports.map { "http://127.0.0.1:\($0)" }
-            try await waitForHealth(urls, roles: roles.all)
-            try await waitForWorkers(roles.named("worker-"), roles: roles.all)
+    /// Starts ingress ×--ingresses on ports of their own, then the workers, the supervisors and
+    /// the notifiers; their logs go to `logs`.
+    private func startRoles(_ roles: RoleProcesses, logs: URL) throws -> Endpoints {
+        let ports = try (0..<ingresses).map { _ in try freeLoopbackPort() }
+        for (index, port) in ports.enumerated() {
+            try roles.start(
+                .init(
+                    name: "ingress-\(index)",
+                    arguments: ["ingress", "--host", "127.0.0.1", "--port", String(port)],
+                    log: logs.appendingPathComponent("ingress-\(index).log")))
+        }
+        // Under --overload each worker serves /healthz and /readyz for the probes.
+        let workerPorts = try (0..<workerCount).map { _ in overload ? try freeLoopbackPort() : nil }
+        for (index, port) in workerPorts.enumerated() {
+            try roles.start(
+                .init(
+                    name: "worker-\(index)", arguments: ["worker", "--consumer-name", "demo-worker-\(index)"],
+                    log: logs.appendingPathComponent("worker-\(index).log"),
+                    environment: port.map {
+                        ["LEASEHOLD_METRICS_PORT": String($0), "LEASEHOLD_METRICS_HOST": "127.0.0.1"]
+                    }
+                        ?? [:]))
+        }
+        for index in 0..<supervisorCount {
+            try roles.start(
+                .init(
+                    name: "supervisor-\(index)", arguments: ["supervisor"],
+                    log: logs.appendingPathComponent("supervisor-\(index).log")))
+        }
+        for index in 0..<notifierCount {
+            try roles.start(
+                .init(
+                    name: "notifier-\(index)", arguments: ["notifier", "--name", "demo-notifier-\(index)"],
+                    log: logs.appendingPathComponent("notifier-\(index).log")))
+        }
+        return Endpoints(urls: ports.map { "http://127.0.0.1:\($0)" }, workerPorts: workerPorts)
+    }
+
+    /// Waits (60 s at most for each step) until every ingress answers `/healthz`, then until
+    /// every worker has opened and warmed up its connections and reads (its `worker started`
+    /// line), so the load does not begin while the workers are still starting: the first
+    /// second's latencies would measure the demo's start, not the system. A role that exits
+    /// meanwhile, or a step that runs out of time, is a validation failure naming it and its log.
+    private func waitUntilReady(_ roles: RoleProcesses, _ endpoints: Endpoints) async throws {
+        do {
+            try await roles.waitUntilAnswering(endpoints.urls.map { $0 + "/healthz" }, status: IngressProbe.status)
+            try await roles.waitForOutput("worker started", from: roles.named("worker-"))
             // The probes start with the load: every worker's /readyz answers 200 first (the
             // `worker started` line comes a moment before a worker counts itself as reading).
-            try await waitForHealth(
-                workerPorts.compactMap { $0.map { "http://127.0.0.1:\($0)" } }, path: "/readyz", roles: roles.all)
-            Self.say(
-                "running: ingress ×\(ingresses) (\(urls.joined(separator: ", "))), "
-                    + (load.ingressOnly
-                        ? "no worker, no supervisor (ingress only)"
-                        : "worker ×\(workerCount), supervisor ×\(supervisorCount)")
-                    + (notifierCount > 0
-                        ? ", notifier ×\(notifierCount) (to a fake Bot API at \(botAPI?.url ?? ""))" : "")
-                    + "; logs in \(logs.path)")
-
-            let accounting = ProcessAccounting(
-                roles: await accountedRoles(roles.all, stack: stack, cluster: cluster))
-            let progress = ProgressPrinter()
-            var load = self.load
-            let redisPrefix = Settings.Common.redisPrefix.resolve(nil, environment: environment)
-            // The roles read LEASEHOLD_REDIS_SHARDS from the environment they inherit; so do the
-            // checks and the clean-up here.
-            let redisShards = try Settings.Common.redisShards.resolve(shardsSetHere, environment: environment)
-            let redisKeys = RedisKeys(prefix: redisPrefix, shards: redisShards)
-            var chaosRun: Task<[FaultRecord], Never>?
-            var paymentRun: (load: PaymentChaosLoad, sending: Task<PaymentChaosLoad.Sent, Never>)?
-            var poisonRun: Task<Set<String>, Never>?
-            let chaosStart = Date()
-            if chaos {
-                if load.requests == nil && load.duration == nil { load.duration = 120 }
-                if load.rate == nil { load.rate = 100 }
-                if load.input == nil { load.input = .mixed }
-                load.noPgbench = true
-                let seed = self.seed ?? UInt64.random(in: 1...UInt64(UInt32.max))
-                let schedule = ChaosSchedule(
-                    seed: seed, spacing: 5...12, roles: roles, stack: stack, redisURL: redisURL,
-                    redisPrefix: redisPrefix, say: { Self.say($0) })
-                let seconds = load.duration ?? 120
-                let until = ContinuousClock.now + .seconds(seconds)
-                // Payments beside the bookings: one per second, for users of their own.
-                let stamp = Int64(Date().timeIntervalSince1970) % 100_000
-                let payments = PaymentChaosLoad(
-                    payments: max(10, seconds), run: "\(stamp)-\(seed)", firstUser: 3_000_000_000 + stamp * 10_000,
-                    ingressURLs: urls, postgresURL: stack.postgresURL, seed: seed)
-                try await payments.prepare()
-                Self.say(
-                    "chaos: seed \(seed) (repeat the run with --seed \(seed)); \(payments.payments) payments, "
-                        + "3 YooKassa notifications each, and 5 poison messages, beside the bookings")
-                chaosRun = Task { await schedule.run(until: until) }
-                paymentRun = (
-                    payments, Task { await payments.send(over: .seconds(seconds), giveUpAfter: .seconds(90)) }
-                )
-                let poison = PoisonMessages(
-                    count: 5, seed: seed, redisURL: redisURL, keys: redisKeys)
-                poisonRun = Task { await poison.send(over: .seconds(seconds)) }
+            try await roles.waitUntilAnswering(
+                endpoints.workerPorts.compactMap { $0.map { "http://127.0.0.1:\($0)/readyz" } },
+                status: IngressProbe.status)
+        } catch let error as RoleProcessError {
+            if case .silent(let name, _, let log) = error {
+                throw ValidationError("\(name) did not start reading within 60 s; see \(log.path)")
             }
-            if overload {
-                if load.duration == nil { load.duration = 60 }
-                if load.rate == nil { load.rate = Self.overloadRate }
-                if load.recoveryRate == nil { load.recoveryRate = ((load.rate ?? Self.overloadRate) / 6).rounded() }
-                load.concurrency = max(load.concurrency, Self.overloadConcurrency)
-            }
-            var configuration = load.configuration(
-                urls: urls, apiToken: token, telegramSecret: telegramSecret, postgresURL: stack.postgresURL,
-                postgresLog: stack.postgresLog.path, redisURL: redisURL, redisPrefix: redisPrefix,
-                redisShards: redisShards)
-            if overload {
-                for (index, url) in urls.enumerated() {
-                    configuration.probes += ["healthz", "readyz"].map {
-                        HealthProbe.Target(name: "ingress-\(index) /\($0)", url: "\(url)/\($0)")
-                    }
-                }
-                for (index, port) in workerPorts.enumerated() {
-                    guard let port else { continue }
-                    configuration.probes += ["healthz", "readyz"].map {
-                        HealthProbe.Target(name: "worker-\(index) /\($0)", url: "http://127.0.0.1:\(port)/\($0)")
-                    }
-                }
-                let flood = "\(LoadTest.number(load.rate ?? 0))/s for \(load.duration ?? 0) s"
-                let recovery = "\(LoadTest.number(load.recoveryRate ?? 0))/s for \(load.recoveryDuration ?? 20) s"
-                let mark =
-                    environment["LEASEHOLD_STREAM_HIGH_WATER_MARK"]
-                    ?? String(Settings.Ingress.highWaterMark.defaultValue)
-                Self.say(
-                    "overload: \(flood) from \(load.concurrency) clients, then \(recovery); high-water mark \(mark); "
-                        + "probing \(configuration.probes.count) health endpoints every 100 ms")
-            }
-            var report: LoadTestReport
-            do {
-                report = try await LoadTest(configuration: configuration, progress: progress, measurement: accounting)
-                    .run()
-            } catch {
-                progress.finish()
-                Self.say("error: \(error)")
-                throw ExitCode(2)  // the outer catch stops everything
-            }
-            // Under chaos the processes are killed and started anew, so the ones measured at the
-            // start are not the ones that did the work: no CPU figures rather than wrong ones.
-            report.processes =
-                chaos
-                ? nil
-                : report.ingressOnly
-                    ? accounting.usage(count: report.accepted, basis: ProcessUsage.acceptedRequests)
-                    : accounting.usage(
-                        count: report.completed + report.unansweredButProcessed, basis: ProcessUsage.committedOutcomes)
-            report.checkOverloadMemory()
-            load.writePlot(report, progress: progress)
-            print(load.json ? report.json : report.table)
-            // Out before the progress notes on standard error that follow (a pipe buffers
-            // standard output, and the two would interleave).
-            fflush(nil)
-            var chaosPassed = true
-            if let chaosRun {
-                let faults = await chaosRun.value
-                // The notifications still being retried settle first, so the checks run once.
-                let sent = await paymentRun?.sending.value
-                let poison = await poisonRun?.value ?? []
-                var checks = try await ChaosChecks.run(
-                    redisURL: redisURL, keys: redisKeys, postgresURL: stack.postgresURL, poison: poison,
-                    since: chaosStart, timeout: .seconds(60))
-                if let payments = paymentRun?.load, let sent {
-                    print(
-                        "payments: \(payments.payments), notifications delivered \(sent.delivered), "
-                            + "attempts sent again \(sent.retried), abandoned \(sent.abandoned)")
-                    checks.append(
-                        .init(
-                            name: "every notification answered 200 in the end", passed: sent.abandoned == 0,
-                            detail: "\(sent.abandoned) abandoned"))
-                    checks += try await payments.check()
-                }
-                if let botAPI {
-                    checks += try await ReplyCheck.run(
-                        report: report, api: botAPI, postgresURL: stack.postgresURL, timeout: .seconds(60))
-                }
-                chaosPassed = checks.allSatisfy(\.passed)
-                print("faults (\(faults.count)):")
-                for fault in faults {
-                    print("  +\(fault.at.components.seconds) s  \(fault.fault.rawValue): \(fault.detail)")
-                }
-                print("chaos checks:")
-                for check in checks {
-                    print("  \(check.passed ? "ok  " : "FAIL") \(check.name) — \(check.detail)")
-                }
-                print(chaosPassed && report.passed ? "CHAOS PASSED" : "CHAOS FAILED")
-            }
-
-            if keepRunning {
-                Self.say(
-                    """
-                    still running; Ctrl-C or SIGTERM stops everything
-                    POSTGRES_URL=\(stack.postgresURL)
-                    REDIS_URL=\(redisURL)\(cluster == nil ? "" : "\nLEASEHOLD_REDIS_SHARDS=\(redisShards ?? 1)")
-                    LEASEHOLD_API_TOKEN=\(token)
-                    TELEGRAM_WEBHOOK_SECRET=\(telegramSecret)
-                    ingress: \(urls.joined(separator: " "))
-                    """)
-                await signals.next()
-            }
-            passed = report.passed && chaosPassed
-        } catch {
-            await Self.stopAll(roles.all, stack: stack, cluster: cluster)
-            throw error
+            throw ValidationError(error.description)
         }
-        await Self.stopAll(roles.all, stack: stack, cluster: cluster)
-        if !passed { throw ExitCode(1) }
+    }
+
+    /// The load test, with the chaos schedule or the overload flood when asked, its report, the
+    /// chaos checks and, with --keep-running, the wait for a signal. Returns whether it all passed.
+    private func drive(_ system: DemoSystem) async throws -> Bool {
+        let accounting = ProcessAccounting(
+            roles: await accountedRoles(system.roles, stack: system.servers.stack, cluster: system.servers.cluster))
+        let progress = ProgressPrinter()
+        var load = self.load
+        let environment = system.setup.environment
+        let redisPrefix = Settings.Common.redisPrefix.resolve(nil, environment: environment)
+        // The roles read LEASEHOLD_REDIS_SHARDS from the environment they inherit; so do the
+        // checks and the clean-up here.
+        let redisShards = try Settings.Common.redisShards.resolve(system.setup.shardsSetHere, environment: environment)
+        let redisKeys = RedisKeys(prefix: redisPrefix, shards: redisShards)
+        var chaosRun: ChaosRun?
+        if chaos { chaosRun = try await startChaos(system, load: &load, redisPrefix: redisPrefix, keys: redisKeys) }
+        if overload { Self.applyOverloadDefaults(to: &load) }
+        let configuration = loadConfiguration(load, system, redisPrefix: redisPrefix, redisShards: redisShards)
+        let report = try await runLoadTest(configuration, load: load, progress: progress, accounting: accounting)
+        var chaosPassed = true
+        if let chaosRun { chaosPassed = try await checkChaos(chaosRun, report: report, system: system) }
+        if keepRunning { await runUntilSignal(system, redisShards: redisShards) }
+        return report.passed && chaosPassed
+    }
+
+    /// A chaos run under way beside the load: the fault schedule, the payments and the poison
+    /// messages, each in a task of its own.
+    private struct ChaosRun {
+        /// When the run began: the dead letters since are its own.
+        var start: Date
+        var keys: RedisKeys
+        var faults: Task<[FaultRecord], Never>
+        var payments: PaymentChaosLoad
+        var sending: Task<PaymentChaosLoad.Sent, Never>
+        var poison: Task<Set<String>, Never>
+    }
+
+    /// Sets the chaos run's load defaults (paced mixed input, no pgbench), prepares the payments
+    /// and starts the faults, the payments and the poison messages.
+    private func startChaos(
+        _ system: DemoSystem, load: inout LoadTestOptions, redisPrefix: String, keys: RedisKeys
+    ) async throws -> ChaosRun {
+        let start = Date()
+        if load.requests == nil && load.duration == nil { load.duration = 120 }
+        if load.rate == nil { load.rate = 100 }
+        if load.input == nil { load.input = .mixed }
+        load.noPgbench = true
+        let seed = self.seed ?? UInt64.random(in: 1...UInt64(UInt32.max))
+        let stack = system.servers.stack
+        let schedule = ChaosSchedule(
+            seed: seed, spacing: 5...12, roles: system.roles, stack: stack, redisURL: system.servers.redisURL,
+            redisPrefix: redisPrefix, say: { Self.say($0) })
+        let seconds = load.duration ?? 120
+        let until = ContinuousClock.now + .seconds(seconds)
+        // Payments beside the bookings: one per second, for users of their own.
+        let stamp = Int64(Date().timeIntervalSince1970) % 100_000
+        let payments = PaymentChaosLoad(
+            payments: max(10, seconds), run: "\(stamp)-\(seed)", firstUser: 3_000_000_000 + stamp * 10_000,
+            ingressURLs: system.endpoints.urls, postgresURL: stack.postgresURL, seed: seed)
+        try await payments.prepare()
+        Self.say(
+            "chaos: seed \(seed) (repeat the run with --seed \(seed)); \(payments.payments) payments, "
+                + "3 YooKassa notifications each, and 5 poison messages, beside the bookings")
+        let poison = PoisonMessages(count: 5, seed: seed, redisURL: system.servers.redisURL, keys: keys)
+        return ChaosRun(
+            start: start, keys: keys, faults: Task { await schedule.run(until: until) }, payments: payments,
+            sending: Task { await payments.send(over: .seconds(seconds), giveUpAfter: .seconds(90)) },
+            poison: Task { await poison.send(over: .seconds(seconds)) })
+    }
+
+    /// --overload's defaults: the flood's duration and rate, the recovery rate, enough clients.
+    private static func applyOverloadDefaults(to load: inout LoadTestOptions) {
+        if load.duration == nil { load.duration = 60 }
+        if load.rate == nil { load.rate = Self.overloadRate }
+        if load.recoveryRate == nil { load.recoveryRate = ((load.rate ?? Self.overloadRate) / 6).rounded() }
+        load.concurrency = max(load.concurrency, Self.overloadConcurrency)
+    }
+
+    /// The load test the flags describe, against the demo's ingresses with its secrets; under
+    /// --overload with `/healthz` and `/readyz` of every ingress and worker probed.
+    private func loadConfiguration(
+        _ load: LoadTestOptions, _ system: DemoSystem, redisPrefix: String, redisShards: Int?
+    ) -> LoadTestConfiguration {
+        let stack = system.servers.stack
+        let urls = system.endpoints.urls
+        var configuration = load.configuration(
+            urls: urls, apiToken: system.setup.token, telegramSecret: system.setup.telegramSecret,
+            postgresURL: stack.postgresURL, postgresLog: stack.postgresLog.path, redisURL: system.servers.redisURL,
+            redisPrefix: redisPrefix, redisShards: redisShards)
+        guard overload else { return configuration }
+        for (index, url) in urls.enumerated() {
+            configuration.probes += ["healthz", "readyz"].map {
+                HealthProbe.Target(name: "ingress-\(index) /\($0)", url: "\(url)/\($0)")
+            }
+        }
+        for (index, port) in system.endpoints.workerPorts.enumerated() {
+            guard let port else { continue }
+            configuration.probes += ["healthz", "readyz"].map {
+                HealthProbe.Target(name: "worker-\(index) /\($0)", url: "http://127.0.0.1:\(port)/\($0)")
+            }
+        }
+        let flood = "\(LoadTest.number(load.rate ?? 0))/s for \(load.duration ?? 0) s"
+        let recovery = "\(LoadTest.number(load.recoveryRate ?? 0))/s for \(load.recoveryDuration ?? 20) s"
+        let mark =
+            system.setup.environment["LEASEHOLD_STREAM_HIGH_WATER_MARK"]
+            ?? String(Settings.Ingress.highWaterMark.defaultValue)
+        Self.say(
+            "overload: \(flood) from \(load.concurrency) clients, then \(recovery); high-water mark \(mark); "
+                + "probing \(configuration.probes.count) health endpoints every 100 ms")
+        return configuration
+    }
+
+    /// Runs the load test and prints its report (with the CPU figures, and the plot when asked).
+    /// A load test that cannot run is exit status 2.
+    private func runLoadTest(
+        _ configuration: LoadTestConfiguration, load: LoadTestOptions, progress: ProgressPrinter,
+        accounting: ProcessAccounting
+    ) async throws -> LoadTestReport {
+        var report: LoadTestReport
+        do {
+            report = try await LoadTest(configuration: configuration, progress: progress, measurement: accounting)
+                .run()
+        } catch {
+            progress.finish()
+            Self.say("error: \(error)")
+            throw ExitCode(2)  // the caller stops everything
+        }
+        // Under chaos the processes are killed and started anew, so the ones measured at the
+        // start are not the ones that did the work: no CPU figures rather than wrong ones.
+        report.processes =
+            chaos
+            ? nil
+            : report.ingressOnly
+                ? accounting.usage(count: report.accepted, basis: ProcessUsage.acceptedRequests)
+                : accounting.usage(
+                    count: report.completed + report.unansweredButProcessed, basis: ProcessUsage.committedOutcomes)
+        report.checkOverloadMemory()
+        load.writePlot(report, progress: progress)
+        print(load.json ? report.json : report.table)
+        // Out before the progress notes on standard error that follow (a pipe buffers
+        // standard output, and the two would interleave).
+        fflush(nil)
+        return report
+    }
+
+    /// Once the load has ended: waits for the faults, the payments and the poison messages to
+    /// settle, runs the chaos checks and prints the faults and the checks. Returns whether the
+    /// checks passed.
+    private func checkChaos(_ run: ChaosRun, report: LoadTestReport, system: DemoSystem) async throws -> Bool {
+        let postgresURL = system.servers.stack.postgresURL
+        let faults = await run.faults.value
+        // The notifications still being retried settle first, so the checks run once.
+        let sent = await run.sending.value
+        let poison = await run.poison.value
+        var checks = try await ChaosChecks.run(
+            redisURL: system.servers.redisURL, keys: run.keys, postgresURL: postgresURL, poison: poison,
+            since: run.start, timeout: .seconds(60))
+        print(
+            "payments: \(run.payments.payments), notifications delivered \(sent.delivered), "
+                + "attempts sent again \(sent.retried), abandoned \(sent.abandoned)")
+        checks.append(
+            .init(
+                name: "every notification answered 200 in the end", passed: sent.abandoned == 0,
+                detail: "\(sent.abandoned) abandoned"))
+        checks += try await run.payments.check()
+        if let botAPI = system.botAPI {
+            checks += try await ReplyCheck.run(
+                report: report, api: botAPI, postgresURL: postgresURL, timeout: .seconds(60))
+        }
+        let passed = checks.allSatisfy(\.passed)
+        print("faults (\(faults.count)):")
+        for fault in faults {
+            print("  +\(fault.at.components.seconds) s  \(fault.fault.rawValue): \(fault.detail)")
+        }
+        print("chaos checks:")
+        for check in checks {
+            print("  \(check.passed ? "ok  " : "FAIL") \(check.name) — \(check.detail)")
+        }
+        print(passed && report.passed ? "CHAOS PASSED" : "CHAOS FAILED")
+        return passed
+    }
+
+    /// --keep-running: prints how to reach the system, then waits for SIGINT or SIGTERM.
+    private func runUntilSignal(_ system: DemoSystem, redisShards: Int?) async {
+        Self.say(
+            """
+            still running; Ctrl-C or SIGTERM stops everything
+            POSTGRES_URL=\(system.servers.stack.postgresURL)
+            REDIS_URL=\(system.servers.redisURL)\(system.servers.cluster == nil ? "" : "\nLEASEHOLD_REDIS_SHARDS=\(redisShards ?? 1)")
+            LEASEHOLD_API_TOKEN=\(system.setup.token)
+            TELEGRAM_WEBHOOK_SECRET=\(system.setup.telegramSecret)
+            ingress: \(system.endpoints.urls.joined(separator: " "))
+            """)
+        await system.signals.next()
     }
 
     /// The processes to account for, by role: every child this demo started, PostgreSQL with its
     /// backends, and this process (the load generator).
     private func accountedRoles(
-        _ roles: [ChildProcess], stack: LocalStack, cluster: LocalRedisCluster?
+        _ roles: RoleProcesses, stack: LocalStack, cluster: LocalRedisCluster?
     ) async -> [ProcessAccounting.Role] {
-        func pids(_ prefix: String) -> [Int32] { roles.filter { $0.name.hasPrefix(prefix) }.map(\.pid) }
+        func pids(_ prefix: String) -> [Int32] { roles.named(prefix).map(\.pid) }
         var accounted = [
             ProcessAccounting.Role(name: "ingress", pids: pids("ingress-")),
             ProcessAccounting.Role(name: "worker", pids: pids("worker-")),
@@ -456,46 +583,12 @@ struct DemoCommand: AsyncParsableCommand {
         FileHandle.standardError.write(Data("==> \(text)\n".utf8))
     }
 
-    private func waitForHealth(_ urls: [String], path: String = "/healthz", roles: [ChildProcess]) async throws {
-        let deadline = ContinuousClock.now + .seconds(60)
-        for url in urls {
-            while true {
-                try Self.failIfAnyExited(roles)
-                if (try? await IngressProbe.status(of: url + path)) == 200 { break }
-                guard ContinuousClock.now < deadline else { throw ValidationError("\(url)\(path) never answered 200") }
-                try await Task.sleep(for: .milliseconds(100))
-            }
-        }
-    }
-
-    /// Waits until every worker has opened and warmed up its connections and reads (its
-    /// `worker started` line), so the load does not begin while the workers are still starting:
-    /// the first second's latencies would measure the demo's start, not the system.
-    private func waitForWorkers(_ workers: [ChildProcess], roles: [ChildProcess]) async throws {
-        let deadline = ContinuousClock.now + .seconds(60)
-        for worker in workers {
-            while !worker.output.contains("worker started") {
-                try Self.failIfAnyExited(roles)
-                guard ContinuousClock.now < deadline else {
-                    throw ValidationError("\(worker.name) did not start reading within 60 s; see \(worker.log.path)")
-                }
-                try await Task.sleep(for: .milliseconds(50))
-            }
-        }
-    }
-
-    /// Throws, with the end of its log, when one of `roles` has exited while the demo waits for them.
-    private static func failIfAnyExited(_ roles: [ChildProcess]) throws {
-        if let failed = roles.first(where: { !$0.isRunning }) {
-            throw ValidationError(
-                "\(failed.name) exited early; see \(failed.log.path):\n\(failed.output.suffix(2000))")
-        }
-    }
-
-    private static func stopAll(_ roles: [ChildProcess], stack: LocalStack, cluster: LocalRedisCluster? = nil) async {
-        Self.say("stopping \(roles.map(\.name).joined(separator: ", ")) (SIGTERM), then Redis and PostgreSQL")
-        for role in roles { role.send(SIGTERM) }
-        for role in roles { await role.stop(signal: SIGTERM, timeout: .seconds(30)) }
+    /// Stops every role (SIGTERM, SIGKILL for those still running after 30 s), then the Redis
+    /// Cluster, Redis and PostgreSQL. `roles` is `nil` when a signal came before any role started.
+    private static func stopAll(_ roles: RoleProcesses?, stack: LocalStack, cluster: LocalRedisCluster? = nil) async {
+        let names = roles?.all.map(\.name) ?? []
+        Self.say("stopping \(names.joined(separator: ", ")) (SIGTERM), then Redis and PostgreSQL")
+        await roles?.stopAll(timeout: .seconds(30))
         await cluster?.stop()
         await stack.stop()
     }
@@ -505,10 +598,11 @@ struct DemoCommand: AsyncParsableCommand {
 /// and end it (exit 128 + the signal); while ``next()`` waits (`--keep-running`), the signal just
 /// ends the wait.
 final class DemoSignals: Sendable {
-    typealias Interrupt = @Sendable (Int32, [ChildProcess]) async -> Void
+    /// What to do on a signal: gets the signal and the demo's roles (`nil` before they exist).
+    typealias Interrupt = @Sendable (Int32, RoleProcesses?) async -> Void
 
     private struct State {
-        var roles: [ChildProcess] = []
+        var roles: RoleProcesses?
         var interrupt: Interrupt?
         var waiting: CheckedContinuation<Void, Never>?
     }
@@ -532,8 +626,8 @@ final class DemoSignals: Sendable {
         state.withLock { $0.interrupt = interrupt }
     }
 
-    /// The processes to stop on a signal.
-    func track(_ roles: [ChildProcess]) {
+    /// The processes to stop on a signal: those started so far and any started later.
+    func track(_ roles: RoleProcesses) {
         state.withLock { $0.roles = roles }
     }
 
