@@ -19,9 +19,10 @@ import Logging
 /// | `/messages/<key>` | a message by inbox key (`api:<request_id>`, `tg:<update_id>`, `yk:…`) |
 /// | `/login` | the login form |
 ///
-/// Replay and purge are `POST /dead-letters/replay` and `POST /dead-letters/purge`: the first post
-/// shows what would change (a dry run), the second (`confirm=yes`) does it and records who and
-/// when in `console_actions`. Every form carries a CSRF token; a post without a session or with a
+/// Replay and purge are `POST /dead-letters/replay` and `POST /dead-letters/purge`, pausing and
+/// resuming a stream `POST /streams/pause` and `POST /streams/resume` (from the overview): the
+/// first post shows what would change (a dry run), the second (`confirm=yes`) does it and records
+/// who and when (and, for a pause, why) in `console_actions`. Every form carries a CSRF token; a post without a session or with a
 /// wrong token gets 403, as does any action in read-only mode.
 public struct ConsoleApplication: Sendable {
     public let configuration: ConsoleConfiguration
@@ -71,6 +72,7 @@ public struct ConsoleApplication: Sendable {
         OverviewController(pages: pages, redis: redis, postgres: postgres).register(with: router)
         DeadLettersController(pages: pages, redis: redis, postgres: postgres).register(with: router)
         LookupController(pages: pages, postgres: postgres).register(with: router)
+        StreamsController(pages: pages, redis: redis, postgres: postgres).register(with: router)
         return router
     }
 }

@@ -6,6 +6,7 @@ enum ConsoleTemplates {
         "layout": layout, "login": login, "overview": overview, "dead-letters": deadLetters,
         "dead-letter": deadLetter, "confirm": confirm, "payment": payment, "payments": payments,
         "message": message, "problem": problem, "actions": actions, "webhook-log": webhookLog,
+        "stream-confirm": streamConfirm,
     ]
 
     static let css = """
@@ -82,8 +83,14 @@ enum ConsoleTemplates {
         <th class="num">Oldest pending</th><th class="num">Undelivered</th><th>Consumers (idle)</th></tr>
         {{#streams}}<tr><td>{{stream}}</td><td class="num">{{length}}</td><td class="num">{{pending}}</td>
         <td class="num">{{oldestPending}}</td><td class="num">{{undelivered}}</td>
-        <td>{{consumerCount}}{{#consumers}}<br><span class="muted">{{name}}: idle {{idle}}, {{pending}} pending</span>{{/consumers}}</td></tr>{{/streams}}
+        <td>{{consumerCount}}{{#consumers}}<br><span class="muted">{{name}}: idle {{idle}}, {{pending}} pending</span>{{/consumers}}
+        {{#paused}}<br><b>{{paused}}</b>{{/paused}}</td></tr>{{/streams}}
         </table>
+        {{#canAct}}<form method="post" action="/streams/pause" class="actions"><input type="hidden" name="csrf" value="{{csrf}}">
+        <label>Pause<select name="target">{{#pauseTargets}}<option value="{{.}}">{{.}}</option>{{/pauseTargets}}</select></label>
+        <label>Reason<input name="reason" required></label> <button class="danger">Pause…</button></form>
+        {{#pausedSources}}<form method="post" action="/streams/resume" class="actions"><input type="hidden" name="csrf" value="{{csrf}}">
+        <input type="hidden" name="target" value="{{.}}"><button>Resume {{.}}…</button></form>{{/pausedSources}}{{/canAct}}
         <div class="grid2"><div><h2>Dead letters by kind</h2><table><tr><th>Kind</th><th class="num">Dead</th></tr>
         {{#deadByKind}}<tr><td><a href="{{href}}">{{value}}</a></td><td class="num">{{count}}</td></tr>{{/deadByKind}}
         {{^deadByKind}}<tr><td colspan="2" class="muted">none</td></tr>{{/deadByKind}}</table></div>
@@ -173,6 +180,15 @@ enum ConsoleTemplates {
         {{#fields}}<input type="hidden" name="{{name}}" value="{{value}}">{{/fields}}
         <button class="{{buttonClass}}">{{verb}} {{count}}</button> <a href="/dead-letters">cancel</a></form>{{/hasAny}}
         {{^hasAny}}<p><a href="/dead-letters">back to the list</a></p>{{/hasAny}}
+        """
+
+    static let streamConfirm = """
+        <h1>{{verb}} {{sources}}?</h1>
+        <p>{{description}}</p>
+        <form method="post" action="{{action}}" class="actions"><input type="hidden" name="csrf" value="{{csrf}}">
+        <input type="hidden" name="confirm" value="yes"><input type="hidden" name="target" value="{{target}}">
+        {{#reason}}<input type="hidden" name="reason" value="{{reason}}">{{/reason}}
+        <button class="{{buttonClass}}">{{verb}} {{sources}}</button> <a href="/">cancel</a></form>
         """
 
     static let payment = """

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import LeaseholdPostgres
+import LeaseholdQueue
 import LeaseholdRedis
 
 /// `/`: the overview (streams and their consumers, retries, dead letters by kind and error, the
@@ -28,6 +29,8 @@ struct OverviewController: Sendable {
                 "stream": stream.stream, "length": stream.length, "pending": stream.pending,
                 "oldestPending": stream.oldestPendingAgeSeconds.map(ConsoleRenderer.age(seconds:)) ?? "–",
                 "undelivered": stream.undelivered.map(String.init) ?? "?", "consumerCount": consumers.count,
+                "paused": stream.paused.map { "paused since \(ConsoleRenderer.time($0.at)) by \($0.by): \($0.reason)" }
+                    as Any,
                 "consumers": consumers.map { consumer -> [String: Any] in
                     [
                         "name": consumer.name, "pending": consumer.pending,
@@ -54,6 +57,12 @@ struct OverviewController: Sendable {
             "deadByKind": groups(overview.deadByKind, field: "kind"),
             "deadByError": groups(overview.deadByError, field: "error"),
             "actions": ConsolePages.actionRows(overview.recentActions),
+            "canAct": !configuration.readOnly, "pauseTargets": ["all"] + RedisKeys.sources,
+            "pausedSources": RedisKeys.sources.filter { source in
+                overview.status.streams.contains {
+                    $0.paused != nil && configuration.keys.streams(source).contains($0.stream)
+                }
+            },
         ]
         return ConsolePages.html(pages.renderer.page("overview", title: "Overview", viewer: viewer, context))
     }

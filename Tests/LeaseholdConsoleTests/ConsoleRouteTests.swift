@@ -246,4 +246,59 @@ struct ConsoleRouteTests {
         #expect(bad.body.contains("user: abc is not a user id (a whole number)"))
         await server.shutdown()
     }
+
+    @Test func aStreamIsPausedAndResumedFromTheOverviewAfterAConfirmationAndRecorded() async throws {
+        let server = try await ConsoleTestServer.start()
+        let cookie = try await server.login(as: "Ann")
+        let overview = try await server.get("/", cookie: cookie)
+        #expect(overview.body.contains("action=\"/streams/pause\""))
+        let csrf = try ConsoleTestServer.hiddenValue("csrf", in: overview.body)
+        let pauseKey = server.keys.pause(of: server.keys.stream("yookassa"))
+
+        // Refused without the CSRF token, without a reason, and for what is not a stream.
+        #expect(try await server.post("/streams/pause", [("target", "yookassa")], cookie: cookie).status == 403)
+        let noReason = try await server.post(
+            "/streams/pause", [("target", "yookassa"), ("csrf", csrf)], cookie: cookie)
+        #expect(noReason.status == 400)
+        let notAStream = try await server.post(
+            "/streams/pause", [("target", "payments"), ("reason", "x"), ("csrf", csrf)], cookie: cookie)
+        #expect(notAStream.status == 400 && notAStream.body.contains("payments is not a source"))
+
+        // The first post only says what would happen.
+        let form = [("target", "yookassa"), ("reason", "INC-9 <refunds>"), ("csrf", csrf)]
+        let confirm = try await server.post("/streams/pause", form, cookie: cookie)
+        #expect(confirm.status == 200 && confirm.body.contains("Pause yookassa?"))
+        #expect(confirm.body.contains("INC-9 &lt;refunds&gt;"))
+        #expect(try await server.redis.send("EXISTS", pauseKey).int == 0)
+        let done = try await server.post("/streams/pause", form + [("confirm", "yes")], cookie: cookie)
+        #expect(done.status == 303)
+        #expect(try await server.redis.send("EXISTS", pauseKey).int == 1)
+        let paused = try await server.get("/", cookie: cookie)
+        #expect(paused.body.contains("by Ann: INC-9 &lt;refunds&gt;"))
+        #expect(paused.body.contains("Resume yookassa…"))
+
+        let resume = [("target", "yookassa"), ("csrf", csrf)]
+        #expect(try await server.post("/streams/resume", resume, cookie: cookie).body.contains("Resume yookassa?"))
+        #expect(try await server.redis.send("EXISTS", pauseKey).int == 1)
+        #expect(try await server.post("/streams/resume", resume + [("confirm", "yes")], cookie: cookie).status == 303)
+        #expect(try await server.redis.send("EXISTS", pauseKey).int == 0)
+        let after = try await server.get("/", cookie: cookie)
+        #expect(!after.body.contains("Resume yookassa…"))
+        #expect(after.body.contains("<td>Ann</td><td>pause</td><td>yookassa: INC-9 &lt;refunds&gt;</td>"))
+        #expect(after.body.contains("<td>Ann</td><td>resume</td><td>yookassa</td>"))
+        await server.shutdown()
+
+        // Read-only: no form, and a post is refused.
+        let readOnly = try await ConsoleTestServer.start(readOnly: true)
+        let viewer = try await readOnly.login()
+        let page = try await readOnly.get("/", cookie: viewer)
+        #expect(!page.body.contains("action=\"/streams/pause\""))
+        let token = try ConsoleTestServer.hiddenValue("csrf", in: page.body)
+        let refused = try await readOnly.post(
+            "/streams/pause", [("target", "all"), ("reason", "x"), ("csrf", token), ("confirm", "yes")], cookie: viewer)
+        #expect(refused.status == 403)
+        #expect(
+            try await readOnly.redis.send("EXISTS", readOnly.keys.pause(of: readOnly.keys.stream("bookings"))).int == 0)
+        await readOnly.shutdown()
+    }
 }
