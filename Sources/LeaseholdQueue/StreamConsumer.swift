@@ -203,7 +203,7 @@ public struct StreamConsumer: Sendable {
         // A paused stream's undelivered entries would end every wait at once: wait on the others.
         let open = streams.filter { !batch.paused.contains($0) }
         guard !open.isEmpty else {
-            try await Task.sleep(for: block)
+            try? await Task.sleep(for: block)  // cancelled: the caller is stopping; nothing was claimed
             return batch
         }
         guard try await waitForUndelivered(block: block, streams: open, via: runner) else { return batch }
