@@ -77,6 +77,8 @@ let package = Package(
                 // LeaseholdReactor: PostgresConnection drives non-blocking libpq from a Reactor.
                 "CLibPQ", "LeaseholdReactor",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                // ServiceLifecycle: a PostgresClient is a Service, closed by its command's group.
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: defaultSwiftSettings
         ),
@@ -86,6 +88,8 @@ let package = Package(
                 // LeaseholdReactor: RedisConnection drives non-blocking hiredis from a Reactor.
                 "CHiredis", "LeaseholdCore", "LeaseholdReactor",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                // ServiceLifecycle: a RedisClient is a Service, closed by its command's group.
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: defaultSwiftSettings
         ),
@@ -96,7 +100,11 @@ let package = Package(
         // awaiting them on one thread (see Reactor.swift for why).
         .target(
             name: "LeaseholdReactor",
-            dependencies: ["CLinux", "LeaseholdCore", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            dependencies: [
+                "CLinux", "LeaseholdCore", .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                // ServiceLifecycle: a Reactor is a Service, shut down last in its command's group.
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: defaultSwiftSettings
         ),
 

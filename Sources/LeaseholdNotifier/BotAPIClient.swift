@@ -3,6 +3,7 @@ import Foundation
 import LeaseholdCore
 import NIOCore
 import NIOHTTP1
+import ServiceLifecycle
 
 /// Calls the Telegram Bot API over AsyncHTTPClient: `POST <base>/bot<token>/<method>` with the
 /// outbox row's payload as the JSON body.
@@ -110,5 +111,15 @@ extension BotAPIOutcome {
         case .botMisconfigured(let code, let description):
             .botMisconfigured(code: code, description: token.redact(description))
         }
+    }
+}
+
+extension BotAPIClient: Service {
+    /// Waits for the service group's graceful shutdown (or the task's cancellation), then closes
+    /// the HTTP client's connections. Put it before the notifier in the group: graceful shutdown
+    /// goes in reverse order, so the notifier has drained its sends by then.
+    public func run() async {
+        try? await gracefulShutdown()
+        await shutdown()
     }
 }

@@ -60,9 +60,6 @@ struct ConsoleCommand: AsyncParsableCommand {
                 "host": "\(configuration.host)", "port": "\(configuration.port)",
                 "read_only": "\(configuration.readOnly)",
             ])
-        try await runServices([console.application()], logger: logger) {
-            redis.close()
-            await postgres.close()
-        }
+        try await runServiceGroup([redis, postgres, console.application()], logger: logger)
     }
 }

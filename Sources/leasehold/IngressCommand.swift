@@ -117,7 +117,6 @@ struct IngressCommand: AsyncParsableCommand {
         // One reactor thread runs the request handlers and the non-blocking Redis connection they
         // share (see buildIngressApplication); the event loops only move bytes.
         let reactor = Reactor(label: "leasehold.ingress")
-        defer { reactor.shutDown() }
         let redis = RedisClient(
             configuration: try common.redisConfiguration(), reactor: reactor, size: configuration.redisConnections)
         let app = buildIngressApplication(
@@ -126,10 +125,7 @@ struct IngressCommand: AsyncParsableCommand {
         let processMetrics = ProcessMetrics(registry: registry) {
             (try? await withTaskExecutorPreference(reactor) { try await redis.send("PING") }) != nil
         }
-        try await withTaskExecutorPreference(reactor) {
-            try await runServices([app, processMetrics], logger: logger) {
-                redis.close()
-            }
-        }
+        try await runServiceGroup(
+            [reactor, redis, OnReactor(reactor: reactor, service: app), processMetrics], logger: logger)
     }
 }

@@ -111,7 +111,7 @@ struct NotifierCommand: AsyncParsableCommand {
             maxConnections: configuration.concurrency)
         let notifier = NotifierService(
             configuration: configuration, postgres: postgres, client: client, logger: logger)
-        var services: [any Service] = [notifier]
+        var services: [any Service] = [postgres, client, notifier]
         if let endpoint = try common.metricsEndpoint(
             registry: registry, role: "notifier", logger: logger,
             ready: {
@@ -120,10 +120,7 @@ struct NotifierCommand: AsyncParsableCommand {
         {
             services.append(endpoint)
         }
-        try await runServices(services, logger: logger) {
-            await client.shutdown()
-            await postgres.close()
-        }
+        try await runServiceGroup(services, logger: logger)
     }
 
     /// `--check`: getMe, printed.

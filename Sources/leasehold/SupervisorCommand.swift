@@ -73,7 +73,7 @@ struct SupervisorCommand: AsyncParsableCommand {
         let elector = LeaderElector(redis: redis, keys: keys, configuration: configuration.leader, logger: logger)
         let maintenance = SupervisorService(
             configuration: configuration, elector: elector, redis: redis, postgres: postgres, logger: logger)
-        var services: [any Service] = [elector, maintenance]
+        var services: [any Service] = [redis, postgres, elector, maintenance]
         if let endpoint = try common.metricsEndpoint(
             registry: registry, role: "supervisor", logger: logger,
             ready: {
@@ -82,9 +82,6 @@ struct SupervisorCommand: AsyncParsableCommand {
         {
             services.append(endpoint)
         }
-        try await runServices(services, logger: logger) {
-            redis.close()
-            await postgres.close()
-        }
+        try await runServiceGroup(services, logger: logger)
     }
 }

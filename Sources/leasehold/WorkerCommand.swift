@@ -92,7 +92,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let worker = WorkerService(
             configuration: configuration, postgres: postgres, database: database, reactorRedis: reactorRedis,
             reader: reader, logger: logger)
-        var services: [any Service] = [worker]
+        var services: [any Service] = [reactor, postgres, database, reactorRedis, reader, worker]
         if let endpoint = try common.metricsEndpoint(
             registry: registry, role: "worker", logger: logger,
             ready: {
@@ -108,14 +108,6 @@ struct WorkerCommand: AsyncParsableCommand {
         {
             services.append(endpoint)
         }
-        try await runServices(services, logger: logger) {
-            await postgres.close()
-            await withTaskExecutorPreference(reactor) {
-                reader.close()
-                reactorRedis.close()
-                await database.close()
-            }
-            reactor.shutDown()
-        }
+        try await runServiceGroup(services, logger: logger)
     }
 }
