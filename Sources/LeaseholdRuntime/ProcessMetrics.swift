@@ -14,7 +14,11 @@ import Synchronization
 /// - `process_open_fds`: open file descriptors (connections included);
 /// - `process_start_time_seconds`: when the process started, in seconds since the epoch;
 /// - `leasehold_ready`: 1 when the role's readiness check (the one `/readyz` answers with) passed
-///   at the last refresh, 0 when it failed or has not answered within ``readinessTimeout``.
+///   at the last refresh, 0 when it failed or has not answered within ``readinessTimeout``;
+/// - `leasehold_dependency_up{dependency="postgres"|"redis"}`: 1 when the role's own check of that
+///   server (`SELECT 1`, `PING`) answered at the last refresh, 0 when it failed or has not answered
+///   within ``readinessTimeout``, so an alert names the server a role cannot reach (readiness
+///   only says that something is wrong).
 ///
 /// The names and meanings are those of the Prometheus client libraries' process collectors, so
 /// existing dashboards and rules for them apply. Figures are read from `/proc/self` (Linux).
@@ -23,17 +27,33 @@ public struct ProcessMetrics: Service {
     public let interval: Duration
     public let readinessTimeout: Duration
     private let ready: (@Sendable () async -> Bool)?
+    private let dependencies: [Dependency]
 
-    /// - Parameter ready: the role's readiness check; `nil` for a role without one (no
-    ///   `leasehold_ready` then).
+    /// A server the role depends on, checked at every refresh for `leasehold_dependency_up`.
+    public struct Dependency: Sendable {
+        /// The `dependency` label: `postgres` or `redis`.
+        public let name: String
+        /// Whether the server answers (a `SELECT 1`, a `PING`), through the role's own client.
+        public let check: @Sendable () async -> Bool
+
+        public init(_ name: String, check: @escaping @Sendable () async -> Bool) {
+            self.name = name
+            self.check = check
+        }
+    }
+
+    /// - Parameters:
+    ///   - dependencies: the servers the role uses, each with its check (`leasehold_dependency_up`).
+    ///   - ready: the role's readiness check; `nil` for a role without one (no `leasehold_ready` then).
     public init(
         registry: PrometheusCollectorRegistry, interval: Duration = .seconds(5),
-        readinessTimeout: Duration = .seconds(2),
+        readinessTimeout: Duration = .seconds(2), dependencies: [Dependency] = [],
         ready: (@Sendable () async -> Bool)?
     ) {
         self.registry = registry
         self.interval = interval
         self.readinessTimeout = readinessTimeout
+        self.dependencies = dependencies
         self.ready = ready
     }
 
@@ -45,14 +65,21 @@ public struct ProcessMetrics: Service {
         let readiness =
             ready == nil
             ? nil : registry.makeGauge(name: "leasehold_ready", help: "1 when the role's readiness check passed.")
+        let reachable = dependencies.map { dependency in
+            registry.makeGauge(
+                name: "leasehold_dependency_up",
+                labels: [("dependency", dependency.name)],
+                help: "1 when the role's own check of the server (SELECT 1, PING) answered.")
+        }
         if let started = Self.startTime() { start.set(started) }
-        let (ready, interval, readinessTimeout) = (ready, interval, readinessTimeout)
+        let (ready, interval, readinessTimeout, dependencies) = (ready, interval, readinessTimeout, dependencies)
         // Ends at once on the graceful shutdown: a ServiceGroup stops its services one after
         // another, so a refresher that slept out its interval would hold back the role's drain.
         await cancelWhenGracefulShutdown {
             var countedTicks: UInt64 = 0
-            // The readiness check in flight, left running when it outlasts its timeout (see check).
+            // The checks in flight, each left running when it outlasts its timeout (see answer(of:within:)).
             var check: Task<Bool, Never>?
+            var dependencyChecks = [Task<Bool, Never>?](repeating: nil, count: dependencies.count)
             while !Task.isCancelled {
                 if let stat = ProcessStat.current(), stat.ownTicks > countedTicks {
                     cpu.increment(by: Double(stat.ownTicks - countedTicks) / ProcessStat.ticksPerSecond)
@@ -65,6 +92,12 @@ public struct ProcessMetrics: Service {
                     let answer = await Self.answer(of: running, within: readinessTimeout)
                     check = answer == nil ? running : nil
                     readiness.set(Int64(answer == true ? 1 : 0))
+                }
+                for (index, dependency) in dependencies.enumerated() {
+                    let running = dependencyChecks[index] ?? Task { await dependency.check() }
+                    let answer = await Self.answer(of: running, within: readinessTimeout)
+                    dependencyChecks[index] = answer == nil ? running : nil
+                    reachable[index].set(Int64(answer == true ? 1 : 0))
                 }
                 try? await Task.sleep(for: interval)
             }

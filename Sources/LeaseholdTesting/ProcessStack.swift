@@ -33,9 +33,9 @@ public final class ProcessStack: Sendable {
     public let postgres: PostgresClient
     /// The same database through the non-blocking pool a worker's handlers use, on a reactor of
     /// the stack's own (for tests that run an entry processor in the test process).
-    public let asyncPostgres: PostgresClient
+    public let workerPostgres: PostgresClient
     /// Redis through the non-blocking client a worker's leases and completions use, on the same reactor.
-    public let asyncRedis: RedisClient
+    public let workerRedis: RedisClient
     public let redis: RedisClient
     /// What every role gets as `REDIS_URL`.
     public let redisURL: String
@@ -100,8 +100,8 @@ public final class ProcessStack: Sendable {
         self.ports = Mutex(ingressPorts)
         self.postgres = postgres
         let reactor = Reactor(label: "leasehold.test-stack")
-        self.asyncPostgres = PostgresClient(configuration: postgres.configuration, reactor: reactor, size: 16)
-        self.asyncRedis = RedisClient(configuration: redis.configuration, reactor: reactor)
+        self.workerPostgres = PostgresClient(configuration: postgres.configuration, reactor: reactor, size: 16)
+        self.workerRedis = RedisClient(configuration: redis.configuration, reactor: reactor)
         self.redis = redis
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
@@ -379,11 +379,11 @@ public final class ProcessStack: Sendable {
         let statuses = await processes.stopAll(timeout: .seconds(30))
         try? await http.shutdown()
         await postgres.close()
-        await withTaskExecutorPreference(asyncPostgres.reactor) { [asyncPostgres, asyncRedis] in
-            asyncRedis.close()
-            await asyncPostgres.close()
+        await withTaskExecutorPreference(workerPostgres.reactor) { [workerPostgres, workerRedis] in
+            workerRedis.close()
+            await workerPostgres.close()
         }
-        asyncPostgres.reactor.shutDown()
+        workerPostgres.reactor.shutDown()
         try? await database.drop()
         await redis.deleteKeys(withPrefix: prefix)
         redis.close()

@@ -24,13 +24,13 @@ import Synchronization
 struct EntryProcessor: Sendable {
     let configuration: WorkerConfiguration
     /// For what is not on the hot path (dead letters).
-    let postgres: PostgresClient
+    let deadLetterDatabase: PostgresClient
     /// The handlers' pool, non-blocking, on its reactor.
     let database: PostgresClient
     /// Leases, completions, retries and dead letters: non-blocking, on the same reactor;
     /// concurrent callers share its round trips (every command queued in one reactor turn leaves
     /// in one write).
-    let reactorRedis: RedisClient
+    let redis: RedisClient
     let logger: Logger
     let handlers: [String: any MessageHandler]
     let keeper: LeaseKeeper
@@ -42,21 +42,21 @@ struct EntryProcessor: Sendable {
     private let counters = ProcessedCounters()
 
     /// - Parameters:
-    ///   - postgres: a small pool for the dead letters.
+    ///   - deadLetterDatabase: a small pool for the dead letters.
     ///   - database: the handlers' pool; give it ``WorkerConfiguration/concurrency`` connections.
-    ///   - reactorRedis: for leases, completions, retries and dead letters, on `database`'s reactor.
+    ///   - redis: for leases, completions, retries and dead letters, on `database`'s reactor.
     ///   - handlers: one per message kind (default: ``WorkerService/defaultHandlers(configuration:)``).
     ///   - keeper: the leases to renew; the caller runs its heartbeat (``LeaseKeeper/run(every:consumer:redis:logger:)``).
     init(
-        configuration: WorkerConfiguration, postgres: PostgresClient, database: PostgresClient,
-        reactorRedis: RedisClient, logger: Logger, handlers: [any MessageHandler]? = nil,
+        configuration: WorkerConfiguration, deadLetterDatabase: PostgresClient, database: PostgresClient,
+        redis: RedisClient, logger: Logger, handlers: [any MessageHandler]? = nil,
         keeper: LeaseKeeper = LeaseKeeper()
     ) {
-        precondition(reactorRedis.reactor === database.reactor, "one reactor for the worker's connections")
+        precondition(redis.reactor === database.reactor, "one reactor for the worker's connections")
         self.configuration = configuration
-        self.postgres = postgres
+        self.deadLetterDatabase = deadLetterDatabase
         self.database = database
-        self.reactorRedis = reactorRedis
+        self.redis = redis
         // Each entry's logger sets three metadata keys: see DeferredMetadataLogHandler.
         var entryLogger = logger
         if !(logger.handler is DeferredMetadataLogHandler) {
@@ -66,7 +66,7 @@ struct EntryProcessor: Sendable {
         let handlers = handlers ?? WorkerService.defaultHandlers(configuration: configuration)
         self.handlers = Dictionary(handlers.map { ($0.kind, $0) }, uniquingKeysWith: { first, _ in first })
         self.keeper = keeper
-        self.completions = CompletionBatcher(completion: Completion(keys: configuration.keys), client: reactorRedis)
+        self.completions = CompletionBatcher(completion: Completion(keys: configuration.keys), client: redis)
         self.scheduler = RetryScheduler(keys: configuration.keys)
         self.deadLetters = DeadLetterStore(keys: configuration.keys)
     }
@@ -95,7 +95,7 @@ struct EntryProcessor: Sendable {
         let leases = entries.map(terms.lease(of:))
         let taken: [Bool]
         do {
-            taken = try await Lease.acquire(leases, via: reactorRedis)
+            taken = try await Lease.acquire(leases, via: redis)
         } catch {
             // Each entry tries again on its own (riding out an outage) in process(_:).
             logger.warning("could not take the batch's leases; trying one by one", metadata: ["error": "\(error)"])
@@ -240,7 +240,7 @@ struct EntryProcessor: Sendable {
         case .retry(let at, let delay):
             do {
                 _ = try await scheduler.schedule(
-                    entry: entry, at: at, lastError: message, worker: configuration.consumerName, via: reactorRedis)
+                    entry: entry, at: at, lastError: message, worker: configuration.consumerName, via: redis)
                 Counter(label: "leasehold_worker_retries_scheduled_total").increment()
                 logger.warning(
                     "transaction failed; retry scheduled", metadata: ["error": "\(message)", "in": "\(delay)"])
@@ -252,8 +252,9 @@ struct EntryProcessor: Sendable {
         case .deadLetter(let limit):
             do {
                 try await deadLetters.deadLetter(
-                    entry, reason: "\(message); \(limit)", worker: configuration.consumerName, postgres: postgres,
-                    redis: reactorRedis)
+                    entry, reason: "\(message); \(limit)", worker: configuration.consumerName,
+                    postgres: deadLetterDatabase,
+                    redis: redis)
                 Counter(label: "leasehold_worker_dead_letters_total").increment()
                 logger.error("transaction failed for the last time; dead-lettered", metadata: ["error": "\(message)"])
             } catch {
@@ -266,7 +267,7 @@ struct EntryProcessor: Sendable {
     private func deadLetter(_ entry: StreamEntry, reason: String, logger: Logger) async {
         do {
             try await deadLetters.deadLetter(
-                entry, reason: reason, worker: configuration.consumerName, postgres: postgres, redis: reactorRedis)
+                entry, reason: reason, worker: configuration.consumerName, postgres: deadLetterDatabase, redis: redis)
             logger.error("dead-lettered", metadata: ["reason": "\(reason)"])
         } catch {
             logger.error("could not dead-letter; entry left pending", metadata: ["error": "\(error)"])
@@ -279,7 +280,7 @@ struct EntryProcessor: Sendable {
         let deadline = ContinuousClock.now + configuration.leaseWait
         while true {
             let acquired = try await context.ridingOutOutages("taking the lease") {
-                try await lease.acquire(via: reactorRedis)
+                try await lease.acquire(via: redis)
             }
             if acquired { return true }
             if ContinuousClock.now >= deadline { return false }
@@ -291,7 +292,7 @@ struct EntryProcessor: Sendable {
     /// out): the release runs in a task of its own (on the reactor), which does not inherit the
     /// cancellation, and is awaited at once.
     private func release(_ lease: Lease, logger: Logger) async {
-        let redis = reactorRedis
+        let redis = redis
         do {
             _ = try await Task(executorPreference: redis.reactor) { try await lease.release(via: redis) }.value
         } catch {

@@ -43,10 +43,10 @@ import Synchronization
 /// signal wakes the loop even when every slot is busy, so the drain never starts late.
 public struct WorkerService: Service {
     public let configuration: WorkerConfiguration
-    private let postgres: PostgresClient
+    private let deadLetterDatabase: PostgresClient
     private let database: PostgresClient
-    private let reactorRedis: RedisClient
-    private let reader: RedisClient
+    private let redis: RedisClient
+    private let readWait: RedisClient
     private let logger: Logger
     private let processor: EntryProcessor
     private let reading = ReadingFlag()
@@ -57,26 +57,26 @@ public struct WorkerService: Service {
     public var isReading: Bool { reading.value.load(ordering: .acquiring) }
 
     /// - Parameters:
-    ///   - postgres: a small pool for the dead letters (a couple of connections is enough).
+    ///   - deadLetterDatabase: a small pool for the dead letters (a couple of connections is enough).
     ///   - database: the handlers' pool, on the worker's reactor: at least
     ///     ``WorkerConfiguration/concurrency`` connections, so no entry waits for one.
-    ///   - reactorRedis: for leases, heartbeats, completions, retries and dead letters, on
+    ///   - redis: for leases, heartbeats, completions, retries and dead letters, on
     ///     `database`'s reactor.
-    ///   - reader: a separate client, on the same reactor, for the read's blocking wait, so that it
+    ///   - readWait: a separate client, on the same reactor, for the read's blocking wait, so that it
     ///     never holds up the commands of the processing tasks.
     public init(
-        configuration: WorkerConfiguration, postgres: PostgresClient, database: PostgresClient,
-        reactorRedis: RedisClient, reader: RedisClient, logger: Logger
+        configuration: WorkerConfiguration, deadLetterDatabase: PostgresClient, database: PostgresClient,
+        redis: RedisClient, readWait: RedisClient, logger: Logger
     ) {
-        precondition(reader.reactor === database.reactor, "one reactor for the worker's connections")
+        precondition(readWait.reactor === database.reactor, "one reactor for the worker's connections")
         self.configuration = configuration
-        self.postgres = postgres
+        self.deadLetterDatabase = deadLetterDatabase
         self.database = database
-        self.reactorRedis = reactorRedis
-        self.reader = reader
+        self.redis = redis
+        self.readWait = readWait
         self.logger = logger
         self.processor = EntryProcessor(
-            configuration: configuration, postgres: postgres, database: database, reactorRedis: reactorRedis,
+            configuration: configuration, deadLetterDatabase: deadLetterDatabase, database: database, redis: redis,
             logger: logger)
     }
 
@@ -134,9 +134,9 @@ public struct WorkerService: Service {
 
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
-                group.addTask { [processor, configuration, reactorRedis, logger] in
+                group.addTask { [processor, configuration, redis, logger] in
                     await processor.keeper.run(
-                        every: configuration.heartbeat, consumer: configuration.consumerName, redis: reactorRedis,
+                        every: configuration.heartbeat, consumer: configuration.consumerName, redis: redis,
                         logger: logger)
                 }
                 var pacing = ReadPacing(concurrency: configuration.concurrency, coalescing: Self.readCoalescing)
@@ -163,7 +163,8 @@ public struct WorkerService: Service {
                     do {
                         let terms = processor.leaseTerms()
                         batch = try await consumer.read(
-                            count: count, block: configuration.readBlock, first: rotation, leasing: terms, via: reader)
+                            count: count, block: configuration.readBlock, first: rotation, leasing: terms, via: readWait
+                        )
                         rotation &+= 1
                         pacing.readSucceeded()
                     } catch {
@@ -224,7 +225,7 @@ public struct WorkerService: Service {
         ]
         do {
             try await DeadLetterStore(keys: configuration.keys).deadLetterUndecodable(
-                broken, worker: configuration.consumerName, postgres: postgres, redis: reactorRedis)
+                broken, worker: configuration.consumerName, postgres: deadLetterDatabase, redis: redis)
             logger.error("undecodable stream entry dead-lettered", metadata: metadata)
         } catch {
             logger.error(
@@ -237,7 +238,7 @@ public struct WorkerService: Service {
         var attempt = 0
         while true {
             do {
-                try await consumer.ensureGroups(via: reader)
+                try await consumer.ensureGroups(via: readWait)
                 return
             } catch let error as RedisError where error.isRetryable && !Task.isShuttingDownGracefully {
                 attempt += 1

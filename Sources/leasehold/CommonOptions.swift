@@ -43,7 +43,7 @@ struct CommonOptions: ParsableArguments {
         (env: LEASEHOLD_RETRY_OVERRIDES; kind=base_ms:max_delay_ms:max_attempts,...).
         """
 
-    /// `--help` text for the roles that serve ``metricsEndpoint(registry:role:logger:ready:)``.
+    /// `--help` text for the roles that serve ``metricsEndpoint(registry:role:logger:dependencies:ready:)``.
     static let metricsEndpointHelp = """
         GET /metrics, /healthz and /readyz (Redis answers; a worker also only once it is warm and reads) on a port of their own \
         (env: LEASEHOLD_METRICS_PORT; unset: off), listening on (\(Settings.Common.metricsHost.environmentNote)).
@@ -130,9 +130,11 @@ struct CommonOptions: ParsableArguments {
 
     /// The role's `/metrics`, `/healthz`, `/readyz` server when `LEASEHOLD_METRICS_PORT` is set
     /// (listening on `LEASEHOLD_METRICS_HOST`), with ``ProcessMetrics`` keeping
-    /// the process's figures and `leasehold_ready` on it; `nil` when it is not set.
+    /// the process's figures, `leasehold_ready` and `leasehold_dependency_up` on it; `nil` when it
+    /// is not set.
     func metricsEndpoint(
-        registry: PrometheusCollectorRegistry, role: String, logger: Logger, ready: @escaping @Sendable () async -> Bool
+        registry: PrometheusCollectorRegistry, role: String, logger: Logger,
+        dependencies: [ProcessMetrics.Dependency], ready: @escaping @Sendable () async -> Bool
     ) throws -> (any Service)? {
         guard let text = environment["LEASEHOLD_METRICS_PORT"], !text.isEmpty else { return nil }
         guard let port = Int(text), (1...65535).contains(port) else {
@@ -142,7 +144,8 @@ struct CommonOptions: ParsableArguments {
             host: Settings.Common.metricsHost.resolve(nil), port: port, registry: registry,
             serverName: "leasehold-\(role)", logger: logger, ready: ready)
         return MetricsEndpointService(
-            endpoint: endpoint, processMetrics: ProcessMetrics(registry: registry, ready: ready))
+            endpoint: endpoint,
+            processMetrics: ProcessMetrics(registry: registry, dependencies: dependencies, ready: ready))
     }
 
     /// Sets up logging to standard error and returns the role's logger. Lines go through
@@ -174,6 +177,20 @@ struct MetricsEndpointService<Endpoint: Service>: Service {
             group.addTask { try await endpoint.run() }
             group.addTask { try await processMetrics.run() }
             try await group.waitForAll()
+        }
+    }
+}
+
+extension ProcessMetrics.Dependency {
+    /// PostgreSQL through the role's own client: `SELECT 1`.
+    static func postgres(_ client: PostgresClient) -> Self {
+        Self("postgres") { (try? await client.query("SELECT 1")) != nil }
+    }
+
+    /// Redis through the role's own client: `PING` (on the client's reactor).
+    static func redis(_ client: RedisClient) -> Self {
+        Self("redis") {
+            (try? await withTaskExecutorPreference(client.reactor) { try await client.send("PING") }) != nil
         }
     }
 }

@@ -122,7 +122,7 @@ struct IngressCommand: AsyncParsableCommand {
         let app = buildIngressApplication(
             configuration: configuration, redis: redis, registry: registry, logger: logger)
         // CPU, memory and descriptors on /metrics, and leasehold_ready: whether Redis answers.
-        let processMetrics = ProcessMetrics(registry: registry) {
+        let processMetrics = ProcessMetrics(registry: registry, dependencies: [.redis(redis)]) {
             (try? await withTaskExecutorPreference(reactor) { try await redis.send("PING") }) != nil
         }
         try await runServiceGroup(

@@ -114,6 +114,7 @@ struct NotifierCommand: AsyncParsableCommand {
         var services: [any Service] = [postgres, client, notifier]
         if let endpoint = try common.metricsEndpoint(
             registry: registry, role: "notifier", logger: logger,
+            dependencies: [.postgres(postgres)],
             ready: {
                 (try? await postgres.query("SELECT 1")) != nil && !notifier.tokenRejected
             })

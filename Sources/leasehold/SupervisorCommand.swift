@@ -76,6 +76,7 @@ struct SupervisorCommand: AsyncParsableCommand {
         var services: [any Service] = [redis, postgres, elector, maintenance]
         if let endpoint = try common.metricsEndpoint(
             registry: registry, role: "supervisor", logger: logger,
+            dependencies: [.postgres(postgres), .redis(redis)],
             ready: {
                 (try? await redis.send("PING")) != nil
             })

@@ -81,24 +81,25 @@ struct WorkerCommand: AsyncParsableCommand {
         // The dead letters' pool (rarely used) and the handlers' pool, one connection per slot,
         // both on the worker's reactor thread.
         let reactor = Reactor(label: "leasehold.worker")
-        let postgres = PostgresClient(configuration: postgresConfiguration, reactor: reactor, size: 2)
+        let deadLetterDatabase = PostgresClient(configuration: postgresConfiguration, reactor: reactor, size: 2)
         let database = PostgresClient(
             configuration: postgresConfiguration, reactor: reactor, size: configuration.concurrency)
         let redisConfiguration = try common.redisConfiguration()
         // Leases, heartbeats, completions, retries and dead letters on one non-blocking connection,
         // the read's blocking wait on another, both on the reactor.
-        let reactorRedis = RedisClient(configuration: redisConfiguration, reactor: reactor, size: 1)
-        let reader = RedisClient(configuration: redisConfiguration, reactor: reactor, size: 1)
+        let redis = RedisClient(configuration: redisConfiguration, reactor: reactor, size: 1)
+        let readWait = RedisClient(configuration: redisConfiguration, reactor: reactor, size: 1)
         let worker = WorkerService(
-            configuration: configuration, postgres: postgres, database: database, reactorRedis: reactorRedis,
-            reader: reader, logger: logger)
-        var services: [any Service] = [reactor, postgres, database, reactorRedis, reader, worker]
+            configuration: configuration, deadLetterDatabase: deadLetterDatabase, database: database, redis: redis,
+            readWait: readWait, logger: logger)
+        var services: [any Service] = [reactor, deadLetterDatabase, database, redis, readWait, worker]
         if let endpoint = try common.metricsEndpoint(
             registry: registry, role: "worker", logger: logger,
+            dependencies: [.postgres(deadLetterDatabase), .redis(redis)],
             ready: {
                 guard worker.isReading else { return false }
                 do {
-                    _ = try await reactorRedis.send("PING")
+                    _ = try await redis.send("PING")
                     return true
                 } catch {
                     logger.warning("not ready: Redis does not answer", metadata: ["error": "\(error)"])

@@ -166,7 +166,7 @@ struct BookingFunctionTests {
         /// Whether the slot's row can be locked right now by someone else.
         func slotIsFree() async throws -> Bool {
             do {
-                try await probe.withTransaction { connection in
+                _ = try await probe.withTransaction { connection in
                     try await connection.execute("SELECT 1 FROM time_slots WHERE id = \(slot) FOR UPDATE NOWAIT")
                 }
                 return true

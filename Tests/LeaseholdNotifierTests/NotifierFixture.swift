@@ -178,29 +178,6 @@ final class NotifierFixture: Sendable {
     }
 }
 
-/// Polls `condition` every 20 ms until it holds; throws after `timeout`.
-func waitUntil(
-    timeout: Duration = .seconds(60), _ what: String = "condition", _ condition: () async throws -> Bool
-) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while try await !condition() {
-        guard ContinuousClock.now < deadline else { throw TestSetupError("timed out waiting for: \(what)") }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-}
-
-/// The sum of every sample of `name` (with all the `labels` given) in Prometheus text.
-func metricValue(_ text: String, _ name: String, _ labels: [String: String] = [:]) -> Double {
-    var total = 0.0
-    for line in text.split(separator: "\n") where !line.hasPrefix("#") {
-        guard line.hasPrefix(name + " ") || line.hasPrefix(name + "{") else { continue }
-        let labelsMatch = labels.allSatisfy { line.contains("\($0.key)=\"\($0.value)\"") }
-        guard labelsMatch, let value = line.split(separator: " ").last.flatMap({ Double($0) }) else { continue }
-        total += value
-    }
-    return total
-}
-
 /// The largest number of `times` in any window `[t, t + window)`.
 func busiestWindow(_ times: [Date], window: TimeInterval = 1.0) -> Int {
     let sorted = times.sorted()

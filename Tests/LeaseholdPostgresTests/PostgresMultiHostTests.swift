@@ -78,11 +78,11 @@ struct PostgresMultiHostTests {
                     }
                     #expect(error?.sqlState == SQLState.readOnlySQLTransaction)
                     #expect(await !connection.isReusable(), "a read-only session must not be reused for writes")
-                    return await connection.backendPID
+                    return connection.backendPID
                 }
                 let second = try await client.withConnection { connection in
                     try await connection.query("INSERT INTO \(unescaped: table) VALUES (2)")
-                    return await connection.backendPID
+                    return connection.backendPID
                 }
                 #expect(first != second, "a new connection, to whichever node is writable")
             }

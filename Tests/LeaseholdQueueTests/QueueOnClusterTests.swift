@@ -123,7 +123,7 @@ struct QueueOnClusterTests {
             let last = try #require(keys.streams(RedisKeys.sources).last)
             let adding = Task {
                 try await Task.sleep(for: .milliseconds(300))
-                try await StreamProducer(keys: keys, highWaterMark: 0).enqueue(
+                _ = try await StreamProducer(keys: keys, highWaterMark: 0).enqueue(
                     StreamEntry(stream: last, key: "api:late", kind: "booking", payload: Self.payload), via: client)
             }
             let waitStarted = ContinuousClock.now

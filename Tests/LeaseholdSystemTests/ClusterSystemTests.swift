@@ -199,7 +199,7 @@ extension SystemTests {
                     return try await group.reduce(into: [String]()) { $0 += $1 }
                 }
                 #expect(accepted.count == 300, "every request was accepted in the end (\(refusedOnce.value) refusals)")
-                try await cluster.waitForFailover(of: victim)
+                _ = try await cluster.waitForFailover(of: victim)
 
                 // Every accepted booking has one outcome; one booking per slot.
                 var outcomes: [String: Int] = [:]

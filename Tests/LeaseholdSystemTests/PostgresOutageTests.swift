@@ -42,9 +42,12 @@ extension SystemTests {
                 try #require(slots.count == 4)
 
                 // A tiny retry budget: without the outage window, a few seconds would dead-letter.
+                let metricsPort = try freeLoopbackPort()
+                let metricsURL = "http://127.0.0.1:\(metricsPort)/metrics"
                 let started = try LeaseholdExecutable.start(
                     ["worker"], name: "worker-0", in: directory,
                     environment: environment.merging([
+                        "LEASEHOLD_METRICS_PORT": String(metricsPort),
                         "LEASEHOLD_CONSUMER_NAME": "worker-0", "LEASEHOLD_RETRY_BASE_MS": "50",
                         "LEASEHOLD_RETRY_MAX_DELAY_MS": "100", "LEASEHOLD_RETRY_MAX_ATTEMPTS": "2",
                         "LEASEHOLD_WORKER_CONCURRENCY": "4", "LEASEHOLD_LEASE_TTL_MS": "1500",
@@ -87,6 +90,16 @@ extension SystemTests {
                 #expect(pending.array?.first?.int == 4, "every entry stays with the worker")
                 let lease = try await redis.send("GET", keys.lease("api:outage-1", in: keys.stream("bookings"))).string
                 #expect(lease?.hasPrefix("worker-0:") == true, "the heartbeat keeps the lease: \(lease ?? "nil")")
+                // The worker says which server it cannot reach (LeaseholdPostgresUnreachable's series).
+                func dependencyUp(_ dependency: String) async -> Double? {
+                    await scrapeMetrics(metricsURL).map {
+                        metricValue($0, "leasehold_dependency_up", ["dependency": dependency])
+                    }
+                }
+                try await waitUntil(timeout: .seconds(30), "the worker reports PostgreSQL unreachable") {
+                    await dependencyUp("postgres") == 0
+                }
+                #expect(await dependencyUp("redis") == 1)
 
                 try await server.startPostgres()
                 // The test's own pool lost its connections too: check with a fresh one.
@@ -96,6 +109,9 @@ extension SystemTests {
                 try await waitUntil(timeout: .seconds(30)) {
                     let done = try await redis.send("XPENDING", keys.stream("bookings"), "workers").array?.first?.int
                     return done == 0
+                }
+                try await waitUntil(timeout: .seconds(30), "the worker reports PostgreSQL reachable again") {
+                    await dependencyUp("postgres") == 1
                 }
                 let inbox = try await postgres.query("SELECT count(*) FROM inbox").single().decode(Int64.self, at: 0)
                 #expect(inbox == 4, "every message processed")

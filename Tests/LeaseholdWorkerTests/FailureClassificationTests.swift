@@ -79,7 +79,7 @@ struct CancelledEntryTests {
         let processor = EntryProcessor(
             configuration: WorkerConfiguration(
                 keys: keys, consumerName: "consumer-a", lockTimeout: .seconds(60)),
-            postgres: stack.postgres, database: stack.asyncPostgres, reactorRedis: stack.asyncRedis,
+            deadLetterDatabase: stack.postgres, database: stack.workerPostgres, redis: stack.workerRedis,
             logger: Logger(label: "test.cancel") { _ in RecordingLogHandler(records: records) })
 
         let task = Task { await processor.process(entry) }

@@ -32,7 +32,7 @@ struct RedeliveryTests {
         func processor(_ consumer: String) -> EntryProcessor {
             EntryProcessor(
                 configuration: WorkerConfiguration(keys: keys, consumerName: consumer),
-                postgres: stack.postgres, database: stack.asyncPostgres, reactorRedis: stack.asyncRedis,
+                deadLetterDatabase: stack.postgres, database: stack.workerPostgres, redis: stack.workerRedis,
                 logger: Logger(label: "test.\(consumer)"))
         }
         await processor("consumer-a").process(received)

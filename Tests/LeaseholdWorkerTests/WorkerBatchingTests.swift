@@ -49,7 +49,7 @@ struct WorkerBatchingTests {
 
         let processor = EntryProcessor(
             configuration: WorkerConfiguration(keys: keys, consumerName: "worker-a", leaseWait: .milliseconds(300)),
-            postgres: stack.postgres, database: stack.asyncPostgres, reactorRedis: stack.asyncRedis,
+            deadLetterDatabase: stack.postgres, database: stack.workerPostgres, redis: stack.workerRedis,
             logger: Logger(label: "test.batch"))
         let claimed = await processor.lease(delivered)
         #expect(claimed.map(\.held) == [true, true, false, true])
@@ -95,8 +95,8 @@ struct WorkerBatchingTests {
         try await stack.redis.send("RPUSH", keys.result("b5", in: stack.stream("bookings")), "not a result")
 
         let completion = Completion(keys: keys)
-        let batcher = CompletionBatcher(completion: completion, client: stack.asyncRedis)
-        let answers = await withTaskExecutorPreference(stack.asyncRedis.reactor) {
+        let batcher = CompletionBatcher(completion: completion, client: stack.workerRedis)
+        let answers = await withTaskExecutorPreference(stack.workerRedis.reactor) {
             await withTaskGroup(of: (Int, String?).self) { group in
                 for (index, entry) in delivered.enumerated() {
                     let item = completion.item(
@@ -114,7 +114,7 @@ struct WorkerBatchingTests {
                 return await group.reduce(into: [Int: String?]()) { $0[$1.0] = $1.1 }
             }
         }
-        let (calls, completed) = await withTaskExecutorPreference(stack.asyncRedis.reactor) {
+        let (calls, completed) = await withTaskExecutorPreference(stack.workerRedis.reactor) {
             (batcher.calls, batcher.completed)
         }
         #expect(calls == 1, "twenty completions asked for in one turn: one script call")
@@ -258,8 +258,9 @@ struct WorkerBatchingTests {
         ]
         let delivered = try await Self.deliver(entries, stack: stack, consumer: "worker-a")
         let processor = EntryProcessor(
-            configuration: WorkerConfiguration(keys: keys, consumerName: "worker-a"), postgres: stack.postgres,
-            database: stack.asyncPostgres, reactorRedis: stack.asyncRedis,
+            configuration: WorkerConfiguration(keys: keys, consumerName: "worker-a"),
+            deadLetterDatabase: stack.postgres,
+            database: stack.workerPostgres, redis: stack.workerRedis,
             logger: Logger(label: "test.kinds"),
             handlers: [NoteHandler()])
         for claimed in await processor.lease(delivered) { await processor.process(claimed) }
