@@ -18,9 +18,44 @@ public struct ConsoleOverview: Sendable {
     public var outboxFailed: Int64
     /// Inbox rows written in the last minute.
     public var processedLastMinute: Int64
+    /// End-to-end latency of those rows, accepted to committed; `nil` when there are none.
+    public var latencyLastMinute: Latency?
     /// The supervisor leader's samples of the last hour, oldest first.
     public var samples: [ThroughputSampler.Sample]
     public var recentActions: [ConsoleAuditLog.Action]
+
+    /// Percentiles of the time from an entry's XADD (the millisecond part of its stream ID: when
+    /// ingress accepted it, or when a retry put it back) to its transaction (the inbox row's
+    /// `processed_at`), in seconds: what the dashboard's end-to-end panel shows, without Prometheus.
+    public struct Latency: Sendable, Equatable {
+        public var p50: Double
+        public var p99: Double
+        public var p999: Double
+
+        public init(p50: Double, p99: Double, p999: Double) {
+            self.p50 = p50
+            self.p99 = p99
+            self.p999 = p999
+        }
+
+        /// The query: one sort of the last minute's rows (the `processed_at` index finds them).
+        /// Rows without a stream ID of the usual form (none are written without one) are left out.
+        static let query: PostgresQuery = """
+            SELECT p[1], p[2], p[3] FROM (
+                SELECT percentile_cont(ARRAY[0.5, 0.99, 0.999]) WITHIN GROUP (
+                    ORDER BY extract(epoch FROM processed_at) - split_part(entry_id, '-', 1)::bigint / 1000.0) AS p
+                FROM inbox
+                WHERE processed_at > now() - interval '1 minute' AND entry_id ~ '^[0-9]{1,15}-[0-9]+$'
+            ) AS percentiles
+            """
+
+        public static func read(postgres: PostgresClient) async throws -> Latency? {
+            let (p50, p99, p999) = try await postgres.query(query).single().decode(
+                Double?.self, Double?.self, Double?.self)
+            guard let p50, let p99, let p999 else { return nil }
+            return Latency(p50: p50, p99: p99, p999: p999)
+        }
+    }
 
     public static func read(
         configuration: ConsoleConfiguration, now: Date = Date(), redis: RedisClient, postgres: PostgresClient
@@ -48,6 +83,7 @@ public struct ConsoleOverview: Sendable {
             deadByKind: try await query.deadCounts(by: .kind, postgres: postgres),
             deadByError: try await query.deadCounts(by: .lastError, limit: 10, postgres: postgres),
             outboxPending: outbox.0, outboxFailed: outbox.1, processedLastMinute: outbox.2,
+            latencyLastMinute: try await Latency.read(postgres: postgres),
             samples: try await ThroughputSampler.samples(keys: keys, redis: redis).filter { $0.at >= hourAgo },
             recentActions: try await ConsoleAuditLog().recent(limit: 10, postgres: postgres))
     }

@@ -71,6 +71,7 @@ enum ConsoleTemplates {
         <h1>Overview</h1>
         <div class="cards">
         <div class="card"><b>{{processedLastMinute}}</b><span>processed in the last minute</span></div>
+        {{#latency}}<div class="card"><b>{{p50}} · {{p99}} · {{p999}}</b><span>accepted to committed, p50 · p99 · p99.9, last minute</span></div>{{/latency}}
         <div class="card"><b>{{retryBacklog}}</b><span>retries scheduled{{#nextRetryDue}}, next due {{nextRetryDue}}{{/nextRetryDue}}</span></div>
         <div class="card"><b><a href="/dead-letters">{{deadLetters}}</a></b><span>dead letters</span></div>
         <div class="card"><b>{{outboxPending}}</b><span>bot replies pending</span></div>

@@ -50,6 +50,13 @@ struct OverviewController: Sendable {
         }
         let context: [String: Any] = [
             "processedLastMinute": overview.processedLastMinute, "retryBacklog": overview.status.retryBacklog,
+            "latency": overview.latencyLastMinute.map { latency in
+                [
+                    "p50": ConsoleRenderer.age(seconds: max(0, latency.p50)),
+                    "p99": ConsoleRenderer.age(seconds: max(0, latency.p99)),
+                    "p999": ConsoleRenderer.age(seconds: max(0, latency.p999)),
+                ]
+            } as Any,
             "nextRetryDue": overview.nextRetryDue.map(ConsoleRenderer.time) as Any,
             "deadLetters": overview.status.deadLetters, "outboxPending": overview.outboxPending,
             "outboxFailed": overview.outboxFailed, "leader": overview.status.leader ?? "none",
