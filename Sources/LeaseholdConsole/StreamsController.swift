@@ -7,8 +7,8 @@ import Logging
 
 /// `POST /streams/pause` and `POST /streams/resume`, from the overview: the first post shows what
 /// would happen (which sources, the backlog that will wait), the second (`confirm=yes`) does it
-/// (``StreamPauses``) and records who, when and why in `console_actions`, as `leasehold streams`
-/// does. Refused in read-only mode, without a session, or with a wrong CSRF token.
+/// (``StreamPauseActions``, as `leasehold streams` does: the pause and its record in
+/// `console_actions` with who, when and why). Refused in read-only mode, without a session, or with a wrong CSRF token.
 struct StreamsController: Sendable {
     let pages: ConsolePages
     let redis: RedisClient
@@ -63,18 +63,17 @@ struct StreamsController: Sendable {
             ]
             return ConsolePages.html(pages.renderer.page("stream-confirm", title: "Confirm", viewer: viewer, context))
         }
-        if pause {
-            let record = StreamPauses.Pause(by: session.name, at: Date(), reason: reason)
-            for source in sources { try await pauses.pause(source: source, record, via: redis) }
-        } else {
-            for source in sources { try await pauses.resume(source: source, via: redis) }
-        }
-        let recorded = try await ConsoleAuditLog().record(
-            actor: session.name, action: pause ? "pause" : "resume", scope: pause ? "\(named): \(reason)" : named,
-            deadLetterIDs: [], postgres: postgres)
+        let actions = StreamPauseActions(keys: configuration.keys)
+        let recorded =
+            pause
+            ? try await actions.pause(sources, by: session.name, reason: reason, redis: redis, postgres: postgres)
+            : try await actions.resume(sources, by: session.name, redis: redis, postgres: postgres).actionID
         pages.logger.notice(
             "console \(pause ? "pause" : "resume")",
-            metadata: ["actor": "\(session.name)", "sources": "\(named)", "action_id": "\(recorded)"])
+            metadata: [
+                "actor": "\(session.name)", "sources": "\(named)",
+                "action_id": "\(recorded.map(String.init) ?? "none: nothing was paused")",
+            ])
         return ConsolePages.redirect("/")
     }
 }

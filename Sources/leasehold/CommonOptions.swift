@@ -181,6 +181,28 @@ struct MetricsEndpointService<Endpoint: Service>: Service {
     }
 }
 
+extension CommonOptions {
+    /// Runs `body` with a PostgreSQL and a Redis client for a one-shot command (`status`, `dlq`,
+    /// `streams`), each with one connection, and closes both whether `body` returns or throws.
+    /// `role` names the PostgreSQL session (`application_name` `leasehold-<role>`).
+    func withClients<T>(
+        role: String, _ body: (_ redis: RedisClient, _ postgres: PostgresClient) async throws -> T
+    ) async throws -> T {
+        let redis = RedisClient(configuration: try redisConfiguration(), size: 1)
+        let postgres = PostgresClient(configuration: postgresConfiguration(role: role), size: 1)
+        do {
+            let value = try await body(redis, postgres)
+            redis.close()
+            await postgres.close()
+            return value
+        } catch {
+            redis.close()
+            await postgres.close()
+            throw error
+        }
+    }
+}
+
 extension ProcessMetrics.Dependency {
     /// PostgreSQL through the role's own client: `SELECT 1`.
     static func postgres(_ client: PostgresClient) -> Self {

@@ -18,18 +18,9 @@ struct StatusCommand: AsyncParsableCommand {
     func run() async throws {
         _ = try common.bootstrapLogging(label: "leasehold.status")
         let keys = common.redisKeys
-        let redis = RedisClient(configuration: try common.redisConfiguration(), size: 1)
-        let postgres = PostgresClient(configuration: common.postgresConfiguration(role: "status"), size: 1)
-        let status: QueueStatus
-        do {
-            status = try await QueueStatus.read(keys: keys, redis: redis, postgres: postgres)
-        } catch {
-            redis.close()
-            await postgres.close()
-            throw error
+        let status = try await common.withClients(role: "status") { redis, postgres in
+            try await QueueStatus.read(keys: keys, redis: redis, postgres: postgres)
         }
-        redis.close()
-        await postgres.close()
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -33,24 +33,6 @@ private func sources(named target: String, keys: RedisKeys) throws -> [String] {
     return sources
 }
 
-/// Runs `body` with the Redis and PostgreSQL clients of `common`, closing both afterwards.
-private func withClients<T>(
-    _ common: CommonOptions, role: String, _ body: (RedisClient, PostgresClient) async throws -> T
-) async throws -> T {
-    let redis = RedisClient(configuration: try common.redisConfiguration(), size: 1)
-    let postgres = PostgresClient(configuration: common.postgresConfiguration(role: role), size: 1)
-    do {
-        let value = try await body(redis, postgres)
-        redis.close()
-        await postgres.close()
-        return value
-    } catch {
-        redis.close()
-        await postgres.close()
-        throw error
-    }
-}
-
 /// Who an action is recorded as: `--by`, else `$USER`, else `unknown`.
 private func actor(_ given: String?) -> String {
     given ?? ProcessInfo.processInfo.environment["USER"].flatMap { $0.isEmpty ? nil : $0 } ?? "unknown"
@@ -82,14 +64,9 @@ struct StreamsPause: AsyncParsableCommand {
         let keys = common.redisKeys
         let sources = try sources(named: target, keys: keys)
         let who = actor(by)
-        try await withClients(common, role: "streams") { redis, postgres in
-            let pause = StreamPauses.Pause(by: who, at: Date(), reason: reason)
-            for source in sources {
-                try await StreamPauses(keys: keys).pause(source: source, pause, via: redis)
-            }
-            _ = try await ConsoleAuditLog().record(
-                actor: who, action: "pause", scope: "\(sources.joined(separator: ", ")): \(reason)", deadLetterIDs: [],
-                postgres: postgres)
+        _ = try await common.withClients(role: "streams") { redis, postgres in
+            try await StreamPauseActions(keys: keys).pause(
+                sources, by: who, reason: reason, redis: redis, postgres: postgres)
         }
         print("paused \(sources.joined(separator: ", ")): workers claim nothing more from it; ingress keeps accepting")
     }
@@ -112,17 +89,8 @@ struct StreamsResume: AsyncParsableCommand {
         let keys = common.redisKeys
         let sources = try sources(named: target, keys: keys)
         let who = actor(by)
-        let resumed = try await withClients(common, role: "streams") { redis, postgres in
-            var resumed: [String] = []
-            for source in sources where try await StreamPauses(keys: keys).resume(source: source, via: redis) {
-                resumed.append(source)
-            }
-            if !resumed.isEmpty {
-                _ = try await ConsoleAuditLog().record(
-                    actor: who, action: "resume", scope: resumed.joined(separator: ", "), deadLetterIDs: [],
-                    postgres: postgres)
-            }
-            return resumed
+        let resumed = try await common.withClients(role: "streams") { redis, postgres in
+            try await StreamPauseActions(keys: keys).resume(sources, by: who, redis: redis, postgres: postgres).resumed
         }
         print(resumed.isEmpty ? "nothing was paused" : "resumed \(resumed.joined(separator: ", "))")
     }
