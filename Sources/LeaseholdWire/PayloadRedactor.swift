@@ -1,6 +1,6 @@
 import Foundation
 
-/// What operators are shown of a payload (a dead letter's, a bot reply's text): the JSON with the
+/// What operators are shown of a payload (a dead letter's): the JSON with the
 /// values of a list of fields replaced by ``marker``, so that names, usernames, phone numbers,
 /// message texts and payment-method details stay out of the console, the CLI and the logs unless
 /// someone asks to see them (`--reveal`, the console's Reveal action).
@@ -65,18 +65,6 @@ public struct PayloadRedactor: Sendable, Equatable {
 
     /// Whether anything is redacted.
     public var isOn: Bool { !fields.isEmpty }
-
-    /// Whether a member named `key` at the top level is redacted (a bot reply's `text`, say).
-    public func redacts(key: String) -> Bool {
-        let key = key.lowercased()
-        return names.contains(key) || paths.contains(key)
-    }
-
-    /// A value to show in place of a member named `key` at the top level: ``marker`` when it is
-    /// redacted, else the value.
-    public func shown(_ value: String, key: String) -> String {
-        redacts(key: key) ? Self.marker : value
-    }
 
     /// The payload as shown, pretty-printed with sorted keys (unparseable: see the type).
     public func pretty(_ bytes: some Collection<UInt8>) -> String {
