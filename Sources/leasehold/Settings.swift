@@ -273,7 +273,7 @@ enum Settings {
                 Payload fields whose values are shown as [redacted], at any depth (a.b: a path from the top): \
                 none (off), +a,b (the default list and these) or a,b (exactly these)
                 """,
-            detail: "A payload that is not JSON is not shown at all while any field is redacted.")
+            detail: "A payload that is not strict JSON is not shown at all while any field is redacted.")
         static let all: [any EnvironmentSetting] = [fields]
     }
 }
