@@ -211,7 +211,8 @@ let package = Package(
         .target(
             name: "LeaseholdConsole",
             dependencies: [
-                "LeaseholdQueue", "LeaseholdDomain", "LeaseholdPostgres", "LeaseholdRedis",
+                // LeaseholdWire: PayloadRedactor, what the pages show of payloads.
+                "LeaseholdQueue", "LeaseholdDomain", "LeaseholdPostgres", "LeaseholdRedis", "LeaseholdWire",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -411,7 +412,7 @@ let package = Package(
             name: "LeaseholdCommandTests",
             dependencies: [
                 "leasehold", "LeaseholdWorker", "LeaseholdIngress", "LeaseholdSupervisor", "LeaseholdNotifier",
-                "LeaseholdConsole",
+                "LeaseholdConsole", "LeaseholdWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: defaultSwiftSettings

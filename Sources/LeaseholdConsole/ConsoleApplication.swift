@@ -14,7 +14,7 @@ import Logging
 /// | --- | --- |
 /// | `/` | overview: streams, consumers, retries, dead letters by kind and error, leader, outbox, chart |
 /// | `/dead-letters` | the list, filtered like `leasehold dlq list` (`kind`, `stream`, `since`, `error`, `status`), paged (`page`) |
-/// | `/dead-letters/<id>` | one letter: payload pretty and raw, every attempt's error, webhook_log rows of a payment |
+/// | `/dead-letters/<id>` | one letter: payload pretty and raw (redacted), every attempt's error, webhook_log rows of a payment |
 /// | `/payments/<id>`, `/payments?user=<id>` | what `leasehold payments show` prints; a user's payments |
 /// | `/messages/<key>` | a message by inbox key (`api:<request_id>`, `tg:<update_id>`, `yk:…`) |
 /// | `/login` | the login form |
@@ -22,7 +22,8 @@ import Logging
 /// Replay and purge are `POST /dead-letters/replay` and `POST /dead-letters/purge`, pausing and
 /// resuming a stream `POST /streams/pause` and `POST /streams/resume` (from the overview): the
 /// first post shows what would change (a dry run), the second (`confirm=yes`) does it and records
-/// who and when (and, for a pause, why) in `console_actions`. Every form carries a CSRF token; a post without a session or with a
+/// who and when (and, for a pause, why) in `console_actions`. `POST /dead-letters/<id>/reveal` shows
+/// one letter's payload unredacted, once, and is recorded there too. Every form carries a CSRF token; a post without a session or with a
 /// wrong token gets 403, as does any action in read-only mode.
 public struct ConsoleApplication: Sendable {
     public let configuration: ConsoleConfiguration

@@ -1,7 +1,8 @@
 import Foundation
 import LeaseholdPostgres
 
-/// The console's audit trail (`console_actions`): who replayed or purged which dead letters, when.
+/// The console's audit trail (`console_actions`): who replayed, purged or revealed which dead letters
+/// (or paused and resumed which streams), when.
 public struct ConsoleAuditLog: Sendable {
     /// One recorded action.
     public struct Action: Sendable, Equatable {

@@ -1,4 +1,5 @@
 import LeaseholdQueue
+import LeaseholdWire
 
 /// How `leasehold console` runs. Every field but the token has a default; the command fills them
 /// from flags and the environment.
@@ -22,6 +23,9 @@ public struct ConsoleConfiguration: Sendable {
     public var secureCookies: Bool
     /// Dead letters per page.
     public var pageSize: Int
+    /// What the pages show of dead letters' payloads (`LEASEHOLD_REDACT_FIELDS`): the
+    /// default list's values are replaced unless an operator reveals one letter (audited).
+    public var redactor: PayloadRedactor
 
     // The defaults of the settings `leasehold console` reads (its `--help` shows these).
 
@@ -41,7 +45,8 @@ public struct ConsoleConfiguration: Sendable {
         readOnly: Bool = ConsoleConfiguration.defaultReadOnly, keys: RedisKeys = RedisKeys(),
         sources: [String] = ["telegram", "bookings", "yookassa"],
         sessionLifetime: Duration = ConsoleConfiguration.defaultSessionLifetime,
-        secureCookies: Bool = ConsoleConfiguration.defaultSecureCookies, pageSize: Int = 50
+        secureCookies: Bool = ConsoleConfiguration.defaultSecureCookies, pageSize: Int = 50,
+        redactor: PayloadRedactor = .standard
     ) {
         self.host = host
         self.port = port
@@ -52,5 +57,6 @@ public struct ConsoleConfiguration: Sendable {
         self.sessionLifetime = sessionLifetime
         self.secureCookies = secureCookies
         self.pageSize = pageSize
+        self.redactor = redactor
     }
 }

@@ -88,7 +88,9 @@ struct ConsolePages: Sendable {
         }
         if action && configuration.readOnly {
             return problem(
-                "Refused", "This console runs read-only (--read-only): replay and purge are off.", status: .forbidden,
+                "Refused",
+                "This console runs read-only (--read-only): replay, purge, pause, resume and reveal are off.",
+                status: .forbidden,
                 viewer: viewer)
         }
         do {

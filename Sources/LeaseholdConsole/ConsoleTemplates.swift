@@ -158,6 +158,11 @@ enum ConsoleTemplates {
         <table><tr><th class="num">#</th><th>At</th><th>Worker</th><th>Error</th></tr>
         {{#history}}<tr><td class="num">{{attempt}}</td><td>{{at}}</td><td>{{worker}}</td><td><pre>{{error}}</pre></td></tr>{{/history}}
         {{^history}}<tr><td colspan="4" class="muted">none recorded</td></tr>{{/history}}</table>
+        {{#revealedBy}}<div class="notice">Shown unredacted to {{revealedBy}}, recorded as action {{revealAction}}: reload the page to hide it again.</div>{{/revealedBy}}
+        {{#redacted}}<p class="muted">The values of these fields are redacted: {{redactedFields}}.</p>
+        {{#canReveal}}<form method="post" action="/dead-letters/{{id}}/reveal" class="actions">
+        <input type="hidden" name="csrf" value="{{csrf}}"><label>Reason<input name="reason"></label>
+        <button class="danger">Reveal (recorded)</button></form>{{/canReveal}}{{/redacted}}
         <div class="grid2"><div><h2>Payload</h2><pre>{{pretty}}</pre></div><div><h2>Raw</h2><pre>{{raw}}</pre></div></div>
         {{#hasWebhookLog}}<h2>Notifications about this payment (webhook_log)</h2>{{> webhook-log}}{{/hasWebhookLog}}
         <h2>Actions on this letter</h2>{{> actions}}

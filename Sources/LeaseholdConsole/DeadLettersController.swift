@@ -5,11 +5,16 @@ import LeaseholdDomain
 import LeaseholdPostgres
 import LeaseholdQueue
 import LeaseholdRedis
+import LeaseholdWire
 import Logging
 
 /// `/dead-letters`, `/dead-letters/<id>` and the two actions, `POST /dead-letters/replay` and
 /// `POST /dead-letters/purge`: the first post shows what would change (a dry run), the second
 /// (`confirm=yes`) does it and records who and when in `console_actions`.
+///
+/// A letter's payload is shown through the configured ``PayloadRedactor``; `POST
+/// /dead-letters/<id>/reveal` (with an optional `reason`) answers that letter's page with the
+/// payload as it is, once, and records who, when, which letter and why in `console_actions`.
 struct DeadLettersController: Sendable {
     let pages: ConsolePages
     let redis: RedisClient
@@ -25,6 +30,12 @@ struct DeadLettersController: Sendable {
         router.get("dead-letters/:id") { request, context in
             let id = context.parameters.get("id", as: Int64.self)
             return await pages.page(request) { viewer in try await deadLetter(id, viewer) }
+        }
+        router.post("dead-letters/:id/reveal") { request, context in
+            let id = context.parameters.get("id", as: Int64.self)
+            return try await pages.withForm(request, action: true) { form, session in
+                try await reveal(id, form: form, session: session)
+            }
         }
         router.post("dead-letters/replay") { request, _ in
             try await pages.withForm(request, action: true) { form, session in
@@ -116,10 +127,21 @@ struct DeadLettersController: Sendable {
         return ConsolePages.html(pages.renderer.page("dead-letters", title: "Dead letters", viewer: viewer, context))
     }
 
-    func deadLetter(_ id: Int64?, _ viewer: ConsoleRenderer.Viewer) async throws -> Response {
+    /// Who revealed a letter's payload, and the `console_actions` row that says so.
+    struct Revealed {
+        var actor: String
+        var actionID: Int64
+    }
+
+    /// One letter's page; its payload redacted unless `revealed`.
+    func deadLetter(_ id: Int64?, _ viewer: ConsoleRenderer.Viewer, revealed: Revealed? = nil) async throws
+        -> Response
+    {
         guard let id, let letter = try await DeadLetterQuery().show(id, postgres: postgres) else {
             return pages.problem("Not found", "No dead letter with this ID.", status: .notFound, viewer: viewer)
         }
+        let redactor = configuration.redactor
+        let asItIs = revealed != nil || !redactor.isOn
         var context: [String: Any] = [
             "id": letter.id, "messageKey": letter.messageKey,
             "messageKeyPath": ConsolePages.pathComponent(letter.messageKey),
@@ -129,7 +151,13 @@ struct DeadLettersController: Sendable {
             "firstSeenAt": ConsoleRenderer.time(letter.firstSeenAt),
             "deadLetteredAt": ConsoleRenderer.time(letter.deadLetteredAt), "lastError": letter.lastError,
             "canReplay": !configuration.readOnly && letter.status == "dead",
-            "pretty": DeadLetterQuery.prettyPrinted(letter.payload), "raw": letter.payload ?? "",
+            "pretty": asItIs
+                ? DeadLetterQuery.prettyPrinted(letter.payload) : redactor.pretty(letter.payload ?? ""),
+            "raw": asItIs ? letter.payload ?? "" : redactor.compact(letter.payload ?? ""),
+            // `false`, not "", for what is not shown: the template's sections render for any string.
+            "redacted": !asItIs, "redactedFields": redactor.fields.joined(separator: ", "),
+            "canReveal": !configuration.readOnly,
+            "revealedBy": revealed.map { $0.actor as Any } ?? false, "revealAction": revealed?.actionID as Any,
             "history": (letter.errorHistory ?? []).map { failure -> [String: Any] in
                 [
                     "attempt": failure.attempt, "at": AttemptFailure.format(failure.at),
@@ -148,6 +176,23 @@ struct DeadLettersController: Sendable {
         }
         return ConsolePages.html(
             pages.renderer.page("dead-letter", title: "Dead letter \(id)", viewer: viewer, context))
+    }
+
+    /// `POST /dead-letters/<id>/reveal`: records the reveal, then answers the letter's page with
+    /// its payload as it is (a reload shows it redacted again).
+    func reveal(_ id: Int64?, form: ConsoleForm, session: ConsoleSession) async throws -> Response {
+        let viewer = pages.viewer(session)
+        guard let id, try await DeadLetterQuery().letters(ids: [id], postgres: postgres).first != nil else {
+            return pages.problem("Not found", "No dead letter with this ID.", status: .notFound, viewer: viewer)
+        }
+        let reason = String((form["reason"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines).prefix(500))
+        let recorded = try await ConsoleAuditLog().record(
+            actor: session.name, action: "reveal", scope: "letter \(id)" + (reason.isEmpty ? "" : ": \(reason)"),
+            deadLetterIDs: [id], postgres: postgres)
+        logger.notice(
+            "console reveal",
+            metadata: ["actor": "\(session.name)", "dead_letter_id": "\(id)", "action_id": "\(recorded)"])
+        return try await deadLetter(id, viewer, revealed: Revealed(actor: session.name, actionID: recorded))
     }
 
     /// The YooKassa payment id a dead letter's key names (`yk:<event>:<payment id>`), if any.

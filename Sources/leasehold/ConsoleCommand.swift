@@ -19,7 +19,10 @@ struct ConsoleCommand: AsyncParsableCommand {
             /dead-letters/<id>, /payments/<id>, /payments?user=<id>, /messages/<key> (api:<request_id>, \
             tg:<update_id>, yk:<event>:<payment id>), /login; GET /healthz and /readyz need no login. \
             Replay and purge show a dry-run count first and are recorded (who, when) in console_actions; \
-            every form carries a CSRF token; --read-only turns the actions off.
+            every form carries a CSRF token; --read-only turns the actions off. \
+            A dead letter's payload is shown redacted (--redact-fields); a dead letter's \
+            page has a Reveal button that shows its payload as it is, once, and records who, when and why in \
+            console_actions (off in --read-only).
             """)
 
     @OptionGroup var common: CommonOptions
@@ -36,6 +39,9 @@ struct ConsoleCommand: AsyncParsableCommand {
     @Option(help: Settings.Console.sessionLifetime.help)
     var sessionHours: Int?
 
+    @Option(help: Settings.Redaction.fields.help)
+    var redactFields: String?
+
     func run() async throws {
         let logger = try common.bootstrapLogging(label: "leasehold.console")
         guard let token = Settings.environment["LEASEHOLD_CONSOLE_TOKEN"], !token.isEmpty else {
@@ -49,7 +55,8 @@ struct ConsoleCommand: AsyncParsableCommand {
             readOnly: try Settings.Console.readOnly.resolve(readOnly ? true : nil),
             keys: common.redisKeys,
             sessionLifetime: try Settings.Console.sessionLifetime.resolve(sessionHours),
-            secureCookies: try Settings.Console.secureCookies.resolve(nil))
+            secureCookies: try Settings.Console.secureCookies.resolve(nil),
+            redactor: try Settings.Redaction.fields.resolve(redactFields))
         let redis = RedisClient(configuration: try common.redisConfiguration(), size: 4)
         let postgres = PostgresClient(configuration: common.postgresConfiguration(role: "console"), size: 4)
         let console = try ConsoleApplication(
@@ -59,6 +66,7 @@ struct ConsoleCommand: AsyncParsableCommand {
             metadata: [
                 "host": "\(configuration.host)", "port": "\(configuration.port)",
                 "read_only": "\(configuration.readOnly)",
+                "redacted_fields": "\(configuration.redactor.fields.count)",
             ])
         try await runServiceGroup([redis, postgres, console.application()], logger: logger)
     }

@@ -3,6 +3,7 @@ import Foundation
 import LeaseholdPostgres
 import LeaseholdQueue
 import LeaseholdRedis
+import LeaseholdWire
 
 /// `leasehold dlq`: the dead-letter queue for operators.
 struct DLQCommand: AsyncParsableCommand {
@@ -132,7 +133,9 @@ struct DLQShow: AsyncParsableCommand {
             Every failed attempt is listed, oldest first, with its time, the worker (consumer) that made it \
             and its error; an attempt whose worker died is recorded by the supervisor that reclaimed it \
             ("worker … stopped responding"). --json prints the same as error_history: \
-            [{"at", "attempt", "worker", "error"}, …].
+            [{"at", "attempt", "worker", "error"}, …]. \
+            The payload is shown redacted: the values of the fields --redact-fields lists are [redacted], and a \
+            payload that is not JSON is not shown at all; --reveal shows it as it is (and says so on standard error).
             """)
 
     @OptionGroup var common: CommonOptions
@@ -143,9 +146,17 @@ struct DLQShow: AsyncParsableCommand {
     @Flag(help: "JSON for scripts.")
     var json = false
 
+    @Option(help: Settings.Redaction.fields.help)
+    var redactFields: String?
+
+    @Flag(help: "Show the payload as it is, unredacted.")
+    var reveal = false
+
     func run() async throws {
+        let configured = try Settings.Redaction.fields.resolve(redactFields)
+        let redactor = reveal ? PayloadRedactor.off : configured
         guard
-            let letter = try await withClients(
+            let found = try await withClients(
                 common,
                 { postgres, _ in
                     try await DeadLetterQuery().show(id, postgres: postgres)
@@ -153,6 +164,12 @@ struct DLQShow: AsyncParsableCommand {
         else {
             throw ValidationError("no dead letter with ID \(id)")
         }
+        if reveal {
+            FileHandle.standardError.write(Data("dead letter \(id): payload shown unredacted (--reveal)\n".utf8))
+        }
+        var letter = found
+        let payload = letter.payload ?? ""
+        letter.payload = redactor.isOn ? redactor.compact(payload) : letter.payload
         if json {
             try printJSON(letter)
             return
@@ -169,7 +186,7 @@ struct DLQShow: AsyncParsableCommand {
             dead-lettered    \(letter.deadLetteredAt.formatted(.iso8601))
             last error       \(letter.lastError)
             payload:
-            \(DeadLetterQuery.prettyPrinted(letter.payload))
+            \(redactor.isOn ? redactor.pretty(payload) : DeadLetterQuery.prettyPrinted(payload))
             attempts (oldest first):
             \(Self.history(letter.errorHistory ?? []))
             """)

@@ -19,7 +19,7 @@ enum Settings {
 
     /// Every setting defined here, for the checks that must cover them all.
     static var all: [any EnvironmentSetting] {
-        Common.all + Ingress.all + Worker.all + Supervisor.all + Notifier.all + Console.all
+        Common.all + Ingress.all + Worker.all + Supervisor.all + Notifier.all + Console.all + Redaction.all
     }
 
     /// The settings every role shares (``CommonOptions``).
@@ -263,5 +263,17 @@ enum Settings {
             summary: "Mark the session cookie Secure, for HTTPS")
 
         static let all: [any EnvironmentSetting] = [host, port, readOnly, sessionLifetime, secureCookies]
+    }
+
+    /// What operators are shown of payloads: `leasehold console` and `leasehold dlq show`.
+    enum Redaction {
+        static let fields = RedactFieldsSetting(
+            variable: "LEASEHOLD_REDACT_FIELDS",
+            summary: """
+                Payload fields whose values are shown as [redacted], at any depth (a.b: a path from the top): \
+                none (off), +a,b (the default list and these) or a,b (exactly these)
+                """,
+            detail: "A payload that is not strict JSON is not shown at all while any field is redacted.")
+        static let all: [any EnvironmentSetting] = [fields]
     }
 }

@@ -3,6 +3,7 @@ import LeaseholdConsole
 import LeaseholdIngress
 import LeaseholdNotifier
 import LeaseholdSupervisor
+import LeaseholdWire
 import LeaseholdWorker
 import Testing
 
@@ -28,7 +29,7 @@ extension UnitTests {
                 (WorkerCommand.self, common + retry + Settings.Worker.all),
                 (SupervisorCommand.self, common + retry + Settings.Supervisor.all),
                 (NotifierCommand.self, common + Settings.Notifier.all),
-                (ConsoleCommand.self, common + Settings.Console.all),
+                (ConsoleCommand.self, common + Settings.Console.all + Settings.Redaction.all),
             ]
         }()
 
@@ -105,6 +106,10 @@ extension UnitTests {
                     }
                 case let setting as OptionalIntSetting:
                     #expect(try setting.resolve(nil, environment: none) == nil)
+                case let setting as RedactFieldsSetting:
+                    #expect(try setting.resolve(nil, environment: none) == PayloadRedactor.standard)
+                    #expect(
+                        setting.defaultNote?.hasSuffix(PayloadRedactor.defaultFields.joined(separator: ",")) == true)
                 default:
                     Issue.record("\(setting.variable): a kind of setting this test does not know")
                 }
@@ -149,6 +154,15 @@ extension UnitTests {
                     (range, resolve) = (setting.range, { _ = try setting.resolve(nil, environment: $0) })
                 case let setting as OptionalIntSetting:
                     (range, resolve) = (setting.range, { _ = try setting.resolve(nil, environment: $0) })
+                case let setting as RedactFieldsSetting:
+                    #expect(
+                        Self.refusal { _ = try setting.resolve(nil, environment: [name: "a,,b"]) }
+                            == "\(name)=a,,b: an empty field in \"a,,b\"")
+                    #expect(
+                        Self.refusal { _ = try setting.resolve("", environment: [:]) }
+                            == "--redact-fields=: an empty list; write none to turn redaction off")
+                    #expect((try? setting.resolve(nil, environment: [name: "none"])) == PayloadRedactor.off)
+                    #expect((try? setting.resolve("a", environment: [name: "none"])) == PayloadRedactor(fields: ["a"]))
                 case let setting as BoolSetting:
                     #expect(
                         Self.refusal { _ = try setting.resolve(nil, environment: [name: "Maybe"]) }
