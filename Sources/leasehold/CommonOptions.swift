@@ -183,13 +183,14 @@ struct MetricsEndpointService<Endpoint: Service>: Service {
 
 extension CommonOptions {
     /// Runs `body` with a PostgreSQL and a Redis client for a one-shot command (`status`, `dlq`,
-    /// `streams`), each with one connection, and closes both whether `body` returns or throws.
+    /// `streams`), Redis with one connection, and closes both whether `body` returns or throws.
     /// `role` names the PostgreSQL session (`application_name` `leasehold-<role>`).
     func withClients<T>(
-        role: String, _ body: (_ redis: RedisClient, _ postgres: PostgresClient) async throws -> T
+        role: String, postgresConnections: Int = 1,
+        _ body: (_ redis: RedisClient, _ postgres: PostgresClient) async throws -> T
     ) async throws -> T {
         let redis = RedisClient(configuration: try redisConfiguration(), size: 1)
-        let postgres = PostgresClient(configuration: postgresConfiguration(role: role), size: 1)
+        let postgres = PostgresClient(configuration: postgresConfiguration(role: role), size: postgresConnections)
         do {
             let value = try await body(redis, postgres)
             redis.close()

@@ -54,21 +54,13 @@ func parseTime(_ text: String) throws -> Date {
     }
 }
 
+/// The `dlq` subcommands' logging and clients (``CommonOptions/withClients(role:postgresConnections:_:)``).
 private func withClients<T>(
     _ common: CommonOptions, _ body: (PostgresClient, RedisClient) async throws -> T
 ) async throws -> T {
     _ = try common.bootstrapLogging(label: "leasehold.dlq")
-    let postgres = PostgresClient(configuration: common.postgresConfiguration(role: "dlq"), size: 2)
-    let redis = RedisClient(configuration: try common.redisConfiguration(), size: 1)
-    do {
-        let value = try await body(postgres, redis)
-        await postgres.close()
-        redis.close()
-        return value
-    } catch {
-        await postgres.close()
-        redis.close()
-        throw error
+    return try await common.withClients(role: "dlq", postgresConnections: 2) { redis, postgres in
+        try await body(postgres, redis)
     }
 }
 
