@@ -116,10 +116,13 @@ struct BookingsController: Sendable {
     /// bookings are sharded by request ID, so with N shards a client has N buckets.
     private func flood(_ request: Request, context: IngressRequestContext, stream: String) -> Enqueuer.Flood? {
         guard configuration.apiFlood.rate > 0 else { return nil }
+        // A trusted proxy's malformed X-Forwarded-For names no client: the proxy's own address
+        // stands in, rather than one bucket shared by every such request.
+        let peer = context.remoteAddress?.ipAddress
         let client =
             configuration.yookassaSources.client(
-                peer: context.remoteAddress?.ipAddress,
-                forwardedFor: request.headers[values: YooKassaWebhookController.forwardedFor]) ?? "unknown"
+                peer: peer, forwardedFor: request.headers[values: YooKassaWebhookController.forwardedFor])
+            ?? peer ?? "unknown"
         return configuration.apiFlood.limit(key: configuration.keys.floodBucket("client:\(client)", in: stream))
             .map { Enqueuer.Flood(source: "api", limit: $0) }
     }
