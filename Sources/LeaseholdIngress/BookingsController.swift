@@ -13,7 +13,10 @@ import LeaseholdWire
 ///   same request again under its `request_id` is safe: the worker's inbox makes it a no-op. The
 ///   same `request_id` with a different user or slot is a reused key, not a retry: 409
 ///   `request_id_reused`, nothing enqueued (or, once the first is forgotten in Redis, the worker
-///   refuses it and `GET` answers 409).
+///   refuses it and `GET` answers 409). With flood control on
+///   (``IngressConfiguration/apiFlood``), each client address has a token bucket: a request over
+///   it gets 429 with `Retry-After` (seconds until the bucket holds a token), nothing enqueued
+///   and no marker written.
 /// - `GET /v1/bookings/<request_id>`: `pending`, then the outcome the worker published after
 ///   COMMIT (`booked`, `slot_taken`, `already_booked`, `unknown_slot`, `rejected`); 409 with
 ///   `request_id_reused` for a reused key; 404 for an unknown request.
@@ -87,17 +90,41 @@ struct BookingsController: Sendable {
         // request_id with a different body is refused here with 409 while the first is remembered
         // (the result TTL), and by the worker's inbox after that.
         let digest = Self.hex(SHA256.hash(data: Data(booking.canonicalForm.utf8)))
-        _ = try await enqueuer.enqueue(
-            entry,
-            marker: StreamProducer.Marker(
-                key: configuration.keys.result(body.requestID), value: pending,
-                ttl: .seconds(configuration.resultTTLSeconds),
-                digestKey: configuration.keys.requestDigest(body.requestID), digest: digest),
-            logger: context.logger)
+        do {
+            _ = try await enqueuer.enqueue(
+                entry,
+                marker: StreamProducer.Marker(
+                    key: configuration.keys.result(body.requestID), value: pending,
+                    ttl: .seconds(configuration.resultTTLSeconds),
+                    digestKey: configuration.keys.requestDigest(body.requestID), digest: digest),
+                flood: flood(request, context: context, stream: entry.stream),
+                logger: context.logger)
+        } catch let throttle as StreamProducer.Throttled {
+            throw HTTPError(
+                .tooManyRequests, headers: [.retryAfter: String(throttle.retryAfterSeconds)],
+                message: "too many requests from this client; retry after \(throttle.retryAfterSeconds) s")
+        }
         return Response(
             status: .accepted,
             headers: [.contentType: "application/json", .location: "/v1/bookings/\(body.requestID)"],
             body: .init(byteBuffer: ByteBuffer(string: pending)))
+    }
+
+    /// The client's flood limit, `nil` when off. The client is its address as ingress sees it
+    /// (behind a trusted proxy, from `X-Forwarded-For`): every caller presents the same bearer
+    /// token, so the token names no one. The bucket sits in the entry's stream's slot, and API
+    /// bookings are sharded by request ID, so with N shards a client has N buckets.
+    private func flood(_ request: Request, context: IngressRequestContext, stream: String) -> Enqueuer.Flood? {
+        guard configuration.apiFlood.rate > 0 else { return nil }
+        // A trusted proxy's malformed X-Forwarded-For names no client: the proxy's own address
+        // stands in, rather than one bucket shared by every such request.
+        let peer = context.remoteAddress?.ipAddress
+        let client =
+            configuration.yookassaSources.client(
+                peer: peer, forwardedFor: request.headers[values: YooKassaWebhookController.forwardedFor])
+            ?? peer ?? "unknown"
+        return configuration.apiFlood.limit(key: configuration.keys.floodBucket("client:\(client)", in: stream))
+            .map { Enqueuer.Flood(source: "api", limit: $0) }
     }
 
     func status(_ request: Request, context: IngressRequestContext) async throws -> Response {

@@ -38,6 +38,24 @@ struct Enqueuer: Sendable {
         for reason in Self.refusalReasons {
             _ = Counter(label: Self.refusedLabel, dimensions: [("reason", reason)])
         }
+        self.throttled = Dictionary(
+            uniqueKeysWithValues: Self.floodSources.map { source in
+                (source, Counter(label: Self.throttledLabel, dimensions: [("source", source)]))
+            })
+    }
+
+    /// `leasehold_ingress_throttled_total` per source, made once (a flood calls it per request).
+    private let throttled: [String: Counter]
+    static let throttledLabel = "leasehold_ingress_throttled_total"
+    /// Every `source` of `leasehold_ingress_throttled_total`, each series there from the start at
+    /// 0: `telegram` (per chat), `api` (per client address). Kept apart from the refusals: a
+    /// throttled sender is one client sending too much, not ingress or Redis in trouble.
+    static let floodSources = ["telegram", "api"]
+
+    /// A sender's flood limit: which source it counts under, and its bucket.
+    struct Flood: Sendable {
+        var source: String
+        var limit: StreamProducer.FloodLimit
     }
 
     private static let enqueuedLabel = "leasehold_ingress_enqueued_total"
@@ -50,18 +68,29 @@ struct Enqueuer: Sendable {
         "redis_unavailable", "source_address",
     ]
 
-    /// Appends `entry` (and `marker`, atomically) and returns its stream ID.
-    func enqueue(_ entry: StreamEntry, marker: StreamProducer.Marker? = nil, logger: Logger) async throws -> String {
+    /// Appends `entry` (and `marker`, atomically, and takes a token from `flood`'s bucket) and
+    /// returns its stream ID.
+    /// - Throws: ``StreamProducer/Throttled`` when `flood`'s bucket is empty (nothing written; the
+    ///   caller answers the sender), otherwise an `HTTPError` to answer with.
+    func enqueue(
+        _ entry: StreamEntry, marker: StreamProducer.Marker? = nil, flood: Flood? = nil, logger: Logger
+    ) async throws -> String {
         do {
             let (redis, producer, replicas) = (redis, producer, replicas)
             let id = try await withTaskExecutorPreference(redis.reactor) {
-                guard let replicas else { return try await producer.enqueue(entry, marker: marker, via: redis) }
+                guard let replicas else {
+                    return try await producer.enqueue(entry, marker: marker, flood: flood?.limit, via: redis)
+                }
                 return try await Self.enqueue(
-                    entry, marker: marker, producer: producer, redis: redis, replicas: replicas)
+                    entry, marker: marker, flood: flood?.limit, producer: producer, redis: redis, replicas: replicas)
             }
             (enqueued[entry.stream] ?? Counter(label: Self.enqueuedLabel, dimensions: [("stream", entry.stream)]))
                 .increment()
             return id
+        } catch let throttle as StreamProducer.Throttled {
+            try rethrowThrottled(throttle, flood: flood, logger: logger)
+        } catch let error as RedisError where error.code == StreamProducer.throttled {
+            try rethrowThrottled(StreamProducer.Throttled(reply: error), flood: flood, logger: logger)
         } catch let error as RedisError where error.code == StreamProducer.reused {
             Counter(label: Self.refusedLabel, dimensions: [("reason", "request_id_reused")]).increment()
             throw HTTPError(
@@ -101,16 +130,29 @@ struct Enqueuer: Sendable {
         }
     }
 
+    /// Counts a throttled request and throws `throttle` on (debug log only: a flood would
+    /// otherwise write a line per request; the counter is where an operator sees it).
+    private func rethrowThrottled(_ throttle: StreamProducer.Throttled, flood: Flood?, logger: Logger) throws -> Never {
+        let source = flood?.source ?? "unknown"
+        (throttled[source] ?? Counter(label: Self.throttledLabel, dimensions: [("source", source)])).increment()
+        logger.debug(
+            "sender over its flood limit; refused",
+            metadata: [
+                "source": "\(source)", "bucket": "\(flood?.limit.key ?? "")", "retry_after": "\(throttle.retryAfter)",
+            ])
+        throw throttle
+    }
+
     /// Enqueues and confirms with replicas: the script pipelined with `CLIENT ID` (the connection
     /// the write went over), both on the connection serving the entry's stream, then
     /// ``ReplicaAcknowledgement/confirm(clientID:stream:)``. Until the script is loaded on that
     /// node (its first call, or after a `SCRIPT FLUSH`), or when a cluster redirects it, the two go
     /// separately, the script through the client's own loading and redirects.
     private static func enqueue(
-        _ entry: StreamEntry, marker: StreamProducer.Marker?, producer: StreamProducer, redis: RedisClient,
-        replicas: ReplicaAcknowledgement
+        _ entry: StreamEntry, marker: StreamProducer.Marker?, flood: StreamProducer.FloodLimit?,
+        producer: StreamProducer, redis: RedisClient, replicas: ReplicaAcknowledgement
     ) async throws -> String {
-        let call = producer.enqueueCall(entry, marker: marker)
+        let call = producer.enqueueCall(entry, marker: marker, flood: flood)
         let clientID = RedisCommand(["CLIENT", "ID"])
         if let sha = call.script.sha {
             let replies = try await redis.pipeline(

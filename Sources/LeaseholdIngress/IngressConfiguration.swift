@@ -1,5 +1,27 @@
 import LeaseholdQueue
 
+/// Flood control for one kind of sender: a token bucket per sender, shared by every ingress
+/// replica (``StreamProducer/FloodLimit``): `burst` requests at once, then `rate` a second.
+public struct FloodControl: Sendable, Equatable {
+    /// Requests a second per sender, refilled continuously; 0 turns flood control off.
+    public var rate: Int
+    /// Requests a sender may send at once (the bucket's size).
+    public var burst: Int
+
+    public init(rate: Int, burst: Int) {
+        self.rate = rate
+        self.burst = burst
+    }
+
+    /// No limit.
+    public static let off = FloodControl(rate: 0, burst: IngressConfiguration.defaultFloodBurst)
+
+    /// The limit for the bucket `key`; `nil` when off.
+    func limit(key: String) -> StreamProducer.FloodLimit? {
+        rate > 0 ? StreamProducer.FloodLimit(key: key, rate: rate, burst: max(1, burst)) : nil
+    }
+}
+
 /// How an ingress replica runs. Every field has a default; `leasehold ingress` fills them from
 /// flags and the environment.
 public struct IngressConfiguration: Sendable {
@@ -47,6 +69,15 @@ public struct IngressConfiguration: Sendable {
     /// How long to wait for those replicas before answering 503 with `Leasehold-Outcome: unknown`
     /// (`LEASEHOLD_REDIS_REPLICA_TIMEOUT_MS`).
     public var redisReplicaTimeout: Duration
+    /// Flood control per Telegram chat (`LEASEHOLD_TELEGRAM_FLOOD_RATE`,
+    /// `LEASEHOLD_TELEGRAM_FLOOD_BURST`): an update over it is answered 200 with a "slow down"
+    /// reply to the callback and not enqueued. Off by default.
+    public var telegramFlood: FloodControl
+    /// Flood control per API client address (`LEASEHOLD_API_FLOOD_RATE`,
+    /// `LEASEHOLD_API_FLOOD_BURST`): the TCP peer, or the `X-Forwarded-For` client behind a
+    /// trusted proxy (``SourceAddressPolicy/client(peer:forwardedFor:)``). A request over it gets
+    /// 429 with `Retry-After`. Off by default.
+    public var apiFlood: FloodControl
 
     // The defaults of the settings `leasehold ingress` reads (its `--help` shows these).
 
@@ -66,6 +97,12 @@ public struct IngressConfiguration: Sendable {
     public static let defaultRedisMinReplicas = 0
     /// ``redisReplicaTimeout``'s default.
     public static let defaultRedisReplicaTimeout: Duration = .milliseconds(1_000)
+    /// The flood rates' default: off. A limit right for one deployment throttles another's honest
+    /// traffic (every client behind a proxy not listed as trusted shares its address; a load test
+    /// sends thousands a second from one), so it is turned on knowingly.
+    public static let defaultFloodRate = 0
+    /// The flood bursts' default: a person tapping quickly through a menu stays under it.
+    public static let defaultFloodBurst = 20
 
     public init(
         host: String = IngressConfiguration.defaultHost, port: Int = IngressConfiguration.defaultPort,
@@ -77,8 +114,11 @@ public struct IngressConfiguration: Sendable {
         idleTimeoutSeconds: Int = IngressConfiguration.defaultIdleTimeoutSeconds,
         bodyTimeoutSeconds: Int = IngressConfiguration.defaultBodyTimeoutSeconds, eventLoopThreads: Int? = nil,
         redisMinReplicas: Int = IngressConfiguration.defaultRedisMinReplicas,
-        redisReplicaTimeout: Duration = IngressConfiguration.defaultRedisReplicaTimeout
+        redisReplicaTimeout: Duration = IngressConfiguration.defaultRedisReplicaTimeout,
+        telegramFlood: FloodControl = .off, apiFlood: FloodControl = .off
     ) {
+        self.telegramFlood = telegramFlood
+        self.apiFlood = apiFlood
         self.redisMinReplicas = redisMinReplicas
         self.redisReplicaTimeout = redisReplicaTimeout
         self.eventLoopThreads = eventLoopThreads

@@ -33,8 +33,31 @@ public struct SourceAddressPolicy: Sendable, Equatable {
     /// Decides from the TCP peer's address (textual, as the socket reports it) and the
     /// `X-Forwarded-For` header values, in the order received.
     public func check(peer: String?, forwardedFor: [String]) -> Verdict {
+        let client: (address: String, bytes: [UInt8])
+        switch resolve(peer: peer, forwardedFor: forwardedFor) {
+        case .success(let found): client = found
+        case .failure(let denial): return .denied(reason: denial.reason)
+        }
+        guard allowed.contains(where: { $0.contains(client.bytes) }) else {
+            return .denied(reason: "source address \(client.address) is not allowed to post YooKassa notifications")
+        }
+        return .allowed(client: client.address)
+    }
+
+    /// The client's address as ``check(peer:forwardedFor:)`` finds it (the peer, or the
+    /// right-most `X-Forwarded-For` entry that is not a trusted proxy when the peer is one),
+    /// whether or not it is allowed; `nil` when the peer is unknown or a believed entry is malformed.
+    public func client(peer: String?, forwardedFor: [String]) -> String? {
+        try? resolve(peer: peer, forwardedFor: forwardedFor).get().address
+    }
+
+    private struct Denial: Error {
+        var reason: String
+    }
+
+    private func resolve(peer: String?, forwardedFor: [String]) -> Result<(address: String, bytes: [UInt8]), Denial> {
         guard let peer, let peerBytes = CIDRBlock.parseAddress(peer) else {
-            return .denied(reason: "the source address is unknown")
+            return .failure(Denial(reason: "the source address is unknown"))
         }
         var client = peer
         var clientBytes = peerBytes
@@ -43,17 +66,14 @@ public struct SourceAddressPolicy: Sendable, Equatable {
                 .map { String($0).trimmingBlanksAndPort() }
             for hop in hops.reversed() {
                 guard let bytes = CIDRBlock.parseAddress(hop) else {
-                    return .denied(reason: "malformed X-Forwarded-For entry \"\(hop.prefix(64))\"")
+                    return .failure(Denial(reason: "malformed X-Forwarded-For entry \"\(hop.prefix(64))\""))
                 }
                 client = hop
                 clientBytes = bytes
                 if !isTrustedProxy(bytes) { break }
             }
         }
-        guard allowed.contains(where: { $0.contains(clientBytes) }) else {
-            return .denied(reason: "source address \(client) is not allowed to post YooKassa notifications")
-        }
-        return .allowed(client: client)
+        return .success((client, clientBytes))
     }
 
     private func isTrustedProxy(_ address: [UInt8]) -> Bool {

@@ -12,8 +12,14 @@ import NIOCore
 /// enqueued on `lh:stream:telegram` under the key `tg:<update_id>`, and the response body answers
 /// the callback query at once so the button stops spinning. Other updates get 200 and are not
 /// enqueued.
+///
+/// With flood control on (``IngressConfiguration/telegramFlood``), each chat has a token bucket:
+/// a callback over it is answered 200 with ``slowDown`` and not enqueued (Telegram would only
+/// resend an update answered otherwise, adding to the flood).
 struct TelegramWebhookController: Sendable {
     static let secretHeader = HTTPField.Name("X-Telegram-Bot-Api-Secret-Token")!
+    /// The reply to a callback over its chat's flood limit.
+    static let slowDown = "⏳ Слишком много запросов. Пожалуйста, подождите немного и попробуйте снова."
 
     let configuration: IngressConfiguration
     let enqueuer: Enqueuer
@@ -49,7 +55,17 @@ struct TelegramWebhookController: Sendable {
                 stream: configuration.keys.stream("telegram", shardKey: String(booking.userID)), key: "tg:\(updateID)",
                 kind: BookingRequest.kind,
                 payload: booking.payload)
-            _ = try await enqueuer.enqueue(entry, logger: context.logger)
+            // Per chat (the user's own chat with the bot, where its buttons are), in the stream's
+            // slot: a chat's updates come from its users, so when sharded a group chat has one
+            // bucket per shard its users fall in; a private chat, one.
+            let flood = configuration.telegramFlood.limit(
+                key: configuration.keys.floodBucket("chat:\(booking.chatID ?? booking.userID)", in: entry.stream)
+            ).map { Enqueuer.Flood(source: "telegram", limit: $0) }
+            do {
+                _ = try await enqueuer.enqueue(entry, flood: flood, logger: context.logger)
+            } catch is StreamProducer.Throttled {
+                return try answer(callbackQueryID, Self.slowDown)
+            }
             return try answer(callbackQueryID, BookingOutcome.pending.reply)
         }
     }

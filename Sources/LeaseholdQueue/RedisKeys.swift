@@ -14,7 +14,8 @@ import LeaseholdRedis
 ///   every key a message touches lives under its stream's hash tag, so each script touches one
 ///   hash slot: `lh:{bookings:3}:stream`, `lh:{bookings:3}:lease:<message key>`,
 ///   `lh:{bookings:3}:result:<request id>`, `lh:{bookings:3}:digest:<request id>`,
-///   `lh:{bookings:3}:retry` (that shard's schedule) and `lh:{bookings:3}:retry:<member>`.
+///   `lh:{bookings:3}:retry` (that shard's schedule), `lh:{bookings:3}:retry:<member>` and
+///   `lh:{bookings:3}:flood:<sender>` (a sender's flood-control bucket on that shard).
 ///
 /// In both layouts a stream's *scope* (``scope(of:)``) is the prefix its per-message keys share:
 /// `lh:` on one node, `lh:{bookings:3}:` when sharded. Code that handles an entry names its keys
@@ -107,6 +108,15 @@ public struct RedisKeys: Sendable, Equatable {
     public func requestDigest(_ requestID: String) -> String {
         requestDigest(requestID, in: bookingStream(requestID: requestID))
     }
+
+    // MARK: Flood control
+
+    /// The token bucket (``StreamProducer/FloodLimit``) of `subject`, a sender of entries to
+    /// `stream` (`chat:<id>`, `client:<address>`): `lh:flood:chat:42` on one node,
+    /// `lh:{telegram:3}:flood:chat:42` when sharded. It is in the stream's hash slot, so the
+    /// enqueue script can take its tokens; a sender whose entries go to several shards has one
+    /// bucket per shard.
+    public func floodBucket(_ subject: String, in stream: String) -> String { "\(scope(of: stream))flood:\(subject)" }
 
     // MARK: Retries
 

@@ -60,6 +60,39 @@ public final class BookingClient: Sendable {
         )
     }
 
+    /// `POST <path>` with `headers` and `body`: the status, the response's headers (name, value)
+    /// and its body as text.
+    public func post(_ path: String, headers: [(String, String)], body: String) async throws -> (
+        status: Int, headers: [(String, String)], body: String
+    ) {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = .POST
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        request.body = .bytes(ByteBuffer(string: body))
+        let response = try await http.execute(request, timeout: .seconds(30))
+        let bytes = try await response.body.collect(upTo: 1 << 16)
+        return (
+            Int(response.status.code), response.headers.map { ($0.name, $0.value) }, String(buffer: bytes)
+        )
+    }
+
+    /// `POST /telegram/webhook` with a callback query `data` from `userID` in the chat `chatID`
+    /// (with ``ProcessStack/telegramSecret``): the status and the body (the callback's answer).
+    public func telegramCallback(updateID: Int64, userID: Int64, chatID: Int64, data: String) async throws -> (
+        status: Int, body: String
+    ) {
+        let answer = try await post(
+            "/telegram/webhook",
+            headers: [
+                ("X-Telegram-Bot-Api-Secret-Token", ProcessStack.telegramSecret), ("Content-Type", "application/json"),
+            ],
+            body: """
+                {"update_id":\(updateID),"callback_query":{"id":"cb\(updateID)","from":{"id":\(userID)},\
+                "message":{"message_id":\(updateID),"chat":{"id":\(chatID)}},"data":"\(data)"}}
+                """)
+        return (answer.status, answer.body)
+    }
+
     /// Whether `GET /healthz` answers 200.
     public func isHealthy() async -> Bool {
         guard let response = try? await http.execute(HTTPClientRequest(url: baseURL + "/healthz"), timeout: .seconds(5))

@@ -27,7 +27,10 @@ struct IngressCommand: AsyncParsableCommand {
             every request with 401. /yookassa/webhook has no secret (YooKassa signs nothing): it answers 403 \
             unless the source address is in LEASEHOLD_YOOKASSA_ALLOWED_CIDRS (default: YooKassa's published \
             ranges); X-Forwarded-For is believed only from LEASEHOLD_TRUSTED_PROXIES (default: none — put your \
-            reverse proxy here). SIGTERM or SIGINT: stop accepting connections, finish requests in flight, exit 0.
+            reverse proxy here). Flood control (off by default): a token bucket per Telegram chat \
+            (LEASEHOLD_TELEGRAM_FLOOD_RATE/_BURST; over it, 200 with a "slow down" answer to the callback) and per \
+            API client address (LEASEHOLD_API_FLOOD_RATE/_BURST; over it, 429 with Retry-After), kept in Redis so \
+            every replica shares it; nothing is enqueued over the limit. SIGTERM or SIGINT: stop accepting connections, finish requests in flight, exit 0.
             """
     )
 
@@ -65,6 +68,18 @@ struct IngressCommand: AsyncParsableCommand {
 
     @Option(help: Settings.Ingress.redisReplicaTimeout.help)
     var redisReplicaTimeoutMs: Int?
+
+    @Option(help: Settings.Ingress.telegramFloodRate.help)
+    var telegramFloodRate: Int?
+
+    @Option(help: Settings.Ingress.telegramFloodBurst.help)
+    var telegramFloodBurst: Int?
+
+    @Option(help: Settings.Ingress.apiFloodRate.help)
+    var apiFloodRate: Int?
+
+    @Option(help: Settings.Ingress.apiFloodBurst.help)
+    var apiFloodBurst: Int?
 
     /// The YooKassa source policy; a malformed CIDR is a startup error naming the variable.
     func sourcePolicy() throws -> SourceAddressPolicy {
@@ -106,7 +121,13 @@ struct IngressCommand: AsyncParsableCommand {
             bodyTimeoutSeconds: try Settings.Ingress.bodyTimeoutSeconds.resolve(bodyTimeoutSeconds),
             eventLoopThreads: try Settings.Ingress.eventLoopThreads.resolve(eventLoopThreads).nonZero,
             redisMinReplicas: try Settings.Ingress.redisMinReplicas.resolve(redisMinReplicas),
-            redisReplicaTimeout: try Settings.Ingress.redisReplicaTimeout.resolve(redisReplicaTimeoutMs))
+            redisReplicaTimeout: try Settings.Ingress.redisReplicaTimeout.resolve(redisReplicaTimeoutMs),
+            telegramFlood: FloodControl(
+                rate: try Settings.Ingress.telegramFloodRate.resolve(telegramFloodRate),
+                burst: try Settings.Ingress.telegramFloodBurst.resolve(telegramFloodBurst)),
+            apiFlood: FloodControl(
+                rate: try Settings.Ingress.apiFloodRate.resolve(apiFloodRate),
+                burst: try Settings.Ingress.apiFloodBurst.resolve(apiFloodBurst)))
         if configuration.telegramSecret.isEmpty {
             logger.warning("TELEGRAM_WEBHOOK_SECRET is not set: /telegram/webhook answers 401 to everything")
         }

@@ -106,10 +106,31 @@ enum Settings {
             variable: "LEASEHOLD_REDIS_REPLICA_TIMEOUT_MS", unit: .milliseconds,
             default: IngressConfiguration.defaultRedisReplicaTimeout, range: 1...60_000,
             summary: "How long to wait for those replicas before answering 503 with Leasehold-Outcome: unknown")
+        static let telegramFloodRate = IntSetting(
+            variable: "LEASEHOLD_TELEGRAM_FLOOD_RATE", default: IngressConfiguration.defaultFloodRate,
+            range: 0...1_000_000,
+            summary: """
+                Telegram updates a second per chat, shared by every replica; over it, the callback is answered \
+                "slow down" and nothing is enqueued; 0 disables
+                """)
+        static let telegramFloodBurst = IntSetting(
+            variable: "LEASEHOLD_TELEGRAM_FLOOD_BURST", default: IngressConfiguration.defaultFloodBurst,
+            range: 1...1_000_000, summary: "Telegram updates a chat may send at once before its rate applies")
+        static let apiFloodRate = IntSetting(
+            variable: "LEASEHOLD_API_FLOOD_RATE", default: IngressConfiguration.defaultFloodRate,
+            range: 0...1_000_000,
+            summary: """
+                /v1/bookings requests a second per client address (X-Forwarded-For behind a trusted proxy), \
+                shared by every replica; over it, 429 with Retry-After; 0 disables
+                """)
+        static let apiFloodBurst = IntSetting(
+            variable: "LEASEHOLD_API_FLOOD_BURST", default: IngressConfiguration.defaultFloodBurst,
+            range: 1...1_000_000, summary: "/v1/bookings requests a client may send at once before its rate applies")
 
         static let all: [any EnvironmentSetting] = [
             host, port, highWaterMark, maxBodyBytes, yookassaAllowedCIDRs, trustedProxies, idleTimeoutSeconds,
-            bodyTimeoutSeconds, eventLoopThreads, redisMinReplicas, redisReplicaTimeout,
+            bodyTimeoutSeconds, eventLoopThreads, redisMinReplicas, redisReplicaTimeout, telegramFloodRate,
+            telegramFloodBurst, apiFloodRate, apiFloodBurst,
         ]
     }
 

@@ -25,14 +25,19 @@ struct IngressEnqueueTests {
     }
 
     /// The same, and `body` also gets the reactor the request handlers and Redis run on.
+    /// `keys`: the key layout (default: a new prefix); `configure` changes the configuration
+    /// before the application is built (a flood limit, trusted proxies).
     static func withIngress(
-        redis: RedisConfiguration? = nil,
+        redis: RedisConfiguration? = nil, keys: RedisKeys? = nil,
+        configure: (inout IngressConfiguration) -> Void = { _ in },
         _ body: @escaping @Sendable (String, RedisKeys, Reactor) async throws -> Void
     ) async throws {
         let port = try freeLoopbackPort()
-        let keys = RedisKeys(prefix: IntegrationEnvironment.uniqueName("lh_test") + ":")
-        let configuration = IngressConfiguration(
-            host: "127.0.0.1", port: port, keys: keys, apiToken: ProcessStack.apiToken)
+        let keys = keys ?? RedisKeys(prefix: IntegrationEnvironment.uniqueName("lh_test") + ":")
+        var configuration = IngressConfiguration(
+            host: "127.0.0.1", port: port, keys: keys, telegramSecret: ProcessStack.telegramSecret,
+            apiToken: ProcessStack.apiToken)
+        configure(&configuration)
         let reactor = Reactor(label: "test.ingress")
         let client = RedisClient(
             configuration: try redis ?? IntegrationEnvironment.redisConfiguration(), reactor: reactor)

@@ -66,6 +66,17 @@ extension UnitTests {
             }
         }
 
+        /// The client the API's flood control counts under: found as for the allowlist, allowed or not.
+        @Test func theClientIsFoundWhetherOrNotItIsAllowed() throws {
+            let policy = SourceAddressPolicy(trustedProxies: try CIDRBlock.list("10.0.0.0/8"))
+            #expect(policy.client(peer: "203.0.113.9", forwardedFor: []) == "203.0.113.9")
+            #expect(policy.client(peer: "203.0.113.9", forwardedFor: ["198.51.100.1"]) == "203.0.113.9")
+            #expect(policy.client(peer: "10.0.0.2", forwardedFor: ["198.51.100.1, 10.0.0.3"]) == "198.51.100.1")
+            #expect(policy.client(peer: "10.0.0.2", forwardedFor: []) == "10.0.0.2")
+            #expect(policy.client(peer: "10.0.0.2", forwardedFor: ["unknown"]) == nil)
+            #expect(policy.client(peer: nil, forwardedFor: []) == nil)
+        }
+
         @Test func forwardedForIsIgnoredFromAnUntrustedPeer() {
             let policy = SourceAddressPolicy()
             // Anyone can write this header; without a trusted proxy it proves nothing.

@@ -220,4 +220,56 @@ struct QueueOnClusterTests {
             }
         }
     }
+
+    @Test func floodBucketsSitInTheirStreamsSlotAndAreKeptPerShard() async throws {
+        try await LocalRedisCluster.run { cluster in
+            let client = RedisClient(configuration: try RedisConfiguration(url: cluster.url), size: 2)
+            defer { client.close() }
+            let keys = RedisKeys(prefix: "lhf:", shards: 3)
+            let producer = StreamProducer(keys: keys, highWaterMark: 1_000)
+            let start = ContinuousClock.now
+
+            // A Telegram chat: its updates go to one shard (by user), so one bucket; the script
+            // touching it beside the stream is not refused with CROSSSLOT.
+            let chatStream = keys.stream("telegram", shardKey: "42")
+            let chat = StreamProducer.FloodLimit(key: keys.floodBucket("chat:42", in: chatStream), rate: 1, burst: 3)
+            var chatAccepted = 0
+            for index in 0..<10 {
+                do {
+                    _ = try await producer.enqueue(
+                        StreamEntry(stream: chatStream, key: "tg:\(index)", kind: "booking", payload: Self.payload),
+                        flood: chat, via: client)
+                    chatAccepted += 1
+                } catch is StreamProducer.Throttled {}
+            }
+
+            // An API client: its bookings spread over the shards by request ID, a bucket on each.
+            var perShard: [String: Int] = [:]
+            var apiAccepted = 0
+            for index in 0..<30 {
+                let requestID = "r\(index)"
+                let stream = keys.bookingStream(requestID: requestID)
+                perShard[stream, default: 0] += 1
+                let limit = StreamProducer.FloodLimit(
+                    key: keys.floodBucket("client:10.0.0.1", in: stream), rate: 1, burst: 3)
+                do {
+                    _ = try await producer.enqueue(
+                        StreamEntry(stream: stream, key: "api:\(requestID)", kind: "booking", payload: Self.payload),
+                        flood: limit, via: client)
+                    apiAccepted += 1
+                } catch is StreamProducer.Throttled {}
+            }
+            let elapsed = ContinuousClock.now - start
+            let refill = Int(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18 + 0.01)
+            #expect(chatAccepted >= 3 && chatAccepted <= 3 + refill, "\(chatAccepted) in \(elapsed)")
+            #expect(perShard.count == 3, "the premise: the bookings reach every shard")
+            #expect(apiAccepted >= perShard.values.map { min($0, 3) }.reduce(0, +), "each shard's burst")
+            #expect(apiAccepted <= 3 * (3 + refill), "at most a burst and the rate per shard: \(apiAccepted)")
+            for stream in keys.streams("bookings") {
+                let bucket = keys.floodBucket("client:10.0.0.1", in: stream)
+                #expect(RedisClusterSlot.slot(for: bucket) == RedisClusterSlot.slot(for: stream))
+                #expect(try await client.send("EXISTS", bucket) == .integer(1), "a bucket on \(stream)")
+            }
+        }
+    }
 }

@@ -17,6 +17,7 @@ extension UnitTests {
             #expect(keys.lease("api:r1", in: stream) == "lh:lease:api:r1")
             #expect(keys.result("r1") == "lh:result:r1")
             #expect(keys.requestDigest("r1") == "lh:digest:r1")
+            #expect(keys.floodBucket("chat:42", in: keys.stream("telegram")) == "lh:flood:chat:42")
             #expect(keys.retrySchedule(for: stream) == "lh:retry")
             #expect(keys.retrySchedules(for: keys.streams(RedisKeys.sources)) == ["lh:retry"], "one schedule for all")
             #expect(keys.leader == "lh:leader")
@@ -36,6 +37,7 @@ extension UnitTests {
                 let related = [
                     keys.lease("api:\(requestID)", in: stream), keys.result(requestID), keys.requestDigest(requestID),
                     keys.retrySchedule(for: stream), keys.retrySchedule(for: stream) + ":\(stream)/1-0",
+                    keys.floodBucket("client:10.0.0.\(index % 250)", in: stream),
                 ]
                 for key in related {
                     #expect(key.hasPrefix(scope), "\(key) under \(scope)")

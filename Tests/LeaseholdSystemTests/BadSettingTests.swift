@@ -15,6 +15,14 @@ extension SystemTests {
             arguments: [
                 ("ingress", ["LEASEHOLD_INGRESS_PORT": "80x"], "LEASEHOLD_INGRESS_PORT=80x is not an integer"),
                 (
+                    "ingress", ["LEASEHOLD_API_FLOOD_BURST": "0"],
+                    "LEASEHOLD_API_FLOOD_BURST must be between 1 and 1000000, got 0"
+                ),
+                (
+                    "ingress", ["LEASEHOLD_TELEGRAM_FLOOD_RATE": "fast"],
+                    "LEASEHOLD_TELEGRAM_FLOOD_RATE=fast is not an integer"
+                ),
+                (
                     "worker", ["LEASEHOLD_WORKER_CONCURRENCY": "0"],
                     "LEASEHOLD_WORKER_CONCURRENCY must be between 1 and 1024, got 0"
                 ),

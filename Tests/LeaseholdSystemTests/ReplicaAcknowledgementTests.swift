@@ -66,6 +66,47 @@ extension SystemTests {
                 #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
             }
         }
+
+        /// With replicas confirmed, the script goes out pipelined with `CLIENT ID`: its flood
+        /// refusal must come back as a 429 too, with nothing written and nothing waited for.
+        @Test func floodControlAnswers429OnTheConfirmedPath() async throws {
+            try await MasterAndReplica.run { pair in
+                let stack = try await ProcessStack.start(
+                    ingress: 1, workers: 0,
+                    ingressEnvironment: [
+                        "REDIS_URL": pair.masterURL, "LEASEHOLD_REDIS_MIN_REPLICAS": "1",
+                        "LEASEHOLD_API_FLOOD_RATE": "1", "LEASEHOLD_API_FLOOD_BURST": "3",
+                    ])
+                let keys = stack.keys
+                let start = ContinuousClock.now
+                var accepted: [String] = []
+                var throttled: [String] = []
+                for index in 0..<10 {
+                    let requestID = "flood-\(index)"
+                    let response = try await stack.book(requestID: requestID, userID: 1, slotID: 1)
+                    switch response.status {
+                    case 202: accepted.append(requestID)
+                    case 429:
+                        throttled.append(requestID)
+                        #expect(response.header("Retry-After") == "1")
+                    default: Issue.record("\(requestID): \(response.status) \(response.body)")
+                    }
+                }
+                let elapsed = ContinuousClock.now - start
+                let refill = Int(elapsed.components.seconds)
+                #expect(accepted.count >= 3 && accepted.count <= 3 + refill, "\(accepted.count) in \(elapsed)")
+                if elapsed < .seconds(7) { #expect(!throttled.isEmpty) }
+                for requestID in accepted {
+                    #expect(try await pair.replica.send("EXISTS", keys.result(requestID)).int == 1, "\(requestID)")
+                }
+                for requestID in throttled {
+                    #expect(try await pair.master.send("EXISTS", keys.result(requestID)).int == 0, "\(requestID)")
+                }
+                #expect(try await pair.master.send("XLEN", keys.stream("bookings")).int == Int64(accepted.count))
+                let statuses = await stack.shutdown()
+                #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
+            }
+        }
     }
 }
 
