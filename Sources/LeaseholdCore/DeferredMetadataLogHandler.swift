@@ -6,8 +6,8 @@ import Logging
 /// swift-log's `StreamLogHandler` formats its whole metadata whenever a key is set. The worker
 /// names every entry it processes in its logger's metadata (key, entry ID, attempt), and
 /// Hummingbird gives every ingress request a logger carrying the request's ID, so every message
-/// and request paid for formatting text that, when nothing goes wrong, is never printed (about 2%
-/// of a busy worker's CPU, and a tenth of ingress's request handlers, in profiles). Here setting a
+/// and request paid for formatting text that, when nothing goes wrong, is never printed, on the
+/// hottest paths there are. Here setting a
 /// key is a dictionary write; a message logged carries the logger's metadata merged under its
 /// own, so what is printed is unchanged.
 public struct DeferredMetadataLogHandler: LogHandler {

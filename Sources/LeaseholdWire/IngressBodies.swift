@@ -76,7 +76,7 @@ public enum IngressBodies {
     /// `request_id` (a string), `user_id` and `slot_id` (integers): what ``StrictJSON`` and `JSONDecoder` would make of it, for such
     /// a body passes the one and decodes the same with the other. `nil` for any other body, which
     /// then goes the full way with its exact errors. Ingress decodes one per request, and the two
-    /// passes were most of its body handling in a profile.
+    /// passes cost several times this one.
     static func plainBooking(_ body: Data) -> CreateBooking? {
         guard let members = PlainJSONReader.flatObject(body), members.count == 3 else { return nil }
         var requestID: String?
