@@ -317,7 +317,8 @@ let package = Package(
         .testTarget(
             name: "LeaseholdQueueTests",
             dependencies: [
-                "LeaseholdQueue", "LeaseholdPostgres", "LeaseholdRedis", "LeaseholdReactor", "LeaseholdTesting",
+                "LeaseholdQueue", "LeaseholdCore", "LeaseholdPostgres", "LeaseholdRedis", "LeaseholdReactor",
+                "LeaseholdTesting",
                 "LeaseholdLocalStack",
                 // ThroughputSamplerTests migrates a temporary database.
                 "LeaseholdRuntime",
@@ -360,7 +361,8 @@ let package = Package(
         .testTarget(
             name: "LeaseholdIngressTests",
             dependencies: [
-                "LeaseholdIngress", "LeaseholdQueue", "LeaseholdReactor", "LeaseholdRedis", "LeaseholdTesting",
+                "LeaseholdIngress", "LeaseholdCore", "LeaseholdQueue", "LeaseholdReactor", "LeaseholdRedis",
+                "LeaseholdTesting",
                 "LeaseholdLocalStack",
                 // AnswerOutcomeTests checks how the load test reads ingress's answers.
                 "LeaseholdLoadTest",

@@ -1,3 +1,4 @@
+import LeaseholdCore
 import LeaseholdRedis
 
 /// Appends entries to a stream, refusing when the stream's backlog is over its high-water mark.
@@ -89,9 +90,7 @@ public struct StreamProducer: Sendable {
 
         /// ``retryAfter`` in whole seconds, rounded up (at least 1): a `Retry-After` header.
         public var retryAfterSeconds: Int {
-            let milliseconds =
-                retryAfter.components.seconds * 1000 + retryAfter.components.attoseconds / 1_000_000_000_000_000
-            return max(1, Int((milliseconds + 999) / 1000))
+            max(1, Int((retryAfter.millisecondsRoundedUp + 999) / 1000))
         }
     }
 

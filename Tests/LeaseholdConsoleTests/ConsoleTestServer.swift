@@ -75,9 +75,7 @@ final class ConsoleTestServer: Sendable {
         self.port = port
         self.group = group
         self.task = task
-        var configuration = HTTPClient.Configuration()
-        configuration.redirectConfiguration = .disallow
-        self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        self.http = ConsoleHTTP.client()
     }
 
     func shutdown() async {
@@ -91,35 +89,16 @@ final class ConsoleTestServer: Sendable {
     }
 
     func get(_ path: String, cookie: String? = nil) async throws -> Reply {
-        try await send(.GET, path, cookie: cookie, body: nil)
+        try await ConsoleHTTP(port: port, http: http).get(path, cookie: cookie)
     }
 
     func post(_ path: String, _ fields: [(String, String)], cookie: String? = nil) async throws -> Reply {
-        try await send(.POST, path, cookie: cookie, body: ConsoleForm.encode(fields))
-    }
-
-    private func send(_ method: HTTPMethod, _ path: String, cookie: String?, body: String?) async throws -> Reply {
-        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
-        request.method = method
-        if let cookie { request.headers.add(name: "Cookie", value: cookie) }
-        if let body {
-            request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
-            request.body = .bytes(ByteBuffer(string: body))
-        }
-        let response = try await http.execute(request, timeout: .seconds(30))
-        let bytes = try await response.body.collect(upTo: 1 << 22)
-        return Reply(status: Int(response.status.code), headers: response.headers, body: String(buffer: bytes))
+        try await ConsoleHTTP(port: port, http: http).post(path, fields, cookie: cookie)
     }
 
     /// Logs in as `name` and returns the session cookie (`name=value`).
     func login(as name: String = "Ann") async throws -> String {
-        let page = try await get("/login")
-        let loginCookie = try Self.cookie(page.headers, ConsoleSession.loginCookieName)
-        let csrf = try Self.hiddenValue("csrf", in: page.body)
-        let reply = try await post(
-            "/login", [("csrf", csrf), ("name", name), ("token", Self.token), ("next", "")], cookie: loginCookie)
-        guard reply.status == 303 else { throw TestSetupError("login answered \(reply.status): \(reply.body)") }
-        return try Self.cookie(reply.headers, ConsoleSession.cookieName)
+        try await ConsoleHTTP(port: port, http: http).login(as: name, token: Self.token)
     }
 
     /// `name=value` of the cookie `name` a response sets.
@@ -154,5 +133,56 @@ final class ConsoleTestServer: Sendable {
             RETURNING id
             """
         ).single().decode(Int64.self, at: 0)
+    }
+}
+
+/// GET and form POST to a console on loopback, in this process or another, with redirects not
+/// followed (so a login's cookie is seen).
+struct ConsoleHTTP {
+    let port: Int
+    let http: HTTPClient
+
+    /// An HTTP client that follows no redirect.
+    static func client() -> HTTPClient {
+        var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    func get(_ path: String, cookie: String? = nil) async throws -> ConsoleTestServer.Reply {
+        try await send(.GET, path, cookie: cookie, body: nil)
+    }
+
+    func post(_ path: String, _ fields: [(String, String)], cookie: String? = nil) async throws
+        -> ConsoleTestServer.Reply
+    {
+        try await send(.POST, path, cookie: cookie, body: ConsoleForm.encode(fields))
+    }
+
+    /// Logs in as `name` with `token` and returns the session cookie (`name=value`).
+    func login(as name: String = "Ann", token: String) async throws -> String {
+        let page = try await get("/login")
+        let loginCookie = try ConsoleTestServer.cookie(page.headers, ConsoleSession.loginCookieName)
+        let csrf = try ConsoleTestServer.hiddenValue("csrf", in: page.body)
+        let reply = try await post(
+            "/login", [("csrf", csrf), ("name", name), ("token", token), ("next", "")], cookie: loginCookie)
+        guard reply.status == 303 else { throw TestSetupError("login answered \(reply.status): \(reply.body)") }
+        return try ConsoleTestServer.cookie(reply.headers, ConsoleSession.cookieName)
+    }
+
+    /// `path` is the console's (`/dead-letters`) or a whole URL.
+    private func send(_ method: HTTPMethod, _ path: String, cookie: String?, body: String?) async throws
+        -> ConsoleTestServer.Reply
+    {
+        var request = HTTPClientRequest(url: path.hasPrefix("http") ? path : "http://127.0.0.1:\(port)\(path)")
+        request.method = method
+        if let cookie { request.headers.add(name: "Cookie", value: cookie) }
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+            request.body = .bytes(ByteBuffer(string: body))
+        }
+        let response = try await http.execute(request, timeout: .seconds(30))
+        let bytes = try await response.body.collect(upTo: 1 << 23)
+        return .init(status: Int(response.status.code), headers: response.headers, body: String(buffer: bytes))
     }
 }

@@ -74,7 +74,7 @@ struct RedactionTests {
         // No key field at all: dead-lettered as undecodable, its raw fields kept as the payload.
         try await stack.redis.send(
             "XADD", stream, "*", "kind", "yookassa.notification", "payload", #"{"phone_number":"SECRET-RAW-e5"}"#)
-        try await waitUntil {
+        try await waitUntil(timeout: .seconds(90)) {
             try await stack.postgres.query("SELECT count(*) FROM dead_letters").single().decode(Int64.self, at: 0) == 6
         }
         let letters = try await stack.postgres.query("SELECT id, message_key FROM dead_letters ORDER BY id").map {
@@ -93,7 +93,7 @@ struct RedactionTests {
                 log: stack.directory.appendingPathComponent("console.log"),
                 environment: ["LEASEHOLD_CONSOLE_TOKEN": "redaction-test-token"]),
             freshLog: true)
-        let browser = Browser(port: port)
+        let browser = ConsoleHTTP(port: port, http: ConsoleHTTP.client())
         try await stack.processes.waitUntilAnswering(["/healthz"]) { try await browser.get($0).status }
         let cookie = try await browser.login(token: "redaction-test-token")
 
@@ -173,7 +173,7 @@ struct RedactionTests {
         #expect(again.body.contains("reveal") && again.body.contains("ticket 77"), "the action is listed")
         #expect(console.output.contains("console reveal") && !console.output.contains("SECRET-ESCAPED-b2"))
 
-        try await browser.shutdown()
+        try await browser.http.shutdown()
         await stack.shutdown()
     }
 
@@ -191,65 +191,5 @@ struct RedactionTests {
             try await server.postgres.query("SELECT count(*) FROM console_actions").single().decode(Int64.self, at: 0)
                 == 0)
         await server.shutdown()
-    }
-
-    /// A plain HTTP client for a console in another process: no redirects followed, so the login's
-    /// cookie is seen.
-    struct Browser {
-        let port: Int
-        let http: HTTPClient
-
-        init(port: Int) {
-            self.port = port
-            var configuration = HTTPClient.Configuration()
-            configuration.redirectConfiguration = .disallow
-            self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-        }
-
-        func get(_ path: String, cookie: String? = nil) async throws -> ConsoleTestServer.Reply {
-            try await send(.GET, path, cookie: cookie, body: nil)
-        }
-
-        func post(_ path: String, _ fields: [(String, String)], cookie: String? = nil) async throws
-            -> ConsoleTestServer.Reply
-        {
-            try await send(.POST, path, cookie: cookie, body: ConsoleForm.encode(fields))
-        }
-
-        private func send(_ method: HTTPMethod, _ path: String, cookie: String?, body: String?) async throws
-            -> ConsoleTestServer.Reply
-        {
-            var request = HTTPClientRequest(url: path.hasPrefix("http") ? path : "http://127.0.0.1:\(port)\(path)")
-            request.method = method
-            if let cookie { request.headers.add(name: "Cookie", value: cookie) }
-            if let body {
-                request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
-                request.body = .bytes(ByteBuffer(string: body))
-            }
-            let response = try await http.execute(request, timeout: .seconds(30))
-            let bytes = try await response.body.collect(upTo: 1 << 23)
-            return .init(status: Int(response.status.code), headers: response.headers, body: String(buffer: bytes))
-        }
-
-        func login(token: String) async throws -> String {
-            let page = try await get("/login")
-            let loginCookie = try ConsoleTestServer.cookie(page.headers, ConsoleSession.loginCookieName)
-            let csrf = try ConsoleTestServer.hiddenValue("csrf", in: page.body)
-            let reply = try await post(
-                "/login", [("csrf", csrf), ("name", "Ann"), ("token", token), ("next", "")], cookie: loginCookie)
-            guard reply.status == 303 else { throw TestSetupError("login answered \(reply.status): \(reply.body)") }
-            return try ConsoleTestServer.cookie(reply.headers, ConsoleSession.cookieName)
-        }
-
-        func shutdown() async throws { try await http.shutdown() }
-    }
-}
-
-/// Polls `condition` every 50 ms until it holds; throws after `timeout`.
-private func waitUntil(timeout: Duration = .seconds(90), _ condition: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while try await !condition() {
-        guard ContinuousClock.now < deadline else { throw TestSetupError("condition still false after \(timeout)") }
-        try await Task.sleep(for: .milliseconds(50))
     }
 }

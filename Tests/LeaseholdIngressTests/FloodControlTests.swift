@@ -1,4 +1,5 @@
 import Foundation
+import LeaseholdCore
 import LeaseholdQueue
 import LeaseholdRedis
 import LeaseholdTesting
@@ -28,7 +29,7 @@ struct FloodControlTests {
 
     static func seconds(since start: ContinuousClock.Instant) -> Double {
         let elapsed = ContinuousClock.now - start
-        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return elapsed.seconds
     }
 
     /// `withIngress` with `configure`, then every key under the test's prefix deleted.
