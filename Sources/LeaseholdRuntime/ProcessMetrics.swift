@@ -62,16 +62,17 @@ public struct ProcessMetrics: Service {
         let resident = registry.makeGauge(name: "process_resident_memory_bytes", help: "Resident memory, bytes.")
         let descriptors = registry.makeGauge(name: "process_open_fds", help: "Open file descriptors.")
         let start = registry.makeGauge(name: "process_start_time_seconds", help: "Start time, seconds since the epoch.")
-        let readiness =
-            ready == nil
-            ? nil : registry.makeGauge(name: "leasehold_ready", help: "1 when the role's readiness check passed.")
+        // Set before the gauges below exist: whoever sees them on the page sees the start time too.
+        if let started = Self.startTime() { start.set(started) }
         let reachable = dependencies.map { dependency in
             registry.makeGauge(
                 name: "leasehold_dependency_up",
                 labels: [("dependency", dependency.name)],
                 help: "1 when the role's own check of the server (SELECT 1, PING) answered.")
         }
-        if let started = Self.startTime() { start.set(started) }
+        let readiness =
+            ready == nil
+            ? nil : registry.makeGauge(name: "leasehold_ready", help: "1 when the role's readiness check passed.")
         let (ready, interval, readinessTimeout, dependencies) = (ready, interval, readinessTimeout, dependencies)
         // Ends at once on the graceful shutdown: a ServiceGroup stops its services one after
         // another, so a refresher that slept out its interval would hold back the role's drain.
